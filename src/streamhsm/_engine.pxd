@@ -1,0 +1,83 @@
+# The C-level contract of the compiled HSM engine. A Cython driver can
+#
+#     from streamhsm._engine cimport MachineTable, hsm_step, hsm_core
+#
+# and dispatch with no Python call at all (see examples/cython_driver and docs/performance.md).
+from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
+
+cdef extern from *:
+    """
+    #ifndef STREAMHSM_DEBUG_CHECKS
+    #define STREAMHSM_DEBUG_CHECKS 0
+    #endif
+    """
+    # 1 in a debug build (STREAMHSM_CYTHON_DEBUG=1): the kernel bounds-checks its indices and
+    # returns -1 instead of touching memory out of range.
+    const int STREAMHSM_DEBUG_CHECKS
+
+# State code of a free (released or never opened) slot in a table.
+cdef enum:
+    HSM_FREE_SLOT = 255
+    HSM_CODE_ROWS = 256
+
+# Borrowed pointers into the numpy arrays a MachineTable owns, plus the running total.
+# Transition tables are HSM_CODE_ROWS x n_events, row-major, indexed by (state code, event code);
+# the row of HSM_FREE_SLOT maps to itself and counts nothing, so broadcasts need no branch.
+ctypedef struct HsmCore:
+    uint8_t* states            # [capacity] current leaf code, or HSM_FREE_SLOT
+    uint64_t* unhandled        # [capacity] unhandled events per slot
+    int64_t* counts            # [HSM_CODE_ROWS] number of slots per state code
+    const uint8_t* next_state  # next leaf
+    const uint8_t* handled     # 1 if some state handled the event
+    const uint8_t* missed      # 1 if unhandled (0 on the free row)
+    Py_ssize_t capacity
+    Py_ssize_t n_events
+    uint64_t unhandled_total
+
+
+cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
+    """Dispatch one event to one slot; return 1 if handled, 0 if unhandled.
+
+    The caller guarantees 0 <= slot < capacity, 0 <= event < n_events and an open slot; only a
+    debug build checks the indices (returning -1 when they are out of range).
+    """
+    cdef uint8_t old, new, miss
+    cdef Py_ssize_t idx
+    if STREAMHSM_DEBUG_CHECKS:
+        if slot < 0 or slot >= c.capacity or event < 0 or event >= c.n_events:
+            return -1
+    old = c.states[slot]
+    idx = <Py_ssize_t>old * c.n_events + event
+    new = c.next_state[idx]
+    miss = c.missed[idx]
+    c.states[slot] = new
+    c.counts[old] -= 1
+    c.counts[new] += 1
+    c.unhandled[slot] += miss
+    c.unhandled_total += miss
+    return c.handled[idx]
+
+
+cdef class MachineTable:
+    cdef HsmCore core
+    cdef readonly object machine
+    cdef object _owners            # numpy arrays the core points into
+    cdef object _states_view, _unhandled_view
+    cdef int32_t* _free            # stack of free slots
+    cdef Py_ssize_t _n_free
+    cdef uint8_t _initial
+    cdef object _state_members     # tuple: code -> State member
+    cdef object _codec             # _Codec for event/state conversion
+    cdef Py_ssize_t slot_index(self, object slot) except -1
+    cdef Py_ssize_t event_index(self, object event) except -1
+
+
+cdef class MachineInstance:
+    cdef HsmCore core
+    cdef uint8_t _state
+    cdef uint64_t _unhandled
+    cdef int64_t _counts[HSM_CODE_ROWS]
+    cdef readonly object machine
+    cdef object _owners
+    cdef object _state_members
+    cdef object _codec

@@ -1,0 +1,499 @@
+"""Compiled HSM engine: many machine instances in numpy arrays, dispatched without the GIL.
+
+Private module: users import :class:`streamhsm.StreamTable` and :class:`streamhsm.StreamLifecycle`.
+Unsafe directives (boundscheck, wraparound) are chosen once in ``setup.py``; never set them here.
+"""
+cimport cython
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
+from libc.string cimport memset
+
+import enum
+
+import numpy as np
+
+from .errors import TableFullError
+
+__all__ = ["FREE_SLOT", "MachineInstance", "MachineTable"]
+
+#: State code stored in ``MachineTable.states`` for a free (released or never opened) slot.
+FREE_SLOT = HSM_FREE_SLOT
+
+ctypedef fused slot_t:
+    int32_t
+    int64_t
+
+ctypedef fused event_t:
+    uint8_t
+    int32_t
+    int64_t
+
+_SLOT_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+_EVENT_DTYPES = (np.dtype(np.uint8), np.dtype(np.int32), np.dtype(np.int64))
+
+
+def _padded_tables(machine):
+    """The machine's tables padded to 256 rows (free row included), cached on the machine."""
+    cached = getattr(machine, "_engine_tables", None)
+    if cached is not None:
+        return cached
+    n_s, n_e = machine.n_states, machine.n_events
+    nxt = np.empty((HSM_CODE_ROWS, n_e), dtype=np.uint8)
+    nxt[:] = np.arange(HSM_CODE_ROWS, dtype=np.uint8)[:, None]
+    handled = np.zeros((HSM_CODE_ROWS, n_e), dtype=np.uint8)
+    missed = np.zeros((HSM_CODE_ROWS, n_e), dtype=np.uint8)
+    nxt[:n_s] = machine.next_state
+    handled[:n_s] = machine.handled
+    missed[:n_s] = 1 - machine.handled
+    for arr in (nxt, handled, missed):
+        arr.flags.writeable = False
+    # member[s, code]: 1 if a slot whose state code is `code` is in state s (ancestors included)
+    member = np.zeros((n_s, HSM_CODE_ROWS), dtype=bool)
+    for s in range(n_s):
+        member[s, list(machine.leaves_under[s])] = True
+    member.flags.writeable = False
+    cached = (nxt, handled, missed, member)
+    machine._engine_tables = cached
+    return cached
+
+
+@cython.final
+cdef class _Codec:
+    """Turns user-supplied events and states (enum member, int code, name) into codes."""
+    cdef Py_ssize_t n_events
+    cdef object event_enum, machine
+    cdef dict by_name
+
+    def __cinit__(self, machine):
+        self.machine = machine
+        self.n_events = machine.n_events
+        self.event_enum = machine.Event
+        self.by_name = {n: i for i, n in enumerate(machine.event_names)}
+
+    cdef Py_ssize_t event(self, object event) except -1:
+        cdef int overflow = 0
+        cdef long long v
+        cdef object t = type(event)
+        if t is int or t is self.event_enum:
+            v = PyLong_AsLongLongAndOverflow(event, &overflow)
+            if overflow == 0 and 0 <= v < self.n_events:
+                return <Py_ssize_t>v
+            raise ValueError(
+                f"unknown event code {int(event)} for machine {self.machine.name!r} "
+                f"(valid: 0..{self.n_events - 1})")
+        return self._event_slow(event)
+
+    cdef Py_ssize_t _event_slow(self, object event) except -1:
+        if isinstance(event, str):
+            code = self.by_name.get(event)
+            if code is None:
+                raise ValueError(
+                    f"unknown event name {event!r} for machine {self.machine.name!r}; "
+                    f"expected one of {sorted(self.by_name)}")
+            return code
+        if isinstance(event, enum.Enum):
+            raise TypeError(
+                f"event {event!r} belongs to {type(event).__name__}, "
+                f"not to machine {self.machine.name!r} ({self.event_enum.__name__})")
+        if isinstance(event, bool) or not hasattr(event, "__index__"):
+            raise TypeError(
+                f"event must be an int code, {self.event_enum.__name__} member or name, "
+                f"got {type(event).__name__} {event!r}")
+        return self.event(int(event.__index__()))
+
+
+cdef Py_ssize_t _index_value(object value, str what) except? -2:
+    """An int-like value as Py_ssize_t; -1 stands for any out-of-range value."""
+    cdef int overflow = 0
+    cdef long long v
+    if type(value) is not int:
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
+            raise TypeError(f"{what} must be an int, got {type(value).__name__} {value!r}")
+        value = int(value.__index__())
+    v = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow != 0 or v < 0:
+        return -1
+    return <Py_ssize_t>v
+
+
+cdef void _bind_core(HsmCore* c, tuple tables, Py_ssize_t n_events):
+    cdef const uint8_t[:, ::1] nxt = tables[0]
+    cdef const uint8_t[:, ::1] handled = tables[1]
+    cdef const uint8_t[:, ::1] missed = tables[2]
+    c.next_state = &nxt[0, 0]
+    c.handled = &handled[0, 0]
+    c.missed = &missed[0, 0]
+    c.n_events = n_events
+
+
+cdef inline int _raise_if_bad(int rc) except -1:
+    if rc < 0:
+        raise IndexError("internal error: HSM kernel index out of range (debug build check)")
+    return rc
+
+
+cdef Py_ssize_t _first_invalid(const slot_t[::1] slots, const event_t[::1] events,
+                               const HsmCore* c) noexcept nogil:
+    """Index of the first (slot, event) pair that is out of range or names a free slot, or -1."""
+    cdef Py_ssize_t i, s, e
+    for i in range(slots.shape[0]):
+        s = <Py_ssize_t>slots[i]
+        e = <Py_ssize_t>events[i]
+        if s < 0 or s >= c.capacity or e < 0 or e >= c.n_events:
+            return i
+        if c.states[s] == HSM_FREE_SLOT:
+            return i
+    return -1
+
+
+cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
+                          HsmCore* c) noexcept nogil:
+    """Dispatch every pair in order; return the number handled (-1: debug bounds check failed)."""
+    cdef Py_ssize_t i, handled = 0
+    cdef int rc
+    for i in range(slots.shape[0]):
+        rc = hsm_step(c, <Py_ssize_t>slots[i], <Py_ssize_t>events[i])
+        if STREAMHSM_DEBUG_CHECKS and rc < 0:
+            return -1
+        handled += rc
+    return handled
+
+
+cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
+    """Dispatch one event to every slot (free slots are a no-op row); return the number handled."""
+    cdef Py_ssize_t i, handled = 0
+    cdef int rc
+    for i in range(c.capacity):
+        rc = hsm_step(c, i, event)
+        if STREAMHSM_DEBUG_CHECKS and rc < 0:
+            return -1
+        handled += rc
+    return handled
+
+
+def _check_array(object arr, str what, tuple dtypes):
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{what} must be a numpy array, got {type(arr).__name__}")
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be 1-dimensional, got shape {arr.shape}")
+    if arr.dtype not in dtypes:
+        raise TypeError(
+            f"{what} must have dtype {' or '.join(str(d) for d in dtypes)}, got {arr.dtype}")
+    if not arr.flags.c_contiguous:
+        raise ValueError(f"{what} must be C-contiguous (got a strided view; use np.ascontiguousarray)")
+    return arr
+
+
+cdef class MachineTable:
+    """Many instances of one compiled machine, one row per slot in numpy arrays.
+
+    Args:
+        machine: a :class:`~streamhsm.machine.CompiledMachine`.
+        capacity: number of slots (1 to 2**31 - 1).
+
+    Every slot starts free; :meth:`open` puts a slot in the machine's initial leaf. Per slot the
+    table keeps the state code (uint8) and an unhandled-event counter (uint64); per state it keeps
+    the number of open slots in it, so occupancy queries are O(1).
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self.core.capacity = 0
+        self.core.n_events = 0
+        self.core.unhandled_total = 0
+        self._n_free = 0
+
+    def __init__(self, machine, capacity):
+        if self.machine is not None:
+            raise RuntimeError("MachineTable.__init__ called twice")
+        cap = _index_value(capacity, "capacity")
+        if cap <= 0 or cap > 2**31 - 1:
+            raise ValueError(f"capacity must be between 1 and {2**31 - 1}, got {capacity!r}")
+        tables = _padded_tables(machine)
+        states = np.full(cap, HSM_FREE_SLOT, dtype=np.uint8)
+        unhandled = np.zeros(cap, dtype=np.uint64)
+        counts = np.zeros(HSM_CODE_ROWS, dtype=np.int64)
+        counts[HSM_FREE_SLOT] = cap
+        free = np.arange(cap - 1, -1, -1, dtype=np.int32)
+        cdef uint8_t[::1] st = states
+        cdef uint64_t[::1] un = unhandled
+        cdef int64_t[::1] co = counts
+        cdef int32_t[::1] fr = free
+        self.core.states = &st[0]
+        self.core.unhandled = &un[0]
+        self.core.counts = &co[0]
+        _bind_core(&self.core, tables, machine.n_events)
+        self._free = &fr[0]
+        self._n_free = cap
+        self._owners = (states, unhandled, counts, free, tables)
+        self._states_view = states.view()
+        self._states_view.flags.writeable = False
+        self._unhandled_view = unhandled.view()
+        self._unhandled_view.flags.writeable = False
+        self._initial = machine.initial_leaf
+        self._state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
+        self._codec = _Codec(machine)
+        self.machine = machine
+        self.core.capacity = cap
+
+    cdef Py_ssize_t event_index(self, object event) except -1:
+        if self._codec is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return (<_Codec>self._codec).event(event)
+
+    cdef Py_ssize_t slot_index(self, object slot) except -1:
+        cdef int overflow = 0
+        cdef long long v
+        if type(slot) is int:
+            v = PyLong_AsLongLongAndOverflow(slot, &overflow)
+            if overflow == 0 and 0 <= v < self.core.capacity:
+                if self.core.states[v] != HSM_FREE_SLOT:
+                    return <Py_ssize_t>v
+                raise IndexError(f"slot {v} is not open")
+        elif self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        else:
+            v = _index_value(slot, "slot")
+            if 0 <= v < self.core.capacity:
+                return self.slot_index(int(v))
+        raise IndexError(f"slot {slot!r} out of range for capacity {self.core.capacity}")
+
+    # ------------------------------------------------------------------ slots
+    def open(self):
+        """Open a free slot in the machine's initial state and return its index.
+
+        Raises:
+            TableFullError: every slot is open.
+        """
+        if self._n_free == 0:
+            if self.machine is None:
+                raise RuntimeError("MachineTable is not initialised (call __init__)")
+            raise TableFullError(f"table is full: all {self.core.capacity} slots are open")
+        self._n_free -= 1
+        cdef Py_ssize_t s = self._free[self._n_free]
+        self.core.states[s] = self._initial
+        self.core.unhandled[s] = 0
+        self.core.counts[HSM_FREE_SLOT] -= 1
+        self.core.counts[self._initial] += 1
+        return s
+
+    def release(self, slot):
+        """Free an open slot (in whatever state it is); its unhandled counter is reset.
+
+        Raises:
+            IndexError: ``slot`` is out of range or not open.
+            TypeError: ``slot`` is not an int.
+        """
+        cdef Py_ssize_t s = self.slot_index(slot)
+        self.core.counts[self.core.states[s]] -= 1
+        self.core.counts[HSM_FREE_SLOT] += 1
+        self.core.states[s] = HSM_FREE_SLOT
+        self.core.unhandled[s] = 0
+        self._free[self._n_free] = <int32_t>s
+        self._n_free += 1
+
+    def is_open(self, slot):
+        """True if ``slot`` is in range and open (never raises for an int out of range)."""
+        cdef Py_ssize_t v = _index_value(slot, "slot")
+        return 0 <= v < self.core.capacity and self.core.states[v] != HSM_FREE_SLOT
+
+    # ------------------------------------------------------------------ dispatch
+    def dispatch(self, slot, event):
+        """Dispatch one event to one open slot; return True if some state handled it.
+
+        ``event`` is an enum member, int code or CamelCase name. An event no state handles is
+        counted (per slot and in total) and changes nothing.
+
+        Raises:
+            IndexError: ``slot`` is out of range or not open.
+            ValueError: unknown event code or name.
+            TypeError: ``slot`` or ``event`` has the wrong type.
+        """
+        cdef Py_ssize_t s = self.slot_index(slot)
+        cdef Py_ssize_t e = self.event_index(event)
+        return _raise_if_bad(hsm_step(&self.core, s, e)) == 1
+
+    def dispatch_many(self, slots, events):
+        """Dispatch ``events[i]`` to ``slots[i]`` for every i, in order, without the GIL.
+
+        Args:
+            slots: 1-D C-contiguous int32 or int64 array of open slots (repeats allowed).
+            events: 1-D C-contiguous uint8, int32 or int64 array of event codes, same length.
+
+        Returns:
+            The number of events some state handled.
+
+        Raises:
+            TypeError / ValueError / IndexError: wrong type, dtype, shape or contiguity,
+            mismatched lengths, an unknown event code, or a slot out of range or not open. The
+            whole batch is validated first: on error, nothing has changed.
+        """
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        _check_array(slots, "slots", _SLOT_DTYPES)
+        _check_array(events, "events", _EVENT_DTYPES)
+        if slots.shape[0] != events.shape[0]:
+            raise ValueError(
+                f"slots and events must have the same length, got {slots.shape[0]} and "
+                f"{events.shape[0]}")
+        return self._dispatch_many(slots, events)
+
+    def _dispatch_many(self, const slot_t[::1] slots, const event_t[::1] events):
+        cdef Py_ssize_t bad, handled = 0
+        if slots.shape[0] == 0:
+            return 0
+        with nogil:
+            bad = _first_invalid(slots, events, &self.core)
+            if bad < 0:
+                handled = _run_many(slots, events, &self.core)
+        if bad >= 0:
+            s, e = int(slots[bad]), int(events[bad])
+            if not 0 <= e < self.core.n_events:
+                raise ValueError(
+                    f"events[{bad}]: unknown event code {e} for machine {self.machine.name!r} "
+                    f"(valid: 0..{self.core.n_events - 1}); nothing was dispatched")
+            if not 0 <= s < self.core.capacity:
+                raise IndexError(
+                    f"slots[{bad}]: slot {s} out of range for capacity {self.core.capacity}; "
+                    f"nothing was dispatched")
+            raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was dispatched")
+        return _raise_if_bad(handled)
+
+    def broadcast(self, event):
+        """Dispatch one event to every open slot, without the GIL; return the number handled.
+
+        Raises:
+            ValueError / TypeError: unknown or mistyped event.
+        """
+        cdef Py_ssize_t e = self.event_index(event)
+        cdef Py_ssize_t handled
+        with nogil:
+            handled = _run_broadcast(&self.core, e)
+        return _raise_if_bad(handled)
+
+    # ------------------------------------------------------------------ queries
+    def state(self, slot):
+        """The current (leaf) state of an open slot, as a ``State`` member."""
+        return self._state_members[self.core.states[self.slot_index(slot)]]
+
+    def is_in(self, slot, state):
+        """True if the open slot's current state is ``state`` or one of its descendants."""
+        cdef Py_ssize_t s = self.slot_index(slot)
+        member = _padded_tables(self.machine)[3]
+        return bool(member[self.machine.state_code(state), self.core.states[s]])
+
+    def count(self, state):
+        """Number of open slots in ``state`` (composite states count their descendants); O(1)."""
+        cdef Py_ssize_t total = 0
+        for leaf in self.machine.leaves_under[self.machine.state_code(state)]:
+            total += self.core.counts[<Py_ssize_t>leaf]
+        return total
+
+    def slots_in(self, state):
+        """Indices of the open slots in ``state`` (descendants included), as an int64 array.
+
+        One vectorised pass over the states array; allocates the result.
+        """
+        member = _padded_tables(self.machine)[3]
+        return np.flatnonzero(member[self.machine.state_code(state)][self._states_view])
+
+    @property
+    def states(self):
+        """Read-only view of the per-slot state codes (uint8; ``FREE_SLOT`` for free slots)."""
+        return self._states_view
+
+    @property
+    def unhandled(self):
+        """Read-only view of the per-slot unhandled-event counters (uint64)."""
+        return self._unhandled_view
+
+    @property
+    def unhandled_total(self):
+        """Unhandled events over the table's lifetime (released slots included)."""
+        return self.core.unhandled_total
+
+    @property
+    def capacity(self):
+        """Number of slots."""
+        return self.core.capacity
+
+    @property
+    def nbytes_per_slot(self):
+        """Bytes of per-slot state (state code, unhandled counter, free-list entry)."""
+        if self.machine is None:
+            return 0
+        return sum(a.itemsize for a in self._owners[:2]) + self._owners[3].itemsize
+
+    def __len__(self):
+        """Number of open slots."""
+        return self.core.capacity - self._n_free
+
+    def __repr__(self):
+        if self.machine is None:
+            return f"<{type(self).__name__} (uninitialised)>"
+        return (f"<{type(self).__name__} machine={self.machine.name!r} "
+                f"open={len(self)}/{self.core.capacity}>")
+
+
+cdef class MachineInstance:
+    """One instance of a compiled machine (the single-stream counterpart of MachineTable).
+
+    Args:
+        machine: a :class:`~streamhsm.machine.CompiledMachine`.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self.core.capacity = 0
+        self.core.n_events = 0
+        self.core.unhandled_total = 0
+        self._unhandled = 0
+
+    def __init__(self, machine):
+        if self.machine is not None:
+            raise RuntimeError("MachineInstance.__init__ called twice")
+        tables = _padded_tables(machine)
+        memset(self._counts, 0, sizeof(self._counts))
+        self._state = machine.initial_leaf
+        self._counts[self._state] = 1
+        self.core.states = &self._state
+        self.core.unhandled = &self._unhandled
+        self.core.counts = self._counts
+        _bind_core(&self.core, tables, machine.n_events)
+        self._owners = tables
+        self._state_members = tuple(machine.State)
+        self._codec = _Codec(machine)
+        self.machine = machine
+        self.core.capacity = 1
+
+    def dispatch(self, event):
+        """Dispatch one event; return True if some state handled it, False if it went unhandled
+        (counted in :attr:`unhandled`, state unchanged).
+
+        Raises:
+            ValueError: unknown event code or name.
+            TypeError: ``event`` has the wrong type.
+        """
+        if self.core.capacity == 0:
+            raise RuntimeError("MachineInstance is not initialised (call __init__)")
+        cdef Py_ssize_t e = (<_Codec>self._codec).event(event)
+        return _raise_if_bad(hsm_step(&self.core, 0, e)) == 1
+
+    @property
+    def current(self):
+        """The current leaf state (a ``State`` member)."""
+        return self._state_members[self._state]
+
+    @property
+    def unhandled(self):
+        """Number of events this instance left unhandled."""
+        return self._unhandled
+
+    def is_in(self, state):
+        """True if the current state is ``state`` or one of its descendants (``is_in(Root)`` is
+        always True)."""
+        member = _padded_tables(self.machine)[3]
+        return bool(member[self.machine.state_code(state), self._state])
+
+    def __repr__(self):
+        if self.machine is None:
+            return f"<{type(self).__name__} (uninitialised)>"
+        return f"<{type(self).__name__} {self.current!r} unhandled={self._unhandled}>"

@@ -1,0 +1,17 @@
+"""Exception classes of streamhsm."""
+
+from __future__ import annotations
+
+__all__ = ["MachineDefinitionError", "StreamHsmError", "TableFullError"]
+
+
+class StreamHsmError(Exception):
+    """Base class of every streamhsm-specific error."""
+
+
+class MachineDefinitionError(StreamHsmError, ValueError):
+    """A machine declaration is invalid (raised by ``MachineSpec.compile``)."""
+
+
+class TableFullError(StreamHsmError, RuntimeError):
+    """``open()`` was called on a table whose every slot is in use."""

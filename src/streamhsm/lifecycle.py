@@ -1,0 +1,154 @@
+"""The per-stream lifecycle machine (plan S-1): states, events, policies, and its Python API.
+
+Hierarchy: ``Root > Live > {Init, Active, Draining}``, ``Root > Closed``; initial leaf ``Init``.
+``Live`` holds the close/drain handlers shared by Init, Active and Draining. Events no state
+handles are counted by the engine (the Root "handler"), never raised.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ._engine import MachineInstance, MachineTable
+from .machine import CompiledMachine, MachineSpec
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "DRAIN_ON_PRODUCER_LOSS",
+    "Event",
+    "State",
+    "StreamLifecycle",
+    "StreamTable",
+    "stream_machine",
+    "stream_spec",
+]
+
+
+class State(enum.IntEnum):
+    """Stream lifecycle state codes (``Root`` and ``Live`` are composite; a stream is always in a
+    leaf: ``INIT``, ``ACTIVE``, ``DRAINING`` or ``CLOSED``)."""
+
+    ROOT = 0
+    LIVE = 1
+    INIT = 2
+    ACTIVE = 3
+    DRAINING = 4
+    CLOSED = 5
+
+
+class Event(enum.IntEnum):
+    """Stream lifecycle event codes. APIs also accept the CamelCase names of the plan
+    (``"StreamProvisioned"``) and the int codes."""
+
+    STREAM_PROVISIONED = 0
+    PRODUCER_ATTACHED = 1
+    PRODUCER_DETACHED = 2
+    CONSUMER_ATTACHED = 3
+    CONSUMER_DETACHED = 4
+    EPOCH_BUMPED = 5
+    DRIVER_DRAINING = 6
+    DRIVER_SHUTDOWN = 7
+    STREAM_IDLE = 8
+    CLOSE = 9
+
+
+#: Policy name of the default stream machine.
+DEFAULT_POLICY = "default"
+#: Policy name of the variant in which losing the producer drains the stream (plan S-2).
+DRAIN_ON_PRODUCER_LOSS = "drain_on_producer_loss"
+
+_EVENTS = (
+    "StreamProvisioned",
+    "ProducerAttached",
+    "ProducerDetached",
+    "ConsumerAttached",
+    "ConsumerDetached",
+    "EpochBumped",
+    "DriverDraining",
+    "DriverShutdown",
+    "StreamIdle",
+    "Close",
+)
+
+
+def stream_spec(drain_on_producer_loss: bool = False) -> MachineSpec:
+    """The declaration of the stream lifecycle (DESIGN section 2), optionally with the
+    ``drain_on_producer_loss`` policy (Active + ProducerDetached -> Draining,
+    Draining + ProducerAttached -> Active)."""
+    name = "stream" if not drain_on_producer_loss else f"stream[{DRAIN_ON_PRODUCER_LOSS}]"
+    spec = MachineSpec(name, _EVENTS, initial="Live")
+    spec.state("Live", initial="Init")
+    spec.state("Init", parent="Live").state("Active", parent="Live")
+    spec.state("Draining", parent="Live").state("Closed")
+    spec.on("Init", "StreamProvisioned", "Active")
+    lease_events = ["ProducerAttached", "ConsumerAttached", "ProducerDetached",
+                    "ConsumerDetached", "EpochBumped"]  # fmt: skip
+    drain_events = ["ProducerDetached", "ConsumerDetached", "EpochBumped", "DriverDraining"]
+    if drain_on_producer_loss:
+        lease_events.remove("ProducerDetached")
+        spec.on("Active", "ProducerDetached", "Draining")
+        spec.on("Draining", "ProducerAttached", "Active")
+    spec.on("Active", lease_events)
+    spec.on("Draining", drain_events)
+    spec.on("Live", "DriverDraining", "Draining")
+    spec.on("Live", ["DriverShutdown", "StreamIdle", "Close"], "Closed")
+    spec.on("Closed", "Close")
+    return spec
+
+
+_MACHINES: dict[bool, CompiledMachine] = {}
+
+
+def stream_machine(drain_on_producer_loss: bool = False) -> CompiledMachine:
+    """The compiled stream lifecycle for a policy (compiled once, then shared)."""
+    if not isinstance(drain_on_producer_loss, bool):
+        raise TypeError(
+            f"drain_on_producer_loss must be a bool, got {type(drain_on_producer_loss).__name__}"
+        )
+    machine = _MACHINES.get(drain_on_producer_loss)
+    if machine is None:
+        machine = stream_spec(drain_on_producer_loss).compile(State, Event)
+        _MACHINES[drain_on_producer_loss] = machine
+    return machine
+
+
+class StreamLifecycle(MachineInstance):
+    """One stream's lifecycle machine, starting in ``State.INIT``.
+
+    Args:
+        drain_on_producer_loss: select the policy in which ProducerDetached drains an Active stream
+            and ProducerAttached reactivates a Draining one.
+
+    ``dispatch(event)`` returns True if some state handled the event and False if it went
+    unhandled (counted in ``unhandled``); ``current`` is always a leaf; ``is_in(State.LIVE)`` is true
+    for Init, Active and Draining.
+    """
+
+    def __init__(self, drain_on_producer_loss: bool = False) -> None:
+        super().__init__(stream_machine(drain_on_producer_loss))
+
+    @property
+    def drain_on_producer_loss(self) -> bool:
+        """Whether this instance uses the ``drain_on_producer_loss`` policy."""
+        return self.machine is _MACHINES.get(True)
+
+
+class StreamTable(MachineTable):
+    """Many streams' lifecycles in numpy arrays (struct of arrays, one row per slot).
+
+    Args:
+        capacity: number of slots.
+        drain_on_producer_loss: select the ``drain_on_producer_loss`` policy table.
+
+    ``open()`` returns a slot in ``State.INIT``; ``dispatch``, ``dispatch_many`` and ``broadcast``
+    run the compiled table (the latter two without the GIL); ``states`` and ``unhandled`` are
+    read-only numpy views; ``count(state)`` is O(1).
+    """
+
+    def __init__(self, capacity: int, drain_on_producer_loss: bool = False) -> None:
+        super().__init__(stream_machine(drain_on_producer_loss), capacity)
+
+    @property
+    def drain_on_producer_loss(self) -> bool:
+        """Whether this table uses the ``drain_on_producer_loss`` policy."""
+        return self.machine is _MACHINES.get(True)

@@ -1,0 +1,449 @@
+"""Declare hierarchical state machines as data and compile them into flat numpy tables.
+
+A machine is a tree of states under an implicit ``Root`` (code 0), a list of events, an initial
+(default) child for ``Root`` and for every composite state that can be entered, and handlers keyed
+by ``(state, event)``: either a transition to a target state or "handled, no transition". A handler
+on a composite state applies to every descendant that does not handle the event itself.
+
+:meth:`MachineSpec.compile` validates the declaration and flattens it (UML / Hsm.jl run-to-
+completion rules, see ``docs/design.md``) into tables indexed by ``(leaf state, event)``, so that
+dispatch is one table lookup whatever the depth of the hierarchy.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import MachineDefinitionError
+
+__all__ = ["ROOT", "CompiledMachine", "MachineSpec", "camel_to_upper"]
+
+#: Name and code of the implicit root state of every machine.
+ROOT = "Root"
+#: Largest number of states (Root included) a compiled machine may have: codes are ``uint8`` and
+#: 255 marks a free slot in a table.
+MAX_STATES = 255
+#: Largest number of events a compiled machine may have.
+MAX_EVENTS = 255
+
+
+def camel_to_upper(name: str) -> str:
+    """Turn a CamelCase name (``"StreamProvisioned"``) into UPPER_SNAKE (``"STREAM_PROVISIONED"``)."""
+    out: list[str] = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i > 0 and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.upper())
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Handler:
+    state: str
+    event: str
+    target: str | None  # None: handled without transition
+
+
+class MachineSpec:
+    """A hierarchical state machine declared as data (states, parents, initials, handlers).
+
+    Build it with :meth:`state` and :meth:`on`, then call :meth:`compile`. States get codes in
+    declaration order starting at 1 (``Root`` is 0); events get codes in declaration order from 0.
+    Nothing is validated until :meth:`compile`, so a declaration may be written in any order.
+
+    Args:
+        name: the machine's name (used in error messages and diagrams).
+        events: the machine's event names, CamelCase (``"StreamProvisioned"``).
+        initial: the initial (default) child of ``Root``.
+    """
+
+    def __init__(self, name: str, events: Sequence[str], initial: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"machine name must be a non-empty str, got {name!r}")
+        self.name = name
+        self.events: tuple[str, ...] = tuple(events)
+        self._states: list[tuple[str, str]] = []  # (name, parent) in declaration order
+        self._initial: dict[str, str] = {ROOT: initial}
+        self._handlers: list[_Handler] = []
+
+    def state(self, name: str, parent: str = ROOT, initial: str | None = None) -> MachineSpec:
+        """Declare a state under ``parent`` (default ``Root``); ``initial`` names its default child.
+
+        Returns the spec, so declarations can be chained.
+        """
+        self._states.append((name, parent))
+        if initial is not None:
+            self._initial[name] = initial
+        return self
+
+    def on(
+        self, state: str, events: str | Iterable[str], target: str | None = None
+    ) -> MachineSpec:
+        """Declare that ``state`` handles ``events``: a transition to ``target``, or, when
+        ``target`` is None, handled without a transition. ``state`` may be ``"Root"``.
+
+        Returns the spec, so declarations can be chained.
+        """
+        names = (events,) if isinstance(events, str) else tuple(events)
+        for ev in names:
+            self._handlers.append(_Handler(state, ev, target))
+        return self
+
+    # ------------------------------------------------------------------ declaration queries
+    @property
+    def states(self) -> tuple[str, ...]:
+        """All state names, ``Root`` first, in code order."""
+        return (ROOT, *(n for n, _ in self._states))
+
+    @property
+    def parents(self) -> dict[str, str]:
+        """Parent name of every declared state (``Root`` has none)."""
+        return dict(self._states)
+
+    @property
+    def initials(self) -> dict[str, str]:
+        """Initial (default) child of each composite state that declares one."""
+        return dict(self._initial)
+
+    @property
+    def handlers(self) -> dict[tuple[str, str], str | None]:
+        """``(state, event) -> target`` (None: handled without transition)."""
+        return {(h.state, h.event): h.target for h in self._handlers}
+
+    # ------------------------------------------------------------------ compile
+    def compile(
+        self,
+        state_enum: type[enum.IntEnum] | None = None,
+        event_enum: type[enum.IntEnum] | None = None,
+    ) -> CompiledMachine:
+        """Validate the declaration and flatten it into tables indexed by (leaf state, event).
+
+        ``state_enum`` / ``event_enum`` are optional ``IntEnum`` classes whose members (UPPER_SNAKE
+        of the CamelCase names) must match the codes; without them, enums are generated.
+
+        Raises:
+            MachineDefinitionError: unknown parent, cycle, unknown state/event/target in a
+                handler, duplicate handler or state, an initial child that is not a child,
+                a composite target or initial chain with no initial child, an unreachable state,
+                or too many states/events. The message names the culprit.
+        """
+        return _compile(self, state_enum, event_enum)
+
+
+class CompiledMachine:
+    """A machine flattened into numpy tables indexed by ``(state code, event code)``.
+
+    Rows exist for every state code but only leaf rows are ever used (the current state is always
+    a leaf). Attributes (all read-only numpy arrays):
+
+    - ``next_state[s, e]`` (uint8): the leaf the machine is in after dispatching ``e`` in leaf ``s``.
+    - ``handled[s, e]`` (uint8): 1 if some state handled the event, 0 if it went unhandled.
+    - ``handler[s, e]`` (int16): code of the state whose handler ran, -1 if unhandled.
+    - ``exit_path[s, e, :]`` / ``entry_path[s, e, :]`` (int16): states exited (innermost first)
+      and entered (outermost first), padded with -1.
+    - ``parent`` (int16, -1 for Root), ``depth`` (uint8), ``is_leaf`` (bool).
+    """
+
+    def __init__(
+        self,
+        spec: MachineSpec,
+        state_enum: type[enum.IntEnum],
+        event_enum: type[enum.IntEnum],
+        *,
+        parent: np.ndarray,
+        initial_leaf: int,
+        next_state: np.ndarray,
+        handled: np.ndarray,
+        handler: np.ndarray,
+        exit_path: np.ndarray,
+        entry_path: np.ndarray,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.State = state_enum
+        self.Event = event_enum
+        self.state_names: tuple[str, ...] = spec.states
+        self.event_names: tuple[str, ...] = spec.events
+        self.n_states = len(self.state_names)
+        self.n_events = len(self.event_names)
+        self.initial_leaf = initial_leaf
+        self.parent = _frozen(parent)
+        depth = np.zeros(self.n_states, dtype=np.uint8)
+        for s in range(1, self.n_states):
+            depth[s] = depth[parent[s]] + 1 if parent[s] > 0 else 1
+        self.depth = _frozen(depth)
+        is_leaf = np.ones(self.n_states, dtype=bool)
+        is_leaf[parent[parent >= 0]] = False
+        self.is_leaf = _frozen(is_leaf)
+        self.next_state = _frozen(next_state)
+        self.handled = _frozen(handled)
+        self.handler = _frozen(handler)
+        self.exit_path = _frozen(exit_path)
+        self.entry_path = _frozen(entry_path)
+        # leaves under each state (itself if a leaf): count(composite) = sum over these
+        under: list[tuple[int, ...]] = []
+        for s in range(self.n_states):
+            under.append(tuple(l for l in range(self.n_states) if is_leaf[l] and self.is_ancestor_or_self(s, l)))
+        self.leaves_under: tuple[tuple[int, ...], ...] = tuple(under)
+        self._event_by_name = {n: i for i, n in enumerate(self.event_names)}
+        self._state_by_name = {n: i for i, n in enumerate(self.state_names)}
+
+    def __repr__(self) -> str:
+        return f"<CompiledMachine {self.name!r}: {self.n_states} states, {self.n_events} events>"
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hex digest of the tables and names; equal fingerprints mean equal behaviour."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(repr((self.state_names, self.event_names)).encode())
+        for arr in (self.parent, self.next_state, self.handled, self.handler):
+            h.update(arr.tobytes())
+        return h.hexdigest()[:16]
+
+    def is_ancestor_or_self(self, ancestor: int, state: int) -> bool:
+        """True if state code ``ancestor`` is ``state`` or one of its ancestors (Root is every
+        state's ancestor)."""
+        s = state
+        while s >= 0:
+            if s == ancestor:
+                return True
+            s = int(self.parent[s])
+        return False
+
+    def state_code(self, state: object) -> int:
+        """Code of a state given as enum member, int code or name; ``ValueError`` if unknown."""
+        return _code(state, self._state_by_name, self.n_states, "state", self.name)
+
+    def event_code(self, event: object) -> int:
+        """Code of an event given as enum member, int code or CamelCase name; ``ValueError`` if
+        unknown, ``TypeError`` if of the wrong type."""
+        return _code(event, self._event_by_name, self.n_events, "event", self.name)
+
+    def exits(self, leaf: object, event: object) -> tuple[int, ...]:
+        """States exited (innermost first) when ``event`` is dispatched in ``leaf``."""
+        row = self.exit_path[self.state_code(leaf), self.event_code(event)]
+        return tuple(int(x) for x in row if x >= 0)
+
+    def entries(self, leaf: object, event: object) -> tuple[int, ...]:
+        """States entered (outermost first) when ``event`` is dispatched in ``leaf``."""
+        row = self.entry_path[self.state_code(leaf), self.event_code(event)]
+        return tuple(int(x) for x in row if x >= 0)
+
+
+def _code(value: object, by_name: Mapping[str, int], n: int, what: str, machine: str) -> int:
+    if isinstance(value, str):
+        try:
+            return by_name[value]
+        except KeyError:
+            raise ValueError(
+                f"unknown {what} name {value!r} for machine {machine!r}; "
+                f"expected one of {sorted(by_name)}"
+            ) from None
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(
+            f"{what} must be an int code, enum member or name, got {type(value).__name__} {value!r}"
+        )
+    code = value.__index__()  # type: ignore[attr-defined]
+    if not 0 <= code < n:
+        raise ValueError(f"unknown {what} code {code} for machine {machine!r} (valid: 0..{n - 1})")
+    return code
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    arr.flags.writeable = False
+    return arr
+
+
+def _make_enum(name: str, names: Sequence[str], start: int) -> type[enum.IntEnum]:
+    return enum.IntEnum(name, [(camel_to_upper(n), start + i) for i, n in enumerate(names)])  # type: ignore[return-value]
+
+
+def _check_enum(enum_cls: type[enum.IntEnum], names: Sequence[str], what: str) -> None:
+    for code, n in enumerate(names):
+        member = camel_to_upper(n)
+        got = getattr(enum_cls, member, None)
+        if got is None or int(got) != code:
+            raise MachineDefinitionError(
+                f"{what} enum {enum_cls.__name__} does not match the declaration: "
+                f"{member} should have code {code}, got {got!r}"
+            )
+    if len(enum_cls) != len(names):
+        raise MachineDefinitionError(
+            f"{what} enum {enum_cls.__name__} has {len(enum_cls)} members, "
+            f"the declaration has {len(names)}"
+        )
+
+
+def _compile(
+    spec: MachineSpec,
+    state_enum: type[enum.IntEnum] | None,
+    event_enum: type[enum.IntEnum] | None,
+) -> CompiledMachine:
+    err = MachineDefinitionError
+    name = spec.name
+    states = spec.states
+    if len(states) > MAX_STATES:
+        raise err(f"machine {name!r} has {len(states)} states; at most {MAX_STATES} are supported")
+    if not spec.events:
+        raise err(f"machine {name!r} declares no events")
+    if len(spec.events) > MAX_EVENTS:
+        raise err(f"machine {name!r} has {len(spec.events)} events; at most {MAX_EVENTS} are supported")
+    for what, names in (("state", states), ("event", spec.events)):
+        seen: set[str] = set()
+        for n in names:
+            if not isinstance(n, str) or not n.isidentifier():
+                raise err(f"machine {name!r}: {what} name {n!r} is not an identifier")
+            if n in seen:
+                raise err(f"machine {name!r}: duplicate {what} {n!r}")
+            seen.add(n)
+    code = {s: i for i, s in enumerate(states)}
+    ev_code = {e: i for i, e in enumerate(spec.events)}
+
+    # --- tree: unknown parents and cycles
+    parent = np.full(len(states), -1, dtype=np.int16)
+    for s, p in spec._states:
+        if p not in code:
+            raise err(f"machine {name!r}: state {s!r} has unknown parent {p!r}")
+        parent[code[s]] = code[p]
+    for s in states[1:]:
+        seen_path = [s]
+        p = int(parent[code[s]])
+        while p != 0:
+            if states[p] in seen_path:
+                cycle = " -> ".join([*seen_path, states[p]])
+                raise err(f"machine {name!r}: cycle in state parents: {cycle}")
+            seen_path.append(states[p])
+            p = int(parent[p])
+    children: dict[int, list[int]] = {i: [] for i in range(len(states))}
+    for i in range(1, len(states)):
+        children[int(parent[i])].append(i)
+    if not children[0]:
+        raise err(f"machine {name!r} declares no states")
+
+    # --- initial children
+    initial: dict[int, int] = {}
+    for s, child in spec._initial.items():
+        if s not in code:
+            raise err(f"machine {name!r}: initial child declared for unknown state {s!r}")
+        if child not in code:
+            raise err(f"machine {name!r}: state {s!r} has unknown initial child {child!r}")
+        if int(parent[code[child]]) != code[s]:
+            raise err(f"machine {name!r}: initial child {child!r} of {s!r} is not a child of {s!r}")
+        initial[code[s]] = code[child]
+
+    def drill(s: int, why: str) -> tuple[int, list[int]]:
+        """Follow initial children from s down to a leaf; return (leaf, states entered)."""
+        entered: list[int] = []
+        while children[s]:
+            if s not in initial:
+                raise err(
+                    f"machine {name!r}: {why} enters composite state {states[s]!r}, "
+                    f"which has no initial child"
+                )
+            s = initial[s]
+            entered.append(s)
+        return s, entered
+
+    initial_leaf, _ = drill(0, "the initial transition")
+
+    # --- handlers
+    table: dict[tuple[int, int], int | None] = {}
+    for h in spec._handlers:
+        if h.state not in code:
+            raise err(f"machine {name!r}: handler for event {h.event!r} on unknown state {h.state!r}")
+        if h.event not in ev_code:
+            raise err(f"machine {name!r}: handler on state {h.state!r} for unknown event {h.event!r}")
+        if h.target is not None and h.target not in code:
+            raise err(
+                f"machine {name!r}: handler ({h.state}, {h.event}) has unknown target {h.target!r}"
+            )
+        key = (code[h.state], ev_code[h.event])
+        if key in table:
+            raise err(f"machine {name!r}: duplicate handler for ({h.state}, {h.event})")
+        table[key] = None if h.target is None else code[h.target]
+
+    # --- flatten
+    def ancestors(s: int) -> list[int]:  # s, parent(s), ..., Root
+        out = [s]
+        while s != 0:
+            s = int(parent[s])
+            out.append(s)
+        return out
+
+    n_s, n_e = len(states), len(spec.events)
+    max_depth = max(len(ancestors(s)) for s in range(n_s))
+    next_state = np.zeros((n_s, n_e), dtype=np.uint8)
+    handled = np.zeros((n_s, n_e), dtype=np.uint8)
+    handler = np.full((n_s, n_e), -1, dtype=np.int16)
+    exit_path = np.full((n_s, n_e, max_depth), -1, dtype=np.int16)
+    entry_path = np.full((n_s, n_e, max_depth), -1, dtype=np.int16)
+    for leaf in range(n_s):
+        up = ancestors(leaf)
+        for e in range(n_e):
+            next_state[leaf, e] = leaf
+            src = next((s for s in up if (s, e) in table), None)
+            if src is None:
+                continue
+            handled[leaf, e] = 1
+            handler[leaf, e] = src
+            target = table[(src, e)]
+            if target is None:
+                continue
+            # LCA: for a self-transition the parent (external); otherwise the first
+            # ancestor-or-self of the source that is an ancestor-or-self of the target.
+            target_up = ancestors(target)
+            if src == target:
+                lca = int(parent[src]) if src != 0 else 0
+            else:
+                lca = next((s for s in ancestors(src) if s in target_up), 0)
+            exits = up[: up.index(lca)]
+            entries = list(reversed(target_up[: target_up.index(lca)]))
+            why = f"handler ({states[src]}, {spec.events[e]}) -> {states[target]}"
+            new_leaf, drilled = drill(target, why)
+            entries += drilled
+            next_state[leaf, e] = new_leaf
+            exit_path[leaf, e, : len(exits)] = exits
+            entry_path[leaf, e, : len(entries)] = entries
+
+    # --- reachability: every state must be active at some point (a leaf reached or an ancestor of one)
+    reached = {initial_leaf}
+    frontier = [initial_leaf]
+    while frontier:
+        s = frontier.pop()
+        for e in range(n_e):
+            t = int(next_state[s, e])
+            if t not in reached:
+                reached.add(t)
+                frontier.append(t)
+    active = {a for s in reached for a in ancestors(s)}
+    for s in range(1, n_s):
+        if s not in active:
+            raise err(f"machine {name!r}: state {states[s]!r} is unreachable from the initial state")
+
+    if state_enum is None:
+        state_enum = _make_enum(f"{name.title().replace('_', '')}State", states, 0)
+    else:
+        _check_enum(state_enum, states, "state")
+    if event_enum is None:
+        event_enum = _make_enum(f"{name.title().replace('_', '')}Event", spec.events, 0)
+    else:
+        _check_enum(event_enum, spec.events, "event")
+
+    return CompiledMachine(
+        spec,
+        state_enum,
+        event_enum,
+        parent=parent,
+        initial_leaf=initial_leaf,
+        next_state=next_state,
+        handled=handled,
+        handler=handler,
+        exit_path=exit_path,
+        entry_path=entry_path,
+    )
