@@ -28,8 +28,10 @@ ctypedef fused event_t:
     int32_t
     int64_t
 
-_SLOT_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
-_EVENT_DTYPES = (np.dtype(np.uint8), np.dtype(np.int32), np.dtype(np.int64))
+cdef object _I64 = np.dtype(np.int64)
+cdef object _U8 = np.dtype(np.uint8)
+_SLOT_DTYPES = (np.dtype(np.int32), _I64)
+_EVENT_DTYPES = (_U8, np.dtype(np.int32), _I64)
 
 
 def _padded_tables(machine):
@@ -169,6 +171,32 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
             return -1
         handled += rc
     return handled
+
+
+cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1] events):
+    """Validate the whole batch, then run it; nothing changes if any element is invalid."""
+    cdef Py_ssize_t bad = -1, handled = 0, n = slots.shape[0]
+    if n != events.shape[0]:
+        raise ValueError(
+            f"slots and events must have the same length, got {n} and {events.shape[0]}")
+    if n == 0:
+        return 0
+    with nogil:
+        bad = _first_invalid(slots, events, &self.core)
+        if bad < 0:
+            handled = _run_many(slots, events, &self.core)
+    if bad >= 0:
+        s, e = int(slots[bad]), int(events[bad])
+        if not 0 <= e < self.core.n_events:
+            raise ValueError(
+                f"events[{bad}]: unknown event code {e} for machine {self.machine.name!r} "
+                f"(valid: 0..{self.core.n_events - 1}); nothing was dispatched")
+        if not 0 <= s < self.core.capacity:
+            raise IndexError(
+                f"slots[{bad}]: slot {s} out of range for capacity {self.core.capacity}; "
+                f"nothing was dispatched")
+        raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was dispatched")
+    return _raise_if_bad(handled)
 
 
 def _check_array(object arr, str what, tuple dtypes):
@@ -331,32 +359,19 @@ cdef class MachineTable:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
         _check_array(slots, "slots", _SLOT_DTYPES)
         _check_array(events, "events", _EVENT_DTYPES)
-        if slots.shape[0] != events.shape[0]:
-            raise ValueError(
-                f"slots and events must have the same length, got {slots.shape[0]} and "
-                f"{events.shape[0]}")
-        return self._dispatch_many(slots, events)
-
-    def _dispatch_many(self, const slot_t[::1] slots, const event_t[::1] events):
-        cdef Py_ssize_t bad, handled = 0
-        if slots.shape[0] == 0:
-            return 0
-        with nogil:
-            bad = _first_invalid(slots, events, &self.core)
-            if bad < 0:
-                handled = _run_many(slots, events, &self.core)
-        if bad >= 0:
-            s, e = int(slots[bad]), int(events[bad])
-            if not 0 <= e < self.core.n_events:
-                raise ValueError(
-                    f"events[{bad}]: unknown event code {e} for machine {self.machine.name!r} "
-                    f"(valid: 0..{self.core.n_events - 1}); nothing was dispatched")
-            if not 0 <= s < self.core.capacity:
-                raise IndexError(
-                    f"slots[{bad}]: slot {s} out of range for capacity {self.core.capacity}; "
-                    f"nothing was dispatched")
-            raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was dispatched")
-        return _raise_if_bad(handled)
+        # explicit specialisation: no fused-def dispatcher (it builds tuples on every call)
+        sdt, edt = slots.dtype, events.dtype
+        if sdt == _I64:
+            if edt == _U8:
+                return _many[int64_t, uint8_t](self, slots, events)
+            if edt == _I64:
+                return _many[int64_t, int64_t](self, slots, events)
+            return _many[int64_t, int32_t](self, slots, events)
+        if edt == _U8:
+            return _many[int32_t, uint8_t](self, slots, events)
+        if edt == _I64:
+            return _many[int32_t, int64_t](self, slots, events)
+        return _many[int32_t, int32_t](self, slots, events)
 
     def broadcast(self, event):
         """Dispatch one event to every open slot, without the GIL; return the number handled.
