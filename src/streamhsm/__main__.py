@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .machine import CompiledMachine
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,12 +21,38 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--streams", type=int, default=10_000, help="number of streams (default 10000)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     demo.add_argument("--quiet", action="store_true", help="print only the final summary")
+    diagram = sub.add_parser("diagram", help="print a machine's state diagram (Mermaid or DOT)")
+    diagram.add_argument("--machine", choices=sorted(MACHINES), default="stream",
+                         help="which machine (default stream)")
+    diagram.add_argument("--policy", choices=["default", "drain_on_producer_loss"],
+                         default="default", help="stream machine policy (default: default)")
+    diagram.add_argument("--format", choices=["mermaid", "dot"], default="mermaid",
+                         help="output format (default mermaid)")
     return parser
+
+
+def _stream(policy: str) -> CompiledMachine:
+    from .lifecycle import stream_machine
+
+    return stream_machine(policy == "drain_on_producer_loss")
+
+
+#: Machines the ``diagram`` command can draw: name -> factory(policy).
+MACHINES: dict[str, Callable[[str], CompiledMachine]] = {"stream": _stream}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     args = build_parser().parse_args(argv)
+    if args.command == "diagram":
+        from .diagram import render
+
+        if args.machine != "stream" and args.policy != "default":
+            print(f"error: --policy applies to the stream machine only, not {args.machine!r}",
+                  file=sys.stderr)
+            return 2
+        sys.stdout.write(render(MACHINES[args.machine](args.policy), args.format))
+        return 0
     if args.command == "demo":
         from .demo import run_demo
 
