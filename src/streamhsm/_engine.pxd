@@ -3,6 +3,7 @@
 #     from streamhsm._engine cimport MachineTable, hsm_step, hsm_core
 #
 # and dispatch with no Python call at all (see examples/cython_driver and docs/performance.md).
+from cpython.pythread cimport PyThread_type_lock
 from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
 
 cdef extern from *:
@@ -68,8 +69,14 @@ cdef class MachineTable:
     cdef uint8_t _initial
     cdef object _state_members     # tuple: code -> State member
     cdef object _codec             # _Codec for event/state conversion
+    # Batch paths (dispatch_many, broadcast) run without the GIL under _lock; while they do, _busy
+    # is 1 (set and cleared with the GIL held), and GIL-holding mutators wait for _lock first.
+    cdef PyThread_type_lock _lock
+    cdef int _busy
     cdef Py_ssize_t slot_index(self, object slot) except -1
     cdef Py_ssize_t event_index(self, object event) except -1
+    cdef int _acquire(self) except -1
+    cdef void _release(self) noexcept
 
 
 cdef class MachineInstance:

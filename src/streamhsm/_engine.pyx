@@ -5,6 +5,10 @@ Unsafe directives (boundscheck, wraparound) are chosen once in ``setup.py``; nev
 """
 cimport cython
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.pythread cimport (
+    NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
+    PyThread_release_lock,
+)
 from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
 from libc.string cimport memset
 
@@ -181,10 +185,14 @@ cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1]
             f"slots and events must have the same length, got {n} and {events.shape[0]}")
     if n == 0:
         return 0
-    with nogil:
-        bad = _first_invalid(slots, events, &self.core)
-        if bad < 0:
-            handled = _run_many(slots, events, &self.core)
+    self._acquire()
+    try:
+        with nogil:
+            bad = _first_invalid(slots, events, &self.core)
+            if bad < 0:
+                handled = _run_many(slots, events, &self.core)
+    finally:
+        self._release()
     if bad >= 0:
         s, e = int(slots[bad]), int(events[bad])
         if not 0 <= e < self.core.n_events:
@@ -229,6 +237,26 @@ cdef class MachineTable:
         self.core.n_events = 0
         self.core.unhandled_total = 0
         self._n_free = 0
+        self._busy = 0
+        self._lock = PyThread_allocate_lock()
+        if self._lock == NULL:
+            raise MemoryError("cannot allocate the table lock")
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            PyThread_free_lock(self._lock)
+
+    cdef int _acquire(self) except -1:
+        """Take the table lock (waiting without the GIL if a batch holds it) and mark it busy."""
+        if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            with nogil:
+                PyThread_acquire_lock(self._lock, WAIT_LOCK)
+        self._busy = 1
+        return 0
+
+    cdef void _release(self) noexcept:
+        self._busy = 0
+        PyThread_release_lock(self._lock)
 
     def __init__(self, machine, capacity):
         if self.machine is not None:
@@ -296,12 +324,17 @@ cdef class MachineTable:
             if self.machine is None:
                 raise RuntimeError("MachineTable is not initialised (call __init__)")
             raise TableFullError(f"table is full: all {self.core.capacity} slots are open")
+        cdef bint locked = self._busy  # a batch runs in another thread: wait for it
+        if locked:
+            self._acquire()
         self._n_free -= 1
         cdef Py_ssize_t s = self._free[self._n_free]
         self.core.states[s] = self._initial
         self.core.unhandled[s] = 0
         self.core.counts[HSM_FREE_SLOT] -= 1
         self.core.counts[self._initial] += 1
+        if locked:
+            self._release()
         return s
 
     def release(self, slot):
@@ -312,12 +345,17 @@ cdef class MachineTable:
             TypeError: ``slot`` is not an int.
         """
         cdef Py_ssize_t s = self.slot_index(slot)
+        cdef bint locked = self._busy  # a batch runs in another thread: wait for it
+        if locked:
+            self._acquire()
         self.core.counts[self.core.states[s]] -= 1
         self.core.counts[HSM_FREE_SLOT] += 1
         self.core.states[s] = HSM_FREE_SLOT
         self.core.unhandled[s] = 0
         self._free[self._n_free] = <int32_t>s
         self._n_free += 1
+        if locked:
+            self._release()
 
     def is_open(self, slot):
         """True if ``slot`` is in range and open (never raises for an int out of range)."""
@@ -338,7 +376,14 @@ cdef class MachineTable:
         """
         cdef Py_ssize_t s = self.slot_index(slot)
         cdef Py_ssize_t e = self.event_index(event)
-        return _raise_if_bad(hsm_step(&self.core, s, e)) == 1
+        cdef int rc
+        if self._busy:  # a batch runs in another thread: wait for it
+            self._acquire()
+            rc = hsm_step(&self.core, s, e)
+            self._release()
+        else:
+            rc = hsm_step(&self.core, s, e)
+        return _raise_if_bad(rc) == 1
 
     def dispatch_many(self, slots, events):
         """Dispatch ``events[i]`` to ``slots[i]`` for every i, in order, without the GIL.
@@ -381,8 +426,12 @@ cdef class MachineTable:
         """
         cdef Py_ssize_t e = self.event_index(event)
         cdef Py_ssize_t handled
-        with nogil:
-            handled = _run_broadcast(&self.core, e)
+        self._acquire()
+        try:
+            with nogil:
+                handled = _run_broadcast(&self.core, e)
+        finally:
+            self._release()
         return _raise_if_bad(handled)
 
     # ------------------------------------------------------------------ queries
