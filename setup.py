@@ -26,11 +26,12 @@ if DEBUG:
 
 extensions = [
     Extension(
-        "streamhsm._engine",
-        ["src/streamhsm/_engine.pyx"],
+        f"streamhsm.{name}",
+        [f"src/streamhsm/{name}.pyx"],
         define_macros=macros,
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
-    ),
+    )
+    for name in ("_engine", "_registry")
 ]
 
 setup(

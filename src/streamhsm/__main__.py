@@ -37,8 +37,21 @@ def _stream(policy: str) -> CompiledMachine:
     return stream_machine(policy == "drain_on_producer_loss")
 
 
+def _lease(policy: str) -> CompiledMachine:
+    from .control_machines import lease_machine
+
+    return lease_machine()
+
+
+def _driver(policy: str) -> CompiledMachine:
+    from .control_machines import driver_machine
+
+    return driver_machine()
+
+
 #: Machines the ``diagram`` command can draw: name -> factory(policy).
-MACHINES: dict[str, Callable[[str], CompiledMachine]] = {"stream": _stream}
+MACHINES: dict[str, Callable[[str], CompiledMachine]] = {
+    "stream": _stream, "lease": _lease, "driver": _driver}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,183 @@
+"""Driver configuration, enums and result types."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "MAX_CLIENT_ID",
+    "MAX_DYNAMIC_RANGE",
+    "MAX_STREAM_ID",
+    "AttachResult",
+    "DriverConfig",
+    "Response",
+    "ResponseCode",
+    "RevokeReason",
+    "Role",
+]
+
+#: Largest stream id (stream ids are non-negative int32, as in Aeron).
+MAX_STREAM_ID = 2**31 - 1
+#: Largest client id (client ids are positive int64; 0 means "no client").
+MAX_CLIENT_ID = 2**63 - 1
+#: Largest number of ids in the dynamic stream range (epochs are kept per id for the driver's
+#: lifetime in a dense array of this many int64 entries).
+MAX_DYNAMIC_RANGE = 1 << 24
+
+
+class Role(enum.IntEnum):
+    """Role of a lease on a stream."""
+
+    PRODUCER = 1
+    CONSUMER = 2
+
+
+class ResponseCode(enum.IntEnum):
+    """Outcome of a control operation (driver spec section 4.6)."""
+
+    OK = 0
+    UNSUPPORTED = 1
+    INVALID_PARAMS = 2
+    REJECTED = 3
+    INTERNAL_ERROR = 4
+
+
+class RevokeReason(enum.IntEnum):
+    """Why a lease ended (the ``reason`` field of a lease-revoked notice)."""
+
+    DETACHED = 1
+    EXPIRED = 2
+    REVOKED = 3
+    SHUTDOWN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """Outcome of ``keepalive``, ``detach``, ``revoke``, ``bump_epoch`` and ``request_shutdown``.
+
+    ``epoch`` is set by ``bump_epoch`` (the new epoch); 0 otherwise. ``bool(response)`` is True
+    when the code is OK.
+    """
+
+    code: ResponseCode
+    reason: str = ""
+    epoch: int = 0
+
+    def __bool__(self) -> bool:
+        return self.code is ResponseCode.OK
+
+
+@dataclass(frozen=True, slots=True)
+class AttachResult:
+    """Outcome of ``attach``: on OK, the new lease id and the stream's epoch; otherwise
+    ``lease_id == 0``, ``epoch == 0`` and a reason."""
+
+    code: ResponseCode
+    lease_id: int = 0
+    stream_id: int = -1
+    epoch: int = 0
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.code is ResponseCode.OK
+
+
+def _int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    """Configuration of a :class:`~streamhsm.driver.Driver`; validated at construction.
+
+    Attributes:
+        static_stream_ids: configured streams, provisioned when the driver starts and never
+            cleaned up when idle.
+        allow_dynamic_streams: allow ``attach(..., create=True)`` to create streams on demand.
+        dynamic_stream_id_range: inclusive ``(first, last)`` ids dynamic streams may use; required
+            when dynamic streams are allowed, at most ``MAX_DYNAMIC_RANGE`` ids, and disjoint from
+            the static ids.
+        lease_keepalive_interval_ns: expected keepalive interval (default 1 s).
+        lease_expiry_grace_intervals: a lease expires ``interval * grace`` after its last
+            keepalive (default 3).
+        shutdown_timeout_ns: time from a shutdown request to the final shutdown (default 2 s).
+        shutdown_token: if set, ``request_shutdown`` must present it.
+        drain_on_producer_loss: streams that lose their producer go to Draining.
+        stream_capacity / lease_capacity: slots preallocated for streams and live leases.
+        outbox_capacity: lease-revoked notices held until the caller drains them (default: the
+            lease capacity); notices past it are dropped and counted.
+    """
+
+    static_stream_ids: tuple[int, ...] = ()
+    allow_dynamic_streams: bool = False
+    dynamic_stream_id_range: tuple[int, int] | None = None
+    lease_keepalive_interval_ns: int = 1_000_000_000
+    lease_expiry_grace_intervals: int = 3
+    shutdown_timeout_ns: int = 2_000_000_000
+    shutdown_token: str | None = None
+    drain_on_producer_loss: bool = False
+    stream_capacity: int = 1024
+    lease_capacity: int = 4096
+    outbox_capacity: int | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        ids = self.static_stream_ids
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise TypeError(f"static_stream_ids must be a sequence of ints, got {ids!r}")
+        ids = tuple(ids)
+        object.__setattr__(self, "static_stream_ids", ids)
+        seen: set[int] = set()
+        for sid in ids:
+            _int("static stream id", sid, 0, MAX_STREAM_ID)
+            if sid in seen:
+                raise ValueError(f"static stream id {sid} is listed twice")
+            seen.add(sid)
+        for name in ("allow_dynamic_streams", "drain_on_producer_loss"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        rng = self.dynamic_stream_id_range
+        if rng is not None:
+            if not isinstance(rng, tuple) or len(rng) != 2:
+                raise TypeError(f"dynamic_stream_id_range must be a (first, last) tuple, got {rng!r}")
+            first = _int("dynamic_stream_id_range first", rng[0], 0, MAX_STREAM_ID)
+            last = _int("dynamic_stream_id_range last", rng[1], 0, MAX_STREAM_ID)
+            if last < first:
+                raise ValueError(f"dynamic_stream_id_range {rng} is empty (last < first)")
+            if last - first + 1 > MAX_DYNAMIC_RANGE:
+                raise ValueError(
+                    f"dynamic_stream_id_range {rng} has {last - first + 1} ids; "
+                    f"at most {MAX_DYNAMIC_RANGE} are supported")
+            overlap = sorted(s for s in ids if first <= s <= last)
+            if overlap:
+                raise ValueError(
+                    f"dynamic_stream_id_range {rng} overlaps static stream ids {overlap[:5]}")
+        if self.allow_dynamic_streams and rng is None:
+            raise ValueError("allow_dynamic_streams needs a dynamic_stream_id_range")
+        _int("lease_keepalive_interval_ns", self.lease_keepalive_interval_ns, 1)
+        _int("lease_expiry_grace_intervals", self.lease_expiry_grace_intervals, 1)
+        _int("shutdown_timeout_ns", self.shutdown_timeout_ns, 0)
+        if self.lease_keepalive_interval_ns * self.lease_expiry_grace_intervals >= 2**62:
+            raise ValueError("lease_keepalive_interval_ns * lease_expiry_grace_intervals is too large")
+        if self.shutdown_token is not None and (
+                not isinstance(self.shutdown_token, str) or not self.shutdown_token):
+            raise ValueError(f"shutdown_token must be a non-empty str or None, got {self.shutdown_token!r}")
+        _int("stream_capacity", self.stream_capacity, 1, 2**31 - 1)
+        _int("lease_capacity", self.lease_capacity, 1, 2**31 - 1)
+        if len(ids) > self.stream_capacity:
+            raise ValueError(
+                f"{len(ids)} static streams do not fit in stream_capacity {self.stream_capacity}")
+        if self.outbox_capacity is None:
+            object.__setattr__(self, "outbox_capacity", self.lease_capacity)
+        _int("outbox_capacity", self.outbox_capacity, 1, 2**31 - 1)
+
+    @property
+    def lease_expiry_ns(self) -> int:
+        """Lifetime of a lease after its last keepalive: interval * grace intervals."""
+        return self.lease_keepalive_interval_ns * self.lease_expiry_grace_intervals

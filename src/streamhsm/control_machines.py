@@ -1,0 +1,115 @@
+"""The two other machines of the driver: the per-lease lifecycle and the driver lifecycle.
+
+Both are declared with :class:`~streamhsm.machine.MachineSpec` and compiled to tables like the
+stream lifecycle, and run on the same engine.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .machine import CompiledMachine, MachineSpec
+
+__all__ = [
+    "DriverEvent",
+    "DriverState",
+    "LeaseEvent",
+    "LeaseState",
+    "driver_machine",
+    "driver_spec",
+    "lease_machine",
+    "lease_spec",
+]
+
+
+class LeaseState(enum.IntEnum):
+    """Lease lifecycle states: ``Root > Live > {Init, Active, Detached, Expired, Revoked}``,
+    ``Root > Closed``."""
+
+    ROOT = 0
+    LIVE = 1
+    INIT = 2
+    ACTIVE = 3
+    DETACHED = 4
+    EXPIRED = 5
+    REVOKED = 6
+    CLOSED = 7
+
+
+class LeaseEvent(enum.IntEnum):
+    """Lease lifecycle events."""
+
+    ATTACH_OK = 0
+    KEEPALIVE = 1
+    DETACH = 2
+    LEASE_TIMEOUT = 3
+    REVOKE = 4
+    CLOSE = 5
+
+
+class DriverState(enum.IntEnum):
+    """Driver lifecycle states (all children of Root); a constructed driver is Running."""
+
+    ROOT = 0
+    INIT = 1
+    RUNNING = 2
+    DRAINING = 3
+    STOPPED = 4
+
+
+class DriverEvent(enum.IntEnum):
+    """Driver lifecycle events."""
+
+    START = 0
+    SHUTDOWN_REQUESTED = 1
+    SHUTDOWN_TIMEOUT = 2
+
+
+def lease_spec() -> MachineSpec:
+    """The lease lifecycle declaration (DESIGN section 3)."""
+    spec = MachineSpec("lease", ["AttachOk", "Keepalive", "Detach", "LeaseTimeout", "Revoke", "Close"],
+                       initial="Live")
+    spec.state("Live", initial="Init")
+    for leaf in ("Init", "Active", "Detached", "Expired", "Revoked"):
+        spec.state(leaf, parent="Live")
+    spec.state("Closed")
+    spec.on("Init", "AttachOk", "Active")
+    spec.on("Active", "Keepalive")
+    spec.on("Active", "Detach", "Detached")
+    spec.on("Active", "LeaseTimeout", "Expired")
+    spec.on("Active", "Revoke", "Revoked")
+    spec.on("Live", "Close", "Closed")
+    spec.on("Closed", "Close")
+    return spec
+
+
+def driver_spec() -> MachineSpec:
+    """The driver lifecycle declaration: Init -> Running at start; Running + ShutdownRequested ->
+    Draining; Draining + ShutdownTimeout -> Stopped; repeated requests are handled no-ops."""
+    spec = MachineSpec("driver", ["Start", "ShutdownRequested", "ShutdownTimeout"], initial="Init")
+    for s in ("Init", "Running", "Draining", "Stopped"):
+        spec.state(s)
+    spec.on("Init", "Start", "Running")
+    spec.on("Running", "ShutdownRequested", "Draining")
+    spec.on("Running", "ShutdownTimeout")
+    spec.on("Draining", "ShutdownRequested")
+    spec.on("Draining", "ShutdownTimeout", "Stopped")
+    spec.on("Stopped", ["ShutdownRequested", "ShutdownTimeout"])
+    return spec
+
+
+_CACHE: dict[str, CompiledMachine] = {}
+
+
+def lease_machine() -> CompiledMachine:
+    """The compiled lease lifecycle (compiled once, then shared)."""
+    if "lease" not in _CACHE:
+        _CACHE["lease"] = lease_spec().compile(LeaseState, LeaseEvent)
+    return _CACHE["lease"]
+
+
+def driver_machine() -> CompiledMachine:
+    """The compiled driver lifecycle (compiled once, then shared)."""
+    if "driver" not in _CACHE:
+        _CACHE["driver"] = driver_spec().compile(DriverState, DriverEvent)
+    return _CACHE["driver"]

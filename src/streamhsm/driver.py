@@ -1,0 +1,582 @@
+"""An in-process model of a driver's control plane (plan S-2, S-3, S-4), with no transport.
+
+The driver's registry of streams and leases *is* the compiled machines' tables: a
+:class:`~streamhsm.StreamTable` (one row per stream slot) and a lease table on the same engine,
+plus plain numpy columns for the stream id, producer lease, consumer count, epoch, and per lease
+its id, stream, role, client and expiry. No per-stream or per-lease Python object exists; control
+operations on existing streams and leases allocate nothing that outlives the call.
+
+Times are integer nanoseconds passed in by the caller (``now_ns``); the driver never reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ._engine import MachineInstance, MachineTable
+from ._registry import IdMap, scan_expired
+from .config import (
+    MAX_CLIENT_ID,
+    MAX_STREAM_ID,
+    AttachResult,
+    DriverConfig,
+    Response,
+    ResponseCode,
+    RevokeReason,
+    Role,
+)
+from .control_machines import DriverEvent, DriverState, LeaseEvent, LeaseState, driver_machine, lease_machine
+from .lifecycle import Event, State, StreamTable
+
+__all__ = ["COUNTER_NAMES", "REVOKED_NOTICE_DTYPE", "Driver", "StreamInfo"]
+
+#: Names of the driver's counters, in the order :attr:`Driver.counters` lists them.
+COUNTER_NAMES = (
+    "attaches_ok",
+    "attaches_rejected",
+    "keepalives",
+    "leases_detached",
+    "leases_expired",
+    "leases_revoked",
+    "epoch_bumps",
+    "streams_provisioned",
+    "streams_closed",
+    "revoke_notices_dropped",
+    "stream_hsm_unhandled",
+    "lease_hsm_unhandled",
+)
+
+#: Record layout of a lease-revoked notice in the outbox.
+REVOKED_NOTICE_DTYPE = np.dtype([
+    ("lease_id", np.int64),
+    ("stream_id", np.int64),
+    ("role", np.uint8),
+    ("reason", np.uint8),
+    ("time_ns", np.int64),
+])
+
+_NEVER = np.iinfo(np.int64).max
+_OK, _REJECTED, _INVALID = ResponseCode.OK, ResponseCode.REJECTED, ResponseCode.INVALID_PARAMS
+_PRODUCER, _CONSUMER = int(Role.PRODUCER), int(Role.CONSUMER)
+_ACTIVE, _DRAINING, _CLOSED = int(State.ACTIVE), int(State.DRAINING), int(State.CLOSED)
+_END_EVENT = {
+    RevokeReason.DETACHED: LeaseEvent.DETACH,
+    RevokeReason.EXPIRED: LeaseEvent.LEASE_TIMEOUT,
+    RevokeReason.REVOKED: LeaseEvent.REVOKE,
+    RevokeReason.SHUTDOWN: LeaseEvent.REVOKE,
+}
+_END_COUNTER = {
+    RevokeReason.DETACHED: "leases_detached",
+    RevokeReason.EXPIRED: "leases_expired",
+    RevokeReason.REVOKED: "leases_revoked",
+    RevokeReason.SHUTDOWN: "leases_revoked",
+}
+_ROLE_NAMES = {"producer": Role.PRODUCER, "consumer": Role.CONSUMER}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A snapshot of one stream's registry row."""
+
+    stream_id: int
+    state: State
+    epoch: int
+    producer_lease_id: int  # 0: no producer
+    consumers: int
+    dynamic: bool
+
+
+def _check_int(name: str, value: object) -> int:
+    if type(value) is int:
+        return value  # type: ignore[return-value]
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    return int(value.__index__())  # type: ignore[attr-defined]
+
+
+def _role(role: object) -> int:
+    """Role code, or -1 for a well-typed but unknown role."""
+    if isinstance(role, str):
+        r = _ROLE_NAMES.get(role.lower())
+        return -1 if r is None else int(r)
+    code = _check_int("role", role)
+    return code if code in (_PRODUCER, _CONSUMER) else -1
+
+
+class Driver:
+    """The driver's control plane: streams, leases, epochs, draining and shutdown.
+
+    Args:
+        config: a :class:`DriverConfig` (defaults if omitted).
+        now_ns: the time the driver starts (default 0); times passed later must not go back.
+
+    Configured (static) streams are provisioned at construction: each gets StreamProvisioned and
+    its first epoch. The driver lifecycle starts Running.
+    """
+
+    def __init__(self, config: DriverConfig | None = None, *, now_ns: int = 0) -> None:
+        cfg = DriverConfig() if config is None else config
+        if not isinstance(cfg, DriverConfig):
+            raise TypeError(f"config must be a DriverConfig, got {type(cfg).__name__}")
+        self.config = cfg
+        self._now_ns = 0
+        self._now_ns = self._now(now_ns)
+        n_s, n_l = cfg.stream_capacity, cfg.lease_capacity
+        self._streams = StreamTable(n_s, drain_on_producer_loss=cfg.drain_on_producer_loss)
+        self._leases = MachineTable(lease_machine(), n_l)
+        self._lifecycle = MachineInstance(driver_machine())
+        self._lifecycle.dispatch(DriverEvent.START)
+        self._shutdown_deadline = _NEVER
+        # per stream slot
+        self._stream_id = np.full(n_s, -1, np.int64)
+        self._producer = np.zeros(n_s, np.int64)
+        self._consumers = np.zeros(n_s, np.int32)
+        self._dynamic = np.zeros(n_s, np.bool_)
+        self._epoch = np.zeros(n_s, np.int64)
+        self._closed_dynamic = 0  # dynamic streams Closed and waiting for their slot to be recycled
+        # stream id -> slot: static ids in a dict built once, dynamic ids in a dense array
+        self._static_slot: dict[int, int] = {}
+        rng = cfg.dynamic_stream_id_range
+        self._dyn_first, self._dyn_last = rng if rng is not None else (1, 0)
+        n_dyn = max(0, self._dyn_last - self._dyn_first + 1)
+        self._dyn_slot = np.full(n_dyn, -1, np.int32)
+        self._dyn_epoch = np.zeros(n_dyn, np.int64)  # epoch high-water mark per dynamic id
+        # per lease slot
+        self._lease_id = np.zeros(n_l, np.int64)
+        self._lease_stream = np.full(n_l, -1, np.int32)
+        self._lease_role = np.zeros(n_l, np.uint8)
+        self._lease_client = np.zeros(n_l, np.int64)
+        self._lease_expiry = np.full(n_l, _NEVER, np.int64)
+        self._lease_by_id = IdMap(n_l)
+        self._lease_by_client = IdMap(n_l)
+        self._last_lease_id = 0
+        self._scratch = np.empty(n_l, np.int32)
+        # outboxes
+        self._revoked = np.zeros(cfg.outbox_capacity, REVOKED_NOTICE_DTYPE)
+        self._n_revoked = 0
+        self._due = np.zeros(n_s, np.bool_)
+        self._due_slots = np.empty(n_s, np.int32)
+        self._n_due = 0
+        self._counters = dict.fromkeys(COUNTER_NAMES[:-2], 0)
+        for sid in cfg.static_stream_ids:
+            self._static_slot[sid] = self._provision(sid, dynamic=False)
+
+    # ------------------------------------------------------------------ helpers
+    def _now(self, now_ns: object) -> int:
+        now = _check_int("now_ns", now_ns)
+        if now < 0:
+            raise ValueError(f"now_ns must be >= 0, got {now}")
+        if now < self._now_ns:
+            raise ValueError(f"now_ns went backwards: {now} < {self._now_ns}")
+        self._now_ns = now
+        return now
+
+    def _slot_of(self, stream_id: int) -> int:
+        """Slot of a stream id (any state), or -1."""
+        if self._dyn_first <= stream_id <= self._dyn_last:
+            return int(self._dyn_slot[stream_id - self._dyn_first])
+        return self._static_slot.get(stream_id, -1)
+
+    def _mark_due(self, slot: int) -> None:
+        if not self._due[slot]:
+            self._due[slot] = True
+            self._due_slots[self._n_due] = slot
+            self._n_due += 1
+
+    def _bump(self, slot: int) -> int:
+        epoch = int(self._epoch[slot]) + 1
+        self._epoch[slot] = epoch
+        if self._dynamic[slot]:
+            self._dyn_epoch[int(self._stream_id[slot]) - self._dyn_first] = epoch
+        self._streams.dispatch(slot, Event.EPOCH_BUMPED)
+        self._counters["epoch_bumps"] += 1
+        self._mark_due(slot)
+        return epoch
+
+    def _provision(self, stream_id: int, dynamic: bool) -> int:
+        if len(self._streams) == self._streams.capacity:
+            self._recycle_closed()
+        slot = self._streams.open()
+        self._streams.dispatch(slot, Event.STREAM_PROVISIONED)
+        self._stream_id[slot] = stream_id
+        self._producer[slot] = 0
+        self._consumers[slot] = 0
+        self._dynamic[slot] = dynamic
+        if dynamic:
+            self._epoch[slot] = self._dyn_epoch[stream_id - self._dyn_first]
+            self._dyn_slot[stream_id - self._dyn_first] = slot
+        else:
+            self._epoch[slot] = 0
+        self._counters["streams_provisioned"] += 1
+        self._bump(slot)
+        return slot
+
+    def _free_stream_slot(self, slot: int) -> None:
+        sid = int(self._stream_id[slot])
+        self._dyn_slot[sid - self._dyn_first] = -1
+        self._stream_id[slot] = -1
+        self._due[slot] = False
+        self._streams.release(slot)
+        self._closed_dynamic -= 1
+
+    def _recycle_closed(self) -> None:
+        """Release the slots of dynamic streams that went Closed (idle cleanup)."""
+        if self._closed_dynamic == 0:
+            return
+        closed = np.flatnonzero((self._streams.states == _CLOSED) & self._dynamic)
+        for slot in closed.tolist():
+            self._free_stream_slot(slot)
+
+    def _notice(self, lease_id: int, stream_id: int, role: int, reason: int, now: int) -> None:
+        if self._n_revoked == len(self._revoked):
+            self._counters["revoke_notices_dropped"] += 1
+            return
+        rec = self._revoked[self._n_revoked]
+        rec["lease_id"], rec["stream_id"], rec["role"] = lease_id, stream_id, role
+        rec["reason"], rec["time_ns"] = reason, now
+        self._n_revoked += 1
+
+    def _end_lease(self, ls: int, reason: RevokeReason, now: int) -> None:
+        lease_id = int(self._lease_id[ls])
+        slot = int(self._lease_stream[ls])
+        role = int(self._lease_role[ls])
+        stream_id = int(self._stream_id[slot])
+        self._leases.dispatch(ls, _END_EVENT[reason])
+        if role == _PRODUCER:
+            self._producer[slot] = 0
+            self._streams.dispatch(slot, Event.PRODUCER_DETACHED)
+            self._notice(lease_id, stream_id, role, reason, now)
+            self._bump(slot)  # producer loss: new epoch (after the revoke notice)
+        else:
+            self._consumers[slot] -= 1
+            self._streams.dispatch(slot, Event.CONSUMER_DETACHED)
+            self._notice(lease_id, stream_id, role, reason, now)
+        self._leases.dispatch(ls, LeaseEvent.CLOSE)
+        self._leases.release(ls)
+        self._lease_by_id.pop(lease_id)
+        self._lease_by_client.pop(int(self._lease_client[ls]))
+        self._lease_expiry[ls] = _NEVER
+        self._lease_stream[ls] = -1
+        self._counters[_END_COUNTER[reason]] += 1
+        if (self._dynamic[slot] and self._producer[slot] == 0 and self._consumers[slot] == 0
+                and reason is not RevokeReason.SHUTDOWN):
+            self._streams.dispatch(slot, Event.STREAM_IDLE)
+            self._closed_dynamic += 1
+            self._counters["streams_closed"] += 1
+
+    def _live_lease(self, lease_id: object) -> int:
+        lid = _check_int("lease_id", lease_id)
+        return self._lease_by_id.get(lid) if 0 < lid <= self._last_lease_id else -1
+
+    def _ended(self, lease_id: object) -> bool:
+        return 0 < _check_int("lease_id", lease_id) <= self._last_lease_id
+
+    def _reject(self, code: ResponseCode, reason: str, stream_id: int) -> AttachResult:
+        self._counters["attaches_rejected"] += 1
+        return AttachResult(code, 0, stream_id, 0, reason)
+
+    # ------------------------------------------------------------------ control operations
+    def attach(self, stream_id: int, role: Role | int | str, client_id: int, now_ns: int,
+               create: bool = False) -> AttachResult:
+        """Grant a lease on a stream to a client.
+
+        Rules: at most one producer per stream; a client id holds at most one live lease; a missing
+        stream is created only if dynamic streams are allowed, the id is in the dynamic range and
+        ``create`` is True; while the driver drains or after it stopped every attach is REJECTED.
+        Everything is validated before anything is created, so a rejected attach changes nothing
+        but the ``attaches_rejected`` counter.
+
+        Returns:
+            An :class:`AttachResult`; on OK it carries the new lease id and the stream's epoch.
+
+        Raises:
+            TypeError: an argument has the wrong Python type.
+            ValueError: ``now_ns`` is negative or earlier than a time already seen.
+        """
+        sid = _check_int("stream_id", stream_id)
+        client = _check_int("client_id", client_id)
+        if not isinstance(create, bool):
+            raise TypeError(f"create must be a bool, got {type(create).__name__} {create!r}")
+        role_code = _role(role)
+        now = self._now(now_ns)
+        lifecycle = self._lifecycle.current
+        if lifecycle is not DriverState.RUNNING:
+            why = "driver draining" if lifecycle is DriverState.DRAINING else "driver stopped"
+            return self._reject(_REJECTED, why, sid)
+        if role_code < 0:
+            return self._reject(_INVALID, f"unknown role {role!r}", sid)
+        if not 0 <= sid <= MAX_STREAM_ID:
+            return self._reject(_INVALID, f"stream id {sid} out of range 0..{MAX_STREAM_ID}", sid)
+        if not 0 < client <= MAX_CLIENT_ID:
+            return self._reject(_INVALID, f"client id {client} out of range 1..{MAX_CLIENT_ID}", sid)
+        if client in self._lease_by_client:
+            return self._reject(_REJECTED, "client_id already attached", sid)
+        slot = self._slot_of(sid)
+        state = -1 if slot < 0 else int(self._streams.states[slot])
+        creating = state < 0 or state == _CLOSED
+        if creating:
+            if not (self.config.allow_dynamic_streams and create):
+                return self._reject(_REJECTED, f"unknown stream {sid}", sid)
+            if not self._dyn_first <= sid <= self._dyn_last:
+                return self._reject(
+                    _INVALID, f"stream id {sid} outside the dynamic range "
+                    f"[{self._dyn_first}, {self._dyn_last}]", sid)
+            free = self._streams.capacity - len(self._streams) + self._closed_dynamic
+            if free == 0:
+                return self._reject(_REJECTED, "stream capacity exhausted", sid)
+        else:
+            if role_code == _PRODUCER and self._producer[slot] != 0:
+                return self._reject(_REJECTED, "producer already attached", sid)
+            if state == _DRAINING and not (role_code == _PRODUCER
+                                           and self._streams.drain_on_producer_loss):
+                return self._reject(_REJECTED, "stream draining", sid)
+        if len(self._leases) == self._leases.capacity:
+            return self._reject(_REJECTED, "lease capacity exhausted", sid)
+        # ---- every check passed: commit
+        if creating:
+            if slot >= 0:  # the id's previous stream is Closed: recycle its slot now
+                self._free_stream_slot(slot)
+            slot = self._provision(sid, dynamic=True)
+        elif role_code == _PRODUCER:
+            self._bump(slot)  # a producer attaches to a stream without one
+        ls = self._leases.open()
+        self._leases.dispatch(ls, LeaseEvent.ATTACH_OK)
+        self._last_lease_id += 1
+        lease_id = self._last_lease_id
+        self._lease_id[ls] = lease_id
+        self._lease_stream[ls] = slot
+        self._lease_role[ls] = role_code
+        self._lease_client[ls] = client
+        self._lease_expiry[ls] = now + self.config.lease_expiry_ns
+        self._lease_by_id.put(lease_id, ls)
+        self._lease_by_client.put(client, ls)
+        if role_code == _PRODUCER:
+            self._producer[slot] = lease_id
+            self._streams.dispatch(slot, Event.PRODUCER_ATTACHED)
+        else:
+            self._consumers[slot] += 1
+            self._streams.dispatch(slot, Event.CONSUMER_ATTACHED)
+        self._mark_due(slot)
+        self._counters["attaches_ok"] += 1
+        return AttachResult(_OK, lease_id, sid, int(self._epoch[slot]), "")
+
+    def keepalive(self, lease_id: int, now_ns: int) -> Response:
+        """Extend a live lease's expiry to ``now + interval * grace``.
+
+        Returns OK, or REJECTED ("lease ended" / "unknown lease"). Works while draining.
+        """
+        now = self._now(now_ns)
+        ls = self._live_lease(lease_id)
+        if ls < 0:
+            return Response(_REJECTED, "lease ended" if self._ended(lease_id) else "unknown lease")
+        self._lease_expiry[ls] = now + self.config.lease_expiry_ns
+        self._leases.dispatch(ls, LeaseEvent.KEEPALIVE)
+        self._counters["keepalives"] += 1
+        return Response(_OK)
+
+    def detach(self, lease_id: int, now_ns: int) -> Response:
+        """End a lease at the client's request; idempotent.
+
+        Returns OK (also for a lease that already ended, with reason "lease already ended"), or
+        REJECTED "unknown lease" for an id never issued.
+        """
+        return self._end(lease_id, now_ns, RevokeReason.DETACHED)
+
+    def revoke(self, lease_id: int, now_ns: int) -> Response:
+        """End a live lease on the driver's initiative (reason REVOKED); like :meth:`detach`."""
+        return self._end(lease_id, now_ns, RevokeReason.REVOKED)
+
+    def _end(self, lease_id: int, now_ns: int, reason: RevokeReason) -> Response:
+        now = self._now(now_ns)
+        ls = self._live_lease(lease_id)
+        if ls < 0:
+            if self._ended(lease_id):
+                return Response(_OK, "lease already ended")
+            return Response(_REJECTED, "unknown lease")
+        self._end_lease(ls, reason, now)
+        return Response(_OK)
+
+    def poll(self, now_ns: int) -> int:
+        """The driver's duty cycle: recycle the slots of dynamic streams closed since the last
+        poll, expire every lease whose expiry is before ``now_ns`` (one vectorised scan), and after
+        the shutdown timeout revoke the remaining leases, broadcast DriverShutdown and stop.
+
+        A stream closed by idle cleanup is thus observable as Closed until the next poll.
+        Returns the number of leases that expired.
+        """
+        now = self._now(now_ns)
+        if self._lifecycle.current is not DriverState.STOPPED:
+            self._recycle_closed()
+        n = scan_expired(self._lease_expiry, now, self._scratch)
+        for i in range(n):
+            self._end_lease(int(self._scratch[i]), RevokeReason.EXPIRED, now)
+        if self._lifecycle.current is DriverState.DRAINING and now >= self._shutdown_deadline:
+            self._shutdown(now)
+        return n
+
+    def _shutdown(self, now: int) -> None:
+        live = np.flatnonzero(self._leases.states != 255)
+        for ls in live.tolist():
+            self._end_lease(ls, RevokeReason.SHUTDOWN, now)
+        self._recycle_closed()
+        self._counters["streams_closed"] += self._streams.count(State.LIVE)
+        self._streams.broadcast(Event.DRIVER_SHUTDOWN)
+        self._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
+
+    def bump_epoch(self, stream_id: int) -> Response:
+        """Explicit remap: bump a Live stream's epoch (EpochBumped; the state is kept).
+
+        Returns OK with the new epoch, or REJECTED for an unknown or closed stream.
+        """
+        sid = _check_int("stream_id", stream_id)
+        slot = self._slot_of(sid)
+        if slot < 0:
+            return Response(_REJECTED, f"unknown stream {sid}")
+        if self._streams.states[slot] == _CLOSED:
+            return Response(_REJECTED, f"stream {sid} is closed")
+        return Response(_OK, "", self._bump(slot))
+
+    def request_shutdown(self, now_ns: int, token: str | None = None) -> Response:
+        """Start draining: broadcast DriverDraining to every stream and reject attaches from now on;
+        after ``shutdown_timeout_ns`` the next :meth:`poll` shuts down. A repeated request is
+        harmless (OK, nothing changes).
+
+        Returns REJECTED "invalid shutdown token" if a token is configured and ``token`` differs.
+        """
+        now = self._now(now_ns)
+        expected = self.config.shutdown_token
+        if expected is not None and token != expected:
+            return Response(_REJECTED, "invalid shutdown token")
+        current = self._lifecycle.current
+        self._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)
+        if current is not DriverState.RUNNING:
+            return Response(_OK, f"already {current.name.lower()}")
+        self._shutdown_deadline = now + self.config.shutdown_timeout_ns
+        self._recycle_closed()
+        self._streams.broadcast(Event.DRIVER_DRAINING)
+        for slot in self._streams.slots_in(State.LIVE).tolist():
+            self._mark_due(slot)  # final announce of every stream
+        return Response(_OK, "draining")
+
+    # ------------------------------------------------------------------ outboxes
+    def drain_revoked(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Take the pending lease-revoked notices, oldest first, and clear the outbox.
+
+        With ``out`` (a ``REVOKED_NOTICE_DTYPE`` array) the notices are copied into it without
+        allocating and a view of the filled part is returned; notices that do not fit stay queued.
+        Without ``out`` a new array is returned.
+        """
+        n = self._n_revoked
+        if out is None:
+            taken = self._revoked[:n].copy()
+        else:
+            if not isinstance(out, np.ndarray) or out.dtype != REVOKED_NOTICE_DTYPE or out.ndim != 1:
+                raise TypeError("out must be a 1-D array of REVOKED_NOTICE_DTYPE")
+            n = min(n, len(out))
+            out[:n] = self._revoked[:n]
+            taken = out[:n]
+        rest = self._n_revoked - n
+        if rest:
+            self._revoked[:rest] = self._revoked[n:self._n_revoked]
+        self._n_revoked = rest
+        return taken
+
+    def drain_announces(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Take the stream ids whose announce is due because their epoch or state changed (only
+        Live, provisioned streams: Active or Draining), in the order they became due, and clear.
+
+        With ``out`` (an int64 array at least ``stream_capacity`` long) nothing is allocated.
+        """
+        ids = self._stream_id
+        states = self._streams.states
+        if out is None:
+            out = np.empty(self._n_due, np.int64)
+        elif not isinstance(out, np.ndarray) or out.dtype != np.int64 or len(out) < self._n_due:
+            raise TypeError(f"out must be an int64 array of at least {self._n_due} entries")
+        n = 0
+        for i in range(self._n_due):
+            slot = int(self._due_slots[i])
+            self._due[slot] = False
+            st = states[slot]
+            if st == _ACTIVE or st == _DRAINING:
+                out[n] = ids[slot]
+                n += 1
+        self._n_due = 0
+        return out[:n]
+
+    def announce_eligible(self) -> npt.NDArray[np.int64]:
+        """Stream ids eligible for the periodic announce (Live and provisioned), one vectorised
+        pass over the stream table."""
+        states = self._streams.states
+        return self._stream_id[(states == _ACTIVE) | (states == _DRAINING)]
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def state(self) -> DriverState:
+        """The driver lifecycle state (Running, Draining or Stopped)."""
+        return self._lifecycle.current  # type: ignore[return-value]
+
+    @property
+    def streams(self) -> StreamTable:
+        """The stream table (read it; mutating it directly bypasses the driver's bookkeeping)."""
+        return self._streams
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        """A snapshot of the driver's counters (names in :data:`COUNTER_NAMES`)."""
+        out = dict(self._counters)
+        out["stream_hsm_unhandled"] = self._streams.unhandled_total
+        out["lease_hsm_unhandled"] = self._leases.unhandled_total
+        return out
+
+    def stream_state(self, stream_id: int) -> State | None:
+        """State of the stream with this id, or None if it has no slot (never provisioned, or its
+        slot was recycled after idle cleanup). A Closed stream stays observable until recycled."""
+        slot = self._slot_of(_check_int("stream_id", stream_id))
+        return None if slot < 0 else self._streams.state(slot)
+
+    def stream_info(self, stream_id: int) -> StreamInfo | None:
+        """The registry row of a stream id, or None if it has no slot."""
+        sid = _check_int("stream_id", stream_id)
+        slot = self._slot_of(sid)
+        if slot < 0:
+            return None
+        return StreamInfo(sid, self._streams.state(slot), int(self._epoch[slot]),
+                          int(self._producer[slot]), int(self._consumers[slot]),
+                          bool(self._dynamic[slot]))
+
+    def epoch(self, stream_id: int) -> int:
+        """Current (or, after recycling, last) epoch of a stream id; 0 if never provisioned."""
+        sid = _check_int("stream_id", stream_id)
+        slot = self._slot_of(sid)
+        if slot >= 0:
+            return int(self._epoch[slot])
+        if self._dyn_first <= sid <= self._dyn_last:
+            return int(self._dyn_epoch[sid - self._dyn_first])
+        return 0
+
+    def lease_state(self, lease_id: int) -> LeaseState | None:
+        """State of a lease: Active while live, Closed once ended (lease ids are never reused),
+        None for an id never issued."""
+        ls = self._live_lease(lease_id)
+        if ls >= 0:
+            return self._leases.state(ls)  # type: ignore[no-any-return]
+        return LeaseState.CLOSED if self._ended(lease_id) else None
+
+    def lease_expiry(self, lease_id: int) -> int | None:
+        """Expiry time (ns) of a live lease, None otherwise."""
+        ls = self._live_lease(lease_id)
+        return None if ls < 0 else int(self._lease_expiry[ls])
+
+    @property
+    def live_leases(self) -> int:
+        """Number of live leases."""
+        return len(self._leases)
+
+    def __repr__(self) -> str:
+        return (f"<Driver {self.state.name} streams={len(self._streams)} "
+                f"leases={len(self._leases)}>")
