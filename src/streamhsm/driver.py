@@ -219,7 +219,7 @@ class Driver:
         sid = int(self._stream_id[slot])
         self._dyn_slot[sid - self._dyn_first] = -1
         self._stream_id[slot] = -1
-        self._due[slot] = False
+        # the due flag stays: the slot may still be in the due list (drain_announces clears it)
         self._streams.release(slot)
         self._closed_dynamic -= 1
 
