@@ -156,7 +156,12 @@ class Driver:
         self._last_lease_id = 0
         self._scratch = np.empty(n_l, np.int32)
         # outboxes
-        self._revoked = np.zeros(cfg.outbox_capacity, REVOKED_NOTICE_DTYPE)
+        # lease-revoked notices, one column per field (struct of arrays)
+        self._rv = {name: np.zeros(cfg.outbox_capacity, REVOKED_NOTICE_DTYPE[name])
+                    for name in REVOKED_NOTICE_DTYPE.names}  # type: ignore[union-attr]
+        self._rv_lease, self._rv_stream = self._rv["lease_id"], self._rv["stream_id"]
+        self._rv_role, self._rv_reason, self._rv_time = (
+            self._rv["role"], self._rv["reason"], self._rv["time_ns"])
         self._n_revoked = 0
         self._due = np.zeros(n_s, np.bool_)
         self._due_slots = np.empty(n_s, np.int32)
@@ -232,13 +237,16 @@ class Driver:
             self._free_stream_slot(slot)
 
     def _notice(self, lease_id: int, stream_id: int, role: int, reason: int, now: int) -> None:
-        if self._n_revoked == len(self._revoked):
+        i = self._n_revoked
+        if i == len(self._rv_lease):
             self._counters["revoke_notices_dropped"] += 1
             return
-        rec = self._revoked[self._n_revoked]
-        rec["lease_id"], rec["stream_id"], rec["role"] = lease_id, stream_id, role
-        rec["reason"], rec["time_ns"] = reason, now
-        self._n_revoked += 1
+        self._rv_lease[i] = lease_id
+        self._rv_stream[i] = stream_id
+        self._rv_role[i] = role
+        self._rv_reason[i] = reason
+        self._rv_time[i] = now
+        self._n_revoked = i + 1
 
     def _end_lease(self, ls: int, reason: RevokeReason, now: int) -> None:
         lease_id = int(self._lease_id[ls])
@@ -472,22 +480,21 @@ class Driver:
         """
         n = self._n_revoked
         if out is None:
-            taken = self._revoked[:n].copy()
-        else:
-            if not isinstance(out, np.ndarray) or out.dtype != REVOKED_NOTICE_DTYPE or out.ndim != 1:
-                raise TypeError("out must be a 1-D array of REVOKED_NOTICE_DTYPE")
-            n = min(n, len(out))
-            out[:n] = self._revoked[:n]
-            taken = out[:n]
+            out = np.empty(n, REVOKED_NOTICE_DTYPE)
+        elif not isinstance(out, np.ndarray) or out.dtype != REVOKED_NOTICE_DTYPE or out.ndim != 1:
+            raise TypeError("out must be a 1-D array of REVOKED_NOTICE_DTYPE")
+        n = min(n, len(out))
         rest = self._n_revoked - n
-        if rest:
-            self._revoked[:rest] = self._revoked[n:self._n_revoked]
+        for name, column in self._rv.items():
+            out[name][:n] = column[:n]
+            if rest:
+                column[:rest] = column[n:self._n_revoked]
         self._n_revoked = rest
-        return taken
+        return out[:n]
 
     def drain_announces(self, out: np.ndarray | None = None) -> np.ndarray:
         """Take the stream ids whose announce is due because their epoch or state changed (only
-        Live, provisioned streams: Active or Draining), in the order they became due, and clear.
+        Live, provisioned streams: Active or Draining), each once, and clear.
 
         With ``out`` (an int64 array at least ``stream_capacity`` long) nothing is allocated.
         """
