@@ -17,8 +17,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m streamhsm", description="Per-stream lifecycle HSM for transport drivers."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run a seeded stream-lifecycle scenario and print a summary")
-    demo.add_argument("--streams", type=int, default=10_000, help="number of streams (default 10000)")
+    demo = sub.add_parser("demo", help="run a seeded driver simulation and print a summary")
+    demo.add_argument("--streams", type=int, default=10_000, help="stream slots (default 10000)")
+    demo.add_argument("--clients", type=int, default=50_000, help="clients (default 50000)")
+    demo.add_argument("--seconds", type=int, default=20,
+                      help="simulated seconds of traffic before the drain (default 20)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     demo.add_argument("--quiet", action="store_true", help="print only the final summary")
     diagram = sub.add_parser("diagram", help="print a machine's state diagram (Mermaid or DOT)")
@@ -69,10 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        if args.streams <= 0:
-            print(f"error: --streams must be positive, got {args.streams}", file=sys.stderr)
-            return 2
-        run_demo(streams=args.streams, seed=args.seed, out=sys.stdout, verbose=not args.quiet)
+        for name in ("streams", "clients", "seconds"):
+            if getattr(args, name) <= 0:
+                print(f"error: --{name} must be positive, got {getattr(args, name)}",
+                      file=sys.stderr)
+                return 2
+        run_demo(streams=args.streams, clients=args.clients, seed=args.seed,
+                 seconds=args.seconds, out=sys.stdout, verbose=not args.quiet)
         return 0
     return 2  # pragma: no cover - argparse rejects unknown commands
 
