@@ -237,3 +237,25 @@ def test_per_slot_state_is_small() -> None:
     t = StreamTable(1000)
     assert t.nbytes_per_slot <= 32
     assert "open=0/1000" in repr(t)
+
+
+def test_dispatch_many_reports_the_first_offender(table: StreamTable) -> None:
+    """A free slot before an out-of-range index is reported first (and vice versa)."""
+    events = np.zeros(3, np.uint8)
+    with pytest.raises(IndexError, match=r"slots\[1\]: slot 5 is not open"):
+        table.dispatch_many(np.array([0, 5, 99], np.int64), events)
+    with pytest.raises(IndexError, match=r"slots\[1\]: slot 99 out of range"):
+        table.dispatch_many(np.array([0, 99, 5], np.int64), events)
+    with pytest.raises(ValueError, match=r"events\[0\]: unknown event code 12"):
+        table.dispatch_many(np.array([5, 0, 0], np.int64), np.array([12, 0, 0], np.uint8))
+
+
+def test_full_table_skips_nothing_it_must_check() -> None:
+    """With no free slot the open-check gather is skipped; ranges are still checked."""
+    t = StreamTable(4)
+    for _ in range(4):
+        t.open()
+    assert t.dispatch_many(np.arange(4, dtype=np.int64), np.zeros(4, np.uint8)) == 4
+    with pytest.raises(IndexError, match=r"slots\[3\]: slot 4 out of range"):
+        t.dispatch_many(np.arange(1, 5, dtype=np.int64), np.zeros(4, np.uint8))
+    assert t.count(State.ACTIVE) == 4 and t.unhandled_total == 0

@@ -29,34 +29,50 @@ ctypedef struct HsmCore:
     uint64_t* unhandled        # [capacity] unhandled events per slot
     int64_t* counts            # [HSM_CODE_ROWS] number of slots per state code
     const uint8_t* next_state  # next leaf
-    const uint8_t* handled     # 1 if some state handled the event
+    const uint8_t* handled     # 1 if some state handled the event (0 on the free row)
     const uint8_t* missed      # 1 if unhandled (0 on the free row)
     Py_ssize_t capacity
     Py_ssize_t n_events
     uint64_t unhandled_total
 
 
+cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhandled,
+                              const uint8_t* next_state, const uint8_t* missed,
+                              Py_ssize_t n_events, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
+    """The transition kernel on raw columns; returns 1 if the event went unhandled (counted in
+    ``unhandled[slot]``, the caller adds it to its total), 0 if handled.
+
+    Batch loops pass the pointers as local variables: a store through ``uint8_t*`` may alias
+    anything, so reading them from a struct would reload every field after each store. Counters
+    are touched only when something happens (a state change, an unhandled event).
+    """
+    cdef uint8_t old = states[slot]
+    cdef Py_ssize_t idx = <Py_ssize_t>old * n_events + event
+    cdef uint8_t new = next_state[idx]
+    cdef uint8_t miss = missed[idx]
+    if new != old:
+        states[slot] = new
+        counts[old] -= 1
+        counts[new] += 1
+    if miss:
+        unhandled[slot] += 1
+    return miss
+
+
 cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
-    """Dispatch one event to one slot; return 1 if handled, 0 if unhandled.
+    """Dispatch one event to one open slot; return 1 if handled, 0 if unhandled.
 
     The caller guarantees 0 <= slot < capacity, 0 <= event < n_events and an open slot; only a
     debug build checks the indices (returning -1 when they are out of range).
     """
-    cdef uint8_t old, new, miss
-    cdef Py_ssize_t idx
+    cdef uint8_t miss
     if STREAMHSM_DEBUG_CHECKS:
         if slot < 0 or slot >= c.capacity or event < 0 or event >= c.n_events:
             return -1
-    old = c.states[slot]
-    idx = <Py_ssize_t>old * c.n_events + event
-    new = c.next_state[idx]
-    miss = c.missed[idx]
-    c.states[slot] = new
-    c.counts[old] -= 1
-    c.counts[new] += 1
-    c.unhandled[slot] += miss
+    miss = hsm_apply(c.states, c.counts, c.unhandled, c.next_state, c.missed, c.n_events,
+                     slot, event)
     c.unhandled_total += miss
-    return c.handled[idx]
+    return 1 - miss
 
 
 cdef class MachineTable:

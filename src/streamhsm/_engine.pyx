@@ -140,40 +140,79 @@ cdef inline int _raise_if_bad(int rc) except -1:
 
 cdef Py_ssize_t _first_invalid(const slot_t[::1] slots, const event_t[::1] events,
                                const HsmCore* c) noexcept nogil:
-    """Index of the first (slot, event) pair that is out of range or names a free slot, or -1."""
-    cdef Py_ssize_t i, s, e
-    for i in range(slots.shape[0]):
-        s = <Py_ssize_t>slots[i]
-        e = <Py_ssize_t>events[i]
-        if s < 0 or s >= c.capacity or e < 0 or e >= c.n_events:
-            return i
-        if c.states[s] == HSM_FREE_SLOT:
-            return i
-    return -1
+    """Index of the first (slot, event) pair that is out of range or names a free slot, or -1.
+
+    One unsigned compare per index (a negative index wraps to a huge one); the per-slot
+    "is it open" gather runs only when the table has free slots.
+    """
+    cdef Py_ssize_t i, n = slots.shape[0], bad = slots.shape[0]
+    cdef size_t cap = <size_t>c.capacity, n_events = <size_t>c.n_events
+    for i in range(n):
+        if <size_t><Py_ssize_t>slots[i] >= cap or <size_t><Py_ssize_t>events[i] >= n_events:
+            bad = i
+            break
+    if c.counts[HSM_FREE_SLOT] != 0:
+        for i in range(bad):  # an earlier free slot is the first offender
+            if c.states[<Py_ssize_t>slots[i]] == HSM_FREE_SLOT:
+                return i
+    return -1 if bad == n else bad
 
 
 cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
                           HsmCore* c) noexcept nogil:
-    """Dispatch every pair in order; return the number handled (-1: debug bounds check failed)."""
-    cdef Py_ssize_t i, handled = 0
-    cdef int rc
-    for i in range(slots.shape[0]):
-        rc = hsm_step(c, <Py_ssize_t>slots[i], <Py_ssize_t>events[i])
-        if STREAMHSM_DEBUG_CHECKS and rc < 0:
-            return -1
-        handled += rc
-    return handled
+    """Dispatch every pair in order (the batch is validated); return the number handled, or -1
+    if a debug-build index check failed. Every open slot handles or counts each event, so the
+    handled count is the batch size minus the unhandled events it added."""
+    cdef Py_ssize_t i, s, e, n = slots.shape[0]
+    cdef uint64_t missed = 0
+    cdef uint8_t* states = c.states
+    cdef int64_t* counts = c.counts
+    cdef uint64_t* unhandled = c.unhandled
+    cdef const uint8_t* next_state = c.next_state
+    cdef const uint8_t* miss_table = c.missed
+    cdef Py_ssize_t n_events = c.n_events, capacity = c.capacity
+    for i in range(n):
+        s = <Py_ssize_t>slots[i]
+        e = <Py_ssize_t>events[i]
+        if STREAMHSM_DEBUG_CHECKS:
+            if s < 0 or s >= capacity or e < 0 or e >= n_events:
+                return -1
+        missed += hsm_apply(states, counts, unhandled, next_state, miss_table, n_events, s, e)
+    c.unhandled_total += missed
+    return n - <Py_ssize_t>missed
 
 
 cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
-    """Dispatch one event to every slot (free slots are a no-op row); return the number handled."""
-    cdef Py_ssize_t i, handled = 0
-    cdef int rc
-    for i in range(c.capacity):
-        rc = hsm_step(c, i, event)
-        if STREAMHSM_DEBUG_CHECKS and rc < 0:
+    """Dispatch one event to every slot; return the number handled (-1: debug check failed).
+
+    The event is the same for every slot, so the counters follow from the per-state occupancy
+    (O(states)); the per-slot pass only rewrites states, and the per-slot unhandled counters only
+    when some occupied state leaves the event unhandled. Free slots map to themselves.
+    """
+    cdef Py_ssize_t s, i, idx, handled = 0, missed = 0
+    cdef int64_t moved[HSM_CODE_ROWS]
+    cdef uint8_t old
+    if STREAMHSM_DEBUG_CHECKS:
+        if event < 0 or event >= c.n_events:
             return -1
-        handled += rc
+    memset(moved, 0, sizeof(moved))
+    for s in range(HSM_CODE_ROWS):
+        if c.counts[s] != 0:
+            idx = s * c.n_events + event
+            handled += c.counts[s] * c.handled[idx]
+            missed += c.counts[s] * c.missed[idx]
+            moved[c.next_state[idx]] += c.counts[s]
+    if missed == 0:
+        for i in range(c.capacity):
+            c.states[i] = c.next_state[<Py_ssize_t>c.states[i] * c.n_events + event]
+    else:
+        for i in range(c.capacity):
+            idx = <Py_ssize_t>c.states[i] * c.n_events + event
+            c.states[i] = c.next_state[idx]
+            c.unhandled[i] += c.missed[idx]
+    for s in range(HSM_CODE_ROWS):
+        c.counts[s] = moved[s]
+    c.unhandled_total += missed
     return handled
 
 

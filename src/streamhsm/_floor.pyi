@@ -1,0 +1,21 @@
+"""Type stubs for ``streamhsm._floor`` (benchmark floors)."""
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["NoopTarget", "broadcast_floor", "table_floor"]
+
+class NoopTarget:
+    """A cdef class whose ``dispatch(slot, event)`` does nothing."""
+
+    def dispatch(self, slot: object, event: object) -> None: ...
+
+def table_floor(
+    states: npt.NDArray[np.uint8],
+    next_state: npt.NDArray[np.uint8],
+    slots: npt.NDArray[np.int64],
+    events: npt.NDArray[np.uint8],
+) -> int: ...
+def broadcast_floor(
+    states: npt.NDArray[np.uint8], next_state: npt.NDArray[np.uint8], event: int
+) -> int: ...

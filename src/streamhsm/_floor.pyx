@@ -1,0 +1,39 @@
+"""Physical floors for the benchmarks: what the same call or loop costs with no HSM work at all.
+
+Private module, shipped so ``python -m streamhsm bench`` and ``benchmarks/`` can measure the
+product beside its floor in one run.
+"""
+cimport cython
+from libc.stdint cimport uint8_t, int64_t
+
+__all__ = ["NoopTarget", "broadcast_floor", "table_floor"]
+
+
+@cython.final
+cdef class NoopTarget:
+    """A cdef class whose ``dispatch(slot, event)`` does nothing: the Python call floor."""
+
+    def dispatch(self, slot, event):
+        """Do nothing (same two arguments as ``StreamTable.dispatch``)."""
+        pass
+
+
+def table_floor(uint8_t[::1] states, const uint8_t[:, ::1] next_state,
+                const int64_t[::1] slots, const uint8_t[::1] events):
+    """The bare table loop ``states[slot] = next[states[slot], event]`` without the GIL: no
+    validation, no counters, no occupancy. Returns the number of events."""
+    cdef Py_ssize_t i, s, n = slots.shape[0]
+    with nogil:
+        for i in range(n):
+            s = slots[i]
+            states[s] = next_state[states[s], events[i]]
+    return n
+
+
+def broadcast_floor(uint8_t[::1] states, const uint8_t[:, ::1] next_state, Py_ssize_t event):
+    """The bare broadcast loop over every slot without the GIL. Returns the number of slots."""
+    cdef Py_ssize_t i, n = states.shape[0]
+    with nogil:
+        for i in range(n):
+            states[i] = next_state[states[i], event]
+    return n
