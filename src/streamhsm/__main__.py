@@ -24,6 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulated seconds of traffic before the drain (default 20)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     demo.add_argument("--quiet", action="store_true", help="print only the final summary")
+    bench = sub.add_parser("bench", help="time every hot path beside its floor (under a minute)")
+    bench.add_argument("--streams", type=int, default=1_000_000,
+                       help="streams for dispatch_many/broadcast (default 1000000)")
+    bench.add_argument("--events", type=int, default=10_000_000,
+                       help="events for dispatch_many (default 10000000)")
+    bench.add_argument("--leases", type=int, default=1_000_000,
+                       help="leases for the driver poll (default 1000000)")
+    bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    bench.add_argument("--plot", metavar="PATH",
+                       help="also write a PNG of time per event vs streams (needs matplotlib)")
     diagram = sub.add_parser("diagram", help="print a machine's state diagram (Mermaid or DOT)")
     diagram.add_argument("--machine", choices=sorted(MACHINES), default="stream",
                          help="which machine (default stream)")
@@ -57,9 +67,37 @@ MACHINES: dict[str, Callable[[str], CompiledMachine]] = {
     "stream": _stream, "lease": _lease, "driver": _driver}
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import format_rows, plot_scaling, run_bench, write_json
+
+    for name in ("streams", "events", "leases"):
+        if getattr(args, name) <= 0:
+            print(f"error: --{name} must be positive, got {getattr(args, name)}", file=sys.stderr)
+            return 2
+    points = None
+    if args.plot:  # fail early if matplotlib is missing
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print('error: --plot needs matplotlib: python -m pip install "streamhsm[plot]"',
+                  file=sys.stderr)
+            return 2
+    rows = run_bench(args.streams, args.events, args.leases, out=sys.stderr)
+    print(format_rows(rows))
+    if args.plot:
+        points = plot_scaling(args.plot, out=sys.stderr)
+        print(f"plot written to {args.plot}")
+    if args.json:
+        write_json(args.json, rows, {"scaling": points} if points else None)
+        print(f"results written to {args.json}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench(args)
     if args.command == "diagram":
         from .diagram import render
 

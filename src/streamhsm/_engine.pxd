@@ -87,12 +87,18 @@ cdef class MachineTable:
     cdef object _codec             # _Codec for event/state conversion
     # Batch paths (dispatch_many, broadcast) run without the GIL under _lock; while they do, _busy
     # is 1 (set and cleared with the GIL held), and GIL-holding mutators wait for _lock first.
+    # A Cython caller that mutates the table without the GIL brackets its loop the same way:
+    #     table.lock_batch()            # with the GIL; waits (GIL released) for other batches
+    #     try:
+    #         with nogil: ... hsm_step(&table.core, slot, event) ...
+    #     finally:
+    #         table.unlock_batch()
     cdef PyThread_type_lock _lock
     cdef int _busy
     cdef Py_ssize_t slot_index(self, object slot) except -1
     cdef Py_ssize_t event_index(self, object event) except -1
-    cdef int _acquire(self) except -1
-    cdef void _release(self) noexcept
+    cdef int lock_batch(self) except -1
+    cdef void unlock_batch(self) noexcept
 
 
 cdef class MachineInstance:

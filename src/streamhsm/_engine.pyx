@@ -224,14 +224,14 @@ cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1]
             f"slots and events must have the same length, got {n} and {events.shape[0]}")
     if n == 0:
         return 0
-    self._acquire()
+    self.lock_batch()
     try:
         with nogil:
             bad = _first_invalid(slots, events, &self.core)
             if bad < 0:
                 handled = _run_many(slots, events, &self.core)
     finally:
-        self._release()
+        self.unlock_batch()
     if bad >= 0:
         s, e = int(slots[bad]), int(events[bad])
         if not 0 <= e < self.core.n_events:
@@ -285,7 +285,7 @@ cdef class MachineTable:
         if self._lock != NULL:
             PyThread_free_lock(self._lock)
 
-    cdef int _acquire(self) except -1:
+    cdef int lock_batch(self) except -1:
         """Take the table lock (waiting without the GIL if a batch holds it) and mark it busy."""
         if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
             with nogil:
@@ -293,7 +293,7 @@ cdef class MachineTable:
         self._busy = 1
         return 0
 
-    cdef void _release(self) noexcept:
+    cdef void unlock_batch(self) noexcept:
         self._busy = 0
         PyThread_release_lock(self._lock)
 
@@ -365,7 +365,7 @@ cdef class MachineTable:
             raise TableFullError(f"table is full: all {self.core.capacity} slots are open")
         cdef bint locked = self._busy  # a batch runs in another thread: wait for it
         if locked:
-            self._acquire()
+            self.lock_batch()
         self._n_free -= 1
         cdef Py_ssize_t s = self._free[self._n_free]
         self.core.states[s] = self._initial
@@ -373,7 +373,7 @@ cdef class MachineTable:
         self.core.counts[HSM_FREE_SLOT] -= 1
         self.core.counts[self._initial] += 1
         if locked:
-            self._release()
+            self.unlock_batch()
         return s
 
     def release(self, slot):
@@ -386,7 +386,7 @@ cdef class MachineTable:
         cdef Py_ssize_t s = self.slot_index(slot)
         cdef bint locked = self._busy  # a batch runs in another thread: wait for it
         if locked:
-            self._acquire()
+            self.lock_batch()
         self.core.counts[self.core.states[s]] -= 1
         self.core.counts[HSM_FREE_SLOT] += 1
         self.core.states[s] = HSM_FREE_SLOT
@@ -394,7 +394,7 @@ cdef class MachineTable:
         self._free[self._n_free] = <int32_t>s
         self._n_free += 1
         if locked:
-            self._release()
+            self.unlock_batch()
 
     def is_open(self, slot):
         """True if ``slot`` is in range and open (never raises for an int out of range)."""
@@ -417,9 +417,9 @@ cdef class MachineTable:
         cdef Py_ssize_t e = self.event_index(event)
         cdef int rc
         if self._busy:  # a batch runs in another thread: wait for it
-            self._acquire()
+            self.lock_batch()
             rc = hsm_step(&self.core, s, e)
-            self._release()
+            self.unlock_batch()
         else:
             rc = hsm_step(&self.core, s, e)
         return _raise_if_bad(rc) == 1
@@ -465,12 +465,12 @@ cdef class MachineTable:
         """
         cdef Py_ssize_t e = self.event_index(event)
         cdef Py_ssize_t handled
-        self._acquire()
+        self.lock_batch()
         try:
             with nogil:
                 handled = _run_broadcast(&self.core, e)
         finally:
-            self._release()
+            self.unlock_batch()
         return _raise_if_bad(handled)
 
     # ------------------------------------------------------------------ queries

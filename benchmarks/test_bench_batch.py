@@ -1,0 +1,96 @@
+"""dispatch_many and broadcast beside the bare table loop over the same arrays (groups
+``many`` and ``broadcast``), and the GIL release check (group ``threads``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from streamhsm import Event, StreamTable
+from streamhsm._engine import _padded_tables
+from streamhsm._floor import broadcast_floor, table_floor
+
+LEASE_EVENTS = np.array([Event.PRODUCER_ATTACHED, Event.CONSUMER_ATTACHED, Event.PRODUCER_DETACHED,
+                         Event.CONSUMER_DETACHED, Event.EPOCH_BUMPED], np.uint8)
+
+
+def active_table(n: int) -> StreamTable:
+    t = StreamTable(n)
+    for _ in range(n):
+        t.open()
+    t.broadcast(Event.STREAM_PROVISIONED)
+    return t
+
+
+@pytest.fixture(scope="module")
+def workload(sizes):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(sizes.seed)
+    slots = rng.integers(0, sizes.streams, sizes.events)
+    events = rng.choice(LEASE_EVENTS, sizes.events)  # lease traffic on Active streams
+    return slots, events
+
+
+@pytest.mark.benchmark(group="many")
+def test_many_floor(benchmark, sizes, workload) -> None:  # type: ignore[no-untyped-def]
+    t = active_table(sizes.streams)
+    states = t.states.copy()
+    nxt = _padded_tables(t.machine)[0]
+    benchmark.extra_info["events"] = sizes.events
+    benchmark(table_floor, states, nxt, *workload)
+
+
+@pytest.mark.benchmark(group="many")
+def test_dispatch_many(benchmark, sizes, workload) -> None:  # type: ignore[no-untyped-def]
+    t = active_table(sizes.streams)
+    benchmark.extra_info["events"] = sizes.events
+    handled = benchmark(t.dispatch_many, *workload)
+    assert handled == sizes.events
+
+
+@pytest.mark.benchmark(group="broadcast")
+def test_broadcast_floor(benchmark, sizes) -> None:  # type: ignore[no-untyped-def]
+    t = active_table(sizes.streams)
+    states = t.states.copy()
+    nxt = _padded_tables(t.machine)[0]
+    benchmark.extra_info["streams"] = sizes.streams
+    benchmark(broadcast_floor, states, nxt, int(Event.EPOCH_BUMPED))
+
+
+@pytest.mark.benchmark(group="broadcast")
+def test_broadcast(benchmark, sizes) -> None:  # type: ignore[no-untyped-def]
+    t = active_table(sizes.streams)
+    benchmark.extra_info["streams"] = sizes.streams
+    assert benchmark(t.broadcast, Event.EPOCH_BUMPED) == sizes.streams
+
+
+@pytest.mark.benchmark(group="threads")
+def test_two_threads_two_tables(benchmark, sizes, workload) -> None:  # type: ignore[no-untyped-def]
+    """Two threads, each running dispatch_many on its own table; extra_info holds the serial time
+    of the same work measured in the same test, and the speed-up."""
+    tables = [active_table(sizes.streams) for _ in range(2)]
+
+    def serial() -> None:
+        for t in tables:
+            t.dispatch_many(*workload)
+
+    def threaded() -> None:
+        threads = [threading.Thread(target=t.dispatch_many, args=workload) for t in tables]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+
+    best_serial = min(_timed(serial) for _ in range(3))
+    benchmark(threaded)
+    if benchmark.stats is not None:
+        benchmark.extra_info["serial_s"] = best_serial
+        benchmark.extra_info["speedup"] = best_serial / benchmark.stats.stats.min
+
+
+def _timed(fn) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

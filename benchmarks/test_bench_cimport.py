@@ -1,0 +1,53 @@
+"""The cimport API beside the Python-level call (group ``cimport``): 1000 dispatches of one event
+from a compiled Cython loop vs 1000 ``StreamTable.dispatch`` calls from Python."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from streamhsm import Event, StreamTable
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cython_driver" / "build.py"
+CALLS = 1000
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("example_build", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    return builder.build(tmp_path_factory.mktemp("cython_driver"))  # type: ignore[no-any-return]
+
+
+def _table() -> StreamTable:
+    t = StreamTable(16)
+    for _ in range(16):
+        t.open()
+    t.broadcast(Event.STREAM_PROVISIONED)
+    return t
+
+
+@pytest.mark.benchmark(group="cimport")
+def test_cython_loop_via_pxd(benchmark, driver) -> None:  # type: ignore[no-untyped-def]
+    t = _table()
+    benchmark.extra_info["calls_per_round"] = CALLS
+    assert benchmark(driver.repeat_one, t, 5, int(Event.EPOCH_BUMPED), CALLS) == CALLS
+
+
+@pytest.mark.benchmark(group="cimport")
+def test_python_dispatch_calls(benchmark) -> None:  # type: ignore[no-untyped-def]
+    t = _table()
+    dispatch = t.dispatch
+
+    def loop() -> None:
+        for _ in range(CALLS):
+            dispatch(5, Event.EPOCH_BUMPED)
+
+    benchmark.extra_info["calls_per_round"] = CALLS
+    benchmark(loop)
+    assert t.unhandled_total == 0
