@@ -31,7 +31,7 @@ extensions = [
         define_macros=macros,
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
     )
-    for name in ("_engine", "_registry", "_floor")
+    for name in ("_engine", "_registry", "_driver_core", "_floor")
 ]
 
 setup(

@@ -99,6 +99,7 @@ cdef class MachineTable:
     cdef Py_ssize_t event_index(self, object event) except -1
     cdef int lock_batch(self) except -1
     cdef void unlock_batch(self) noexcept
+    cdef void release_unchecked(self, Py_ssize_t slot) noexcept nogil
 
 
 cdef class MachineInstance:

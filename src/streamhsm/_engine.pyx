@@ -387,14 +387,18 @@ cdef class MachineTable:
         cdef bint locked = self._busy  # a batch runs in another thread: wait for it
         if locked:
             self.lock_batch()
+        self.release_unchecked(s)
+        if locked:
+            self.unlock_batch()
+
+    cdef void release_unchecked(self, Py_ssize_t s) noexcept nogil:
+        """Free open slot ``s`` (the caller checked it); C-level form of :meth:`release`."""
         self.core.counts[self.core.states[s]] -= 1
         self.core.counts[HSM_FREE_SLOT] += 1
         self.core.states[s] = HSM_FREE_SLOT
         self.core.unhandled[s] = 0
         self._free[self._n_free] = <int32_t>s
         self._n_free += 1
-        if locked:
-            self.unlock_batch()
 
     def is_open(self, slot):
         """True if ``slot`` is in range and open (never raises for an int out of range)."""

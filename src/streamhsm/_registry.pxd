@@ -8,3 +8,4 @@ cdef class IdMap:
     cdef Py_ssize_t _mask, _n, _max
     cdef Py_ssize_t find(self, int64_t key) noexcept nogil
     cdef int64_t lookup(self, int64_t key) noexcept nogil
+    cdef int64_t remove(self, int64_t key) noexcept nogil

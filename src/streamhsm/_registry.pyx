@@ -99,10 +99,18 @@ cdef class IdMap:
 
     def pop(self, key, default=-1):
         """Remove ``key``; return its value, or ``default`` if it was absent."""
-        cdef Py_ssize_t i = self.find(_key(key))
-        cdef Py_ssize_t j, home
-        if i < 0:
+        cdef int64_t k = _key(key)
+        if self.find(k) < 0:
             return default
+        return self.remove(k)
+
+    cdef int64_t remove(self, int64_t key) noexcept nogil:
+        """Remove ``key`` and return its value, or -1 if it was absent."""
+        cdef Py_ssize_t i = self.find(key)
+        cdef Py_ssize_t j, home
+        cdef int64_t value
+        if i < 0:
+            return -1
         value = self._vals[i]
         # backward-shift deletion: pull later members of the probe run into the hole
         j = i

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ._driver_core import DriverCore
 from ._engine import MachineInstance, MachineTable
-from ._registry import IdMap, scan_expired
+from ._registry import IdMap
 from .config import (
     MAX_CLIENT_ID,
     MAX_STREAM_ID,
@@ -63,18 +64,9 @@ _NEVER = np.iinfo(np.int64).max
 _OK, _REJECTED, _INVALID = ResponseCode.OK, ResponseCode.REJECTED, ResponseCode.INVALID_PARAMS
 _PRODUCER, _CONSUMER = int(Role.PRODUCER), int(Role.CONSUMER)
 _ACTIVE, _DRAINING, _CLOSED = int(State.ACTIVE), int(State.DRAINING), int(State.CLOSED)
-_END_EVENT = {
-    RevokeReason.DETACHED: LeaseEvent.DETACH,
-    RevokeReason.EXPIRED: LeaseEvent.LEASE_TIMEOUT,
-    RevokeReason.REVOKED: LeaseEvent.REVOKE,
-    RevokeReason.SHUTDOWN: LeaseEvent.REVOKE,
-}
-_END_COUNTER = {
-    RevokeReason.DETACHED: "leases_detached",
-    RevokeReason.EXPIRED: "leases_expired",
-    RevokeReason.REVOKED: "leases_revoked",
-    RevokeReason.SHUTDOWN: "leases_revoked",
-}
+_C = {name: i for i, name in enumerate(COUNTER_NAMES[:-2])}  # slots of DriverCore.counters
+_C_OK, _C_REJECTED, _C_KEEPALIVES = _C["attaches_ok"], _C["attaches_rejected"], _C["keepalives"]
+_C_PROVISIONED, _C_CLOSED = _C["streams_provisioned"], _C["streams_closed"]
 _ROLE_NAMES = {"producer": Role.PRODUCER, "consumer": Role.CONSUMER}
 
 
@@ -137,7 +129,6 @@ class Driver:
         self._consumers = np.zeros(n_s, np.int32)
         self._dynamic = np.zeros(n_s, np.bool_)
         self._epoch = np.zeros(n_s, np.int64)
-        self._closed_dynamic = 0  # dynamic streams Closed and waiting for their slot to be recycled
         # stream id -> slot: static ids in a dict built once, dynamic ids in a dense array
         self._static_slot: dict[int, int] = {}
         rng = cfg.dynamic_stream_id_range
@@ -154,19 +145,25 @@ class Driver:
         self._lease_by_id = IdMap(n_l)
         self._lease_by_client = IdMap(n_l)
         self._last_lease_id = 0
-        self._scratch = np.empty(n_l, np.int32)
-        # outboxes
-        # lease-revoked notices, one column per field (struct of arrays)
+        # outboxes: lease-revoked notices as columns, announce-due flags and list
         self._rv = {name: np.zeros(cfg.outbox_capacity, REVOKED_NOTICE_DTYPE[name])
                     for name in REVOKED_NOTICE_DTYPE.names}  # type: ignore[union-attr]
-        self._rv_lease, self._rv_stream = self._rv["lease_id"], self._rv["stream_id"]
-        self._rv_role, self._rv_reason, self._rv_time = (
-            self._rv["role"], self._rv["reason"], self._rv["time_ns"])
-        self._n_revoked = 0
         self._due = np.zeros(n_s, np.bool_)
-        self._due_slots = np.empty(n_s, np.int32)
-        self._n_due = 0
-        self._counters = dict.fromkeys(COUNTER_NAMES[:-2], 0)
+        columns = {
+            "stream_id": self._stream_id, "producer": self._producer, "epoch": self._epoch,
+            "consumers": self._consumers, "dynamic": self._dynamic, "dyn_epoch": self._dyn_epoch,
+            "dyn_slot": self._dyn_slot, "due": self._due, "due_slots": np.empty(n_s, np.int32),
+            "lease_id": self._lease_id, "lease_stream": self._lease_stream,
+            "lease_role": self._lease_role, "lease_client": self._lease_client,
+            "lease_expiry": self._lease_expiry, "rv_lease": self._rv["lease_id"],
+            "rv_stream": self._rv["stream_id"], "rv_role": self._rv["role"],
+            "rv_reason": self._rv["reason"], "rv_time": self._rv["time_ns"],
+        }
+        self._core = DriverCore(
+            self._streams, self._leases, self._lease_by_id, self._lease_by_client, columns,
+            {n: i for i, n in enumerate(self._streams.machine.event_names)},
+            {n: i for i, n in enumerate(self._leases.machine.event_names)}, self._dyn_first)
+        self._ctr = self._core.counters
         for sid in cfg.static_stream_ids:
             self._static_slot[sid] = self._provision(sid, dynamic=False)
 
@@ -186,21 +183,8 @@ class Driver:
             return int(self._dyn_slot[stream_id - self._dyn_first])
         return self._static_slot.get(stream_id, -1)
 
-    def _mark_due(self, slot: int) -> None:
-        if not self._due[slot]:
-            self._due[slot] = True
-            self._due_slots[self._n_due] = slot
-            self._n_due += 1
-
     def _bump(self, slot: int) -> int:
-        epoch = int(self._epoch[slot]) + 1
-        self._epoch[slot] = epoch
-        if self._dynamic[slot]:
-            self._dyn_epoch[int(self._stream_id[slot]) - self._dyn_first] = epoch
-        self._streams.dispatch(slot, Event.EPOCH_BUMPED)
-        self._counters["epoch_bumps"] += 1
-        self._mark_due(slot)
-        return epoch
+        return int(self._core.bump_epoch(slot))
 
     def _provision(self, stream_id: int, dynamic: bool) -> int:
         if len(self._streams) == self._streams.capacity:
@@ -216,7 +200,7 @@ class Driver:
             self._dyn_slot[stream_id - self._dyn_first] = slot
         else:
             self._epoch[slot] = 0
-        self._counters["streams_provisioned"] += 1
+        self._ctr[_C_PROVISIONED] += 1
         self._bump(slot)
         return slot
 
@@ -226,55 +210,15 @@ class Driver:
         self._stream_id[slot] = -1
         # the due flag stays: the slot may still be in the due list (drain_announces clears it)
         self._streams.release(slot)
-        self._closed_dynamic -= 1
+        self._core.closed_dynamic -= 1
 
     def _recycle_closed(self) -> None:
         """Release the slots of dynamic streams that went Closed (idle cleanup)."""
-        if self._closed_dynamic == 0:
+        if self._core.closed_dynamic == 0:
             return
         closed = np.flatnonzero((self._streams.states == _CLOSED) & self._dynamic)
         for slot in closed.tolist():
             self._free_stream_slot(slot)
-
-    def _notice(self, lease_id: int, stream_id: int, role: int, reason: int, now: int) -> None:
-        i = self._n_revoked
-        if i == len(self._rv_lease):
-            self._counters["revoke_notices_dropped"] += 1
-            return
-        self._rv_lease[i] = lease_id
-        self._rv_stream[i] = stream_id
-        self._rv_role[i] = role
-        self._rv_reason[i] = reason
-        self._rv_time[i] = now
-        self._n_revoked = i + 1
-
-    def _end_lease(self, ls: int, reason: RevokeReason, now: int) -> None:
-        lease_id = int(self._lease_id[ls])
-        slot = int(self._lease_stream[ls])
-        role = int(self._lease_role[ls])
-        stream_id = int(self._stream_id[slot])
-        self._leases.dispatch(ls, _END_EVENT[reason])
-        if role == _PRODUCER:
-            self._producer[slot] = 0
-            self._streams.dispatch(slot, Event.PRODUCER_DETACHED)
-            self._notice(lease_id, stream_id, role, reason, now)
-            self._bump(slot)  # producer loss: new epoch (after the revoke notice)
-        else:
-            self._consumers[slot] -= 1
-            self._streams.dispatch(slot, Event.CONSUMER_DETACHED)
-            self._notice(lease_id, stream_id, role, reason, now)
-        self._leases.dispatch(ls, LeaseEvent.CLOSE)
-        self._leases.release(ls)
-        self._lease_by_id.pop(lease_id)
-        self._lease_by_client.pop(int(self._lease_client[ls]))
-        self._lease_expiry[ls] = _NEVER
-        self._lease_stream[ls] = -1
-        self._counters[_END_COUNTER[reason]] += 1
-        if (self._dynamic[slot] and self._producer[slot] == 0 and self._consumers[slot] == 0
-                and reason is not RevokeReason.SHUTDOWN):
-            self._streams.dispatch(slot, Event.STREAM_IDLE)
-            self._closed_dynamic += 1
-            self._counters["streams_closed"] += 1
 
     def _live_lease(self, lease_id: object) -> int:
         lid = _check_int("lease_id", lease_id)
@@ -284,7 +228,7 @@ class Driver:
         return 0 < _check_int("lease_id", lease_id) <= self._last_lease_id
 
     def _reject(self, code: ResponseCode, reason: str, stream_id: int) -> AttachResult:
-        self._counters["attaches_rejected"] += 1
+        self._ctr[_C_REJECTED] += 1
         return AttachResult(code, 0, stream_id, 0, reason)
 
     # ------------------------------------------------------------------ control operations
@@ -333,7 +277,7 @@ class Driver:
                 return self._reject(
                     _INVALID, f"stream id {sid} outside the dynamic range "
                     f"[{self._dyn_first}, {self._dyn_last}]", sid)
-            free = self._streams.capacity - len(self._streams) + self._closed_dynamic
+            free = self._streams.capacity - len(self._streams) + self._core.closed_dynamic
             if free == 0:
                 return self._reject(_REJECTED, "stream capacity exhausted", sid)
         else:
@@ -368,8 +312,8 @@ class Driver:
         else:
             self._consumers[slot] += 1
             self._streams.dispatch(slot, Event.CONSUMER_ATTACHED)
-        self._mark_due(slot)
-        self._counters["attaches_ok"] += 1
+        self._core.mark_announce(slot)
+        self._ctr[_C_OK] += 1
         return AttachResult(_OK, lease_id, sid, int(self._epoch[slot]), "")
 
     def keepalive(self, lease_id: int, now_ns: int) -> Response:
@@ -383,7 +327,7 @@ class Driver:
             return Response(_REJECTED, "lease ended" if self._ended(lease_id) else "unknown lease")
         self._lease_expiry[ls] = now + self.config.lease_expiry_ns
         self._leases.dispatch(ls, LeaseEvent.KEEPALIVE)
-        self._counters["keepalives"] += 1
+        self._ctr[_C_KEEPALIVES] += 1
         return Response(_OK)
 
     def detach(self, lease_id: int, now_ns: int) -> Response:
@@ -405,7 +349,7 @@ class Driver:
             if self._ended(lease_id):
                 return Response(_OK, "lease already ended")
             return Response(_REJECTED, "unknown lease")
-        self._end_lease(ls, reason, now)
+        self._core.end(ls, int(reason), now)
         return Response(_OK)
 
     def poll(self, now_ns: int) -> int:
@@ -419,19 +363,15 @@ class Driver:
         now = self._now(now_ns)
         if self._lifecycle.current is not DriverState.STOPPED:
             self._recycle_closed()
-        n = scan_expired(self._lease_expiry, now, self._scratch)
-        for i in range(n):
-            self._end_lease(int(self._scratch[i]), RevokeReason.EXPIRED, now)
+        n: int = self._core.expire(now)
         if self._lifecycle.current is DriverState.DRAINING and now >= self._shutdown_deadline:
             self._shutdown(now)
         return n
 
     def _shutdown(self, now: int) -> None:
-        live = np.flatnonzero(self._leases.states != 255)
-        for ls in live.tolist():
-            self._end_lease(ls, RevokeReason.SHUTDOWN, now)
+        self._core.end_all(int(RevokeReason.SHUTDOWN), now)
         self._recycle_closed()
-        self._counters["streams_closed"] += self._streams.count(State.LIVE)
+        self._ctr[_C_CLOSED] += self._streams.count(State.LIVE)
         self._streams.broadcast(Event.DRIVER_SHUTDOWN)
         self._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
 
@@ -467,7 +407,7 @@ class Driver:
         self._recycle_closed()
         self._streams.broadcast(Event.DRIVER_DRAINING)
         for slot in self._streams.slots_in(State.LIVE).tolist():
-            self._mark_due(slot)  # final announce of every stream
+            self._core.mark_announce(slot)  # final announce of every stream
         return Response(_OK, "draining")
 
     # ------------------------------------------------------------------ outboxes
@@ -478,41 +418,37 @@ class Driver:
         allocating and a view of the filled part is returned; notices that do not fit stay queued.
         Without ``out`` a new array is returned.
         """
-        n = self._n_revoked
+        pending = self._core.n_revoked
         if out is None:
-            out = np.empty(n, REVOKED_NOTICE_DTYPE)
+            out = np.empty(pending, REVOKED_NOTICE_DTYPE)
         elif not isinstance(out, np.ndarray) or out.dtype != REVOKED_NOTICE_DTYPE or out.ndim != 1:
             raise TypeError("out must be a 1-D array of REVOKED_NOTICE_DTYPE")
-        n = min(n, len(out))
-        rest = self._n_revoked - n
+        n = min(pending, len(out))
+        rest = pending - n
         for name, column in self._rv.items():
             out[name][:n] = column[:n]
             if rest:
-                column[:rest] = column[n:self._n_revoked]
-        self._n_revoked = rest
+                column[:rest] = column[n:pending]
+        self._core.n_revoked = rest
         return out[:n]
 
     def drain_announces(self, out: np.ndarray | None = None) -> np.ndarray:
         """Take the stream ids whose announce is due because their epoch or state changed (only
         Live, provisioned streams: Active or Draining), each once, and clear.
 
-        With ``out`` (an int64 array at least ``stream_capacity`` long) nothing is allocated.
+        With ``out`` (an int64 array at least ``stream_capacity`` long) no result array is
+        allocated (only short-lived index temporaries).
         """
-        ids = self._stream_id
-        states = self._streams.states
+        due = self._core.take_due()
         if out is None:
-            out = np.empty(self._n_due, np.int64)
-        elif not isinstance(out, np.ndarray) or out.dtype != np.int64 or len(out) < self._n_due:
-            raise TypeError(f"out must be an int64 array of at least {self._n_due} entries")
-        n = 0
-        for i in range(self._n_due):
-            slot = int(self._due_slots[i])
-            self._due[slot] = False
-            st = states[slot]
-            if st == _ACTIVE or st == _DRAINING:
-                out[n] = ids[slot]
-                n += 1
-        self._n_due = 0
+            out = np.empty(len(due), np.int64)
+        elif not isinstance(out, np.ndarray) or out.dtype != np.int64 or len(out) < len(due):
+            raise TypeError(f"out must be an int64 array of at least {len(due)} entries")
+        self._due[due] = False
+        states = self._streams.states[due]
+        eligible = due[(states == _ACTIVE) | (states == _DRAINING)]
+        n = len(eligible)
+        out[:n] = self._stream_id[eligible]
         return out[:n]
 
     def announce_eligible(self) -> npt.NDArray[np.int64]:
@@ -535,7 +471,7 @@ class Driver:
     @property
     def counters(self) -> Mapping[str, int]:
         """A snapshot of the driver's counters (names in :data:`COUNTER_NAMES`)."""
-        out = dict(self._counters)
+        out = dict(zip(COUNTER_NAMES, self._ctr.tolist()))
         out["stream_hsm_unhandled"] = self._streams.unhandled_total
         out["lease_hsm_unhandled"] = self._leases.unhandled_total
         return out
