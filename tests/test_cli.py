@@ -97,3 +97,25 @@ def test_design_doc_diagrams_match_the_command(marker: str, argv: list[str],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 0
     assert _embedded(marker) == capsys.readouterr().out, f"regenerate docs/design.md ({marker})"
+
+
+def test_bench_command_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--streams", "2000", "--events", "20000", "--leases", "2000",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    for op in ("StreamTable.dispatch", "dispatch_many", "broadcast", "driver poll",
+               "per-stream state"):
+        assert op in text
+    data = json.loads(out.read_text())
+    rows = {r["operation"].split(" (")[0]: r for r in data["rows"]}
+    assert rows["per-stream state"]["time_ns"] == 13  # uint8 state + uint64 counter + int32 free
+    assert all(r["time_ns"] > 0 for r in data["rows"])
+    assert rows["StreamTable.dispatch"]["ratio"] > 0
+
+
+def test_bench_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--events", "-1"]) == 2
+    assert "--events must be positive, got -1" in capsys.readouterr().err

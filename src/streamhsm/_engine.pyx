@@ -171,7 +171,21 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
     cdef const uint8_t* next_state = c.next_state
     cdef const uint8_t* miss_table = c.missed
     cdef Py_ssize_t n_events = c.n_events, capacity = c.capacity
-    for i in range(n):
+    # On a large table every event misses the cache; prefetching the state byte a few events
+    # ahead keeps several misses in flight (the kernel's branches otherwise limit that). On a
+    # cache-resident table the prefetch only costs, so it has a loop of its own.
+    cdef Py_ssize_t start = 0
+    if capacity >= HSM_PREFETCH_MIN_SLOTS and n > HSM_PREFETCH_DISTANCE:
+        start = n - HSM_PREFETCH_DISTANCE
+        for i in range(start):
+            STREAMHSM_PREFETCH(&states[<Py_ssize_t>slots[i + HSM_PREFETCH_DISTANCE]])
+            s = <Py_ssize_t>slots[i]
+            e = <Py_ssize_t>events[i]
+            if STREAMHSM_DEBUG_CHECKS:
+                if s < 0 or s >= capacity or e < 0 or e >= n_events:
+                    return -1
+            missed += hsm_apply(states, counts, unhandled, next_state, miss_table, n_events, s, e)
+    for i in range(start, n):
         s = <Py_ssize_t>slots[i]
         e = <Py_ssize_t>events[i]
         if STREAMHSM_DEBUG_CHECKS:
