@@ -119,3 +119,33 @@ def test_bench_command_small(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_bench_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--events", "-1"]) == 2
     assert "--events must be positive, got -1" in capsys.readouterr().err
+
+
+def test_image_formats_without_graphviz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no 'dot' anywhere
+    assert main(["diagram", "--format", "svg", "--output", str(tmp_path / "x.svg")]) == 2
+    err = capsys.readouterr().err
+    assert "needs Graphviz's 'dot' command" in err and "apt-get install graphviz" in err
+    assert main(["diagram", "--format", "png"]) == 2
+    assert "--format png needs --output PATH" in capsys.readouterr().err
+
+
+def test_image_formats_call_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A stand-in 'dot' records its arguments and its stdin: the DOT text is piped to it."""
+    fake = tmp_path / "dot"
+    fake.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\ncat > \"$3\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")  # the stand-in shadows a real dot
+    out = tmp_path / "lease.png"
+    assert main(["diagram", "--machine", "lease", "--format", "png", "--output", str(out)]) == 0
+    assert (tmp_path / "args").read_text().split() == ["-Tpng", "-o", str(out)]
+    assert out.read_text().startswith('digraph "lease"')
+    assert "diagram written to" in capsys.readouterr().out
+
+
+def test_text_diagram_to_file(tmp_path: Path) -> None:
+    out = tmp_path / "stream.dot"
+    assert main(["diagram", "--format", "dot", "--output", str(out)]) == 0
+    assert out.read_text().startswith('digraph "stream"')

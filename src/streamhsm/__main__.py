@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="which machine (default stream)")
     diagram.add_argument("--policy", choices=["default", "drain_on_producer_loss"],
                          default="default", help="stream machine policy (default: default)")
-    diagram.add_argument("--format", choices=["mermaid", "dot"], default="mermaid",
-                         help="output format (default mermaid)")
+    diagram.add_argument("--format", choices=["mermaid", "dot", "svg", "png"], default="mermaid",
+                         help="output format (default mermaid; svg/png need Graphviz and --output)")
+    diagram.add_argument("--output", metavar="PATH", help="file to write (required for svg/png)")
     return parser
 
 
@@ -105,7 +106,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: --policy applies to the stream machine only, not {args.machine!r}",
                   file=sys.stderr)
             return 2
-        sys.stdout.write(render(MACHINES[args.machine](args.policy), args.format))
+        machine = MACHINES[args.machine](args.policy)
+        if args.format in ("svg", "png"):
+            from .diagram import render_image
+
+            if not args.output:
+                print(f"error: --format {args.format} needs --output PATH", file=sys.stderr)
+                return 2
+            try:
+                render_image(machine, args.format, args.output)
+            except RuntimeError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(f"diagram written to {args.output}")
+            return 0
+        text = render(machine, args.format)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            print(f"diagram written to {args.output}")
+        else:
+            sys.stdout.write(text)
         return 0
     if args.command == "demo":
         from .demo import run_demo

@@ -11,10 +11,12 @@ from collections import defaultdict
 
 from .machine import ROOT, CompiledMachine
 
-__all__ = ["FORMATS", "render", "to_dot", "to_mermaid"]
+__all__ = ["FORMATS", "IMAGE_FORMATS", "render", "render_image", "to_dot", "to_mermaid"]
 
 #: Text formats :func:`render` produces.
 FORMATS = ("mermaid", "dot")
+#: Image formats :func:`render_image` produces through Graphviz ``dot``.
+IMAGE_FORMATS = ("svg", "png")
 
 
 def _structure(machine: CompiledMachine):  # type: ignore[no-untyped-def]
@@ -119,3 +121,26 @@ def render(machine: CompiledMachine, fmt: str = "mermaid") -> str:
     if fmt == "dot":
         return to_dot(machine)
     raise ValueError(f"unknown diagram format {fmt!r}; expected one of {FORMATS}")
+
+
+def render_image(machine: CompiledMachine, fmt: str, output: str) -> None:
+    """Render the machine's DOT diagram to ``output`` as ``svg`` or ``png`` with Graphviz ``dot``.
+
+    Raises:
+        ValueError: ``fmt`` is not an image format.
+        RuntimeError: Graphviz ``dot`` is not installed, or it failed (its message included).
+    """
+    import shutil
+    import subprocess
+
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"unknown image format {fmt!r}; expected one of {IMAGE_FORMATS}")
+    dot = shutil.which("dot")
+    if dot is None:
+        raise RuntimeError(
+            f"rendering {fmt} needs Graphviz's 'dot' command, which is not installed "
+            "(Debian/Ubuntu: apt-get install graphviz); '--format dot' prints the text instead")
+    proc = subprocess.run([dot, f"-T{fmt}", "-o", output], input=to_dot(machine), text=True,
+                          capture_output=True, timeout=60, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dot failed ({proc.returncode}): {proc.stderr.strip()}")
