@@ -17,6 +17,7 @@ import enum
 import numpy as np
 
 from .errors import TableFullError
+from .snapshot import SNAPSHOT_VERSION, SnapshotError, array as _snap_array, check_header
 
 __all__ = ["FREE_SLOT", "MachineInstance", "MachineTable"]
 
@@ -490,6 +491,66 @@ cdef class MachineTable:
         finally:
             self.unlock_batch()
         return _raise_if_bad(handled)
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot(self):
+        """The table's state as plain data: a dict naming its kind, format version and machine
+        fingerprint, with copies of the state and unhandled arrays and the unhandled total."""
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return {
+            "kind": "MachineTable", "version": SNAPSHOT_VERSION, "machine": self.machine.name,
+            "fingerprint": self.machine.fingerprint, "capacity": self.core.capacity,
+            "states": self._owners[0].copy(), "unhandled": self._owners[1].copy(),
+            "unhandled_total": int(self.core.unhandled_total),
+            "free": self._owners[3][:self._n_free].copy(),  # stack order: open() reuses the last
+        }
+
+    def restore(self, snap):
+        """Replace the table's state with a :meth:`snapshot` (validated first: on error nothing
+        changes). Occupancy is rebuilt from the states; the free-slot order is restored, so the
+        table then behaves exactly like the one the snapshot was taken from.
+
+        Raises:
+            SnapshotError: another kind, version, machine or capacity; wrong dtypes or shapes; a
+                state code that is not a leaf of the machine; an unhandled total below the sum.
+        """
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        snap = check_header(snap, "MachineTable", self.machine.fingerprint)
+        cap = self.core.capacity
+        if snap.get("capacity") != cap:
+            raise SnapshotError(f"snapshot capacity {snap.get('capacity')!r} != table capacity {cap}")
+        states = _snap_array(snap, "states", np.uint8, cap)
+        unhandled = _snap_array(snap, "unhandled", np.uint64, cap)
+        valid = np.zeros(HSM_CODE_ROWS, dtype=bool)
+        valid[np.flatnonzero(self.machine.is_leaf)] = True
+        valid[0] = False  # Root is never a leaf state of an instance
+        valid[HSM_FREE_SLOT] = True
+        bad = np.flatnonzero(~valid[states])
+        if bad.size:
+            raise SnapshotError(
+                f"snapshot state {int(states[bad[0]])} at slot {int(bad[0])} is not a leaf state "
+                f"of machine {self.machine.name!r}")
+        total = snap.get("unhandled_total")
+        if type(total) is not int or total < int(unhandled.sum(dtype=np.uint64)) or total >= 2**64:
+            raise SnapshotError(
+                f"snapshot unhandled_total {total!r} is not an int >= the per-slot sum")
+        counts = np.bincount(states, minlength=HSM_CODE_ROWS).astype(np.int64)
+        n_free = int(counts[HSM_FREE_SLOT])
+        free = _snap_array(snap, "free", np.int32, n_free)
+        if not np.array_equal(np.sort(free), np.flatnonzero(states == HSM_FREE_SLOT)):
+            raise SnapshotError("snapshot free-slot list does not match the free slots of its states")
+        self.lock_batch()
+        try:
+            self._owners[0][:] = states
+            self._owners[1][:] = unhandled
+            self._owners[2][:] = counts
+            self._owners[3][:free.size] = free
+            self._n_free = free.size
+            self.core.unhandled_total = total
+        finally:
+            self.unlock_batch()
 
     # ------------------------------------------------------------------ queries
     def state(self, slot):

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import enum
 
+import os
+
 from ._engine import MachineInstance, MachineTable
 from .machine import CompiledMachine, MachineSpec
+from .snapshot import SnapshotError, load_snapshot, save_snapshot
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -152,3 +155,24 @@ class StreamTable(MachineTable):
     def drain_on_producer_loss(self) -> bool:
         """Whether this table uses the ``drain_on_producer_loss`` policy."""
         return self.machine is _MACHINES.get(True)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`snapshot` to ``path`` (``.npz``, no pickles)."""
+        save_snapshot(self.snapshot(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> StreamTable:
+        """A new table restored from a file written by :meth:`save` (policy and capacity taken
+        from the file; the machine fingerprint must match one of the stream policies).
+
+        Raises:
+            SnapshotError: unreadable file, or a snapshot of another kind, version or machine.
+        """
+        snap = load_snapshot(path)
+        policy = snap.get("fingerprint") == stream_machine(True).fingerprint
+        capacity = snap.get("capacity")
+        if type(capacity) is not int:
+            raise SnapshotError(f"snapshot capacity {capacity!r} is not an int")
+        table = cls(capacity, drain_on_producer_loss=policy)
+        table.restore(snap)
+        return table
