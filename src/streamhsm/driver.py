@@ -11,6 +11,9 @@ Times are integer nanoseconds passed in by the caller (``now_ns``); the driver n
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,6 +35,8 @@ from .config import (
 )
 from .control_machines import DriverEvent, DriverState, LeaseEvent, LeaseState, driver_machine, lease_machine
 from .lifecycle import Event, State, StreamTable
+from .snapshot import SNAPSHOT_VERSION, SnapshotError, check_header, load_snapshot, save_snapshot
+from .snapshot import array as snap_array
 
 __all__ = ["COUNTER_NAMES", "REVOKED_NOTICE_DTYPE", "Driver", "StreamInfo"]
 
@@ -519,6 +524,131 @@ class Driver:
     def live_leases(self) -> int:
         """Number of live leases."""
         return len(self._leases)
+
+    # ------------------------------------------------------------------ snapshots
+    _COLUMNS = ("_stream_id", "_producer", "_consumers", "_dynamic", "_epoch", "_dyn_slot",
+                "_dyn_epoch", "_lease_id", "_lease_stream", "_lease_role", "_lease_client",
+                "_lease_expiry", "_due")
+
+    def snapshot(self) -> dict[str, object]:
+        """The driver's state as plain data (states, counters, epochs and their high-water marks,
+        leases, pending outboxes, lifecycle, clock), with its kind, format version, machine
+        fingerprints and configuration (the shutdown token is not included)."""
+        cfg = dataclasses.asdict(self.config)
+        cfg["shutdown_token"] = None
+        snap: dict[str, object] = {
+            "kind": "Driver", "version": SNAPSHOT_VERSION, "machine": "driver",
+            "fingerprint": self._fingerprint(), "config": json.dumps(cfg, sort_keys=True),
+            "driver_state": int(self._lifecycle.current), "now_ns": self._now_ns,
+            "shutdown_deadline": int(self._shutdown_deadline),
+            "last_lease_id": self._last_lease_id, "counters": np.array(self._ctr),
+            "n_revoked": int(self._core.n_revoked),
+            "closed_dynamic": int(self._core.closed_dynamic),
+            "due_slots": self._core.take_due().copy(),
+        }
+        due = snap["due_slots"]
+        self._due[due] = False  # type: ignore[index]
+        for slot in due.tolist():  # type: ignore[attr-defined]
+            self._core.mark_announce(slot)  # taking a snapshot does not consume the due list
+        for name in self._COLUMNS:
+            snap[name.lstrip("_")] = getattr(self, name).copy()
+        for key, column in self._rv.items():
+            snap[f"revoked_{key}"] = column.copy()
+        for prefix, table in (("streams", self._streams), ("leases", self._leases)):
+            for key, value in table.snapshot().items():
+                snap[f"{prefix}.{key}"] = value
+        return snap
+
+    def _fingerprint(self) -> str:
+        return "/".join(m.fingerprint for m in (self._streams.machine, self._leases.machine,
+                                                 self._lifecycle.machine))
+
+    @classmethod
+    def restore(cls, snap: dict[str, object], shutdown_token: str | None = None) -> Driver:
+        """A new driver with the state of a :meth:`snapshot`, as after a driver restart: every
+        Live stream's epoch is bumped once (EpochBumped, announce due), so epochs never go back.
+
+        Raises:
+            SnapshotError: another kind, version or machine; a configuration, column or table
+                that does not fit; inconsistent leases.
+        """
+        if not isinstance(snap, dict):
+            raise SnapshotError(f"a snapshot is a dict, got {type(snap).__name__}")
+        try:
+            cfg_fields = json.loads(str(snap.get("config")))
+            for key in ("static_stream_ids", "dynamic_stream_id_range"):
+                if cfg_fields.get(key) is not None:
+                    cfg_fields[key] = tuple(cfg_fields[key])
+            cfg_fields["shutdown_token"] = shutdown_token
+            config = DriverConfig(**cfg_fields)
+        except (ValueError, TypeError) as exc:
+            raise SnapshotError(f"snapshot configuration is not usable: {exc}") from exc
+        d = cls(config, now_ns=0)
+        check_header(snap, "Driver", d._fingerprint())
+        for prefix, table in (("streams", d._streams), ("leases", d._leases)):
+            table.restore({k.split(".", 1)[1]: v for k, v in snap.items()
+                           if k.startswith(prefix + ".")})
+        for name in cls._COLUMNS:
+            column = getattr(d, name)
+            column[:] = snap_array(snap, name.lstrip("_"), column.dtype, len(column))
+        for key, column in d._rv.items():
+            column[:] = snap_array(snap, f"revoked_{key}", column.dtype, len(column))
+        counters = snap_array(snap, "counters", np.int64, len(d._ctr))
+        d._ctr[:] = counters
+        ints = {}
+        for key in ("driver_state", "now_ns", "shutdown_deadline", "last_lease_id", "n_revoked",
+                    "closed_dynamic"):
+            value = snap.get(key)
+            if type(value) is not int or value < 0:
+                raise SnapshotError(f"snapshot field {key!r} must be an int >= 0, got {value!r}")
+            ints[key] = value
+        if ints["n_revoked"] > len(d._rv["lease_id"]):
+            raise SnapshotError(f"snapshot n_revoked {ints['n_revoked']} exceeds the outbox")
+        if ints["driver_state"] not in (DriverState.RUNNING, DriverState.DRAINING,
+                                        DriverState.STOPPED):
+            raise SnapshotError(f"snapshot driver_state {ints['driver_state']} is not a driver state")
+        live = np.flatnonzero(d._leases.states != 255)
+        if not np.array_equal(live, np.flatnonzero(d._lease_stream >= 0)):
+            raise SnapshotError("snapshot lease rows do not match the open lease slots")
+        streams_of_live = d._lease_stream[live]
+        if streams_of_live.size and (streams_of_live.max() >= d._streams.capacity
+                                     or np.any(d._streams.states[streams_of_live] == 255)):
+            raise SnapshotError("a snapshot lease belongs to a stream slot that is not open")
+        try:
+            for ls in live.tolist():
+                d._lease_by_id.put(int(d._lease_id[ls]), ls)
+                if int(d._lease_client[ls]) in d._lease_by_client:
+                    raise SnapshotError(f"client {int(d._lease_client[ls])} holds two leases")
+                d._lease_by_client.put(int(d._lease_client[ls]), ls)
+        except (ValueError, OverflowError) as exc:
+            raise SnapshotError(f"snapshot leases are inconsistent: {exc}") from exc
+        d._static_slot = {int(d._stream_id[s]): s for s in
+                          np.flatnonzero((d._streams.states != 255) & ~d._dynamic).tolist()}
+        d._now_ns = ints["now_ns"]
+        d._shutdown_deadline = ints["shutdown_deadline"] or _NEVER
+        d._last_lease_id = ints["last_lease_id"]
+        d._core.n_revoked = ints["n_revoked"]
+        d._core.closed_dynamic = ints["closed_dynamic"]
+        d._core.take_due()  # construction queued the static streams; the snapshot's list replaces it
+        d._due[:] = False
+        for slot in snap_array(snap, "due_slots", np.int32, len(snap.get("due_slots", ()))).tolist():  # type: ignore[arg-type]
+            d._core.mark_announce(slot)
+        if ints["driver_state"] != DriverState.RUNNING:
+            d._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)
+        if ints["driver_state"] == DriverState.STOPPED:
+            d._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
+        for slot in d._streams.slots_in(State.LIVE).tolist():
+            d._bump(slot)  # after a restart, every stream gets a new epoch
+        return d
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`snapshot` to ``path`` (``.npz``, no pickles)."""
+        save_snapshot(self.snapshot(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], shutdown_token: str | None = None) -> Driver:
+        """:meth:`restore` from a file written by :meth:`save`."""
+        return cls.restore(load_snapshot(path), shutdown_token)
 
     def __repr__(self) -> str:
         return (f"<Driver {self.state.name} streams={len(self._streams)} "
