@@ -122,3 +122,20 @@ def test_zero_and_short_timeouts(timeout: int) -> None:
     d.request_shutdown(10)
     d.poll(10 + timeout)
     assert d.state is DriverState.STOPPED
+
+
+def test_driver_stats() -> None:
+    import json
+
+    d = make()
+    p = d.attach(1, Role.PRODUCER, 10, 0)
+    d.detach(p.lease_id, 1)
+    d.request_shutdown(2)
+    st = d.stats()
+    json.dumps(st)
+    assert st["state"] == "DRAINING" and st["live_leases"] == 0
+    assert st["pending_revoke_notices"] == 1
+    assert st["counters"]["leases_detached"] == 1  # type: ignore[index]
+    assert st["streams"]["occupancy"]["Draining"] == 2  # type: ignore[index]
+    assert st["leases"]["transitions"] == {"Init/AttachOk": 1, "Active/Detach": 1,  # type: ignore[index]
+                                           "Detached/Close": 1}

@@ -259,3 +259,35 @@ def test_full_table_skips_nothing_it_must_check() -> None:
     with pytest.raises(IndexError, match=r"slots\[3\]: slot 4 out of range"):
         t.dispatch_many(np.arange(1, 5, dtype=np.int64), np.zeros(4, np.uint8))
     assert t.count(State.ACTIVE) == 4 and t.unhandled_total == 0
+
+
+def test_stats_is_plain_data(table: StreamTable) -> None:
+    # fixture: 0 Init, 1 Active, 2 Draining, 3 Closed
+    table.dispatch(3, Event.STREAM_PROVISIONED)  # unhandled in Closed
+    table.dispatch(3, Event.STREAM_PROVISIONED)
+    table.broadcast(Event.DRIVER_DRAINING)  # Init, Active -> Draining; Draining keeps; Closed misses
+    st = table.stats()
+    assert st["machine"] == "stream" and st["capacity"] == 8 and st["open"] == 4
+    assert st["occupancy"] == {"Root": 4, "Live": 3, "Init": 0, "Active": 0, "Draining": 3,
+                               "Closed": 1}
+    assert st["unhandled_by_slot"] == {3: 3} and st["unhandled_total"] == 3
+    assert st["transitions"] == {"Init/StreamProvisioned": 2, "Init/Close": 1,
+                                 "Init/DriverDraining": 1, "Active/DriverDraining": 2}
+    import json
+
+    json.dumps(st)  # plain data
+    with pytest.raises(ValueError, match="read-only"):
+        table.transition_counts[0, 0] = 1
+
+
+def test_self_transitions_are_counted() -> None:
+    from streamhsm import MachineSpec, MachineTable
+
+    spec = MachineSpec("selfy", ["Again", "Stay"], initial="A").state("A")
+    spec.on("A", "Again", "A").on("A", "Stay")
+    t = MachineTable(spec.compile(), 2)
+    s = t.open()
+    for _ in range(3):
+        assert t.dispatch(s, "Again") and t.dispatch(s, "Stay")
+    t.broadcast("Again")
+    assert t.transition_counts[1].tolist() == [4, 0]

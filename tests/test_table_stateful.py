@@ -21,11 +21,16 @@ class TableVsReference(RuleBasedStateMachine):
         self.table = StreamTable(CAPACITY, drain_on_producer_loss=policy)
         self.ref: dict[int, ReferenceMachine] = {}
         self.total = 0
+        self.transitions: dict[tuple[str, str], int] = {}
 
     def _ref_dispatch(self, slot: int, event: int) -> bool:
         before = self.ref[slot].unhandled
+        leaf = self.ref[slot].current
         step = self.ref[slot].dispatch(EVENT_NAMES[event])
         self.total += self.ref[slot].unhandled - before
+        if step.exits or step.entries:  # a transition (external self-transitions included)
+            key = (leaf, EVENT_NAMES[event])
+            self.transitions[key] = self.transitions.get(key, 0) + 1
         return step.handled
 
     @precondition(lambda self: len(self.ref) < CAPACITY)
@@ -96,6 +101,11 @@ class TableVsReference(RuleBasedStateMachine):
                 assert t.states[slot] == FREE_SLOT
         assert t.unhandled_total == self.total
         assert len(t) == len(self.ref)
+        names = t.machine.state_names
+        got = {(names[s], EVENT_NAMES[e]): int(n) for s, e in zip(*np.nonzero(t.transition_counts))
+               for n in [t.transition_counts[s, e]]}
+        assert got == self.transitions
+        assert t.stats()["transitions"] == {f"{a}/{b}": n for (a, b), n in self.transitions.items()}
         for state in State:
             want = sum(r.in_state(self.spec.states[state]) for r in self.ref.values())
             assert t.count(state) == want

@@ -40,35 +40,50 @@ ctypedef struct HsmCore:
     uint8_t* states            # [capacity] current leaf code, or HSM_FREE_SLOT
     uint64_t* unhandled        # [capacity] unhandled events per slot
     int64_t* counts            # [HSM_CODE_ROWS] number of slots per state code
+    int64_t* transitions       # [HSM_CODE_ROWS x n_events] transitions taken per (state, event)
     const uint8_t* next_state  # next leaf
     const uint8_t* handled     # 1 if some state handled the event (0 on the free row)
     const uint8_t* missed      # 1 if unhandled (0 on the free row)
+    const uint8_t* kind        # HSM_KIND_* of each (state, event)
     Py_ssize_t capacity
     Py_ssize_t n_events
     uint64_t unhandled_total
 
+# What dispatching an event in a state does (the ``kind`` table).
+cdef enum:
+    HSM_KIND_INTERNAL = 0      # handled without a transition (or a free slot): nothing to do
+    HSM_KIND_TRANSITION = 1    # a handler with a target: exits and entries, maybe a new leaf
+    HSM_KIND_UNHANDLED = 2     # no state handles it: counted
+
 
 cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhandled,
-                              const uint8_t* next_state, const uint8_t* missed,
-                              Py_ssize_t n_events, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
+                              int64_t* transitions, const uint8_t* next_state,
+                              const uint8_t* kind, Py_ssize_t n_events, Py_ssize_t slot,
+                              Py_ssize_t event) noexcept nogil:
     """The transition kernel on raw columns; returns 1 if the event went unhandled (counted in
     ``unhandled[slot]``, the caller adds it to its total), 0 if handled.
 
-    Batch loops pass the pointers as local variables: a store through ``uint8_t*`` may alias
-    anything, so reading them from a struct would reload every field after each store. Counters
-    are touched only when something happens (a state change, an unhandled event).
+    The common case, an event handled without a transition, costs one table load and one
+    predictable branch. Batch loops pass the pointers as local variables: a store through
+    ``uint8_t*`` may alias anything, so reading them from a struct would reload every field
+    after each store.
     """
     cdef uint8_t old = states[slot]
     cdef Py_ssize_t idx = <Py_ssize_t>old * n_events + event
-    cdef uint8_t new = next_state[idx]
-    cdef uint8_t miss = missed[idx]
+    cdef uint8_t k = kind[idx]
+    cdef uint8_t new
+    if k == HSM_KIND_INTERNAL:
+        return 0
+    if k == HSM_KIND_UNHANDLED:
+        unhandled[slot] += 1
+        return 1
+    transitions[idx] += 1
+    new = next_state[idx]
     if new != old:
         states[slot] = new
         counts[old] -= 1
         counts[new] += 1
-    if miss:
-        unhandled[slot] += 1
-    return miss
+    return 0
 
 
 cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
@@ -81,8 +96,8 @@ cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept
     if STREAMHSM_DEBUG_CHECKS:
         if slot < 0 or slot >= c.capacity or event < 0 or event >= c.n_events:
             return -1
-    miss = hsm_apply(c.states, c.counts, c.unhandled, c.next_state, c.missed, c.n_events,
-                     slot, event)
+    miss = hsm_apply(c.states, c.counts, c.unhandled, c.transitions, c.next_state, c.kind,
+                     c.n_events, slot, event)
     c.unhandled_total += miss
     return 1 - miss
 

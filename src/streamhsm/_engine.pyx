@@ -52,14 +52,18 @@ def _padded_tables(machine):
     nxt[:n_s] = machine.next_state
     handled[:n_s] = machine.handled
     missed[:n_s] = 1 - machine.handled
-    for arr in (nxt, handled, missed):
+    kind = np.zeros((HSM_CODE_ROWS, n_e), dtype=np.uint8)  # free row: internal (nothing to do)
+    kind[:n_s] = np.where(machine.handled == 0, HSM_KIND_UNHANDLED,
+                          np.where(machine.exit_path[:, :, 0] >= 0, HSM_KIND_TRANSITION,
+                                   HSM_KIND_INTERNAL))
+    for arr in (nxt, handled, missed, kind):
         arr.flags.writeable = False
     # member[s, code]: 1 if a slot whose state code is `code` is in state s (ancestors included)
     member = np.zeros((n_s, HSM_CODE_ROWS), dtype=bool)
     for s in range(n_s):
         member[s, list(machine.leaves_under[s])] = True
     member.flags.writeable = False
-    cached = (nxt, handled, missed, member)
+    cached = (nxt, handled, missed, member, kind)
     machine._engine_tables = cached
     return cached
 
@@ -123,13 +127,17 @@ cdef Py_ssize_t _index_value(object value, str what) except? -2:
     return <Py_ssize_t>v
 
 
-cdef void _bind_core(HsmCore* c, tuple tables, Py_ssize_t n_events):
+cdef void _bind_core(HsmCore* c, tuple tables, Py_ssize_t n_events, object transitions):
     cdef const uint8_t[:, ::1] nxt = tables[0]
     cdef const uint8_t[:, ::1] handled = tables[1]
     cdef const uint8_t[:, ::1] missed = tables[2]
+    cdef const uint8_t[:, ::1] kind = tables[4]
+    cdef int64_t[:, ::1] trans = transitions
     c.next_state = &nxt[0, 0]
     c.handled = &handled[0, 0]
     c.missed = &missed[0, 0]
+    c.kind = &kind[0, 0]
+    c.transitions = &trans[0, 0]
     c.n_events = n_events
 
 
@@ -169,8 +177,9 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
     cdef uint8_t* states = c.states
     cdef int64_t* counts = c.counts
     cdef uint64_t* unhandled = c.unhandled
+    cdef int64_t* transitions = c.transitions
     cdef const uint8_t* next_state = c.next_state
-    cdef const uint8_t* miss_table = c.missed
+    cdef const uint8_t* kind = c.kind
     cdef Py_ssize_t n_events = c.n_events, capacity = c.capacity
     # On a large table every event misses the cache; prefetching the state byte a few events
     # ahead keeps several misses in flight (the kernel's branches otherwise limit that). On a
@@ -185,14 +194,16 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
             if STREAMHSM_DEBUG_CHECKS:
                 if s < 0 or s >= capacity or e < 0 or e >= n_events:
                     return -1
-            missed += hsm_apply(states, counts, unhandled, next_state, miss_table, n_events, s, e)
+            missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind,
+                                n_events, s, e)
     for i in range(start, n):
         s = <Py_ssize_t>slots[i]
         e = <Py_ssize_t>events[i]
         if STREAMHSM_DEBUG_CHECKS:
             if s < 0 or s >= capacity or e < 0 or e >= n_events:
                 return -1
-        missed += hsm_apply(states, counts, unhandled, next_state, miss_table, n_events, s, e)
+        missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, n_events,
+                            s, e)
     c.unhandled_total += missed
     return n - <Py_ssize_t>missed
 
@@ -217,6 +228,8 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
             handled += c.counts[s] * c.handled[idx]
             missed += c.counts[s] * c.missed[idx]
             moved[c.next_state[idx]] += c.counts[s]
+            if c.kind[idx] == HSM_KIND_TRANSITION:
+                c.transitions[idx] += c.counts[s]
     if missed == 0:
         for i in range(c.capacity):
             c.states[i] = c.next_state[<Py_ssize_t>c.states[i] * c.n_events + event]
@@ -324,6 +337,7 @@ cdef class MachineTable:
         counts = np.zeros(HSM_CODE_ROWS, dtype=np.int64)
         counts[HSM_FREE_SLOT] = cap
         free = np.arange(cap - 1, -1, -1, dtype=np.int32)
+        transitions = np.zeros((HSM_CODE_ROWS, machine.n_events), dtype=np.int64)
         cdef uint8_t[::1] st = states
         cdef uint64_t[::1] un = unhandled
         cdef int64_t[::1] co = counts
@@ -331,10 +345,10 @@ cdef class MachineTable:
         self.core.states = &st[0]
         self.core.unhandled = &un[0]
         self.core.counts = &co[0]
-        _bind_core(&self.core, tables, machine.n_events)
+        _bind_core(&self.core, tables, machine.n_events, transitions)
         self._free = &fr[0]
         self._n_free = cap
-        self._owners = (states, unhandled, counts, free, tables)
+        self._owners = (states, unhandled, counts, free, tables, transitions)
         self._states_view = states.view()
         self._states_view.flags.writeable = False
         self._unhandled_view = unhandled.view()
@@ -504,6 +518,7 @@ cdef class MachineTable:
             "states": self._owners[0].copy(), "unhandled": self._owners[1].copy(),
             "unhandled_total": int(self.core.unhandled_total),
             "free": self._owners[3][:self._n_free].copy(),  # stack order: open() reuses the last
+            "transitions": self._owners[5][:self.machine.n_states].ravel().copy(),
         }
 
     def restore(self, snap):
@@ -536,6 +551,10 @@ cdef class MachineTable:
         if type(total) is not int or total < int(unhandled.sum(dtype=np.uint64)) or total >= 2**64:
             raise SnapshotError(
                 f"snapshot unhandled_total {total!r} is not an int >= the per-slot sum")
+        n_cells = self.machine.n_states * self.machine.n_events
+        transitions = _snap_array(snap, "transitions", np.int64, n_cells)
+        if transitions.size and transitions.min() < 0:
+            raise SnapshotError("snapshot transition counts must not be negative")
         counts = np.bincount(states, minlength=HSM_CODE_ROWS).astype(np.int64)
         n_free = int(counts[HSM_FREE_SLOT])
         free = _snap_array(snap, "free", np.int32, n_free)
@@ -548,6 +567,8 @@ cdef class MachineTable:
             self._owners[2][:] = counts
             self._owners[3][:free.size] = free
             self._n_free = free.size
+            self._owners[5][:self.machine.n_states] = transitions.reshape(
+                self.machine.n_states, self.machine.n_events)
             self.core.unhandled_total = total
         finally:
             self.unlock_batch()
@@ -577,6 +598,35 @@ cdef class MachineTable:
         """
         member = _padded_tables(self.machine)[3]
         return np.flatnonzero(member[self.machine.state_code(state)][self._states_view])
+
+    @property
+    def transition_counts(self):
+        """Read-only ``(n_states, n_events)`` int64 view: transitions taken per (leaf state,
+        event) since the table was created (external self-transitions included; events handled
+        without a transition and unhandled events are not transitions)."""
+        view = self._owners[5][:self.machine.n_states]
+        view.flags.writeable = False
+        return view
+
+    def stats(self):
+        """Counters and statistics as plain data: occupancy per state (composites included),
+        open and free slots, unhandled events in total and per open slot with any, and the
+        non-zero transition counts keyed ``"State/Event"``."""
+        m = self.machine
+        names, events = m.state_names, m.event_names
+        unhandled = self._owners[1]
+        hot = np.flatnonzero(unhandled)
+        trans = self.transition_counts
+        return {
+            "machine": m.name,
+            "capacity": self.core.capacity,
+            "open": len(self),
+            "occupancy": {names[s]: self.count(s) for s in range(m.n_states)},
+            "unhandled_total": int(self.core.unhandled_total),
+            "unhandled_by_slot": {int(s): int(unhandled[s]) for s in hot},
+            "transitions": {f"{names[s]}/{events[e]}": int(trans[s, e])
+                            for s, e in zip(*np.nonzero(trans))},
+        }
 
     @property
     def states(self):
@@ -639,8 +689,9 @@ cdef class MachineInstance:
         self.core.states = &self._state
         self.core.unhandled = &self._unhandled
         self.core.counts = self._counts
-        _bind_core(&self.core, tables, machine.n_events)
-        self._owners = tables
+        transitions = np.zeros((HSM_CODE_ROWS, machine.n_events), dtype=np.int64)
+        _bind_core(&self.core, tables, machine.n_events, transitions)
+        self._owners = (tables, transitions)
         self._state_members = tuple(machine.State)
         self._codec = _Codec(machine)
         self.machine = machine

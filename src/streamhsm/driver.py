@@ -481,6 +481,18 @@ class Driver:
         out["lease_hsm_unhandled"] = self._leases.unhandled_total
         return out
 
+    def stats(self) -> dict[str, object]:
+        """Counters and statistics as plain data: the driver state, its counters, the stream and
+        lease tables' :meth:`~streamhsm.MachineTable.stats`, and the pending outboxes."""
+        return {
+            "state": self.state.name,
+            "counters": dict(self.counters),
+            "live_leases": self.live_leases,
+            "pending_revoke_notices": int(self._core.n_revoked),
+            "streams": self._streams.stats(),
+            "leases": self._leases.stats(),
+        }
+
     def stream_state(self, stream_id: int) -> State | None:
         """State of the stream with this id, or None if it has no slot (never provisioned, or its
         slot was recycled after idle cleanup). A Closed stream stays observable until recycled."""
