@@ -5,7 +5,7 @@
 # and dispatch with no Python call at all (see examples/cython_driver and docs/performance.md).
 cimport cython
 from cpython.pythread cimport PyThread_type_lock
-from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, int16_t, int32_t, int64_t, uint64_t
 
 cdef extern from *:
     """
@@ -36,6 +36,31 @@ cdef enum:
 # Borrowed pointers into the numpy arrays a MachineTable owns, plus the running total.
 # Transition tables are HSM_CODE_ROWS x n_events, row-major, indexed by (state code, event code);
 # the row of HSM_FREE_SLOT maps to itself and counts nothing, so broadcasts need no branch.
+# The optional trace ring: the last ``size`` transitions, one column per field.
+ctypedef struct HsmTrace:
+    uint64_t* seq
+    int64_t* slot
+    uint8_t* event
+    uint8_t* src               # leaf before
+    uint8_t* dst               # leaf after
+    int16_t* handler           # state whose handler took the transition
+    const int16_t* handler_table   # [HSM_CODE_ROWS x n_events]
+    Py_ssize_t size
+    uint64_t recorded          # transitions recorded since the ring was enabled
+
+
+cdef inline void hsm_trace(HsmTrace* t, Py_ssize_t slot, Py_ssize_t event, uint8_t src,
+                           uint8_t dst, Py_ssize_t idx) noexcept nogil:
+    cdef Py_ssize_t i = <Py_ssize_t>(t.recorded % <uint64_t>t.size)
+    t.seq[i] = t.recorded
+    t.slot[i] = slot
+    t.event[i] = <uint8_t>event
+    t.src[i] = src
+    t.dst[i] = dst
+    t.handler[i] = t.handler_table[idx]
+    t.recorded += 1
+
+
 ctypedef struct HsmCore:
     uint8_t* states            # [capacity] current leaf code, or HSM_FREE_SLOT
     uint64_t* unhandled        # [capacity] unhandled events per slot
@@ -45,6 +70,7 @@ ctypedef struct HsmCore:
     const uint8_t* handled     # 1 if some state handled the event (0 on the free row)
     const uint8_t* missed      # 1 if unhandled (0 on the free row)
     const uint8_t* kind        # HSM_KIND_* of each (state, event)
+    HsmTrace* trace            # NULL unless tracing is on
     Py_ssize_t capacity
     Py_ssize_t n_events
     uint64_t unhandled_total
@@ -58,8 +84,8 @@ cdef enum:
 
 cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhandled,
                               int64_t* transitions, const uint8_t* next_state,
-                              const uint8_t* kind, Py_ssize_t n_events, Py_ssize_t slot,
-                              Py_ssize_t event) noexcept nogil:
+                              const uint8_t* kind, HsmTrace* trace, Py_ssize_t n_events,
+                              Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
     """The transition kernel on raw columns; returns 1 if the event went unhandled (counted in
     ``unhandled[slot]``, the caller adds it to its total), 0 if handled.
 
@@ -79,6 +105,8 @@ cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhand
         return 1
     transitions[idx] += 1
     new = next_state[idx]
+    if trace != NULL:
+        hsm_trace(trace, slot, event, old, new, idx)
     if new != old:
         states[slot] = new
         counts[old] -= 1
@@ -97,7 +125,7 @@ cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept
         if slot < 0 or slot >= c.capacity or event < 0 or event >= c.n_events:
             return -1
     miss = hsm_apply(c.states, c.counts, c.unhandled, c.transitions, c.next_state, c.kind,
-                     c.n_events, slot, event)
+                     c.trace, c.n_events, slot, event)
     c.unhandled_total += miss
     return 1 - miss
 
@@ -112,6 +140,8 @@ cdef class MachineTable:
     cdef uint8_t _initial
     cdef object _state_members     # tuple: code -> State member
     cdef object _codec             # _Codec for event/state conversion
+    cdef HsmTrace _trace
+    cdef object _trace_owners      # the ring's columns, or None when tracing is off
     # Batch paths (dispatch_many, broadcast) run without the GIL under _lock; while they do, _busy
     # is 1 (set and cleared with the GIL held), and GIL-holding mutators wait for _lock first.
     # A Cython caller that mutates the table without the GIL brackets its loop the same way:

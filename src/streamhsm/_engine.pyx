@@ -9,7 +9,7 @@ from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
     PyThread_release_lock,
 )
-from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, int16_t, int32_t, int64_t, uint64_t
 from libc.string cimport memset
 
 import enum
@@ -180,6 +180,7 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
     cdef int64_t* transitions = c.transitions
     cdef const uint8_t* next_state = c.next_state
     cdef const uint8_t* kind = c.kind
+    cdef HsmTrace* trace = c.trace
     cdef Py_ssize_t n_events = c.n_events, capacity = c.capacity
     # On a large table every event misses the cache; prefetching the state byte a few events
     # ahead keeps several misses in flight (the kernel's branches otherwise limit that). On a
@@ -194,7 +195,7 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
             if STREAMHSM_DEBUG_CHECKS:
                 if s < 0 or s >= capacity or e < 0 or e >= n_events:
                     return -1
-            missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind,
+            missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, trace,
                                 n_events, s, e)
     for i in range(start, n):
         s = <Py_ssize_t>slots[i]
@@ -202,8 +203,8 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
         if STREAMHSM_DEBUG_CHECKS:
             if s < 0 or s >= capacity or e < 0 or e >= n_events:
                 return -1
-        missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, n_events,
-                            s, e)
+        missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, trace,
+                            n_events, s, e)
     c.unhandled_total += missed
     return n - <Py_ssize_t>missed
 
@@ -230,7 +231,15 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
             moved[c.next_state[idx]] += c.counts[s]
             if c.kind[idx] == HSM_KIND_TRANSITION:
                 c.transitions[idx] += c.counts[s]
-    if missed == 0:
+    if c.trace != NULL:  # tracing: record every slot's transition, in slot order
+        for i in range(c.capacity):
+            old = c.states[i]
+            idx = <Py_ssize_t>old * c.n_events + event
+            if c.kind[idx] == HSM_KIND_TRANSITION:
+                hsm_trace(c.trace, i, event, old, c.next_state[idx], idx)
+            c.states[i] = c.next_state[idx]
+            c.unhandled[i] += c.missed[idx]
+    elif missed == 0:
         for i in range(c.capacity):
             c.states[i] = c.next_state[<Py_ssize_t>c.states[i] * c.n_events + event]
     else:
@@ -305,6 +314,7 @@ cdef class MachineTable:
         self.core.unhandled_total = 0
         self._n_free = 0
         self._busy = 0
+        self.core.trace = NULL
         self._lock = PyThread_allocate_lock()
         if self._lock == NULL:
             raise MemoryError("cannot allocate the table lock")
@@ -506,6 +516,69 @@ cdef class MachineTable:
             self.unlock_batch()
         return _raise_if_bad(handled)
 
+    # ------------------------------------------------------------------ trace ring
+    def enable_trace(self, size):
+        """Record the last ``size`` transitions in a ring preallocated now (the only allocation);
+        dispatching is otherwise unchanged. Re-enabling starts a fresh ring."""
+        n = _index_value(size, "size")
+        if n <= 0 or n > 2**31 - 1:
+            raise ValueError(f"trace size must be between 1 and {2**31 - 1}, got {size!r}")
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        cols = {"seq": np.zeros(n, np.uint64), "slot": np.zeros(n, np.int64),
+                "event": np.zeros(n, np.uint8), "from_state": np.zeros(n, np.uint8),
+                "to_state": np.zeros(n, np.uint8), "handled_by": np.zeros(n, np.int16)}
+        handler = np.full((HSM_CODE_ROWS, self.machine.n_events), -1, np.int16)
+        handler[:self.machine.n_states] = self.machine.handler
+        cdef uint64_t[::1] seq = cols["seq"]
+        cdef int64_t[::1] slot = cols["slot"]
+        cdef uint8_t[::1] event = cols["event"]
+        cdef uint8_t[::1] src = cols["from_state"]
+        cdef uint8_t[::1] dst = cols["to_state"]
+        cdef int16_t[::1] by = cols["handled_by"]
+        cdef const int16_t[:, ::1] table = handler
+        self.lock_batch()
+        try:
+            self._trace.seq, self._trace.slot, self._trace.event = &seq[0], &slot[0], &event[0]
+            self._trace.src, self._trace.dst, self._trace.handler = &src[0], &dst[0], &by[0]
+            self._trace.handler_table = &table[0, 0]
+            self._trace.size = n
+            self._trace.recorded = 0
+            self._trace_owners = (cols, handler)
+            self.core.trace = &self._trace
+        finally:
+            self.unlock_batch()
+
+    def disable_trace(self):
+        """Stop recording and free the ring."""
+        self.lock_batch()
+        try:
+            self.core.trace = NULL
+            self._trace_owners = None
+        finally:
+            self.unlock_batch()
+
+    def trace(self):
+        """The recorded transitions, oldest first, as a new structured array with fields
+        ``seq, slot, event, from_state, to_state, handled_by`` (empty if tracing is off)."""
+        dtype = [("seq", np.uint64), ("slot", np.int64), ("event", np.uint8),
+                 ("from_state", np.uint8), ("to_state", np.uint8), ("handled_by", np.int16)]
+        if self._trace_owners is None:
+            return np.zeros(0, dtype)
+        cols = self._trace_owners[0]
+        size, done = self._trace.size, self._trace.recorded
+        n = min(size, done)
+        order = (np.arange(done - n, done) % size).astype(np.intp)
+        out = np.zeros(n, dtype)
+        for name in cols:
+            out[name] = cols[name][order]
+        return out
+
+    @property
+    def tracing(self):
+        """True while the trace ring is on."""
+        return self._trace_owners is not None
+
     # ------------------------------------------------------------------ snapshots
     def snapshot(self):
         """The table's state as plain data: a dict naming its kind, format version and machine
@@ -677,6 +750,7 @@ cdef class MachineInstance:
         self.core.capacity = 0
         self.core.n_events = 0
         self.core.unhandled_total = 0
+        self.core.trace = NULL
         self._unhandled = 0
 
     def __init__(self, machine):
