@@ -3,7 +3,7 @@ from a compiled Cython loop vs 1000 ``StreamTable.dispatch`` calls from Python."
 
 from __future__ import annotations
 
-import importlib.util
+import runpy
 from pathlib import Path
 from types import ModuleType
 
@@ -17,11 +17,8 @@ CALLS = 1000
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("example_build", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
-    return builder.build(tmp_path_factory.mktemp("cython_driver"))  # type: ignore[no-any-return]
+    build = runpy.run_path(str(EXAMPLE))["build"]
+    return build(tmp_path_factory.mktemp("cython_driver"))  # type: ignore[no-any-return]
 
 
 def _table() -> StreamTable:

@@ -3,7 +3,7 @@ table with no Python call per event (the numpy ``test_extending`` pattern)."""
 
 from __future__ import annotations
 
-import importlib.util
+import runpy
 from pathlib import Path
 from types import ModuleType
 
@@ -17,11 +17,8 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cython_driver" 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("example_build", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
-    return builder.build(tmp_path_factory.mktemp("cython_driver"))  # type: ignore[no-any-return]
+    build = runpy.run_path(str(EXAMPLE))["build"]
+    return build(tmp_path_factory.mktemp("cython_driver"))  # type: ignore[no-any-return]
 
 
 def test_cython_consumer_matches_python_dispatch(driver: ModuleType) -> None:

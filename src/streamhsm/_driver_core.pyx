@@ -181,44 +181,40 @@ cdef class DriverCore:
         """End live lease slot ``ls`` (checked by the caller) for ``reason``."""
         self.end_lease(ls, reason, now)
 
-    def expire(self, int64_t now):
-        """End every live lease whose expiry is before ``now``: one scan and the lease ends, all
-        without the GIL under both tables' batch locks. Returns the number expired."""
-        cdef Py_ssize_t i, n = 0, size = self.lease_expiry.shape[0]
+    cdef Py_ssize_t end_matching(self, bint expired_only, int reason, int64_t now) noexcept nogil:
+        """End every live lease (or only those whose expiry is before ``now``); return how many.
+        Expired slots are collected first, so ending one cannot affect the scan."""
+        cdef Py_ssize_t i, n = 0, size = self.lease_stream.shape[0]
+        for i in range(size):
+            if self.lease_stream[i] >= 0 and (not expired_only or self.lease_expiry[i] < now):
+                self.scratch[n] = <int32_t>i
+                n += 1
+        for i in range(n):
+            self.end_lease(self.scratch[i], reason, now)
+        return n
+
+    cdef Py_ssize_t _end_locked(self, bint expired_only, int reason, int64_t now) except -1:
+        cdef Py_ssize_t n
         self.streams.lock_batch()
         try:
             self.leases.lock_batch()
             try:
                 with nogil:
-                    for i in range(size):
-                        if self.lease_expiry[i] < now:
-                            self.scratch[n] = <int32_t>i
-                            n += 1
-                    for i in range(n):
-                        self.end_lease(self.scratch[i], R_EXPIRED, now)
+                    n = self.end_matching(expired_only, reason, now)
             finally:
                 self.leases.unlock_batch()
         finally:
             self.streams.unlock_batch()
         return n
 
+    def expire(self, int64_t now):
+        """End every live lease whose expiry is before ``now``: one scan and the lease ends, all
+        without the GIL under both tables' batch locks. Returns the number expired."""
+        return self._end_locked(True, R_EXPIRED, now)
+
     def end_all(self, int reason, int64_t now):
         """End every live lease for ``reason`` (shutdown), without the GIL; return how many."""
-        cdef Py_ssize_t i, n = 0, size = self.lease_stream.shape[0]
-        self.streams.lock_batch()
-        try:
-            self.leases.lock_batch()
-            try:
-                with nogil:
-                    for i in range(size):
-                        if self.lease_stream[i] >= 0:
-                            self.end_lease(i, reason, now)
-                            n += 1
-            finally:
-                self.leases.unlock_batch()
-        finally:
-            self.streams.unlock_batch()
-        return n
+        return self._end_locked(False, reason, now)
 
     def take_due(self):
         """The due stream slots (a view, valid until the next call) and clear them."""

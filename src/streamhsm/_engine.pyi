@@ -4,6 +4,7 @@ from enum import IntEnum
 from typing import Any
 
 import numpy as np
+from typing_extensions import disjoint_base
 import numpy.typing as npt
 
 from .machine import CompiledMachine
@@ -12,6 +13,9 @@ __all__ = ["FREE_SLOT", "MachineInstance", "MachineTable"]
 
 FREE_SLOT: int
 
+def _padded_tables(machine: CompiledMachine) -> tuple[Any, ...]: ...
+
+@disjoint_base
 class MachineTable:
     """Many instances of one compiled machine, one row per slot in numpy arrays."""
 
@@ -54,6 +58,7 @@ class MachineTable:
     def nbytes_per_slot(self) -> int: ...
     def __len__(self) -> int: ...
 
+@disjoint_base
 class MachineInstance:
     """One instance of a compiled machine."""
 

@@ -1,10 +1,13 @@
 """Type stubs for ``streamhsm._floor`` (benchmark floors)."""
 
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
 
 __all__ = ["NoopTarget", "broadcast_floor", "table_floor"]
 
+@final
 class NoopTarget:
     """A cdef class whose ``dispatch(slot, event)`` does nothing."""
 

@@ -89,10 +89,10 @@ class StreamInfo:
 
 def _check_int(name: str, value: object) -> int:
     if type(value) is int:
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    return int(value.__index__())  # type: ignore[attr-defined]
+    return int(value.__index__())
 
 
 def _role(role: object) -> int:
@@ -151,8 +151,9 @@ class Driver:
         self._lease_by_client = IdMap(n_l)
         self._last_lease_id = 0
         # outboxes: lease-revoked notices as columns, announce-due flags and list
-        self._rv = {name: np.zeros(cfg.outbox_capacity, REVOKED_NOTICE_DTYPE[name])
-                    for name in REVOKED_NOTICE_DTYPE.names}  # type: ignore[union-attr]
+        outbox = int(cfg.outbox_capacity or cfg.lease_capacity)
+        self._rv = {name: np.zeros(outbox, REVOKED_NOTICE_DTYPE[name])
+                    for name in REVOKED_NOTICE_DTYPE.names or ()}
         self._due = np.zeros(n_s, np.bool_)
         columns = {
             "stream_id": self._stream_id, "producer": self._producer, "epoch": self._epoch,
@@ -460,7 +461,8 @@ class Driver:
         """Stream ids eligible for the periodic announce (Live and provisioned), one vectorised
         pass over the stream table."""
         states = self._streams.states
-        return self._stream_id[(states == _ACTIVE) | (states == _DRAINING)]
+        eligible: npt.NDArray[np.int64] = self._stream_id[(states == _ACTIVE) | (states == _DRAINING)]
+        return eligible
 
     # ------------------------------------------------------------------ queries
     @property
@@ -548,6 +550,10 @@ class Driver:
         fingerprints and configuration (the shutdown token is not included)."""
         cfg = dataclasses.asdict(self.config)
         cfg["shutdown_token"] = None
+        due = self._core.take_due().copy()
+        self._due[due] = False
+        for slot in due.tolist():
+            self._core.mark_announce(slot)  # taking a snapshot does not consume the due list
         snap: dict[str, object] = {
             "kind": "Driver", "version": SNAPSHOT_VERSION, "machine": "driver",
             "fingerprint": self._fingerprint(), "config": json.dumps(cfg, sort_keys=True),
@@ -556,12 +562,8 @@ class Driver:
             "last_lease_id": self._last_lease_id, "counters": np.array(self._ctr),
             "n_revoked": int(self._core.n_revoked),
             "closed_dynamic": int(self._core.closed_dynamic),
-            "due_slots": self._core.take_due().copy(),
+            "due_slots": due,
         }
-        due = snap["due_slots"]
-        self._due[due] = False  # type: ignore[index]
-        for slot in due.tolist():  # type: ignore[attr-defined]
-            self._core.mark_announce(slot)  # taking a snapshot does not consume the due list
         for name in self._COLUMNS:
             snap[name.lstrip("_")] = getattr(self, name).copy()
         for key, column in self._rv.items():

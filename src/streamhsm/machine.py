@@ -249,7 +249,7 @@ def _code(value: object, by_name: Mapping[str, int], n: int, what: str, machine:
         raise TypeError(
             f"{what} must be an int code, enum member or name, got {type(value).__name__} {value!r}"
         )
-    code = value.__index__()  # type: ignore[attr-defined]
+    code = int(value.__index__())
     if not 0 <= code < n:
         raise ValueError(f"unknown {what} code {code} for machine {machine!r} (valid: 0..{n - 1})")
     return code
@@ -311,15 +311,15 @@ def _compile(
         if p not in code:
             raise err(f"machine {name!r}: state {s!r} has unknown parent {p!r}")
         parent[code[s]] = code[p]
-    for s in states[1:]:
-        seen_path = [s]
-        p = int(parent[code[s]])
-        while p != 0:
-            if states[p] in seen_path:
-                cycle = " -> ".join([*seen_path, states[p]])
+    for state_name in states[1:]:
+        seen_path = [state_name]
+        anc = int(parent[code[state_name]])
+        while anc != 0:
+            if states[anc] in seen_path:
+                cycle = " -> ".join([*seen_path, states[anc]])
                 raise err(f"machine {name!r}: cycle in state parents: {cycle}")
-            seen_path.append(states[p])
-            p = int(parent[p])
+            seen_path.append(states[anc])
+            anc = int(parent[anc])
     children: dict[int, list[int]] = {i: [] for i in range(len(states))}
     for i in range(1, len(states)):
         children[int(parent[i])].append(i)
@@ -415,16 +415,16 @@ def _compile(
     reached = {initial_leaf}
     frontier = [initial_leaf]
     while frontier:
-        s = frontier.pop()
+        leaf = frontier.pop()
         for e in range(n_e):
-            t = int(next_state[s, e])
+            t = int(next_state[leaf, e])
             if t not in reached:
                 reached.add(t)
                 frontier.append(t)
-    active = {a for s in reached for a in ancestors(s)}
-    for s in range(1, n_s):
-        if s not in active:
-            raise err(f"machine {name!r}: state {states[s]!r} is unreachable from the initial state")
+    active = {a for leaf in reached for a in ancestors(leaf)}
+    for sc in range(1, n_s):
+        if sc not in active:
+            raise err(f"machine {name!r}: state {states[sc]!r} is unreachable from the initial state")
 
     if state_enum is None:
         state_enum = _make_enum(f"{name.title().replace('_', '')}State", states, 0)

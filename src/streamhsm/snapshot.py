@@ -61,7 +61,7 @@ def save_snapshot(snap: dict[str, Any], path: str | os.PathLike[str]) -> None:
         if v.dtype == object:
             raise SnapshotError(f"snapshot field {k!r} is not plain data")
     with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
 def load_snapshot(path: str | os.PathLike[str]) -> dict[str, Any]:
