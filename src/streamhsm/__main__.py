@@ -34,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="PATH",
                        help="also write a PNG of time per event vs streams (needs matplotlib)")
+    stat = sub.add_parser("stat", help="watch a shared-memory stream table (like AeronStat)")
+    stat.add_argument("name", help="segment name given to SharedStreamTable")
+    stat.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    stat.add_argument("--state", default=None, help="also list the slots in this state")
+    stat.add_argument("--limit", type=int, default=20, help="slots to list (default 20)")
+    stat.add_argument("--count", type=int, default=0,
+                      help="screens to print, then exit (default 0: until interrupted)")
+    stat.add_argument("--stale-after", type=float, default=3.0,
+                      help="seconds without a heartbeat before the writer is reported stale")
     diagram = sub.add_parser("diagram", help="print a machine's state diagram (Mermaid or DOT)")
     diagram.add_argument("--machine", choices=sorted(MACHINES), default="stream",
                          help="which machine (default stream)")
@@ -68,6 +77,58 @@ MACHINES: dict[str, Callable[[str], CompiledMachine]] = {
     "stream": _stream, "lease": _lease, "driver": _driver}
 
 
+def _stat(args: argparse.Namespace) -> int:
+    import time
+
+    from .shm import SharedTableError, leaf_names, open_readonly
+
+    try:
+        reader = open_readonly(args.name)
+    except FileNotFoundError:
+        print(f"error: no shared table named {args.name!r}", file=sys.stderr)
+        return 2
+    except (SharedTableError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.state is not None:
+        try:
+            reader.machine.state_code(args.state)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    shown = 0
+    try:
+        while True:
+            st = reader.stats()
+            now = time.time_ns()
+            age = (now - st["heartbeat_ns"]) / 1e9
+            status = ("CLOSED" if st["closed"] else "DEAD" if not st["writer_alive"]
+                      else "STALE" if age > args.stale_after else "live")
+            print(f"{time.strftime('%H:%M:%S')} {args.name} machine={st['machine']} "
+                  f"capacity={st['capacity']} writer={st['writer_pid']} [{status}] "
+                  f"heartbeat {age:.1f} s ago, published {st['publish_count']}x")
+            occ = st["occupancy"]
+            print("  " + "  ".join(f"{n}={occ[n]}" for n in leaf_names(reader))
+                  + f"  (Live={occ.get('Live', 0)})")
+            print(f"  unhandled total={st['unhandled_total']}")
+            top = sorted(st["transitions"].items(), key=lambda kv: -kv[1])[:6]
+            print("  transitions: " + (", ".join(f"{k}={v}" for k, v in top) or "none"))
+            if args.state is not None:
+                slots = reader.slots_in(args.state)
+                listed = " ".join(str(int(x)) for x in slots[: args.limit])
+                more = f" ... (+{len(slots) - args.limit})" if len(slots) > args.limit else ""
+                print(f"  slots in {args.state} ({len(slots)}): {listed}{more}")
+            sys.stdout.flush()
+            shown += 1
+            if args.count and shown >= args.count:
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        reader.close()
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import format_rows, plot_scaling, run_bench, write_json
 
@@ -99,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "stat":
+        return _stat(args)
     if args.command == "diagram":
         from .diagram import render
 

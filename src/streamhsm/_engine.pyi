@@ -9,11 +9,12 @@ import numpy.typing as npt
 
 from .machine import CompiledMachine
 
-__all__ = ["FREE_SLOT", "MachineInstance", "MachineTable"]
+__all__ = ["FREE_SLOT", "MachineInstance", "MachineTable", "table_layout"]
 
 FREE_SLOT: int
 
 def _padded_tables(machine: CompiledMachine) -> tuple[Any, ...]: ...
+def table_layout(capacity: int, n_events: int) -> dict[str, tuple[np.dtype[Any], tuple[int, ...]]]: ...
 
 @disjoint_base
 class MachineTable:
@@ -21,7 +22,13 @@ class MachineTable:
 
     @property
     def machine(self) -> CompiledMachine: ...
-    def __init__(self, machine: CompiledMachine, capacity: int) -> None: ...
+    def __init__(
+        self,
+        machine: CompiledMachine,
+        capacity: int,
+        *,
+        arrays: dict[str, npt.NDArray[Any]] | None = None,
+    ) -> None: ...
     def open(self) -> int: ...
     def release(self, slot: int) -> None: ...
     def is_open(self, slot: int) -> bool: ...

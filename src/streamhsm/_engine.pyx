@@ -19,7 +19,7 @@ import numpy as np
 from .errors import TableFullError
 from .snapshot import SNAPSHOT_VERSION, SnapshotError, array as _snap_array, check_header
 
-__all__ = ["FREE_SLOT", "MachineInstance", "MachineTable"]
+__all__ = ["FREE_SLOT", "MachineInstance", "MachineTable", "table_layout"]
 
 #: State code stored in ``MachineTable.states`` for a free (released or never opened) slot.
 FREE_SLOT = HSM_FREE_SLOT
@@ -37,6 +37,17 @@ cdef object _I64 = np.dtype(np.int64)
 cdef object _U8 = np.dtype(np.uint8)
 _SLOT_DTYPES = (np.dtype(np.int32), _I64)
 _EVENT_DTYPES = (_U8, np.dtype(np.int32), _I64)
+
+
+def table_layout(capacity, n_events):
+    """The per-table arrays as ``name -> (dtype, shape)``, in storage order."""
+    return {
+        "counts": (np.dtype(np.int64), (HSM_CODE_ROWS,)),
+        "transitions": (np.dtype(np.int64), (HSM_CODE_ROWS, n_events)),
+        "unhandled": (np.dtype(np.uint64), (capacity,)),
+        "free": (np.dtype(np.int32), (capacity,)),
+        "states": (np.dtype(np.uint8), (capacity,)),
+    }
 
 
 def _padded_tables(machine):
@@ -335,19 +346,31 @@ cdef class MachineTable:
         self._busy = 0
         PyThread_release_lock(self._lock)
 
-    def __init__(self, machine, capacity):
+    def __init__(self, machine, capacity, *, arrays=None):
         if self.machine is not None:
             raise RuntimeError("MachineTable.__init__ called twice")
         cap = _index_value(capacity, "capacity")
         if cap <= 0 or cap > 2**31 - 1:
             raise ValueError(f"capacity must be between 1 and {2**31 - 1}, got {capacity!r}")
         tables = _padded_tables(machine)
-        states = np.full(cap, HSM_FREE_SLOT, dtype=np.uint8)
-        unhandled = np.zeros(cap, dtype=np.uint64)
-        counts = np.zeros(HSM_CODE_ROWS, dtype=np.int64)
+        shapes = table_layout(cap, machine.n_events)
+        if arrays is None:
+            arrays = {name: np.empty(shape, dtype) for name, (dtype, shape) in shapes.items()}
+        else:  # caller-provided storage (e.g. shared memory): exact dtypes and shapes
+            for name, (dtype, shape) in shapes.items():
+                arr = arrays.get(name)
+                if (not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape
+                        or not arr.flags.c_contiguous or not arr.flags.writeable):
+                    raise ValueError(f"arrays[{name!r}] must be a writeable C-contiguous {dtype} "
+                                     f"array of shape {shape}")
+        states, unhandled, counts = arrays["states"], arrays["unhandled"], arrays["counts"]
+        free, transitions = arrays["free"], arrays["transitions"]
+        states[:] = HSM_FREE_SLOT
+        unhandled[:] = 0
+        counts[:] = 0
         counts[HSM_FREE_SLOT] = cap
-        free = np.arange(cap - 1, -1, -1, dtype=np.int32)
-        transitions = np.zeros((HSM_CODE_ROWS, machine.n_events), dtype=np.int64)
+        free[:] = np.arange(cap - 1, -1, -1, dtype=np.int32)
+        transitions[:] = 0
         cdef uint8_t[::1] st = states
         cdef uint64_t[::1] un = unhandled
         cdef int64_t[::1] co = counts

@@ -11,6 +11,8 @@ import enum
 
 import os
 
+import numpy as np
+
 from ._engine import MachineInstance, MachineTable
 from .machine import CompiledMachine, MachineSpec
 from .snapshot import SnapshotError, load_snapshot, save_snapshot
@@ -148,8 +150,9 @@ class StreamTable(MachineTable):
     read-only numpy views; ``count(state)`` is O(1).
     """
 
-    def __init__(self, capacity: int, drain_on_producer_loss: bool = False) -> None:
-        super().__init__(stream_machine(drain_on_producer_loss), capacity)
+    def __init__(self, capacity: int, drain_on_producer_loss: bool = False, *,
+                 arrays: dict[str, np.ndarray] | None = None) -> None:
+        super().__init__(stream_machine(drain_on_producer_loss), capacity, arrays=arrays)
 
     @property
     def drain_on_producer_loss(self) -> bool:
