@@ -142,7 +142,7 @@ def _write_segment(name: str, data: bytes) -> None:
 
 def _valid_header(capacity: int = 8) -> bytearray:
     with SharedStreamTable("streamhsm-test-proto-" + uuid.uuid4().hex[:8], capacity) as t:
-        return bytearray(bytes(t._shm.buf))  # type: ignore[attr-defined]
+        return bytearray(bytes(t._buf))
 
 
 @pytest.mark.parametrize(("mutate", "match"), [

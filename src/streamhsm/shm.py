@@ -99,9 +99,12 @@ class SharedStreamTable(StreamTable):
             os.umask(old_umask)
         self.name = name
         self._closed = False
+        buf = self._shm.buf
+        assert buf is not None  # a freshly created segment is mapped
+        self._buf: memoryview = buf
         try:
             super().__init__(cap, drain_on_producer_loss,
-                             arrays=_views(self._shm.buf, cap, machine.n_events))
+                             arrays=_views(buf, cap, machine.n_events))
             self._publish_count = 0
             self._write_header(machine, cap)
         except BaseException:
@@ -111,7 +114,7 @@ class SharedStreamTable(StreamTable):
 
     def _write_header(self, machine: CompiledMachine, capacity: int) -> None:
         name = machine.name.encode("ascii")[:32]
-        _HEADER.pack_into(self._shm.buf, 0, MAGIC, LAYOUT_VERSION, HEADER_SIZE, capacity,
+        _HEADER.pack_into(self._buf, 0, MAGIC, LAYOUT_VERSION, HEADER_SIZE, capacity,
                           machine.n_states, machine.n_events, machine.fingerprint.encode("ascii"),
                           os.getpid(), time.time_ns(), self.unhandled_total, 0, name, 0)
 
@@ -120,7 +123,7 @@ class SharedStreamTable(StreamTable):
         if self._closed:
             raise SharedTableError(f"shared table {self.name!r} is closed")
         self._publish_count += 1
-        struct.pack_into("<qQQ", self._shm.buf, 56, time.time_ns(), self.unhandled_total,
+        struct.pack_into("<qQQ", self._buf, 56, time.time_ns(), self.unhandled_total,
                          self._publish_count)
 
     def close(self) -> None:
@@ -129,7 +132,7 @@ class SharedStreamTable(StreamTable):
         if self._closed:
             return
         self._closed = True
-        struct.pack_into("<Q", self._shm.buf, 112, 1)
+        struct.pack_into("<Q", self._buf, 112, 1)
         self._shm.unlink()
         self._detach_mapping()
 
