@@ -170,3 +170,23 @@ def test_garbage_in_a_segment_never_crashes_the_reader(name: str) -> None:
         assert set(st["occupancy"]) == {"Root", "Live", "Init", "Active", "Draining", "Closed"}
         assert len(r.slots_in(State.LIVE)) <= 64
         assert main(["stat", name, "--count", "1", "--state", "Closed"]) == 0
+
+
+def test_driver_stream_table_in_shared_memory(name: str) -> None:
+    from streamhsm import Driver, DriverConfig, Role
+
+    with Driver(DriverConfig(static_stream_ids=(1, 2), stream_capacity=4, lease_capacity=4,
+                             shm_name=name)) as d:
+        d.attach(1, Role.PRODUCER, 7, 0)
+        with open_readonly(name) as r:
+            before = r.publish_count
+            d.poll(1)
+            assert r.publish_count == before + 1
+            assert r.count(State.ACTIVE) == 2 and r.slots_in(State.ACTIVE).tolist() == [0, 1]
+            d.request_shutdown(2)
+            assert r.count(State.DRAINING) == 2
+            snap = d.snapshot()
+            assert '"shm_name": null' in str(snap["config"])
+    assert not os.path.exists(f"/dev/shm/{name}")
+    with pytest.raises(ValueError, match="shm_name must be a non-empty str without '/'"):
+        DriverConfig(shm_name="a/b")

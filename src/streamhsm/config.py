@@ -113,6 +113,9 @@ class DriverConfig:
         stream_capacity / lease_capacity: slots preallocated for streams and live leases.
         outbox_capacity: lease-revoked notices held until the caller drains them (default: the
             lease capacity); notices past it are dropped and counted.
+        shm_name: if set, the stream table lives in the named shared-memory segment (see
+            ``streamhsm.shm``), readable by ``python -m streamhsm stat NAME`` while the driver runs;
+            ``poll`` publishes its heartbeat and ``Driver.close`` removes it.
     """
 
     static_stream_ids: tuple[int, ...] = ()
@@ -126,6 +129,7 @@ class DriverConfig:
     stream_capacity: int = 1024
     lease_capacity: int = 4096
     outbox_capacity: int | None = field(default=None)
+    shm_name: str | None = None
 
     def __post_init__(self) -> None:
         ids = self.static_stream_ids
@@ -173,6 +177,9 @@ class DriverConfig:
         if len(ids) > self.stream_capacity:
             raise ValueError(
                 f"{len(ids)} static streams do not fit in stream_capacity {self.stream_capacity}")
+        if self.shm_name is not None and (not isinstance(self.shm_name, str) or not self.shm_name
+                                          or "/" in self.shm_name):
+            raise ValueError(f"shm_name must be a non-empty str without '/', got {self.shm_name!r}")
         if self.outbox_capacity is None:
             object.__setattr__(self, "outbox_capacity", self.lease_capacity)
         _int("outbox_capacity", self.outbox_capacity, 1, 2**31 - 1)

@@ -35,6 +35,7 @@ from .config import (
 )
 from .control_machines import DriverEvent, DriverState, LeaseEvent, LeaseState, driver_machine, lease_machine
 from .lifecycle import Event, State, StreamTable
+from .shm import SharedStreamTable
 from .snapshot import SNAPSHOT_VERSION, SnapshotError, check_header, load_snapshot, save_snapshot
 from .snapshot import array as snap_array
 
@@ -123,7 +124,12 @@ class Driver:
         self._now_ns = 0
         self._now_ns = self._now(now_ns)
         n_s, n_l = cfg.stream_capacity, cfg.lease_capacity
-        self._streams = StreamTable(n_s, drain_on_producer_loss=cfg.drain_on_producer_loss)
+        self._shared: SharedStreamTable | None = None
+        if cfg.shm_name is not None:
+            self._shared = SharedStreamTable(cfg.shm_name, n_s, cfg.drain_on_producer_loss)
+            self._streams: StreamTable = self._shared
+        else:
+            self._streams = StreamTable(n_s, drain_on_producer_loss=cfg.drain_on_producer_loss)
         self._leases = MachineTable(lease_machine(), n_l)
         self._lifecycle = MachineInstance(driver_machine())
         self._lifecycle.dispatch(DriverEvent.START)
@@ -372,6 +378,8 @@ class Driver:
         n: int = self._core.expire(now)
         if self._lifecycle.current is DriverState.DRAINING and now >= self._shutdown_deadline:
             self._shutdown(now)
+        if self._shared is not None:
+            self._shared.publish()
         return n
 
     def _shutdown(self, now: int) -> None:
@@ -550,6 +558,7 @@ class Driver:
         fingerprints and configuration (the shutdown token is not included)."""
         cfg = dataclasses.asdict(self.config)
         cfg["shutdown_token"] = None
+        cfg["shm_name"] = None  # a restored driver chooses its own segment
         due = self._core.take_due().copy()
         self._due[due] = False
         for slot in due.tolist():
@@ -576,6 +585,17 @@ class Driver:
     def _fingerprint(self) -> str:
         return "/".join(m.fingerprint for m in (self._streams.machine, self._leases.machine,
                                                  self._lifecycle.machine))
+
+    def close(self) -> None:
+        """Release what outlives the driver object: the shared-memory segment, if any."""
+        if self._shared is not None:
+            self._shared.close()
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def restore(cls, snap: dict[str, object], shutdown_token: str | None = None) -> Driver:
