@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from streamhsm import Event, StreamTable
+from streamhsm import Event, State, StreamTable
 from streamhsm._engine import _padded_tables
 from streamhsm._floor import broadcast_floor, table_floor
 
@@ -50,19 +50,49 @@ def test_dispatch_many(benchmark, sizes, workload) -> None:  # type: ignore[no-u
     assert handled == sizes.events
 
 
+# Broadcasts that change every slot: Active <-> Draining under drain_on_producer_loss.
+TOGGLE = (int(Event.PRODUCER_DETACHED), int(Event.PRODUCER_ATTACHED))
+
+
+def toggling_table(n: int) -> StreamTable:
+    t = StreamTable(n, drain_on_producer_loss=True)
+    for _ in range(n):
+        t.open()
+    t.broadcast(Event.STREAM_PROVISIONED)
+    return t
+
+
 @pytest.mark.benchmark(group="broadcast")
 def test_broadcast_floor(benchmark, sizes) -> None:  # type: ignore[no-untyped-def]
-    t = active_table(sizes.streams)
+    t = toggling_table(sizes.streams)
     states = t.states.copy()
     nxt = _padded_tables(t.machine)[0]
-    benchmark.extra_info["streams"] = sizes.streams
-    benchmark(broadcast_floor, states, nxt, int(Event.EPOCH_BUMPED))
+
+    def pair() -> None:
+        for e in TOGGLE:
+            broadcast_floor(states, nxt, e)
+
+    benchmark.extra_info["streams_x_events"] = 2 * sizes.streams
+    benchmark(pair)
 
 
 @pytest.mark.benchmark(group="broadcast")
 def test_broadcast(benchmark, sizes) -> None:  # type: ignore[no-untyped-def]
+    t = toggling_table(sizes.streams)
+
+    def pair() -> None:
+        for e in TOGGLE:
+            t.broadcast(e)
+
+    benchmark.extra_info["streams_x_events"] = 2 * sizes.streams
+    benchmark(pair)
+    assert t.count(State.ACTIVE) == sizes.streams and t.unhandled_total == 0
+
+
+@pytest.mark.benchmark(group="broadcast-in-place")
+def test_broadcast_handled_in_place(benchmark, sizes) -> None:  # type: ignore[no-untyped-def]
+    """EpochBumped on Active streams changes no slot: O(states), not O(streams)."""
     t = active_table(sizes.streams)
-    benchmark.extra_info["streams"] = sizes.streams
     assert benchmark(t.broadcast, Event.EPOCH_BUMPED) == sizes.streams
 
 

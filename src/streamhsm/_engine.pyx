@@ -225,11 +225,14 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
 
     The event is the same for every slot, so the counters follow from the per-state occupancy
     (O(states)); the per-slot pass only rewrites states, and the per-slot unhandled counters only
-    when some occupied state leaves the event unhandled. Free slots map to themselves.
+    when some occupied state leaves the event unhandled. When every occupied state handles the
+    event in place, no slot can change and the per-slot pass is skipped. Free slots map to
+    themselves.
     """
     cdef Py_ssize_t s, i, idx, handled = 0, missed = 0
     cdef int64_t moved[HSM_CODE_ROWS]
     cdef uint8_t old
+    cdef bint changes = False
     if STREAMHSM_DEBUG_CHECKS:
         if event < 0 or event >= c.n_events:
             return -1
@@ -242,22 +245,32 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
             moved[c.next_state[idx]] += c.counts[s]
             if c.kind[idx] == HSM_KIND_TRANSITION:
                 c.transitions[idx] += c.counts[s]
+            changes = changes or c.kind[idx] != HSM_KIND_INTERNAL
+    # per-slot pass on local pointers: a store through uint8_t* may alias the struct's fields
+    cdef uint8_t* states = c.states
+    cdef uint64_t* unhandled = c.unhandled
+    cdef const uint8_t* next_state = c.next_state
+    cdef const uint8_t* miss_table = c.missed
+    cdef const uint8_t* kind = c.kind
+    cdef Py_ssize_t n_events = c.n_events, capacity = c.capacity
     if c.trace != NULL:  # tracing: record every slot's transition, in slot order
-        for i in range(c.capacity):
-            old = c.states[i]
-            idx = <Py_ssize_t>old * c.n_events + event
-            if c.kind[idx] == HSM_KIND_TRANSITION:
-                hsm_trace(c.trace, i, event, old, c.next_state[idx], idx)
-            c.states[i] = c.next_state[idx]
-            c.unhandled[i] += c.missed[idx]
+        for i in range(capacity):
+            old = states[i]
+            idx = <Py_ssize_t>old * n_events + event
+            if kind[idx] == HSM_KIND_TRANSITION:
+                hsm_trace(c.trace, i, event, old, next_state[idx], idx)
+            states[i] = next_state[idx]
+            unhandled[i] += miss_table[idx]
+    elif not changes:
+        pass  # every occupied state handles the event in place: no slot changes
     elif missed == 0:
-        for i in range(c.capacity):
-            c.states[i] = c.next_state[<Py_ssize_t>c.states[i] * c.n_events + event]
+        for i in range(capacity):
+            states[i] = next_state[<Py_ssize_t>states[i] * n_events + event]
     else:
-        for i in range(c.capacity):
-            idx = <Py_ssize_t>c.states[i] * c.n_events + event
-            c.states[i] = c.next_state[idx]
-            c.unhandled[i] += c.missed[idx]
+        for i in range(capacity):
+            idx = <Py_ssize_t>states[i] * n_events + event
+            states[i] = next_state[idx]
+            unhandled[i] += miss_table[idx]
     for s in range(HSM_CODE_ROWS):
         c.counts[s] = moved[s]
     c.unhandled_total += missed
