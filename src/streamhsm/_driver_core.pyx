@@ -216,11 +216,16 @@ cdef class DriverCore:
         """End every live lease for ``reason`` (shutdown), without the GIL; return how many."""
         return self._end_locked(False, reason, now)
 
+    def pending_due(self):
+        """The due stream slots, in the order they became due (a view; nothing is cleared)."""
+        return np.asarray(self.due_slots)[:self.n_due_]
+
     def take_due(self):
-        """The due stream slots (a view, valid until the next call) and clear them."""
-        n = self.n_due_
+        """The due stream slots (a view, valid until the next mark) and clear the list; the
+        caller clears the per-slot flags."""
+        due = self.pending_due()
         self.n_due_ = 0
-        return np.asarray(self.due_slots)[:n]
+        return due
 
     @property
     def n_revoked(self):

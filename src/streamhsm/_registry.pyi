@@ -6,7 +6,7 @@ import numpy as np
 from typing_extensions import Self
 import numpy.typing as npt
 
-__all__ = ["IdMap", "scan_expired"]
+__all__ = ["IdMap"]
 
 @final
 class IdMap:
@@ -20,7 +20,3 @@ class IdMap:
     def __len__(self) -> int: ...
     @property
     def max_entries(self) -> int: ...
-
-def scan_expired(
-    expiry: npt.NDArray[np.int64], now_ns: int, out: npt.NDArray[np.int32]
-) -> int: ...

@@ -1,4 +1,4 @@
-"""Allocation-free registry helpers for the driver: an int64 -> int64 hash map and an expiry scan.
+"""Allocation-free registry helper for the driver: an int64 -> int64 hash map.
 
 Private module. Unsafe directives are set in ``setup.py``, never here.
 """
@@ -7,7 +7,7 @@ from libc.stdint cimport int64_t, uint64_t, int32_t, uint8_t
 
 import numpy as np
 
-__all__ = ["IdMap", "scan_expired"]
+__all__ = ["IdMap"]
 
 cdef int64_t _EMPTY = -1
 
@@ -136,16 +136,3 @@ cdef class IdMap:
         """Largest number of entries the map holds."""
         return self._max
 
-
-def scan_expired(const int64_t[::1] expiry, int64_t now_ns, int32_t[::1] out):
-    """Write into ``out`` the indices i with ``expiry[i] < now_ns``, in increasing order, without
-    the GIL; return how many. ``out`` must be at least as long as ``expiry``."""
-    cdef Py_ssize_t i, n = 0, size = expiry.shape[0]
-    if out.shape[0] < size:
-        raise ValueError(f"out has {out.shape[0]} entries, need {size}")
-    with nogil:
-        for i in range(size):
-            if expiry[i] < now_ns:
-                out[n] = <int32_t>i
-                n += 1
-    return n

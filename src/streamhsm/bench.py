@@ -183,7 +183,6 @@ def bench_driver(leases: int, repeat: int = 5) -> list[Row]:
         d.poll(k + lifetime + 1)
         poll_times.append(time.perf_counter() - start)
         d.drain_revoked()
-    now = rounds + lifetime + 1
     small = Driver(DriverConfig(static_stream_ids=(7,), stream_capacity=4, lease_capacity=4))
 
     def cycle() -> None:
@@ -205,7 +204,6 @@ def bench_driver(leases: int, repeat: int = 5) -> list[Row]:
             small.keepalive(lid, 1)
 
     keep = _best(keepalives, 3) / n_cycles
-    del now
     return [
         Row("driver attach+detach cycle", "cycle", cyc * 1e9),
         Row("driver keepalive", "call", keep * 1e9),

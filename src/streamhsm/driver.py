@@ -559,10 +559,6 @@ class Driver:
         cfg = dataclasses.asdict(self.config)
         cfg["shutdown_token"] = None
         cfg["shm_name"] = None  # a restored driver chooses its own segment
-        due = self._core.take_due().copy()
-        self._due[due] = False
-        for slot in due.tolist():
-            self._core.mark_announce(slot)  # taking a snapshot does not consume the due list
         snap: dict[str, object] = {
             "kind": "Driver", "version": SNAPSHOT_VERSION, "machine": "driver",
             "fingerprint": self._fingerprint(), "config": json.dumps(cfg, sort_keys=True),
@@ -571,7 +567,7 @@ class Driver:
             "last_lease_id": self._last_lease_id, "counters": np.array(self._ctr),
             "n_revoked": int(self._core.n_revoked),
             "closed_dynamic": int(self._core.closed_dynamic),
-            "due_slots": due,
+            "due_slots": self._core.pending_due().copy(),
         }
         for name in self._COLUMNS:
             snap[name.lstrip("_")] = getattr(self, name).copy()

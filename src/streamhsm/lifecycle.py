@@ -18,7 +18,6 @@ from .machine import CompiledMachine, MachineSpec
 from .snapshot import SnapshotError, load_snapshot, save_snapshot
 
 __all__ = [
-    "DEFAULT_POLICY",
     "DRAIN_ON_PRODUCER_LOSS",
     "Event",
     "State",
@@ -57,8 +56,6 @@ class Event(enum.IntEnum):
     CLOSE = 9
 
 
-#: Policy name of the default stream machine.
-DEFAULT_POLICY = "default"
 #: Policy name of the variant in which losing the producer drains the stream (plan S-2).
 DRAIN_ON_PRODUCER_LOSS = "drain_on_producer_loss"
 

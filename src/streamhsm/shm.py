@@ -47,6 +47,8 @@ MAGIC = b"STRMHSM\x00"
 LAYOUT_VERSION = 1
 HEADER_SIZE = 128
 _HEADER = struct.Struct("<8sIIQII16sQqQQ32sQ")
+# offsets of the fields updated after creation (see the layout above)
+_OFF_PID, _OFF_HEARTBEAT, _OFF_UNHANDLED, _OFF_PUBLISHED, _OFF_CLOSED = 48, 56, 64, 72, 112
 _ALIGN = 64
 _SHM_DIR = "/dev/shm"
 
@@ -123,7 +125,7 @@ class SharedStreamTable(StreamTable):
         if self._closed:
             raise SharedTableError(f"shared table {self.name!r} is closed")
         self._publish_count += 1
-        struct.pack_into("<qQQ", self._buf, 56, time.time_ns(), self.unhandled_total,
+        struct.pack_into("<qQQ", self._buf, _OFF_HEARTBEAT, time.time_ns(), self.unhandled_total,
                          self._publish_count)
 
     def close(self) -> None:
@@ -132,7 +134,7 @@ class SharedStreamTable(StreamTable):
         if self._closed:
             return
         self._closed = True
-        struct.pack_into("<Q", self._buf, 112, 1)
+        struct.pack_into("<Q", self._buf, _OFF_CLOSED, 1)
         self._shm.unlink()
         self._detach_mapping()
 
@@ -177,27 +179,27 @@ class TableReader:
     @property
     def writer_pid(self) -> int:
         """Process id of the writer."""
-        return int(self._field("<Q", 48))
+        return int(self._field("<Q", _OFF_PID))
 
     @property
     def heartbeat_ns(self) -> int:
         """Wall-clock time (ns) of the writer's last publish()."""
-        return int(self._field("<q", 56))
+        return int(self._field("<q", _OFF_HEARTBEAT))
 
     @property
     def unhandled_total(self) -> int:
         """Unhandled events as of the writer's last publish()."""
-        return int(self._field("<Q", 64))
+        return int(self._field("<Q", _OFF_UNHANDLED))
 
     @property
     def publish_count(self) -> int:
         """How many times the writer published."""
-        return int(self._field("<Q", 72))
+        return int(self._field("<Q", _OFF_PUBLISHED))
 
     @property
     def closed(self) -> bool:
         """True once the writer closed the table."""
-        return bool(self._field("<Q", 112))
+        return bool(self._field("<Q", _OFF_CLOSED))
 
     def writer_alive(self) -> bool:
         """True if the writer process still exists."""
