@@ -25,14 +25,18 @@ macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 if DEBUG:
     macros.append(("STREAMHSM_DEBUG_CHECKS", "1"))
 
+# The compiled modules, by dotted name; the source is the matching .pyx under src/.
+MODULES = ("streamhsm._engine", "streamhsm.driver._idmap", "streamhsm.driver._core",
+           "streamhsm.tools._floor")
+
 extensions = [
     Extension(
-        f"streamhsm.{name}",
-        [f"src/streamhsm/{name}.pyx"],
+        name,
+        ["src/" + name.replace(".", "/") + ".pyx"],
         define_macros=macros,
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
     )
-    for name in ("_engine", "_registry", "_driver_core", "_floor")
+    for name in MODULES
 ]
 
 setup(

@@ -11,7 +11,7 @@ import pytest
 
 from streamhsm import Event, State, StreamTable
 from streamhsm._engine import _padded_tables
-from streamhsm._floor import broadcast_floor, table_floor
+from streamhsm.tools._floor import broadcast_floor, table_floor
 
 LEASE_EVENTS = np.array([Event.PRODUCER_ATTACHED, Event.CONSUMER_ATTACHED, Event.PRODUCER_DETACHED,
                          Event.CONSUMER_DETACHED, Event.EPOCH_BUMPED], np.uint8)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from streamhsm import Event, StreamLifecycle, StreamTable
-from streamhsm._floor import NoopTarget
+from streamhsm.tools._floor import NoopTarget
 
 CALLS = 1000  # calls per round, so the timer resolution does not matter
 EVENT = Event.PRODUCER_ATTACHED

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m mypy
 # run stubtest from outside the tree so it inspects the installed package
-(cd "${TMPDIR:-/tmp}" && python -m mypy.stubtest streamhsm._engine streamhsm._registry \
-    streamhsm._floor streamhsm._driver_core)
+(cd "${TMPDIR:-/tmp}" && python -m mypy.stubtest streamhsm._engine streamhsm.driver._idmap \
+    streamhsm.tools._floor streamhsm.driver._core)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamhsm import Driver, DriverConfig, Event, ResponseCode, Role, State, StreamLifecycle, StreamTable
-from streamhsm._registry import IdMap
+from streamhsm.driver._idmap import IdMap
 
 BIG = 2**70
 NAN = float("nan")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from streamhsm import DriverState
-from streamhsm.__main__ import main
-from streamhsm.demo import run_demo
+from streamhsm.tools.cli import main
+from streamhsm.tools.demo import run_demo
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "design.md"
 
@@ -62,7 +62,7 @@ def test_unknown_command_exits_with_usage() -> None:
 @pytest.mark.parametrize("fmt", ["mermaid", "dot"])
 def test_diagram_lists_every_state_and_handler(machine: str, fmt: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from streamhsm.__main__ import MACHINES
+    from streamhsm.tools.cli import MACHINES
 
     assert main(["diagram", "--machine", machine, "--format", fmt]) == 0
     text = capsys.readouterr().out

@@ -35,7 +35,7 @@ def test_every_public_name_has_a_docstring() -> None:
 def test_c_level_codes_match_the_python_ones() -> None:
     """The driver core's C enums (counter slots, lease-end reasons) mirror Python names."""
     from streamhsm import COUNTER_NAMES, RevokeReason
-    from streamhsm import _driver_core as core
+    from streamhsm.driver import _core as core
 
     assert core.COUNTERS == len(COUNTER_NAMES) - 2  # the last two come from the tables
     assert (core.REASON_DETACHED, core.REASON_EXPIRED, core.REASON_REVOKED, core.REASON_SHUTDOWN) == (

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from streamhsm import Event, State
-from streamhsm.__main__ import main
+from streamhsm.tools.cli import main
 from streamhsm.shm import HEADER_SIZE, SharedStreamTable, SharedTableError, open_readonly
 
 

@@ -11,9 +11,22 @@ Machines are declared as data (:class:`MachineSpec`), compiled into flat tables
 from __future__ import annotations
 
 from ._engine import FREE_SLOT, MachineInstance, MachineTable
-from .config import AttachResult, DriverConfig, Response, ResponseCode, RevokeReason, Role
-from .control_machines import DriverEvent, DriverState, LeaseEvent, LeaseState
-from .driver import COUNTER_NAMES, REVOKED_NOTICE_DTYPE, Driver, StreamInfo
+from .driver import (
+    COUNTER_NAMES,
+    REVOKED_NOTICE_DTYPE,
+    AttachResult,
+    Driver,
+    DriverConfig,
+    DriverEvent,
+    DriverState,
+    LeaseEvent,
+    LeaseState,
+    Response,
+    ResponseCode,
+    RevokeReason,
+    Role,
+    StreamInfo,
+)
 from .errors import MachineDefinitionError, StreamHsmError, TableFullError
 from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machine, stream_spec
 from .machine import ROOT, CompiledMachine, MachineSpec

@@ -1,8 +1,7 @@
-"""Driver configuration, enums and result types."""
+"""Driver configuration and the id limits it validates against."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -10,12 +9,7 @@ __all__ = [
     "MAX_CLIENT_ID",
     "MAX_DYNAMIC_RANGE",
     "MAX_STREAM_ID",
-    "AttachResult",
     "DriverConfig",
-    "Response",
-    "ResponseCode",
-    "RevokeReason",
-    "Role",
 ]
 
 #: Largest stream id (stream ids are non-negative int32, as in Aeron).
@@ -25,63 +19,6 @@ MAX_CLIENT_ID = 2**63 - 1
 #: Largest number of ids in the dynamic stream range (epochs are kept per id for the driver's
 #: lifetime in a dense array of this many int64 entries).
 MAX_DYNAMIC_RANGE = 1 << 24
-
-
-class Role(enum.IntEnum):
-    """Role of a lease on a stream."""
-
-    PRODUCER = 1
-    CONSUMER = 2
-
-
-class ResponseCode(enum.IntEnum):
-    """Outcome of a control operation (driver spec section 4.6)."""
-
-    OK = 0
-    UNSUPPORTED = 1
-    INVALID_PARAMS = 2
-    REJECTED = 3
-    INTERNAL_ERROR = 4
-
-
-class RevokeReason(enum.IntEnum):
-    """Why a lease ended (the ``reason`` field of a lease-revoked notice)."""
-
-    DETACHED = 1
-    EXPIRED = 2
-    REVOKED = 3
-    SHUTDOWN = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """Outcome of ``keepalive``, ``detach``, ``revoke``, ``bump_epoch`` and ``request_shutdown``.
-
-    ``epoch`` is set by ``bump_epoch`` (the new epoch); 0 otherwise. ``bool(response)`` is True
-    when the code is OK.
-    """
-
-    code: ResponseCode
-    reason: str = ""
-    epoch: int = 0
-
-    def __bool__(self) -> bool:
-        return self.code is ResponseCode.OK
-
-
-@dataclass(frozen=True, slots=True)
-class AttachResult:
-    """Outcome of ``attach``: on OK, the new lease id and the stream's epoch; otherwise
-    ``lease_id == 0``, ``epoch == 0`` and a reason."""
-
-    code: ResponseCode
-    lease_id: int = 0
-    stream_id: int = -1
-    epoch: int = 0
-    reason: str = ""
-
-    def __bool__(self) -> bool:
-        return self.code is ResponseCode.OK
 
 
 def _int(name: str, value: object, low: int, high: int | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Type stubs for ``streamhsm._registry``."""
+"""Type stubs for ``streamhsm.driver._idmap``."""
 
 from typing import final
 

@@ -9,8 +9,8 @@ GIL. Unsafe directives are set in ``setup.py``, never here.
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
-from ._engine cimport MachineTable, hsm_step
-from ._registry cimport IdMap
+from streamhsm._engine cimport MachineTable, hsm_step
+from streamhsm.driver._idmap cimport IdMap
 
 import numpy as np
 

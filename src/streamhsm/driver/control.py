@@ -20,24 +20,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ._driver_core import DriverCore
-from ._engine import MachineInstance, MachineTable
-from ._registry import IdMap
-from .config import (
-    MAX_CLIENT_ID,
-    MAX_STREAM_ID,
-    AttachResult,
-    DriverConfig,
-    Response,
-    ResponseCode,
-    RevokeReason,
-    Role,
-)
-from .control_machines import DriverEvent, DriverState, LeaseEvent, LeaseState, driver_machine, lease_machine
-from .lifecycle import Event, State, StreamTable
-from .shm import SharedStreamTable
-from .snapshot import SNAPSHOT_VERSION, SnapshotError, check_header, load_snapshot, save_snapshot
-from .snapshot import array as snap_array
+from ._core import DriverCore
+from .._engine import MachineInstance, MachineTable
+from ._idmap import IdMap
+from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
+from .protocol import AttachResult, Response, ResponseCode, RevokeReason, Role
+from .machines import DriverEvent, DriverState, LeaseEvent, LeaseState, driver_machine, lease_machine
+from ..lifecycle import Event, State, StreamTable
+from ..shm import SharedStreamTable
+from ..snapshot import SNAPSHOT_VERSION, SnapshotError, check_header, load_snapshot, save_snapshot
+from ..snapshot import array as snap_array
 
 __all__ = ["COUNTER_NAMES", "REVOKED_NOTICE_DTYPE", "Driver", "StreamInfo"]
 

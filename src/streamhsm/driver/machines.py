@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-from .machine import CompiledMachine, MachineSpec
+from ..machine import CompiledMachine, MachineSpec
 
 __all__ = [
     "DriverEvent",

@@ -1,4 +1,4 @@
-"""Type stubs for ``streamhsm._driver_core`` (private: the driver's registry columns in C)."""
+"""Type stubs for ``streamhsm.driver._core`` (private: the driver's registry columns in C)."""
 
 from typing import Any, final
 
@@ -7,8 +7,8 @@ from typing_extensions import Self
 import numpy as np
 import numpy.typing as npt
 
-from ._engine import MachineTable
-from ._registry import IdMap
+from .._engine import MachineTable
+from ._idmap import IdMap
 
 __all__ = ["COUNTERS", "DriverCore", "REASON_DETACHED", "REASON_EXPIRED", "REASON_REVOKED",
            "REASON_SHUTDOWN"]

@@ -17,12 +17,11 @@ from typing import TextIO
 
 import numpy as np
 
-from ._engine import _padded_tables
+from .._engine import _padded_tables
 from ._floor import NoopTarget, broadcast_floor, table_floor
-from .config import DriverConfig, Role
-from .driver import Driver
-from .lifecycle import Event, StreamLifecycle, StreamTable
-from .reference import ReferenceMachine
+from ..driver import Driver, DriverConfig, Role
+from ..lifecycle import Event, StreamLifecycle, StreamTable
+from ..reference import ReferenceMachine
 
 __all__ = ["Row", "format_rows", "plot_scaling", "run_bench"]
 

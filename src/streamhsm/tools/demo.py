@@ -12,10 +12,8 @@ from typing import TextIO
 
 import numpy as np
 
-from .config import DriverConfig, Role
-from .control_machines import DriverState
-from .driver import Driver
-from .lifecycle import State
+from ..driver import Driver, DriverConfig, DriverState, Role
+from ..lifecycle import State
 
 __all__ = ["run_demo"]
 

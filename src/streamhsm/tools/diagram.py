@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .machine import ROOT, CompiledMachine
+from ..machine import ROOT, CompiledMachine
 
 __all__ = ["FORMATS", "IMAGE_FORMATS", "render", "render_image", "to_dot", "to_mermaid"]
 

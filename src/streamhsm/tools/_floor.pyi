@@ -1,4 +1,4 @@
-"""Type stubs for ``streamhsm._floor`` (benchmark floors)."""
+"""Type stubs for ``streamhsm.tools._floor`` (benchmark floors)."""
 
 from typing import final
 
