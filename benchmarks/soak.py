@@ -56,22 +56,23 @@ def check(d: Driver, epochs: dict[int, int]) -> None:
     for code in range(lt.machine.n_states):
         if lt.machine.is_leaf[code] and lt.count(code) != lhist[code]:
             raise Violation(f"lease occupancy {code} = {lt.count(code)} != histogram")
-    live = np.flatnonzero(d._lease_stream >= 0)
+    col = d._core.column  # white-box: the core's read-only registry columns
+    live = np.flatnonzero(col("lease_stream") >= 0)
     if len(live) != d.live_leases:
         raise Violation(f"{len(live)} lease rows in use, {d.live_leases} live leases")
-    lease_slots = d._lease_stream[live]
+    lease_slots = col("lease_stream")[live]
     stream_states = states[lease_slots]
     if not np.all((stream_states == State.ACTIVE) | (stream_states == State.DRAINING)):
         raise Violation("a live lease belongs to a stream that is not Live")
-    roles = d._lease_role[live]
+    roles = col("lease_role")[live]
     producers = np.bincount(lease_slots[roles == Role.PRODUCER], minlength=st.capacity)
     if producers.max(initial=0) > 1:
         raise Violation(f"stream slot {int(producers.argmax())} has {producers.max()} producers")
     open_slots = states != FREE_SLOT
-    if not np.array_equal(producers[open_slots] == 1, d._producer[open_slots] != 0):
+    if not np.array_equal(producers[open_slots] == 1, col("producer")[open_slots] != 0):
         raise Violation("producer column disagrees with the live producer leases")
     consumers = np.bincount(lease_slots[roles == Role.CONSUMER], minlength=st.capacity)
-    if not np.array_equal(consumers[open_slots], d._consumers[open_slots]):
+    if not np.array_equal(consumers[open_slots], col("consumers")[open_slots]):
         raise Violation("consumer counts disagree with the live consumer leases")
     for sid in (*STATIC, *range(DYN[0], DYN[1] + 1)):
         e = d.epoch(sid)
@@ -100,15 +101,20 @@ def soak(ops: int, seed: int = 1, check_every: int = 100_000, out=sys.stdout) ->
     for i in range(ops):
         now += int(steps[i])
         kind = kinds[i]
-        last = d._last_lease_id
+        last = d._core.last_lease_id
         lease = int(rng.integers(max(1, last - 4000), last + 2)) if last else 1
         if kind == 0:
             r = d.attach(int(sids[i]), int(roles[i]), int(clients[i]), now, create=True)
             totals["ok" if r else "rejected"] += 1
-        elif kind == 1:
-            d.keepalive(lease, now)
-        elif kind == 2:
-            d.detach(lease, now)
+        elif kind in (1, 2):
+            # mostly the lease's own client; every 8th call a random one (must be refused)
+            ls = int(d._core.live_lease(lease, 0))
+            own = ls >= 0 and i % 8 != 0
+            cid = int(d._core.column("lease_client")[ls]) if own else int(clients[i])
+            op = d.keepalive if kind == 1 else d.detach
+            r = op(lease, now, client_id=cid)
+            if ls >= 0 and not own and cid != int(d._core.column("lease_client")[ls]) and r:
+                raise Violation(f"client {cid} acted on lease {lease} of another client")
         elif kind == 3:
             d.revoke(lease, now)
         elif kind == 4:

@@ -24,7 +24,7 @@ def test_attach_detach_cycle(benchmark) -> None:  # type: ignore[no-untyped-def]
 
     def cycle() -> None:
         r = d.attach(7, Role.PRODUCER, 42, 0)
-        d.detach(r.lease_id, 0)
+        d.detach(r.lease_id, 0, client_id=42)
         d.drain_revoked()
 
     benchmark(cycle)
@@ -35,7 +35,7 @@ def test_attach_detach_cycle(benchmark) -> None:  # type: ignore[no-untyped-def]
 def test_keepalive(benchmark) -> None:  # type: ignore[no-untyped-def]
     d = _driver(16)
     lease = d.attach(7, Role.CONSUMER, 42, 0).lease_id
-    benchmark(d.keepalive, lease, 1)
+    benchmark(d.keepalive, lease, 1, client_id=42)
 
 
 @pytest.mark.benchmark(group="driver")

@@ -23,8 +23,8 @@ def test_control_path_is_allocation_free() -> None:
         for _ in range(n):
             p = d.attach(1, Role.PRODUCER, 7, now)
             c = d.attach(2, Role.CONSUMER, 8, now)
-            d.keepalive(p.lease_id, now + 1)
-            d.detach(p.lease_id, now + 2)  # producer loss: epoch bump, notice
+            d.keepalive(p.lease_id, now + 1, client_id=7)
+            d.detach(p.lease_id, now + 2, client_id=7)  # producer loss: epoch bump, notice
             d.poll(now + EXPIRY + 1)  # expires the consumer lease
             d.drain_announces(out)
             d.drain_revoked(notices)

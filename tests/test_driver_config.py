@@ -49,5 +49,5 @@ def test_defaults() -> None:
 def test_driver_rejects_non_config() -> None:
     with pytest.raises(TypeError, match="config must be a DriverConfig, got dict"):
         Driver({"stream_capacity": 4})  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="now_ns must be >= 0"):
+    with pytest.raises(ValueError, match="now_ns must be between 0 and"):
         Driver(now_ns=-1)

@@ -66,7 +66,7 @@ def test_producer_exclusivity() -> None:
     r = d.attach(1, Role.PRODUCER, 11, 0)
     assert (r.code, r.reason, r.lease_id, r.epoch) == (REJ, "producer already attached", 0, 0)
     assert d.attach(2, Role.PRODUCER, 11, 0)  # another stream is fine
-    assert d.detach(1, 1)
+    assert d.detach(1, 1, client_id=10)
     assert d.attach(1, Role.PRODUCER, 12, 2)  # the slot is free again
 
 
@@ -75,7 +75,7 @@ def test_client_holds_one_live_lease() -> None:
     assert d.attach(1, Role.CONSUMER, 10, 0)
     r = d.attach(2, Role.CONSUMER, 10, 0)
     assert (r.code, r.reason) == (REJ, "client_id already attached")
-    assert d.detach(1, 1)
+    assert d.detach(1, 1, client_id=10)
     assert d.attach(2, Role.CONSUMER, 10, 1)  # after the lease ended, the client may attach again
 
 
@@ -86,7 +86,7 @@ def test_lease_ids_are_never_reused() -> None:
         r = d.attach(1, Role.CONSUMER, 100 + k, k)
         assert r and r.lease_id not in seen
         seen.append(r.lease_id)
-        assert d.detach(r.lease_id, k)
+        assert d.detach(r.lease_id, k, client_id=100 + k)
     assert seen == sorted(seen)
     assert all(d.lease_state(lid) is LeaseState.CLOSED for lid in seen)
     assert d.lease_state(seen[-1] + 1) is None and d.lease_state(0) is None
@@ -147,13 +147,13 @@ def test_bad_python_types_raise() -> None:
         d.attach(1, Role.CONSUMER, "10", 0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="create must be a bool, got int 1"):
         d.attach(1, Role.CONSUMER, 10, 0, create=1)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="now_ns must be >= 0, got -5"):
+    with pytest.raises(ValueError, match="now_ns must be between 0 and .*, got -5"):
         d.attach(1, Role.CONSUMER, 10, -5)
     d.poll(100)
     with pytest.raises(ValueError, match="now_ns went backwards: 99 < 100"):
-        d.keepalive(1, 99)
+        d.keepalive(1, 99, client_id=10)
     with pytest.raises(TypeError, match="lease_id must be an int, got float"):
-        d.detach(1.5, 100)  # type: ignore[arg-type]
+        d.detach(1.5, 100, client_id=10)  # type: ignore[arg-type]
     assert d.counters["attaches_ok"] == 0 and d.counters["attaches_rejected"] == 0
 
 
@@ -172,7 +172,7 @@ def test_idle_cleanup_of_on_demand_streams_only() -> None:
     d = make()
     a = d.attach(100, Role.CONSUMER, 10, 0, create=True)
     b = d.attach(1, Role.CONSUMER, 11, 0)
-    assert d.detach(a.lease_id, 1) and d.detach(b.lease_id, 1)
+    assert d.detach(a.lease_id, 1, client_id=10) and d.detach(b.lease_id, 1, client_id=11)
     assert d.stream_state(100) is State.CLOSED  # observable until its slot is recycled
     assert d.stream_state(1) is State.ACTIVE  # configured streams stay
     assert d.counters["streams_closed"] == 1 and d.streams.unhandled_total == 0
@@ -186,23 +186,23 @@ def test_idle_cleanup_waits_for_the_last_lease() -> None:
     d = make()
     p = d.attach(100, Role.PRODUCER, 10, 0, create=True)
     c = d.attach(100, Role.CONSUMER, 11, 0, create=True)
-    assert d.detach(p.lease_id, 1)
+    assert d.detach(p.lease_id, 1, client_id=10)
     assert d.stream_state(100) is State.ACTIVE
-    assert d.detach(c.lease_id, 2)
+    assert d.detach(c.lease_id, 2, client_id=11)
     assert d.stream_state(100) is State.CLOSED
 
 
 def test_detach_is_idempotent_and_emits_one_notice() -> None:
     d = make()
     r = d.attach(1, Role.CONSUMER, 10, 0)
-    assert d.detach(r.lease_id, 5).code is OK
-    again = d.detach(r.lease_id, 6)
+    assert d.detach(r.lease_id, 5, client_id=10).code is OK
+    again = d.detach(r.lease_id, 6, client_id=10)
     assert again.code is OK and again.reason == "lease already ended"
-    unknown = d.detach(999, 6)
+    unknown = d.detach(999, 6, client_id=10)
     assert (unknown.code, unknown.reason) == (REJ, "unknown lease")
     notices = d.drain_revoked()
     assert notices.dtype == REVOKED_NOTICE_DTYPE and len(notices) == 1
-    assert notices[0].tolist() == (r.lease_id, 1, Role.CONSUMER, RevokeReason.DETACHED, 5)
+    assert notices[0].tolist() == (r.lease_id, 1, 10, Role.CONSUMER, RevokeReason.DETACHED, 5)
     assert d.counters["leases_detached"] == 1 and len(d.drain_revoked()) == 0
 
 
@@ -210,15 +210,15 @@ def test_keepalive_extends_expiry_and_poll_expires() -> None:
     d = make()
     a = d.attach(1, Role.CONSUMER, 10, 0)
     b = d.attach(1, Role.PRODUCER, 11, 0)
-    assert d.keepalive(a.lease_id, 2_000_000_000)
+    assert d.keepalive(a.lease_id, 2_000_000_000, client_id=10)
     assert d.lease_expiry(a.lease_id) == 2_000_000_000 + EXPIRY
     assert d.poll(EXPIRY) == 0  # expiry is "now > expiry"
     assert d.poll(EXPIRY + 1) == 1
     assert d.lease_state(b.lease_id) is LeaseState.CLOSED
     assert d.lease_state(a.lease_id) is LeaseState.ACTIVE
-    k = d.keepalive(b.lease_id, EXPIRY + 2)
+    k = d.keepalive(b.lease_id, EXPIRY + 2, client_id=11)
     assert (k.code, k.reason) == (REJ, "lease ended")
-    assert d.keepalive(12345, EXPIRY + 2).reason == "unknown lease"
+    assert d.keepalive(12345, EXPIRY + 2, client_id=11).reason == "unknown lease"
     c = d.counters
     assert (c["leases_expired"], c["keepalives"]) == (1, 1)
     notice = d.drain_revoked()[0]
@@ -238,7 +238,7 @@ def test_drain_on_producer_loss(policy: bool) -> None:
     d = make(drain_on_producer_loss=policy)
     p = d.attach(1, Role.PRODUCER, 10, 0)
     c = d.attach(1, Role.CONSUMER, 11, 0)
-    assert d.detach(p.lease_id, 1)
+    assert d.detach(p.lease_id, 1, client_id=10)
     assert d.stream_state(1) is (State.DRAINING if policy else State.ACTIVE)
     late = d.attach(1, Role.CONSUMER, 12, 2)
     if policy:
@@ -247,19 +247,19 @@ def test_drain_on_producer_loss(policy: bool) -> None:
         assert late
     assert d.attach(1, Role.PRODUCER, 13, 3)  # a new producer reactivates the stream
     assert d.stream_state(1) is State.ACTIVE
-    assert d.detach(c.lease_id, 4)
+    assert d.detach(c.lease_id, 4, client_id=11)
     assert d.streams.unhandled_total == 0
 
 
 def test_revoke_notice_outbox_overflow_is_counted() -> None:
     d = make(outbox_capacity=2)
     ids = [d.attach(1, Role.CONSUMER, 10 + k, 0).lease_id for k in range(3)]
-    for lid in ids:
-        assert d.detach(lid, 1)
+    for k, lid in enumerate(ids):
+        assert d.detach(lid, 1, client_id=10 + k)
     assert d.counters["revoke_notices_dropped"] == 1
     buf = np.zeros(1, REVOKED_NOTICE_DTYPE)
     first = d.drain_revoked(buf)
-    assert first.tolist() == [(ids[0], 1, 2, 1, 1)] and first.base is buf
+    assert first.tolist() == [(ids[0], 1, 10, 2, 1, 1)] and first.base is buf
     assert d.drain_revoked()["lease_id"].tolist() == [ids[1]]
     with pytest.raises(TypeError, match="REVOKED_NOTICE_DTYPE"):
         d.drain_revoked(np.zeros(3, np.int64))

@@ -37,10 +37,10 @@ def test_producer_loss_bumps_and_keeps_state(end: str) -> None:
     d = make()
     p = d.attach(1, Role.PRODUCER, 10, 0)
     d.attach(1, Role.CONSUMER, 11, 0)
-    d.keepalive(2, 2_000_000_000)
+    d.keepalive(2, 2_000_000_000, client_id=11)
     before = d.counters["epoch_bumps"]
     if end == "detach":
-        d.detach(p.lease_id, 2_000_000_001)
+        d.detach(p.lease_id, 2_000_000_001, client_id=10)
     elif end == "revoke":
         d.revoke(p.lease_id, 2_000_000_001)
     else:
@@ -53,7 +53,7 @@ def test_producer_loss_bumps_and_keeps_state(end: str) -> None:
 def test_consumer_loss_does_not_bump() -> None:
     d = make()
     c = d.attach(1, Role.CONSUMER, 10, 0)
-    d.detach(c.lease_id, 1)
+    d.detach(c.lease_id, 1, client_id=10)
     assert d.epoch(1) == 1
 
 
@@ -84,7 +84,7 @@ def test_epochs_strictly_increase_across_close_and_reprovisioning() -> None:
         seen.append(p.epoch)
         assert d.bump_epoch(100)
         seen.append(d.epoch(100))
-        d.detach(p.lease_id, now)  # producer loss bump, then idle -> Closed
+        d.detach(p.lease_id, now, client_id=10 + k)  # producer loss bump, then idle -> Closed
         seen.append(d.epoch(100))
         assert d.stream_state(100) is State.CLOSED
         if k % 2:
@@ -98,7 +98,7 @@ def test_epochs_strictly_increase_across_close_and_reprovisioning() -> None:
 def test_closed_stream_rejects_remap() -> None:
     d = make()
     p = d.attach(100, Role.CONSUMER, 10, 0, create=True)
-    d.detach(p.lease_id, 0)
+    d.detach(p.lease_id, 0, client_id=10)
     r = d.bump_epoch(100)
     assert (r.code, r.reason) == (ResponseCode.REJECTED, "stream 100 is closed")
 
@@ -110,6 +110,6 @@ def test_announces_follow_epoch_and_state_changes() -> None:
     c = d.attach(100, Role.CONSUMER, 10, 0, create=True)
     d.bump_epoch(1)
     assert d.drain_announces().tolist() == [100, 1]
-    d.detach(c.lease_id, 1)  # stream 100 closed: not announced
+    d.detach(c.lease_id, 1, client_id=10)  # stream 100 closed: not announced
     assert d.drain_announces().tolist() == []
     assert sorted(d.announce_eligible().tolist()) == [1]

@@ -49,9 +49,9 @@ def test_leases_keep_working_while_draining_and_are_not_unhandled() -> None:
     c1 = d.attach(1, Role.CONSUMER, 11, 0)
     c2 = d.attach(100, Role.CONSUMER, 12, 0, create=True)
     d.request_shutdown(1)
-    assert d.keepalive(c1.lease_id, SEC)
-    assert d.detach(p.lease_id, SEC)  # ProducerDetached + EpochBumped in Draining
-    assert d.detach(c2.lease_id, SEC)  # ConsumerDetached, then StreamIdle -> Closed
+    assert d.keepalive(c1.lease_id, SEC, client_id=11)
+    assert d.detach(p.lease_id, SEC, client_id=10)  # ProducerDetached + EpochBumped in Draining
+    assert d.detach(c2.lease_id, SEC, client_id=12)  # ConsumerDetached, then StreamIdle -> Closed
     assert d.stream_state(100) is State.CLOSED  # Closed observable until recycled
     assert d.poll(SEC + 1) == 0
     assert d.stream_state(100) is None
@@ -74,8 +74,8 @@ def test_shutdown_after_timeout_closes_everything() -> None:
     p = d.attach(1, Role.PRODUCER, 10, 0)
     d.attach(2, Role.CONSUMER, 11, 0)
     d.request_shutdown(SEC)
-    d.keepalive(p.lease_id, 2 * SEC)
-    d.keepalive(2, 2 * SEC)
+    d.keepalive(p.lease_id, 2 * SEC, client_id=10)
+    d.keepalive(2, 2 * SEC, client_id=11)
     d.poll(3 * SEC - 1)
     assert d.state is DriverState.DRAINING
     d.drain_revoked()
@@ -129,7 +129,7 @@ def test_driver_stats() -> None:
 
     d = make()
     p = d.attach(1, Role.PRODUCER, 10, 0)
-    d.detach(p.lease_id, 1)
+    d.detach(p.lease_id, 1, client_id=10)
     d.request_shutdown(2)
     st = d.stats()
     json.dumps(st)

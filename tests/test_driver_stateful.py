@@ -45,7 +45,7 @@ class RefDriver:
         self.leases: dict[int, dict[str, Any]] = {}
         self.clients: dict[int, int] = {}
         self.last_lid = 0
-        self.notices: list[tuple[int, int, int, int, int]] = []
+        self.notices: list[tuple[int, int, int, int, int, int]] = []
         self.due: set[int] = set()
         self.c = dict.fromkeys(["attaches_ok", "attaches_rejected", "keepalives", "leases_detached",
                                 "leases_expired", "leases_revoked", "epoch_bumps",
@@ -145,32 +145,37 @@ class RefDriver:
         if lease["role"] == 1:
             s["producer"] = 0
             self.ev(sid, "ProducerDetached")
-            self.notice(lid, sid, 1, reason, now)
+            self.notice(lid, sid, lease["client"], 1, reason, now)
             self.bump(sid)
         else:
             s["consumers"].discard(lid)
             self.ev(sid, "ConsumerDetached")
-            self.notice(lid, sid, 2, reason, now)
+            self.notice(lid, sid, lease["client"], 2, reason, now)
         key = {RevokeReason.DETACHED: "leases_detached", RevokeReason.EXPIRED: "leases_expired"}
         self.c[key.get(reason, "leases_revoked")] += 1
         if s["dynamic"] and not s["producer"] and not s["consumers"] and reason != RevokeReason.SHUTDOWN:
             self.ev(sid, "StreamIdle")
             self.c["streams_closed"] += 1
 
-    def notice(self, lid: int, sid: int, role: int, reason: int, now: int) -> None:
+    def notice(self, lid: int, sid: int, client: int, role: int, reason: int, now: int) -> None:
         if len(self.notices) == self.outbox:
             self.c["revoke_notices_dropped"] += 1
         else:
-            self.notices.append((lid, sid, role, int(reason), now))
+            self.notices.append((lid, sid, client, role, int(reason), now))
 
-    def keepalive(self, lid: int, now: int) -> tuple[ResponseCode, str]:
+    def keepalive(self, lid: int, now: int, client: int) -> tuple[ResponseCode, str]:
+        if lid in self.leases and self.leases[lid]["client"] != client:
+            return REJ, "unknown lease"  # another client's lease: as if unknown
         if lid not in self.leases:
             return REJ, "lease ended" if 0 < lid <= self.last_lid else "unknown lease"
         self.leases[lid]["expiry"] = now + EXPIRY
         self.c["keepalives"] += 1
         return OK, ""
 
-    def finish(self, lid: int, now: int, reason: RevokeReason) -> tuple[ResponseCode, str]:
+    def finish(self, lid: int, now: int, reason: RevokeReason,
+               client: int | None = None) -> tuple[ResponseCode, str]:
+        if lid in self.leases and client is not None and self.leases[lid]["client"] != client:
+            return REJ, "unknown lease"  # another client's lease: as if unknown
         if lid not in self.leases:
             return (OK, "lease already ended") if 0 < lid <= self.last_lid else (REJ, "unknown lease")
         self.end(lid, reason, now)
@@ -247,18 +252,28 @@ class DriverVsReference(RuleBasedStateMachine):
         assert got.reason.startswith(reason) or reason in got.reason, (got.reason, reason)
         assert (got.lease_id, got.epoch) == (lid, epoch)
 
-    @rule(lid=st.integers(0, 12), dt=st.sampled_from([0, 1, 1_000]))
-    def keepalive(self, lid: int, dt: int) -> None:
-        now = self.tick(dt)
-        got = self.d.keepalive(lid, now)
-        assert (got.code, got.reason) == self.r.keepalive(lid, now)
+    def own(self, lid: int, client: int) -> int:
+        """``client``, or for -1 the lease's own client (so most calls come from the owner)."""
+        if client >= 0:
+            return client
+        return int(self.r.leases[lid]["client"]) if lid in self.r.leases else 1
 
-    @rule(lid=st.integers(0, 12), dt=st.sampled_from([0, 1, 1_000]), revoke=st.booleans())
-    def detach_or_revoke(self, lid: int, dt: int, revoke: bool) -> None:
+    @rule(lid=st.integers(0, 12), dt=st.sampled_from([0, 1, 1_000]),
+          client=st.sampled_from([-1, -1, -1, 0, 1, 2, 3, 4, 5, 6]))
+    def keepalive(self, lid: int, dt: int, client: int) -> None:
+        client = self.own(lid, client)
         now = self.tick(dt)
-        got = self.d.revoke(lid, now) if revoke else self.d.detach(lid, now)
+        got = self.d.keepalive(lid, now, client_id=client)
+        assert (got.code, got.reason) == self.r.keepalive(lid, now, client)
+
+    @rule(lid=st.integers(0, 12), dt=st.sampled_from([0, 1, 1_000]), revoke=st.booleans(),
+          client=st.sampled_from([-1, -1, -1, 0, 1, 2, 3, 4, 5, 6]))
+    def detach_or_revoke(self, lid: int, dt: int, revoke: bool, client: int) -> None:
+        client = self.own(lid, client)
+        now = self.tick(dt)
+        got = self.d.revoke(lid, now) if revoke else self.d.detach(lid, now, client_id=client)
         reason = RevokeReason.REVOKED if revoke else RevokeReason.DETACHED
-        assert (got.code, got.reason) == self.r.finish(lid, now, reason)
+        assert (got.code, got.reason) == self.r.finish(lid, now, reason, None if revoke else client)
 
     @rule(dt=st.sampled_from([0, 1, 1_000, 3_001]))
     def poll(self, dt: int) -> None:

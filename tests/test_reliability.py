@@ -30,13 +30,3 @@ def test_every_public_name_has_a_docstring() -> None:
         if callable(obj) and not (getattr(obj, "__doc__", None) or "").strip():
             missing.append(name)
     assert missing == []
-
-
-def test_c_level_codes_match_the_python_ones() -> None:
-    """The driver core's C enums (counter slots, lease-end reasons) mirror Python names."""
-    from streamhsm import COUNTER_NAMES, RevokeReason
-    from streamhsm.driver import _core as core
-
-    assert core.COUNTERS == len(COUNTER_NAMES) - 2  # the last two come from the tables
-    assert (core.REASON_DETACHED, core.REASON_EXPIRED, core.REASON_REVOKED, core.REASON_SHUTDOWN) == (
-        RevokeReason.DETACHED, RevokeReason.EXPIRED, RevokeReason.REVOKED, RevokeReason.SHUTDOWN)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._engine import MachineInstance, MachineTable
 from .machine import CompiledMachine, MachineSpec
-from .snapshot import SnapshotError, load_snapshot, save_snapshot
+from .snapshot import SnapshotError, array, check_header, check_kind, load_snapshot, save_snapshot
 
 __all__ = [
     "DRAIN_ON_PRODUCER_LOSS",
@@ -168,11 +168,14 @@ class StreamTable(MachineTable):
         Raises:
             SnapshotError: unreadable file, or a snapshot of another kind, version or machine.
         """
-        snap = load_snapshot(path)
+        snap = check_kind(load_snapshot(path), "MachineTable")
         policy = snap.get("fingerprint") == stream_machine(True).fingerprint
+        check_header(snap, "MachineTable", stream_machine(policy).fingerprint)
         capacity = snap.get("capacity")
-        if type(capacity) is not int:
-            raise SnapshotError(f"snapshot capacity {capacity!r} is not an int")
+        if type(capacity) is not int or not 0 < capacity < 2**31:
+            raise SnapshotError(f"snapshot capacity {capacity!r} is not an int between 1 and "
+                                f"{2**31 - 1}")
+        array(snap, "states", np.uint8, capacity)  # the file holds that many: allocation is bounded
         table = cls(capacity, drain_on_producer_loss=policy)
         table.restore(snap)
         return table

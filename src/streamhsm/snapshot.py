@@ -15,10 +15,11 @@ import numpy as np
 
 from .errors import StreamHsmError
 
-__all__ = ["SNAPSHOT_VERSION", "SnapshotError", "check_header", "load_snapshot", "save_snapshot"]
+__all__ = ["SNAPSHOT_VERSION", "SnapshotError", "check_header", "check_kind", "load_snapshot",
+           "save_snapshot"]
 
 #: Format version written into every snapshot.
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 class SnapshotError(StreamHsmError, ValueError):
@@ -26,17 +27,27 @@ class SnapshotError(StreamHsmError, ValueError):
     values out of range."""
 
 
-def check_header(snap: object, kind: str, fingerprint: str) -> dict[str, Any]:
-    """Validate the header fields of ``snap``; return it as a dict."""
+def check_kind(snap: object, kind: str) -> dict[str, Any]:
+    """Check that ``snap`` is a snapshot dict of ``kind`` in this format version; return it.
+
+    The kind is checked first, so a snapshot of another kind gets a message naming both kinds.
+    """
     if not isinstance(snap, dict):
         raise SnapshotError(f"a snapshot is a dict, got {type(snap).__name__}")
     got_kind = snap.get("kind")
     if got_kind != kind:
-        raise SnapshotError(f"snapshot of {got_kind!r} cannot be restored into a {kind!r}")
+        what = f"a {got_kind!r} snapshot" if isinstance(got_kind, str) else "not a streamhsm snapshot"
+        raise SnapshotError(f"this is {what}; it cannot be restored into a {kind!r}")
     version = snap.get("version")
     if version != SNAPSHOT_VERSION:
         raise SnapshotError(
             f"snapshot format version {version!r} is not supported (this is {SNAPSHOT_VERSION})")
+    return snap
+
+
+def check_header(snap: object, kind: str, fingerprint: str) -> dict[str, Any]:
+    """Validate the header fields of ``snap`` (kind, version, machine fingerprint); return it."""
+    snap = check_kind(snap, kind)
     if snap.get("fingerprint") != fingerprint:
         raise SnapshotError(
             f"snapshot is of machine {snap.get('machine')!r} with fingerprint "
@@ -67,20 +78,62 @@ def save_snapshot(snap: dict[str, Any], path: str | os.PathLike[str]) -> None:
 def load_snapshot(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a snapshot written by :func:`save_snapshot` (never unpickling anything).
 
+    The file is checked before anything is allocated for it: every member must be a stored
+    (uncompressed) ``.npy`` whose header declares a plain dtype and exactly as many bytes as the
+    member holds, so reading allocates no more than the file's own size.
+
     Raises:
-        SnapshotError: the file is truncated, corrupt or not a snapshot.
+        SnapshotError: the file is truncated, corrupt, compressed, or not a snapshot.
         OSError: the file cannot be opened.
     """
+    name = os.fspath(path)
     try:
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
-            out: dict[str, Any] = {}
-            for key in data.files:
-                value = data[key]
-                out[key] = value.item() if value.ndim == 0 else value
-    except (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError) as exc:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            with zipfile.ZipFile(fh) as zf:
+                out = {_member_key(info): _read_member(zf, info, size) for info in zf.infolist()}
+    except SnapshotError as exc:
+        raise SnapshotError(f"{name!r} is not a readable snapshot: {exc}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, KeyError,
+            NotImplementedError, RuntimeError, OSError, OverflowError, MemoryError) as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
             raise
-        raise SnapshotError(f"{os.fspath(path)!r} is not a readable snapshot: {exc}") from exc
+        raise SnapshotError(f"{name!r} is not a readable snapshot file ({type(exc).__name__}: "
+                            f"{exc})") from None
     if "kind" not in out or "version" not in out:
-        raise SnapshotError(f"{os.fspath(path)!r} is not a streamhsm snapshot (no kind/version)")
+        raise SnapshotError(f"{name!r} is not a streamhsm snapshot (it has no kind and version)")
     return out
+
+
+def _member_key(info: zipfile.ZipInfo) -> str:
+    if not info.filename.endswith(".npy"):
+        raise SnapshotError(f"member {info.filename!r} is not a .npy array")
+    return info.filename[:-4]
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int) -> Any:
+    """One member as an array (or its plain value for a 0-d array), header checked first."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise SnapshotError(f"member {info.filename!r} is compressed; snapshots are stored")
+    if info.file_size > file_size:
+        raise SnapshotError(f"member {info.filename!r} claims {info.file_size} bytes, more than "
+                            f"the file's {file_size}")
+    with zf.open(info) as fp:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise SnapshotError(f"member {info.filename!r} has npy format version {version}")
+        if dtype.hasobject or dtype.itemsize == 0 or fortran:
+            raise SnapshotError(f"member {info.filename!r} has dtype {dtype} (not plain data)")
+        count = 1
+        for n in shape:
+            count *= int(n)
+        if count * dtype.itemsize != info.file_size - fp.tell():
+            raise SnapshotError(f"member {info.filename!r} declares shape {shape} of {dtype}, "
+                                f"which does not match its {info.file_size} bytes")
+        data = fp.read(count * dtype.itemsize)
+    value = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    return value.item() if value.ndim == 0 else value

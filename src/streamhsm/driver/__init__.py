@@ -8,9 +8,18 @@ flat modules) and never the tools; the engine never imports this package.
 from __future__ import annotations
 
 from .config import MAX_CLIENT_ID, MAX_DYNAMIC_RANGE, MAX_STREAM_ID, DriverConfig
-from .control import COUNTER_NAMES, REVOKED_NOTICE_DTYPE, Driver, StreamInfo
+from .control import Driver, StreamInfo
 from .machines import DriverEvent, DriverState, LeaseEvent, LeaseState, driver_machine, lease_machine
-from .protocol import AttachResult, Response, ResponseCode, RevokeReason, Role
+from .protocol import (
+    COUNTER_NAMES,
+    REVOKED_NOTICE_DTYPE,
+    AttachResult,
+    Counter,
+    Response,
+    ResponseCode,
+    RevokeReason,
+    Role,
+)
 
 __all__ = [
     "COUNTER_NAMES",
@@ -19,6 +28,7 @@ __all__ = [
     "MAX_STREAM_ID",
     "REVOKED_NOTICE_DTYPE",
     "AttachResult",
+    "Counter",
     "Driver",
     "DriverConfig",
     "DriverEvent",

@@ -1,191 +1,285 @@
-"""The driver's registry columns and its lease-end path, in C.
+"""The driver's registry, owned in C: every column, every count, and every operation that changes them.
 
-Private module used by :class:`streamhsm.driver.Driver`. Every column is a numpy array the
-driver owns; this class holds typed views of them, so ending a lease (the lease machine's end
-event, the stream's detach event, the lease-revoked notice, the producer-loss epoch bump, the
-lease's Close and release, idle cleanup) runs without Python objects, and expiry runs without the
-GIL. Unsafe directives are set in ``setup.py``, never here.
+Private module used by :class:`streamhsm.driver.Driver`. :class:`DriverCore` allocates its columns
+from one declaration (:func:`driver_layout`), hands out read-only views of them, and changes them
+only through complete operations: provision a stream, attach (open a lease), keep a lease alive,
+end a lease, expire leases, bump an epoch, take announces and revoke notices, shut down, restore a
+validated snapshot. ``Driver`` validates arguments and turns outcomes into responses; it never
+writes a column. Expiry and shutdown run without the GIL under both tables' batch locks.
+
+Codes come from one source each: the counters from :class:`~streamhsm.driver.protocol.Counter`,
+roles and lease-end reasons from ``Role`` / ``RevokeReason``, the events from the machines' enums.
+Unsafe directives are set in ``setup.py``, never here.
 """
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.string cimport memmove
 
-from streamhsm._engine cimport MachineTable, hsm_step
+from streamhsm._engine cimport HSM_FREE_SLOT, MachineTable, hsm_step
 from streamhsm.driver._idmap cimport IdMap
 
 import numpy as np
 
-__all__ = ["COUNTERS", "DriverCore", "REASON_DETACHED", "REASON_EXPIRED", "REASON_REVOKED",
-           "REASON_SHUTDOWN"]
+from .._views import readonly_view
+from ..lifecycle import Event, State
+from .machines import LeaseEvent
+from .protocol import REVOKED_NOTICE_DTYPE, Counter, RevokeReason, Role
 
-# Counter slots; the public names are in streamhsm.driver.COUNTER_NAMES (same order).
-cdef enum:
-    C_ATTACHES_OK = 0
-    C_ATTACHES_REJECTED = 1
-    C_KEEPALIVES = 2
-    C_LEASES_DETACHED = 3
-    C_LEASES_EXPIRED = 4
-    C_LEASES_REVOKED = 5
-    C_EPOCH_BUMPS = 6
-    C_STREAMS_PROVISIONED = 7
-    C_STREAMS_CLOSED = 8
-    C_NOTICES_DROPPED = 9
-    N_COUNTERS = 10
+__all__ = ["NEVER", "DriverCore", "ValidatedState", "driver_layout"]
 
-# Lease end reasons (values of streamhsm.RevokeReason).
-cdef enum:
-    R_DETACHED = 1
-    R_EXPIRED = 2
-    R_REVOKED = 3
-    R_SHUTDOWN = 4
+#: "No deadline": the largest int64 time. Lease expiries and the shutdown deadline use it.
+NEVER = 0x7FFFFFFFFFFFFFFF
+cdef int64_t C_NEVER = 0x7FFFFFFFFFFFFFFF
 
-COUNTERS = N_COUNTERS
-REASON_DETACHED, REASON_EXPIRED, REASON_REVOKED, REASON_SHUTDOWN = (
-    R_DETACHED, R_EXPIRED, R_REVOKED, R_SHUTDOWN)
+# Codes read once from their Python source (see the module docstring).
+cdef Py_ssize_t C_OK = Counter.ATTACHES_OK
+cdef Py_ssize_t C_REJECTED = Counter.ATTACHES_REJECTED
+cdef Py_ssize_t C_KEEPALIVES = Counter.KEEPALIVES
+cdef Py_ssize_t C_DETACHED = Counter.LEASES_DETACHED
+cdef Py_ssize_t C_EXPIRED = Counter.LEASES_EXPIRED
+cdef Py_ssize_t C_REVOKED = Counter.LEASES_REVOKED
+cdef Py_ssize_t C_BUMPS = Counter.EPOCH_BUMPS
+cdef Py_ssize_t C_PROVISIONED = Counter.STREAMS_PROVISIONED
+cdef Py_ssize_t C_CLOSED = Counter.STREAMS_CLOSED
+cdef Py_ssize_t C_DROPPED = Counter.REVOKE_NOTICES_DROPPED
+#: Counters kept in the core's column (the last ones are read from the tables).
+N_CORE_COUNTERS = Counter.STREAM_HSM_UNHANDLED
+cdef int R_DETACHED = RevokeReason.DETACHED
+cdef int R_EXPIRED = RevokeReason.EXPIRED
+cdef int R_SHUTDOWN = RevokeReason.SHUTDOWN
+cdef uint8_t PRODUCER = Role.PRODUCER
+cdef uint8_t CONSUMER = Role.CONSUMER
+cdef uint8_t S_ACTIVE = State.ACTIVE
+cdef uint8_t S_DRAINING = State.DRAINING
+cdef uint8_t S_CLOSED = State.CLOSED
 
-cdef int64_t _NEVER = 0x7FFFFFFFFFFFFFFF
-cdef uint8_t _PRODUCER = 1
+
+def driver_layout(Py_ssize_t n_streams, Py_ssize_t n_leases, Py_ssize_t n_dynamic,
+                  Py_ssize_t outbox):
+    """Every column :class:`DriverCore` owns, as ``name -> (dtype, length, fill value)``.
+
+    Per stream slot: stream id (-1 free), producer lease id (0 none), consumer count, dynamic
+    flag, epoch, announce-due flag and the due list. Per dynamic stream id: its slot (-1 none) and
+    epoch high-water mark. Per lease slot: lease id, stream slot (-1 free), role, client id,
+    expiry (``NEVER`` free). The lease-revoked outbox has one column per
+    ``REVOKED_NOTICE_DTYPE`` field. Then the counters.
+    """
+    i8, i4, u1 = np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.uint8)
+    layout = {
+        "stream_id": (i8, n_streams, -1),
+        "producer": (i8, n_streams, 0),
+        "consumers": (i4, n_streams, 0),
+        "dynamic": (u1, n_streams, 0),
+        "epoch": (i8, n_streams, 0),
+        "due": (u1, n_streams, 0),
+        "due_slots": (i4, n_streams, 0),
+        "dyn_slot": (i4, n_dynamic, -1),
+        "dyn_epoch": (i8, n_dynamic, 0),
+        "lease_id": (i8, n_leases, 0),
+        "lease_stream": (i4, n_leases, -1),
+        "lease_role": (u1, n_leases, 0),
+        "lease_client": (i8, n_leases, 0),
+        "lease_expiry": (i8, n_leases, NEVER),
+    }
+    for name in REVOKED_NOTICE_DTYPE.names:
+        layout["revoked_" + name] = (REVOKED_NOTICE_DTYPE[name], outbox, 0)
+    layout["counters"] = (i8, N_CORE_COUNTERS, 0)
+    return layout
+
+
+@cython.final
+cdef class ValidatedState:
+    """A driver snapshot's columns and scalars after every check (built only by
+    ``streamhsm.driver.persistence``); :meth:`DriverCore.restore` accepts nothing else."""
+    cdef readonly dict columns
+    cdef readonly int64_t last_lease_id
+    cdef readonly Py_ssize_t n_revoked, n_due, closed_dynamic
+
+    def __cinit__(self, dict columns, int64_t last_lease_id, Py_ssize_t n_revoked,
+                  Py_ssize_t n_due, Py_ssize_t closed_dynamic):
+        self.columns = columns
+        self.last_lease_id = last_lease_id
+        self.n_revoked = n_revoked
+        self.n_due = n_due
+        self.closed_dynamic = closed_dynamic
 
 
 @cython.final
 cdef class DriverCore:
-    """Typed views of the driver's columns plus the C-level lease-end and epoch paths.
+    """The driver's registry columns and every operation that changes them.
 
     Args:
-        streams, leases: the stream and lease tables.
-        lease_by_id, lease_by_client: the live-lease maps.
-        columns: dict of the numpy columns (see ``Driver.__init__`` for the names).
-        stream_events, lease_events: dicts of the event codes the core dispatches.
-        dyn_first: first id of the dynamic stream range.
+        streams, leases: the stream table and the lease table (engine tables the core drives).
+        dyn_first, dyn_last: the dynamic stream id range (``dyn_last < dyn_first``: none).
+        n_static: how many static (configured) streams there will be.
+        outbox: capacity of the lease-revoked outbox.
+
+    Every ``def`` method checks the slots it is given (``IndexError``), so no call can reach
+    memory out of range; the driver's rules (one producer per stream, ...) are the caller's.
     """
-    cdef MachineTable streams, leases
-    cdef IdMap by_id, by_client
+    cdef readonly MachineTable streams, leases
+    cdef IdMap by_id, by_client, static_slot
+    cdef dict _columns
     cdef int64_t[::1] stream_id, producer, epoch, dyn_epoch
-    cdef int32_t[::1] consumers, dyn_slot
+    cdef int32_t[::1] consumers, dyn_slot, due_slots
     cdef uint8_t[::1] dynamic, due
-    cdef int32_t[::1] due_slots
     cdef int64_t[::1] lease_id, lease_client, lease_expiry
     cdef int32_t[::1] lease_stream
     cdef uint8_t[::1] lease_role
-    cdef int64_t[::1] rv_lease, rv_stream, rv_time
+    cdef int64_t[::1] rv_lease, rv_stream, rv_client, rv_time
     cdef uint8_t[::1] rv_role, rv_reason
     cdef int32_t[::1] scratch
-    cdef readonly object counters
     cdef int64_t[::1] ctr
-    cdef Py_ssize_t n_revoked_, n_due_, closed_dynamic_, dyn_first, outbox
+    cdef readonly int64_t last_lease_id
+    cdef readonly Py_ssize_t n_revoked, closed_dynamic
+    cdef Py_ssize_t n_due
+    cdef readonly int64_t dyn_first, dyn_last
+    cdef Py_ssize_t n_streams, n_leases, n_dyn, outbox
+    cdef Py_ssize_t ev_provisioned, ev_producer_attached, ev_consumer_attached
     cdef Py_ssize_t ev_producer_detached, ev_consumer_detached, ev_epoch_bumped, ev_stream_idle
-    cdef Py_ssize_t ev_detach, ev_timeout, ev_revoke, ev_close
+    cdef Py_ssize_t ev_attach_ok, ev_keepalive, ev_detach, ev_timeout, ev_revoke, ev_close
+    cdef int kernel_error  # a debug-build kernel index check failed inside a nogil path
 
-    def __cinit__(self, MachineTable streams, MachineTable leases, IdMap lease_by_id,
-                  IdMap lease_by_client, dict columns, dict stream_events, dict lease_events,
-                  Py_ssize_t dyn_first):
+    def __cinit__(self, MachineTable streams not None, MachineTable leases not None,
+                  int64_t dyn_first, int64_t dyn_last, Py_ssize_t n_static, Py_ssize_t outbox):
         self.streams, self.leases = streams, leases
-        self.by_id, self.by_client = lease_by_id, lease_by_client
-        c = columns
+        self.n_streams, self.n_leases = streams.capacity, leases.capacity
+        self.dyn_first, self.dyn_last = dyn_first, dyn_last
+        self.n_dyn = max(0, dyn_last - dyn_first + 1)
+        if outbox <= 0:
+            raise ValueError(f"outbox capacity must be positive, got {outbox}")
+        self.outbox = outbox
+        self._columns = {name: np.full(n, fill, dtype) for name, (dtype, n, fill)
+                         in driver_layout(self.n_streams, self.n_leases, self.n_dyn, outbox).items()}
+        self._bind()
+        self.scratch = np.empty(self.n_leases, np.int32)
+        self.by_id = IdMap(self.n_leases)
+        self.by_client = IdMap(self.n_leases)
+        self.static_slot = IdMap(max(1, n_static))
+        self.last_lease_id = 0
+        self.n_revoked = self.n_due = self.closed_dynamic = 0
+        self.kernel_error = 0
+        self.ev_provisioned = Event.STREAM_PROVISIONED
+        self.ev_producer_attached = Event.PRODUCER_ATTACHED
+        self.ev_consumer_attached = Event.CONSUMER_ATTACHED
+        self.ev_producer_detached = Event.PRODUCER_DETACHED
+        self.ev_consumer_detached = Event.CONSUMER_DETACHED
+        self.ev_epoch_bumped = Event.EPOCH_BUMPED
+        self.ev_stream_idle = Event.STREAM_IDLE
+        self.ev_attach_ok, self.ev_keepalive = LeaseEvent.ATTACH_OK, LeaseEvent.KEEPALIVE
+        self.ev_detach, self.ev_timeout = LeaseEvent.DETACH, LeaseEvent.LEASE_TIMEOUT
+        self.ev_revoke, self.ev_close = LeaseEvent.REVOKE, LeaseEvent.CLOSE
+
+    cdef void _bind(self):
+        c = self._columns
         self.stream_id, self.producer, self.epoch = c["stream_id"], c["producer"], c["epoch"]
-        self.dyn_epoch, self.consumers, self.dyn_slot = c["dyn_epoch"], c["consumers"], c["dyn_slot"]
-        self.dynamic, self.due, self.due_slots = c["dynamic"].view(np.uint8), c["due"].view(np.uint8), c["due_slots"]
-        self.lease_id, self.lease_client = c["lease_id"], c["lease_client"]
-        self.lease_expiry, self.lease_stream, self.lease_role = (
-            c["lease_expiry"], c["lease_stream"], c["lease_role"])
-        self.rv_lease, self.rv_stream, self.rv_time = c["rv_lease"], c["rv_stream"], c["rv_time"]
-        self.rv_role, self.rv_reason = c["rv_role"], c["rv_reason"]
-        self.scratch = np.empty(len(c["lease_id"]), np.int32)
-        self.counters = np.zeros(N_COUNTERS, np.int64)
-        self.ctr = self.counters
-        self.outbox = len(c["rv_lease"])
-        self.dyn_first = dyn_first
-        self.n_revoked_ = self.n_due_ = self.closed_dynamic_ = 0
-        self.ev_producer_detached = stream_events["ProducerDetached"]
-        self.ev_consumer_detached = stream_events["ConsumerDetached"]
-        self.ev_epoch_bumped = stream_events["EpochBumped"]
-        self.ev_stream_idle = stream_events["StreamIdle"]
-        self.ev_detach, self.ev_timeout = lease_events["Detach"], lease_events["LeaseTimeout"]
-        self.ev_revoke, self.ev_close = lease_events["Revoke"], lease_events["Close"]
+        self.consumers, self.dynamic = c["consumers"], c["dynamic"]
+        self.due, self.due_slots = c["due"], c["due_slots"]
+        self.dyn_slot, self.dyn_epoch = c["dyn_slot"], c["dyn_epoch"]
+        self.lease_id, self.lease_stream, self.lease_role = (
+            c["lease_id"], c["lease_stream"], c["lease_role"])
+        self.lease_client, self.lease_expiry = c["lease_client"], c["lease_expiry"]
+        self.rv_lease, self.rv_stream = c["revoked_lease_id"], c["revoked_stream_id"]
+        self.rv_client, self.rv_time = c["revoked_client_id"], c["revoked_time_ns"]
+        self.rv_role, self.rv_reason = c["revoked_role"], c["revoked_reason"]
+        self.ctr = c["counters"]
+
+    # ------------------------------------------------------------------ kernel calls
+    cdef inline void step_stream(self, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
+        if hsm_step(&self.streams.core, slot, event) < 0:
+            self.kernel_error = 1
+
+    cdef inline void step_lease(self, Py_ssize_t ls, Py_ssize_t event) noexcept nogil:
+        if hsm_step(&self.leases.core, ls, event) < 0:
+            self.kernel_error = 1
+
+    cdef int raise_kernel_error(self) except -1:
+        """Raise (after a nogil section) if a debug-build kernel check failed inside it."""
+        if self.kernel_error:
+            self.kernel_error = 0
+            raise IndexError("internal error: HSM kernel index out of range in the driver core "
+                             "(debug build check)")
+        return 0
+
+    cdef int check_stream_slot(self, Py_ssize_t slot) except -1:
+        if not 0 <= slot < self.n_streams or self.streams.core.states[slot] == HSM_FREE_SLOT:
+            raise IndexError(f"stream slot {slot} is not open")
+        return 0
+
+    cdef int check_lease_slot(self, Py_ssize_t ls) except -1:
+        if not 0 <= ls < self.n_leases or self.lease_stream[ls] < 0:
+            raise IndexError(f"lease slot {ls} is not live")
+        return 0
 
     # ------------------------------------------------------------------ C-level paths
     cdef void mark_due(self, Py_ssize_t slot) noexcept nogil:
         if not self.due[slot]:
             self.due[slot] = 1
-            self.due_slots[self.n_due_] = <int32_t>slot
-            self.n_due_ += 1
+            self.due_slots[self.n_due] = <int32_t>slot
+            self.n_due += 1
 
     cdef int64_t bump(self, Py_ssize_t slot) noexcept nogil:
         cdef int64_t e = self.epoch[slot] + 1
         self.epoch[slot] = e
         if self.dynamic[slot]:
             self.dyn_epoch[self.stream_id[slot] - self.dyn_first] = e
-        hsm_step(&self.streams.core, slot, self.ev_epoch_bumped)
-        self.ctr[C_EPOCH_BUMPS] += 1
+        self.step_stream(slot, self.ev_epoch_bumped)
+        self.ctr[C_BUMPS] += 1
         self.mark_due(slot)
         return e
 
-    cdef void notice(self, int64_t lease, int64_t stream, uint8_t role, uint8_t reason,
-                     int64_t now) noexcept nogil:
-        cdef Py_ssize_t i = self.n_revoked_
+    cdef void notice(self, Py_ssize_t ls, int64_t stream, uint8_t reason, int64_t now) noexcept nogil:
+        cdef Py_ssize_t i = self.n_revoked
         if i == self.outbox:
-            self.ctr[C_NOTICES_DROPPED] += 1
+            self.ctr[C_DROPPED] += 1
             return
-        self.rv_lease[i] = lease
+        self.rv_lease[i] = self.lease_id[ls]
         self.rv_stream[i] = stream
-        self.rv_role[i] = role
+        self.rv_client[i] = self.lease_client[ls]
+        self.rv_role[i] = self.lease_role[ls]
         self.rv_reason[i] = reason
         self.rv_time[i] = now
-        self.n_revoked_ = i + 1
+        self.n_revoked = i + 1
 
     cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now) noexcept nogil:
         """End live lease slot ``ls`` (see docs/design.md section 5, rule 6)."""
-        cdef int64_t lease = self.lease_id[ls]
         cdef Py_ssize_t slot = self.lease_stream[ls]
-        cdef uint8_t role = self.lease_role[ls]
         cdef int64_t sid = self.stream_id[slot]
         if reason == R_DETACHED:
-            hsm_step(&self.leases.core, ls, self.ev_detach)
-            self.ctr[C_LEASES_DETACHED] += 1
+            self.step_lease(ls, self.ev_detach)
+            self.ctr[C_DETACHED] += 1
         elif reason == R_EXPIRED:
-            hsm_step(&self.leases.core, ls, self.ev_timeout)
-            self.ctr[C_LEASES_EXPIRED] += 1
+            self.step_lease(ls, self.ev_timeout)
+            self.ctr[C_EXPIRED] += 1
         else:
-            hsm_step(&self.leases.core, ls, self.ev_revoke)
-            self.ctr[C_LEASES_REVOKED] += 1
-        if role == _PRODUCER:
+            self.step_lease(ls, self.ev_revoke)
+            self.ctr[C_REVOKED] += 1
+        if self.lease_role[ls] == PRODUCER:
             self.producer[slot] = 0
-            hsm_step(&self.streams.core, slot, self.ev_producer_detached)
-            self.notice(lease, sid, role, <uint8_t>reason, now)
+            self.step_stream(slot, self.ev_producer_detached)
+            self.notice(ls, sid, <uint8_t>reason, now)
             self.bump(slot)  # producer loss: new epoch, after the revoke notice
         else:
             self.consumers[slot] -= 1
-            hsm_step(&self.streams.core, slot, self.ev_consumer_detached)
-            self.notice(lease, sid, role, <uint8_t>reason, now)
-        hsm_step(&self.leases.core, ls, self.ev_close)
+            self.step_stream(slot, self.ev_consumer_detached)
+            self.notice(ls, sid, <uint8_t>reason, now)
+        self.step_lease(ls, self.ev_close)
         self.leases.release_unchecked(ls)
-        self.by_id.remove(lease)
+        self.by_id.remove(self.lease_id[ls])
         self.by_client.remove(self.lease_client[ls])
-        self.lease_expiry[ls] = _NEVER
+        self.lease_expiry[ls] = C_NEVER
         self.lease_stream[ls] = -1
         if (self.dynamic[slot] and self.producer[slot] == 0 and self.consumers[slot] == 0
                 and reason != R_SHUTDOWN):
-            hsm_step(&self.streams.core, slot, self.ev_stream_idle)
-            self.closed_dynamic_ += 1
-            self.ctr[C_STREAMS_CLOSED] += 1
-
-    # ------------------------------------------------------------------ Python entry points
-    def bump_epoch(self, Py_ssize_t slot):
-        """Bump the epoch of an open, Live stream slot (checked by the caller); return it."""
-        return self.bump(slot)
-
-    def mark_announce(self, Py_ssize_t slot):
-        """Mark a stream slot's announce due (once until drained)."""
-        self.mark_due(slot)
-
-    def end(self, Py_ssize_t ls, int reason, int64_t now):
-        """End live lease slot ``ls`` (checked by the caller) for ``reason``."""
-        self.end_lease(ls, reason, now)
+            self.step_stream(slot, self.ev_stream_idle)
+            self.closed_dynamic += 1
+            self.ctr[C_CLOSED] += 1
 
     cdef Py_ssize_t end_matching(self, bint expired_only, int reason, int64_t now) noexcept nogil:
         """End every live lease (or only those whose expiry is before ``now``); return how many.
         Expired slots are collected first, so ending one cannot affect the scan."""
-        cdef Py_ssize_t i, n = 0, size = self.lease_stream.shape[0]
-        for i in range(size):
+        cdef Py_ssize_t i, n = 0
+        for i in range(self.n_leases):
             if self.lease_stream[i] >= 0 and (not expired_only or self.lease_expiry[i] < now):
                 self.scratch[n] = <int32_t>i
                 n += 1
@@ -205,42 +299,276 @@ cdef class DriverCore:
                 self.leases.unlock_batch()
         finally:
             self.streams.unlock_batch()
+        self.raise_kernel_error()
         return n
+
+    cdef void free_stream_slot(self, Py_ssize_t slot):
+        """Recycle the slot of a Closed dynamic stream (its epoch stays in ``dyn_epoch``)."""
+        self.dyn_slot[self.stream_id[slot] - self.dyn_first] = -1
+        self.stream_id[slot] = -1
+        self.dynamic[slot] = 0
+        # the due flag stays: the slot may still be in the due list (take_announces clears it)
+        self.streams.release(slot)
+        self.closed_dynamic -= 1
+
+    cdef Py_ssize_t provision(self, int64_t sid, bint dynamic) except -1:
+        cdef Py_ssize_t slot
+        if len(self.streams) == self.n_streams:
+            self.recycle_closed()
+        slot = self.streams.open()
+        self.step_stream(slot, self.ev_provisioned)
+        self.stream_id[slot] = sid
+        self.producer[slot] = 0
+        self.consumers[slot] = 0
+        self.dynamic[slot] = dynamic
+        if dynamic:
+            self.epoch[slot] = self.dyn_epoch[sid - self.dyn_first]
+            self.dyn_slot[sid - self.dyn_first] = <int32_t>slot
+        else:
+            self.epoch[slot] = 0
+        self.ctr[C_PROVISIONED] += 1
+        self.bump(slot)
+        self.raise_kernel_error()
+        return slot
+
+    # ------------------------------------------------------------------ operations
+    cpdef Py_ssize_t slot_of(self, int64_t sid):
+        """Slot of a stream id (in any state, until its slot is recycled), or -1."""
+        if self.dyn_first <= sid <= self.dyn_last:
+            return self.dyn_slot[sid - self.dyn_first]
+        if sid < 0:
+            return -1
+        return self.static_slot.lookup(sid)
+
+    def provision_static(self, int64_t sid):
+        """Provision a configured stream (at construction); return its slot."""
+        if sid < 0 or self.dyn_first <= sid <= self.dyn_last or self.static_slot.lookup(sid) >= 0:
+            raise ValueError(f"stream id {sid} cannot be a new static stream")
+        if len(self.streams) == self.n_streams:
+            raise IndexError(f"no free stream slot for static stream {sid}")
+        cdef Py_ssize_t slot = self.provision(sid, False)
+        if self.static_slot.insert(sid, slot) < 0:
+            raise OverflowError(f"more static streams than declared (stream {sid})")
+        return slot
+
+    @property
+    def stream_room(self):
+        """Stream slots an attach could provision now (free, or Closed dynamic and recyclable)."""
+        return self.n_streams - len(self.streams) + self.closed_dynamic
+
+    def attach(self, int64_t sid, int role, int64_t client, int64_t expiry, bint create):
+        """Open a lease for ``client`` on stream ``sid`` (the caller checked every rule); return
+        ``(lease_id, slot)``.
+
+        With ``create`` the stream (absent, or Closed and waiting for recycling) is provisioned
+        as a dynamic stream first, which bumps its epoch once; otherwise a producer attaching to
+        the stream bumps it. Then the lease machine gets AttachOk, the stream ProducerAttached or
+        ConsumerAttached, and the stream's announce is due.
+        """
+        cdef Py_ssize_t slot = self.slot_of(sid), ls
+        if role != PRODUCER and role != CONSUMER:
+            raise ValueError(f"role code {role} is not a role")
+        if client <= 0 or self.by_client.lookup(client) >= 0:
+            raise ValueError(f"client {client} cannot take a new lease")
+        if len(self.leases) == self.n_leases:
+            raise IndexError("no free lease slot")
+        if create:
+            if not self.dyn_first <= sid <= self.dyn_last:
+                raise ValueError(f"stream id {sid} is not a dynamic stream id")
+            if slot >= 0:
+                if self.streams.core.states[slot] != S_CLOSED:
+                    raise ValueError(f"stream {sid} exists and is not Closed")
+                self.free_stream_slot(slot)
+            if self.stream_room == 0:
+                raise IndexError("no free stream slot")
+            slot = self.provision(sid, True)
+        else:
+            self.check_stream_slot(slot)
+            if role == PRODUCER:
+                if self.producer[slot] != 0:
+                    raise ValueError(f"stream {sid} has a producer")
+                self.bump(slot)
+        ls = self.leases.open()
+        self.step_lease(ls, self.ev_attach_ok)
+        self.last_lease_id += 1
+        self.lease_id[ls] = self.last_lease_id
+        self.lease_stream[ls] = <int32_t>slot
+        self.lease_role[ls] = <uint8_t>role
+        self.lease_client[ls] = client
+        self.lease_expiry[ls] = expiry
+        self.by_id.insert(self.last_lease_id, ls)
+        self.by_client.insert(client, ls)
+        if role == PRODUCER:
+            self.producer[slot] = self.last_lease_id
+            self.step_stream(slot, self.ev_producer_attached)
+        else:
+            self.consumers[slot] += 1
+            self.step_stream(slot, self.ev_consumer_attached)
+        self.mark_due(slot)
+        self.ctr[C_OK] += 1
+        self.raise_kernel_error()
+        return self.last_lease_id, slot
+
+    def reject(self):
+        """Count a rejected attach."""
+        self.ctr[C_REJECTED] += 1
+
+    def live_lease(self, int64_t lease, int64_t client):
+        """Slot of live lease ``lease`` held by ``client`` (any client if ``client`` is 0), or
+        -1 (unknown, ended, or held by another client: indistinguishable on purpose)."""
+        cdef Py_ssize_t ls = -1
+        if lease > 0:
+            ls = self.by_id.lookup(lease)
+        if ls >= 0 and client != 0 and self.lease_client[ls] != client:
+            return -1
+        return ls
+
+    def holds_lease(self, int64_t client):
+        """True if ``client`` holds a live lease."""
+        return client > 0 and self.by_client.lookup(client) >= 0
+
+    def keepalive(self, Py_ssize_t ls, int64_t expiry):
+        """Extend live lease slot ``ls`` to ``expiry`` (Keepalive to its machine)."""
+        self.check_lease_slot(ls)
+        self.lease_expiry[ls] = expiry
+        self.step_lease(ls, self.ev_keepalive)
+        self.ctr[C_KEEPALIVES] += 1
+        self.raise_kernel_error()
+
+    def end(self, Py_ssize_t ls, int reason, int64_t now):
+        """End live lease slot ``ls`` for ``reason`` (a ``RevokeReason`` code)."""
+        self.check_lease_slot(ls)
+        if not R_DETACHED <= reason <= R_SHUTDOWN:
+            raise ValueError(f"reason code {reason} is not a RevokeReason")
+        self.end_lease(ls, reason, now)
+        self.raise_kernel_error()
 
     def expire(self, int64_t now):
         """End every live lease whose expiry is before ``now``: one scan and the lease ends, all
         without the GIL under both tables' batch locks. Returns the number expired."""
         return self._end_locked(True, R_EXPIRED, now)
 
-    def end_all(self, int reason, int64_t now):
-        """End every live lease for ``reason`` (shutdown), without the GIL; return how many."""
-        return self._end_locked(False, reason, now)
+    def bump_epoch(self, Py_ssize_t slot):
+        """Bump the epoch of an open stream slot (EpochBumped, announce due); return it."""
+        self.check_stream_slot(slot)
+        cdef int64_t e = self.bump(slot)
+        self.raise_kernel_error()
+        return e
 
-    def pending_due(self):
-        """The due stream slots, in the order they became due (a view; nothing is cleared)."""
-        return np.asarray(self.due_slots)[:self.n_due_]
+    def recycle_closed(self):
+        """Release the slots of dynamic streams that went Closed (idle cleanup)."""
+        cdef Py_ssize_t slot
+        if self.closed_dynamic == 0:
+            return
+        for slot in range(self.n_streams):
+            if self.dynamic[slot] and self.streams.core.states[slot] == S_CLOSED:
+                self.free_stream_slot(slot)
 
-    def take_due(self):
-        """The due stream slots (a view, valid until the next mark) and clear the list; the
-        caller clears the per-slot flags."""
-        due = self.pending_due()
-        self.n_due_ = 0
-        return due
+    def drain(self):
+        """The driver starts draining: recycle Closed dynamic streams, broadcast DriverDraining,
+        and make every Live stream's final announce due."""
+        cdef Py_ssize_t slot
+        cdef uint8_t st
+        self.recycle_closed()
+        self.streams.broadcast(Event.DRIVER_DRAINING)
+        for slot in range(self.n_streams):
+            st = self.streams.core.states[slot]
+            if st == S_ACTIVE or st == S_DRAINING or st == State.INIT:
+                self.mark_due(slot)
 
+    def shutdown(self, int64_t now):
+        """The shutdown timeout passed: end every lease (reason SHUTDOWN), recycle Closed
+        dynamic streams, and broadcast DriverShutdown (every stream -> Closed)."""
+        self._end_locked(False, R_SHUTDOWN, now)
+        self.recycle_closed()
+        self.ctr[C_CLOSED] += self.streams.count(State.LIVE)
+        self.streams.broadcast(Event.DRIVER_SHUTDOWN)
+
+    def restart_epochs(self):
+        """After a restore: bump the epoch of every Live stream once (a driver restart)."""
+        cdef Py_ssize_t slot
+        cdef uint8_t st
+        for slot in range(self.n_streams):
+            st = self.streams.core.states[slot]
+            if st != HSM_FREE_SLOT and st != S_CLOSED:
+                self.bump(slot)
+        self.raise_kernel_error()
+
+    # ------------------------------------------------------------------ outboxes
     @property
-    def n_revoked(self):
-        """Pending lease-revoked notices."""
-        return self.n_revoked_
+    def n_announces_due(self):
+        """Stream slots whose announce is due (eligible or not)."""
+        return self.n_due
 
-    @n_revoked.setter
-    def n_revoked(self, Py_ssize_t value):
-        self.n_revoked_ = value
+    def take_announces(self, int64_t[::1] out not None):
+        """Write the stream ids of the due streams that are Live and provisioned (Active or
+        Draining) into ``out``, in the order they became due, clear the due list and return how
+        many were written. ``out`` must hold at least :attr:`n_announces_due` entries."""
+        cdef Py_ssize_t i, slot, n = 0
+        cdef uint8_t st
+        if out.shape[0] < self.n_due:
+            raise ValueError(f"out holds {out.shape[0]} entries, {self.n_due} announces are due")
+        for i in range(self.n_due):
+            slot = self.due_slots[i]
+            self.due[slot] = 0
+            st = self.streams.core.states[slot]
+            if st == S_ACTIVE or st == S_DRAINING:
+                out[n] = self.stream_id[slot]
+                n += 1
+        self.n_due = 0
+        return n
 
-    @property
-    def closed_dynamic(self):
-        """Dynamic streams Closed and waiting for their slot to be recycled."""
-        return self.closed_dynamic_
+    def consume_revoked(self, Py_ssize_t n):
+        """Drop the ``n`` oldest pending revoke notices (the caller copied them out)."""
+        cdef Py_ssize_t rest
+        if not 0 <= n <= self.n_revoked:
+            raise ValueError(f"cannot consume {n} of {self.n_revoked} notices")
+        rest = self.n_revoked - n
+        if n and rest:
+            memmove(&self.rv_lease[0], &self.rv_lease[n], rest * sizeof(int64_t))
+            memmove(&self.rv_stream[0], &self.rv_stream[n], rest * sizeof(int64_t))
+            memmove(&self.rv_client[0], &self.rv_client[n], rest * sizeof(int64_t))
+            memmove(&self.rv_time[0], &self.rv_time[n], rest * sizeof(int64_t))
+            memmove(&self.rv_role[0], &self.rv_role[n], rest)
+            memmove(&self.rv_reason[0], &self.rv_reason[n], rest)
+        self.n_revoked = rest
 
-    @closed_dynamic.setter
-    def closed_dynamic(self, Py_ssize_t value):
-        self.closed_dynamic_ = value
+    # ------------------------------------------------------------------ views and state
+    def column(self, str name):
+        """A read-only view of one column (see :func:`driver_layout`)."""
+        try:
+            arr = self._columns[name]
+        except KeyError:
+            raise KeyError(f"no driver column {name!r}") from None
+        return readonly_view(arr)
+
+    def due_slots_pending(self):
+        """A copy of the due list (stream slots, in the order they became due)."""
+        return np.array(self._columns["due_slots"][:self.n_due])
+
+    def columns_copy(self):
+        """Copies of every column, by name."""
+        return {name: arr.copy() for name, arr in self._columns.items()}
+
+    def restore(self, ValidatedState state not None):
+        """Replace every column and count with a validated snapshot's (the stream and lease
+        tables are restored by the caller first), and rebuild the lease and stream-id maps."""
+        cdef Py_ssize_t ls, slot
+        for name, arr in self._columns.items():
+            arr[:] = state.columns[name]
+        self.last_lease_id = state.last_lease_id
+        self.n_revoked = state.n_revoked
+        self.n_due = state.n_due
+        self.closed_dynamic = state.closed_dynamic
+        self.by_id.clear()
+        self.by_client.clear()
+        self.static_slot.clear()
+        for ls in range(self.n_leases):
+            if self.lease_stream[ls] >= 0:
+                self.by_id.insert(self.lease_id[ls], ls)
+                self.by_client.insert(self.lease_client[ls], ls)
+        for slot in range(self.n_streams):
+            if self.streams.core.states[slot] != HSM_FREE_SLOT and not self.dynamic[slot]:
+                if self.static_slot.insert(self.stream_id[slot], slot) < 0:
+                    raise OverflowError("more static streams than declared")
+

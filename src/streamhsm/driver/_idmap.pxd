@@ -9,3 +9,5 @@ cdef class IdMap:
     cdef Py_ssize_t find(self, int64_t key) noexcept nogil
     cdef int64_t lookup(self, int64_t key) noexcept nogil
     cdef int64_t remove(self, int64_t key) noexcept nogil
+    cdef int insert(self, int64_t key, int64_t value) noexcept nogil
+    cdef void clear(self) noexcept nogil

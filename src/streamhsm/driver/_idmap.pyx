@@ -87,15 +87,28 @@ cdef class IdMap:
         """
         cdef int64_t k = _key(key)
         cdef int64_t v = value
-        cdef Py_ssize_t i = <Py_ssize_t>(_mix(<uint64_t>k) & <uint64_t>self._mask)
-        while self._keys[i] != _EMPTY and self._keys[i] != k:
+        if self.insert(k, v) < 0:
+            raise OverflowError(f"IdMap is full ({self._max} entries)")
+
+    cdef int insert(self, int64_t key, int64_t value) noexcept nogil:
+        """Store ``value`` for ``key`` (>= 0); return 0, or -1 if the map is full (unchanged)."""
+        cdef Py_ssize_t i = <Py_ssize_t>(_mix(<uint64_t>key) & <uint64_t>self._mask)
+        while self._keys[i] != _EMPTY and self._keys[i] != key:
             i = (i + 1) & self._mask
         if self._keys[i] == _EMPTY:
             if self._n >= self._max:
-                raise OverflowError(f"IdMap is full ({self._max} entries)")
-            self._keys[i] = k
+                return -1
+            self._keys[i] = key
             self._n += 1
-        self._vals[i] = v
+        self._vals[i] = value
+        return 0
+
+    cdef void clear(self) noexcept nogil:
+        """Remove every entry."""
+        cdef Py_ssize_t i
+        for i in range(self._mask + 1):
+            self._keys[i] = _EMPTY
+        self._n = 0
 
     def pop(self, key, default=-1):
         """Remove ``key``; return its value, or ``default`` if it was absent."""

@@ -2,17 +2,19 @@
 
 The driver's registry of streams and leases *is* the compiled machines' tables: a
 :class:`~streamhsm.StreamTable` (one row per stream slot) and a lease table on the same engine,
-plus plain numpy columns for the stream id, producer lease, consumer count, epoch, and per lease
-its id, stream, role, client and expiry. No per-stream or per-lease Python object exists; control
-operations on existing streams and leases allocate nothing that outlives the call.
+plus the registry columns (stream id, producer lease, consumer count, epoch, and per lease its id,
+stream, role, client and expiry). Those columns are allocated, owned and changed only by the
+Cython :class:`~streamhsm.driver._core.DriverCore`; this class validates arguments, applies the
+driver's rules and turns outcomes into responses. No per-stream or per-lease Python object
+exists; control operations on existing streams and leases allocate nothing that outlives the call.
 
 Times are integer nanoseconds passed in by the caller (``now_ns``); the driver never reads a clock.
+Every argument, ``now_ns`` included, is validated before anything changes: a call that raises
+changes nothing, not even the driver's clock.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,52 +22,30 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ._core import DriverCore
 from .._engine import MachineInstance, MachineTable
-from ._idmap import IdMap
-from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
-from .protocol import AttachResult, Response, ResponseCode, RevokeReason, Role
-from .machines import DriverEvent, DriverState, LeaseEvent, LeaseState, driver_machine, lease_machine
-from ..lifecycle import Event, State, StreamTable
+from ..lifecycle import State, StreamTable
 from ..shm import SharedStreamTable
-from ..snapshot import SNAPSHOT_VERSION, SnapshotError, check_header, load_snapshot, save_snapshot
-from ..snapshot import array as snap_array
-
-__all__ = ["COUNTER_NAMES", "REVOKED_NOTICE_DTYPE", "Driver", "StreamInfo"]
-
-#: Names of the driver's counters, in the order :attr:`Driver.counters` lists them.
-COUNTER_NAMES = (
-    "attaches_ok",
-    "attaches_rejected",
-    "keepalives",
-    "leases_detached",
-    "leases_expired",
-    "leases_revoked",
-    "epoch_bumps",
-    "streams_provisioned",
-    "streams_closed",
-    "revoke_notices_dropped",
-    "stream_hsm_unhandled",
-    "lease_hsm_unhandled",
+from ..snapshot import load_snapshot, save_snapshot
+from . import persistence
+from ._core import NEVER, DriverCore
+from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
+from .machines import DriverEvent, DriverState, LeaseState, driver_machine, lease_machine
+from .protocol import (
+    COUNTER_NAMES,
+    REVOKED_NOTICE_DTYPE,
+    AttachResult,
+    Counter,
+    Response,
+    ResponseCode,
+    RevokeReason,
+    Role,
 )
 
-#: Record layout of a lease-revoked notice in the outbox.
-REVOKED_NOTICE_DTYPE = np.dtype([
-    ("lease_id", np.int64),
-    ("stream_id", np.int64),
-    ("role", np.uint8),
-    ("reason", np.uint8),
-    ("time_ns", np.int64),
-])
+__all__ = ["Driver", "StreamInfo"]
 
-_NEVER = np.iinfo(np.int64).max
 _OK, _REJECTED, _INVALID = ResponseCode.OK, ResponseCode.REJECTED, ResponseCode.INVALID_PARAMS
-_PRODUCER, _CONSUMER = int(Role.PRODUCER), int(Role.CONSUMER)
-_ACTIVE, _DRAINING, _CLOSED = int(State.ACTIVE), int(State.DRAINING), int(State.CLOSED)
-_C = {name: i for i, name in enumerate(COUNTER_NAMES[:-2])}  # slots of DriverCore.counters
-_C_OK, _C_REJECTED, _C_KEEPALIVES = _C["attaches_ok"], _C["attaches_rejected"], _C["keepalives"]
-_C_PROVISIONED, _C_CLOSED = _C["streams_provisioned"], _C["streams_closed"]
 _ROLE_NAMES = {"producer": Role.PRODUCER, "consumer": Role.CONSUMER}
+_LIVE_STREAM = (State.ACTIVE, State.DRAINING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +58,7 @@ class StreamInfo:
     producer_lease_id: int  # 0: no producer
     consumers: int
     dynamic: bool
+    producer_client_id: int = 0  # 0: no producer
 
 
 def _check_int(name: str, value: object) -> int:
@@ -94,7 +75,7 @@ def _role(role: object) -> int:
         r = _ROLE_NAMES.get(role.lower())
         return -1 if r is None else int(r)
     code = _check_int("role", role)
-    return code if code in (_PRODUCER, _CONSUMER) else -1
+    return code if code in (Role.PRODUCER, Role.CONSUMER) else -1
 
 
 class Driver:
@@ -103,136 +84,94 @@ class Driver:
     Args:
         config: a :class:`DriverConfig` (defaults if omitted).
         now_ns: the time the driver starts (default 0); times passed later must not go back.
+        shm_name: put the stream table in this named shared-memory segment (overrides
+            ``config.shm_name``), readable by ``python -m streamhsm stat NAME``.
 
     Configured (static) streams are provisioned at construction: each gets StreamProvisioned and
     its first epoch. The driver lifecycle starts Running.
+
+    Times: ``now_ns`` must be between 0 and :attr:`max_time_ns` (the largest time whose lease
+    expiry and shutdown deadline still fit in int64) and must not go back; otherwise the call
+    raises ``ValueError`` and changes nothing.
     """
 
-    def __init__(self, config: DriverConfig | None = None, *, now_ns: int = 0) -> None:
+    def __init__(self, config: DriverConfig | None = None, *, now_ns: int = 0,
+                 shm_name: str | None = None) -> None:
         cfg = DriverConfig() if config is None else config
         if not isinstance(cfg, DriverConfig):
             raise TypeError(f"config must be a DriverConfig, got {type(cfg).__name__}")
         self.config = cfg
+        #: The largest ``now_ns`` any call accepts.
+        self.max_time_ns = NEVER - 1 - max(cfg.lease_expiry_ns, cfg.shutdown_timeout_ns)
         self._now_ns = 0
-        self._now_ns = self._now(now_ns)
+        self._now_ns = self._check_now(now_ns)
+        name = cfg.shm_name if shm_name is None else shm_name
         n_s, n_l = cfg.stream_capacity, cfg.lease_capacity
         self._shared: SharedStreamTable | None = None
-        if cfg.shm_name is not None:
-            self._shared = SharedStreamTable(cfg.shm_name, n_s, cfg.drain_on_producer_loss)
+        if name is not None:
+            self._shared = SharedStreamTable(name, n_s, cfg.drain_on_producer_loss)
             self._streams: StreamTable = self._shared
         else:
             self._streams = StreamTable(n_s, drain_on_producer_loss=cfg.drain_on_producer_loss)
         self._leases = MachineTable(lease_machine(), n_l)
         self._lifecycle = MachineInstance(driver_machine())
         self._lifecycle.dispatch(DriverEvent.START)
-        self._shutdown_deadline = _NEVER
-        # per stream slot
-        self._stream_id = np.full(n_s, -1, np.int64)
-        self._producer = np.zeros(n_s, np.int64)
-        self._consumers = np.zeros(n_s, np.int32)
-        self._dynamic = np.zeros(n_s, np.bool_)
-        self._epoch = np.zeros(n_s, np.int64)
-        # stream id -> slot: static ids in a dict built once, dynamic ids in a dense array
-        self._static_slot: dict[int, int] = {}
-        rng = cfg.dynamic_stream_id_range
-        self._dyn_first, self._dyn_last = rng if rng is not None else (1, 0)
-        n_dyn = max(0, self._dyn_last - self._dyn_first + 1)
-        self._dyn_slot = np.full(n_dyn, -1, np.int32)
-        self._dyn_epoch = np.zeros(n_dyn, np.int64)  # epoch high-water mark per dynamic id
-        # per lease slot
-        self._lease_id = np.zeros(n_l, np.int64)
-        self._lease_stream = np.full(n_l, -1, np.int32)
-        self._lease_role = np.zeros(n_l, np.uint8)
-        self._lease_client = np.zeros(n_l, np.int64)
-        self._lease_expiry = np.full(n_l, _NEVER, np.int64)
-        self._lease_by_id = IdMap(n_l)
-        self._lease_by_client = IdMap(n_l)
-        self._last_lease_id = 0
-        # outboxes: lease-revoked notices as columns, announce-due flags and list
-        outbox = int(cfg.outbox_capacity or cfg.lease_capacity)
-        self._rv = {name: np.zeros(outbox, REVOKED_NOTICE_DTYPE[name])
-                    for name in REVOKED_NOTICE_DTYPE.names or ()}
-        self._due = np.zeros(n_s, np.bool_)
-        columns = {
-            "stream_id": self._stream_id, "producer": self._producer, "epoch": self._epoch,
-            "consumers": self._consumers, "dynamic": self._dynamic, "dyn_epoch": self._dyn_epoch,
-            "dyn_slot": self._dyn_slot, "due": self._due, "due_slots": np.empty(n_s, np.int32),
-            "lease_id": self._lease_id, "lease_stream": self._lease_stream,
-            "lease_role": self._lease_role, "lease_client": self._lease_client,
-            "lease_expiry": self._lease_expiry, "rv_lease": self._rv["lease_id"],
-            "rv_stream": self._rv["stream_id"], "rv_role": self._rv["role"],
-            "rv_reason": self._rv["reason"], "rv_time": self._rv["time_ns"],
-        }
-        self._core = DriverCore(
-            self._streams, self._leases, self._lease_by_id, self._lease_by_client, columns,
-            {n: i for i, n in enumerate(self._streams.machine.event_names)},
-            {n: i for i, n in enumerate(self._leases.machine.event_names)}, self._dyn_first)
-        self._ctr = self._core.counters
+        self._shutdown_deadline = NEVER
+        first, last = cfg.dynamic_stream_id_range or (1, 0)
+        self._core = DriverCore(self._streams, self._leases, first, last,
+                                len(cfg.static_stream_ids), int(cfg.outbox_capacity or n_l))
+        self._counters = self._core.column("counters")
+        self._epoch = self._core.column("epoch")
+        self._stream_id = self._core.column("stream_id")
+        self._lease_expiry = self._core.column("lease_expiry")
+        self._lease_stream = self._core.column("lease_stream")
+        self._revoked = {name: self._core.column("revoked_" + name)
+                         for name in REVOKED_NOTICE_DTYPE.names or ()}
+        self._announce_buf = np.empty(n_s, np.int64)
         for sid in cfg.static_stream_ids:
-            self._static_slot[sid] = self._provision(sid, dynamic=False)
+            self._core.provision_static(sid)
 
     # ------------------------------------------------------------------ helpers
-    def _now(self, now_ns: object) -> int:
+    def _check_now(self, now_ns: object) -> int:
+        """Validate a time (changes nothing; the caller commits it with ``_now_ns = now``)."""
         now = _check_int("now_ns", now_ns)
-        if now < 0:
-            raise ValueError(f"now_ns must be >= 0, got {now}")
+        if not 0 <= now <= self.max_time_ns:
+            raise ValueError(f"now_ns must be between 0 and {self.max_time_ns}, got {now}")
         if now < self._now_ns:
             raise ValueError(f"now_ns went backwards: {now} < {self._now_ns}")
-        self._now_ns = now
         return now
 
     def _slot_of(self, stream_id: int) -> int:
         """Slot of a stream id (any state), or -1."""
-        if self._dyn_first <= stream_id <= self._dyn_last:
-            return int(self._dyn_slot[stream_id - self._dyn_first])
-        return self._static_slot.get(stream_id, -1)
+        if not 0 <= stream_id <= MAX_STREAM_ID:
+            return -1
+        return int(self._core.slot_of(stream_id))
 
-    def _bump(self, slot: int) -> int:
-        return int(self._core.bump_epoch(slot))
-
-    def _provision(self, stream_id: int, dynamic: bool) -> int:
-        if len(self._streams) == self._streams.capacity:
-            self._recycle_closed()
-        slot = self._streams.open()
-        self._streams.dispatch(slot, Event.STREAM_PROVISIONED)
-        self._stream_id[slot] = stream_id
-        self._producer[slot] = 0
-        self._consumers[slot] = 0
-        self._dynamic[slot] = dynamic
-        if dynamic:
-            self._epoch[slot] = self._dyn_epoch[stream_id - self._dyn_first]
-            self._dyn_slot[stream_id - self._dyn_first] = slot
-        else:
-            self._epoch[slot] = 0
-        self._ctr[_C_PROVISIONED] += 1
-        self._bump(slot)
-        return slot
-
-    def _free_stream_slot(self, slot: int) -> None:
-        sid = int(self._stream_id[slot])
-        self._dyn_slot[sid - self._dyn_first] = -1
-        self._stream_id[slot] = -1
-        # the due flag stays: the slot may still be in the due list (drain_announces clears it)
-        self._streams.release(slot)
-        self._core.closed_dynamic -= 1
-
-    def _recycle_closed(self) -> None:
-        """Release the slots of dynamic streams that went Closed (idle cleanup)."""
-        if self._core.closed_dynamic == 0:
-            return
-        closed = np.flatnonzero((self._streams.states == _CLOSED) & self._dynamic)
-        for slot in closed.tolist():
-            self._free_stream_slot(slot)
-
-    def _live_lease(self, lease_id: object) -> int:
+    def _lease_slot(self, lease_id: object, client_id: object, stream_id: object,
+                    role: object) -> int:
+        """Live lease slot of ``lease_id`` if it is held by ``client_id`` (and, when given, on
+        ``stream_id`` with ``role``); -1 otherwise, whatever the reason."""
         lid = _check_int("lease_id", lease_id)
-        return self._lease_by_id.get(lid) if 0 < lid <= self._last_lease_id else -1
+        client = _check_int("client_id", client_id)
+        sid = None if stream_id is None else _check_int("stream_id", stream_id)
+        role_code = None if role is None else _role(role)
+        if not 0 < lid < NEVER or not 0 < client <= MAX_CLIENT_ID:
+            return -1
+        ls = int(self._core.live_lease(lid, client))
+        if ls < 0:
+            return -1
+        slot = int(self._lease_stream[ls])
+        if sid is not None and int(self._stream_id[slot]) != sid:
+            return -1
+        if role_code is not None and int(self._core.column("lease_role")[ls]) != role_code:
+            return -1
+        return ls
 
-    def _ended(self, lease_id: object) -> bool:
-        return 0 < _check_int("lease_id", lease_id) <= self._last_lease_id
+    def _ended(self, lease_id: int) -> bool:
+        return 0 < lease_id <= self._core.last_lease_id
 
     def _reject(self, code: ResponseCode, reason: str, stream_id: int) -> AttachResult:
-        self._ctr[_C_REJECTED] += 1
+        self._core.reject()
         return AttachResult(code, 0, stream_id, 0, reason)
 
     # ------------------------------------------------------------------ control operations
@@ -244,21 +183,23 @@ class Driver:
         stream is created only if dynamic streams are allowed, the id is in the dynamic range and
         ``create`` is True; while the driver drains or after it stopped every attach is REJECTED.
         Everything is validated before anything is created, so a rejected attach changes nothing
-        but the ``attaches_rejected`` counter.
+        but the ``attaches_rejected`` counter (and the driver's clock).
 
         Returns:
-            An :class:`AttachResult`; on OK it carries the new lease id and the stream's epoch.
+            An :class:`AttachResult`; on OK it carries the new lease id, the stream's epoch and
+            the lease's expiry time.
 
         Raises:
             TypeError: an argument has the wrong Python type.
-            ValueError: ``now_ns`` is negative or earlier than a time already seen.
+            ValueError: ``now_ns`` is out of range or earlier than a time already seen.
         """
         sid = _check_int("stream_id", stream_id)
         client = _check_int("client_id", client_id)
         if not isinstance(create, bool):
             raise TypeError(f"create must be a bool, got {type(create).__name__} {create!r}")
         role_code = _role(role)
-        now = self._now(now_ns)
+        now = self._check_now(now_ns)
+        self._now_ns = now
         lifecycle = self._lifecycle.current
         if lifecycle is not DriverState.RUNNING:
             why = "driver draining" if lifecycle is DriverState.DRAINING else "driver stopped"
@@ -269,92 +210,99 @@ class Driver:
             return self._reject(_INVALID, f"stream id {sid} out of range 0..{MAX_STREAM_ID}", sid)
         if not 0 < client <= MAX_CLIENT_ID:
             return self._reject(_INVALID, f"client id {client} out of range 1..{MAX_CLIENT_ID}", sid)
-        if client in self._lease_by_client:
+        if self._core.holds_lease(client):
             return self._reject(_REJECTED, "client_id already attached", sid)
         slot = self._slot_of(sid)
         state = -1 if slot < 0 else int(self._streams.states[slot])
-        creating = state < 0 or state == _CLOSED
+        creating = state < 0 or state == State.CLOSED
         if creating:
             if not (self.config.allow_dynamic_streams and create):
                 return self._reject(_REJECTED, f"unknown stream {sid}", sid)
-            if not self._dyn_first <= sid <= self._dyn_last:
+            first, last = self._core.dyn_first, self._core.dyn_last
+            if not first <= sid <= last:
                 return self._reject(
-                    _INVALID, f"stream id {sid} outside the dynamic range "
-                    f"[{self._dyn_first}, {self._dyn_last}]", sid)
-            free = self._streams.capacity - len(self._streams) + self._core.closed_dynamic
-            if free == 0:
+                    _INVALID, f"stream id {sid} outside the dynamic range [{first}, {last}]", sid)
+            if self._core.stream_room == 0:
                 return self._reject(_REJECTED, "stream capacity exhausted", sid)
         else:
-            if role_code == _PRODUCER and self._producer[slot] != 0:
+            if role_code == Role.PRODUCER and self._core.column("producer")[slot] != 0:
                 return self._reject(_REJECTED, "producer already attached", sid)
-            if state == _DRAINING and not (role_code == _PRODUCER
-                                           and self._streams.drain_on_producer_loss):
+            if state == State.DRAINING and not (role_code == Role.PRODUCER
+                                                and self._streams.drain_on_producer_loss):
                 return self._reject(_REJECTED, "stream draining", sid)
         if len(self._leases) == self._leases.capacity:
             return self._reject(_REJECTED, "lease capacity exhausted", sid)
-        # ---- every check passed: commit
-        if creating:
-            if slot >= 0:  # the id's previous stream is Closed: recycle its slot now
-                self._free_stream_slot(slot)
-            slot = self._provision(sid, dynamic=True)
-        elif role_code == _PRODUCER:
-            self._bump(slot)  # a producer attaches to a stream without one
-        ls = self._leases.open()
-        self._leases.dispatch(ls, LeaseEvent.ATTACH_OK)
-        self._last_lease_id += 1
-        lease_id = self._last_lease_id
-        self._lease_id[ls] = lease_id
-        self._lease_stream[ls] = slot
-        self._lease_role[ls] = role_code
-        self._lease_client[ls] = client
-        self._lease_expiry[ls] = now + self.config.lease_expiry_ns
-        self._lease_by_id.put(lease_id, ls)
-        self._lease_by_client.put(client, ls)
-        if role_code == _PRODUCER:
-            self._producer[slot] = lease_id
-            self._streams.dispatch(slot, Event.PRODUCER_ATTACHED)
-        else:
-            self._consumers[slot] += 1
-            self._streams.dispatch(slot, Event.CONSUMER_ATTACHED)
-        self._core.mark_announce(slot)
-        self._ctr[_C_OK] += 1
-        return AttachResult(_OK, lease_id, sid, int(self._epoch[slot]), "")
+        expiry = now + self.config.lease_expiry_ns
+        lease_id, slot = self._core.attach(sid, role_code, client, expiry, creating)
+        return AttachResult(_OK, lease_id, sid, int(self._epoch[slot]), "", expiry)
 
-    def keepalive(self, lease_id: int, now_ns: int) -> Response:
+    def keepalive(self, lease_id: int, now_ns: int, *, client_id: int,
+                  stream_id: int | None = None, role: Role | int | str | None = None) -> Response:
         """Extend a live lease's expiry to ``now + interval * grace``.
 
-        Returns OK, or REJECTED ("lease ended" / "unknown lease"). Works while draining.
+        Only the lease's own client may keep it alive (``client_id``; with ``stream_id`` and
+        ``role`` given, they must match too). A lease held by another client answers exactly like
+        an unknown lease. Works while draining.
+
+        Returns OK with the stream's epoch, REJECTED "lease ended" for a lease that ended, or
+        REJECTED "unknown lease".
         """
-        now = self._now(now_ns)
-        ls = self._live_lease(lease_id)
+        ls = self._lease_slot(lease_id, client_id, stream_id, role)
+        now = self._check_now(now_ns)
+        self._now_ns = now
         if ls < 0:
-            return Response(_REJECTED, "lease ended" if self._ended(lease_id) else "unknown lease")
-        self._lease_expiry[ls] = now + self.config.lease_expiry_ns
-        self._leases.dispatch(ls, LeaseEvent.KEEPALIVE)
-        self._ctr[_C_KEEPALIVES] += 1
-        return Response(_OK)
+            lid = _check_int("lease_id", lease_id)
+            live = self._core.live_lease(lid, 0) >= 0 if 0 < lid < NEVER else False
+            ended = self._ended(lid) and not live
+            return Response(_REJECTED, "lease ended" if ended else "unknown lease")
+        self._core.keepalive(ls, now + self.config.lease_expiry_ns)
+        return Response(_OK, "", int(self._epoch[self._lease_stream[ls]]))
 
-    def detach(self, lease_id: int, now_ns: int) -> Response:
-        """End a lease at the client's request; idempotent.
+    def detach(self, lease_id: int, now_ns: int, *, client_id: int,
+               stream_id: int | None = None, role: Role | int | str | None = None) -> Response:
+        """End a lease at its client's request; idempotent.
 
-        Returns OK (also for a lease that already ended, with reason "lease already ended"), or
-        REJECTED "unknown lease" for an id never issued.
+        Only the lease's own client may detach it (``client_id``; with ``stream_id`` and ``role``
+        given, they must match too); a live lease held by another client answers exactly like an
+        unknown lease. Returns OK with the stream's epoch afterwards, OK "lease already ended" for
+        a lease that already ended, or REJECTED "unknown lease".
         """
-        return self._end(lease_id, now_ns, RevokeReason.DETACHED)
-
-    def revoke(self, lease_id: int, now_ns: int) -> Response:
-        """End a live lease on the driver's initiative (reason REVOKED); like :meth:`detach`."""
-        return self._end(lease_id, now_ns, RevokeReason.REVOKED)
-
-    def _end(self, lease_id: int, now_ns: int, reason: RevokeReason) -> Response:
-        now = self._now(now_ns)
-        ls = self._live_lease(lease_id)
+        ls = self._lease_slot(lease_id, client_id, stream_id, role)
+        now = self._check_now(now_ns)
+        self._now_ns = now
         if ls < 0:
-            if self._ended(lease_id):
+            lid = _check_int("lease_id", lease_id)
+            live = self._core.live_lease(lid, 0) >= 0 if 0 < lid < NEVER else False
+            if self._ended(lid) and not live:
                 return Response(_OK, "lease already ended")
             return Response(_REJECTED, "unknown lease")
+        return self._end(ls, RevokeReason.DETACHED, now)
+
+    def revoke(self, lease_id: int, now_ns: int, *,
+               reason: RevokeReason | int = RevokeReason.REVOKED) -> Response:
+        """End a live lease on the operator's initiative, whoever holds it; like :meth:`detach`
+        otherwise. ``reason`` (default REVOKED; EXPIRED is also allowed) goes into the notice.
+
+        Raises:
+            ValueError: ``reason`` is not REVOKED or EXPIRED.
+        """
+        lid = _check_int("lease_id", lease_id)
+        code = _check_int("reason", reason)
+        if code not in (RevokeReason.REVOKED, RevokeReason.EXPIRED):
+            raise ValueError(f"revoke reason must be REVOKED or EXPIRED, got {reason!r}")
+        now = self._check_now(now_ns)
+        self._now_ns = now
+        ls = int(self._core.live_lease(lid, 0)) if 0 < lid < NEVER else -1
+        if ls < 0:
+            if self._ended(lid):
+                return Response(_OK, "lease already ended")
+            return Response(_REJECTED, "unknown lease")
+        return self._end(ls, RevokeReason(code), now)
+
+    def _end(self, ls: int, reason: RevokeReason, now: int) -> Response:
+        slot = int(self._lease_stream[ls])
         self._core.end(ls, int(reason), now)
-        return Response(_OK)
+        return Response(_OK, "", int(self._epoch[slot]))
 
     def poll(self, now_ns: int) -> int:
         """The driver's duty cycle: recycle the slots of dynamic streams closed since the last
@@ -364,22 +312,17 @@ class Driver:
         A stream closed by idle cleanup is thus observable as Closed until the next poll.
         Returns the number of leases that expired.
         """
-        now = self._now(now_ns)
+        now = self._check_now(now_ns)
+        self._now_ns = now
         if self._lifecycle.current is not DriverState.STOPPED:
-            self._recycle_closed()
+            self._core.recycle_closed()
         n: int = self._core.expire(now)
         if self._lifecycle.current is DriverState.DRAINING and now >= self._shutdown_deadline:
-            self._shutdown(now)
+            self._core.shutdown(now)
+            self._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
         if self._shared is not None:
             self._shared.publish()
         return n
-
-    def _shutdown(self, now: int) -> None:
-        self._core.end_all(int(RevokeReason.SHUTDOWN), now)
-        self._recycle_closed()
-        self._ctr[_C_CLOSED] += self._streams.count(State.LIVE)
-        self._streams.broadcast(Event.DRIVER_SHUTDOWN)
-        self._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
 
     def bump_epoch(self, stream_id: int) -> Response:
         """Explicit remap: bump a Live stream's epoch (EpochBumped; the state is kept).
@@ -390,9 +333,9 @@ class Driver:
         slot = self._slot_of(sid)
         if slot < 0:
             return Response(_REJECTED, f"unknown stream {sid}")
-        if self._streams.states[slot] == _CLOSED:
+        if self._streams.states[slot] == State.CLOSED:
             return Response(_REJECTED, f"stream {sid} is closed")
-        return Response(_OK, "", self._bump(slot))
+        return Response(_OK, "", int(self._core.bump_epoch(slot)))
 
     def request_shutdown(self, now_ns: int, token: str | None = None) -> Response:
         """Start draining: broadcast DriverDraining to every stream and reject attaches from now on;
@@ -401,7 +344,8 @@ class Driver:
 
         Returns REJECTED "invalid shutdown token" if a token is configured and ``token`` differs.
         """
-        now = self._now(now_ns)
+        now = self._check_now(now_ns)
+        self._now_ns = now
         expected = self.config.shutdown_token
         if expected is not None and token != expected:
             return Response(_REJECTED, "invalid shutdown token")
@@ -410,10 +354,7 @@ class Driver:
         if current is not DriverState.RUNNING:
             return Response(_OK, f"already {current.name.lower()}")
         self._shutdown_deadline = now + self.config.shutdown_timeout_ns
-        self._recycle_closed()
-        self._streams.broadcast(Event.DRIVER_DRAINING)
-        for slot in self._streams.slots_in(State.LIVE).tolist():
-            self._core.mark_announce(slot)  # final announce of every stream
+        self._core.drain()
         return Response(_OK, "draining")
 
     # ------------------------------------------------------------------ outboxes
@@ -422,46 +363,43 @@ class Driver:
 
         With ``out`` (a ``REVOKED_NOTICE_DTYPE`` array) the notices are copied into it without
         allocating and a view of the filled part is returned; notices that do not fit stay queued.
-        Without ``out`` a new array is returned.
+        Without ``out`` a new array is returned. ``role`` and ``reason`` are codes:
+        ``Role(notice["role"])`` and ``RevokeReason(notice["reason"])`` name them.
         """
-        pending = self._core.n_revoked
+        pending = int(self._core.n_revoked)
         if out is None:
             out = np.empty(pending, REVOKED_NOTICE_DTYPE)
         elif not isinstance(out, np.ndarray) or out.dtype != REVOKED_NOTICE_DTYPE or out.ndim != 1:
             raise TypeError("out must be a 1-D array of REVOKED_NOTICE_DTYPE")
         n = min(pending, len(out))
-        rest = pending - n
-        for name, column in self._rv.items():
+        for name, column in self._revoked.items():
             out[name][:n] = column[:n]
-            if rest:
-                column[:rest] = column[n:pending]
-        self._core.n_revoked = rest
+        self._core.consume_revoked(n)
         return out[:n]
 
     def drain_announces(self, out: np.ndarray | None = None) -> np.ndarray:
         """Take the stream ids whose announce is due because their epoch or state changed (only
         Live, provisioned streams: Active or Draining), each once, and clear.
 
-        With ``out`` (an int64 array at least ``stream_capacity`` long) no result array is
-        allocated (only short-lived index temporaries).
+        With ``out`` (an int64 array at least ``stream_capacity`` long, or at least as long as
+        the due list) nothing is allocated and a view of the filled part is returned.
         """
-        due = self._core.take_due()
         if out is None:
-            out = np.empty(len(due), np.int64)
-        elif not isinstance(out, np.ndarray) or out.dtype != np.int64 or len(out) < len(due):
-            raise TypeError(f"out must be an int64 array of at least {len(due)} entries")
-        self._due[due] = False
-        states = self._streams.states[due]
-        eligible = due[(states == _ACTIVE) | (states == _DRAINING)]
-        n = len(eligible)
-        out[:n] = self._stream_id[eligible]
-        return out[:n]
+            n = int(self._core.take_announces(self._announce_buf))
+            return self._announce_buf[:n].copy()
+        if not isinstance(out, np.ndarray) or out.dtype != np.int64 or out.ndim != 1:
+            raise TypeError("out must be a 1-D int64 array")
+        due = int(self._core.n_announces_due)
+        if len(out) < due:
+            raise ValueError(f"out holds {len(out)} entries, {due} announces are due")
+        return out[:int(self._core.take_announces(out))]
 
     def announce_eligible(self) -> npt.NDArray[np.int64]:
         """Stream ids eligible for the periodic announce (Live and provisioned), one vectorised
         pass over the stream table."""
         states = self._streams.states
-        eligible: npt.NDArray[np.int64] = self._stream_id[(states == _ACTIVE) | (states == _DRAINING)]
+        eligible: npt.NDArray[np.int64] = self._stream_id[(states == State.ACTIVE)
+                                                         | (states == State.DRAINING)]
         return eligible
 
     # ------------------------------------------------------------------ queries
@@ -471,6 +409,11 @@ class Driver:
         return self._lifecycle.current  # type: ignore[return-value]
 
     @property
+    def now_ns(self) -> int:
+        """The latest time the driver has seen."""
+        return self._now_ns
+
+    @property
     def streams(self) -> StreamTable:
         """The stream table (read it; mutating it directly bypasses the driver's bookkeeping)."""
         return self._streams
@@ -478,9 +421,9 @@ class Driver:
     @property
     def counters(self) -> Mapping[str, int]:
         """A snapshot of the driver's counters (names in :data:`COUNTER_NAMES`)."""
-        out = dict(zip(COUNTER_NAMES, self._ctr.tolist()))
-        out["stream_hsm_unhandled"] = self._streams.unhandled_total
-        out["lease_hsm_unhandled"] = self._leases.unhandled_total
+        out = dict(zip(COUNTER_NAMES, self._counters.tolist()))
+        out[COUNTER_NAMES[Counter.STREAM_HSM_UNHANDLED]] = self._streams.unhandled_total
+        out[COUNTER_NAMES[Counter.LEASE_HSM_UNHANDLED]] = self._leases.unhandled_total
         return out
 
     def stats(self) -> dict[str, object]:
@@ -507,9 +450,12 @@ class Driver:
         slot = self._slot_of(sid)
         if slot < 0:
             return None
-        return StreamInfo(sid, self._streams.state(slot), int(self._epoch[slot]),
-                          int(self._producer[slot]), int(self._consumers[slot]),
-                          bool(self._dynamic[slot]))
+        producer = int(self._core.column("producer")[slot])
+        ls = int(self._core.live_lease(producer, 0)) if producer else -1
+        client = int(self._core.column("lease_client")[ls]) if ls >= 0 else 0
+        return StreamInfo(sid, self._streams.state(slot), int(self._epoch[slot]), producer,
+                          int(self._core.column("consumers")[slot]),
+                          bool(self._core.column("dynamic")[slot]), client)
 
     def epoch(self, stream_id: int) -> int:
         """Current (or, after recycling, last) epoch of a stream id; 0 if never provisioned."""
@@ -517,21 +463,24 @@ class Driver:
         slot = self._slot_of(sid)
         if slot >= 0:
             return int(self._epoch[slot])
-        if self._dyn_first <= sid <= self._dyn_last:
-            return int(self._dyn_epoch[sid - self._dyn_first])
+        first, last = self._core.dyn_first, self._core.dyn_last
+        if first <= sid <= last:
+            return int(self._core.column("dyn_epoch")[sid - first])
         return 0
 
     def lease_state(self, lease_id: int) -> LeaseState | None:
         """State of a lease: Active while live, Closed once ended (lease ids are never reused),
         None for an id never issued."""
-        ls = self._live_lease(lease_id)
+        lid = _check_int("lease_id", lease_id)
+        ls = int(self._core.live_lease(lid, 0)) if 0 < lid < NEVER else -1
         if ls >= 0:
             return self._leases.state(ls)  # type: ignore[no-any-return]
-        return LeaseState.CLOSED if self._ended(lease_id) else None
+        return LeaseState.CLOSED if self._ended(lid) else None
 
     def lease_expiry(self, lease_id: int) -> int | None:
         """Expiry time (ns) of a live lease, None otherwise."""
-        ls = self._live_lease(lease_id)
+        lid = _check_int("lease_id", lease_id)
+        ls = int(self._core.live_lease(lid, 0)) if 0 < lid < NEVER else -1
         return None if ls < 0 else int(self._lease_expiry[ls])
 
     @property
@@ -540,39 +489,20 @@ class Driver:
         return len(self._leases)
 
     # ------------------------------------------------------------------ snapshots
-    _COLUMNS = ("_stream_id", "_producer", "_consumers", "_dynamic", "_epoch", "_dyn_slot",
-                "_dyn_epoch", "_lease_id", "_lease_stream", "_lease_role", "_lease_client",
-                "_lease_expiry", "_due")
-
     def snapshot(self) -> dict[str, object]:
         """The driver's state as plain data (states, counters, epochs and their high-water marks,
         leases, pending outboxes, lifecycle, clock), with its kind, format version, machine
-        fingerprints and configuration (the shutdown token is not included)."""
-        cfg = dataclasses.asdict(self.config)
-        cfg["shutdown_token"] = None
-        cfg["shm_name"] = None  # a restored driver chooses its own segment
-        snap: dict[str, object] = {
-            "kind": "Driver", "version": SNAPSHOT_VERSION, "machine": "driver",
-            "fingerprint": self._fingerprint(), "config": json.dumps(cfg, sort_keys=True),
+        fingerprints and configuration (neither the shutdown token nor the segment name)."""
+        scalars = {
             "driver_state": int(self._lifecycle.current), "now_ns": self._now_ns,
             "shutdown_deadline": int(self._shutdown_deadline),
-            "last_lease_id": self._last_lease_id, "counters": np.array(self._ctr),
+            "last_lease_id": int(self._core.last_lease_id),
             "n_revoked": int(self._core.n_revoked),
             "closed_dynamic": int(self._core.closed_dynamic),
-            "due_slots": self._core.pending_due().copy(),
         }
-        for name in self._COLUMNS:
-            snap[name.lstrip("_")] = getattr(self, name).copy()
-        for key, column in self._rv.items():
-            snap[f"revoked_{key}"] = column.copy()
-        for prefix, table in (("streams", self._streams), ("leases", self._leases)):
-            for key, value in table.snapshot().items():
-                snap[f"{prefix}.{key}"] = value
-        return snap
-
-    def _fingerprint(self) -> str:
-        return "/".join(m.fingerprint for m in (self._streams.machine, self._leases.machine,
-                                                 self._lifecycle.machine))
+        return persistence.snapshot(
+            self, self._core.columns_copy(), self._core.due_slots_pending(),
+            {"streams": self._streams.snapshot(), "leases": self._leases.snapshot()}, scalars)
 
     def close(self) -> None:
         """Release what outlives the driver object: the shared-memory segment, if any."""
@@ -586,92 +516,56 @@ class Driver:
         self.close()
 
     @classmethod
-    def restore(cls, snap: dict[str, object], shutdown_token: str | None = None) -> Driver:
+    def restore(cls, snap: dict[str, object], shutdown_token: str | None = None, *,
+                shm_name: str | None = None) -> Driver:
         """A new driver with the state of a :meth:`snapshot`, as after a driver restart: every
         Live stream's epoch is bumped once (EpochBumped, announce due), so epochs never go back.
 
+        The snapshot is validated completely before anything is allocated for it. It never names
+        a shared-memory segment: pass ``shm_name`` to put the restored stream table in one.
+
         Raises:
             SnapshotError: another kind, version or machine; a configuration, column or table
-                that does not fit; inconsistent leases.
+                that does not fit; any value out of range or inconsistent with another.
         """
-        if not isinstance(snap, dict):
-            raise SnapshotError(f"a snapshot is a dict, got {type(snap).__name__}")
+        valid = persistence.validate(snap, shutdown_token=shutdown_token)
+        d = cls(valid.config, now_ns=0, shm_name=shm_name)
         try:
-            cfg_fields = json.loads(str(snap.get("config")))
-            for key in ("static_stream_ids", "dynamic_stream_id_range"):
-                if cfg_fields.get(key) is not None:
-                    cfg_fields[key] = tuple(cfg_fields[key])
-            cfg_fields["shutdown_token"] = shutdown_token
-            config = DriverConfig(**cfg_fields)
-        except (ValueError, TypeError) as exc:
-            raise SnapshotError(f"snapshot configuration is not usable: {exc}") from exc
-        d = cls(config, now_ns=0)
-        check_header(snap, "Driver", d._fingerprint())
-        for prefix, table in (("streams", d._streams), ("leases", d._leases)):
-            table.restore({k.split(".", 1)[1]: v for k, v in snap.items()
-                           if k.startswith(prefix + ".")})
-        for name in cls._COLUMNS:
-            column = getattr(d, name)
-            column[:] = snap_array(snap, name.lstrip("_"), column.dtype, len(column))
-        for key, column in d._rv.items():
-            column[:] = snap_array(snap, f"revoked_{key}", column.dtype, len(column))
-        counters = snap_array(snap, "counters", np.int64, len(d._ctr))
-        d._ctr[:] = counters
-        ints = {}
-        for key in ("driver_state", "now_ns", "shutdown_deadline", "last_lease_id", "n_revoked",
-                    "closed_dynamic"):
-            value = snap.get(key)
-            if type(value) is not int or value < 0:
-                raise SnapshotError(f"snapshot field {key!r} must be an int >= 0, got {value!r}")
-            ints[key] = value
-        if ints["n_revoked"] > len(d._rv["lease_id"]):
-            raise SnapshotError(f"snapshot n_revoked {ints['n_revoked']} exceeds the outbox")
-        if ints["driver_state"] not in (DriverState.RUNNING, DriverState.DRAINING,
-                                        DriverState.STOPPED):
-            raise SnapshotError(f"snapshot driver_state {ints['driver_state']} is not a driver state")
-        live = np.flatnonzero(d._leases.states != 255)
-        if not np.array_equal(live, np.flatnonzero(d._lease_stream >= 0)):
-            raise SnapshotError("snapshot lease rows do not match the open lease slots")
-        streams_of_live = d._lease_stream[live]
-        if streams_of_live.size and (streams_of_live.max() >= d._streams.capacity
-                                     or np.any(d._streams.states[streams_of_live] == 255)):
-            raise SnapshotError("a snapshot lease belongs to a stream slot that is not open")
-        try:
-            for ls in live.tolist():
-                d._lease_by_id.put(int(d._lease_id[ls]), ls)
-                if int(d._lease_client[ls]) in d._lease_by_client:
-                    raise SnapshotError(f"client {int(d._lease_client[ls])} holds two leases")
-                d._lease_by_client.put(int(d._lease_client[ls]), ls)
-        except (ValueError, OverflowError) as exc:
-            raise SnapshotError(f"snapshot leases are inconsistent: {exc}") from exc
-        d._static_slot = {int(d._stream_id[s]): s for s in
-                          np.flatnonzero((d._streams.states != 255) & ~d._dynamic).tolist()}
-        d._now_ns = ints["now_ns"]
-        d._shutdown_deadline = ints["shutdown_deadline"] or _NEVER
-        d._last_lease_id = ints["last_lease_id"]
-        d._core.n_revoked = ints["n_revoked"]
-        d._core.closed_dynamic = ints["closed_dynamic"]
-        d._core.take_due()  # construction queued the static streams; the snapshot's list replaces it
-        d._due[:] = False
-        for slot in snap_array(snap, "due_slots", np.int32, len(snap.get("due_slots", ()))).tolist():  # type: ignore[arg-type]
-            d._core.mark_announce(slot)
-        if ints["driver_state"] != DriverState.RUNNING:
-            d._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)
-        if ints["driver_state"] == DriverState.STOPPED:
-            d._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
-        for slot in d._streams.slots_in(State.LIVE).tolist():
-            d._bump(slot)  # after a restart, every stream gets a new epoch
+            d._restore(valid)
+        except BaseException:
+            d.close()
+            raise
         return d
+
+    def _restore(self, valid: persistence.DriverSnapshot) -> None:
+        self._streams.restore(valid.tables["streams"])
+        self._leases.restore(valid.tables["leases"])
+        self._core.restore(valid.core)
+        scalars = valid.scalars
+        self._now_ns = scalars["now_ns"]
+        self._shutdown_deadline = scalars["shutdown_deadline"]
+        if scalars["driver_state"] != DriverState.RUNNING:
+            self._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)
+        if scalars["driver_state"] == DriverState.STOPPED:
+            self._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
+        self._core.restart_epochs()  # after a restart, every Live stream gets a new epoch
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`snapshot` to ``path`` (``.npz``, no pickles)."""
         save_snapshot(self.snapshot(), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], shutdown_token: str | None = None) -> Driver:
-        """:meth:`restore` from a file written by :meth:`save`."""
-        return cls.restore(load_snapshot(path), shutdown_token)
+    def load(cls, path: str | os.PathLike[str], shutdown_token: str | None = None, *,
+             shm_name: str | None = None) -> Driver:
+        """:meth:`restore` from a file written by :meth:`save`.
+
+        Raises:
+            SnapshotError: the file is not a valid driver snapshot (see :meth:`restore`).
+            OSError: the file cannot be opened.
+        """
+        return cls.restore(load_snapshot(path), shutdown_token, shm_name=shm_name)
 
     def __repr__(self) -> str:
         return (f"<Driver {self.state.name} streams={len(self._streams)} "
                 f"leases={len(self._leases)}>")
+

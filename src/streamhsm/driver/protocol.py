@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["AttachResult", "Response", "ResponseCode", "RevokeReason", "Role"]
+import numpy as np
+
+__all__ = ["COUNTER_NAMES", "REVOKED_NOTICE_DTYPE", "AttachResult", "Counter", "Response", "ResponseCode", "RevokeReason", "Role"]
 
 
 class Role(enum.IntEnum):
@@ -34,12 +36,49 @@ class RevokeReason(enum.IntEnum):
     SHUTDOWN = 4
 
 
+class Counter(enum.IntEnum):
+    """The driver's counters, in the order :attr:`Driver.counters` lists them (like Aeron's
+    counters). This enum is the only list of them: the Cython core indexes its counter column
+    with these codes, and :data:`COUNTER_NAMES` is derived from it."""
+
+    ATTACHES_OK = 0
+    ATTACHES_REJECTED = 1
+    KEEPALIVES = 2
+    LEASES_DETACHED = 3
+    LEASES_EXPIRED = 4
+    LEASES_REVOKED = 5
+    EPOCH_BUMPS = 6
+    STREAMS_PROVISIONED = 7
+    STREAMS_CLOSED = 8
+    REVOKE_NOTICES_DROPPED = 9
+    STREAM_HSM_UNHANDLED = 10  # read from the stream table
+    LEASE_HSM_UNHANDLED = 11  # read from the lease table
+
+
+#: Names of the driver's counters (lower-case :class:`Counter` names), in order.
+COUNTER_NAMES: tuple[str, ...] = tuple(c.name.lower() for c in Counter)
+
+
+#: Record layout of a lease-revoked notice (:meth:`Driver.drain_revoked`); ``role`` holds a
+#: :class:`Role` code and ``reason`` a :class:`RevokeReason` code.
+REVOKED_NOTICE_DTYPE = np.dtype([
+    ("lease_id", np.int64),
+    ("stream_id", np.int64),
+    ("client_id", np.int64),
+    ("role", np.uint8),
+    ("reason", np.uint8),
+    ("time_ns", np.int64),
+])
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     """Outcome of ``keepalive``, ``detach``, ``revoke``, ``bump_epoch`` and ``request_shutdown``.
 
-    ``epoch`` is set by ``bump_epoch`` (the new epoch); 0 otherwise. ``bool(response)`` is True
-    when the code is OK.
+    ``epoch`` is the stream's epoch after the operation for ``keepalive``, ``detach``, ``revoke``
+    and ``bump_epoch`` on a live lease or stream (a producer detach bumps it); 0 when the lease or
+    stream is unknown, and for ``request_shutdown``. ``bool(response)`` is True when the code is
+    OK.
     """
 
     code: ResponseCode
@@ -53,13 +92,15 @@ class Response:
 @dataclass(frozen=True, slots=True)
 class AttachResult:
     """Outcome of ``attach``: on OK, the new lease id and the stream's epoch; otherwise
-    ``lease_id == 0``, ``epoch == 0`` and a reason."""
+    ``lease_id == 0``, ``epoch == 0`` and a reason. ``expiry_ns`` is the new lease's expiry time
+    (``now + interval * grace``; 0 when rejected)."""
 
     code: ResponseCode
     lease_id: int = 0
     stream_id: int = -1
     epoch: int = 0
     reason: str = ""
+    expiry_ns: int = 0
 
     def __bool__(self) -> bool:
         return self.code is ResponseCode.OK

@@ -186,7 +186,7 @@ def bench_driver(leases: int, repeat: int = 5) -> list[Row]:
 
     def cycle() -> None:
         r = small.attach(7, Role.PRODUCER, 42, 0)
-        small.detach(r.lease_id, 0)
+        small.detach(r.lease_id, 0, client_id=42)
         small.drain_revoked()
 
     n_cycles = 20_000
@@ -200,7 +200,7 @@ def bench_driver(leases: int, repeat: int = 5) -> list[Row]:
 
     def keepalives() -> None:
         for _ in range(n_cycles):
-            small.keepalive(lid, 1)
+            small.keepalive(lid, 1, client_id=43)
 
     keep = _best(keepalives, 3) / n_cycles
     return [

@@ -94,14 +94,14 @@ def run_demo(streams: int = 10_000, clients: int = 50_000, seed: int = 1, second
             # keepalives from every live, non-silent client
             talking = np.flatnonzero(live & ~(flaky & (silent_at <= now)))
             for c in talking.tolist():
-                d.keepalive(int(lease[c]), now)
+                d.keepalive(int(lease[c]), now, client_id=c + 1)
             # remaps
             for sid in rng.choice(static_ids, size=max(1, n_static // 100)).tolist():
                 d.bump_epoch(sid)
         movers = np.flatnonzero(next_move <= now)
         for c in movers.tolist():
             if lease[c] > 0:
-                d.detach(int(lease[c]), now)
+                d.detach(int(lease[c]), now, client_id=c + 1)
                 lease[c] = 0
             else:
                 attach(c, now)
@@ -124,7 +124,7 @@ def run_demo(streams: int = 10_000, clients: int = 50_000, seed: int = 1, second
     while d.state is not DriverState.STOPPED:
         now += TICK
         for c in np.flatnonzero(lease > 0)[: clients // 100].tolist():  # some clients leave
-            d.detach(int(lease[c]), now)
+            d.detach(int(lease[c]), now, client_id=c + 1)
             lease[c] = 0
         d.poll(now)
         notices += len(d.drain_revoked())
