@@ -15,7 +15,7 @@ cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.string cimport memmove
 
-from streamhsm._engine cimport HSM_FREE_SLOT, MachineTable, hsm_step
+from streamhsm._engine cimport HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, MachineTable, hsm_step
 from streamhsm.driver._idmap cimport IdMap
 
 import numpy as np
@@ -532,6 +532,21 @@ cdef class DriverCore:
             memmove(&self.rv_role[0], &self.rv_role[n], rest)
             memmove(&self.rv_reason[0], &self.rv_reason[n], rest)
         self.n_revoked = rest
+
+    def _debug_step_stream(self, Py_ssize_t slot, Py_ssize_t event):
+        """Test hook, debug builds only: step the stream table through the core's kernel path
+        with no check of its own, so that only the kernel's debug index check stands between a
+        bad index and memory. Raises RuntimeError in a release build (where nothing would)."""
+        if not STREAMHSM_DEBUG_CHECKS:
+            raise RuntimeError("_debug_step_stream needs a debug build (STREAMHSM_CYTHON_DEBUG=1)")
+        with nogil:
+            self.step_stream(slot, event)
+        self.raise_kernel_error()
+
+    @property
+    def debug_checks(self):
+        """True in a debug build (kernel index checks compiled in)."""
+        return bool(STREAMHSM_DEBUG_CHECKS)
 
     # ------------------------------------------------------------------ views and state
     def column(self, str name):

@@ -97,7 +97,7 @@ def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapsh
     layout = _layout(config)
     cols = _columns(header, layout)
     tables = _tables(header, config)
-    scalars = _scalars(header, layout)
+    scalars = _scalars(header, layout, config)
     streams, leases = tables["streams"]["states"], tables["leases"]["states"]
     _check_leaf_codes("stream", streams, stream_machine(config.drain_on_producer_loss).is_leaf)
     _check_leaf_codes("lease", leases, lease_machine().is_leaf)
@@ -172,9 +172,10 @@ def _tables(snap: dict[str, Any], config: DriverConfig) -> dict[str, dict[str, A
     return out
 
 
-def _scalars(snap: dict[str, Any], layout: dict[str, tuple[np.dtype[Any], int, int]]
-             ) -> dict[str, int]:
-    limits = {"driver_state": max(DriverState), "now_ns": NEVER, "shutdown_deadline": NEVER,
+def _scalars(snap: dict[str, Any], layout: dict[str, tuple[np.dtype[Any], int, int]],
+             config: DriverConfig) -> dict[str, int]:
+    max_time = NEVER - 1 - max(config.lease_expiry_ns, config.shutdown_timeout_ns)  # Driver.max_time_ns
+    limits = {"driver_state": max(DriverState), "now_ns": max_time, "shutdown_deadline": NEVER,
               "last_lease_id": NEVER - 1, "n_revoked": layout["revoked_lease_id"][1],
               "closed_dynamic": layout["stream_id"][1]}
     out = {}
