@@ -6,11 +6,10 @@ Every mistake ends in one ``error: ...`` line on stderr and exit code 2, never a
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import StreamHsmError
@@ -35,6 +34,14 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose help shows defaults (sub-command parsers included)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def prog_name(argv0: str | None = None) -> str:
     """The name the usage line shows: ``streamhsm`` when run as the ``streamhsm`` console script,
     ``python -m streamhsm`` otherwise (``argv0`` defaults to ``sys.argv[0]``)."""
@@ -46,13 +53,12 @@ def prog_name(argv0: str | None = None) -> str:
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The ``streamhsm`` argument parser (one sub-command per tool); ``prog`` defaults to
     :func:`prog_name`."""
-    parser = argparse.ArgumentParser(
-        prog=prog or prog_name(), formatter_class=_HelpFormatter,
+    parser = _Parser(
+        prog=prog or prog_name(),
         description="Per-stream lifecycle HSM for transport drivers.")
     parser.add_argument("--version", action="version", version=f"streamhsm {__version__}")
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND",
-        parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_HelpFormatter))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
     demo = sub.add_parser("demo", help="run a seeded driver simulation and print a summary")
     demo.add_argument("--streams", type=int, default=10_000, metavar="N",
                       help=f"stream slots, 1 to {DEMO_LIMITS['streams'][1]}")
