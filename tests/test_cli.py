@@ -43,13 +43,66 @@ def test_demo_is_reproducible_and_consistent(seed: int) -> None:
     assert c["streams_provisioned"] == c["streams_closed"]
     assert c["epoch_bumps"] >= c["streams_provisioned"]
     assert c["stream_hsm_unhandled"] == 0 and c["lease_hsm_unhandled"] == 0
-    # the traffic's rejections, plus the one attach the demo makes during the drain
-    assert c["attaches_rejected"] == sum(a["rejected"].values()) + 1  # type: ignore[union-attr]
+    # the listed reasons add up to the counter, the attach made during the drain included
+    rejected = a["rejected"]
+    assert isinstance(rejected, dict)
+    assert c["attaches_rejected"] == sum(rejected.values()) and rejected["driver draining"] == 1
+    # every provisioned stream is accounted for: recycled slots plus the slots held at the end
+    slots = a["stream_slots"]
+    assert isinstance(slots, dict)
+    assert slots["configured"] == 300 // 4
+    assert slots["configured"] + slots["created_on_demand"] == c["streams_provisioned"]
+    assert slots["recycled"] + slots["held_at_end"] == c["streams_provisioned"]
+    assert slots["recycled"] > 0 and slots["held_at_end"] == sum(streams.values())
 
 
-def test_demo_rejects_bad_counts(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--clients", "0"]) == 2
-    assert "--clients must be positive, got 0" in capsys.readouterr().err
+def test_demo_summary_text_adds_up() -> None:
+    out = io.StringIO()
+    a = run_demo(streams=200, clients=800, seconds=6, seed=2, out=out, verbose=False)
+    text = out.getvalue()
+    c, slots = a["counters"], a["stream_slots"]
+    assert isinstance(c, dict) and isinstance(slots, dict)
+    assert f"attach rejections: {c['attaches_rejected']} (= attaches_rejected" in text
+    assert (f"streams provisioned: {c['streams_provisioned']} = {slots['configured']} configured "
+            f"+ {slots['created_on_demand']} created on demand") in text
+    assert f"{slots['recycled']} on-demand streams went idle: closed" in text
+    assert f"{slots['held_at_end']} slots still held at the end" in text
+
+
+def test_demo_with_many_streams_keeps_id_ranges_disjoint() -> None:
+    """More than 40000 streams used to make the static ids overlap the dynamic range."""
+    a = run_demo(streams=40_004, clients=100, seconds=1, seed=1, out=None)
+    slots = a["stream_slots"]
+    assert isinstance(slots, dict) and slots["configured"] == 10_001
+
+
+@pytest.mark.parametrize(("kw", "exc", "match"), [
+    ({"streams": 0}, ValueError, "streams must be >= 1, got 0"),
+    ({"seconds": -1}, ValueError, "seconds must be >= 1, got -1"),
+    ({"seed": -1}, ValueError, "seed must be >= 0, got -1"),
+    ({"clients": 2.5}, TypeError, "clients must be an int, got float 2.5"),
+])
+def test_run_demo_rejects_bad_numbers(kw: dict[str, object], exc: type[Exception],
+                                      match: str) -> None:
+    with pytest.raises(exc, match=match):
+        run_demo(**{"streams": 10, "clients": 10, "seconds": 1, "out": None, **kw})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["demo", "--clients", "0"], "--clients must be positive, got 0"),
+    (["demo", "--streams", "-3"], "--streams must be positive, got -3"),
+    (["demo", "--streams", "8388608"], "--streams must be at most 8388607, got 8388608"),
+    (["demo", "--seconds", "1000001"], "--seconds must be at most 1000000, got 1000001"),
+    (["demo", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["bench", "--events", "-1"], "--events must be positive, got -1"),
+    (["bench", "--streams", "2147483648"], "--streams must be at most 2147483647, got 2147483648"),
+    (["bench", "--leases", "0"], "--leases must be positive, got 0"),
+])
+def test_bad_numbers_end_in_one_error_line(argv: list[str], message: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {message}\n" and captured.out == ""
 
 
 def test_unknown_command_exits_with_usage() -> None:
@@ -114,11 +167,6 @@ def test_bench_command_small(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert rows["per-stream state"]["time_ns"] == 13  # uint8 state + uint64 counter + int32 free
     assert all(r["time_ns"] > 0 for r in data["rows"])
     assert rows["StreamTable.dispatch"]["ratio"] > 0
-
-
-def test_bench_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--events", "-1"]) == 2
-    assert "--events must be positive, got -1" in capsys.readouterr().err
 
 
 def test_image_formats_without_graphviz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

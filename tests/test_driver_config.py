@@ -14,6 +14,10 @@ from streamhsm import Driver, DriverConfig
     ({"static_stream_ids": "12"}, TypeError, "static_stream_ids must be a sequence of ints"),
     ({"allow_dynamic_streams": True}, ValueError, "allow_dynamic_streams needs a dynamic_stream_id_range"),
     ({"allow_dynamic_streams": 1}, TypeError, "allow_dynamic_streams must be a bool"),
+    ({"dynamic_stream_id_range": (10, 20)}, ValueError,
+     r"dynamic_stream_id_range \(10, 20\) is set but allow_dynamic_streams is False"),
+    ({"dynamic_stream_id_range": (10, 20), "allow_dynamic_streams": False}, ValueError,
+     "set allow_dynamic_streams=True to create streams on demand, or drop the range"),
     ({"dynamic_stream_id_range": (10, 5)}, ValueError, r"dynamic_stream_id_range \(10, 5\) is empty"),
     ({"dynamic_stream_id_range": (0, 2**25)}, ValueError, "at most 16777216 are supported"),
     ({"dynamic_stream_id_range": [1, 2]}, TypeError, "must be a \\(first, last\\) tuple"),
@@ -51,3 +55,12 @@ def test_driver_rejects_non_config() -> None:
         Driver({"stream_capacity": 4})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="now_ns must be between 0 and"):
         Driver(now_ns=-1)
+
+
+def test_dynamic_range_with_dynamic_streams_allowed() -> None:
+    """The accepted pairing: the range is kept, and an attach inside it creates a stream."""
+    from streamhsm import Role
+
+    cfg = DriverConfig(allow_dynamic_streams=True, dynamic_stream_id_range=(10, 20))
+    assert cfg.dynamic_stream_id_range == (10, 20)
+    assert Driver(cfg).attach(15, Role.CONSUMER, 1, 0, create=True)

@@ -39,8 +39,8 @@ class DriverConfig:
             cleaned up when idle.
         allow_dynamic_streams: allow ``attach(..., create=True)`` to create streams on demand.
         dynamic_stream_id_range: inclusive ``(first, last)`` ids dynamic streams may use; required
-            when dynamic streams are allowed, at most ``MAX_DYNAMIC_RANGE`` ids, and disjoint from
-            the static ids.
+            when dynamic streams are allowed and refused when they are not, at most
+            ``MAX_DYNAMIC_RANGE`` ids, and disjoint from the static ids.
         lease_keepalive_interval_ns: expected keepalive interval (default 1 s).
         lease_expiry_grace_intervals: a lease expires ``interval * grace`` after its last
             keepalive (default 3).
@@ -101,6 +101,11 @@ class DriverConfig:
                     f"dynamic_stream_id_range {rng} overlaps static stream ids {overlap[:5]}")
         if self.allow_dynamic_streams and rng is None:
             raise ValueError("allow_dynamic_streams needs a dynamic_stream_id_range")
+        if rng is not None and not self.allow_dynamic_streams:
+            # without this every attach to the range would be refused as "unknown stream N"
+            raise ValueError(
+                f"dynamic_stream_id_range {rng} is set but allow_dynamic_streams is False: "
+                "set allow_dynamic_streams=True to create streams on demand, or drop the range")
         _int("lease_keepalive_interval_ns", self.lease_keepalive_interval_ns, 1)
         _int("lease_expiry_grace_intervals", self.lease_expiry_grace_intervals, 1)
         _int("shutdown_timeout_ns", self.shutdown_timeout_ns, 0)

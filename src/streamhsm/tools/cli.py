@@ -1,36 +1,81 @@
-"""Command-line entry point: ``python -m streamhsm {demo,...}``."""
+"""Command-line entry point: ``streamhsm {demo,bench,stat,diagram}`` (also ``python -m streamhsm``).
+
+Every mistake ends in one ``error: ...`` line on stderr and exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..errors import StreamHsmError
 
 if TYPE_CHECKING:
     from ..machine import CompiledMachine
 
+#: Bounds of the ``demo`` numbers: the dynamic id range holds ``2 * streams + 1`` ids (at most
+#: ``MAX_DYNAMIC_RANGE``), client ids and lease slots are int32-sized, and simulated nanoseconds
+#: must fit an int64.
+DEMO_LIMITS = {"streams": (1, 8_388_607), "clients": (1, 2**31 - 2), "seconds": (1, 1_000_000)}
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``streamhsm`` argument parser (one sub-command per tool)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m streamhsm", description="Per-stream lifecycle HSM for transport drivers."
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default unless its help already mentions it (or there is none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, False, argparse.SUPPRESS)
+                or not action.option_strings):
+            return action.help
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose help shows defaults (sub-command parsers included)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def prog_name(argv0: str | None = None) -> str:
+    """The name the usage line shows: ``streamhsm`` when run as the ``streamhsm`` console script,
+    ``python -m streamhsm`` otherwise (``argv0`` defaults to ``sys.argv[0]``)."""
+    base = os.path.basename(argv0 if argv0 is not None else (sys.argv[0] if sys.argv else ""))
+    stem = base[:-4] if base.lower().endswith(".exe") else base
+    return "streamhsm" if stem in ("streamhsm", "streamhsm-script.py") else "python -m streamhsm"
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The ``streamhsm`` argument parser (one sub-command per tool); ``prog`` defaults to
+    :func:`prog_name`."""
+    parser = _Parser(
+        prog=prog or prog_name(),
+        description="Per-stream lifecycle HSM for transport drivers.")
+    parser.add_argument("--version", action="version", version=f"streamhsm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
     demo = sub.add_parser("demo", help="run a seeded driver simulation and print a summary")
-    demo.add_argument("--streams", type=int, default=10_000, help="stream slots (default 10000)")
-    demo.add_argument("--clients", type=int, default=50_000, help="clients (default 50000)")
-    demo.add_argument("--seconds", type=int, default=20,
-                      help="simulated seconds of traffic before the drain (default 20)")
-    demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    demo.add_argument("--streams", type=int, default=10_000, metavar="N",
+                      help=f"stream slots, 1 to {DEMO_LIMITS['streams'][1]}")
+    demo.add_argument("--clients", type=int, default=50_000, metavar="N",
+                      help="simulated clients, at least 1")
+    demo.add_argument("--seconds", type=int, default=20, metavar="N",
+                      help="simulated seconds of traffic before the drain, "
+                           f"1 to {DEMO_LIMITS['seconds'][1]}")
+    demo.add_argument("--seed", type=int, default=1, metavar="S", help="random seed, >= 0")
     demo.add_argument("--quiet", action="store_true", help="print only the final summary")
     bench = sub.add_parser("bench", help="time every hot path beside its floor (under a minute)")
-    bench.add_argument("--streams", type=int, default=1_000_000,
-                       help="streams for dispatch_many/broadcast (default 1000000)")
-    bench.add_argument("--events", type=int, default=10_000_000,
-                       help="events for dispatch_many (default 10000000)")
-    bench.add_argument("--leases", type=int, default=1_000_000,
-                       help="leases for the driver poll (default 1000000)")
+    bench.add_argument("--streams", type=int, default=1_000_000, metavar="N",
+                       help="streams for dispatch_many/broadcast")
+    bench.add_argument("--events", type=int, default=10_000_000, metavar="N",
+                       help="events for dispatch_many")
+    bench.add_argument("--leases", type=int, default=1_000_000, metavar="N",
+                       help="leases for the driver poll")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="PATH",
                        help="also write a PNG of time per event vs streams (needs matplotlib)")
@@ -43,14 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="screens to print, then exit (default 0: until interrupted)")
     stat.add_argument("--stale-after", type=float, default=3.0,
                       help="seconds without a heartbeat before the writer is reported stale")
-    diagram = sub.add_parser("diagram", help="print a machine's state diagram (Mermaid or DOT)")
+    diagram = sub.add_parser(
+        "diagram", help="print or render a machine's state diagram (Mermaid, DOT, SVG or PNG)")
     diagram.add_argument("--machine", choices=sorted(MACHINES), default="stream",
-                         help="which machine (default stream)")
+                         help="which machine")
     diagram.add_argument("--policy", choices=["default", "drain_on_producer_loss"],
-                         default="default", help="stream machine policy (default: default)")
+                         default="default", help="stream machine policy")
     diagram.add_argument("--format", choices=["mermaid", "dot", "svg", "png"], default="mermaid",
-                         help="output format (default mermaid; svg/png need Graphviz and --output)")
-    diagram.add_argument("--output", metavar="PATH", help="file to write (required for svg/png)")
+                         help="Mermaid or Graphviz DOT text, or an SVG or PNG image rendered "
+                              "by Graphviz 'dot' (svg and png need Graphviz and --output)")
+    diagram.add_argument("--output", metavar="PATH",
+                         help="file to write (required for svg/png; text goes to stdout otherwise)")
     return parser
 
 
@@ -129,21 +177,27 @@ def _stat(args: argparse.Namespace) -> int:
         reader.close()
 
 
+def _check_counts(args: argparse.Namespace, limits: dict[str, tuple[int, int | None]]) -> None:
+    for name, (low, high) in limits.items():
+        value = getattr(args, name)
+        if value < low:
+            raise ValueError(f"--{name} must be positive, got {value}" if low == 1
+                             else f"--{name} must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise ValueError(f"--{name} must be at most {high}, got {value}")
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import format_rows, plot_scaling, run_bench, write_json
 
-    for name in ("streams", "events", "leases"):
-        if getattr(args, name) <= 0:
-            print(f"error: --{name} must be positive, got {getattr(args, name)}", file=sys.stderr)
-            return 2
+    _check_counts(args, {"streams": (1, 2**31 - 1), "events": (1, None), "leases": (1, 2**31 - 1)})
     points = None
     if args.plot:  # fail early if matplotlib is missing
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print('error: --plot needs matplotlib: python -m pip install "streamhsm[plot]"',
-                  file=sys.stderr)
-            return 2
+            raise ValueError(
+                '--plot needs matplotlib: python -m pip install "streamhsm[plot]"') from None
     rows = run_bench(args.streams, args.events, args.leases, out=sys.stderr)
     print(format_rows(rows))
     if args.plot:
@@ -155,54 +209,73 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagram(args: argparse.Namespace) -> int:
+    from .diagram import render, render_image
+
+    if args.machine != "stream" and args.policy != "default":
+        raise ValueError(f"--policy applies to the stream machine only, not {args.machine!r}")
+    if args.format in ("svg", "png") and not args.output:
+        raise ValueError(f"--format {args.format} needs --output PATH")
+    machine = MACHINES[args.machine](args.policy)
+    if args.format in ("svg", "png"):
+        try:
+            warnings = render_image(machine, args.format, args.output)
+        except RuntimeError as exc:  # Graphviz missing or failing
+            raise ValueError(str(exc)) from None
+        for line in warnings.splitlines():
+            print(f"dot: {line}", file=sys.stderr)
+        print(f"diagram written to {args.output}")
+        return 0
+    text = render(machine, args.format)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        print(f"diagram written to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    _check_counts(args, dict(DEMO_LIMITS))
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    run_demo(streams=args.streams, clients=args.clients, seed=args.seed,
+             seconds=args.seconds, out=sys.stdout, verbose=not args.quiet)
+    return 0
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{where}{exc.strerror}"
+    if isinstance(exc, MemoryError):
+        return f"not enough memory ({exc or 'allocation failed'}); try smaller numbers"
+    return str(exc) or type(exc).__name__
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "bench": _bench, "stat": _stat, "diagram": _diagram, "demo": _demo}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the process exit code."""
+    """Run the command line; return the process exit code.
+
+    0 on success; 2 for a usage mistake or a failure the user can fix (bad numbers, unwritable
+    paths, missing Graphviz or shared table), reported as one ``error: ...`` line on stderr;
+    130 when interrupted.
+    """
     args = build_parser().parse_args(argv)
-    if args.command == "bench":
-        return _bench(args)
-    if args.command == "stat":
-        return _stat(args)
-    if args.command == "diagram":
-        from .diagram import render
-
-        if args.machine != "stream" and args.policy != "default":
-            print(f"error: --policy applies to the stream machine only, not {args.machine!r}",
-                  file=sys.stderr)
-            return 2
-        machine = MACHINES[args.machine](args.policy)
-        if args.format in ("svg", "png"):
-            from .diagram import render_image
-
-            if not args.output:
-                print(f"error: --format {args.format} needs --output PATH", file=sys.stderr)
-                return 2
-            try:
-                render_image(machine, args.format, args.output)
-            except RuntimeError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
-            print(f"diagram written to {args.output}")
-            return 0
-        text = render(machine, args.format)
-        if args.output:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            print(f"diagram written to {args.output}")
-        else:
-            sys.stdout.write(text)
-        return 0
-    if args.command == "demo":
-        from .demo import run_demo
-
-        for name in ("streams", "clients", "seconds"):
-            if getattr(args, name) <= 0:
-                print(f"error: --{name} must be positive, got {getattr(args, name)}",
-                      file=sys.stderr)
-                return 2
-        run_demo(streams=args.streams, clients=args.clients, seed=args.seed,
-                 seconds=args.seconds, out=sys.stdout, verbose=not args.quiet)
-        return 0
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    try:
+        return COMMANDS[args.command](args)
+    except (OSError, ValueError, MemoryError, StreamHsmError) as exc:
+        print(f"error: {_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

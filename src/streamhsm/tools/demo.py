@@ -38,13 +38,28 @@ def run_demo(streams: int = 10_000, clients: int = 50_000, seed: int = 1, second
     One stream in a hundred is remapped per second.
 
     Prints progress every 5 simulated seconds (when ``verbose``) and a final summary; returns the
-    summary as a dict (states, epochs, counters). The same arguments give the same summary.
+    summary as a dict (states, stream slots, epochs, rejection reasons, counters). The rejection
+    reasons add up to the ``attaches_rejected`` counter; ``stream_slots`` accounts for every
+    provisioned stream: configured + created on demand == recycled (idle on-demand streams closed
+    and their slots released for reuse) + held at the end. The same arguments give the same
+    summary.
+
+    Raises:
+        TypeError: a number is not an int.
+        ValueError: ``streams``, ``clients`` or ``seconds`` is below 1, ``seed`` below 0, or a
+            number is too large for the driver configuration (its message names the field).
     """
+    for name, value, low in (("streams", streams, 1), ("clients", clients, 1),
+                             ("seconds", seconds, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        if value < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}")
     rng = np.random.default_rng(seed)
     wall0 = time.perf_counter()
     n_static = max(1, streams // 4)
     static_ids = tuple(range(10_000, 10_000 + n_static))
-    dyn_first = 20_000
+    dyn_first = max(20_000, static_ids[-1] + 1)  # disjoint from the static ids
     cfg = DriverConfig(static_stream_ids=static_ids, allow_dynamic_streams=True,
                        dynamic_stream_id_range=(dyn_first, dyn_first + 2 * streams),
                        stream_capacity=streams, lease_capacity=clients,
@@ -120,6 +135,8 @@ def run_demo(streams: int = 10_000, clients: int = 50_000, seed: int = 1, second
     say(f"t={now // SEC}s shutdown requested: {d.request_shutdown(now, token='demo').reason}")
     say(f"  streams: {_states(d)}")
     late = d.attach(static_ids[0], Role.CONSUMER, clients + 1, now)
+    if not late:
+        rejected[late.reason] = rejected.get(late.reason, 0) + 1
     say(f"  an attach during the drain: {late.code.name} ({late.reason})")
     while d.state is not DriverState.STOPPED:
         now += TICK
@@ -133,8 +150,18 @@ def run_demo(streams: int = 10_000, clients: int = 50_000, seed: int = 1, second
 
     counters = dict(d.counters)
     epochs = np.array([d.epoch(s) for s in static_ids])
+    provisioned = counters["streams_provisioned"]
+    held = len(d.streams)  # slots still holding a stream (all Closed after the shutdown)
+    slots = {
+        "configured": n_static,
+        "created_on_demand": provisioned - n_static,
+        # on-demand streams that went idle were closed and their slots released for reuse
+        "recycled": provisioned - held,
+        "held_at_end": held,
+    }
     summary: dict[str, object] = {
         "streams": {s.name.lower(): d.streams.count(s) for s in _LEAVES},
+        "stream_slots": slots,
         "static_epoch_max": int(epochs.max()),
         "static_epoch_mean": round(float(epochs.mean()), 3),
         "revoke_notices": notices,
@@ -145,10 +172,17 @@ def run_demo(streams: int = 10_000, clients: int = 50_000, seed: int = 1, second
     if out is not None:
         print("summary:", file=out)
         print(f"  streams by state: {summary['streams']}", file=out)
+        print(f"  streams provisioned: {provisioned} = {n_static} configured "
+              f"+ {slots['created_on_demand']} created on demand", file=out)
+        print(f"    {slots['recycled']} on-demand streams went idle: closed, and their slots "
+              "released for reuse", file=out)
+        print(f"    {held} slots still held at the end, all closed by the shutdown "
+              "(the 'closed' count above)", file=out)
         print(f"  static stream epochs: max={summary['static_epoch_max']} "
               f"mean={summary['static_epoch_mean']}", file=out)
         print(f"  revoke notices={notices} announces={announced}", file=out)
-        print(f"  attach rejections: {summary['rejected']}", file=out)
+        print(f"  attach rejections: {sum(rejected.values())} (= attaches_rejected, with the one "
+              f"during the drain): {summary['rejected']}", file=out)
         for name, value in counters.items():
             print(f"  {name:<24} {value}", file=out)
         print(f"  ({time.perf_counter() - wall0:.1f} s wall clock)", file=out)

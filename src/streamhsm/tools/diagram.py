@@ -2,12 +2,16 @@
 
 Composite states are drawn as nested states (Mermaid ``state X { }``, DOT clusters), every
 transition handler as a labelled edge from the state that declares it, and events handled without
-a transition are listed on their state.
+a transition are listed on their state. Handlers declared on Root itself (they apply in every
+state) are listed in a note. The DOT drawing is laid out to read like the Mermaid one (see
+:func:`to_dot`); Graphviz renders it without warnings.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
+from typing import NamedTuple
 
 from ..machine import ROOT, CompiledMachine
 
@@ -19,9 +23,16 @@ FORMATS = ("mermaid", "dot")
 IMAGE_FORMATS = ("svg", "png")
 
 
-def _structure(machine: CompiledMachine):  # type: ignore[no-untyped-def]
+class _Structure(NamedTuple):
+    children: dict[str, list[str]]  # composite -> direct children, in declaration order
+    parent: dict[str, str]  # every state but Root -> its parent
+    edges: dict[tuple[str, str], list[str]]  # (declaring state, target) -> events
+    internal: dict[str, list[str]]  # state -> events handled without a transition
+    owner: dict[tuple[str, str], str]  # edge -> the composite it is drawn in (Root: top level)
+
+
+def _structure(machine: CompiledMachine) -> _Structure:
     spec = machine.spec
-    names = machine.state_names
     children: dict[str, list[str]] = defaultdict(list)
     for s, p in spec.parents.items():
         children[p].append(s)
@@ -32,24 +43,33 @@ def _structure(machine: CompiledMachine):  # type: ignore[no-untyped-def]
             internal[state].append(event)
         else:
             edges[(state, target)].append(event)
-    # the composite that owns an edge: the deepest common ancestor of both ends (Root: top level)
-    def chain(s: str) -> list[str]:
+    parent = dict(spec.parents)
+
+    def chain(s: str) -> list[str]:  # s, its parent, ..., Root
         out = [s]
         while out[-1] != ROOT:
-            out.append(names[machine.parent[names.index(out[-1])]])
+            out.append(parent[out[-1]])
         return out
 
+    # the composite that owns an edge: the deepest common proper ancestor of both ends
     owner: dict[tuple[str, str], str] = {}
     for src, dst in edges:
         up_dst = chain(dst)
-        common = next(a for a in chain(src)[1:] if a in up_dst) if src != dst else chain(src)[1]
-        owner[(src, dst)] = common
-    return children, edges, internal, owner
+        owner[(src, dst)] = next((a for a in chain(src)[1:] if a in up_dst), ROOT)
+    return _Structure(dict(children), parent, dict(edges), dict(internal), owner)
+
+
+def _root_note(st: _Structure) -> str | None:
+    """Handlers declared on Root itself (they apply in every state), as one line of text."""
+    parts = list(st.internal.get(ROOT, []))
+    parts += [f"{' / '.join(ev)} -> {dst}" for (src, dst), ev in st.edges.items() if src == ROOT]
+    return f"Root (any state) handles {', '.join(parts)}" if parts else None
 
 
 def to_mermaid(machine: CompiledMachine) -> str:
     """The machine as a Mermaid ``stateDiagram-v2``."""
-    children, edges, internal, owner = _structure(machine)
+    st = _structure(machine)
+    children, edges, internal, owner = st.children, st.edges, st.internal, st.owner
     initials = machine.spec.initials
     lines = ["stateDiagram-v2"]
 
@@ -65,53 +85,117 @@ def to_mermaid(machine: CompiledMachine) -> str:
             if internal.get(child):
                 lines.append(f"{indent}{child} : handles {', '.join(internal[child])}")
         for (src, dst), events in edges.items():
-            if owner[(src, dst)] == state:
+            if owner[(src, dst)] == state and src != ROOT:
                 lines.append(f"{indent}{src} --> {dst} : {' / '.join(events)}")
 
     block(ROOT, "    ")
-    if internal.get(ROOT):
-        lines.append(f"    note \"Root handles {', '.join(internal[ROOT])}\" as RootNote")
+    note = _root_note(st)
+    if note is not None:
+        lines.append(f"    note right of {initials[ROOT]} : {note}")
     lines.append("    %% events no state handles are counted as unhandled at Root")
     return "\n".join(lines) + "\n"
 
 
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def to_dot(machine: CompiledMachine) -> str:
-    """The machine as a Graphviz ``digraph``; composite states are clusters."""
-    children, edges, internal, _ = _structure(machine)
+    """The machine as a Graphviz ``digraph`` that reads like the Mermaid diagram.
+
+    A composite state is a cluster (``compound=true``) holding a filled-circle initial
+    pseudo-state that points at its initial child, and an invisible anchor node at its bottom.
+    An edge from (to) a composite leaves (enters) the cluster's border (``ltail``/``lhead``). An
+    edge from a composite to one of its own descendants (or from a descendant to the composite)
+    leaves the border, turns at a small point outside the cluster and comes back in, as in UML.
+    The machine's own initial pseudo-state is a filled circle above everything. Events handled
+    without a transition are listed in their state's box; handlers declared on Root in a note.
+    """
+    st = _structure(machine)
+    children, edges, internal, parent = st.children, st.edges, st.internal, st.parent
     initials = machine.spec.initials
-    lines = [f'digraph "{machine.name}" {{', "    compound=true;", "    node [shape=box, style=rounded];"]
+    lines = [
+        f"digraph {_quote(machine.name)} {{",
+        "    compound=true;",
+        '    graph [fontname="Helvetica"];',
+        '    node [shape=box, style=rounded, fontname="Helvetica"];',
+        '    edge [fontname="Helvetica", fontsize=11];',
+    ]
+
+    def inside(s: str, composite: str) -> bool:  # s is a proper descendant of composite
+        while s != ROOT:
+            s = parent[s]
+            if s == composite:
+                return True
+        return False
 
     def label(s: str) -> str:
-        return s if not internal.get(s) else f"{s}\\n[{', '.join(internal[s])}]"
+        if not internal.get(s):
+            return _quote(s)
+        wrapped = textwrap.wrap("handles " + ", ".join(internal[s]), 40)
+        return (f'<{_html(s)}<BR/><FONT POINT-SIZE="10">'
+                f'{"<BR/>".join(_html(w) for w in wrapped)}</FONT>>')
 
-    def anchor(s: str) -> str:  # a node to attach edges of a composite to
-        return f"{s}__anchor" if s in children else s
+    def node(s: str) -> str:  # the node an edge into s attaches to
+        return f"{s}__start" if s in children else s
+
+    def start(state: str, indent: str) -> None:
+        target = initials[state]
+        attrs = f" [lhead=cluster_{target}]" if target in children else ""
+        lines.append(f'{indent}{state}__start [shape=circle, style=filled, fillcolor=black, '
+                     f'label="", width=0.18, fixedsize=true];')
+        lines.append(f"{indent}{state}__start -> {node(target)}{attrs};")
 
     def block(state: str, indent: str) -> None:
+        if state in initials:
+            start(state, indent)
         for child in children.get(state, []):
             if child in children:
                 lines.append(f"{indent}subgraph cluster_{child} {{")
-                lines.append(f'{indent}    label="{label(child)}";')
-                lines.append(f'{indent}    {child}__anchor [shape=point, style=invis];')
+                lines.append(f"{indent}    label={label(child)}; style=rounded;")
                 block(child, indent + "    ")
+                # the anchor sits below every child, so edges out of the cluster leave its bottom
+                lines.append(f'{indent}    {child}__anchor [shape=point, style=invis, width=0, '
+                             f'height=0, label=""];')
+                for grand in children[child]:
+                    tail = f"{grand}__anchor" if grand in children else grand
+                    lines.append(f"{indent}    {tail} -> {child}__anchor [style=invis];")
                 lines.append(f"{indent}}}")
             else:
-                lines.append(f'{indent}{child} [label="{label(child)}"];')
-        if state in initials:
-            init = f"{state}__initial"
-            lines.append(f"{indent}{init} [shape=point];")
-            lines.append(f"{indent}{init} -> {anchor(initials[state])};")
+                lines.append(f"{indent}{child} [label={label(child)}];")
 
     block(ROOT, "    ")
+    note = _root_note(st)
+    if note is not None:
+        lines.append(f"    Root__note [shape=note, label={_quote(note)}];")
+    turns = 0
     for (src, dst), events in edges.items():
-        attrs = [f'label="{" / ".join(events)}"']
+        if src == ROOT:
+            continue  # in the note
+        text = f"label={_quote(' / '.join(events))}"
+        tail, tail_attrs = src, []
         if src in children:
-            attrs.append(f"ltail=cluster_{src}")
-        if dst in children:
-            attrs.append(f"lhead=cluster_{dst}")
-        lines.append(f"    {anchor(src)} -> {anchor(dst)} [{', '.join(attrs)}];")
+            tail, tail_attrs = f"{src}__anchor", [f"ltail=cluster_{src}"]
+        head, head_attrs = node(dst), []
+        if dst in children and dst != ROOT:  # Root is the whole picture, not a cluster
+            head_attrs = [f"lhead=cluster_{dst}"]
+        if (head_attrs and inside(src, dst)) or (
+                tail_attrs and (dst == src or inside(dst, src))):
+            # dot cannot clip an edge at a cluster that holds its other end: go out and back in
+            turns += 1
+            turn = f"turn__{turns}"
+            lines.append(f'    {turn} [shape=point, width=0.02, height=0.02, label=""];')
+            out_attrs = ", ".join([*tail_attrs, text, "arrowhead=none"])
+            lines.append(f"    {tail} -> {turn} [{out_attrs}];")
+            lines.append(f"    {turn} -> {head} [{', '.join([*head_attrs, 'constraint=false'])}];")
+        else:
+            lines.append(f"    {tail} -> {head} [{', '.join([*tail_attrs, *head_attrs, text])}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def render(machine: CompiledMachine, fmt: str = "mermaid") -> str:
@@ -123,13 +207,19 @@ def render(machine: CompiledMachine, fmt: str = "mermaid") -> str:
     raise ValueError(f"unknown diagram format {fmt!r}; expected one of {FORMATS}")
 
 
-def render_image(machine: CompiledMachine, fmt: str, output: str) -> None:
+def render_image(machine: CompiledMachine, fmt: str, output: str) -> str:
     """Render the machine's DOT diagram to ``output`` as ``svg`` or ``png`` with Graphviz ``dot``.
+
+    Returns:
+        Whatever ``dot`` printed on stderr (its warnings); empty for the built-in machines.
 
     Raises:
         ValueError: ``fmt`` is not an image format.
-        RuntimeError: Graphviz ``dot`` is not installed, or it failed (its message included).
+        OSError: ``output`` cannot be written (missing directory, no permission, ...).
+        RuntimeError: Graphviz ``dot`` is not installed, or it failed (its message included;
+            ``output`` is removed).
     """
+    import os
     import shutil
     import subprocess
 
@@ -140,7 +230,10 @@ def render_image(machine: CompiledMachine, fmt: str, output: str) -> None:
         raise RuntimeError(
             f"rendering {fmt} needs Graphviz's 'dot' command, which is not installed "
             "(Debian/Ubuntu: apt-get install graphviz); '--format dot' prints the text instead")
+    open(output, "wb").close()  # an unwritable path raises OSError naming it, as for text
     proc = subprocess.run([dot, f"-T{fmt}", "-o", output], input=to_dot(machine), text=True,
                           capture_output=True, timeout=60, check=False)
     if proc.returncode != 0:
+        os.remove(output)
         raise RuntimeError(f"dot failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stderr
