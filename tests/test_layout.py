@@ -60,3 +60,21 @@ def test_layer_direction(path: Path) -> None:
         return  # ``python -m streamhsm`` is the tools' entry point
     bad = _targets(path) & FORBIDDEN[_layer(path)]
     assert not bad, f"{path.relative_to(PKG)} ({_layer(path)}) imports from {sorted(bad)}"
+
+
+def test_every_error_class_is_exported() -> None:
+    """Every streamhsm error a public method can raise is importable from ``streamhsm``."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    found = set()
+    for info in pkgutil.walk_packages(streamhsm.__path__, "streamhsm."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, streamhsm.StreamHsmError):
+                found.add(obj.__name__)
+    assert found >= {"SnapshotError", "SharedTableError", "TableFullError", "MachineDefinitionError"}
+    assert sorted(found - set(streamhsm.__all__)) == []

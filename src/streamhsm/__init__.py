@@ -15,6 +15,7 @@ from .driver import (
     COUNTER_NAMES,
     REVOKED_NOTICE_DTYPE,
     AttachResult,
+    Counter,
     Driver,
     DriverConfig,
     DriverEvent,
@@ -28,6 +29,8 @@ from .driver import (
     StreamInfo,
 )
 from .errors import MachineDefinitionError, StreamHsmError, TableFullError
+from .shm import SharedTableError
+from .snapshot import SnapshotError
 from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machine, stream_spec
 from .machine import ROOT, CompiledMachine, MachineSpec
 from .reference import ReferenceMachine
@@ -39,6 +42,7 @@ __all__ = [
     "FREE_SLOT",
     "REVOKED_NOTICE_DTYPE",
     "AttachResult",
+    "Counter",
     "Driver",
     "DriverConfig",
     "DriverEvent",
@@ -58,6 +62,8 @@ __all__ = [
     "MachineSpec",
     "MachineTable",
     "ReferenceMachine",
+    "SharedTableError",
+    "SnapshotError",
     "State",
     "StreamHsmError",
     "StreamLifecycle",
