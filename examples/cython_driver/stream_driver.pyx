@@ -1,12 +1,12 @@
 # cython: language_level=3
 """A Cython duty cycle driving a streamhsm table with no Python call per event.
 
-Build it against the installed package (see build.py); ``cimport`` finds ``streamhsm/_engine.pxd``
-in site-packages.
+Build it against the installed package (see build.py); ``cimport`` finds ``streamhsm/capi.pxd``,
+the public C API, in site-packages.
 """
 from libc.stdint cimport int64_t, uint8_t
 
-from streamhsm._engine cimport HSM_FREE_SLOT, HsmCore, MachineTable, hsm_step
+from streamhsm.capi cimport HSM_FREE_SLOT, HsmCore, MachineTable, hsm_step
 
 
 def drive(MachineTable table, const int64_t[::1] slots, const uint8_t[::1] events):

@@ -1,6 +1,7 @@
-# The C-level contract of the compiled HSM engine. A Cython driver can
+# The C-level declarations of the compiled HSM engine (private). Cython users cimport the public
+# subset from ``streamhsm.capi`` (streamhsm/capi.pxd), which names the contract:
 #
-#     from streamhsm._engine cimport MachineTable, hsm_step, hsm_core
+#     from streamhsm.capi cimport HSM_FREE_SLOT, HsmCore, MachineTable, hsm_step
 #
 # and dispatch with no Python call at all (see examples/cython_driver and docs/performance.md).
 cimport cython
