@@ -26,6 +26,8 @@ from .driver import (
     ResponseCode,
     RevokeReason,
     Role,
+    ShutdownNotice,
+    ShutdownReason,
     StreamInfo,
 )
 from .errors import MachineDefinitionError, StreamHsmError, TableFullError
@@ -63,6 +65,8 @@ __all__ = [
     "MachineTable",
     "ReferenceMachine",
     "SharedTableError",
+    "ShutdownNotice",
+    "ShutdownReason",
     "SnapshotError",
     "State",
     "StreamHsmError",

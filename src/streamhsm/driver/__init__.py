@@ -19,6 +19,8 @@ from .protocol import (
     ResponseCode,
     RevokeReason,
     Role,
+    ShutdownNotice,
+    ShutdownReason,
 )
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "ResponseCode",
     "RevokeReason",
     "Role",
+    "ShutdownNotice",
+    "ShutdownReason",
     "StreamInfo",
     "driver_machine",
     "lease_machine",

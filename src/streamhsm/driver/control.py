@@ -15,6 +15,7 @@ changes nothing, not even the driver's clock.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
 from .machines import DriverEvent, DriverState, LeaseState, driver_machine, lease_machine
 from .protocol import (
     COUNTER_NAMES,
+    MAX_SHUTDOWN_MESSAGE,
     REVOKED_NOTICE_DTYPE,
     AttachResult,
     Counter,
@@ -39,6 +41,8 @@ from .protocol import (
     ResponseCode,
     RevokeReason,
     Role,
+    ShutdownNotice,
+    ShutdownReason,
 )
 
 __all__ = ["Driver", "StreamInfo"]
@@ -117,6 +121,7 @@ class Driver:
         self._lifecycle = MachineInstance(driver_machine())
         self._lifecycle.dispatch(DriverEvent.START)
         self._shutdown_deadline = NEVER
+        self._shutdown: ShutdownNotice | None = None
         first, last = cfg.dynamic_stream_id_range or (1, 0)
         self._core = DriverCore(self._streams, self._leases, first, last,
                                 len(cfg.static_stream_ids), int(cfg.outbox_capacity or n_l))
@@ -281,7 +286,9 @@ class Driver:
     def revoke(self, lease_id: int, now_ns: int, *,
                reason: RevokeReason | int = RevokeReason.REVOKED) -> Response:
         """End a live lease on the operator's initiative, whoever holds it; like :meth:`detach`
-        otherwise. ``reason`` (default REVOKED; EXPIRED is also allowed) goes into the notice.
+        otherwise. ``reason`` (default REVOKED; EXPIRED is also allowed) goes into the notice and
+        decides the lease machine's event and counter (Revoke / ``leases_revoked`` or
+        LeaseTimeout / ``leases_expired``).
 
         Raises:
             ValueError: ``reason`` is not REVOKED or EXPIRED.
@@ -320,6 +327,8 @@ class Driver:
         if self._lifecycle.current is DriverState.DRAINING and now >= self._shutdown_deadline:
             self._core.shutdown(now)
             self._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
+            if self._shutdown is not None:
+                self._shutdown = dataclasses.replace(self._shutdown, stopped_ns=now)
         if self._shared is not None:
             self._shared.publish()
         return n
@@ -337,13 +346,31 @@ class Driver:
             return Response(_REJECTED, f"stream {sid} is closed")
         return Response(_OK, "", int(self._core.bump_epoch(slot)))
 
-    def request_shutdown(self, now_ns: int, token: str | None = None) -> Response:
+    def request_shutdown(self, now_ns: int, token: str | None = None, *,
+                         reason: ShutdownReason | int = ShutdownReason.NORMAL,
+                         message: str = "") -> Response:
         """Start draining: broadcast DriverDraining to every stream and reject attaches from now on;
         after ``shutdown_timeout_ns`` the next :meth:`poll` shuts down. A repeated request is
-        harmless (OK, nothing changes).
+        harmless (OK, nothing changes; the first request's reason and message are kept).
+
+        ``reason`` (NORMAL or ADMIN) and ``message`` (at most ``MAX_SHUTDOWN_MESSAGE``
+        characters) are carried by :attr:`shutdown_notice`, which the transport sends to every
+        client.
 
         Returns REJECTED "invalid shutdown token" if a token is configured and ``token`` differs.
+
+        Raises:
+            ValueError: unknown reason, message too long, or a bad ``now_ns``.
+            TypeError: ``message`` is not a str.
         """
+        code = _check_int("reason", reason)
+        if code not in tuple(ShutdownReason):
+            raise ValueError(f"shutdown reason must be NORMAL or ADMIN, got {reason!r}")
+        if not isinstance(message, str):
+            raise TypeError(f"message must be a str, got {type(message).__name__}")
+        if len(message) > MAX_SHUTDOWN_MESSAGE:
+            raise ValueError(f"message has {len(message)} characters, at most "
+                             f"{MAX_SHUTDOWN_MESSAGE} are allowed")
         now = self._check_now(now_ns)
         self._now_ns = now
         expected = self.config.shutdown_token
@@ -354,8 +381,15 @@ class Driver:
         if current is not DriverState.RUNNING:
             return Response(_OK, f"already {current.name.lower()}")
         self._shutdown_deadline = now + self.config.shutdown_timeout_ns
+        self._shutdown = ShutdownNotice(ShutdownReason(code), message, now)
         self._core.drain()
         return Response(_OK, "draining")
+
+    @property
+    def shutdown_notice(self) -> ShutdownNotice | None:
+        """The shutdown request the driver accepted (reason, message, time requested, time
+        stopped), or None while it runs."""
+        return self._shutdown
 
     # ------------------------------------------------------------------ outboxes
     def drain_revoked(self, out: np.ndarray | None = None) -> np.ndarray:
@@ -500,9 +534,15 @@ class Driver:
             "n_revoked": int(self._core.n_revoked),
             "closed_dynamic": int(self._core.closed_dynamic),
         }
+        notice = self._shutdown
+        shutdown = {"shutdown_reason": -1 if notice is None else int(notice.reason),
+                    "shutdown_message": "" if notice is None else notice.message,
+                    "shutdown_requested_ns": 0 if notice is None else notice.requested_ns,
+                    "shutdown_stopped_ns": 0 if notice is None else notice.stopped_ns}
         return persistence.snapshot(
             self, self._core.columns_copy(), self._core.due_slots_pending(),
-            {"streams": self._streams.snapshot(), "leases": self._leases.snapshot()}, scalars)
+            {"streams": self._streams.snapshot(), "leases": self._leases.snapshot()}, scalars,
+            shutdown)
 
     def close(self) -> None:
         """Release what outlives the driver object: the shared-memory segment, if any."""
@@ -548,6 +588,7 @@ class Driver:
             self._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)
         if scalars["driver_state"] == DriverState.STOPPED:
             self._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
+        self._shutdown = valid.shutdown
         self._core.restart_epochs()  # after a restart, every Live stream gets a new epoch
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -24,7 +24,7 @@ from ..snapshot import SNAPSHOT_VERSION, SnapshotError, array, check_kind
 from ._core import NEVER, N_CORE_COUNTERS, ValidatedState, driver_layout
 from .config import MAX_CLIENT_ID, DriverConfig
 from .machines import DriverState, LeaseState, driver_machine, lease_machine
-from .protocol import RevokeReason, Role
+from .protocol import MAX_SHUTDOWN_MESSAGE, RevokeReason, Role, ShutdownNotice, ShutdownReason
 
 if TYPE_CHECKING:
     from .control import Driver
@@ -48,7 +48,8 @@ def fingerprint(drain_on_producer_loss: bool) -> str:
 
 
 def snapshot(driver: Driver, columns: dict[str, np.ndarray], due: np.ndarray,
-             tables: dict[str, dict[str, object]], scalars: dict[str, int]) -> dict[str, object]:
+             tables: dict[str, dict[str, object]], scalars: dict[str, int],
+             shutdown: dict[str, object]) -> dict[str, object]:
     """Assemble a driver snapshot from its parts (see :meth:`Driver.snapshot`)."""
     cfg = dataclasses.asdict(driver.config)
     cfg["shutdown_token"] = None  # never written to a file
@@ -59,6 +60,7 @@ def snapshot(driver: Driver, columns: dict[str, np.ndarray], due: np.ndarray,
         "config": json.dumps(cfg, sort_keys=True),
     }
     snap.update(scalars)
+    snap.update(shutdown)
     for name, column in columns.items():
         if name != "due_slots":
             snap[name] = column
@@ -78,6 +80,7 @@ class DriverSnapshot:
     tables: dict[str, dict[str, Any]]
     scalars: dict[str, int]
     core: ValidatedState
+    shutdown: ShutdownNotice | None
 
 
 # ---------------------------------------------------------------------- the steps
@@ -114,7 +117,7 @@ def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapsh
     cols["due_slots"][:len(due)] = due
     core = ValidatedState(cols, scalars["last_lease_id"], scalars["n_revoked"], len(due),
                           scalars["closed_dynamic"])
-    return DriverSnapshot(config, tables, scalars, core)
+    return DriverSnapshot(config, tables, scalars, core, _shutdown(header, scalars))
 
 
 def _config(snap: dict[str, Any], shutdown_token: str | None) -> DriverConfig:
@@ -310,6 +313,28 @@ def _check_driver_state(streams: npt.NDArray[np.uint8], leases: npt.NDArray[np.u
                                                            State.DRAINING)).any()
                                          or (leases != FREE_SLOT).any()):
         raise SnapshotError("a stopped driver's snapshot holds live streams or leases")
+
+
+def _shutdown(snap: dict[str, Any], scalars: dict[str, int]) -> ShutdownNotice | None:
+    """The accepted shutdown request: None exactly when the driver is Running."""
+    reason, message = snap.get("shutdown_reason"), snap.get("shutdown_message")
+    times: list[int] = []
+    for key in ("shutdown_requested_ns", "shutdown_stopped_ns"):
+        t = snap.get(key)
+        if type(t) is not int or not 0 <= t <= scalars["now_ns"]:
+            raise SnapshotError(f"snapshot field {key!r} must be an int between 0 and now_ns, "
+                                f"got {t!r}")
+        times.append(t)
+    if type(reason) is not int or not isinstance(message, str):
+        raise SnapshotError("snapshot fields 'shutdown_reason' and 'shutdown_message' must be an "
+                            "int and a str")
+    if scalars["driver_state"] == DriverState.RUNNING:
+        if reason != -1:
+            raise SnapshotError("a running driver's snapshot must have no shutdown request")
+        return None
+    if reason not in tuple(ShutdownReason) or len(message) > MAX_SHUTDOWN_MESSAGE:
+        raise SnapshotError(f"snapshot shutdown reason {reason!r} or message is not valid")
+    return ShutdownNotice(ShutdownReason(reason), message, times[0], times[1])
 
 
 def _closed_dynamic(cols: dict[str, npt.NDArray[Any]], streams: npt.NDArray[np.uint8]) -> int:

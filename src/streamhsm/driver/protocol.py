@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["COUNTER_NAMES", "REVOKED_NOTICE_DTYPE", "AttachResult", "Counter", "Response", "ResponseCode", "RevokeReason", "Role"]
+__all__ = ["COUNTER_NAMES", "MAX_SHUTDOWN_MESSAGE", "REVOKED_NOTICE_DTYPE", "AttachResult", "Counter", "Response",
+           "ResponseCode", "RevokeReason", "Role", "ShutdownNotice", "ShutdownReason"]
 
 
 class Role(enum.IntEnum):
@@ -34,6 +35,29 @@ class RevokeReason(enum.IntEnum):
     EXPIRED = 2
     REVOKED = 3
     SHUTDOWN = 4
+
+
+class ShutdownReason(enum.IntEnum):
+    """Why the driver shuts down (given to ``request_shutdown``, carried by the shutdown notice)."""
+
+    NORMAL = 0
+    ADMIN = 1
+
+
+#: Longest message ``request_shutdown`` accepts (characters).
+MAX_SHUTDOWN_MESSAGE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownNotice:
+    """What the transport tells every client when the driver shuts down (the upstream
+    ``DriverShutdown`` message): the reason and message of the accepted shutdown request, the time
+    it was requested, and the time the driver stopped (0 while it is still draining)."""
+
+    reason: ShutdownReason
+    message: str
+    requested_ns: int
+    stopped_ns: int = 0
 
 
 class Counter(enum.IntEnum):
