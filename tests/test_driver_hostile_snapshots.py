@@ -271,3 +271,18 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
         zf.writestr("kind.txt", "hi")
     with pytest.raises(SnapshotError, match="x.npz.*is not a readable snapshot.*not a .npy array"):
         Driver.load(path)
+
+
+@pytest.mark.parametrize("key", ["fingerprint", "machine", "kind", "version", "streams.capacity",
+                                 "streams.fingerprint", "leases.unhandled_total"])
+def test_scalar_header_fields_stored_as_arrays_are_refused(tmp_path: Path, key: str) -> None:
+    snap = fresh()
+    snap[key] = np.array([snap[key]] * 2)
+    with pytest.raises(SnapshotError):
+        Driver.restore(snap)
+    table = StreamTable(4).snapshot()
+    if key in table:
+        table[key] = np.array([table[key]] * 2)
+        save_snapshot(table, tmp_path / "t.npz")
+        with pytest.raises(SnapshotError):
+            StreamTable.load(tmp_path / "t.npz")

@@ -35,13 +35,17 @@ def check_kind(snap: object, kind: str) -> dict[str, Any]:
     if not isinstance(snap, dict):
         raise SnapshotError(f"a snapshot is a dict, got {type(snap).__name__}")
     got_kind = snap.get("kind")
-    if got_kind != kind:
+    if not isinstance(got_kind, str) or got_kind != kind:
         what = f"a {got_kind!r} snapshot" if isinstance(got_kind, str) else "not a streamhsm snapshot"
         raise SnapshotError(f"this is {what}; it cannot be restored into a {kind!r}")
     version = snap.get("version")
-    if version != SNAPSHOT_VERSION:
+    if type(version) is not int or version != SNAPSHOT_VERSION:
         raise SnapshotError(
             f"snapshot format version {version!r} is not supported (this is {SNAPSHOT_VERSION})")
+    for key in ("fingerprint", "machine"):
+        if not isinstance(snap.get(key), str):
+            raise SnapshotError(f"snapshot field {key!r} must be a str, got "
+                                f"{type(snap.get(key)).__name__}")
     return snap
 
 

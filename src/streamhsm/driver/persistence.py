@@ -167,7 +167,7 @@ def _tables(snap: dict[str, Any], config: DriverConfig) -> dict[str, dict[str, A
     out = {}
     for prefix, capacity in zip(_TABLES, (config.stream_capacity, config.lease_capacity)):
         table = {k.split(".", 1)[1]: v for k, v in snap.items() if k.startswith(prefix + ".")}
-        if table.get("capacity") != capacity:
+        if type(table.get("capacity")) is not int or table.get("capacity") != capacity:
             raise SnapshotError(f"snapshot {prefix} table capacity {table.get('capacity')!r} "
                                 f"does not match the configuration ({capacity})")
         array(table, "states", np.uint8, capacity)
