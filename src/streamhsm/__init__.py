@@ -1,61 +1,35 @@
 """streamhsm: per-stream lifecycle hierarchical state machines compiled to numpy tables.
 
-Public API::
+What a driver author imports::
 
-    from streamhsm import State, Event, StreamLifecycle, StreamTable
+    from streamhsm import State, Event, StreamLifecycle, StreamTable   # the stream lifecycle
+    from streamhsm import Driver, DriverConfig, Role, ResponseCode     # the driver model
+    from streamhsm import MachineSpec                                   # machines of your own
 
+The public names are exactly ``__all__``: the engine (``MachineSpec``, ``CompiledMachine``,
+``MachineTable``, ``MachineInstance``, ``ReferenceMachine``), the stream lifecycle, every error a
+public method raises, and the driver's public names (``streamhsm.driver.__all__``). The shared-memory
+reader lives in :mod:`streamhsm.shm`; the C API for ``cimport`` in ``streamhsm/capi.pxd``.
 Machines are declared as data (:class:`MachineSpec`), compiled into flat tables
 (:class:`CompiledMachine`), and run by a Cython core over struct-of-arrays state.
 """
 
 from __future__ import annotations
 
+from . import driver as _driver
 from ._engine import FREE_SLOT, MachineInstance, MachineTable
-from .driver import (
-    COUNTER_NAMES,
-    REVOKED_NOTICE_DTYPE,
-    AttachResult,
-    Counter,
-    Driver,
-    DriverConfig,
-    DriverEvent,
-    DriverState,
-    LeaseEvent,
-    LeaseState,
-    Response,
-    ResponseCode,
-    RevokeReason,
-    Role,
-    ShutdownNotice,
-    ShutdownReason,
-    StreamInfo,
-)
+from .driver import *  # noqa: F403  (the driver's public names, listed in streamhsm.driver.__all__)
 from .errors import MachineDefinitionError, StreamHsmError, TableFullError
-from .shm import SharedTableError
-from .snapshot import SnapshotError
 from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machine, stream_spec
 from .machine import ROOT, CompiledMachine, MachineSpec
 from .reference import ReferenceMachine
+from .shm import SharedTableError
+from .snapshot import SnapshotError
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "COUNTER_NAMES",
     "FREE_SLOT",
-    "REVOKED_NOTICE_DTYPE",
-    "AttachResult",
-    "Counter",
-    "Driver",
-    "DriverConfig",
-    "DriverEvent",
-    "DriverState",
-    "LeaseEvent",
-    "LeaseState",
-    "Response",
-    "ResponseCode",
-    "RevokeReason",
-    "Role",
-    "StreamInfo",
     "ROOT",
     "CompiledMachine",
     "Event",
@@ -65,8 +39,6 @@ __all__ = [
     "MachineTable",
     "ReferenceMachine",
     "SharedTableError",
-    "ShutdownNotice",
-    "ShutdownReason",
     "SnapshotError",
     "State",
     "StreamHsmError",
@@ -76,4 +48,5 @@ __all__ = [
     "__version__",
     "stream_machine",
     "stream_spec",
+    *_driver.__all__,
 ]

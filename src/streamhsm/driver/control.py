@@ -172,8 +172,17 @@ class Driver:
             return -1
         return ls
 
+    def _live_slot(self, lease_id: int) -> int:
+        """Live lease slot of ``lease_id`` whoever holds it, or -1."""
+        return int(self._core.live_lease(lease_id, 0)) if 0 < lease_id < NEVER else -1
+
     def _ended(self, lease_id: int) -> bool:
         return 0 < lease_id <= self._core.last_lease_id
+
+    def _ended_not_live(self, lease_id: object) -> bool:
+        """True for an issued lease that is no longer live (not for one another client holds)."""
+        lid = _check_int("lease_id", lease_id)
+        return self._ended(lid) and self._live_slot(lid) < 0
 
     def _reject(self, code: ResponseCode, reason: str, stream_id: int) -> AttachResult:
         self._core.reject()
@@ -256,9 +265,7 @@ class Driver:
         now = self._check_now(now_ns)
         self._now_ns = now
         if ls < 0:
-            lid = _check_int("lease_id", lease_id)
-            live = self._core.live_lease(lid, 0) >= 0 if 0 < lid < NEVER else False
-            ended = self._ended(lid) and not live
+            ended = self._ended_not_live(lease_id)
             return Response(_REJECTED, "lease ended" if ended else "unknown lease")
         self._core.keepalive(ls, now + self.config.lease_expiry_ns)
         return Response(_OK, "", int(self._epoch[self._lease_stream[ls]]))
@@ -276,9 +283,7 @@ class Driver:
         now = self._check_now(now_ns)
         self._now_ns = now
         if ls < 0:
-            lid = _check_int("lease_id", lease_id)
-            live = self._core.live_lease(lid, 0) >= 0 if 0 < lid < NEVER else False
-            if self._ended(lid) and not live:
+            if self._ended_not_live(lease_id):
                 return Response(_OK, "lease already ended")
             return Response(_REJECTED, "unknown lease")
         return self._end(ls, RevokeReason.DETACHED, now)
@@ -299,7 +304,7 @@ class Driver:
             raise ValueError(f"revoke reason must be REVOKED or EXPIRED, got {reason!r}")
         now = self._check_now(now_ns)
         self._now_ns = now
-        ls = int(self._core.live_lease(lid, 0)) if 0 < lid < NEVER else -1
+        ls = self._live_slot(lid)
         if ls < 0:
             if self._ended(lid):
                 return Response(_OK, "lease already ended")
@@ -485,7 +490,7 @@ class Driver:
         if slot < 0:
             return None
         producer = int(self._core.column("producer")[slot])
-        ls = int(self._core.live_lease(producer, 0)) if producer else -1
+        ls = self._live_slot(producer)
         client = int(self._core.column("lease_client")[ls]) if ls >= 0 else 0
         return StreamInfo(sid, self._streams.state(slot), int(self._epoch[slot]), producer,
                           int(self._core.column("consumers")[slot]),
@@ -506,15 +511,14 @@ class Driver:
         """State of a lease: Active while live, Closed once ended (lease ids are never reused),
         None for an id never issued."""
         lid = _check_int("lease_id", lease_id)
-        ls = int(self._core.live_lease(lid, 0)) if 0 < lid < NEVER else -1
+        ls = self._live_slot(lid)
         if ls >= 0:
             return self._leases.state(ls)  # type: ignore[no-any-return]
         return LeaseState.CLOSED if self._ended(lid) else None
 
     def lease_expiry(self, lease_id: int) -> int | None:
         """Expiry time (ns) of a live lease, None otherwise."""
-        lid = _check_int("lease_id", lease_id)
-        ls = int(self._core.live_lease(lid, 0)) if 0 < lid < NEVER else -1
+        ls = self._live_slot(_check_int("lease_id", lease_id))
         return None if ls < 0 else int(self._lease_expiry[ls])
 
     @property
