@@ -115,11 +115,11 @@ def test_unknown_command_exits_with_usage() -> None:
 @pytest.mark.parametrize("fmt", ["mermaid", "dot"])
 def test_diagram_lists_every_state_and_handler(machine: str, fmt: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from streamhsm.tools.cli import MACHINES
+    from streamhsm import registry
 
     assert main(["diagram", "--machine", machine, "--format", fmt]) == 0
     text = capsys.readouterr().out
-    m = MACHINES[machine]("default")
+    m = registry.machine(machine)
     for name in m.state_names[1:]:
         assert name in text
     for (_, event), _target in m.spec.handlers.items():
@@ -128,7 +128,7 @@ def test_diagram_lists_every_state_and_handler(machine: str, fmt: str,
 
 def test_diagram_policy_only_for_streams(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["diagram", "--machine", "lease", "--policy", "drain_on_producer_loss"]) == 2
-    assert "--policy applies to the stream machine only" in capsys.readouterr().err
+    assert "machine 'lease' has no policy 'drain_on_producer_loss'; its policies: ['default']" in capsys.readouterr().err
     assert main(["diagram", "--policy", "drain_on_producer_loss"]) == 0
     assert "Active --> Draining : ProducerDetached" in capsys.readouterr().out
 

@@ -55,7 +55,7 @@ def test_unwritable_outputs(fmt: str, tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(("argv", "message"), [
     (["diagram", "--format", "svg"], "--format svg needs --output PATH"),
     (["diagram", "--machine", "driver", "--policy", "drain_on_producer_loss", "--format", "png",
-      "--output", "x.png"], "--policy applies to the stream machine only, not 'driver'"),
+      "--output", "x.png"], "machine 'driver' has no policy 'drain_on_producer_loss'; its policies: ['default']"),
 ])
 def test_bad_format_combinations(argv: list[str], message: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:

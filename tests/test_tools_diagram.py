@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from streamhsm.machine import CompiledMachine, MachineSpec
-from streamhsm.tools.cli import MACHINES, main
+from streamhsm import registry
+from streamhsm.tools.cli import main
 from streamhsm.tools.diagram import render_image, to_dot, to_mermaid
 
 EDGE = re.compile(r"^\s*(\w+) -> (\w+)(?: \[(.*)\])?;$")
@@ -36,7 +37,7 @@ def machine_fixture(request: pytest.FixtureRequest,
     if request.param == "toy":
         return toy_spec().compile()
     m, p = request.param.split(":")
-    return MACHINES[m](p)
+    return registry.machine(m, p)
 
 
 def _parse(dot: str) -> tuple[dict[str, str | None], list[tuple[str, str, dict[str, str]]]]:
@@ -115,7 +116,7 @@ def test_initial_pseudo_states(machine: CompiledMachine) -> None:
 def test_stream_machine_edges_read_like_mermaid() -> None:
     """Live --> Closed leaves Live's border; Live --> Draining leaves the border and comes back in
     to Draining; nothing visible leads from the start into Draining."""
-    dot = to_dot(MACHINES["stream"]("default"))
+    dot = to_dot(registry.machine("stream"))
     _, edges = _parse(dot)
     to_closed = [(t, a) for t, h, a in edges if h == "Closed"]
     assert to_closed == [("Live__anchor", {

@@ -22,6 +22,7 @@ from .driver import *  # noqa: F403  (the driver's public names, listed in strea
 from .errors import MachineDefinitionError, StreamHsmError, TableFullError
 from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machine, stream_spec
 from .machine import ROOT, CompiledMachine, MachineSpec
+from . import registry
 from .reference import ReferenceMachine
 from .shm import SharedTableError
 from .snapshot import SnapshotError

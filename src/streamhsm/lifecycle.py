@@ -8,6 +8,7 @@ handles are counted by the engine (the Root "handler"), never raised.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 import os
 
@@ -15,7 +16,8 @@ import numpy as np
 
 from ._engine import MachineInstance, MachineTable
 from .machine import CompiledMachine, MachineSpec
-from .snapshot import SnapshotError, array, check_header, check_kind, load_snapshot, save_snapshot
+from .registry import DEFAULT_POLICY, by_fingerprint, machine, register
+from .snapshot import SnapshotError, array, check_kind, load_snapshot, save_snapshot
 
 __all__ = [
     "DRAIN_ON_PRODUCER_LOSS",
@@ -98,7 +100,12 @@ def stream_spec(drain_on_producer_loss: bool = False) -> MachineSpec:
     return spec
 
 
-_MACHINES: dict[bool, CompiledMachine] = {}
+def _compile_stream(drain_on_producer_loss: bool) -> Callable[[], CompiledMachine]:
+    return lambda: stream_spec(drain_on_producer_loss).compile(State, Event)
+
+
+register("stream", _compile_stream(False))
+register("stream", _compile_stream(True), DRAIN_ON_PRODUCER_LOSS)
 
 
 def stream_machine(drain_on_producer_loss: bool = False) -> CompiledMachine:
@@ -107,11 +114,11 @@ def stream_machine(drain_on_producer_loss: bool = False) -> CompiledMachine:
         raise TypeError(
             f"drain_on_producer_loss must be a bool, got {type(drain_on_producer_loss).__name__}"
         )
-    machine = _MACHINES.get(drain_on_producer_loss)
-    if machine is None:
-        machine = stream_spec(drain_on_producer_loss).compile(State, Event)
-        _MACHINES[drain_on_producer_loss] = machine
-    return machine
+    return machine("stream", DRAIN_ON_PRODUCER_LOSS if drain_on_producer_loss else DEFAULT_POLICY)
+
+
+def _drains(m: object) -> bool:
+    return m is machine("stream", DRAIN_ON_PRODUCER_LOSS)
 
 
 class StreamLifecycle(MachineInstance):
@@ -132,7 +139,7 @@ class StreamLifecycle(MachineInstance):
     @property
     def drain_on_producer_loss(self) -> bool:
         """Whether this instance uses the ``drain_on_producer_loss`` policy."""
-        return self.machine is _MACHINES.get(True)
+        return _drains(self.machine)
 
 
 class StreamTable(MachineTable):
@@ -154,7 +161,7 @@ class StreamTable(MachineTable):
     @property
     def drain_on_producer_loss(self) -> bool:
         """Whether this table uses the ``drain_on_producer_loss`` policy."""
-        return self.machine is _MACHINES.get(True)
+        return _drains(self.machine)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`snapshot` to ``path`` (``.npz``, no pickles)."""
@@ -169,8 +176,12 @@ class StreamTable(MachineTable):
             SnapshotError: unreadable file, or a snapshot of another kind, version or machine.
         """
         snap = check_kind(load_snapshot(path), "MachineTable")
-        policy = snap.get("fingerprint") == stream_machine(True).fingerprint
-        check_header(snap, "MachineTable", stream_machine(policy).fingerprint)
+        found = by_fingerprint(snap.get("fingerprint"))
+        if found is None or found[0] != "stream":
+            raise SnapshotError(f"snapshot is of machine {snap.get('machine')!r} with fingerprint "
+                                f"{snap.get('fingerprint')!r}, not a stream lifecycle of this "
+                                f"streamhsm version")
+        policy = found[1] == DRAIN_ON_PRODUCER_LOSS
         capacity = snap.get("capacity")
         if type(capacity) is not int or not 0 < capacity < 2**31:
             raise SnapshotError(f"snapshot capacity {capacity!r} is not an int between 1 and "

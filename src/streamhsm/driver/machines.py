@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 
 from ..machine import CompiledMachine, MachineSpec
+from ..registry import machine, register
 
 __all__ = [
     "DriverEvent",
@@ -98,18 +99,15 @@ def driver_spec() -> MachineSpec:
     return spec
 
 
-_CACHE: dict[str, CompiledMachine] = {}
+register("lease", lambda: lease_spec().compile(LeaseState, LeaseEvent))
+register("driver", lambda: driver_spec().compile(DriverState, DriverEvent))
 
 
 def lease_machine() -> CompiledMachine:
     """The compiled lease lifecycle (compiled once, then shared)."""
-    if "lease" not in _CACHE:
-        _CACHE["lease"] = lease_spec().compile(LeaseState, LeaseEvent)
-    return _CACHE["lease"]
+    return machine("lease")
 
 
 def driver_machine() -> CompiledMachine:
     """The compiled driver lifecycle (compiled once, then shared)."""
-    if "driver" not in _CACHE:
-        _CACHE["driver"] = driver_spec().compile(DriverState, DriverEvent)
-    return _CACHE["driver"]
+    return machine("driver")

@@ -9,13 +9,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .. import __version__
+from .. import __version__, driver, registry  # noqa: F401  (driver registers its machines)
 from ..errors import StreamHsmError
-
-if TYPE_CHECKING:
-    from ..machine import CompiledMachine
 
 #: Bounds of the ``demo`` numbers: the dynamic id range holds ``2 * streams + 1`` ids (at most
 #: ``MAX_DYNAMIC_RANGE``), client ids and lease slots are int32-sized, and simulated nanoseconds
@@ -90,39 +87,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                       help="seconds without a heartbeat before the writer is reported stale")
     diagram = sub.add_parser(
         "diagram", help="print or render a machine's state diagram (Mermaid, DOT, SVG or PNG)")
-    diagram.add_argument("--machine", choices=sorted(MACHINES), default="stream",
-                         help="which machine")
-    diagram.add_argument("--policy", choices=["default", "drain_on_producer_loss"],
-                         default="default", help="stream machine policy")
+    diagram.add_argument("--machine", choices=sorted({n for n, _ in registry.known()}),
+                         default="stream", help="which machine")
+    diagram.add_argument("--policy", choices=sorted({p for _, p in registry.known()}),
+                         default=registry.DEFAULT_POLICY,
+                         help="the machine's policy (drain_on_producer_loss: stream only)")
     diagram.add_argument("--format", choices=["mermaid", "dot", "svg", "png"], default="mermaid",
                          help="Mermaid or Graphviz DOT text, or an SVG or PNG image rendered "
                               "by Graphviz 'dot' (svg and png need Graphviz and --output)")
     diagram.add_argument("--output", metavar="PATH",
                          help="file to write (required for svg/png; text goes to stdout otherwise)")
     return parser
-
-
-def _stream(policy: str) -> CompiledMachine:
-    from ..lifecycle import stream_machine
-
-    return stream_machine(policy == "drain_on_producer_loss")
-
-
-def _lease(policy: str) -> CompiledMachine:
-    from ..driver.machines import lease_machine
-
-    return lease_machine()
-
-
-def _driver(policy: str) -> CompiledMachine:
-    from ..driver.machines import driver_machine
-
-    return driver_machine()
-
-
-#: Machines the ``diagram`` command can draw: name -> factory(policy).
-MACHINES: dict[str, Callable[[str], CompiledMachine]] = {
-    "stream": _stream, "lease": _lease, "driver": _driver}
 
 
 def _stat(args: argparse.Namespace) -> int:
@@ -212,11 +187,9 @@ def _bench(args: argparse.Namespace) -> int:
 def _diagram(args: argparse.Namespace) -> int:
     from .diagram import render, render_image
 
-    if args.machine != "stream" and args.policy != "default":
-        raise ValueError(f"--policy applies to the stream machine only, not {args.machine!r}")
     if args.format in ("svg", "png") and not args.output:
         raise ValueError(f"--format {args.format} needs --output PATH")
-    machine = MACHINES[args.machine](args.policy)
+    machine = registry.machine(args.machine, args.policy)
     if args.format in ("svg", "png"):
         try:
             warnings = render_image(machine, args.format, args.output)
