@@ -1,0 +1,320 @@
+"""Generate the API reference sources from the installed package's ``__all__``.
+
+Nothing here is a hand-kept list of names: every name in ``streamhsm.__all__`` gets an entry on
+the page of its group, the group being chosen from the module the object says it comes from
+(``obj.__module__``, or for plain constants the module that assigns it) through :data:`GROUPS`;
+a name from a module no group lists lands in the fallback group, so a new public name always
+gets a page. The public submodules in :data:`SUBMODULES` get one page each for their own
+``__all__``; names they share with ``streamhsm.__all__`` link to the ``streamhsm.Name`` entry.
+
+Sphinx is not needed to run :func:`generate`, so the test suite can check its output.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import enum
+import importlib
+import importlib.util
+import inspect
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
+
+PACKAGE = "streamhsm"
+
+
+class Group(NamedTuple):
+    """One page of the reference: the names whose home module starts with one of ``modules``."""
+
+    slug: str
+    title: str
+    modules: tuple[str, ...]
+    intro: str
+
+
+#: Pages of the reference, in order. A home module matches a group when it equals one of the
+#: group's modules or lies below it; the longest match wins.
+GROUPS: tuple[Group, ...] = (
+    Group("engine", "Engine: machines and tables",
+          ("streamhsm.machine", "streamhsm._engine", "streamhsm.reference"),
+          "Declare a machine as data (:class:`streamhsm.MachineSpec`), compile it into flat "
+          "tables (:class:`streamhsm.CompiledMachine`), and run it over one instance or over a "
+          "table of many instances in numpy arrays."),
+    Group("lifecycle", "Stream lifecycle",
+          ("streamhsm.lifecycle",),
+          "The per-stream lifecycle machine (plan S-1) and its ready-made wrappers: one stream "
+          "(:class:`streamhsm.StreamLifecycle`) or many (:class:`streamhsm.StreamTable`)."),
+    Group("driver", "Driver",
+          ("streamhsm.driver",),
+          "The driver model: control plane, configuration, protocol types and the lease and "
+          "driver machines. See also the :doc:`streamhsm.driver` module page."),
+    Group("shm", "Shared memory", ("streamhsm.shm",),
+          "Stream tables in named shared memory, read by another process."),
+    Group("snapshot", "Snapshots", ("streamhsm.snapshot",),
+          "Saving and restoring tables and drivers as plain ``.npz`` data."),
+    Group("errors", "Errors", ("streamhsm.errors",),
+          "Exception classes. Bad input otherwise raises the built-in ``ValueError``, "
+          "``TypeError`` or ``IndexError`` with the offending value in the message."),
+)
+
+#: Where names no group claims go.
+FALLBACK = Group("other", "Other names", (), "Public names not covered by the pages above.")
+
+#: Public submodules that get a page of their own, for their own ``__all__``.
+SUBMODULES: tuple[str, ...] = ("streamhsm.driver", "streamhsm.shm", "streamhsm.snapshot")
+
+#: Descriptions of module dunders, which have no ``#:`` comment in the source.
+DUNDER_DOCS = {"__version__": "The installed package's version string."}
+
+_VALUE_WIDTH = 60  # longer reprs are shown in the description instead of the signature line
+
+
+def _module_source(mod: ModuleType) -> tuple[str, str] | None:
+    """(kind, source) of a module: its ``.py``, else the ``.pyx`` and ``.pyi`` shipped beside a
+    compiled module (kind ``"compiled"``: the ``.pyi`` decides what is defined)."""
+    origin = getattr(mod, "__file__", None)
+    if not origin:
+        return None
+    path = Path(origin)
+    if path.suffix == ".py":
+        return "py", path.read_text(encoding="utf-8")
+    stem = path.name.split(".")[0]
+    pyx, pyi = path.with_name(stem + ".pyx"), path.with_name(stem + ".pyi")
+    text = ""
+    if pyi.exists():
+        text += pyi.read_text(encoding="utf-8")
+    if pyx.exists():
+        text += "\n" + pyx.read_text(encoding="utf-8")
+    return ("compiled", text) if text else None
+
+
+def _assigned_names(source: str) -> set[str]:
+    """Names assigned at module level in Python (or stub) source."""
+    names: set[str] = set()
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # a .pyx: fall back to plain "NAME =" lines
+        for line in source.splitlines():
+            head = line.split("=", 1)[0].split(":", 1)[0].strip()
+            if head.isidentifier() and not line.startswith((" ", "\t")) and "=" in line:
+                names.add(head)
+        return names
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) else [])
+        for t in targets:
+            if isinstance(t, ast.Name):
+                names.add(t.id)
+    return names
+
+
+def doc_comment(source: str, name: str) -> str | None:
+    """The ``#:`` comment lines just above ``name = ...`` at module level, joined, or None."""
+    lines = source.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(name) and line[len(name):].lstrip()[:1] in ("=", ":"):
+            doc: list[str] = []
+            j = i - 1
+            while j >= 0 and lines[j].startswith("#:"):
+                doc.insert(0, lines[j][2:].strip())
+                j -= 1
+            if doc:
+                return " ".join(doc)
+    return None
+
+
+def _package_modules(package: str) -> list[ModuleType]:
+    """The package's modules, leaves first (a package ``__init__`` only re-exports)."""
+    import pkgutil
+
+    root = importlib.import_module(package)
+    mods: list[ModuleType] = []
+    for info in pkgutil.walk_packages(root.__path__, package + "."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":
+            continue  # importing it would run the command line
+        try:
+            mods.append(importlib.import_module(info.name))
+        except ImportError:  # an optional dependency missing: that module cannot be a home
+            continue
+    mods.sort(key=lambda m: hasattr(m, "__path__"))
+    return mods + [root]
+
+
+def home_module(name: str, obj: Any, modules: list[ModuleType]) -> tuple[str, str | None]:
+    """(module that defines ``obj``, its ``#:`` description for constants or None)."""
+    mod_name = getattr(obj, "__module__", None)
+    if (inspect.isclass(obj) or inspect.isroutine(obj)) and isinstance(mod_name, str):
+        return mod_name, None
+    for mod in modules:
+        if vars(mod).get(name, _MISSING) is not obj:
+            continue
+        found = _module_source(mod)
+        if found is None or name not in _assigned_names(found[1]):
+            continue
+        return mod.__name__, doc_comment(found[1], name)
+    return PACKAGE, None
+
+
+_MISSING = object()
+
+
+def group_of(module: str) -> Group:
+    """The group whose module list matches ``module`` best (longest prefix), else FALLBACK."""
+    best, best_len = FALLBACK, -1
+    for group in GROUPS:
+        for m in group.modules:
+            if (module == m or module.startswith(m + ".")) and len(m) > best_len:
+                best, best_len = group, len(m)
+    return best
+
+
+def _heading(text: str, char: str) -> str:
+    return f"{text}\n{char * len(text)}\n"
+
+
+def _indent(text: str, pad: str = "   ") -> str:
+    return "\n".join(pad + line if line else "" for line in text.splitlines())
+
+
+def entry(qualified: str, obj: Any, description: str | None) -> str:
+    """The reST for one public object, named ``qualified`` (``streamhsm.Name``)."""
+    short = qualified.rsplit(".", 1)[-1]
+    if inspect.isclass(obj):
+        if issubclass(obj, BaseException):
+            return (f".. autoexception:: {qualified}\n   :members:\n   :show-inheritance:\n")
+        if issubclass(obj, enum.Enum):
+            return (f".. autoclass:: {qualified}\n   :members:\n   :undoc-members:\n"
+                    f"   :member-order: bysource\n   :show-inheritance:\n")
+        # undocumented members are listed too, so the build reports a missing docstring
+        opts = ["   :members:", "   :undoc-members:", "   :member-order: bysource"]
+        if dataclasses.is_dataclass(obj):
+            # fields the class docstring describes (napoleon's Attributes section) once only
+            described = [f.name for f in dataclasses.fields(obj)
+                         if f.name in (obj.__doc__ or "")]
+            if described:
+                opts.append(f"   :exclude-members: {', '.join(described)}")
+        bases = [b for b in obj.__mro__[1:] if b is not object]
+        if any(b.__module__.split(".")[0] == PACKAGE for b in bases):
+            # the inherited API is this class's API too (StreamTable.dispatch_many, ...)
+            opts += ["   :inherited-members:", "   :show-inheritance:"]
+        return f".. autoclass:: {qualified}\n" + "\n".join(opts) + "\n"
+    if inspect.isroutine(obj):
+        return f".. autofunction:: {qualified}\n"
+    text = DUNDER_DOCS.get(short) or description
+    if not text:
+        raise ValueError(f"{qualified} has no description: add a '#:' comment above its "
+                         "assignment in the module that defines it")
+    value = repr(obj)
+    out = f".. py:data:: {qualified}\n"
+    if len(value) <= _VALUE_WIDTH:
+        out += f"   :value: {value}\n\n{_indent(text)}\n"
+    else:
+        out += f"\n{_indent(text)}\n\n   Value:\n\n   .. code-block:: python\n\n"
+        out += _indent(value, "      ") + "\n"
+    return out
+
+
+def _summary_table(names: list[str]) -> str:
+    if not names:
+        return ""
+    rows = "\n".join(f"   {n}" for n in names)
+    return f".. autosummary::\n   :nosignatures:\n\n{rows}\n"
+
+
+def _hidden_toctree(docs: list[str]) -> str:
+    rows = "\n".join(f"   {d}" for d in docs)
+    return f".. toctree::\n   :hidden:\n\n{rows}\n"
+
+
+#: Folder (below the reference's folder) of the one-page-per-object files.
+OBJECT_DIR = "ref"
+
+
+def object_page(qualified: str, obj: Any, description: str | None) -> str:
+    """The page of one public object: a title and its :func:`entry`."""
+    return _heading(f"``{qualified}``", "=") + "\n" + entry(qualified, obj, description)
+
+
+def generate(package: str = PACKAGE,
+             submodules: tuple[str, ...] = SUBMODULES) -> dict[str, str]:
+    """The reference pages as ``{relative file name: reST text}``, from the installed package.
+
+    ``index.rst`` lists every public name and links the group pages; each group page
+    (``<slug>.rst``) and each submodule page (``streamhsm.driver.rst``, ...) has a summary table
+    of its names; every object has its own page ``ref/<qualified name>.rst``.
+    """
+    root = importlib.import_module(package)
+    modules = _package_modules(package)
+    public: list[str] = list(root.__all__)
+    pages: dict[str, str] = {}
+    grouped: dict[Group, list[str]] = {}
+    for name in public:
+        obj = getattr(root, name)
+        home, description = home_module(name, obj, modules)
+        qualified = f"{package}.{name}"
+        grouped.setdefault(group_of(home), []).append(qualified)
+        pages[f"{OBJECT_DIR}/{qualified}.rst"] = object_page(qualified, obj, description)
+    order = [g for g in (*GROUPS, FALLBACK) if g in grouped]
+    for group in order:
+        names = grouped[group]
+        body = [_heading(group.title, "="), group.intro + "\n", _summary_table(names),
+                _hidden_toctree([f"{OBJECT_DIR}/{n}" for n in names])]
+        pages[f"{group.slug}.rst"] = "\n".join(body)
+    for sub in submodules:
+        mod = importlib.import_module(sub)
+        shared, own = [], []
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if name in public and getattr(root, name) is obj:
+                shared.append(name)
+            else:
+                own.append(name)
+        body = [_heading(f"``{sub}``", "="), f".. automodule:: {sub}\n",
+                ".. py:currentmodule:: None\n"]
+        if own:
+            body.append(_summary_table([f"{sub}.{n}" for n in own]))
+            body.append(_hidden_toctree([f"{OBJECT_DIR}/{sub}.{n}" for n in own]))
+        if shared:
+            links = ", ".join(f":py:obj:`{package}.{n}`" for n in shared)
+            body.append(f"Also in ``{sub}.__all__``, documented under their ``{package}.`` "
+                        f"names: {links}.\n")
+        for name in own:
+            obj = getattr(mod, name)
+            _, description = home_module(name, obj, modules)
+            qualified = f"{sub}.{name}"
+            pages[f"{OBJECT_DIR}/{qualified}.rst"] = object_page(qualified, obj, description)
+        pages[f"{sub}.rst"] = "\n".join(body)
+    sections = [f"{g.slug}" for g in order] + list(submodules)
+    index = [_heading("API reference", "="),
+             f"Generated at build time from ``{package}.__all__`` "
+             f"(version {root.__version__}) and the ``__all__`` of the public submodules. "
+             f"Every object is named as you import it: ``from {package} import StreamTable`` "
+             f"is documented as ``{package}.StreamTable``. Signatures come from the type "
+             "stubs (``.pyi``) for the compiled classes and from the annotations elsewhere.\n",
+             ".. toctree::\n   :maxdepth: 1\n\n" + "\n".join(f"   {p}" for p in sections) + "\n",
+             _heading(f"``{package}``", "-"),
+             f".. automodule:: {package}\n",
+             ".. py:currentmodule:: None\n",
+             _summary_table([f"{package}.{n}" for n in public])]
+    pages["index.rst"] = "\n".join(index)
+    return pages
+
+
+def write(outdir: Path, pages: dict[str, str] | None = None) -> list[Path]:
+    """Write the pages into ``outdir`` (only files whose text changed, so Sphinx's incremental
+    build stays incremental); remove ``.rst`` files no longer generated. Return the paths."""
+    pages = generate() if pages is None else pages
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in pages.items():
+        path = outdir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+        written.append(path)
+    for stale in outdir.rglob("*.rst"):
+        if stale.relative_to(outdir).as_posix() not in pages:
+            stale.unlink()
+    return written

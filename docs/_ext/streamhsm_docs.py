@@ -1,0 +1,288 @@
+"""Local Sphinx extension: everything the site generates from the code at build time.
+
+- ``api/*.rst``: the API reference stubs, from ``streamhsm.__all__`` (see ``apigen.py``).
+- ``_generated/diagrams.md``: every machine the ``diagram`` command knows, drawn with Graphviz
+  from :func:`streamhsm.tools.diagram.render` (``"dot"``), with the Mermaid text beside it.
+- ``_generated/scaling.png``: :func:`streamhsm.tools.bench.plot_scaling`, small and fast.
+- Signatures of compiled objects from their ``.pyi`` stubs: autodoc sees only the untyped
+  signature Cython embeds in the docstring, so ``autodoc-process-signature`` replaces it with
+  the stub's (argument and return annotations).
+- A public object or method without a docstring is reported as a warning (an error under
+  ``-W``), so a missing docstring fails the build.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import re
+import sys
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import apigen  # noqa: E402
+
+from pygments.lexers.special import TextLexer  # noqa: E402
+from sphinx.application import Sphinx  # noqa: E402
+from sphinx.util import logging  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+GENERATED = "_generated"
+
+#: The scaling plot at build time: small tables and batches, a few seconds on a shared 2-core
+#: machine. STREAMHSM_DOCS_PLOT_SIZES (comma-separated) and STREAMHSM_DOCS_PLOT_EVENTS override.
+PLOT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+PLOT_EVENTS = 1_000_000
+
+#: Policies the ``diagram`` command accepts; a machine whose drawing does not depend on the
+#: policy is drawn once.
+POLICIES = ("default", "drain_on_producer_loss")
+
+
+# --- signatures from the stubs -------------------------------------------------------------
+
+@cache
+def _stub_defs(module: str) -> dict[str, ast.FunctionDef]:
+    """``{"Class.method" or "function": def node}`` of the ``.pyi`` beside a compiled module."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or spec.origin.endswith(".py"):
+        return {}
+    origin = Path(spec.origin)
+    stub = origin.with_name(origin.name.split(".")[0] + ".pyi")
+    if not stub.exists():
+        return {}
+    defs: dict[str, ast.FunctionDef] = {}
+
+    def walk(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef):
+                defs.setdefault(prefix + node.name, node)
+            elif isinstance(node, ast.ClassDef):
+                walk(node.body, prefix + node.name + ".")
+
+    walk(ast.parse(stub.read_text(encoding="utf-8")).body, "")
+    return defs
+
+
+def _format(node: ast.FunctionDef, drop_first: bool) -> tuple[str, str | None]:
+    args = node.args
+    if drop_first:
+        args = ast.arguments(posonlyargs=args.posonlyargs[1:] if args.posonlyargs else [],
+                             args=args.args[1:] if not args.posonlyargs else args.args,
+                             vararg=args.vararg, kwonlyargs=args.kwonlyargs,
+                             kw_defaults=args.kw_defaults, kwarg=args.kwarg,
+                             defaults=args.defaults)
+    ret = ast.unparse(node.returns) if node.returns is not None else None
+    return f"({ast.unparse(args)})", ret
+
+
+def stub_signature(what: str, obj: Any) -> tuple[str, str | None] | None:
+    """The stub's (signature, return annotation) for a compiled object, or None."""
+    if what in ("class", "exception"):
+        module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        if not (isinstance(module, str) and isinstance(qual, str)):
+            return None
+        node = _stub_defs(module).get(qual + ".__init__")
+        return None if node is None else (_format(node, True)[0], None)
+    if what in ("method", "function"):
+        module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        if not (isinstance(module, str) and isinstance(qual, str)):
+            return None
+        node = _stub_defs(module).get(qual)
+        if node is None:
+            return None
+        static = any(isinstance(d, ast.Name) and d.id == "staticmethod"
+                     for d in node.decorator_list)
+        return _format(node, what == "method" and not static)
+    return None
+
+
+def process_signature(app: Sphinx, what: str, name: str, obj: Any, options: Any,
+                      signature: str | None, return_annotation: str | None
+                      ) -> tuple[str | None, str | None] | None:
+    found = stub_signature(what, obj)
+    return found if found is not None else None
+
+
+# --- stub property types -------------------------------------------------------------------
+
+def property_type(obj: Any, name: str) -> str | None:
+    """The stub's return annotation of a compiled class's property ``name`` (full dotted)."""
+    owner_path, attr = name.rsplit(".", 1)
+    owner = _resolve(owner_path)
+    if owner is None:
+        return None
+    for klass in getattr(owner, "__mro__", ()):
+        node = _stub_defs(klass.__module__).get(f"{klass.__qualname__}.{attr}")
+        if node is not None and node.returns is not None:
+            return ast.unparse(node.returns)
+    return None
+
+
+def _resolve(dotted: str) -> Any:
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for p in parts[i:]:
+                obj = getattr(obj, p)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+# --- Google-style sections with unindented continuation lines -----------------------------
+
+_SECTIONS = ("Args:", "Arguments:", "Parameters:", "Raises:", "Attributes:", "Keyword Args:",
+             "Other Parameters:")
+_ENTRY = re.compile(r"^\*{0,2}\w+(\s*/\s*\w+)*(\s*\([^)]*\))?:(\s|$)")
+
+
+def indent_continuations(lines: list[str]) -> int:
+    """Indent the continuation lines of entries in Google-style ``Args:`` / ``Raises:`` / ...
+    sections that were written flush with the entry (napoleon would read them as new entries).
+    Works in place; returns the number of lines changed."""
+    changed = 0
+    section_indent: int | None = None
+    entry_indent: int | None = None
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if stripped in _SECTIONS:
+            section_indent, entry_indent = indent, None
+            continue
+        if section_indent is None or not stripped:
+            continue
+        if indent <= section_indent:
+            section_indent = None
+            continue
+        if entry_indent is None:
+            entry_indent = indent
+        if indent == entry_indent and not _ENTRY.match(stripped):
+            lines[i] = " " * 4 + line
+            changed += 1
+    return changed
+
+
+def fix_sections(app: Sphinx, what: str, name: str, obj: Any, options: Any,
+                 lines: list[str]) -> None:
+    indent_continuations(lines)
+
+
+# --- missing docstrings --------------------------------------------------------------------
+
+def check_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any,
+                    lines: list[str]) -> None:
+    if what not in ("module", "class", "exception", "function", "method", "property",
+                    "attribute"):
+        return
+    if name.rsplit(".", 1)[-1].startswith("_"):
+        return
+    if what != "attribute" and not any(line.strip() for line in lines):
+        logger.warning("%s %s has no docstring", what, name, type="streamhsm",
+                       subtype="docstring")
+    if what in ("property", "attribute"):
+        kind = property_type(obj, name)
+        if kind is not None and not any(":type:" in line for line in lines):
+            lines.extend(["", f"Type: ``{kind}``"])
+
+
+# --- generated pages and pictures ----------------------------------------------------------
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
+def diagrams_page() -> str:
+    """Markdown for every machine the ``diagram`` command can draw, generated now."""
+    from streamhsm.tools.cli import MACHINES
+    from streamhsm.tools.diagram import render
+
+    parts = []
+    for name, factory in MACHINES.items():
+        seen: dict[str, str] = {}
+        for policy in POLICIES:
+            dot = render(factory(policy), "dot")
+            if dot not in seen.values():
+                seen[policy] = dot
+        for policy, dot in seen.items():
+            machine = factory(policy)
+            flags = f"--machine {name}" + ("" if policy == "default" else f" --policy {policy}")
+            title = f"`{name}` machine" + (f", `{policy}` policy" if len(seen) > 1 else "")
+            dot_file = f"{name}-{policy}.dot"
+            _write_if_changed(Path(_srcdir) / GENERATED / dot_file, dot)
+            parts.append(
+                f"## {title}\n\n"
+                f"{len(machine.state_names)} states (Root included), "
+                f"{len(machine.event_names)} events.\n\n"
+                f"```{{graphviz}} {dot_file}\n:alt: state diagram of the {name} machine "
+                f"({policy} policy)\n:align: center\n```\n\n"
+                f"`python -m streamhsm diagram {flags}` prints the same machine as Mermaid:\n\n"
+                f"```text\n{render(machine, 'mermaid')}```\n")
+    return "\n".join(parts)
+
+
+def scaling_plot(outdir: Path) -> str:
+    """Run the small scaling measurement into ``outdir/scaling.png``; return a Markdown note."""
+    from streamhsm.tools.bench import plot_scaling
+
+    sizes = tuple(int(s) for s in os.environ.get(
+        "STREAMHSM_DOCS_PLOT_SIZES", ",".join(map(str, PLOT_SIZES))).split(","))
+    events = int(os.environ.get("STREAMHSM_DOCS_PLOT_EVENTS", PLOT_EVENTS))
+    start = time.perf_counter()
+    points = plot_scaling(str(outdir / "scaling.png"), sizes=sizes, events=events)
+    took = time.perf_counter() - start
+    logger.info("scaling plot: %d sizes, %d events each, %.1f s", len(sizes), events, took)
+    (outdir / "scaling.json").write_text(json.dumps(points, indent=1), encoding="utf-8")
+    rows = ["| streams | dispatch_many | table floor | broadcast | broadcast floor |",
+            "|---:|---:|---:|---:|---:|"]
+    for p in points:
+        rows.append(f"| {int(p['streams']):,} | {p['dispatch_many']:.2f} | "
+                    f"{p['table floor']:.2f} | {p['broadcast']:.2f} | "
+                    f"{p['broadcast floor']:.2f} |")
+    return (f"Measured while this site was built: {len(sizes)} table sizes, "
+            f"{events:,} events per `dispatch_many` point, best of 3, in {took:.1f} s "
+            f"(Python {sys.version.split()[0]}, on {os.cpu_count()} CPU(s)).\n\n"
+            + "\n".join(rows) + "\n\nTimes in ns per event (broadcast: per stream).\n")
+
+
+_srcdir = "."
+
+
+def generate(app: Sphinx) -> None:
+    global _srcdir
+    _srcdir = app.srcdir
+    src = Path(app.srcdir)
+    apigen.write(src / "api")
+    _write_if_changed(src / "api" / ".gitignore", "*\n")  # generated, never committed
+    gen = src / GENERATED
+    gen.mkdir(exist_ok=True)
+    _write_if_changed(gen / ".gitignore", "*\n")  # generated at build time, never committed
+    _write_if_changed(gen / "diagrams.md", diagrams_page())
+    if app.config.streamhsm_docs_plot:
+        _write_if_changed(gen / "scaling.md", scaling_plot(gen))
+    elif not (gen / "scaling.png").exists():
+        raise RuntimeError("streamhsm_docs_plot is off and no scaling.png was generated before")
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_config_value("streamhsm_docs_plot", True, "env")
+    # design.md keeps hand-written Mermaid sources in ```mermaid blocks: shown as plain text
+    app.add_lexer("mermaid", TextLexer)
+    app.connect("builder-inited", generate)
+    app.connect("autodoc-process-signature", process_signature)
+    app.connect("autodoc-process-docstring", fix_sections, priority=100)  # before napoleon
+    app.connect("autodoc-process-docstring", check_docstring)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
