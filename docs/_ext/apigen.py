@@ -18,6 +18,7 @@ import enum
 import importlib
 import importlib.util
 import inspect
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -63,7 +64,8 @@ GROUPS: tuple[Group, ...] = (
 FALLBACK = Group("other", "Other names", (), "Public names not covered by the pages above.")
 
 #: Public submodules that get a page of their own, for their own ``__all__``.
-SUBMODULES: tuple[str, ...] = ("streamhsm.driver", "streamhsm.shm", "streamhsm.snapshot")
+SUBMODULES: tuple[str, ...] = ("streamhsm.driver", "streamhsm.shm", "streamhsm.snapshot",
+                               "streamhsm.reference")
 
 #: Descriptions of module dunders, which have no ``#:`` comment in the source.
 DUNDER_DOCS = {"__version__": "The installed package's version string."}
@@ -271,10 +273,10 @@ def generate(package: str = PACKAGE,
                 shared.append(name)
             else:
                 own.append(name)
-        body = [_heading(f"``{sub}``", "="), f".. automodule:: {sub}\n",
-                ".. py:currentmodule:: None\n"]
+        # the module stays current, so its docstrings' short references resolve
+        body = [_heading(f"``{sub}``", "="), f".. automodule:: {sub}\n"]
         if own:
-            body.append(_summary_table([f"{sub}.{n}" for n in own]))
+            body.append(_summary_table(own))
             body.append(_hidden_toctree([f"{OBJECT_DIR}/{sub}.{n}" for n in own]))
         if shared:
             links = ", ".join(f":py:obj:`{package}.{n}`" for n in shared)
@@ -296,8 +298,7 @@ def generate(package: str = PACKAGE,
              ".. toctree::\n   :maxdepth: 1\n\n" + "\n".join(f"   {p}" for p in sections) + "\n",
              _heading(f"``{package}``", "-"),
              f".. automodule:: {package}\n",
-             ".. py:currentmodule:: None\n",
-             _summary_table([f"{package}.{n}" for n in public])]
+             _summary_table(public)]
     pages["index.rst"] = "\n".join(index)
     return pages
 
@@ -318,3 +319,72 @@ def write(outdir: Path, pages: dict[str, str] | None = None) -> list[Path]:
         if stale.relative_to(outdir).as_posix() not in pages:
             stale.unlink()
     return written
+
+
+# --- docstrings ----------------------------------------------------------------------------
+
+_SECTIONS = ("Args:", "Arguments:", "Parameters:", "Raises:", "Attributes:", "Keyword Args:",
+             "Other Parameters:")
+_ENTRY = re.compile(r"^\*{0,2}\w+(\s*/\s*\w+)*(\s*\([^)]*\))?:(\s|$)")
+
+
+def indent_continuations(lines: list[str]) -> int:
+    """Indent the continuation lines of entries in Google-style ``Args:`` / ``Raises:`` / ...
+    sections that were written flush with the entry (napoleon would read them as new entries).
+    Works in place; returns the number of lines changed."""
+    changed = 0
+    section_indent: int | None = None
+    entry_indent: int | None = None
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if stripped in _SECTIONS:
+            section_indent, entry_indent = indent, None
+            continue
+        if section_indent is None or not stripped:
+            continue
+        if indent <= section_indent:
+            section_indent = None
+            continue
+        if entry_indent is None:
+            entry_indent = indent
+        if indent == entry_indent and not _ENTRY.match(stripped):
+            lines[i] = " " * 4 + line
+            changed += 1
+    return changed
+
+
+_PROSE_HEAD = re.compile(r"[\[\]|.`]")
+
+
+def protect_prose_colon(lines: list[str]) -> bool:
+    """A property docstring whose first line reads ``Some words: more`` would be taken by napoleon
+    as ``type: description``. Such a colon (three words or more before it, nothing that looks
+    like a type) is shown as a dash instead. Works in place; returns True if it changed
+    ``lines``."""
+    if not lines or not lines[0].strip():
+        return False
+    head, sep, tail = lines[0].partition(": ")
+    if sep and len(head.split()) >= 3 and not _PROSE_HEAD.search(head):
+        lines[0] = f"{head} \N{EM DASH} {tail}"
+        return True
+    return False
+
+
+def documented_names(package: str = PACKAGE,
+                     submodules: tuple[str, ...] = SUBMODULES) -> dict[int, str]:
+    """``{id(object): the name the reference documents it under}`` for the public classes and
+    functions (constants are left out: equal small ints or strings share an id)."""
+    root = importlib.import_module(package)
+    names: dict[int, str] = {}
+    for sub in submodules:
+        mod = importlib.import_module(sub)
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if inspect.isclass(obj) or inspect.isroutine(obj):
+                names[id(obj)] = f"{sub}.{name}"
+    for name in root.__all__:  # the package's names win over a submodule's
+        obj = getattr(root, name)
+        if inspect.isclass(obj) or inspect.isroutine(obj):
+            names[id(obj)] = f"{package}.{name}"
+    return names

@@ -144,40 +144,61 @@ def _resolve(dotted: str) -> Any:
 
 # --- Google-style sections with unindented continuation lines -----------------------------
 
-_SECTIONS = ("Args:", "Arguments:", "Parameters:", "Raises:", "Attributes:", "Keyword Args:",
-             "Other Parameters:")
-_ENTRY = re.compile(r"^\*{0,2}\w+(\s*/\s*\w+)*(\s*\([^)]*\))?:(\s|$)")
-
-
-def indent_continuations(lines: list[str]) -> int:
-    """Indent the continuation lines of entries in Google-style ``Args:`` / ``Raises:`` / ...
-    sections that were written flush with the entry (napoleon would read them as new entries).
-    Works in place; returns the number of lines changed."""
-    changed = 0
-    section_indent: int | None = None
-    entry_indent: int | None = None
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        indent = len(line) - len(line.lstrip())
-        if stripped in _SECTIONS:
-            section_indent, entry_indent = indent, None
-            continue
-        if section_indent is None or not stripped:
-            continue
-        if indent <= section_indent:
-            section_indent = None
-            continue
-        if entry_indent is None:
-            entry_indent = indent
-        if indent == entry_indent and not _ENTRY.match(stripped):
-            lines[i] = " " * 4 + line
-            changed += 1
-    return changed
-
-
 def fix_sections(app: Sphinx, what: str, name: str, obj: Any, options: Any,
                  lines: list[str]) -> None:
-    indent_continuations(lines)
+    apigen.indent_continuations(lines)
+    if what in ("property", "attribute"):
+        apigen.protect_prose_colon(lines)
+
+
+# --- references to re-exported names ------------------------------------------------------
+
+@cache
+def _documented() -> dict[int, str]:
+    return apigen.documented_names()
+
+
+def documented_target(target: str, module: str | None) -> str | None:
+    """The documented name of what ``target`` (seen from ``module``) refers to, or None.
+
+    Docstrings say ``Driver`` or ``streamhsm.driver.Driver`` or ``MachineTable.stats``; the
+    reference documents ``streamhsm.Driver`` and ``streamhsm.MachineTable.stats``.
+    """
+    target = target.lstrip("~.")
+    bases = [module] if module else []
+    for base in [*bases, apigen.PACKAGE, None]:
+        path = f"{base}.{target}" if base else target
+        parts = path.split(".")
+        for i in range(len(parts), 0, -1):  # the longest importable module prefix
+            try:
+                obj: Any = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            break
+        else:
+            continue
+        rest = parts[i:]
+        for j, attr in enumerate(rest):
+            obj = getattr(obj, attr, _MISSING)
+            if obj is _MISSING:
+                break
+            name = _documented().get(id(obj))
+            if name is not None:
+                return ".".join([name, *rest[j + 1:]])
+    return None
+
+
+_MISSING = object()
+
+
+def resolve_alias(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
+    if node.get("refdomain") != "py":
+        return None
+    name = documented_target(node["reftarget"], node.get("py:module"))
+    if name is None or name == node["reftarget"]:
+        return None
+    return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, node["reftype"],
+                                             name, node, contnode)
 
 
 # --- missing docstrings --------------------------------------------------------------------
@@ -205,6 +226,22 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
 
 
+_EVENT_LIST = re.compile(r"\[([A-Za-z]+(?:, [A-Za-z]+)+)\]")
+_INITIAL_TO_COMPOSITE = re.compile(r"^(\s*\w+__initial -> (\w+)__anchor);$", re.M)
+
+
+def presentable(dot: str) -> str:
+    """Layout touches on the generator's DOT, for a page column: lists of events handled in
+    place wrapped two per line, and an initial arrow into a composite ending at its border.
+    The states, edges and labels are the generator's."""
+    def wrap(m: re.Match[str]) -> str:
+        items = m.group(1).split(", ")
+        return "[" + ",\\n".join(", ".join(items[i:i + 2]) for i in range(0, len(items), 2)) + "]"
+
+    dot = _EVENT_LIST.sub(wrap, dot)
+    return _INITIAL_TO_COMPOSITE.sub(r"\1 [lhead=cluster_\2];", dot)
+
+
 def diagrams_page() -> str:
     """Markdown for every machine the ``diagram`` command can draw, generated now."""
     from streamhsm.tools.cli import MACHINES
@@ -222,15 +259,16 @@ def diagrams_page() -> str:
             flags = f"--machine {name}" + ("" if policy == "default" else f" --policy {policy}")
             title = f"`{name}` machine" + (f", `{policy}` policy" if len(seen) > 1 else "")
             dot_file = f"{name}-{policy}.dot"
-            _write_if_changed(Path(_srcdir) / GENERATED / dot_file, dot)
+            _write_if_changed(Path(_srcdir) / GENERATED / dot_file, presentable(dot))
             parts.append(
                 f"## {title}\n\n"
                 f"{len(machine.state_names)} states (Root included), "
                 f"{len(machine.event_names)} events.\n\n"
-                f"```{{graphviz}} {dot_file}\n:alt: state diagram of the {name} machine "
+                f"```{{graphviz}} {GENERATED}/{dot_file}\n:alt: state diagram of the {name} machine "
                 f"({policy} policy)\n:align: center\n```\n\n"
-                f"`python -m streamhsm diagram {flags}` prints the same machine as Mermaid:\n\n"
-                f"```text\n{render(machine, 'mermaid')}```\n")
+                f"<details><summary>The same machine as Mermaid text: "
+                f"<code>python -m streamhsm diagram {flags}</code></summary>\n\n"
+                f"```text\n{render(machine, 'mermaid')}```\n\n</details>\n")
     return "\n".join(parts)
 
 
@@ -283,6 +321,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_lexer("mermaid", TextLexer)
     app.connect("builder-inited", generate)
     app.connect("autodoc-process-signature", process_signature)
+    app.connect("missing-reference", resolve_alias)
     app.connect("autodoc-process-docstring", fix_sections, priority=100)  # before napoleon
     app.connect("autodoc-process-docstring", check_docstring)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
