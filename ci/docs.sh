@@ -20,7 +20,8 @@ else  # Python 3.10: no tomllib; the extra through the package itself
 fi
 if ! command -v dot >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null
     else
         echo "error: the state diagrams need Graphviz 'dot' (Debian: apt-get install graphviz)" >&2
         exit 1

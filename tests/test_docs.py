@@ -50,10 +50,9 @@ def test_every_public_name_has_its_entry_and_page(pages: dict[str, str]) -> None
         page = pages.get(f"ref/{qualified}.rst")
         assert page is not None, f"{qualified} has no reference page"
         assert _entry(qualified).search(page), f"{qualified}: no autodoc entry on its page"
-        assert re.search(rf"^   {re.escape(name)}$", pages["index.rst"], re.M), (
-            f"{qualified} is not in the index's summary table")
-        groups = [p for p in pages if "/" not in p and p != "index.rst"
-                  and re.search(rf"^   {re.escape(qualified)}$", pages[p], re.M)]
+        row = f"   * - :py:obj:`{qualified}`"
+        assert row in pages["index.rst"], f"{qualified} is not in the index's summary table"
+        groups = [p for p in pages if "/" not in p and p != "index.rst" and row in pages[p]]
         assert groups, f"{qualified} is on no group page"
 
 
@@ -131,3 +130,37 @@ def test_page_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.Monkey
     failures, tries, report = _run_page(DOCS / page)
     assert tries > 0, f"{page} has no pycon examples"
     assert failures == 0, report
+
+
+def test_compiled_signatures_come_from_the_stubs(apigen: ModuleType) -> None:
+    """autodoc sees only Cython's untyped embedded signature; the reference shows the .pyi's."""
+    sig, ret = apigen.stub_signature("method", streamhsm.MachineTable.dispatch_many)
+    assert sig.startswith("(slots: npt.NDArray[np.int32] | npt.NDArray[np.int64], events:")
+    assert "self" not in sig and ret == "int"
+    sig, ret = apigen.stub_signature("method", streamhsm.StreamTable.dispatch)  # inherited
+    assert (sig, ret) == ("(slot: int, event: int | str)", "bool")
+    sig, ret = apigen.stub_signature("class", streamhsm.MachineTable)
+    assert sig == ("(machine: CompiledMachine, capacity: int, *, "
+                   "arrays: dict[str, npt.NDArray[Any]] | None=None)") and ret is None
+    assert apigen.property_type("streamhsm.StreamTable.states") == "npt.NDArray[np.uint8]"
+    # pure-Python objects keep autodoc's own signature (from their annotations)
+    assert apigen.stub_signature("method", streamhsm.Driver.poll) is None
+
+
+def test_references_to_re_exported_names_resolve_to_their_entry(apigen: ModuleType) -> None:
+    assert apigen.documented_target("Driver", "streamhsm.driver") == "streamhsm.Driver"
+    assert apigen.documented_target("~streamhsm.driver.Driver", None) == "streamhsm.Driver"
+    assert (apigen.documented_target("MachineTable.stats", "streamhsm.shm")
+            == "streamhsm.MachineTable.stats")
+    assert (apigen.documented_target("open_readonly", "streamhsm.shm")
+            == "streamhsm.shm.open_readonly")
+    assert apigen.documented_target("NoSuchThing", "streamhsm.shm") is None
+
+
+def test_a_prose_colon_in_a_property_docstring_is_not_read_as_a_type(apigen: ModuleType) -> None:
+    lines = ["Lifetime of a lease after its last keepalive: interval * grace intervals."]
+    assert apigen.protect_prose_colon(lines)
+    assert lines == ["Lifetime of a lease after its last keepalive \N{EM DASH} "
+                     "interval * grace intervals."]
+    typed = ["npt.NDArray[np.uint8]: the states."]
+    assert not apigen.protect_prose_colon(typed) and typed == ["npt.NDArray[np.uint8]: the states."]

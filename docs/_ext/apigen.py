@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import inspect
 import re
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -218,11 +219,44 @@ def entry(qualified: str, obj: Any, description: str | None) -> str:
     return out
 
 
-def _summary_table(names: list[str]) -> str:
-    if not names:
+_EMBEDDED_SIGNATURE = re.compile(r"^[\w.]+\(.*\)(\s*->\s*.*)?$")
+
+
+def summary(obj: Any, description: str | None = None) -> str:
+    """The first sentence of an object's documentation (a constant's ``#:`` description, else
+    its docstring without the signature line Cython embeds)."""
+    if description is not None:
+        text = description
+    elif inspect.isclass(obj) or inspect.isroutine(obj):
+        text = inspect.getdoc(obj) or ""
+    else:
+        text = ""
+    lines = text.strip().splitlines()
+    if lines and _EMBEDDED_SIGNATURE.match(lines[0].strip()):
+        lines = lines[1:]
+    paragraph: list[str] = []
+    for line in lines:
+        if line.strip():
+            paragraph.append(line.strip())
+        elif paragraph:
+            break
+    para = " ".join(paragraph)
+    for m in re.finditer(r"\.(\s|$)", para):
+        head = para[:m.start() + 1]
+        if head.count("`") % 2 == 0 and head.count("(") == head.count(")"):
+            return head
+    return para
+
+
+def _summary_table(rows: list[tuple[str, str]]) -> str:
+    """A two-column table: link to each object, its summary."""
+    if not rows:
         return ""
-    rows = "\n".join(f"   {n}" for n in names)
-    return f".. autosummary::\n   :nosignatures:\n\n{rows}\n"
+    out = [".. list-table::", "   :widths: 35 65", "   :class: summarytable", ""]
+    for target, text in rows:
+        out.append(f"   * - :py:obj:`{target}`")
+        out.append(f"     - {text}" if text else "     -")
+    return "\n".join(out) + "\n"
 
 
 def _hidden_toctree(docs: list[str]) -> str:
@@ -252,16 +286,19 @@ def generate(package: str = PACKAGE,
     public: list[str] = list(root.__all__)
     pages: dict[str, str] = {}
     grouped: dict[Group, list[str]] = {}
+    summaries: dict[str, str] = {}
     for name in public:
         obj = getattr(root, name)
         home, description = home_module(name, obj, modules)
         qualified = f"{package}.{name}"
         grouped.setdefault(group_of(home), []).append(qualified)
         pages[f"{OBJECT_DIR}/{qualified}.rst"] = object_page(qualified, obj, description)
+        summaries[qualified] = summary(obj, DUNDER_DOCS.get(name) or description)
     order = [g for g in (*GROUPS, FALLBACK) if g in grouped]
     for group in order:
         names = grouped[group]
-        body = [_heading(group.title, "="), group.intro + "\n", _summary_table(names),
+        body = [_heading(group.title, "="), group.intro + "\n",
+                _summary_table([(n, summaries[n]) for n in names]),
                 _hidden_toctree([f"{OBJECT_DIR}/{n}" for n in names])]
         pages[f"{group.slug}.rst"] = "\n".join(body)
     for sub in submodules:
@@ -276,7 +313,11 @@ def generate(package: str = PACKAGE,
         # the module stays current, so its docstrings' short references resolve
         body = [_heading(f"``{sub}``", "="), f".. automodule:: {sub}\n"]
         if own:
-            body.append(_summary_table(own))
+            rows = []
+            for name in own:
+                obj = getattr(mod, name)
+                rows.append((f"{sub}.{name}", summary(obj, home_module(name, obj, modules)[1])))
+            body.append(_summary_table(rows))
             body.append(_hidden_toctree([f"{OBJECT_DIR}/{sub}.{n}" for n in own]))
         if shared:
             links = ", ".join(f":py:obj:`{package}.{n}`" for n in shared)
@@ -298,7 +339,7 @@ def generate(package: str = PACKAGE,
              ".. toctree::\n   :maxdepth: 1\n\n" + "\n".join(f"   {p}" for p in sections) + "\n",
              _heading(f"``{package}``", "-"),
              f".. automodule:: {package}\n",
-             _summary_table(public)]
+             _summary_table([(f"{package}.{n}", summaries[f"{package}.{n}"]) for n in public])]
     pages["index.rst"] = "\n".join(index)
     return pages
 
@@ -388,3 +429,129 @@ def documented_names(package: str = PACKAGE,
         if inspect.isclass(obj) or inspect.isroutine(obj):
             names[id(obj)] = f"{package}.{name}"
     return names
+
+
+# --- signatures from the stubs -------------------------------------------------------------
+
+@cache
+def _stub_defs(module: str) -> dict[str, ast.FunctionDef]:
+    """``{"Class.method" or "function": def node}`` of the ``.pyi`` beside a compiled module."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or spec.origin.endswith(".py"):
+        return {}
+    origin = Path(spec.origin)
+    stub = origin.with_name(origin.name.split(".")[0] + ".pyi")
+    if not stub.exists():
+        return {}
+    defs: dict[str, ast.FunctionDef] = {}
+
+    def walk(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef):
+                defs.setdefault(prefix + node.name, node)
+            elif isinstance(node, ast.ClassDef):
+                walk(node.body, prefix + node.name + ".")
+
+    walk(ast.parse(stub.read_text(encoding="utf-8")).body, "")
+    return defs
+
+
+def _format(node: ast.FunctionDef, drop_first: bool) -> tuple[str, str | None]:
+    args = node.args
+    if drop_first:
+        args = ast.arguments(posonlyargs=args.posonlyargs[1:] if args.posonlyargs else [],
+                             args=args.args[1:] if not args.posonlyargs else args.args,
+                             vararg=args.vararg, kwonlyargs=args.kwonlyargs,
+                             kw_defaults=args.kw_defaults, kwarg=args.kwarg,
+                             defaults=args.defaults)
+    ret = ast.unparse(node.returns) if node.returns is not None else None
+    return f"({ast.unparse(args)})", ret
+
+
+def stub_signature(what: str, obj: Any) -> tuple[str, str | None] | None:
+    """The stub's (signature, return annotation) for a compiled object, or None."""
+    if what in ("class", "exception"):
+        module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        if not (isinstance(module, str) and isinstance(qual, str)):
+            return None
+        node = _stub_defs(module).get(qual + ".__init__")
+        return None if node is None else (_format(node, True)[0], None)
+    if what in ("method", "function"):
+        module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        if not (isinstance(module, str) and isinstance(qual, str)):
+            return None
+        node = _stub_defs(module).get(qual)
+        if node is None:
+            return None
+        static = any(isinstance(d, ast.Name) and d.id == "staticmethod"
+                     for d in node.decorator_list)
+        return _format(node, what == "method" and not static)
+    return None
+
+
+# --- stub property types -------------------------------------------------------------------
+
+def property_type(name: str) -> str | None:
+    """The stub's return annotation of a compiled class's property ``name`` (full dotted)."""
+    owner_path, attr = name.rsplit(".", 1)
+    owner = _resolve(owner_path)
+    if owner is None:
+        return None
+    for klass in getattr(owner, "__mro__", ()):
+        node = _stub_defs(klass.__module__).get(f"{klass.__qualname__}.{attr}")
+        if node is not None and node.returns is not None:
+            return ast.unparse(node.returns)
+    return None
+
+
+def _resolve(dotted: str) -> Any:
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for p in parts[i:]:
+                obj = getattr(obj, p)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+# --- references ----------------------------------------------------------------------------
+
+@cache
+def _documented() -> dict[int, str]:
+    return documented_names()
+
+
+def documented_target(target: str, module: str | None) -> str | None:
+    """The documented name of what ``target`` (seen from ``module``) refers to, or None.
+
+    Docstrings say ``Driver`` or ``streamhsm.driver.Driver`` or ``MachineTable.stats``; the
+    reference documents ``streamhsm.Driver`` and ``streamhsm.MachineTable.stats``.
+    """
+    target = target.lstrip("~.")
+    bases = [module] if module else []
+    for base in [*bases, PACKAGE, None]:
+        path = f"{base}.{target}" if base else target
+        parts = path.split(".")
+        for i in range(len(parts), 0, -1):  # the longest importable module prefix
+            try:
+                obj: Any = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            break
+        else:
+            continue
+        rest = parts[i:]
+        for j, attr in enumerate(rest):
+            obj = getattr(obj, attr, _MISSING)
+            if obj is _MISSING:
+                break
+            name = _documented().get(id(obj))
+            if name is not None:
+                return ".".join([name, *rest[j + 1:]])
+    return None

@@ -9,18 +9,21 @@
   the stub's (argument and return annotations).
 - A public object or method without a docstring is reported as a warning (an error under
   ``-W``), so a missing docstring fails the build.
+- References to re-exported objects (``Driver`` in ``streamhsm.driver``'s docstrings,
+  ``streamhsm.driver.Driver``) resolve to the entry the reference has (``streamhsm.Driver``).
+- Docstring touches before napoleon reads them: flush continuation lines in ``Args:`` /
+  ``Raises:`` sections are indented; a property docstring's prose colon is not read as a type.
+
+The Sphinx-free parts live in ``apigen.py``, so ``tests/test_docs.py`` runs without Sphinx.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import json
 import os
 import re
 import sys
 import time
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -46,100 +49,11 @@ PLOT_EVENTS = 1_000_000
 POLICIES = ("default", "drain_on_producer_loss")
 
 
-# --- signatures from the stubs -------------------------------------------------------------
-
-@cache
-def _stub_defs(module: str) -> dict[str, ast.FunctionDef]:
-    """``{"Class.method" or "function": def node}`` of the ``.pyi`` beside a compiled module."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin or spec.origin.endswith(".py"):
-        return {}
-    origin = Path(spec.origin)
-    stub = origin.with_name(origin.name.split(".")[0] + ".pyi")
-    if not stub.exists():
-        return {}
-    defs: dict[str, ast.FunctionDef] = {}
-
-    def walk(body: list[ast.stmt], prefix: str) -> None:
-        for node in body:
-            if isinstance(node, ast.FunctionDef):
-                defs.setdefault(prefix + node.name, node)
-            elif isinstance(node, ast.ClassDef):
-                walk(node.body, prefix + node.name + ".")
-
-    walk(ast.parse(stub.read_text(encoding="utf-8")).body, "")
-    return defs
-
-
-def _format(node: ast.FunctionDef, drop_first: bool) -> tuple[str, str | None]:
-    args = node.args
-    if drop_first:
-        args = ast.arguments(posonlyargs=args.posonlyargs[1:] if args.posonlyargs else [],
-                             args=args.args[1:] if not args.posonlyargs else args.args,
-                             vararg=args.vararg, kwonlyargs=args.kwonlyargs,
-                             kw_defaults=args.kw_defaults, kwarg=args.kwarg,
-                             defaults=args.defaults)
-    ret = ast.unparse(node.returns) if node.returns is not None else None
-    return f"({ast.unparse(args)})", ret
-
-
-def stub_signature(what: str, obj: Any) -> tuple[str, str | None] | None:
-    """The stub's (signature, return annotation) for a compiled object, or None."""
-    if what in ("class", "exception"):
-        module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-        if not (isinstance(module, str) and isinstance(qual, str)):
-            return None
-        node = _stub_defs(module).get(qual + ".__init__")
-        return None if node is None else (_format(node, True)[0], None)
-    if what in ("method", "function"):
-        module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-        if not (isinstance(module, str) and isinstance(qual, str)):
-            return None
-        node = _stub_defs(module).get(qual)
-        if node is None:
-            return None
-        static = any(isinstance(d, ast.Name) and d.id == "staticmethod"
-                     for d in node.decorator_list)
-        return _format(node, what == "method" and not static)
-    return None
-
-
 def process_signature(app: Sphinx, what: str, name: str, obj: Any, options: Any,
                       signature: str | None, return_annotation: str | None
                       ) -> tuple[str | None, str | None] | None:
-    found = stub_signature(what, obj)
-    return found if found is not None else None
-
-
-# --- stub property types -------------------------------------------------------------------
-
-def property_type(obj: Any, name: str) -> str | None:
-    """The stub's return annotation of a compiled class's property ``name`` (full dotted)."""
-    owner_path, attr = name.rsplit(".", 1)
-    owner = _resolve(owner_path)
-    if owner is None:
-        return None
-    for klass in getattr(owner, "__mro__", ()):
-        node = _stub_defs(klass.__module__).get(f"{klass.__qualname__}.{attr}")
-        if node is not None and node.returns is not None:
-            return ast.unparse(node.returns)
-    return None
-
-
-def _resolve(dotted: str) -> Any:
-    parts = dotted.split(".")
-    for i in range(len(parts), 0, -1):
-        try:
-            obj: Any = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        try:
-            for p in parts[i:]:
-                obj = getattr(obj, p)
-        except AttributeError:
-            return None
-        return obj
-    return None
+    """Compiled objects: the signature of the ``.pyi`` stub (None: keep autodoc's)."""
+    return apigen.stub_signature(what, obj)
 
 
 # --- Google-style sections with unindented continuation lines -----------------------------
@@ -153,48 +67,10 @@ def fix_sections(app: Sphinx, what: str, name: str, obj: Any, options: Any,
 
 # --- references to re-exported names ------------------------------------------------------
 
-@cache
-def _documented() -> dict[int, str]:
-    return apigen.documented_names()
-
-
-def documented_target(target: str, module: str | None) -> str | None:
-    """The documented name of what ``target`` (seen from ``module``) refers to, or None.
-
-    Docstrings say ``Driver`` or ``streamhsm.driver.Driver`` or ``MachineTable.stats``; the
-    reference documents ``streamhsm.Driver`` and ``streamhsm.MachineTable.stats``.
-    """
-    target = target.lstrip("~.")
-    bases = [module] if module else []
-    for base in [*bases, apigen.PACKAGE, None]:
-        path = f"{base}.{target}" if base else target
-        parts = path.split(".")
-        for i in range(len(parts), 0, -1):  # the longest importable module prefix
-            try:
-                obj: Any = importlib.import_module(".".join(parts[:i]))
-            except ImportError:
-                continue
-            break
-        else:
-            continue
-        rest = parts[i:]
-        for j, attr in enumerate(rest):
-            obj = getattr(obj, attr, _MISSING)
-            if obj is _MISSING:
-                break
-            name = _documented().get(id(obj))
-            if name is not None:
-                return ".".join([name, *rest[j + 1:]])
-    return None
-
-
-_MISSING = object()
-
-
 def resolve_alias(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
     if node.get("refdomain") != "py":
         return None
-    name = documented_target(node["reftarget"], node.get("py:module"))
+    name = apigen.documented_target(node["reftarget"], node.get("py:module"))
     if name is None or name == node["reftarget"]:
         return None
     return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, node["reftype"],
@@ -214,7 +90,7 @@ def check_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any,
         logger.warning("%s %s has no docstring", what, name, type="streamhsm",
                        subtype="docstring")
     if what in ("property", "attribute"):
-        kind = property_type(obj, name)
+        kind = apigen.property_type(name)
         if kind is not None and not any(":type:" in line for line in lines):
             lines.extend(["", f"Type: ``{kind}``"])
 
@@ -236,14 +112,15 @@ def presentable(dot: str) -> str:
     The states, edges and labels are the generator's."""
     def wrap(m: re.Match[str]) -> str:
         items = m.group(1).split(", ")
-        return "[" + ",\\n".join(", ".join(items[i:i + 2]) for i in range(0, len(items), 2)) + "]"
+        pairs = (", ".join(items[i:i + 2]) for i in range(0, len(items), 2))
+        return "[" + ",\\n".join(pairs) + "]"
 
     dot = _EVENT_LIST.sub(wrap, dot)
     return _INITIAL_TO_COMPOSITE.sub(r"\1 [lhead=cluster_\2];", dot)
 
 
-def diagrams_page() -> str:
-    """Markdown for every machine the ``diagram`` command can draw, generated now."""
+def diagrams_page(gen: Path) -> str:
+    """Markdown for every machine the ``diagram`` command can draw; the DOT files go to ``gen``."""
     from streamhsm.tools.cli import MACHINES
     from streamhsm.tools.diagram import render
 
@@ -259,13 +136,14 @@ def diagrams_page() -> str:
             flags = f"--machine {name}" + ("" if policy == "default" else f" --policy {policy}")
             title = f"`{name}` machine" + (f", `{policy}` policy" if len(seen) > 1 else "")
             dot_file = f"{name}-{policy}.dot"
-            _write_if_changed(Path(_srcdir) / GENERATED / dot_file, presentable(dot))
+            _write_if_changed(gen / dot_file, presentable(dot))
             parts.append(
                 f"## {title}\n\n"
                 f"{len(machine.state_names)} states (Root included), "
                 f"{len(machine.event_names)} events.\n\n"
-                f"```{{graphviz}} {GENERATED}/{dot_file}\n:alt: state diagram of the {name} machine "
-                f"({policy} policy)\n:align: center\n```\n\n"
+                f"```{{graphviz}} {GENERATED}/{dot_file}\n"
+                f":alt: state diagram of the {name} machine ({policy} policy)\n"
+                f":align: center\n```\n\n"
                 f"<details><summary>The same machine as Mermaid text: "
                 f"<code>python -m streamhsm diagram {flags}</code></summary>\n\n"
                 f"```text\n{render(machine, 'mermaid')}```\n\n</details>\n")
@@ -296,27 +174,18 @@ def scaling_plot(outdir: Path) -> str:
             + "\n".join(rows) + "\n\nTimes in ns per event (broadcast: per stream).\n")
 
 
-_srcdir = "."
-
-
 def generate(app: Sphinx) -> None:
-    global _srcdir
-    _srcdir = app.srcdir
     src = Path(app.srcdir)
     apigen.write(src / "api")
     _write_if_changed(src / "api" / ".gitignore", "*\n")  # generated, never committed
     gen = src / GENERATED
     gen.mkdir(exist_ok=True)
     _write_if_changed(gen / ".gitignore", "*\n")  # generated at build time, never committed
-    _write_if_changed(gen / "diagrams.md", diagrams_page())
-    if app.config.streamhsm_docs_plot:
-        _write_if_changed(gen / "scaling.md", scaling_plot(gen))
-    elif not (gen / "scaling.png").exists():
-        raise RuntimeError("streamhsm_docs_plot is off and no scaling.png was generated before")
+    _write_if_changed(gen / "diagrams.md", diagrams_page(gen))
+    _write_if_changed(gen / "scaling.md", scaling_plot(gen))
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    app.add_config_value("streamhsm_docs_plot", True, "env")
     # design.md keeps hand-written Mermaid sources in ```mermaid blocks: shown as plain text
     app.add_lexer("mermaid", TextLexer)
     app.connect("builder-inited", generate)
