@@ -44,7 +44,9 @@ __all__ = ["HEADER_SIZE", "LAYOUT_VERSION", "SharedStreamTable", "SharedTableErr
            "leaf_names", "open_readonly"]
 
 MAGIC = b"STRMHSM\x00"
+#: Version of the segment layout below; a reader rejects a segment of another version.
 LAYOUT_VERSION = 1
+#: Bytes of the segment header; the first column starts after it.
 HEADER_SIZE = 128
 _HEADER = struct.Struct("<8sIIQII16sQqQQ32sQ")
 # offsets of the fields updated after creation (see the layout above)
