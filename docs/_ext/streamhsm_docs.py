@@ -46,7 +46,6 @@ PLOT_EVENTS = 1_000_000
 
 #: Policies the ``diagram`` command accepts; a machine whose drawing does not depend on the
 #: policy is drawn once.
-POLICIES = ("default", "drain_on_producer_loss")
 
 
 def process_signature(app: Sphinx, what: str, name: str, obj: Any, options: Any,
@@ -121,18 +120,19 @@ def presentable(dot: str) -> str:
 
 def diagrams_page(gen: Path) -> str:
     """Markdown for every machine the ``diagram`` command can draw; the DOT files go to ``gen``."""
-    from streamhsm.tools.cli import MACHINES
+    from streamhsm import registry
     from streamhsm.tools.diagram import render
 
     parts = []
-    for name, factory in MACHINES.items():
+    names = list(dict.fromkeys(name for name, _ in registry.known()))
+    for name in names:
         seen: dict[str, str] = {}
-        for policy in POLICIES:
-            dot = render(factory(policy), "dot")
+        for policy in registry.policies(name):
+            dot = render(registry.machine(name, policy), "dot")
             if dot not in seen.values():
                 seen[policy] = dot
         for policy, dot in seen.items():
-            machine = factory(policy)
+            machine = registry.machine(name, policy)
             flags = f"--machine {name}" + ("" if policy == "default" else f" --policy {policy}")
             title = f"`{name}` machine" + (f", `{policy}` policy" if len(seen) > 1 else "")
             dot_file = f"{name}-{policy}.dot"
