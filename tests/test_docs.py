@@ -95,7 +95,7 @@ def test_a_constant_without_a_description_is_an_error(
 def test_constants_take_the_comment_above_their_assignment(pages: dict[str, str]) -> None:
     page = pages["ref/streamhsm.FREE_SLOT.rst"]  # defined in the compiled engine (.pyx)
     assert ":value: 255" in page and "free (released or never opened) slot" in page
-    page = pages["ref/streamhsm.driver.MAX_STREAM_ID.rst"]
+    page = pages["ref/streamhsm.MAX_STREAM_ID.rst"]
     assert "Largest stream id" in page
 
 

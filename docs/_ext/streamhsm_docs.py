@@ -44,9 +44,6 @@ GENERATED = "_generated"
 PLOT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
 PLOT_EVENTS = 1_000_000
 
-#: Policies the ``diagram`` command accepts; a machine whose drawing does not depend on the
-#: policy is drawn once.
-
 
 def process_signature(app: Sphinx, what: str, name: str, obj: Any, options: Any,
                       signature: str | None, return_annotation: str | None
