@@ -24,10 +24,11 @@ cdef extern from *:
     # A cache hint (no effect on results): fetch the line holding *p ahead of its use.
     void STREAMHSM_PREFETCH(const void* p) noexcept nogil
 
-# State code of a free (released or never opened) slot in a table.
+# State code of a free (released or never opened) slot in a table: the one source of this value
+# (Python sees it as ``streamhsm.FREE_SLOT``; machine codes, states and events, stay below it).
 cdef enum:
     HSM_FREE_SLOT = 255
-    HSM_CODE_ROWS = 256
+    HSM_CODE_ROWS = HSM_FREE_SLOT + 1      # rows of every padded table: one per uint8 code
     # Batch loops prefetch the state byte this many events ahead on tables at least this large
     # (measured: on smaller tables the state array is cache-resident and prefetching only costs).
     HSM_PREFETCH_DISTANCE = 32

@@ -52,7 +52,8 @@ def table_layout(capacity, n_events):
 
 
 def _padded_tables(machine):
-    """The machine's tables padded to 256 rows (free row included), cached on the machine."""
+    """The machine's tables padded to one row per uint8 code (free row included), cached on the
+    machine."""
     cached = getattr(machine, "_engine_tables", None)
     if cached is not None:
         return cached
