@@ -1,5 +1,9 @@
 """Threads hammering one table: batches run without the GIL under the table's lock, so every
-counter stays consistent and the result equals a serial replay."""
+counter stays consistent and the result equals a serial replay.
+
+These are stress tests; the deterministic interleavings (a batch held at a gate while mutators
+line up behind it) that fail on every run without the lock or the busy-waits are in
+test_engine_safety.py."""
 
 from __future__ import annotations
 
@@ -7,14 +11,14 @@ import threading
 
 import numpy as np
 
-from streamhsm import Event, State, StreamTable
+from streamhsm import FREE_SLOT, Event, State, StreamTable
 
 N_PER_THREAD = 2000
 ROUNDS = 40
 
 
 def _occupancy_matches(t: StreamTable) -> bool:
-    hist = np.bincount(t.states[t.states != 255], minlength=len(State))
+    hist = np.bincount(t.states[t.states != FREE_SLOT], minlength=len(State))
     return all(t.count(s) == hist[s] for s in (State.INIT, State.ACTIVE, State.DRAINING, State.CLOSED))
 
 
@@ -68,7 +72,9 @@ def test_threads_on_one_table_equal_a_serial_replay() -> None:
 
 
 def test_batches_on_two_tables_run_in_parallel_threads() -> None:
-    """Different tables are independent: concurrent batches give the serial results."""
+    """Different tables are independent: concurrent batches give the serial results. (That the
+    batches really release the GIL is proven in test_engine_safety.py, by a test that fails when
+    they do not.)"""
     rng = np.random.default_rng(11)
     slots = rng.integers(0, 500, 200_000)
     events = rng.integers(0, len(Event), 200_000).astype(np.uint8)

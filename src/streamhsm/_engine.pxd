@@ -25,10 +25,11 @@ cdef extern from *:
     # A cache hint (no effect on results): fetch the line holding *p ahead of its use.
     void STREAMHSM_PREFETCH(const void* p) noexcept nogil
 
-# State code of a free (released or never opened) slot in a table.
+# State code of a free (released or never opened) slot in a table: the one source of this value
+# (Python sees it as ``streamhsm.FREE_SLOT``; machine codes, states and events, stay below it).
 cdef enum:
     HSM_FREE_SLOT = 255
-    HSM_CODE_ROWS = 256
+    HSM_CODE_ROWS = HSM_FREE_SLOT + 1      # rows of every padded table: one per uint8 code
     # Batch loops prefetch the state byte this many events ahead on tables at least this large
     # (measured: on smaller tables the state array is cache-resident and prefetching only costs).
     HSM_PREFETCH_DISTANCE = 32
@@ -135,7 +136,7 @@ cdef class MachineTable:
     cdef HsmCore core
     cdef readonly object machine
     cdef object _owners            # numpy arrays the core points into
-    cdef object _states_view, _unhandled_view
+    cdef object _states_view, _unhandled_view, _transitions_view   # read-only bases
     cdef int32_t* _free            # stack of free slots
     cdef Py_ssize_t _n_free
     cdef uint8_t _initial
@@ -153,13 +154,23 @@ cdef class MachineTable:
     #         table.unlock_batch()
     cdef PyThread_type_lock _lock
     cdef int _busy
+    cdef int _waiters              # threads waiting in lock_batch (read by tests)
+    cdef PyThread_type_lock _test_gate   # NULL unless a test paused batches
+    cdef int _test_paused
+    cdef int _at_gate              # 1 while a paused batch waits at the gate
     @cython.final
     cdef Py_ssize_t slot_index(self, object slot) except -1
+    @cython.final
+    cdef Py_ssize_t slot_value(self, object slot) except -2
+    @cython.final
+    cdef Py_ssize_t check_open(self, Py_ssize_t v, object slot) except -1
+    @cython.final
+    cdef Py_ssize_t open_locked(self) except -1
     @cython.final
     cdef Py_ssize_t event_index(self, object event) except -1
     cdef int lock_batch(self) except -1
     cdef void unlock_batch(self) noexcept
-    cdef void release_unchecked(self, Py_ssize_t slot) noexcept nogil
+    cdef int release_unchecked(self, Py_ssize_t slot) noexcept nogil
 
 
 cdef class MachineInstance:

@@ -16,6 +16,7 @@ import enum
 
 import numpy as np
 
+from ._views import readonly_view
 from .errors import TableFullError
 from .snapshot import SNAPSHOT_VERSION, SnapshotError, array as _snap_array, check_header
 
@@ -51,7 +52,8 @@ def table_layout(capacity, n_events):
 
 
 def _padded_tables(machine):
-    """The machine's tables padded to 256 rows (free row included), cached on the machine."""
+    """The machine's tables padded to one row per uint8 code (free row included), cached on the
+    machine."""
     cached = getattr(machine, "_engine_tables", None)
     if cached is not None:
         return cached
@@ -67,13 +69,12 @@ def _padded_tables(machine):
     kind[:n_s] = np.where(machine.handled == 0, HSM_KIND_UNHANDLED,
                           np.where(machine.exit_path[:, :, 0] >= 0, HSM_KIND_TRANSITION,
                                    HSM_KIND_INTERNAL))
-    for arr in (nxt, handled, missed, kind):
-        arr.flags.writeable = False
+    nxt, handled, missed, kind = (readonly_view(a) for a in (nxt, handled, missed, kind))
     # member[s, code]: 1 if a slot whose state code is `code` is in state s (ancestors included)
     member = np.zeros((n_s, HSM_CODE_ROWS), dtype=bool)
     for s in range(n_s):
         member[s, list(machine.leaves_under[s])] = True
-    member.flags.writeable = False
+    member = readonly_view(member)
     cached = (nxt, handled, missed, member, kind)
     machine._engine_tables = cached
     return cached
@@ -171,18 +172,26 @@ cdef Py_ssize_t _first_invalid(const slot_t[::1] slots, const event_t[::1] event
         if <size_t><Py_ssize_t>slots[i] >= cap or <size_t><Py_ssize_t>events[i] >= n_events:
             bad = i
             break
+    cdef Py_ssize_t s
     if c.counts[HSM_FREE_SLOT] != 0:
         for i in range(bad):  # an earlier free slot is the first offender
-            if c.states[<Py_ssize_t>slots[i]] == HSM_FREE_SLOT:
+            s = <Py_ssize_t>slots[i]  # re-checked: the caller may have rewritten it meanwhile
+            if <size_t>s >= cap or c.states[s] == HSM_FREE_SLOT:
                 return i
     return -1 if bad == n else bad
 
 
 cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
-                          HsmCore* c) noexcept nogil:
-    """Dispatch every pair in order (the batch is validated); return the number handled, or -1
-    if a debug-build index check failed. Every open slot handles or counts each event, so the
-    handled count is the batch size minus the unhandled events it added."""
+                          HsmCore* c, Py_ssize_t* stop) noexcept nogil:
+    """Dispatch every pair in order (the batch is validated); return the number handled. Every
+    open slot handles or counts each event, so the handled count is the number of events run
+    minus the unhandled events they added.
+
+    The arrays belong to the caller, who may rewrite them from another thread after validation:
+    each index is checked again (one unsigned compare, always on). On an index out of range the
+    run stops before it and ``stop[0]`` is set to its position (it stays -1 otherwise). A slot
+    rewritten to a free slot is harmless: the free row of every table maps to itself.
+    """
     cdef Py_ssize_t i, s, e, n = slots.shape[0]
     cdef uint64_t missed = 0
     cdef uint8_t* states = c.states
@@ -193,6 +202,7 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
     cdef const uint8_t* kind = c.kind
     cdef HsmTrace* trace = c.trace
     cdef Py_ssize_t n_events = c.n_events, capacity = c.capacity
+    cdef size_t cap = <size_t>capacity, n_ev = <size_t>n_events
     # On a large table every event misses the cache; prefetching the state byte a few events
     # ahead keeps several misses in flight (the kernel's branches otherwise limit that). On a
     # cache-resident table the prefetch only costs, so it has a loop of its own.
@@ -203,21 +213,32 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
             STREAMHSM_PREFETCH(&states[<Py_ssize_t>slots[i + HSM_PREFETCH_DISTANCE]])
             s = <Py_ssize_t>slots[i]
             e = <Py_ssize_t>events[i]
-            if STREAMHSM_DEBUG_CHECKS:
-                if s < 0 or s >= capacity or e < 0 or e >= n_events:
-                    return -1
+            if <size_t>s >= cap or <size_t>e >= n_ev:
+                n = i
+                stop[0] = i
+                break
             missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, trace,
                                 n_events, s, e)
-    for i in range(start, n):
-        s = <Py_ssize_t>slots[i]
-        e = <Py_ssize_t>events[i]
-        if STREAMHSM_DEBUG_CHECKS:
-            if s < 0 or s >= capacity or e < 0 or e >= n_events:
-                return -1
-        missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, trace,
-                            n_events, s, e)
+    if stop[0] < 0:
+        for i in range(start, n):
+            s = <Py_ssize_t>slots[i]
+            e = <Py_ssize_t>events[i]
+            if <size_t>s >= cap or <size_t>e >= n_ev:
+                n = i
+                stop[0] = i
+                break
+            missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, trace,
+                                n_events, s, e)
     c.unhandled_total += missed
     return n - <Py_ssize_t>missed
+
+
+cdef void _pass_gate(MachineTable t) noexcept nogil:
+    """Test hook (see ``MachineTable._test_pause_batches``): wait until the gate is open."""
+    t._at_gate = 1
+    PyThread_acquire_lock(t._test_gate, WAIT_LOCK)
+    PyThread_release_lock(t._test_gate)
+    t._at_gate = 0
 
 
 cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
@@ -279,7 +300,7 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
 
 cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1] events):
     """Validate the whole batch, then run it; nothing changes if any element is invalid."""
-    cdef Py_ssize_t bad = -1, handled = 0, n = slots.shape[0]
+    cdef Py_ssize_t bad = -1, handled = 0, stop = -1, n = slots.shape[0]
     if n != events.shape[0]:
         raise ValueError(
             f"slots and events must have the same length, got {n} and {events.shape[0]}")
@@ -290,9 +311,16 @@ cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1]
         with nogil:
             bad = _first_invalid(slots, events, &self.core)
             if bad < 0:
-                handled = _run_many(slots, events, &self.core)
+                if self._test_gate != NULL:
+                    _pass_gate(self)
+                handled = _run_many(slots, events, &self.core, &stop)
     finally:
         self.unlock_batch()
+    if stop >= 0:
+        raise IndexError(
+            f"slots[{stop}] or events[{stop}] left the valid range while dispatch_many ran "
+            f"(now slot {int(slots[stop])}, event {int(events[stop])}): the caller's arrays were "
+            f"changed during the batch; the first {stop} events were dispatched, the rest were not")
     if bad >= 0:
         s, e = int(slots[bad]), int(events[bad])
         if not 0 <= e < self.core.n_events:
@@ -304,7 +332,7 @@ cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1]
                 f"slots[{bad}]: slot {s} out of range for capacity {self.core.capacity}; "
                 f"nothing was dispatched")
         raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was dispatched")
-    return _raise_if_bad(handled)
+    return handled
 
 
 def _check_array(object arr, str what, tuple dtypes):
@@ -338,6 +366,10 @@ cdef class MachineTable:
         self.core.unhandled_total = 0
         self._n_free = 0
         self._busy = 0
+        self._waiters = 0
+        self._test_gate = NULL
+        self._test_paused = 0
+        self._at_gate = 0
         self.core.trace = NULL
         self._lock = PyThread_allocate_lock()
         if self._lock == NULL:
@@ -346,12 +378,18 @@ cdef class MachineTable:
     def __dealloc__(self):
         if self._lock != NULL:
             PyThread_free_lock(self._lock)
+        if self._test_gate != NULL:
+            if self._test_paused:
+                PyThread_release_lock(self._test_gate)
+            PyThread_free_lock(self._test_gate)
 
     cdef int lock_batch(self) except -1:
         """Take the table lock (waiting without the GIL if a batch holds it) and mark it busy."""
         if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            self._waiters += 1
             with nogil:
                 PyThread_acquire_lock(self._lock, WAIT_LOCK)
+            self._waiters -= 1
         self._busy = 1
         return 0
 
@@ -395,10 +433,9 @@ cdef class MachineTable:
         self._free = &fr[0]
         self._n_free = cap
         self._owners = (states, unhandled, counts, free, tables, transitions)
-        self._states_view = states.view()
-        self._states_view.flags.writeable = False
-        self._unhandled_view = unhandled.view()
-        self._unhandled_view.flags.writeable = False
+        self._states_view = readonly_view(states)
+        self._unhandled_view = readonly_view(unhandled)
+        self._transitions_view = readonly_view(transitions[:machine.n_states])
         self._initial = machine.initial_leaf
         self._state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
         self._codec = _Codec(machine)
@@ -411,21 +448,33 @@ cdef class MachineTable:
         return (<_Codec>self._codec).event(event)
 
     cdef Py_ssize_t slot_index(self, object slot) except -1:
+        return self.check_open(self.slot_value(slot), slot)
+
+    @cython.final
+    cdef Py_ssize_t slot_value(self, object slot) except -2:
+        """``slot`` converted to an index, or -1 if it is out of range (TypeError if not an
+        int). May run Python code (``__index__``), so it comes before any lock-protected check."""
         cdef int overflow = 0
         cdef long long v
         if type(slot) is int:
             v = PyLong_AsLongLongAndOverflow(slot, &overflow)
             if overflow == 0 and 0 <= v < self.core.capacity:
-                if self.core.states[v] != HSM_FREE_SLOT:
-                    return <Py_ssize_t>v
-                raise IndexError(f"slot {v} is not open")
-        elif self.machine is None:
+                return <Py_ssize_t>v
+            return -1
+        if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        else:
-            v = _index_value(slot, "slot")
-            if 0 <= v < self.core.capacity:
-                return self.slot_index(int(v))
-        raise IndexError(f"slot {slot!r} out of range for capacity {self.core.capacity}")
+        v = _index_value(slot, "slot")
+        return v if 0 <= v < self.core.capacity else -1
+
+    @cython.final
+    cdef Py_ssize_t check_open(self, Py_ssize_t v, object slot) except -1:
+        """``v`` (from :meth:`slot_value`) if it names an open slot, else IndexError. Pure C up to
+        the raise: callers run it under the same exclusion as the change it guards."""
+        if v < 0:
+            raise IndexError(f"slot {slot!r} out of range for capacity {self.core.capacity}")
+        if self.core.states[v] == HSM_FREE_SLOT:
+            raise IndexError(f"slot {v} is not open")
+        return v
 
     # ------------------------------------------------------------------ slots
     def open(self):
@@ -434,21 +483,32 @@ cdef class MachineTable:
         Raises:
             TableFullError: every slot is open.
         """
-        if self._n_free == 0:
-            if self.machine is None:
-                raise RuntimeError("MachineTable is not initialised (call __init__)")
-            raise TableFullError(f"table is full: all {self.core.capacity} slots are open")
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
         cdef bint locked = self._busy  # a batch runs in another thread: wait for it
         if locked:
             self.lock_batch()
+        try:  # every check after the wait: another thread may have opened meanwhile
+            return self.open_locked()
+        finally:
+            if locked:
+                self.unlock_batch()
+
+    @cython.final
+    cdef Py_ssize_t open_locked(self) except -1:
+        cdef Py_ssize_t s
+        if self._n_free <= 0:
+            raise TableFullError(f"table is full: all {self.core.capacity} slots are open")
+        s = self._free[self._n_free - 1]
+        if <size_t>s >= <size_t>self.core.capacity or self.core.states[s] != HSM_FREE_SLOT:
+            raise RuntimeError(
+                f"free list entry {s} does not name a free slot: the table's arrays were "
+                f"changed from outside; nothing was opened")
         self._n_free -= 1
-        cdef Py_ssize_t s = self._free[self._n_free]
         self.core.states[s] = self._initial
         self.core.unhandled[s] = 0
         self.core.counts[HSM_FREE_SLOT] -= 1
         self.core.counts[self._initial] += 1
-        if locked:
-            self.unlock_batch()
         return s
 
     def release(self, slot):
@@ -458,22 +518,36 @@ cdef class MachineTable:
             IndexError: ``slot`` is out of range or not open.
             TypeError: ``slot`` is not an int.
         """
-        cdef Py_ssize_t s = self.slot_index(slot)
+        cdef Py_ssize_t v = self.slot_value(slot)
         cdef bint locked = self._busy  # a batch runs in another thread: wait for it
         if locked:
             self.lock_batch()
-        self.release_unchecked(s)
-        if locked:
-            self.unlock_batch()
+        try:  # the slot is checked after the wait, under the same exclusion as the release
+            self.check_open(v, slot)
+            if not self.release_unchecked(v):
+                raise RuntimeError(
+                    f"slot {v} is open but the free list is full: the table's arrays were "
+                    f"changed from outside; nothing was released")
+        finally:
+            if locked:
+                self.unlock_batch()
 
-    cdef void release_unchecked(self, Py_ssize_t s) noexcept nogil:
-        """Free open slot ``s`` (the caller checked it); C-level form of :meth:`release`."""
+    cdef int release_unchecked(self, Py_ssize_t s) noexcept nogil:
+        """Free open slot ``s`` (the caller checked it); C-level form of :meth:`release`.
+
+        Returns 1, or 0 without changing anything if ``s`` is out of range, already free, or the
+        free list is full (only possible if the arrays were written from outside the table).
+        """
+        if (<size_t>s >= <size_t>self.core.capacity or self.core.states[s] == HSM_FREE_SLOT
+                or self._n_free >= self.core.capacity):
+            return 0
         self.core.counts[self.core.states[s]] -= 1
         self.core.counts[HSM_FREE_SLOT] += 1
         self.core.states[s] = HSM_FREE_SLOT
         self.core.unhandled[s] = 0
         self._free[self._n_free] = <int32_t>s
         self._n_free += 1
+        return 1
 
     def is_open(self, slot):
         """True if ``slot`` is in range and open (never raises for an int out of range)."""
@@ -492,15 +566,19 @@ cdef class MachineTable:
             ValueError: unknown event code or name.
             TypeError: ``slot`` or ``event`` has the wrong type.
         """
-        cdef Py_ssize_t s = self.slot_index(slot)
+        cdef Py_ssize_t v = self.slot_value(slot)
+        if v < 0:  # out of range whatever the state: no need to wait
+            self.check_open(v, slot)
         cdef Py_ssize_t e = self.event_index(event)
         cdef int rc
-        if self._busy:  # a batch runs in another thread: wait for it
+        if self._busy:  # a batch runs in another thread: wait for it, then check the slot
             self.lock_batch()
-            rc = hsm_step(&self.core, s, e)
-            self.unlock_batch()
+            try:
+                rc = hsm_step(&self.core, self.check_open(v, slot), e)
+            finally:
+                self.unlock_batch()
         else:
-            rc = hsm_step(&self.core, s, e)
+            rc = hsm_step(&self.core, self.check_open(v, slot), e)
         return _raise_if_bad(rc) == 1
 
     def dispatch_many(self, slots, events):
@@ -547,10 +625,48 @@ cdef class MachineTable:
         self.lock_batch()
         try:
             with nogil:
+                if self._test_gate != NULL:
+                    _pass_gate(self)
                 handled = _run_broadcast(&self.core, e)
         finally:
             self.unlock_batch()
         return _raise_if_bad(handled)
+
+    # ------------------------------------------------------------------ test hooks
+    def _test_pause_batches(self):
+        """Test hook: batches (dispatch_many, broadcast) that start from now on stop after
+        validating their input, holding the table lock with the GIL released, until
+        :meth:`_test_resume_batches`. Lets tests interleave threads deterministically."""
+        if self._test_gate == NULL:
+            self._test_gate = PyThread_allocate_lock()
+            if self._test_gate == NULL:
+                raise MemoryError("cannot allocate the test gate")
+        if self._test_paused:
+            raise RuntimeError("batches are already paused")
+        PyThread_acquire_lock(self._test_gate, WAIT_LOCK)
+        self._test_paused = 1
+
+    def _test_resume_batches(self):
+        """Test hook: let paused batches run (see :meth:`_test_pause_batches`)."""
+        if not self._test_paused:
+            raise RuntimeError("batches are not paused")
+        self._test_paused = 0
+        PyThread_release_lock(self._test_gate)
+
+    @property
+    def _test_busy(self):
+        """Test hook: True while a batch (or a mutator that waited for one) holds the lock."""
+        return bool(self._busy)
+
+    @property
+    def _test_at_gate(self):
+        """Test hook: True while a paused batch waits (validated, lock held, GIL released)."""
+        return bool(self._at_gate)
+
+    @property
+    def _test_waiters(self):
+        """Test hook: number of threads waiting for the table lock."""
+        return self._waiters
 
     # ------------------------------------------------------------------ trace ring
     def enable_trace(self, size):
@@ -713,9 +829,7 @@ cdef class MachineTable:
         """Read-only ``(n_states, n_events)`` int64 view: transitions taken per (leaf state,
         event) since the table was created (external self-transitions included; events handled
         without a transition and unhandled events are not transitions)."""
-        view = self._owners[5][:self.machine.n_states]
-        view.flags.writeable = False
-        return view
+        return self._transitions_view
 
     def stats(self):
         """Counters and statistics as plain data: occupancy per state (composites included),

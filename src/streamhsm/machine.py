@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._engine import FREE_SLOT
 from .errors import MachineDefinitionError
 
 __all__ = ["ROOT", "CompiledMachine", "MachineSpec", "camel_to_upper"]
@@ -25,10 +26,10 @@ __all__ = ["ROOT", "CompiledMachine", "MachineSpec", "camel_to_upper"]
 #: Name and code of the implicit root state of every machine.
 ROOT = "Root"
 #: Largest number of states (Root included) a compiled machine may have: codes are ``uint8`` and
-#: 255 marks a free slot in a table.
-MAX_STATES = 255
-#: Largest number of events a compiled machine may have.
-MAX_EVENTS = 255
+#: the largest code, ``FREE_SLOT``, marks a free slot in a table.
+MAX_STATES = FREE_SLOT
+#: Largest number of events a compiled machine may have (event codes are ``uint8`` too).
+MAX_EVENTS = FREE_SLOT
 
 
 def camel_to_upper(name: str) -> str:

@@ -1,0 +1,35 @@
+"""Engine constants have one source: the free-slot code is written once, in ``_engine.pxd``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+import streamhsm
+from streamhsm import FREE_SLOT, StreamTable
+from streamhsm.machine import MAX_EVENTS, MAX_STATES
+
+ENGINE_FILES = ("_engine.pyx", "_engine.pxd", "_engine.pyi", "_views.py", "_observe.py",
+                "machine.py", "reference.py", "lifecycle.py", "errors.py")
+
+
+def test_free_slot_value_is_written_once_in_the_engine() -> None:
+    root = Path(streamhsm.__file__).parent
+    hits = []
+    for name in ENGINE_FILES:
+        path = root / name
+        if not path.exists():  # an installed wheel may not ship the sources
+            continue
+        for no, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"(?<![\w.])(255|256|0xff|0xFF)(?![\w.])", line):
+                hits.append(f"{name}:{no}: {line.strip()}")
+    assert [h.split(": ", 1)[1] for h in hits] == ["HSM_FREE_SLOT = 255"], hits
+
+
+def test_constants_derive_from_the_free_slot_code() -> None:
+    assert FREE_SLOT == np.iinfo(np.uint8).max
+    assert MAX_STATES == FREE_SLOT and MAX_EVENTS == FREE_SLOT
+    t = StreamTable(2)
+    assert (t.states == FREE_SLOT).all()
