@@ -7,43 +7,10 @@ flat modules) and never the tools; the engine never imports this package.
 
 from __future__ import annotations
 
-from .config import MAX_CLIENT_ID, MAX_DYNAMIC_RANGE, MAX_STREAM_ID, DriverConfig
+from . import config, machines, protocol
+from .config import *  # noqa: F403
 from .control import Driver, StreamInfo
-from .machines import DriverEvent, DriverState, LeaseEvent, LeaseState, driver_machine, lease_machine
-from .protocol import (
-    COUNTER_NAMES,
-    REVOKED_NOTICE_DTYPE,
-    AttachResult,
-    Counter,
-    Response,
-    ResponseCode,
-    RevokeReason,
-    Role,
-    ShutdownNotice,
-    ShutdownReason,
-)
+from .machines import *  # noqa: F403
+from .protocol import *  # noqa: F403
 
-__all__ = [
-    "COUNTER_NAMES",
-    "MAX_CLIENT_ID",
-    "MAX_DYNAMIC_RANGE",
-    "MAX_STREAM_ID",
-    "REVOKED_NOTICE_DTYPE",
-    "AttachResult",
-    "Counter",
-    "Driver",
-    "DriverConfig",
-    "DriverEvent",
-    "DriverState",
-    "LeaseEvent",
-    "LeaseState",
-    "Response",
-    "ResponseCode",
-    "RevokeReason",
-    "Role",
-    "ShutdownNotice",
-    "ShutdownReason",
-    "StreamInfo",
-    "driver_machine",
-    "lease_machine",
-]
+__all__ = ["Driver", "StreamInfo", *config.__all__, *machines.__all__, *protocol.__all__]
