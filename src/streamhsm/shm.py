@@ -203,9 +203,9 @@ def _pread(fd: int, n: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def _create_segment(path: str, name: str, size: int) -> tuple[mmap.mmap, tuple[int, int]]:
+def _create_segment(path: str, name: str, size: int) -> tuple[int, mmap.mmap, tuple[int, int]]:
     """Create ``path`` exclusively with mode 0600 (never touching the process umask), size it and
-    map it read-write. Returns the mapping and the file's (device, inode)."""
+    map it read-write. Returns the open descriptor, the mapping and the file's (device, inode)."""
     flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, 0o600)  # the umask can only narrow this
@@ -223,9 +223,10 @@ def _create_segment(path: str, name: str, size: int) -> tuple[mmap.mmap, tuple[i
         except BaseException:
             _unlink_if(path, ident)
             raise
-    finally:
+    except BaseException:
         os.close(fd)
-    return mm, ident
+        raise
+    return fd, mm, ident
 
 
 def _unlink_if(path: str, ident: tuple[int, int]) -> None:
@@ -276,14 +277,15 @@ class SharedStreamTable(StreamTable):
         path = _segment_path(name)
         _, size = _columns(cap, machine.n_events)
         try:
-            mm, ident = _create_segment(path, name, size)
+            fd, mm, ident = _create_segment(path, name, size)
         except FileExistsError:
             if not reclaim_stale:
                 raise
             reclaim(name)  # SharedTableError over a live writer
-            mm, ident = _create_segment(path, name, size)
+            fd, mm, ident = _create_segment(path, name, size)
         self.name = name
         self.path = path
+        self._fd = fd
         self._mm = mm
         self._ident = ident
         self._owner_pid = os.getpid()
@@ -332,7 +334,8 @@ class SharedStreamTable(StreamTable):
         try:
             if os.getpid() == self._owner_pid:
                 try:
-                    _mark_closed(self._mm)
+                    if os.fstat(self._fd).st_size >= HEADER_SIZE:  # else writing would fault
+                        _mark_closed(self._mm)
                 finally:
                     _unlink_if(self.path, self._ident)
         finally:
@@ -342,9 +345,12 @@ class SharedStreamTable(StreamTable):
         # The engine's arrays are views of the mapping, so it cannot be unmapped while the table
         # lives; it is unmapped when both are garbage. Unmap now if nothing exports it.
         try:
-            self._mm.close()
-        except BufferError:
-            pass
+            os.close(self._fd)
+        finally:
+            try:
+                self._mm.close()
+            except BufferError:
+                pass
 
     def __del__(self) -> None:
         self.close()  # an owner that forgot close() still removes its segment; a child never
