@@ -136,6 +136,8 @@ def _child_writer(name: str) -> tuple[int, int]:
     if pid == 0:  # pragma: no cover - the child
         code = 0
         try:
+            os.close(ready_r)
+            os.close(go_w)  # so that the parent closing its end lets this child go
             t = SharedStreamTable(name, 32)
             for _ in range(10):
                 t.open()
@@ -172,6 +174,7 @@ def test_reclaim_a_segment_left_by_a_killed_writer(name: str, capsys: pytest.Cap
             time.sleep(0.002)
         assert not shm._pid_alive(pid)
     finally:
+        os.kill(pid, signal.SIGKILL)  # (already dead unless an assertion above failed)
         os.close(go)
         _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
@@ -273,3 +276,21 @@ def test_creation_failure_leaves_nothing(name: str, monkeypatch: pytest.MonkeyPa
     monkeypatch.undo()
     with SharedStreamTable(name, 8) as t:
         t.dispatch_many(np.array([], np.int64), np.array([], np.uint8))
+
+
+def test_a_writer_whose_segment_was_truncated_still_closes(name: str) -> None:
+    """Someone with the owner's rights truncates the segment: close() does not write past the
+    end (which would SIGBUS the writer) and still removes the name."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            t = SharedStreamTable(name, 8)
+            os.truncate(t.path, 0)  # writing the closed flag now would fault
+            t.close()
+            code = 0 if not os.path.exists(t.path) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert not os.WIFSIGNALED(status), f"the writer died of signal {os.WTERMSIG(status)}"
+    assert os.WEXITSTATUS(status) == 0
