@@ -489,3 +489,46 @@ def test_stat_help_names_only_exported_names(capsys: pytest.CaptureFixture[str])
     assert "DriverConfig.shm_name" in out and "--reclaim" in out
     assert "SharedStreamTable" not in out and "TableReader" not in out
     assert "DriverConfig" in streamhsm.__all__
+
+
+def test_a_closed_reader_raises(name: str) -> None:
+    with _table(name, 4):
+        r = open_readonly(name)
+        r.close()
+        r.close()
+        for call in _accessors(r).values():
+            with pytest.raises(SharedTableError, match=f"reader of segment '{name}' is closed"):
+                call()
+
+
+def test_close_during_a_read_never_reads_another_file(name: str, monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Any) -> None:
+    """close() from another thread while a read is in flight: the read finishes on the segment,
+    never on a file that reused the descriptor number."""
+    import threading
+
+    decoy = tmp_path / "decoy"
+    decoy.write_bytes(b"\x77" * 4096)
+    real_pread = shm._pread
+    decoys: list[int] = []
+    closers: list[threading.Thread] = []
+
+    def racing_pread(fd: int, n: int, offset: int) -> bytes:
+        closer = threading.Thread(target=r.close)
+        closers.append(closer)
+        closer.start()
+        closer.join(0.3)  # with the lock it waits for this read; without, the fd is gone now
+        decoys.append(os.open(decoy, os.O_RDONLY))  # takes the lowest free number
+        return real_pread(fd, n, offset)
+
+    with _table(name, 4) as t:
+        r = open_readonly(name)
+        monkeypatch.setattr(shm, "_pread", racing_pread)
+        states = r.states
+        monkeypatch.undo()
+        closers[0].join()
+        for fd in decoys:
+            os.close(fd)
+        assert states.tolist() == t.states.tolist() != [0x77] * 4  # the segment, not the decoy
+        with pytest.raises(SharedTableError, match="is closed"):
+            r.states

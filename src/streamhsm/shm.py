@@ -41,6 +41,7 @@ import mmap
 import os
 import stat as _stat
 import struct
+import threading
 import time
 from typing import Any
 
@@ -377,6 +378,7 @@ class TableReader:
                  machine: CompiledMachine) -> None:
         self.name = name
         self.path = path
+        self._fd_lock = threading.Lock()  # close() never races a read onto a reused descriptor
         self._fd = fd
         self._ident = (st.st_dev, st.st_ino)
         self._opened_size = st.st_size
@@ -387,18 +389,17 @@ class TableReader:
         self._cols, self._size = _columns(self.capacity, machine.n_events)
 
     def _read(self, offset: int, n: int, what: str) -> bytes:
-        fd = self._fd
-        if fd < 0:
-            raise SharedTableError(f"reader of segment {self.name!r} is closed")
-        try:
-            data = _pread(fd, n, offset)
-        except OSError as exc:
-            raise SharedTableError(f"segment {self.name!r}: reading {what} failed: {exc}") from exc
-        if len(data) != n:
+        with self._fd_lock:
+            fd = self._fd
+            if fd < 0:
+                raise SharedTableError(f"reader of segment {self.name!r} is closed")
             try:
-                now = f"{os.fstat(fd).st_size} bytes"
-            except OSError:
-                now = "unknown size"
+                data = _pread(fd, n, offset)
+                now = f"{os.fstat(fd).st_size} bytes" if len(data) != n else ""
+            except OSError as exc:
+                raise SharedTableError(
+                    f"segment {self.name!r}: reading {what} failed: {exc}") from exc
+        if len(data) != n:
             raise SharedTableError(
                 f"segment {self.name!r} shrank: {what} needs bytes {offset}..{offset + n}, the "
                 f"segment now has {now} ({self._opened_size} when opened, table needs {self._size})")
@@ -505,9 +506,10 @@ class TableReader:
 
     def close(self) -> None:
         """Release the segment (idempotent); accessors then raise :class:`SharedTableError`."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+        with self._fd_lock:
+            fd, self._fd = self._fd, -1
+            if fd >= 0:
+                os.close(fd)
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0:
