@@ -21,7 +21,7 @@ from streamhsm.shm import HEADER_SIZE, SharedStreamTable, SharedTableError, open
 
 @pytest.fixture
 def name() -> str:
-    n = f"streamhsm-test-{uuid.uuid4().hex[:12]}"
+    n = f"streamhsm-test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     yield n
     if os.path.exists(f"/dev/shm/{n}"):
         os.unlink(f"/dev/shm/{n}")

@@ -16,6 +16,7 @@ import signal
 import socket
 import struct
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,8 +41,7 @@ _OFF_PID = 48
 
 @pytest.fixture
 def name(request: pytest.FixtureRequest) -> Iterator[str]:
-    n = f"streamhsm-test-{os.getpid()}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
-    n = "".join(c if c.isalnum() or c in "-_" else "_" for c in n)
+    n = f"streamhsm-test-{os.getpid()}-{zlib.crc32(request.node.nodeid.encode()):08x}"
     _remove(n)
     yield n
     _remove(n)
@@ -340,7 +340,12 @@ def test_a_symlink_is_refused_even_to_a_valid_segment(name: str) -> None:
 def test_a_device_is_refused_before_it_is_opened(monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[str] = []
     real_open = os.open
-    monkeypatch.setattr(os, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
+
+    def recording_open(path: str, *args: Any, **kwargs: Any) -> int:
+        opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", recording_open)
     monkeypatch.setattr(shm, "_SHM_DIR", "/dev")
     with pytest.raises(SharedTableError, match=r"'null' is not a regular file \(/dev/null is a "
                                                r"character device\)"):
@@ -401,7 +406,12 @@ def test_hostile_writer_pids_mean_a_dead_writer(name: str, pid: int, monkeypatch
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     signalled: list[int] = []
     real_kill = os.kill
-    monkeypatch.setattr(os, "kill", lambda p, s: signalled.append(p) or real_kill(p, s))
+
+    def recording_kill(pid: int, sig: int) -> None:
+        signalled.append(pid)
+        real_kill(pid, sig)
+
+    monkeypatch.setattr(os, "kill", recording_kill)
     with _table(name) as t:
         fd = os.open(t.path, os.O_WRONLY)
         try:
@@ -461,19 +471,15 @@ def test_stat_rejects_bad_numbers_with_one_line(name: str, argv: list[str],
     assert err.count("\n") == 1 and err.startswith(f"error: {argv[0]} must be") and argv[1] in err
 
 
-def test_stat_reports_a_segment_that_shrinks_while_watched(name: str,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_stat_reports_a_segment_that_shrinks_while_watched(
+        name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     with _table(name) as t:
-        real_sleep = time.sleep
-
         def shrink(_: float) -> None:  # between two screens
             os.truncate(t.path, 100)
 
-        time.sleep = shrink  # type: ignore[assignment]
-        try:
-            rc = main(["stat", name, "--count", "3", "--interval", "0"])
-        finally:
-            time.sleep = real_sleep  # type: ignore[assignment]
+        monkeypatch.setattr(time, "sleep", shrink)
+        rc = main(["stat", name, "--count", "3", "--interval", "0"])
+        monkeypatch.undo()
     assert rc == 2
     out, err = capsys.readouterr()
     assert out.count("machine=stream") == 1

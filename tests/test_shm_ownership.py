@@ -10,6 +10,7 @@ import os
 import signal
 import struct
 import time
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,8 +24,7 @@ from streamhsm.tools.cli import main
 
 @pytest.fixture
 def name(request: pytest.FixtureRequest) -> Iterator[str]:
-    n = f"streamhsm-test-{os.getpid()}-own-{request.node.name[:40]}"
-    n = "".join(c if c.isalnum() or c in "-_" else "_" for c in n)
+    n = f"streamhsm-test-{os.getpid()}-{zlib.crc32(request.node.nodeid.encode()):08x}"
     yield n
     if os.path.lexists(f"/dev/shm/{n}"):
         os.unlink(f"/dev/shm/{n}")
@@ -99,7 +99,12 @@ def test_close_is_exception_safe_when_unlink_fails(name: str, monkeypatch: pytes
     r = open_readonly(name)
     closed_fds: list[int] = []
     real_close = os.close
-    monkeypatch.setattr(os, "close", lambda fd: closed_fds.append(fd) or real_close(fd))
+
+    def recording_close(fd: int) -> None:
+        closed_fds.append(fd)
+        real_close(fd)
+
+    monkeypatch.setattr(os, "close", recording_close)
 
     def refuse(path: str) -> None:
         raise PermissionError(13, "refused", path)
@@ -215,12 +220,15 @@ def test_reclaim_a_closed_segment_and_refuse_other_files(name: str) -> None:
             data = fh.read()
     closed = bytearray(data)  # the writer (us) is alive, but the table is marked closed
     struct.pack_into("<Q", closed, 112, 1)
-    for content, expect in [(bytes(closed), True), (b"not a table" * 20, "not a streamhsm table"),
-                            (data[:100], "not a streamhsm table"),
-                            (data[:8] + struct.pack("<I", 9) + data[12:], "layout version 9")]:
+    cases: list[tuple[bytes, str | None]] = [(bytes(closed), None),
+                                             (b"not a table" * 20, "not a streamhsm table"),
+                                             (data[:100], "not a streamhsm table"),
+                                             (data[:8] + struct.pack("<I", 9) + data[12:],
+                                              "layout version 9")]
+    for content, expect in cases:
         with open(path, "wb") as fh:
             fh.write(content)
-        if expect is True:
+        if expect is None:
             assert reclaim(name) is True and not os.path.exists(path)
         else:
             with pytest.raises(SharedTableError, match=expect):
