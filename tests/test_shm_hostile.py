@@ -465,8 +465,9 @@ def test_pid_max_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
 ])
 def test_stat_rejects_bad_numbers_with_one_line(name: str, argv: list[str],
                                                capsys: pytest.CaptureFixture[str]) -> None:
+    count = [] if argv[0] == "--count" else ["--count", "1"]  # a regression ends, not loops
     with _table(name, 4):
-        assert main(["stat", name, *argv]) == 2
+        assert main(["stat", name, *count, *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {argv[0]} must be") and argv[1] in err
 
