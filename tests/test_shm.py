@@ -21,7 +21,7 @@ from streamhsm.shm import HEADER_SIZE, SharedStreamTable, SharedTableError, open
 
 @pytest.fixture
 def name() -> str:
-    n = f"streamhsm-test-{uuid.uuid4().hex[:12]}"
+    n = f"streamhsm-test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     yield n
     if os.path.exists(f"/dev/shm/{n}"):
         os.unlink(f"/dev/shm/{n}")
@@ -48,7 +48,7 @@ def test_reader_sees_the_writer_and_cannot_write(name: str) -> None:
                 r.states[0] = 0
             with pytest.raises(ValueError, match="WRITEABLE"):
                 r.states.flags.writeable = True
-            t.dispatch(20, Event.CLOSE)  # live: the reader's views follow the writer
+            t.dispatch(20, Event.CLOSE)  # live: each read copies the writer's current values
             assert r.count(State.CLOSED) == 1 and r.states[20] == State.CLOSED
             assert not r.stale(10**12)
     assert not os.path.exists(f"/dev/shm/{name}")
@@ -142,7 +142,8 @@ def _write_segment(name: str, data: bytes) -> None:
 
 def _valid_header(capacity: int = 8) -> bytearray:
     with SharedStreamTable("streamhsm-test-proto-" + uuid.uuid4().hex[:8], capacity) as t:
-        return bytearray(bytes(t._buf))
+        with open(t.path, "rb") as fh:
+            return bytearray(fh.read())
 
 
 @pytest.mark.parametrize(("mutate", "match"), [

@@ -2,9 +2,18 @@
 
 Like Aeron's counters file read by AeronStat: the writer's :class:`SharedStreamTable` keeps its
 arrays (state codes, unhandled counters, occupancy, transition counts, free list) in a named
-POSIX shared-memory segment behind a versioned header; :func:`open_readonly` maps the segment
-read-only (``PROT_READ``) in any process and validates the header before exposing read-only
-numpy views. ``python -m streamhsm stat NAME`` prints what a reader sees.
+POSIX shared-memory segment (the file ``/dev/shm/NAME``) behind a versioned header;
+:func:`open_readonly` validates the header and returns a :class:`TableReader`, which copies what it
+reads with ``pread`` (the segment is never mapped in the reader, so a writer or anyone else
+truncating, growing or rewriting the segment cannot crash it: a read that no longer fits raises
+:class:`SharedTableError`). ``python -m streamhsm stat NAME`` prints what a reader sees.
+
+Segment names (:func:`check_segment_name`): 1 to 200 characters, not ``.`` or ``..``, no ``/``
+and no NUL. Only the process that created a segment removes it (:meth:`SharedStreamTable.close`,
+or the finaliser); a forked child never does. A writer killed with SIGKILL leaves its segment
+behind: :func:`reclaim` (or ``SharedStreamTable(..., reclaim_stale=True)``, or
+``python -m streamhsm stat NAME --reclaim``) removes it once its writer is dead, never over a
+live writer.
 
 Segment layout (little-endian)::
 
@@ -26,11 +35,14 @@ Segment layout (little-endian)::
 
 from __future__ import annotations
 
+import errno
+import functools
 import mmap
 import os
+import stat as _stat
 import struct
+import threading
 import time
-from multiprocessing import shared_memory
 from typing import Any
 
 import numpy as np
@@ -39,25 +51,58 @@ from ._engine import table_layout
 from .errors import StreamHsmError
 from .lifecycle import StreamTable, stream_machine
 from .machine import CompiledMachine
+from .registry import by_fingerprint
 
-__all__ = ["HEADER_SIZE", "LAYOUT_VERSION", "SharedStreamTable", "SharedTableError", "TableReader",
-           "leaf_names", "open_readonly"]
+__all__ = ["HEADER_SIZE", "LAYOUT_VERSION", "MAX_NAME_LENGTH", "SharedStreamTable",
+           "SharedTableError", "TableReader", "check_segment_name", "leaf_names", "open_readonly",
+           "reclaim"]
 
 MAGIC = b"STRMHSM\x00"
 #: Version of the segment layout below; a reader rejects a segment of another version.
 LAYOUT_VERSION = 1
 #: Bytes of the segment header; the first column starts after it.
 HEADER_SIZE = 128
+#: Longest segment name accepted (characters; also at most 255 bytes encoded).
+MAX_NAME_LENGTH = 200
 _HEADER = struct.Struct("<8sIIQII16sQqQQ32sQ")
 # offsets of the fields updated after creation (see the layout above)
 _OFF_PID, _OFF_HEARTBEAT, _OFF_UNHANDLED, _OFF_PUBLISHED, _OFF_CLOSED = 48, 56, 64, 72, 112
+_OFF_NAME = 80
 _ALIGN = 64
 _SHM_DIR = "/dev/shm"
+_PID_MAX_FALLBACK = 2**22  # PID_MAX_LIMIT on 64-bit Linux
+_PREAD_CHUNK = 1 << 30  # Linux returns at most ~2 GiB per read
 
 
 class SharedTableError(StreamHsmError, ValueError):
     """A shared-memory table segment is missing, truncated, of another layout version or machine,
-    or holds out-of-range values."""
+    not a regular file, changed under a reader, holds out-of-range values, or may not be removed
+    (:func:`reclaim` over a live writer)."""
+
+
+def check_segment_name(name: object) -> str:
+    """Return ``name`` if it is a valid segment name, else raise ``ValueError`` naming it.
+
+    Valid: a str of 1 to :data:`MAX_NAME_LENGTH` characters (at most 255 bytes encoded), not
+    ``.`` or ``..``, without ``/`` or NUL. The segment is the file ``/dev/shm/NAME``.
+    """
+    ok = (isinstance(name, str) and 0 < len(name) <= MAX_NAME_LENGTH and name not in (".", "..")
+          and "/" not in name and "\x00" not in name)
+    if ok:
+        assert isinstance(name, str)
+        try:
+            ok = len(os.fsencode(name)) <= 255
+        except UnicodeError:
+            ok = False
+    if not ok:
+        raise ValueError(f"segment name must be a str of 1 to {MAX_NAME_LENGTH} characters, not "
+                         f"'.' or '..', without '/' or NUL, got {name!r}")
+    assert isinstance(name, str)
+    return name
+
+
+def _segment_path(name: object) -> str:
+    return os.path.join(_SHM_DIR, check_segment_name(name))
 
 
 def _columns(capacity: int, n_events: int) -> tuple[dict[str, tuple[np.dtype[Any], tuple[int, ...], int]], int]:
@@ -77,80 +122,242 @@ def _views(buf: Any, capacity: int, n_events: int) -> dict[str, np.ndarray]:
             for name, (dtype, shape, offset) in cols.items()}
 
 
+@functools.lru_cache(maxsize=1)
+def _pid_max() -> int:
+    """The largest pid the kernel hands out (``/proc/sys/kernel/pid_max``, else 2**22)."""
+    try:
+        with open("/proc/sys/kernel/pid_max", "rb") as fh:
+            value = int(fh.read(32).strip())
+    except (OSError, ValueError):
+        return _PID_MAX_FALLBACK
+    return value if 0 < value <= _PID_MAX_FALLBACK else _PID_MAX_FALLBACK
+
+
+def _pid_alive(pid: int) -> bool:
+    """True if ``pid`` names a running (not zombie) process. A pid outside 1..pid_max (0 would
+    signal our own process group, -1 every process) is never a live writer."""
+    if not 0 < pid <= _pid_max():
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # exists, owned by someone else
+    except (OSError, OverflowError):
+        return False
+    try:  # a killed writer not yet reaped by its parent is a zombie: dead for us
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read(512)
+        return data[data.rindex(b")") + 2:][:1] != b"Z"
+    except (OSError, ValueError):
+        return True
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((_stat.S_ISDIR, "a directory"), (_stat.S_ISFIFO, "a FIFO"),
+                       (_stat.S_ISLNK, "a symlink"), (_stat.S_ISSOCK, "a socket"),
+                       (_stat.S_ISCHR, "a character device"), (_stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return f"of mode {mode:o}"
+
+
+def _open_regular(path: str, name: str) -> tuple[int, os.stat_result]:
+    """Open ``path`` read-only without blocking, only if it is a regular file (never follows a
+    symlink, never opens a FIFO or device). FileNotFoundError if absent, else SharedTableError."""
+    try:
+        before = os.lstat(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise SharedTableError(f"segment {name!r} cannot be inspected: {exc}") from exc
+    if not _stat.S_ISREG(before.st_mode):
+        raise SharedTableError(f"segment {name!r} is not a regular file ({path} is "
+                               f"{_kind(before.st_mode)}); refusing to open it")
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise SharedTableError(f"segment {name!r} cannot be opened: {exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            raise SharedTableError(f"segment {name!r} was replaced while being opened "
+                                   f"(now {_kind(st.st_mode)}); refusing it")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _pread(fd: int, n: int, offset: int) -> bytes:
+    """Up to ``n`` bytes at ``offset`` (fewer only at end of file), as one immutable bytes."""
+    data = os.pread(fd, min(n, _PREAD_CHUNK), offset)
+    if len(data) == n or len(data) == 0:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        part = os.pread(fd, min(n - got, _PREAD_CHUNK), offset + got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def _create_segment(path: str, name: str, size: int) -> tuple[int, mmap.mmap, tuple[int, int]]:
+    """Create ``path`` exclusively with mode 0600 (never touching the process umask), size it and
+    map it read-write. Returns the open descriptor, the mapping and the file's (device, inode)."""
+    flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)  # the umask can only narrow this
+    except FileExistsError:
+        raise FileExistsError(
+            errno.EEXIST, f"shared segment {name!r} exists (a live writer, or a dead one: see "
+            "streamhsm.shm.reclaim)", path) from None
+    try:
+        st = os.fstat(fd)
+        ident = (st.st_dev, st.st_ino)
+        try:
+            os.fchmod(fd, 0o600)  # exactly owner-only, whatever the umask removed
+            os.ftruncate(fd, size)
+            mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            _unlink_if(path, ident)
+            raise
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, mm, ident
+
+
+def _unlink_if(path: str, ident: tuple[int, int]) -> None:
+    """Remove ``path`` if it is still the file ``ident`` (not one that replaced it)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if (st.st_dev, st.st_ino) == ident:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _mark_closed(mm: mmap.mmap) -> None:
+    struct.pack_into("<Q", mm, _OFF_CLOSED, 1)
+
+
 class SharedStreamTable(StreamTable):
     """A :class:`StreamTable` whose arrays live in the named shared-memory segment ``name``.
 
-    The segment is created with owner-only permissions (mode 0600) and removed by :meth:`close`
-    (also on ``with``-exit). Call :meth:`publish` from the duty cycle to refresh the heartbeat and
-    the unhandled total readers see; dispatching itself needs nothing extra.
+    The segment ``/dev/shm/NAME`` is created exclusively with mode 0600 (set with ``fchmod``; the
+    process umask is never changed) and removed by :meth:`close` (also on ``with``-exit, and by
+    the finaliser if the owner forgets). Only the creating process removes it: a forked child
+    that closes or drops the table leaves the parent's segment alone. Call :meth:`publish` from
+    the duty cycle to refresh the heartbeat and the unhandled total readers see; dispatching
+    itself needs nothing extra.
+
+    A writer killed without closing (SIGKILL) leaves its segment behind, and creating it again
+    raises ``FileExistsError``. Pass ``reclaim_stale=True`` to remove such a leftover first (see
+    :func:`reclaim`: only when its writer is dead or it is marked closed).
 
     Raises:
-        FileExistsError: a segment with this name exists.
+        ValueError: an invalid name (see :func:`check_segment_name`) or capacity.
+        FileExistsError: a segment with this name exists (and was not reclaimed).
+        SharedTableError: ``reclaim_stale=True`` but the existing segment has a live writer or
+            is not a streamhsm table.
     """
 
-    def __init__(self, name: str, capacity: int, drain_on_producer_loss: bool = False) -> None:
+    def __init__(self, name: str, capacity: int, drain_on_producer_loss: bool = False, *,
+                 reclaim_stale: bool = False) -> None:
+        self._closed = True  # until the segment exists (the finaliser then does nothing)
         machine = stream_machine(drain_on_producer_loss)
         cap = int(capacity) if isinstance(capacity, int) and not isinstance(capacity, bool) else 0
         if cap <= 0 or cap > 2**31 - 1:
             raise ValueError(f"capacity must be between 1 and {2**31 - 1}, got {capacity!r}")
-        if not isinstance(name, str) or not name or "/" in name or len(name) > 200:
-            raise ValueError(f"segment name must be a non-empty str without '/', got {name!r}")
+        path = _segment_path(name)
         _, size = _columns(cap, machine.n_events)
-        old_umask = os.umask(0o077)  # owner-only, whatever the process umask
         try:
-            self._shm = shared_memory.SharedMemory(name=name, create=True, size=size)
-        finally:
-            os.umask(old_umask)
+            fd, mm, ident = _create_segment(path, name, size)
+        except FileExistsError:
+            if not reclaim_stale:
+                raise
+            reclaim(name)  # SharedTableError over a live writer
+            fd, mm, ident = _create_segment(path, name, size)
         self.name = name
+        self.path = path
+        self._fd = fd
+        self._mm = mm
+        self._ident = ident
+        self._owner_pid = os.getpid()
         self._closed = False
-        buf = self._shm.buf
-        assert buf is not None  # a freshly created segment is mapped
-        self._buf: memoryview = buf
         try:
-            super().__init__(cap, drain_on_producer_loss,
-                             arrays=_views(buf, cap, machine.n_events))
+            # the header first: a writer killed from here on leaves a reclaimable segment
             self._publish_count = 0
             self._write_header(machine, cap)
+            super().__init__(cap, drain_on_producer_loss,
+                             arrays=_views(mm, cap, machine.n_events))
         except BaseException:
-            self._shm.unlink()
-            self._detach_mapping()
+            self._closed = True
+            try:
+                _unlink_if(path, ident)
+            finally:
+                self._release_mapping()
             raise
+
+    @property
+    def owner_pid(self) -> int:
+        """Process id of the creator, the only process that removes the segment."""
+        return self._owner_pid
 
     def _write_header(self, machine: CompiledMachine, capacity: int) -> None:
         name = machine.name.encode("ascii")[:32]
-        _HEADER.pack_into(self._buf, 0, MAGIC, LAYOUT_VERSION, HEADER_SIZE, capacity,
+        _HEADER.pack_into(self._mm, 0, MAGIC, LAYOUT_VERSION, HEADER_SIZE, capacity,
                           machine.n_states, machine.n_events, machine.fingerprint.encode("ascii"),
-                          os.getpid(), time.time_ns(), self.unhandled_total, 0, name, 0)
+                          os.getpid(), time.time_ns(), 0, 0, name, 0)
 
     def publish(self) -> None:
         """Refresh the header: heartbeat (wall clock, ns), unhandled total, publish count."""
         if self._closed:
             raise SharedTableError(f"shared table {self.name!r} is closed")
         self._publish_count += 1
-        struct.pack_into("<qQQ", self._buf, _OFF_HEARTBEAT, time.time_ns(), self.unhandled_total,
+        struct.pack_into("<qQQ", self._mm, _OFF_HEARTBEAT, time.time_ns(), self.unhandled_total,
                          self._publish_count)
 
     def close(self) -> None:
-        """Mark the segment closed for readers and remove it (idempotent). The table must not be
-        used afterwards."""
-        if self._closed:
+        """Mark the segment closed for readers and remove it; idempotent, and a second call is a
+        no-op. In a process other than the creator (a forked child) only this process's mapping
+        is dropped: the segment, and its closed flag, are left to the creator. Each step runs
+        even if an earlier one raised. The table must not be used afterwards."""
+        if getattr(self, "_closed", True):
             return
         self._closed = True
-        struct.pack_into("<Q", self._buf, _OFF_CLOSED, 1)
-        self._shm.unlink()
-        self._detach_mapping()
+        try:
+            if os.getpid() == self._owner_pid:
+                try:
+                    if os.fstat(self._fd).st_size >= HEADER_SIZE:  # else writing would fault
+                        _mark_closed(self._mm)
+                finally:
+                    _unlink_if(self.path, self._ident)
+        finally:
+            self._release_mapping()
 
-    def _detach_mapping(self) -> None:
+    def _release_mapping(self) -> None:
         # The engine's arrays are views of the mapping, so it cannot be unmapped while the table
-        # lives. Keep it with the table (it is unmapped when both are garbage) and take it away
-        # from SharedMemory, whose close()/__del__ would fail on the exported views.
-        self._mapping = (self._shm._buf, self._shm._mmap)  # type: ignore[attr-defined]
-        self._shm._buf = None  # type: ignore[attr-defined]
-        self._shm._mmap = None  # type: ignore[attr-defined]
+        # lives; it is unmapped when both are garbage. Unmap now if nothing exports it.
+        try:
+            os.close(self._fd)
+        finally:
+            try:
+                self._mm.close()
+            except BufferError:
+                pass
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            self.close()  # an owner that forgot close() still removes its segment
+        self.close()  # an owner that forgot close() still removes its segment; a child never
 
     def __enter__(self) -> SharedStreamTable:
         return self
@@ -160,97 +367,156 @@ class SharedStreamTable(StreamTable):
 
 
 class TableReader:
-    """A read-only view of a shared table (from :func:`open_readonly`)."""
+    """A read-only view of a shared table (from :func:`open_readonly`).
 
-    def __init__(self, name: str, path: str, mm: mmap.mmap, header: tuple[Any, ...],
+    Every accessor reads the segment afresh with ``pread`` into private memory: ``states`` and
+    ``unhandled`` are new read-only copies on each access (their flags cannot be set writeable),
+    not views of the segment. A segment that shrank, or whose header no longer describes the table
+    that was opened, raises :class:`SharedTableError` (naming the segment and sizes); it never
+    crashes the reader. The reader keeps the file it opened: if the name is removed or replaced,
+    it goes on reading the old segment (see :attr:`unlinked`).
+    """
+
+    def __init__(self, name: str, path: str, fd: int, st: os.stat_result, header: bytes,
                  machine: CompiledMachine) -> None:
         self.name = name
         self.path = path
-        self._mm = mm
+        self._fd_lock = threading.Lock()  # close() never races a read onto a reused descriptor
+        self._fd = fd
+        self._ident = (st.st_dev, st.st_ino)
+        self._opened_size = st.st_size
         self.machine = machine
-        self.capacity = int(header[3])
-        views = _views(mm, self.capacity, machine.n_events)
-        self.states: np.ndarray = views["states"]
-        self.unhandled: np.ndarray = views["unhandled"]
-        self._counts = views["counts"]
-        self._transitions = views["transitions"]
+        fields = _HEADER.unpack_from(header)
+        self.capacity = int(fields[3])
+        self._fixed = header[:_OFF_PID] + header[_OFF_NAME:_OFF_CLOSED]
+        self._cols, self._size = _columns(self.capacity, machine.n_events)
 
-    def _field(self, fmt: str, offset: int) -> Any:
-        return struct.unpack_from(fmt, self._mm, offset)[0]
+    def _read(self, offset: int, n: int, what: str) -> bytes:
+        with self._fd_lock:
+            fd = self._fd
+            if fd < 0:
+                raise SharedTableError(f"reader of segment {self.name!r} is closed")
+            try:
+                data = _pread(fd, n, offset)
+                now = f"{os.fstat(fd).st_size} bytes" if len(data) != n else ""
+            except OSError as exc:
+                raise SharedTableError(
+                    f"segment {self.name!r}: reading {what} failed: {exc}") from exc
+        if len(data) != n:
+            raise SharedTableError(
+                f"segment {self.name!r} shrank: {what} needs bytes {offset}..{offset + n}, the "
+                f"segment now has {now} ({self._opened_size} when opened, table needs {self._size})")
+        return data
+
+    def _header(self) -> tuple[Any, ...]:
+        head = self._read(0, HEADER_SIZE, "the header")
+        if head[:_OFF_PID] + head[_OFF_NAME:_OFF_CLOSED] != self._fixed:
+            raise SharedTableError(
+                f"segment {self.name!r} changed under the reader: its header no longer describes "
+                f"the table opened (capacity {self.capacity}, machine {self.machine.name!r})")
+        return _HEADER.unpack_from(head)
+
+    def _column(self, name: str) -> np.ndarray:
+        dtype, shape, offset = self._cols[name]
+        data = self._read(offset, dtype.itemsize * int(np.prod(shape)), f"column {name!r}")
+        return np.frombuffer(data, dtype).reshape(shape)  # read-only: its base is bytes
+
+    @property
+    def states(self) -> np.ndarray:
+        """A fresh read-only copy of the state codes (uint8, one per slot)."""
+        return self._column("states")
+
+    @property
+    def unhandled(self) -> np.ndarray:
+        """A fresh read-only copy of the per-slot unhandled counters (uint64)."""
+        return self._column("unhandled")
 
     @property
     def writer_pid(self) -> int:
-        """Process id of the writer."""
-        return int(self._field("<Q", _OFF_PID))
+        """Process id of the writer, as its header says (any uint64)."""
+        return int(self._header()[7])
 
     @property
     def heartbeat_ns(self) -> int:
         """Wall-clock time (ns) of the writer's last publish()."""
-        return int(self._field("<q", _OFF_HEARTBEAT))
+        return int(self._header()[8])
 
     @property
     def unhandled_total(self) -> int:
         """Unhandled events as of the writer's last publish()."""
-        return int(self._field("<Q", _OFF_UNHANDLED))
+        return int(self._header()[9])
 
     @property
     def publish_count(self) -> int:
         """How many times the writer published."""
-        return int(self._field("<Q", _OFF_PUBLISHED))
+        return int(self._header()[10])
 
     @property
     def closed(self) -> bool:
         """True once the writer closed the table."""
-        return bool(self._field("<Q", _OFF_CLOSED))
+        return bool(self._header()[12])
+
+    @property
+    def unlinked(self) -> bool:
+        """True once the segment name no longer refers to the segment this reader holds (it was
+        removed, or replaced by another file)."""
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._ident
 
     def writer_alive(self) -> bool:
-        """True if the writer process still exists."""
-        try:
-            os.kill(self.writer_pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        """True if the writer process still exists. A pid of 0, or above the kernel's pid_max,
+        is never a live writer."""
+        return _pid_alive(self.writer_pid)
 
     def stale(self, max_age_ns: int, now_ns: int | None = None) -> bool:
         """True if the writer closed, died, or has not published for ``max_age_ns``."""
+        h = self._header()
         now = time.time_ns() if now_ns is None else now_ns
-        return self.closed or not self.writer_alive() or now - self.heartbeat_ns > max_age_ns
+        return bool(h[12]) or not _pid_alive(int(h[7])) or now - int(h[8]) > max_age_ns
 
     def count(self, state: object) -> int:
         """Slots in ``state`` (descendants included), from the writer's occupancy counters."""
         code = self.machine.state_code(state)
-        return int(sum(int(self._counts[leaf]) for leaf in self.machine.leaves_under[code]))
+        counts = self._column("counts")
+        return int(sum(int(counts[leaf]) for leaf in self.machine.leaves_under[code]))
 
     def slots_in(self, state: object) -> np.ndarray:
         """Slots whose state is ``state`` or a descendant (from a snapshot of the state array)."""
         code = self.machine.state_code(state)
-        states = self.states.copy()
-        return np.flatnonzero(np.isin(states, self.machine.leaves_under[code]))
+        return np.flatnonzero(np.isin(self.states, self.machine.leaves_under[code]))
 
     def stats(self) -> dict[str, Any]:
         """What the reader sees, as plain data (like :meth:`MachineTable.stats`)."""
         m = self.machine
-        trans = self._transitions[:m.n_states].copy()
+        h = self._header()
+        counts = self._column("counts")
+        trans = self._column("transitions")[:m.n_states]
+        pid = int(h[7])
         return {
             "name": self.name, "machine": m.name, "capacity": self.capacity,
-            "writer_pid": self.writer_pid, "writer_alive": self.writer_alive(),
-            "heartbeat_ns": self.heartbeat_ns, "publish_count": self.publish_count,
-            "closed": self.closed,
-            "occupancy": {m.state_names[s]: self.count(s) for s in range(m.n_states)},
-            "unhandled_total": self.unhandled_total,
+            "writer_pid": pid, "writer_alive": _pid_alive(pid),
+            "heartbeat_ns": int(h[8]), "publish_count": int(h[10]),
+            "closed": bool(h[12]),
+            "occupancy": {m.state_names[s]: int(sum(int(counts[leaf]) for leaf in m.leaves_under[s]))
+                          for s in range(m.n_states)},
+            "unhandled_total": int(h[9]),
             "transitions": {f"{m.state_names[s]}/{m.event_names[e]}": int(trans[s, e])
                             for s, e in zip(*np.nonzero(trans))},
         }
 
     def close(self) -> None:
-        """Unmap the segment (the views become invalid)."""
-        self.states = self.unhandled = self._counts = self._transitions = np.zeros(0)
-        try:
-            self._mm.close()
-        except BufferError:
-            pass
+        """Release the segment (idempotent); accessors then raise :class:`SharedTableError`."""
+        with self._fd_lock:
+            fd, self._fd = self._fd, -1
+            if fd >= 0:
+                os.close(fd)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
 
     def __enter__(self) -> TableReader:
         return self
@@ -262,24 +528,22 @@ class TableReader:
 def open_readonly(name: str) -> TableReader:
     """Attach read-only to the shared table ``name`` created by :class:`SharedStreamTable`.
 
+    Opens only a regular file, never blocking and never following a symlink.
+
     Raises:
+        ValueError: an invalid name (see :func:`check_segment_name`).
         FileNotFoundError: no such segment.
-        SharedTableError: truncated segment, wrong magic or layout version, unknown machine, or
-            sizes that do not fit the segment.
+        SharedTableError: not a regular file (FIFO, directory, device, symlink), truncated
+            segment, wrong magic or layout version, unknown machine, or sizes that do not fit.
     """
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ValueError(f"segment name must be a non-empty str without '/', got {name!r}")
-    path = os.path.join(_SHM_DIR, name)
-    fd = os.open(path, os.O_RDONLY)
+    path = _segment_path(name)
+    fd, st = _open_regular(path, name)
     try:
-        size = os.fstat(fd).st_size
-        if size < HEADER_SIZE:
-            raise SharedTableError(f"segment {name!r} is truncated: {size} bytes, header needs {HEADER_SIZE}")
-        mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-    finally:
-        os.close(fd)
-    try:
-        header = _HEADER.unpack_from(mm, 0)
+        head = _pread(fd, HEADER_SIZE, 0)
+        if len(head) < HEADER_SIZE:
+            raise SharedTableError(
+                f"segment {name!r} is truncated: {len(head)} bytes, header needs {HEADER_SIZE}")
+        header = _HEADER.unpack_from(head)
         magic, version, header_size, capacity, n_states, n_events, fingerprint = header[:7]
         if magic != MAGIC:
             raise SharedTableError(f"segment {name!r} is not a streamhsm table (magic {magic!r})")
@@ -288,23 +552,73 @@ def open_readonly(name: str) -> TableReader:
                 f"segment {name!r} has layout version {version} (header {header_size} bytes); "
                 f"this reader understands version {LAYOUT_VERSION}")
         fp = fingerprint.decode("ascii", "replace")
-        machine = next((m for m in (stream_machine(False), stream_machine(True))
-                        if m.fingerprint == fp), None)
+        found = by_fingerprint(fp)
+        machine = None if found is None else found[2]
         if machine is None or machine.n_states != n_states or machine.n_events != n_events:
             raise SharedTableError(f"segment {name!r} is of an unknown machine (fingerprint {fp!r})")
         if not 0 < capacity < 2**31:
             raise SharedTableError(f"segment {name!r} has capacity {capacity} out of range")
         _, need = _columns(int(capacity), int(n_events))
+        size = os.fstat(fd).st_size
         if size < need:
             raise SharedTableError(f"segment {name!r} is truncated: {size} bytes, needs {need}")
-        return TableReader(name, path, mm, header, machine)
+        return TableReader(name, path, fd, st, head, machine)
     except BaseException:
-        mm.close()
+        os.close(fd)
         raise
+
+
+def reclaim(name: str) -> bool:
+    """Remove the segment ``name`` left by a writer that is gone; True if removed, False if there
+    was no such segment.
+
+    Removes it only if it is a streamhsm table of this layout whose header says it was closed or
+    whose writer process is dead (a pid of 0 or above pid_max counts as dead). Never removes a
+    live writer's segment, nor a file that is not a streamhsm table. Call it before creating the
+    table again (or pass ``reclaim_stale=True`` to :class:`SharedStreamTable`). If the writer's
+    pid was reused by an unrelated process, it is reported alive: remove ``/dev/shm/NAME`` by
+    hand once you know the writer is gone.
+
+    Raises:
+        ValueError: an invalid name.
+        SharedTableError: the writer is alive, or the segment is not a regular file or not a
+            streamhsm table of this layout version (nothing is removed).
+    """
+    path = _segment_path(name)
+    try:
+        fd, st = _open_regular(path, name)
+    except FileNotFoundError:
+        return False
+    try:
+        head = _pread(fd, HEADER_SIZE, 0)
+        if len(head) < HEADER_SIZE or head[:8] != MAGIC:
+            raise SharedTableError(f"segment {name!r} is not a streamhsm table ({len(head)} header "
+                                   f"bytes, magic {head[:8]!r}); not removing it")
+        header = _HEADER.unpack_from(head)
+        if header[1] != LAYOUT_VERSION or header[2] != HEADER_SIZE:
+            raise SharedTableError(f"segment {name!r} has layout version {header[1]}; this "
+                                   f"version ({LAYOUT_VERSION}) does not remove it")
+        pid, closed = int(header[7]), bool(header[12])
+        if not closed and _pid_alive(pid):
+            raise SharedTableError(f"segment {name!r} belongs to live writer pid {pid}; not "
+                                   "removing it")
+        try:
+            now = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise SharedTableError(f"segment {name!r} was replaced while being reclaimed; not "
+                                   "removing the new one")
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        return True
+    finally:
+        os.close(fd)
 
 
 def leaf_names(reader: TableReader) -> list[str]:
     """The leaf state names of the reader's machine."""
     m = reader.machine
     return [m.state_names[s] for s in range(m.n_states) if m.is_leaf[s] and s != 0]
-

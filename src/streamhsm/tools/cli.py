@@ -76,15 +76,26 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="PATH",
                        help="also write a PNG of time per event vs streams (needs matplotlib)")
-    stat = sub.add_parser("stat", help="watch a shared-memory stream table (like AeronStat)")
-    stat.add_argument("name", help="segment name given to SharedStreamTable")
-    stat.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    stat = sub.add_parser(
+        "stat", help="watch a shared-memory stream table (like AeronStat)",
+        description="Print what a reader of a live shared-memory stream table sees: writer "
+                    "status, occupancy, unhandled total, top transitions. With --reclaim, remove "
+                    "instead a segment left behind by a writer that died (never a live one).")
+    stat.add_argument("name", help="segment name: the driver's DriverConfig.shm_name (the file "
+                                   "/dev/shm/NAME)")
+    stat.add_argument("--interval", type=float, default=1.0,
+                      help="seconds between refreshes, finite and >= 0")
     stat.add_argument("--state", default=None, help="also list the slots in this state")
-    stat.add_argument("--limit", type=int, default=20, help="slots to list (default 20)")
+    stat.add_argument("--limit", type=int, default=20, help="slots to list, >= 0")
     stat.add_argument("--count", type=int, default=0,
                       help="screens to print, then exit (default 0: until interrupted)")
     stat.add_argument("--stale-after", type=float, default=3.0,
-                      help="seconds without a heartbeat before the writer is reported stale")
+                      help="seconds without a heartbeat before the writer is reported stale, "
+                           "finite and >= 0")
+    stat.add_argument("--reclaim", action="store_true",
+                      help="remove the segment if its writer is dead or it is marked closed "
+                           "(refused, exit 2, while the writer lives; exit 0 if there is none), "
+                           "then exit; run it before restarting a driver that was killed")
     diagram = sub.add_parser(
         "diagram", help="print or render a machine's state diagram (Mermaid, DOT, SVG or PNG)")
     diagram.add_argument("--machine", choices=sorted({n for n, _ in registry.known()}),
@@ -100,33 +111,66 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _stat_args_error(args: argparse.Namespace) -> str | None:
+    import math
+
+    for opt, value in (("--interval", args.interval), ("--stale-after", args.stale_after)):
+        if not math.isfinite(value) or value < 0:
+            return f"{opt} must be a finite number of seconds >= 0, got {value}"
+    for opt, value in (("--count", args.count), ("--limit", args.limit)):
+        if value < 0:
+            return f"{opt} must be >= 0, got {value}"
+    return None
+
+
 def _stat(args: argparse.Namespace) -> int:
     import time
 
-    from ..shm import SharedTableError, leaf_names, open_readonly
+    from ..shm import SharedTableError, leaf_names, open_readonly, reclaim
 
+    problem = _stat_args_error(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.reclaim:
+        try:
+            removed = reclaim(args.name)
+        except (SharedTableError, ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"reclaimed segment {args.name!r}" if removed
+              else f"nothing to reclaim: no shared table named {args.name!r}")
+        return 0
     try:
         reader = open_readonly(args.name)
     except FileNotFoundError:
         print(f"error: no shared table named {args.name!r}", file=sys.stderr)
         return 2
-    except (SharedTableError, ValueError) as exc:
+    except (SharedTableError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.state is not None:
-        try:
-            reader.machine.state_code(args.state)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    shown = 0
     try:
+        if args.state is not None:
+            try:
+                reader.machine.state_code(args.state)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        shown = 0
         while True:
-            st = reader.stats()
+            try:
+                st = reader.stats()
+                slots = reader.slots_in(args.state) if args.state is not None else None
+                gone = reader.unlinked
+            except SharedTableError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             now = time.time_ns()
             age = (now - st["heartbeat_ns"]) / 1e9
             status = ("CLOSED" if st["closed"] else "DEAD" if not st["writer_alive"]
                       else "STALE" if age > args.stale_after else "live")
+            if gone:
+                status += ", REMOVED"
             print(f"{time.strftime('%H:%M:%S')} {args.name} machine={st['machine']} "
                   f"capacity={st['capacity']} writer={st['writer_pid']} [{status}] "
                   f"heartbeat {age:.1f} s ago, published {st['publish_count']}x")
@@ -136,8 +180,7 @@ def _stat(args: argparse.Namespace) -> int:
             print(f"  unhandled total={st['unhandled_total']}")
             top = sorted(st["transitions"].items(), key=lambda kv: -kv[1])[:6]
             print("  transitions: " + (", ".join(f"{k}={v}" for k, v in top) or "none"))
-            if args.state is not None:
-                slots = reader.slots_in(args.state)
+            if slots is not None:
                 listed = " ".join(str(int(x)) for x in slots[: args.limit])
                 more = f" ... (+{len(slots) - args.limit})" if len(slots) > args.limit else ""
                 print(f"  slots in {args.state} ({len(slots)}): {listed}{more}")
