@@ -189,5 +189,6 @@ def test_driver_stream_table_in_shared_memory(name: str) -> None:
             snap = d.snapshot()
             assert '"shm_name": null' in str(snap["config"])
     assert not os.path.exists(f"/dev/shm/{name}")
-    with pytest.raises(ValueError, match="shm_name must be a non-empty str without '/'"):
-        DriverConfig(shm_name="a/b")
+    for bad in ("a/b", "a\x00b", "..", "", "x" * 201):
+        with pytest.raises(ValueError, match="shm_name: segment name must be a str of 1 to 200"):
+            DriverConfig(shm_name=bad)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..shm import check_segment_name
+
 __all__ = [
     "MAX_CLIENT_ID",
     "MAX_DYNAMIC_RANGE",
@@ -119,9 +121,11 @@ class DriverConfig:
         if len(ids) > self.stream_capacity:
             raise ValueError(
                 f"{len(ids)} static streams do not fit in stream_capacity {self.stream_capacity}")
-        if self.shm_name is not None and (not isinstance(self.shm_name, str) or not self.shm_name
-                                          or "/" in self.shm_name):
-            raise ValueError(f"shm_name must be a non-empty str without '/', got {self.shm_name!r}")
+        if self.shm_name is not None:
+            try:
+                check_segment_name(self.shm_name)
+            except ValueError as exc:
+                raise ValueError(f"shm_name: {exc}") from None
         if self.outbox_capacity is None:
             object.__setattr__(self, "outbox_capacity", self.lease_capacity)
         _int("outbox_capacity", self.outbox_capacity, 1, 2**31 - 1)
