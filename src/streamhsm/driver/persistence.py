@@ -33,6 +33,8 @@ __all__ = ["EPOCH_MAX", "DriverSnapshot", "fingerprint", "snapshot", "validate"]
 
 #: Largest epoch a snapshot may hold (restoring bumps every Live epoch once more).
 EPOCH_MAX = 2**62
+#: Largest ``last_lease_id`` a snapshot may hold (lease ids then stay far from int64's end).
+MAX_LEASE_ID = 2**62
 #: Largest configuration text a snapshot may hold.
 MAX_CONFIG_CHARS = 65536
 #: Scalar fields of a driver snapshot besides the header and the configuration.
@@ -179,7 +181,7 @@ def _scalars(snap: dict[str, Any], layout: dict[str, tuple[np.dtype[Any], int, i
              config: DriverConfig) -> dict[str, int]:
     max_time = NEVER - 1 - max(config.lease_expiry_ns, config.shutdown_timeout_ns)  # Driver.max_time_ns
     limits = {"driver_state": max(DriverState), "now_ns": max_time, "shutdown_deadline": NEVER,
-              "last_lease_id": NEVER - 1, "n_revoked": layout["revoked_lease_id"][1],
+              "last_lease_id": MAX_LEASE_ID, "n_revoked": layout["revoked_lease_id"][1],
               "closed_dynamic": layout["stream_id"][1]}
     out = {}
     for key in SCALARS:
