@@ -140,7 +140,7 @@ cdef class MachineTable:
     cdef Py_ssize_t _n_free
     cdef uint8_t _initial
     cdef object _state_members     # tuple: code -> State member
-    cdef object _codec             # _Codec for event/state conversion
+    cdef object _codec             # the machine's MachineCodec (state/event conversion)
     cdef HsmTrace _trace
     cdef object _trace_owners      # the ring's columns, or None when tracing is off
     # Batch paths (dispatch_many, broadcast) run without the GIL under _lock; while they do, _busy
@@ -167,6 +167,8 @@ cdef class MachineTable:
     cdef Py_ssize_t open_locked(self) except -1
     @cython.final
     cdef Py_ssize_t event_index(self, object event) except -1
+    @cython.final
+    cdef Py_ssize_t state_index(self, object state) except -1
     cdef int lock_batch(self) except -1
     cdef void unlock_batch(self) noexcept
     cdef int release_unchecked(self, Py_ssize_t slot) noexcept nogil

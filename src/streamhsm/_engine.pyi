@@ -1,7 +1,8 @@
 """Type stubs for the compiled engine ``streamhsm._engine``."""
 
+from collections.abc import Sequence
 from enum import IntEnum
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 from typing_extensions import disjoint_base
@@ -9,12 +10,38 @@ import numpy.typing as npt
 
 from .machine import CompiledMachine
 
-__all__ = ["FREE_SLOT", "MachineInstance", "MachineTable", "table_layout"]
+__all__ = ["FREE_SLOT", "MachineCodec", "MachineInstance", "MachineTable", "table_layout"]
 
 FREE_SLOT: int
 
 def _padded_tables(machine: CompiledMachine) -> tuple[Any, ...]: ...
 def table_layout(capacity: int, n_events: int) -> dict[str, tuple[np.dtype[Any], tuple[int, ...]]]: ...
+
+@final
+@disjoint_base
+class MachineCodec:
+    """The one conversion of user-supplied states and events to codes for a machine."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def n_states(self) -> int: ...
+    @property
+    def n_events(self) -> int: ...
+    @property
+    def state_enum(self) -> type[IntEnum] | None: ...
+    @property
+    def event_enum(self) -> type[IntEnum] | None: ...
+    def __init__(
+        self,
+        name: str,
+        state_names: Sequence[str],
+        event_names: Sequence[str],
+        state_enum: type[IntEnum] | None = None,
+        event_enum: type[IntEnum] | None = None,
+    ) -> None: ...
+    def state(self, state: object) -> int: ...
+    def event(self, event: object) -> int: ...
 
 @disjoint_base
 class MachineTable:

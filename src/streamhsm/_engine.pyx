@@ -20,7 +20,7 @@ from ._views import readonly_view
 from .errors import TableFullError
 from .snapshot import SNAPSHOT_VERSION, SnapshotError, array as _snap_array, check_header
 
-__all__ = ["FREE_SLOT", "MachineInstance", "MachineTable", "table_layout"]
+__all__ = ["FREE_SLOT", "MachineCodec", "MachineInstance", "MachineTable", "table_layout"]
 
 #: State code stored in ``MachineTable.states`` for a free (released or never opened) slot.
 FREE_SLOT = HSM_FREE_SLOT
@@ -81,48 +81,70 @@ def _padded_tables(machine):
 
 
 @cython.final
-cdef class _Codec:
-    """Turns user-supplied events and states (enum member, int code, name) into codes."""
-    cdef Py_ssize_t n_events
-    cdef object event_enum, machine
-    cdef dict by_name
+cdef class MachineCodec:
+    """The one conversion of user-supplied states and events to codes for a machine, used by
+    every engine entry point (tables, instances, ``CompiledMachine.state_code``/``event_code``,
+    the reference interpreter, the shared-memory reader).
 
-    def __cinit__(self, machine):
-        self.machine = machine
-        self.n_events = machine.n_events
-        self.event_enum = machine.Event
-        self.by_name = {n: i for i, n in enumerate(machine.event_names)}
+    Accepted: an int code (or any ``__index__`` object that is not a bool or an enum, such as
+    ``np.int64``), a member of the machine's own enum of that kind, or a declared (CamelCase)
+    name. A member of any other enum (another machine's, or the other kind: an ``Event`` where a
+    state is expected) is a ``TypeError``; an unknown code or name is a ``ValueError``.
 
-    cdef Py_ssize_t event(self, object event) except -1:
-        cdef int overflow = 0
-        cdef long long v
-        cdef object t = type(event)
-        if t is int or t is self.event_enum:
-            v = PyLong_AsLongLongAndOverflow(event, &overflow)
-            if overflow == 0 and 0 <= v < self.n_events:
-                return <Py_ssize_t>v
+    Args:
+        name: the machine's name (for messages).
+        state_names, event_names: the declared names, in code order.
+        state_enum, event_enum: the machine's ``IntEnum`` classes, or None (then no enum member
+            is accepted for that kind).
+    """
+    cdef readonly str name
+    cdef readonly Py_ssize_t n_states, n_events
+    cdef readonly object state_enum, event_enum
+    cdef dict _state_by_name, _event_by_name
+
+    def __init__(self, str name, state_names, event_names, state_enum=None, event_enum=None):
+        self.name = name
+        self.n_states = len(state_names)
+        self.n_events = len(event_names)
+        self.state_enum = state_enum
+        self.event_enum = event_enum
+        self._state_by_name = {n: i for i, n in enumerate(state_names)}
+        self._event_by_name = {n: i for i, n in enumerate(event_names)}
+
+    cpdef Py_ssize_t state(self, object state) except -1:
+        """Code of ``state`` (see the class docstring)."""
+        return self._code(state, self.state_enum, self._state_by_name, self.n_states, "state")
+
+    cpdef Py_ssize_t event(self, object event) except -1:
+        """Code of ``event`` (see the class docstring)."""
+        return self._code(event, self.event_enum, self._event_by_name, self.n_events, "event")
+
+    cdef Py_ssize_t _code(self, object value, object own, dict by_name, Py_ssize_t n,
+                          str what) except -1:
+        cdef Py_ssize_t v
+        cdef object t = type(value)
+        if t is int or (t is own and own is not None):
+            v = _index_value(value, what)
+            if 0 <= v < n:
+                return v
             raise ValueError(
-                f"unknown event code {int(event)} for machine {self.machine.name!r} "
-                f"(valid: 0..{self.n_events - 1})")
-        return self._event_slow(event)
-
-    cdef Py_ssize_t _event_slow(self, object event) except -1:
-        if isinstance(event, str):
-            code = self.by_name.get(event)
+                f"unknown {what} code {int(value)} for machine {self.name!r} (valid: 0..{n - 1})")
+        if isinstance(value, str):
+            code = by_name.get(value)
             if code is None:
                 raise ValueError(
-                    f"unknown event name {event!r} for machine {self.machine.name!r}; "
-                    f"expected one of {sorted(self.by_name)}")
+                    f"unknown {what} name {value!r} for machine {self.name!r}; "
+                    f"expected one of {sorted(by_name)}")
             return code
-        if isinstance(event, enum.Enum):
+        kinds = f"{own.__name__} member or name" if own is not None else "or name"
+        if isinstance(value, enum.Enum):
             raise TypeError(
-                f"event {event!r} belongs to {type(event).__name__}, "
-                f"not to machine {self.machine.name!r} ({self.event_enum.__name__})")
-        if isinstance(event, bool) or not hasattr(event, "__index__"):
+                f"{what} {value!r} belongs to {t.__name__}, not to the {what}s of machine "
+                f"{self.name!r} (an int code, {kinds})")
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
             raise TypeError(
-                f"event must be an int code, {self.event_enum.__name__} member or name, "
-                f"got {type(event).__name__} {event!r}")
-        return self.event(int(event.__index__()))
+                f"{what} must be an int code, {kinds}, got {t.__name__} {value!r}")
+        return self._code(int(value.__index__()), own, by_name, n, what)
 
 
 cdef Py_ssize_t _index_value(object value, str what) except? -2:
@@ -438,14 +460,19 @@ cdef class MachineTable:
         self._transitions_view = readonly_view(transitions[:machine.n_states])
         self._initial = machine.initial_leaf
         self._state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
-        self._codec = _Codec(machine)
+        self._codec = <MachineCodec?>machine.codec
         self.machine = machine
         self.core.capacity = cap
 
     cdef Py_ssize_t event_index(self, object event) except -1:
         if self._codec is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        return (<_Codec>self._codec).event(event)
+        return (<MachineCodec>self._codec).event(event)
+
+    cdef Py_ssize_t state_index(self, object state) except -1:
+        if self._codec is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return (<MachineCodec>self._codec).state(state)
 
     cdef Py_ssize_t slot_index(self, object slot) except -1:
         return self.check_open(self.slot_value(slot), slot)
@@ -807,12 +834,12 @@ cdef class MachineTable:
         """True if the open slot's current state is ``state`` or one of its descendants."""
         cdef Py_ssize_t s = self.slot_index(slot)
         member = _padded_tables(self.machine)[3]
-        return bool(member[self.machine.state_code(state), self.core.states[s]])
+        return bool(member[self.state_index(state), self.core.states[s]])
 
     def count(self, state):
         """Number of open slots in ``state`` (composite states count their descendants); O(1)."""
         cdef Py_ssize_t total = 0
-        for leaf in self.machine.leaves_under[self.machine.state_code(state)]:
+        for leaf in self.machine.leaves_under[self.state_index(state)]:
             total += self.core.counts[<Py_ssize_t>leaf]
         return total
 
@@ -821,8 +848,8 @@ cdef class MachineTable:
 
         One vectorised pass over the states array; allocates the result.
         """
-        member = _padded_tables(self.machine)[3]
-        return np.flatnonzero(member[self.machine.state_code(state)][self._states_view])
+        cdef Py_ssize_t code = self.state_index(state)
+        return np.flatnonzero(_padded_tables(self.machine)[3][code][self._states_view])
 
     @property
     def transition_counts(self):
@@ -917,7 +944,7 @@ cdef class MachineInstance:
         _bind_core(&self.core, tables, machine.n_events, transitions)
         self._owners = (tables, transitions)
         self._state_members = tuple(machine.State)
-        self._codec = _Codec(machine)
+        self._codec = <MachineCodec?>machine.codec
         self.machine = machine
         self.core.capacity = 1
 
@@ -931,7 +958,7 @@ cdef class MachineInstance:
         """
         if self.core.capacity == 0:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        cdef Py_ssize_t e = (<_Codec>self._codec).event(event)
+        cdef Py_ssize_t e = (<MachineCodec>self._codec).event(event)
         return _raise_if_bad(hsm_step(&self.core, 0, e)) == 1
 
     @property
@@ -947,8 +974,10 @@ cdef class MachineInstance:
     def is_in(self, state):
         """True if the current state is ``state`` or one of its descendants (``is_in(Root)`` is
         always True)."""
-        member = _padded_tables(self.machine)[3]
-        return bool(member[self.machine.state_code(state), self._state])
+        if self._codec is None:
+            raise RuntimeError("MachineInstance is not initialised (call __init__)")
+        cdef Py_ssize_t code = (<MachineCodec>self._codec).state(state)
+        return bool(_padded_tables(self.machine)[3][code, self._state])
 
     def __repr__(self):
         if self.machine is None:

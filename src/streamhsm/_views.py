@@ -28,5 +28,5 @@ def readonly_view(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
         raise TypeError(f"readonly_view needs a numpy array, got {type(arr).__name__}")
     if not arr.flags.c_contiguous:
         raise ValueError(f"readonly_view needs a C-contiguous array, got strides {arr.strides}")
-    base = np.frombuffer(memoryview(arr).toreadonly(), dtype=arr.dtype)
+    base = np.frombuffer(memoryview(arr).toreadonly(), dtype=arr.dtype)  # type: ignore[arg-type]
     return base.reshape(arr.shape)

@@ -59,26 +59,12 @@ class Event(enum.IntEnum):
 #: Policy name of the variant in which losing the producer drains the stream (plan S-2).
 DRAIN_ON_PRODUCER_LOSS = "drain_on_producer_loss"
 
-_EVENTS = (
-    "StreamProvisioned",
-    "ProducerAttached",
-    "ProducerDetached",
-    "ConsumerAttached",
-    "ConsumerDetached",
-    "EpochBumped",
-    "DriverDraining",
-    "DriverShutdown",
-    "StreamIdle",
-    "Close",
-)
-
-
 def stream_spec(drain_on_producer_loss: bool = False) -> MachineSpec:
     """The declaration of the stream lifecycle (DESIGN section 2), optionally with the
     ``drain_on_producer_loss`` policy (Active + ProducerDetached -> Draining,
     Draining + ProducerAttached -> Active)."""
     name = "stream" if not drain_on_producer_loss else f"stream[{DRAIN_ON_PRODUCER_LOSS}]"
-    spec = MachineSpec(name, _EVENTS, initial="Live")
+    spec = MachineSpec(name, Event, initial="Live")
     spec.state("Live", initial="Init")
     spec.state("Init", parent="Live").state("Active", parent="Live")
     spec.state("Draining", parent="Live").state("Closed")

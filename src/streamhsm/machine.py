@@ -13,15 +13,16 @@ dispatch is one table lookup whatever the depth of the hierarchy.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._engine import FREE_SLOT
+from ._engine import FREE_SLOT, MachineCodec
+from ._views import readonly_view
 from .errors import MachineDefinitionError
 
-__all__ = ["ROOT", "CompiledMachine", "MachineSpec", "camel_to_upper"]
+__all__ = ["ROOT", "CompiledMachine", "MachineSpec", "camel_to_upper", "upper_to_camel"]
 
 #: Name and code of the implicit root state of every machine.
 ROOT = "Root"
@@ -42,6 +43,28 @@ def camel_to_upper(name: str) -> str:
     return "".join(out)
 
 
+def upper_to_camel(name: str) -> str:
+    """Turn an UPPER_SNAKE enum member name (``"STREAM_PROVISIONED"``) into the CamelCase name it
+    was made from (``"StreamProvisioned"``); the inverse of :func:`camel_to_upper`."""
+    return "".join(part[:1] + part[1:].lower() for part in name.split("_"))
+
+
+def _names_of(event_enum: type[enum.IntEnum]) -> tuple[str, ...]:
+    """The CamelCase event names of an ``IntEnum`` whose codes are 0..n-1 (in code order)."""
+    members = sorted(event_enum, key=int)
+    if [int(m) for m in members] != list(range(len(members))):
+        raise MachineDefinitionError(
+            f"event enum {event_enum.__name__} must have the codes 0..{len(members) - 1}, "
+            f"got {[int(m) for m in members]}")
+    names = tuple(upper_to_camel(m.name) for m in members)
+    for m, n in zip(members, names):
+        if camel_to_upper(n) != m.name:
+            raise MachineDefinitionError(
+                f"event enum member {event_enum.__name__}.{m.name} has no CamelCase name "
+                f"(it would become {n!r}, which maps back to {camel_to_upper(n)!r})")
+    return names
+
+
 @dataclass(frozen=True)
 class _Handler:
     state: str
@@ -58,15 +81,24 @@ class MachineSpec:
 
     Args:
         name: the machine's name (used in error messages and diagrams).
-        events: the machine's event names, CamelCase (``"StreamProvisioned"``).
+        events: the machine's event ``IntEnum`` (codes 0..n-1; the CamelCase event names are
+            derived from its UPPER_SNAKE members, and :meth:`compile` uses it as the event enum),
+            or a sequence of CamelCase event names (``"StreamProvisioned"``).
         initial: the initial (default) child of ``Root``.
     """
 
-    def __init__(self, name: str, events: Sequence[str], initial: str) -> None:
+    def __init__(
+        self, name: str, events: type[enum.IntEnum] | Sequence[str], initial: str
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"machine name must be a non-empty str, got {name!r}")
         self.name = name
-        self.events: tuple[str, ...] = tuple(events)
+        self.event_enum: type[enum.IntEnum] | None = None
+        if isinstance(events, type) and issubclass(events, enum.IntEnum):
+            self.event_enum = events
+            self.events: tuple[str, ...] = _names_of(events)
+        else:
+            self.events = tuple(events)
         self._states: list[tuple[str, str]] = []  # (name, parent) in declaration order
         self._initial: dict[str, str] = {ROOT: initial}
         self._handlers: list[_Handler] = []
@@ -124,7 +156,8 @@ class MachineSpec:
         """Validate the declaration and flatten it into tables indexed by (leaf state, event).
 
         ``state_enum`` / ``event_enum`` are optional ``IntEnum`` classes whose members (UPPER_SNAKE
-        of the CamelCase names) must match the codes; without them, enums are generated.
+        of the CamelCase names) must match the codes; without them, enums are generated (the
+        event enum the spec was declared with, if any, is used).
 
         Raises:
             MachineDefinitionError: unknown parent, cycle, unknown state/event/target in a
@@ -190,8 +223,9 @@ class CompiledMachine:
         for s in range(self.n_states):
             under.append(tuple(l for l in range(self.n_states) if is_leaf[l] and self.is_ancestor_or_self(s, l)))
         self.leaves_under: tuple[tuple[int, ...], ...] = tuple(under)
-        self._event_by_name = {n: i for i, n in enumerate(self.event_names)}
-        self._state_by_name = {n: i for i, n in enumerate(self.state_names)}
+        #: The one state/event conversion of this machine, shared by every engine entry point.
+        self.codec = MachineCodec(self.name, self.state_names, self.event_names,
+                                  state_enum, event_enum)
 
     def __repr__(self) -> str:
         return f"<CompiledMachine {self.name!r}: {self.n_states} states, {self.n_events} events>"
@@ -218,13 +252,15 @@ class CompiledMachine:
         return False
 
     def state_code(self, state: object) -> int:
-        """Code of a state given as enum member, int code or name; ``ValueError`` if unknown."""
-        return _code(state, self._state_by_name, self.n_states, "state", self.name)
+        """Code of a state given as this machine's ``State`` member, int code or name;
+        ``ValueError`` if unknown, ``TypeError`` if of the wrong type (another enum included)."""
+        return self.codec.state(state)
 
     def event_code(self, event: object) -> int:
-        """Code of an event given as enum member, int code or CamelCase name; ``ValueError`` if
-        unknown, ``TypeError`` if of the wrong type."""
-        return _code(event, self._event_by_name, self.n_events, "event", self.name)
+        """Code of an event given as this machine's ``Event`` member, int code or CamelCase
+        name; ``ValueError`` if unknown, ``TypeError`` if of the wrong type (another enum
+        included)."""
+        return self.codec.event(event)
 
     def exits(self, leaf: object, event: object) -> tuple[int, ...]:
         """States exited (innermost first) when ``event`` is dispatched in ``leaf``."""
@@ -237,28 +273,8 @@ class CompiledMachine:
         return tuple(int(x) for x in row if x >= 0)
 
 
-def _code(value: object, by_name: Mapping[str, int], n: int, what: str, machine: str) -> int:
-    if isinstance(value, str):
-        try:
-            return by_name[value]
-        except KeyError:
-            raise ValueError(
-                f"unknown {what} name {value!r} for machine {machine!r}; "
-                f"expected one of {sorted(by_name)}"
-            ) from None
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(
-            f"{what} must be an int code, enum member or name, got {type(value).__name__} {value!r}"
-        )
-    code = int(value.__index__())
-    if not 0 <= code < n:
-        raise ValueError(f"unknown {what} code {code} for machine {machine!r} (valid: 0..{n - 1})")
-    return code
-
-
 def _frozen(arr: np.ndarray) -> np.ndarray:
-    arr.flags.writeable = False
-    return arr
+    return readonly_view(arr)
 
 
 def _make_enum(name: str, names: Sequence[str], start: int) -> type[enum.IntEnum]:
@@ -431,6 +447,8 @@ def _compile(
         state_enum = _make_enum(f"{name.title().replace('_', '')}State", states, 0)
     else:
         _check_enum(state_enum, states, "state")
+    if event_enum is None:
+        event_enum = spec.event_enum
     if event_enum is None:
         event_enum = _make_enum(f"{name.title().replace('_', '')}Event", spec.events, 0)
     else:
