@@ -18,7 +18,6 @@ def _padded_tables(machine: CompiledMachine) -> tuple[Any, ...]: ...
 def table_layout(capacity: int, n_events: int) -> dict[str, tuple[np.dtype[Any], tuple[int, ...]]]: ...
 
 @final
-@disjoint_base
 class MachineCodec:
     """The one conversion of user-supplied states and events to codes for a machine."""
 
