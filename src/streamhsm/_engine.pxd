@@ -134,7 +134,8 @@ cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept
 cdef class MachineTable:
     cdef HsmCore core
     cdef readonly object machine
-    cdef object _owners            # numpy arrays the core points into
+    # the numpy arrays the core points into, and the machine's EngineTables
+    cdef object _states, _unhandled, _counts, _free_list, _transitions, _tables
     cdef object _states_view, _unhandled_view, _transitions_view   # read-only bases
     cdef int32_t* _free            # stack of free slots
     cdef Py_ssize_t _n_free
@@ -180,6 +181,6 @@ cdef class MachineInstance:
     cdef uint64_t _unhandled
     cdef int64_t _counts[HSM_CODE_ROWS]
     cdef readonly object machine
-    cdef object _owners
+    cdef object _tables, _transitions    # what the core points into
     cdef object _state_members
     cdef object _codec

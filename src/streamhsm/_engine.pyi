@@ -10,11 +10,35 @@ import numpy.typing as npt
 
 from .machine import CompiledMachine
 
-__all__ = ["FREE_SLOT", "MachineCodec", "MachineInstance", "MachineTable", "table_layout"]
+__all__ = ["FREE_SLOT", "EngineTables", "MachineCodec", "MachineInstance", "MachineTable",
+           "engine_tables", "table_layout"]
 
 FREE_SLOT: int
 
-def _padded_tables(machine: CompiledMachine) -> tuple[Any, ...]: ...
+@final
+class EngineTables:
+    """A machine's tables as the engine runs them (padded, read-only)."""
+
+    @property
+    def next_state(self) -> npt.NDArray[np.uint8]: ...
+    @property
+    def handled(self) -> npt.NDArray[np.uint8]: ...
+    @property
+    def missed(self) -> npt.NDArray[np.uint8]: ...
+    @property
+    def kind(self) -> npt.NDArray[np.uint8]: ...
+    @property
+    def member(self) -> npt.NDArray[np.bool_]: ...
+    def __init__(
+        self,
+        next_state: npt.NDArray[np.uint8],
+        handled: npt.NDArray[np.uint8],
+        missed: npt.NDArray[np.uint8],
+        kind: npt.NDArray[np.uint8],
+        member: npt.NDArray[np.bool_],
+    ) -> None: ...
+
+def engine_tables(machine: CompiledMachine) -> EngineTables: ...
 def table_layout(capacity: int, n_events: int) -> dict[str, tuple[np.dtype[Any], tuple[int, ...]]]: ...
 
 @final

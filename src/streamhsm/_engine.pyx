@@ -20,7 +20,8 @@ from ._views import readonly_view
 from .errors import TableFullError
 from .snapshot import SNAPSHOT_VERSION, SnapshotError, array as _snap_array, check_header
 
-__all__ = ["FREE_SLOT", "MachineCodec", "MachineInstance", "MachineTable", "table_layout"]
+__all__ = ["FREE_SLOT", "EngineTables", "MachineCodec", "MachineInstance", "MachineTable",
+           "engine_tables", "table_layout"]
 
 #: State code stored in ``MachineTable.states`` for a free (released or never opened) slot.
 FREE_SLOT = HSM_FREE_SLOT
@@ -51,9 +52,31 @@ def table_layout(capacity, n_events):
     }
 
 
-def _padded_tables(machine):
-    """The machine's tables padded to one row per uint8 code (free row included), cached on the
-    machine."""
+@cython.final
+cdef class EngineTables:
+    """A machine's tables as the engine runs them: padded to one row per uint8 code (the free
+    row included, mapping to itself and counting nothing), all read-only.
+
+    - ``next_state[code, e]`` (uint8): the leaf after dispatching ``e``.
+    - ``handled[code, e]`` / ``missed[code, e]`` (uint8): 1 if some state handled / nobody
+      handled the event (both 0 on the free row).
+    - ``kind[code, e]`` (uint8): what dispatching does (internal, transition, unhandled).
+    - ``member[s, code]`` (bool, ``n_states`` rows): a slot in state ``code`` is in state ``s``
+      (ancestors included).
+    """
+    cdef readonly object next_state, handled, missed, kind, member
+
+    def __init__(self, next_state, handled, missed, kind, member):
+        self.next_state = next_state
+        self.handled = handled
+        self.missed = missed
+        self.kind = kind
+        self.member = member
+
+
+def engine_tables(machine):
+    """The :class:`EngineTables` of a compiled machine, built once and cached on it (also
+    ``CompiledMachine.engine_tables``)."""
     cached = getattr(machine, "_engine_tables", None)
     if cached is not None:
         return cached
@@ -69,13 +92,10 @@ def _padded_tables(machine):
     kind[:n_s] = np.where(machine.handled == 0, HSM_KIND_UNHANDLED,
                           np.where(machine.exit_path[:, :, 0] >= 0, HSM_KIND_TRANSITION,
                                    HSM_KIND_INTERNAL))
-    nxt, handled, missed, kind = (readonly_view(a) for a in (nxt, handled, missed, kind))
-    # member[s, code]: 1 if a slot whose state code is `code` is in state s (ancestors included)
     member = np.zeros((n_s, HSM_CODE_ROWS), dtype=bool)
     for s in range(n_s):
         member[s, list(machine.leaves_under[s])] = True
-    member = readonly_view(member)
-    cached = (nxt, handled, missed, member, kind)
+    cached = EngineTables(*(readonly_view(a) for a in (nxt, handled, missed, kind, member)))
     machine._engine_tables = cached
     return cached
 
@@ -161,11 +181,11 @@ cdef Py_ssize_t _index_value(object value, str what) except? -2:
     return <Py_ssize_t>v
 
 
-cdef void _bind_core(HsmCore* c, tuple tables, Py_ssize_t n_events, object transitions):
-    cdef const uint8_t[:, ::1] nxt = tables[0]
-    cdef const uint8_t[:, ::1] handled = tables[1]
-    cdef const uint8_t[:, ::1] missed = tables[2]
-    cdef const uint8_t[:, ::1] kind = tables[4]
+cdef void _bind_core(HsmCore* c, EngineTables tables, Py_ssize_t n_events, object transitions):
+    cdef const uint8_t[:, ::1] nxt = tables.next_state
+    cdef const uint8_t[:, ::1] handled = tables.handled
+    cdef const uint8_t[:, ::1] missed = tables.missed
+    cdef const uint8_t[:, ::1] kind = tables.kind
     cdef int64_t[:, ::1] trans = transitions
     c.next_state = &nxt[0, 0]
     c.handled = &handled[0, 0]
@@ -425,7 +445,7 @@ cdef class MachineTable:
         cap = _index_value(capacity, "capacity")
         if cap <= 0 or cap > 2**31 - 1:
             raise ValueError(f"capacity must be between 1 and {2**31 - 1}, got {capacity!r}")
-        tables = _padded_tables(machine)
+        tables = engine_tables(machine)
         shapes = table_layout(cap, machine.n_events)
         if arrays is None:
             arrays = {name: np.empty(shape, dtype) for name, (dtype, shape) in shapes.items()}
@@ -454,7 +474,8 @@ cdef class MachineTable:
         _bind_core(&self.core, tables, machine.n_events, transitions)
         self._free = &fr[0]
         self._n_free = cap
-        self._owners = (states, unhandled, counts, free, tables, transitions)
+        self._states, self._unhandled, self._counts = states, unhandled, counts
+        self._free_list, self._transitions, self._tables = free, transitions, tables
         self._states_view = readonly_view(states)
         self._unhandled_view = readonly_view(unhandled)
         self._transitions_view = readonly_view(transitions[:machine.n_states])
@@ -767,10 +788,10 @@ cdef class MachineTable:
         return {
             "kind": "MachineTable", "version": SNAPSHOT_VERSION, "machine": self.machine.name,
             "fingerprint": self.machine.fingerprint, "capacity": self.core.capacity,
-            "states": self._owners[0].copy(), "unhandled": self._owners[1].copy(),
+            "states": self._states.copy(), "unhandled": self._unhandled.copy(),
             "unhandled_total": int(self.core.unhandled_total),
-            "free": self._owners[3][:self._n_free].copy(),  # stack order: open() reuses the last
-            "transitions": self._owners[5][:self.machine.n_states].ravel().copy(),
+            "free": self._free_list[:self._n_free].copy(),  # stack order: open() reuses the last
+            "transitions": self._transitions[:self.machine.n_states].ravel().copy(),
         }
 
     def restore(self, snap):
@@ -814,12 +835,12 @@ cdef class MachineTable:
             raise SnapshotError("snapshot free-slot list does not match the free slots of its states")
         self.lock_batch()
         try:
-            self._owners[0][:] = states
-            self._owners[1][:] = unhandled
-            self._owners[2][:] = counts
-            self._owners[3][:free.size] = free
+            self._states[:] = states
+            self._unhandled[:] = unhandled
+            self._counts[:] = counts
+            self._free_list[:free.size] = free
             self._n_free = free.size
-            self._owners[5][:self.machine.n_states] = transitions.reshape(
+            self._transitions[:self.machine.n_states] = transitions.reshape(
                 self.machine.n_states, self.machine.n_events)
             self.core.unhandled_total = total
         finally:
@@ -833,7 +854,7 @@ cdef class MachineTable:
     def is_in(self, slot, state):
         """True if the open slot's current state is ``state`` or one of its descendants."""
         cdef Py_ssize_t s = self.slot_index(slot)
-        member = _padded_tables(self.machine)[3]
+        member = (<EngineTables>self._tables).member
         return bool(member[self.state_index(state), self.core.states[s]])
 
     def count(self, state):
@@ -849,7 +870,7 @@ cdef class MachineTable:
         One vectorised pass over the states array; allocates the result.
         """
         cdef Py_ssize_t code = self.state_index(state)
-        return np.flatnonzero(_padded_tables(self.machine)[3][code][self._states_view])
+        return np.flatnonzero((<EngineTables>self._tables).member[code][self._states_view])
 
     @property
     def transition_counts(self):
@@ -864,7 +885,7 @@ cdef class MachineTable:
         non-zero transition counts keyed ``"State/Event"``."""
         m = self.machine
         names, events = m.state_names, m.event_names
-        unhandled = self._owners[1]
+        unhandled = self._unhandled
         hot = np.flatnonzero(unhandled)
         trans = self.transition_counts
         return {
@@ -903,7 +924,7 @@ cdef class MachineTable:
         """Bytes of per-slot state (state code, unhandled counter, free-list entry)."""
         if self.machine is None:
             return 0
-        return sum(a.itemsize for a in self._owners[:2]) + self._owners[3].itemsize
+        return self._states.itemsize + self._unhandled.itemsize + self._free_list.itemsize
 
     def __len__(self):
         """Number of open slots."""
@@ -933,7 +954,7 @@ cdef class MachineInstance:
     def __init__(self, machine):
         if self.machine is not None:
             raise RuntimeError("MachineInstance.__init__ called twice")
-        tables = _padded_tables(machine)
+        tables = engine_tables(machine)
         memset(self._counts, 0, sizeof(self._counts))
         self._state = machine.initial_leaf
         self._counts[self._state] = 1
@@ -942,7 +963,7 @@ cdef class MachineInstance:
         self.core.counts = self._counts
         transitions = np.zeros((HSM_CODE_ROWS, machine.n_events), dtype=np.int64)
         _bind_core(&self.core, tables, machine.n_events, transitions)
-        self._owners = (tables, transitions)
+        self._tables, self._transitions = tables, transitions
         self._state_members = tuple(machine.State)
         self._codec = <MachineCodec?>machine.codec
         self.machine = machine
@@ -977,7 +998,7 @@ cdef class MachineInstance:
         if self._codec is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
         cdef Py_ssize_t code = (<MachineCodec>self._codec).state(state)
-        return bool(_padded_tables(self.machine)[3][code, self._state])
+        return bool((<EngineTables>self._tables).member[code, self._state])
 
     def __repr__(self):
         if self.machine is None:

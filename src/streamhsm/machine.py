@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._engine import FREE_SLOT, MachineCodec
+from ._engine import FREE_SLOT, EngineTables, MachineCodec, engine_tables
 from ._views import readonly_view
 from .errors import MachineDefinitionError
 
@@ -240,6 +240,12 @@ class CompiledMachine:
         for arr in (self.parent, self.next_state, self.handled, self.handler):
             h.update(arr.tobytes())
         return h.hexdigest()[:16]
+
+    @property
+    def engine_tables(self) -> EngineTables:
+        """The tables the compiled engine runs (padded to one row per uint8 code, read-only;
+        see :class:`~streamhsm._engine.EngineTables`), built once."""
+        return engine_tables(self)
 
     def is_ancestor_or_self(self, ancestor: int, state: int) -> bool:
         """True if state code ``ancestor`` is ``state`` or one of its ancestors (Root is every
