@@ -137,6 +137,7 @@ cdef class MachineTable:
     # the numpy arrays the core points into, and the machine's EngineTables
     cdef object _states, _unhandled, _counts, _free_list, _transitions, _tables
     cdef object _states_view, _unhandled_view, _transitions_view   # read-only bases
+    cdef object _observer          # TableObserver over the read-only views
     cdef int32_t* _free            # stack of free slots
     cdef Py_ssize_t _n_free
     cdef uint8_t _initial
@@ -170,6 +171,8 @@ cdef class MachineTable:
     cdef Py_ssize_t event_index(self, object event) except -1
     @cython.final
     cdef Py_ssize_t state_index(self, object state) except -1
+    @cython.final
+    cdef object observer(self)
     cdef int lock_batch(self) except -1
     cdef void unlock_batch(self) noexcept
     cdef int release_unchecked(self, Py_ssize_t slot) noexcept nogil

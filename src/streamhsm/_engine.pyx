@@ -16,6 +16,7 @@ import enum
 
 import numpy as np
 
+from ._observe import TableObserver
 from ._views import readonly_view
 from .errors import TableFullError
 from .snapshot import SNAPSHOT_VERSION, SnapshotError, array as _snap_array, check_header
@@ -479,6 +480,8 @@ cdef class MachineTable:
         self._states_view = readonly_view(states)
         self._unhandled_view = readonly_view(unhandled)
         self._transitions_view = readonly_view(transitions[:machine.n_states])
+        self._observer = TableObserver(machine, self._states_view, readonly_view(counts),
+                                       self._transitions_view)
         self._initial = machine.initial_leaf
         self._state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
         self._codec = <MachineCodec?>machine.codec
@@ -859,18 +862,21 @@ cdef class MachineTable:
 
     def count(self, state):
         """Number of open slots in ``state`` (composite states count their descendants); O(1)."""
-        cdef Py_ssize_t total = 0
-        for leaf in self.machine.leaves_under[self.state_index(state)]:
-            total += self.core.counts[<Py_ssize_t>leaf]
-        return total
+        return self.observer().count(state)
 
     def slots_in(self, state):
         """Indices of the open slots in ``state`` (descendants included), as an int64 array.
 
         One vectorised pass over the states array; allocates the result.
         """
-        cdef Py_ssize_t code = self.state_index(state)
-        return np.flatnonzero((<EngineTables>self._tables).member[code][self._states_view])
+        return self.observer().slots_in(state)
+
+    cdef object observer(self):
+        """The table's TableObserver (count, slots_in, occupancy and transition statistics over
+        its read-only views)."""
+        if self._observer is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return self._observer
 
     @property
     def transition_counts(self):
@@ -883,20 +889,16 @@ cdef class MachineTable:
         """Counters and statistics as plain data: occupancy per state (composites included),
         open and free slots, unhandled events in total and per open slot with any, and the
         non-zero transition counts keyed ``"State/Event"``."""
-        m = self.machine
-        names, events = m.state_names, m.event_names
-        unhandled = self._unhandled
-        hot = np.flatnonzero(unhandled)
-        trans = self.transition_counts
+        obs = self.observer()
+        hot = np.flatnonzero(self._unhandled)
         return {
-            "machine": m.name,
+            "machine": self.machine.name,
             "capacity": self.core.capacity,
             "open": len(self),
-            "occupancy": {names[s]: self.count(s) for s in range(m.n_states)},
+            "occupancy": obs.occupancy(),
             "unhandled_total": int(self.core.unhandled_total),
-            "unhandled_by_slot": {int(s): int(unhandled[s]) for s in hot},
-            "transitions": {f"{names[s]}/{events[e]}": int(trans[s, e])
-                            for s, e in zip(*np.nonzero(trans))},
+            "unhandled_by_slot": {int(s): int(self._unhandled[s]) for s in hot},
+            "transitions": obs.transition_counts(),
         }
 
     @property

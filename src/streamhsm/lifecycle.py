@@ -8,8 +8,8 @@ handles are counted by the engine (the Root "handler"), never raised.
 from __future__ import annotations
 
 import enum
-
 import os
+from typing import TYPE_CHECKING, SupportsIndex
 
 import numpy as np
 
@@ -115,6 +115,12 @@ class StreamLifecycle(MachineInstance):
     def __init__(self, drain_on_producer_loss: bool = False) -> None:
         super().__init__(stream_machine(drain_on_producer_loss))
 
+    if TYPE_CHECKING:  # the engine returns members of this machine's State enum
+
+        @property
+        def current(self) -> State:
+            """The current leaf state."""
+
     @property
     def drain_on_producer_loss(self) -> bool:
         """Whether this instance uses the ``drain_on_producer_loss`` policy."""
@@ -136,6 +142,11 @@ class StreamTable(MachineTable):
     def __init__(self, capacity: int, drain_on_producer_loss: bool = False, *,
                  arrays: dict[str, np.ndarray] | None = None) -> None:
         super().__init__(stream_machine(drain_on_producer_loss), capacity, arrays=arrays)
+
+    if TYPE_CHECKING:  # the engine returns members of this machine's State enum
+
+        def state(self, slot: SupportsIndex) -> State:
+            """The current (leaf) state of an open slot."""
 
     @property
     def drain_on_producer_loss(self) -> bool:

@@ -526,7 +526,7 @@ class Driver:
         None for an id never issued."""
         ls = self._live_lease(lease_id)
         if ls >= 0:
-            return self._leases.state(ls)  # type: ignore[no-any-return]
+            return self._leases.state(ls)  # type: ignore[return-value]
         return LeaseState.CLOSED if self._ended(lease_id) else None
 
     def lease_expiry(self, lease_id: int) -> int | None:
