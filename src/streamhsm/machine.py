@@ -303,14 +303,53 @@ def _check_enum(enum_cls: type[enum.IntEnum], names: Sequence[str], what: str) -
         )
 
 
-def _compile(
-    spec: MachineSpec,
-    state_enum: type[enum.IntEnum] | None,
-    event_enum: type[enum.IntEnum] | None,
-) -> CompiledMachine:
-    err = MachineDefinitionError
-    name = spec.name
-    states = spec.states
+@dataclass
+class _Tree:
+    """The validated state tree of a declaration: codes, parents, children, initial children."""
+
+    name: str
+    states: tuple[str, ...]
+    code: dict[str, int]
+    parent: np.ndarray
+    children: dict[int, list[int]]
+    initial: dict[int, int]
+
+    def ancestors(self, s: int) -> list[int]:
+        """``s``, its parent, ..., Root."""
+        out = [s]
+        while s != 0:
+            s = int(self.parent[s])
+            out.append(s)
+        return out
+
+    def drill(self, s: int, why: str) -> tuple[int, list[int]]:
+        """Follow initial children from ``s`` down to a leaf; return (leaf, states entered)."""
+        entered: list[int] = []
+        while self.children[s]:
+            if s not in self.initial:
+                raise MachineDefinitionError(
+                    f"machine {self.name!r}: {why} enters composite state {self.states[s]!r}, "
+                    f"which has no initial child"
+                )
+            s = self.initial[s]
+            entered.append(s)
+        return s, entered
+
+
+@dataclass
+class _Tables:
+    """The flat tables indexed by (leaf state, event)."""
+
+    next_state: np.ndarray
+    handled: np.ndarray
+    handler: np.ndarray
+    exit_path: np.ndarray
+    entry_path: np.ndarray
+
+
+def _check_names(spec: MachineSpec) -> None:
+    """Sizes within the uint8 codes, at least one event, names that are unique identifiers."""
+    err, name, states = MachineDefinitionError, spec.name, spec.states
     if len(states) > MAX_STATES:
         raise err(f"machine {name!r} has {len(states)} states; at most {MAX_STATES} are supported")
     if not spec.events:
@@ -325,10 +364,12 @@ def _compile(
             if n in seen:
                 raise err(f"machine {name!r}: duplicate {what} {n!r}")
             seen.add(n)
-    code = {s: i for i, s in enumerate(states)}
-    ev_code = {e: i for i, e in enumerate(spec.events)}
 
-    # --- tree: unknown parents and cycles
+
+def _build_tree(spec: MachineSpec) -> _Tree:
+    """Parents (known, acyclic), children, and initial children (each a child of its state)."""
+    err, name, states = MachineDefinitionError, spec.name, spec.states
+    code = {s: i for i, s in enumerate(states)}
     parent = np.full(len(states), -1, dtype=np.int16)
     for s, p in spec._states:
         if p not in code:
@@ -348,8 +389,6 @@ def _compile(
         children[int(parent[i])].append(i)
     if not children[0]:
         raise err(f"machine {name!r} declares no states")
-
-    # --- initial children
     initial: dict[int, int] = {}
     for s, child in spec._initial.items():
         if s not in code:
@@ -359,23 +398,13 @@ def _compile(
         if int(parent[code[child]]) != code[s]:
             raise err(f"machine {name!r}: initial child {child!r} of {s!r} is not a child of {s!r}")
         initial[code[s]] = code[child]
+    return _Tree(name, states, code, parent, children, initial)
 
-    def drill(s: int, why: str) -> tuple[int, list[int]]:
-        """Follow initial children from s down to a leaf; return (leaf, states entered)."""
-        entered: list[int] = []
-        while children[s]:
-            if s not in initial:
-                raise err(
-                    f"machine {name!r}: {why} enters composite state {states[s]!r}, "
-                    f"which has no initial child"
-                )
-            s = initial[s]
-            entered.append(s)
-        return s, entered
 
-    initial_leaf, _ = drill(0, "the initial transition")
-
-    # --- handlers
+def _handler_table(spec: MachineSpec, tree: _Tree) -> dict[tuple[int, int], int | None]:
+    """``(state code, event code) -> target code`` (None: handled without a transition)."""
+    err, name, code = MachineDefinitionError, spec.name, tree.code
+    ev_code = {e: i for i, e in enumerate(spec.events)}
     table: dict[tuple[int, int], int | None] = {}
     for h in spec._handlers:
         if h.state not in code:
@@ -390,85 +419,115 @@ def _compile(
         if key in table:
             raise err(f"machine {name!r}: duplicate handler for ({h.state}, {h.event})")
         table[key] = None if h.target is None else code[h.target]
+    return table
 
-    # --- flatten
-    def ancestors(s: int) -> list[int]:  # s, parent(s), ..., Root
-        out = [s]
-        while s != 0:
-            s = int(parent[s])
-            out.append(s)
-        return out
 
-    n_s, n_e = len(states), len(spec.events)
-    max_depth = max(len(ancestors(s)) for s in range(n_s))
-    next_state = np.zeros((n_s, n_e), dtype=np.uint8)
-    handled = np.zeros((n_s, n_e), dtype=np.uint8)
-    handler = np.full((n_s, n_e), -1, dtype=np.int16)
-    exit_path = np.full((n_s, n_e, max_depth), -1, dtype=np.int16)
-    entry_path = np.full((n_s, n_e, max_depth), -1, dtype=np.int16)
+def _flatten(
+    tree: _Tree, events: tuple[str, ...], table: dict[tuple[int, int], int | None]
+) -> _Tables:
+    """Resolve every (leaf, event): the handling state (innermost first), the exits up to the
+    least common ancestor, the entries down to the target and on through initial children."""
+    states, parent = tree.states, tree.parent
+    n_s, n_e = len(states), len(events)
+    max_depth = max(len(tree.ancestors(s)) for s in range(n_s))
+    out = _Tables(
+        next_state=np.zeros((n_s, n_e), dtype=np.uint8),
+        handled=np.zeros((n_s, n_e), dtype=np.uint8),
+        handler=np.full((n_s, n_e), -1, dtype=np.int16),
+        exit_path=np.full((n_s, n_e, max_depth), -1, dtype=np.int16),
+        entry_path=np.full((n_s, n_e, max_depth), -1, dtype=np.int16),
+    )
     for leaf in range(n_s):
-        up = ancestors(leaf)
+        up = tree.ancestors(leaf)
         for e in range(n_e):
-            next_state[leaf, e] = leaf
+            out.next_state[leaf, e] = leaf
             src = next((s for s in up if (s, e) in table), None)
             if src is None:
                 continue
-            handled[leaf, e] = 1
-            handler[leaf, e] = src
+            out.handled[leaf, e] = 1
+            out.handler[leaf, e] = src
             target = table[(src, e)]
             if target is None:
                 continue
             # LCA: for a self-transition the parent (external); otherwise the first
             # ancestor-or-self of the source that is an ancestor-or-self of the target.
-            target_up = ancestors(target)
+            target_up = tree.ancestors(target)
             if src == target:
                 lca = int(parent[src]) if src != 0 else 0
             else:
-                lca = next((s for s in ancestors(src) if s in target_up), 0)
+                lca = next((s for s in tree.ancestors(src) if s in target_up), 0)
             exits = up[: up.index(lca)]
             entries = list(reversed(target_up[: target_up.index(lca)]))
-            why = f"handler ({states[src]}, {spec.events[e]}) -> {states[target]}"
-            new_leaf, drilled = drill(target, why)
+            why = f"handler ({states[src]}, {events[e]}) -> {states[target]}"
+            new_leaf, drilled = tree.drill(target, why)
             entries += drilled
-            next_state[leaf, e] = new_leaf
-            exit_path[leaf, e, : len(exits)] = exits
-            entry_path[leaf, e, : len(entries)] = entries
+            out.next_state[leaf, e] = new_leaf
+            out.exit_path[leaf, e, : len(exits)] = exits
+            out.entry_path[leaf, e, : len(entries)] = entries
+    return out
 
-    # --- reachability: every state must be active at some point (a leaf reached or an ancestor of one)
+
+def _check_reachable(tree: _Tree, next_state: np.ndarray, initial_leaf: int) -> None:
+    """Every state must be active at some point (a leaf reached, or an ancestor of one)."""
     reached = {initial_leaf}
     frontier = [initial_leaf]
     while frontier:
         leaf = frontier.pop()
-        for e in range(n_e):
+        for e in range(next_state.shape[1]):
             t = int(next_state[leaf, e])
             if t not in reached:
                 reached.add(t)
                 frontier.append(t)
-    active = {a for leaf in reached for a in ancestors(leaf)}
-    for sc in range(1, n_s):
+    active = {a for leaf in reached for a in tree.ancestors(leaf)}
+    for sc in range(1, len(tree.states)):
         if sc not in active:
-            raise err(f"machine {name!r}: state {states[sc]!r} is unreachable from the initial state")
+            raise MachineDefinitionError(
+                f"machine {tree.name!r}: state {tree.states[sc]!r} is unreachable from the initial state"
+            )
 
+
+def _enums(
+    spec: MachineSpec,
+    state_enum: type[enum.IntEnum] | None,
+    event_enum: type[enum.IntEnum] | None,
+) -> tuple[type[enum.IntEnum], type[enum.IntEnum]]:
+    """The given enums checked against the declaration, or generated ones (the spec's own
+    event enum, if it was declared with one)."""
+    prefix = spec.name.title().replace("_", "")
     if state_enum is None:
-        state_enum = _make_enum(f"{name.title().replace('_', '')}State", states, 0)
+        state_enum = _make_enum(f"{prefix}State", spec.states, 0)
     else:
-        _check_enum(state_enum, states, "state")
+        _check_enum(state_enum, spec.states, "state")
     if event_enum is None:
         event_enum = spec.event_enum
     if event_enum is None:
-        event_enum = _make_enum(f"{name.title().replace('_', '')}Event", spec.events, 0)
+        event_enum = _make_enum(f"{prefix}Event", spec.events, 0)
     else:
         _check_enum(event_enum, spec.events, "event")
+    return state_enum, event_enum
 
+
+def _compile(
+    spec: MachineSpec,
+    state_enum: type[enum.IntEnum] | None,
+    event_enum: type[enum.IntEnum] | None,
+) -> CompiledMachine:
+    _check_names(spec)
+    tree = _build_tree(spec)
+    initial_leaf, _ = tree.drill(0, "the initial transition")
+    table = _handler_table(spec, tree)
+    tables = _flatten(tree, spec.events, table)
+    _check_reachable(tree, tables.next_state, initial_leaf)
+    state_enum, event_enum = _enums(spec, state_enum, event_enum)
     return CompiledMachine(
         spec,
         state_enum,
         event_enum,
-        parent=parent,
+        parent=tree.parent,
         initial_leaf=initial_leaf,
-        next_state=next_state,
-        handled=handled,
-        handler=handler,
-        exit_path=exit_path,
-        entry_path=entry_path,
+        next_state=tables.next_state,
+        handled=tables.handled,
+        handler=tables.handler,
+        exit_path=tables.exit_path,
+        entry_path=tables.entry_path,
     )
