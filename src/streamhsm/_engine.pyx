@@ -4,7 +4,7 @@ Private module: users import :class:`streamhsm.StreamTable` and :class:`streamhs
 Unsafe directives (boundscheck, wraparound) are chosen once in ``setup.py``; never set them here.
 """
 cimport cython
-from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
     PyThread_release_lock,
@@ -142,12 +142,13 @@ cdef class MachineCodec:
 
     cdef Py_ssize_t _code(self, object value, object own, dict by_name, Py_ssize_t n,
                           str what) except -1:
-        cdef Py_ssize_t v
+        cdef int overflow = 0
+        cdef long long v
         cdef object t = type(value)
-        if t is int or (t is own and own is not None):
-            v = _index_value(value, what)
-            if 0 <= v < n:
-                return v
+        if t is int or (t is own and own is not None and PyLong_Check(value)):
+            v = PyLong_AsLongLongAndOverflow(value, &overflow)
+            if overflow == 0 and 0 <= v < n:
+                return <Py_ssize_t>v
             raise ValueError(
                 f"unknown {what} code {int(value)} for machine {self.name!r} (valid: 0..{n - 1})")
         if isinstance(value, str):
