@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from streamhsm import Event, State, StreamTable
-from streamhsm._engine import _padded_tables
 from streamhsm.tools._floor import broadcast_floor, table_floor
 
 LEASE_EVENTS = np.array([Event.PRODUCER_ATTACHED, Event.CONSUMER_ATTACHED, Event.PRODUCER_DETACHED,
@@ -37,7 +36,7 @@ def workload(sizes):  # type: ignore[no-untyped-def]
 def test_many_floor(benchmark, sizes, workload) -> None:  # type: ignore[no-untyped-def]
     t = active_table(sizes.streams)
     states = t.states.copy()
-    nxt = _padded_tables(t.machine)[0]
+    nxt = t.machine.engine_tables.next_state
     benchmark.extra_info["events"] = sizes.events
     benchmark(table_floor, states, nxt, *workload)
 
@@ -66,7 +65,7 @@ def toggling_table(n: int) -> StreamTable:
 def test_broadcast_floor(benchmark, sizes) -> None:  # type: ignore[no-untyped-def]
     t = toggling_table(sizes.streams)
     states = t.states.copy()
-    nxt = _padded_tables(t.machine)[0]
+    nxt = t.machine.engine_tables.next_state
 
     def pair() -> None:
         for e in TOGGLE:

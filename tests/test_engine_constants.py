@@ -33,3 +33,22 @@ def test_constants_derive_from_the_free_slot_code() -> None:
     assert MAX_STATES == FREE_SLOT and MAX_EVENTS == FREE_SLOT
     t = StreamTable(2)
     assert (t.states == FREE_SLOT).all()
+
+
+def test_engine_tables_are_named_read_only_and_cached() -> None:
+    from streamhsm import State, stream_machine
+
+    m = stream_machine()
+    tables = m.engine_tables
+    assert tables is m.engine_tables
+    assert tables.next_state.shape == (FREE_SLOT + 1, m.n_events)
+    assert (tables.next_state[FREE_SLOT] == FREE_SLOT).all() and not tables.kind[FREE_SLOT].any()
+    assert (tables.next_state[:m.n_states] == m.next_state).all()
+    assert tables.member[State.LIVE, State.ACTIVE] and not tables.member[State.LIVE, State.CLOSED]
+    for arr in (tables.next_state, tables.handled, tables.missed, tables.kind, tables.member,
+                m.next_state, m.handled, m.handler, m.parent):
+        try:
+            arr.flags.writeable = True
+        except ValueError:
+            continue
+        raise AssertionError("an engine table can be made writeable")

@@ -135,13 +135,15 @@ cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept
 cdef class MachineTable:
     cdef HsmCore core
     cdef readonly object machine
-    cdef object _owners            # numpy arrays the core points into
+    # the numpy arrays the core points into, and the machine's EngineTables
+    cdef object _states, _unhandled, _counts, _free_list, _transitions, _tables
     cdef object _states_view, _unhandled_view, _transitions_view   # read-only bases
+    cdef object _observer          # TableObserver over the read-only views
     cdef int32_t* _free            # stack of free slots
     cdef Py_ssize_t _n_free
     cdef uint8_t _initial
     cdef object _state_members     # tuple: code -> State member
-    cdef object _codec             # _Codec for event/state conversion
+    cdef object _codec             # the machine's MachineCodec (state/event conversion)
     cdef HsmTrace _trace
     cdef object _trace_owners      # the ring's columns, or None when tracing is off
     # Batch paths (dispatch_many, broadcast) run without the GIL under _lock; while they do, _busy
@@ -168,6 +170,10 @@ cdef class MachineTable:
     cdef Py_ssize_t open_locked(self) except -1
     @cython.final
     cdef Py_ssize_t event_index(self, object event) except -1
+    @cython.final
+    cdef Py_ssize_t state_index(self, object state) except -1
+    @cython.final
+    cdef object observer(self)
     cdef int lock_batch(self) except -1
     cdef void unlock_batch(self) noexcept
     cdef int release_unchecked(self, Py_ssize_t slot) noexcept nogil
@@ -179,6 +185,6 @@ cdef class MachineInstance:
     cdef uint64_t _unhandled
     cdef int64_t _counts[HSM_CODE_ROWS]
     cdef readonly object machine
-    cdef object _owners
+    cdef object _tables, _transitions    # what the core points into
     cdef object _state_members
     cdef object _codec

@@ -4,7 +4,7 @@ Private module: users import :class:`streamhsm.StreamTable` and :class:`streamhs
 Unsafe directives (boundscheck, wraparound) are chosen once in ``setup.py``; never set them here.
 """
 cimport cython
-from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
     PyThread_release_lock,
@@ -16,11 +16,13 @@ import enum
 
 import numpy as np
 
+from ._observe import TableObserver
 from ._views import readonly_view
 from .errors import TableFullError
 from .snapshot import SNAPSHOT_VERSION, SnapshotError, array as _snap_array, check_header
 
-__all__ = ["FREE_SLOT", "MachineInstance", "MachineTable", "table_layout"]
+__all__ = ["FREE_SLOT", "EngineTables", "MachineCodec", "MachineInstance", "MachineTable",
+           "engine_tables", "table_layout"]
 
 #: State code stored in ``MachineTable.states`` for a free (released or never opened) slot.
 FREE_SLOT = HSM_FREE_SLOT
@@ -51,9 +53,31 @@ def table_layout(capacity, n_events):
     }
 
 
-def _padded_tables(machine):
-    """The machine's tables padded to one row per uint8 code (free row included), cached on the
-    machine."""
+@cython.final
+cdef class EngineTables:
+    """A machine's tables as the engine runs them: padded to one row per uint8 code (the free
+    row included, mapping to itself and counting nothing), all read-only.
+
+    - ``next_state[code, e]`` (uint8): the leaf after dispatching ``e``.
+    - ``handled[code, e]`` / ``missed[code, e]`` (uint8): 1 if some state handled / nobody
+      handled the event (both 0 on the free row).
+    - ``kind[code, e]`` (uint8): what dispatching does (internal, transition, unhandled).
+    - ``member[s, code]`` (bool, ``n_states`` rows): a slot in state ``code`` is in state ``s``
+      (ancestors included).
+    """
+    cdef readonly object next_state, handled, missed, kind, member
+
+    def __init__(self, next_state, handled, missed, kind, member):
+        self.next_state = next_state
+        self.handled = handled
+        self.missed = missed
+        self.kind = kind
+        self.member = member
+
+
+def engine_tables(machine):
+    """The :class:`EngineTables` of a compiled machine, built once and cached on it (also
+    ``CompiledMachine.engine_tables``)."""
     cached = getattr(machine, "_engine_tables", None)
     if cached is not None:
         return cached
@@ -69,60 +93,80 @@ def _padded_tables(machine):
     kind[:n_s] = np.where(machine.handled == 0, HSM_KIND_UNHANDLED,
                           np.where(machine.exit_path[:, :, 0] >= 0, HSM_KIND_TRANSITION,
                                    HSM_KIND_INTERNAL))
-    nxt, handled, missed, kind = (readonly_view(a) for a in (nxt, handled, missed, kind))
-    # member[s, code]: 1 if a slot whose state code is `code` is in state s (ancestors included)
     member = np.zeros((n_s, HSM_CODE_ROWS), dtype=bool)
     for s in range(n_s):
         member[s, list(machine.leaves_under[s])] = True
-    member = readonly_view(member)
-    cached = (nxt, handled, missed, member, kind)
+    cached = EngineTables(*(readonly_view(a) for a in (nxt, handled, missed, kind, member)))
     machine._engine_tables = cached
     return cached
 
 
 @cython.final
-cdef class _Codec:
-    """Turns user-supplied events and states (enum member, int code, name) into codes."""
-    cdef Py_ssize_t n_events
-    cdef object event_enum, machine
-    cdef dict by_name
+cdef class MachineCodec:
+    """The one conversion of user-supplied states and events to codes for a machine, used by
+    every engine entry point (tables, instances, ``CompiledMachine.state_code``/``event_code``,
+    the reference interpreter, the shared-memory reader).
 
-    def __cinit__(self, machine):
-        self.machine = machine
-        self.n_events = machine.n_events
-        self.event_enum = machine.Event
-        self.by_name = {n: i for i, n in enumerate(machine.event_names)}
+    Accepted: an int code (or any ``__index__`` object that is not a bool or an enum, such as
+    ``np.int64``), a member of the machine's own enum of that kind, or a declared (CamelCase)
+    name. A member of any other enum (another machine's, or the other kind: an ``Event`` where a
+    state is expected) is a ``TypeError``; an unknown code or name is a ``ValueError``.
 
-    cdef Py_ssize_t event(self, object event) except -1:
+    Args:
+        name: the machine's name (for messages).
+        state_names, event_names: the declared names, in code order.
+        state_enum, event_enum: the machine's ``IntEnum`` classes, or None (then no enum member
+            is accepted for that kind).
+    """
+    cdef readonly str name
+    cdef readonly Py_ssize_t n_states, n_events
+    cdef readonly object state_enum, event_enum
+    cdef dict _state_by_name, _event_by_name
+
+    def __init__(self, str name, state_names, event_names, state_enum=None, event_enum=None):
+        self.name = name
+        self.n_states = len(state_names)
+        self.n_events = len(event_names)
+        self.state_enum = state_enum
+        self.event_enum = event_enum
+        self._state_by_name = {n: i for i, n in enumerate(state_names)}
+        self._event_by_name = {n: i for i, n in enumerate(event_names)}
+
+    cpdef Py_ssize_t state(self, object state) except -1:
+        """Code of ``state`` (see the class docstring)."""
+        return self._code(state, self.state_enum, self._state_by_name, self.n_states, "state")
+
+    cpdef Py_ssize_t event(self, object event) except -1:
+        """Code of ``event`` (see the class docstring)."""
+        return self._code(event, self.event_enum, self._event_by_name, self.n_events, "event")
+
+    cdef Py_ssize_t _code(self, object value, object own, dict by_name, Py_ssize_t n,
+                          str what) except -1:
         cdef int overflow = 0
         cdef long long v
-        cdef object t = type(event)
-        if t is int or t is self.event_enum:
-            v = PyLong_AsLongLongAndOverflow(event, &overflow)
-            if overflow == 0 and 0 <= v < self.n_events:
+        cdef object t = type(value)
+        if t is int or (t is own and own is not None and PyLong_Check(value)):
+            v = PyLong_AsLongLongAndOverflow(value, &overflow)
+            if overflow == 0 and 0 <= v < n:
                 return <Py_ssize_t>v
             raise ValueError(
-                f"unknown event code {int(event)} for machine {self.machine.name!r} "
-                f"(valid: 0..{self.n_events - 1})")
-        return self._event_slow(event)
-
-    cdef Py_ssize_t _event_slow(self, object event) except -1:
-        if isinstance(event, str):
-            code = self.by_name.get(event)
+                f"unknown {what} code {int(value)} for machine {self.name!r} (valid: 0..{n - 1})")
+        if isinstance(value, str):
+            code = by_name.get(value)
             if code is None:
                 raise ValueError(
-                    f"unknown event name {event!r} for machine {self.machine.name!r}; "
-                    f"expected one of {sorted(self.by_name)}")
+                    f"unknown {what} name {value!r} for machine {self.name!r}; "
+                    f"expected one of {sorted(by_name)}")
             return code
-        if isinstance(event, enum.Enum):
+        kinds = f"{own.__name__} member or name" if own is not None else "or name"
+        if isinstance(value, enum.Enum):
             raise TypeError(
-                f"event {event!r} belongs to {type(event).__name__}, "
-                f"not to machine {self.machine.name!r} ({self.event_enum.__name__})")
-        if isinstance(event, bool) or not hasattr(event, "__index__"):
+                f"{what} {value!r} belongs to {t.__name__}, not to the {what}s of machine "
+                f"{self.name!r} (an int code, {kinds})")
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
             raise TypeError(
-                f"event must be an int code, {self.event_enum.__name__} member or name, "
-                f"got {type(event).__name__} {event!r}")
-        return self.event(int(event.__index__()))
+                f"{what} must be an int code, {kinds}, got {t.__name__} {value!r}")
+        return self._code(int(value.__index__()), own, by_name, n, what)
 
 
 cdef Py_ssize_t _index_value(object value, str what) except? -2:
@@ -139,11 +183,11 @@ cdef Py_ssize_t _index_value(object value, str what) except? -2:
     return <Py_ssize_t>v
 
 
-cdef void _bind_core(HsmCore* c, tuple tables, Py_ssize_t n_events, object transitions):
-    cdef const uint8_t[:, ::1] nxt = tables[0]
-    cdef const uint8_t[:, ::1] handled = tables[1]
-    cdef const uint8_t[:, ::1] missed = tables[2]
-    cdef const uint8_t[:, ::1] kind = tables[4]
+cdef void _bind_core(HsmCore* c, EngineTables tables, Py_ssize_t n_events, object transitions):
+    cdef const uint8_t[:, ::1] nxt = tables.next_state
+    cdef const uint8_t[:, ::1] handled = tables.handled
+    cdef const uint8_t[:, ::1] missed = tables.missed
+    cdef const uint8_t[:, ::1] kind = tables.kind
     cdef int64_t[:, ::1] trans = transitions
     c.next_state = &nxt[0, 0]
     c.handled = &handled[0, 0]
@@ -403,7 +447,7 @@ cdef class MachineTable:
         cap = _index_value(capacity, "capacity")
         if cap <= 0 or cap > 2**31 - 1:
             raise ValueError(f"capacity must be between 1 and {2**31 - 1}, got {capacity!r}")
-        tables = _padded_tables(machine)
+        tables = engine_tables(machine)
         shapes = table_layout(cap, machine.n_events)
         if arrays is None:
             arrays = {name: np.empty(shape, dtype) for name, (dtype, shape) in shapes.items()}
@@ -432,20 +476,28 @@ cdef class MachineTable:
         _bind_core(&self.core, tables, machine.n_events, transitions)
         self._free = &fr[0]
         self._n_free = cap
-        self._owners = (states, unhandled, counts, free, tables, transitions)
+        self._states, self._unhandled, self._counts = states, unhandled, counts
+        self._free_list, self._transitions, self._tables = free, transitions, tables
         self._states_view = readonly_view(states)
         self._unhandled_view = readonly_view(unhandled)
         self._transitions_view = readonly_view(transitions[:machine.n_states])
+        self._observer = TableObserver(machine, self._states_view, readonly_view(counts),
+                                       self._transitions_view)
         self._initial = machine.initial_leaf
         self._state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
-        self._codec = _Codec(machine)
+        self._codec = <MachineCodec?>machine.codec
         self.machine = machine
         self.core.capacity = cap
 
     cdef Py_ssize_t event_index(self, object event) except -1:
         if self._codec is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        return (<_Codec>self._codec).event(event)
+        return (<MachineCodec>self._codec).event(event)
+
+    cdef Py_ssize_t state_index(self, object state) except -1:
+        if self._codec is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return (<MachineCodec>self._codec).state(state)
 
     cdef Py_ssize_t slot_index(self, object slot) except -1:
         return self.check_open(self.slot_value(slot), slot)
@@ -740,10 +792,10 @@ cdef class MachineTable:
         return {
             "kind": "MachineTable", "version": SNAPSHOT_VERSION, "machine": self.machine.name,
             "fingerprint": self.machine.fingerprint, "capacity": self.core.capacity,
-            "states": self._owners[0].copy(), "unhandled": self._owners[1].copy(),
+            "states": self._states.copy(), "unhandled": self._unhandled.copy(),
             "unhandled_total": int(self.core.unhandled_total),
-            "free": self._owners[3][:self._n_free].copy(),  # stack order: open() reuses the last
-            "transitions": self._owners[5][:self.machine.n_states].ravel().copy(),
+            "free": self._free_list[:self._n_free].copy(),  # stack order: open() reuses the last
+            "transitions": self._transitions[:self.machine.n_states].ravel().copy(),
         }
 
     def restore(self, snap):
@@ -787,12 +839,12 @@ cdef class MachineTable:
             raise SnapshotError("snapshot free-slot list does not match the free slots of its states")
         self.lock_batch()
         try:
-            self._owners[0][:] = states
-            self._owners[1][:] = unhandled
-            self._owners[2][:] = counts
-            self._owners[3][:free.size] = free
+            self._states[:] = states
+            self._unhandled[:] = unhandled
+            self._counts[:] = counts
+            self._free_list[:free.size] = free
             self._n_free = free.size
-            self._owners[5][:self.machine.n_states] = transitions.reshape(
+            self._transitions[:self.machine.n_states] = transitions.reshape(
                 self.machine.n_states, self.machine.n_events)
             self.core.unhandled_total = total
         finally:
@@ -806,23 +858,26 @@ cdef class MachineTable:
     def is_in(self, slot, state):
         """True if the open slot's current state is ``state`` or one of its descendants."""
         cdef Py_ssize_t s = self.slot_index(slot)
-        member = _padded_tables(self.machine)[3]
-        return bool(member[self.machine.state_code(state), self.core.states[s]])
+        member = (<EngineTables>self._tables).member
+        return bool(member[self.state_index(state), self.core.states[s]])
 
     def count(self, state):
         """Number of open slots in ``state`` (composite states count their descendants); O(1)."""
-        cdef Py_ssize_t total = 0
-        for leaf in self.machine.leaves_under[self.machine.state_code(state)]:
-            total += self.core.counts[<Py_ssize_t>leaf]
-        return total
+        return self.observer().count(state)
 
     def slots_in(self, state):
         """Indices of the open slots in ``state`` (descendants included), as an int64 array.
 
         One vectorised pass over the states array; allocates the result.
         """
-        member = _padded_tables(self.machine)[3]
-        return np.flatnonzero(member[self.machine.state_code(state)][self._states_view])
+        return self.observer().slots_in(state)
+
+    cdef object observer(self):
+        """The table's TableObserver (count, slots_in, occupancy and transition statistics over
+        its read-only views)."""
+        if self._observer is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return self._observer
 
     @property
     def transition_counts(self):
@@ -835,20 +890,16 @@ cdef class MachineTable:
         """Counters and statistics as plain data: occupancy per state (composites included),
         open and free slots, unhandled events in total and per open slot with any, and the
         non-zero transition counts keyed ``"State/Event"``."""
-        m = self.machine
-        names, events = m.state_names, m.event_names
-        unhandled = self._owners[1]
-        hot = np.flatnonzero(unhandled)
-        trans = self.transition_counts
+        obs = self.observer()
+        hot = np.flatnonzero(self._unhandled)
         return {
-            "machine": m.name,
+            "machine": self.machine.name,
             "capacity": self.core.capacity,
             "open": len(self),
-            "occupancy": {names[s]: self.count(s) for s in range(m.n_states)},
+            "occupancy": obs.occupancy(),
             "unhandled_total": int(self.core.unhandled_total),
-            "unhandled_by_slot": {int(s): int(unhandled[s]) for s in hot},
-            "transitions": {f"{names[s]}/{events[e]}": int(trans[s, e])
-                            for s, e in zip(*np.nonzero(trans))},
+            "unhandled_by_slot": {int(s): int(self._unhandled[s]) for s in hot},
+            "transitions": obs.transition_counts(),
         }
 
     @property
@@ -876,7 +927,7 @@ cdef class MachineTable:
         """Bytes of per-slot state (state code, unhandled counter, free-list entry)."""
         if self.machine is None:
             return 0
-        return sum(a.itemsize for a in self._owners[:2]) + self._owners[3].itemsize
+        return self._states.itemsize + self._unhandled.itemsize + self._free_list.itemsize
 
     def __len__(self):
         """Number of open slots."""
@@ -906,7 +957,7 @@ cdef class MachineInstance:
     def __init__(self, machine):
         if self.machine is not None:
             raise RuntimeError("MachineInstance.__init__ called twice")
-        tables = _padded_tables(machine)
+        tables = engine_tables(machine)
         memset(self._counts, 0, sizeof(self._counts))
         self._state = machine.initial_leaf
         self._counts[self._state] = 1
@@ -915,9 +966,9 @@ cdef class MachineInstance:
         self.core.counts = self._counts
         transitions = np.zeros((HSM_CODE_ROWS, machine.n_events), dtype=np.int64)
         _bind_core(&self.core, tables, machine.n_events, transitions)
-        self._owners = (tables, transitions)
+        self._tables, self._transitions = tables, transitions
         self._state_members = tuple(machine.State)
-        self._codec = _Codec(machine)
+        self._codec = <MachineCodec?>machine.codec
         self.machine = machine
         self.core.capacity = 1
 
@@ -931,7 +982,7 @@ cdef class MachineInstance:
         """
         if self.core.capacity == 0:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        cdef Py_ssize_t e = (<_Codec>self._codec).event(event)
+        cdef Py_ssize_t e = (<MachineCodec>self._codec).event(event)
         return _raise_if_bad(hsm_step(&self.core, 0, e)) == 1
 
     @property
@@ -947,8 +998,10 @@ cdef class MachineInstance:
     def is_in(self, state):
         """True if the current state is ``state`` or one of its descendants (``is_in(Root)`` is
         always True)."""
-        member = _padded_tables(self.machine)[3]
-        return bool(member[self.machine.state_code(state), self._state])
+        if self._codec is None:
+            raise RuntimeError("MachineInstance is not initialised (call __init__)")
+        cdef Py_ssize_t code = (<MachineCodec>self._codec).state(state)
+        return bool((<EngineTables>self._tables).member[code, self._state])
 
     def __repr__(self):
         if self.machine is None:

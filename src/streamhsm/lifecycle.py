@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-
 import os
+from typing import TYPE_CHECKING, SupportsIndex
 
 import numpy as np
 
@@ -61,26 +61,12 @@ class Event(enum.IntEnum):
 #: Policy name of the variant in which losing the producer drains the stream (plan S-2).
 DRAIN_ON_PRODUCER_LOSS = "drain_on_producer_loss"
 
-_EVENTS = (
-    "StreamProvisioned",
-    "ProducerAttached",
-    "ProducerDetached",
-    "ConsumerAttached",
-    "ConsumerDetached",
-    "EpochBumped",
-    "DriverDraining",
-    "DriverShutdown",
-    "StreamIdle",
-    "Close",
-)
-
-
 def stream_spec(drain_on_producer_loss: bool = False) -> MachineSpec:
     """The declaration of the stream lifecycle (DESIGN section 2), optionally with the
     ``drain_on_producer_loss`` policy (Active + ProducerDetached -> Draining,
     Draining + ProducerAttached -> Active)."""
     name = "stream" if not drain_on_producer_loss else f"stream[{DRAIN_ON_PRODUCER_LOSS}]"
-    spec = MachineSpec(name, _EVENTS, initial="Live")
+    spec = MachineSpec(name, Event, initial="Live")
     spec.state("Live", initial="Init")
     spec.state("Init", parent="Live").state("Active", parent="Live")
     spec.state("Draining", parent="Live").state("Closed")
@@ -136,6 +122,12 @@ class StreamLifecycle(MachineInstance):
     def __init__(self, drain_on_producer_loss: bool = False) -> None:
         super().__init__(stream_machine(drain_on_producer_loss))
 
+    if TYPE_CHECKING:  # the engine returns members of this machine's State enum
+
+        @property
+        def current(self) -> State:
+            """The current leaf state."""
+
     @property
     def drain_on_producer_loss(self) -> bool:
         """Whether this instance uses the ``drain_on_producer_loss`` policy."""
@@ -157,6 +149,11 @@ class StreamTable(MachineTable):
     def __init__(self, capacity: int, drain_on_producer_loss: bool = False, *,
                  arrays: dict[str, np.ndarray] | None = None) -> None:
         super().__init__(stream_machine(drain_on_producer_loss), capacity, arrays=arrays)
+
+    if TYPE_CHECKING:  # the engine returns members of this machine's State enum
+
+        def state(self, slot: SupportsIndex) -> State:
+            """The current (leaf) state of an open slot."""
 
     @property
     def drain_on_producer_loss(self) -> bool:

@@ -13,15 +13,16 @@ dispatch is one table lookup whatever the depth of the hierarchy.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._engine import FREE_SLOT
+from ._engine import FREE_SLOT, EngineTables, MachineCodec, engine_tables
+from ._views import readonly_view
 from .errors import MachineDefinitionError
 
-__all__ = ["ROOT", "CompiledMachine", "MachineSpec", "camel_to_upper"]
+__all__ = ["ROOT", "CompiledMachine", "MachineSpec", "camel_to_upper", "upper_to_camel"]
 
 #: Name and code of the implicit root state of every machine.
 ROOT = "Root"
@@ -42,6 +43,28 @@ def camel_to_upper(name: str) -> str:
     return "".join(out)
 
 
+def upper_to_camel(name: str) -> str:
+    """Turn an UPPER_SNAKE enum member name (``"STREAM_PROVISIONED"``) into the CamelCase name it
+    was made from (``"StreamProvisioned"``); the inverse of :func:`camel_to_upper`."""
+    return "".join(part[:1] + part[1:].lower() for part in name.split("_"))
+
+
+def _names_of(event_enum: type[enum.IntEnum]) -> tuple[str, ...]:
+    """The CamelCase event names of an ``IntEnum`` whose codes are 0..n-1 (in code order)."""
+    members = sorted(event_enum, key=int)
+    if [int(m) for m in members] != list(range(len(members))):
+        raise MachineDefinitionError(
+            f"event enum {event_enum.__name__} must have the codes 0..{len(members) - 1}, "
+            f"got {[int(m) for m in members]}")
+    names = tuple(upper_to_camel(m.name) for m in members)
+    for m, n in zip(members, names):
+        if camel_to_upper(n) != m.name:
+            raise MachineDefinitionError(
+                f"event enum member {event_enum.__name__}.{m.name} has no CamelCase name "
+                f"(it would become {n!r}, which maps back to {camel_to_upper(n)!r})")
+    return names
+
+
 @dataclass(frozen=True)
 class _Handler:
     state: str
@@ -58,15 +81,24 @@ class MachineSpec:
 
     Args:
         name: the machine's name (used in error messages and diagrams).
-        events: the machine's event names, CamelCase (``"StreamProvisioned"``).
+        events: the machine's event ``IntEnum`` (codes 0..n-1; the CamelCase event names are
+            derived from its UPPER_SNAKE members, and :meth:`compile` uses it as the event enum),
+            or a sequence of CamelCase event names (``"StreamProvisioned"``).
         initial: the initial (default) child of ``Root``.
     """
 
-    def __init__(self, name: str, events: Sequence[str], initial: str) -> None:
+    def __init__(
+        self, name: str, events: type[enum.IntEnum] | Sequence[str], initial: str
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"machine name must be a non-empty str, got {name!r}")
         self.name = name
-        self.events: tuple[str, ...] = tuple(events)
+        self.event_enum: type[enum.IntEnum] | None = None
+        if isinstance(events, type) and issubclass(events, enum.IntEnum):
+            self.event_enum = events
+            self.events: tuple[str, ...] = _names_of(events)
+        else:
+            self.events = tuple(events)
         self._states: list[tuple[str, str]] = []  # (name, parent) in declaration order
         self._initial: dict[str, str] = {ROOT: initial}
         self._handlers: list[_Handler] = []
@@ -124,7 +156,8 @@ class MachineSpec:
         """Validate the declaration and flatten it into tables indexed by (leaf state, event).
 
         ``state_enum`` / ``event_enum`` are optional ``IntEnum`` classes whose members (UPPER_SNAKE
-        of the CamelCase names) must match the codes; without them, enums are generated.
+        of the CamelCase names) must match the codes; without them, enums are generated (the
+        event enum the spec was declared with, if any, is used).
 
         Raises:
             MachineDefinitionError: unknown parent, cycle, unknown state/event/target in a
@@ -190,8 +223,9 @@ class CompiledMachine:
         for s in range(self.n_states):
             under.append(tuple(l for l in range(self.n_states) if is_leaf[l] and self.is_ancestor_or_self(s, l)))
         self.leaves_under: tuple[tuple[int, ...], ...] = tuple(under)
-        self._event_by_name = {n: i for i, n in enumerate(self.event_names)}
-        self._state_by_name = {n: i for i, n in enumerate(self.state_names)}
+        #: The one state/event conversion of this machine, shared by every engine entry point.
+        self.codec = MachineCodec(self.name, self.state_names, self.event_names,
+                                  state_enum, event_enum)
 
     def __repr__(self) -> str:
         return f"<CompiledMachine {self.name!r}: {self.n_states} states, {self.n_events} events>"
@@ -207,6 +241,12 @@ class CompiledMachine:
             h.update(arr.tobytes())
         return h.hexdigest()[:16]
 
+    @property
+    def engine_tables(self) -> EngineTables:
+        """The tables the compiled engine runs (padded to one row per uint8 code, read-only;
+        see :class:`~streamhsm._engine.EngineTables`), built once."""
+        return engine_tables(self)
+
     def is_ancestor_or_self(self, ancestor: int, state: int) -> bool:
         """True if state code ``ancestor`` is ``state`` or one of its ancestors (Root is every
         state's ancestor)."""
@@ -218,13 +258,15 @@ class CompiledMachine:
         return False
 
     def state_code(self, state: object) -> int:
-        """Code of a state given as enum member, int code or name; ``ValueError`` if unknown."""
-        return _code(state, self._state_by_name, self.n_states, "state", self.name)
+        """Code of a state given as this machine's ``State`` member, int code or name;
+        ``ValueError`` if unknown, ``TypeError`` if of the wrong type (another enum included)."""
+        return self.codec.state(state)
 
     def event_code(self, event: object) -> int:
-        """Code of an event given as enum member, int code or CamelCase name; ``ValueError`` if
-        unknown, ``TypeError`` if of the wrong type."""
-        return _code(event, self._event_by_name, self.n_events, "event", self.name)
+        """Code of an event given as this machine's ``Event`` member, int code or CamelCase
+        name; ``ValueError`` if unknown, ``TypeError`` if of the wrong type (another enum
+        included)."""
+        return self.codec.event(event)
 
     def exits(self, leaf: object, event: object) -> tuple[int, ...]:
         """States exited (innermost first) when ``event`` is dispatched in ``leaf``."""
@@ -237,28 +279,8 @@ class CompiledMachine:
         return tuple(int(x) for x in row if x >= 0)
 
 
-def _code(value: object, by_name: Mapping[str, int], n: int, what: str, machine: str) -> int:
-    if isinstance(value, str):
-        try:
-            return by_name[value]
-        except KeyError:
-            raise ValueError(
-                f"unknown {what} name {value!r} for machine {machine!r}; "
-                f"expected one of {sorted(by_name)}"
-            ) from None
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(
-            f"{what} must be an int code, enum member or name, got {type(value).__name__} {value!r}"
-        )
-    code = int(value.__index__())
-    if not 0 <= code < n:
-        raise ValueError(f"unknown {what} code {code} for machine {machine!r} (valid: 0..{n - 1})")
-    return code
-
-
 def _frozen(arr: np.ndarray) -> np.ndarray:
-    arr.flags.writeable = False
-    return arr
+    return readonly_view(arr)
 
 
 def _make_enum(name: str, names: Sequence[str], start: int) -> type[enum.IntEnum]:
@@ -281,14 +303,53 @@ def _check_enum(enum_cls: type[enum.IntEnum], names: Sequence[str], what: str) -
         )
 
 
-def _compile(
-    spec: MachineSpec,
-    state_enum: type[enum.IntEnum] | None,
-    event_enum: type[enum.IntEnum] | None,
-) -> CompiledMachine:
-    err = MachineDefinitionError
-    name = spec.name
-    states = spec.states
+@dataclass
+class _Tree:
+    """The validated state tree of a declaration: codes, parents, children, initial children."""
+
+    name: str
+    states: tuple[str, ...]
+    code: dict[str, int]
+    parent: np.ndarray
+    children: dict[int, list[int]]
+    initial: dict[int, int]
+
+    def ancestors(self, s: int) -> list[int]:
+        """``s``, its parent, ..., Root."""
+        out = [s]
+        while s != 0:
+            s = int(self.parent[s])
+            out.append(s)
+        return out
+
+    def drill(self, s: int, why: str) -> tuple[int, list[int]]:
+        """Follow initial children from ``s`` down to a leaf; return (leaf, states entered)."""
+        entered: list[int] = []
+        while self.children[s]:
+            if s not in self.initial:
+                raise MachineDefinitionError(
+                    f"machine {self.name!r}: {why} enters composite state {self.states[s]!r}, "
+                    f"which has no initial child"
+                )
+            s = self.initial[s]
+            entered.append(s)
+        return s, entered
+
+
+@dataclass
+class _Tables:
+    """The flat tables indexed by (leaf state, event)."""
+
+    next_state: np.ndarray
+    handled: np.ndarray
+    handler: np.ndarray
+    exit_path: np.ndarray
+    entry_path: np.ndarray
+
+
+def _check_names(spec: MachineSpec) -> None:
+    """Sizes within the uint8 codes, at least one event, names that are unique identifiers."""
+    err, name, states = MachineDefinitionError, spec.name, spec.states
     if len(states) > MAX_STATES:
         raise err(f"machine {name!r} has {len(states)} states; at most {MAX_STATES} are supported")
     if not spec.events:
@@ -303,10 +364,12 @@ def _compile(
             if n in seen:
                 raise err(f"machine {name!r}: duplicate {what} {n!r}")
             seen.add(n)
-    code = {s: i for i, s in enumerate(states)}
-    ev_code = {e: i for i, e in enumerate(spec.events)}
 
-    # --- tree: unknown parents and cycles
+
+def _build_tree(spec: MachineSpec) -> _Tree:
+    """Parents (known, acyclic), children, and initial children (each a child of its state)."""
+    err, name, states = MachineDefinitionError, spec.name, spec.states
+    code = {s: i for i, s in enumerate(states)}
     parent = np.full(len(states), -1, dtype=np.int16)
     for s, p in spec._states:
         if p not in code:
@@ -326,8 +389,6 @@ def _compile(
         children[int(parent[i])].append(i)
     if not children[0]:
         raise err(f"machine {name!r} declares no states")
-
-    # --- initial children
     initial: dict[int, int] = {}
     for s, child in spec._initial.items():
         if s not in code:
@@ -337,23 +398,13 @@ def _compile(
         if int(parent[code[child]]) != code[s]:
             raise err(f"machine {name!r}: initial child {child!r} of {s!r} is not a child of {s!r}")
         initial[code[s]] = code[child]
+    return _Tree(name, states, code, parent, children, initial)
 
-    def drill(s: int, why: str) -> tuple[int, list[int]]:
-        """Follow initial children from s down to a leaf; return (leaf, states entered)."""
-        entered: list[int] = []
-        while children[s]:
-            if s not in initial:
-                raise err(
-                    f"machine {name!r}: {why} enters composite state {states[s]!r}, "
-                    f"which has no initial child"
-                )
-            s = initial[s]
-            entered.append(s)
-        return s, entered
 
-    initial_leaf, _ = drill(0, "the initial transition")
-
-    # --- handlers
+def _handler_table(spec: MachineSpec, tree: _Tree) -> dict[tuple[int, int], int | None]:
+    """``(state code, event code) -> target code`` (None: handled without a transition)."""
+    err, name, code = MachineDefinitionError, spec.name, tree.code
+    ev_code = {e: i for i, e in enumerate(spec.events)}
     table: dict[tuple[int, int], int | None] = {}
     for h in spec._handlers:
         if h.state not in code:
@@ -368,83 +419,115 @@ def _compile(
         if key in table:
             raise err(f"machine {name!r}: duplicate handler for ({h.state}, {h.event})")
         table[key] = None if h.target is None else code[h.target]
+    return table
 
-    # --- flatten
-    def ancestors(s: int) -> list[int]:  # s, parent(s), ..., Root
-        out = [s]
-        while s != 0:
-            s = int(parent[s])
-            out.append(s)
-        return out
 
-    n_s, n_e = len(states), len(spec.events)
-    max_depth = max(len(ancestors(s)) for s in range(n_s))
-    next_state = np.zeros((n_s, n_e), dtype=np.uint8)
-    handled = np.zeros((n_s, n_e), dtype=np.uint8)
-    handler = np.full((n_s, n_e), -1, dtype=np.int16)
-    exit_path = np.full((n_s, n_e, max_depth), -1, dtype=np.int16)
-    entry_path = np.full((n_s, n_e, max_depth), -1, dtype=np.int16)
+def _flatten(
+    tree: _Tree, events: tuple[str, ...], table: dict[tuple[int, int], int | None]
+) -> _Tables:
+    """Resolve every (leaf, event): the handling state (innermost first), the exits up to the
+    least common ancestor, the entries down to the target and on through initial children."""
+    states, parent = tree.states, tree.parent
+    n_s, n_e = len(states), len(events)
+    max_depth = max(len(tree.ancestors(s)) for s in range(n_s))
+    out = _Tables(
+        next_state=np.zeros((n_s, n_e), dtype=np.uint8),
+        handled=np.zeros((n_s, n_e), dtype=np.uint8),
+        handler=np.full((n_s, n_e), -1, dtype=np.int16),
+        exit_path=np.full((n_s, n_e, max_depth), -1, dtype=np.int16),
+        entry_path=np.full((n_s, n_e, max_depth), -1, dtype=np.int16),
+    )
     for leaf in range(n_s):
-        up = ancestors(leaf)
+        up = tree.ancestors(leaf)
         for e in range(n_e):
-            next_state[leaf, e] = leaf
+            out.next_state[leaf, e] = leaf
             src = next((s for s in up if (s, e) in table), None)
             if src is None:
                 continue
-            handled[leaf, e] = 1
-            handler[leaf, e] = src
+            out.handled[leaf, e] = 1
+            out.handler[leaf, e] = src
             target = table[(src, e)]
             if target is None:
                 continue
             # LCA: for a self-transition the parent (external); otherwise the first
             # ancestor-or-self of the source that is an ancestor-or-self of the target.
-            target_up = ancestors(target)
+            target_up = tree.ancestors(target)
             if src == target:
                 lca = int(parent[src]) if src != 0 else 0
             else:
-                lca = next((s for s in ancestors(src) if s in target_up), 0)
+                lca = next((s for s in tree.ancestors(src) if s in target_up), 0)
             exits = up[: up.index(lca)]
             entries = list(reversed(target_up[: target_up.index(lca)]))
-            why = f"handler ({states[src]}, {spec.events[e]}) -> {states[target]}"
-            new_leaf, drilled = drill(target, why)
+            why = f"handler ({states[src]}, {events[e]}) -> {states[target]}"
+            new_leaf, drilled = tree.drill(target, why)
             entries += drilled
-            next_state[leaf, e] = new_leaf
-            exit_path[leaf, e, : len(exits)] = exits
-            entry_path[leaf, e, : len(entries)] = entries
+            out.next_state[leaf, e] = new_leaf
+            out.exit_path[leaf, e, : len(exits)] = exits
+            out.entry_path[leaf, e, : len(entries)] = entries
+    return out
 
-    # --- reachability: every state must be active at some point (a leaf reached or an ancestor of one)
+
+def _check_reachable(tree: _Tree, next_state: np.ndarray, initial_leaf: int) -> None:
+    """Every state must be active at some point (a leaf reached, or an ancestor of one)."""
     reached = {initial_leaf}
     frontier = [initial_leaf]
     while frontier:
         leaf = frontier.pop()
-        for e in range(n_e):
+        for e in range(next_state.shape[1]):
             t = int(next_state[leaf, e])
             if t not in reached:
                 reached.add(t)
                 frontier.append(t)
-    active = {a for leaf in reached for a in ancestors(leaf)}
-    for sc in range(1, n_s):
+    active = {a for leaf in reached for a in tree.ancestors(leaf)}
+    for sc in range(1, len(tree.states)):
         if sc not in active:
-            raise err(f"machine {name!r}: state {states[sc]!r} is unreachable from the initial state")
+            raise MachineDefinitionError(
+                f"machine {tree.name!r}: state {tree.states[sc]!r} is unreachable from the initial state"
+            )
 
+
+def _enums(
+    spec: MachineSpec,
+    state_enum: type[enum.IntEnum] | None,
+    event_enum: type[enum.IntEnum] | None,
+) -> tuple[type[enum.IntEnum], type[enum.IntEnum]]:
+    """The given enums checked against the declaration, or generated ones (the spec's own
+    event enum, if it was declared with one)."""
+    prefix = spec.name.title().replace("_", "")
     if state_enum is None:
-        state_enum = _make_enum(f"{name.title().replace('_', '')}State", states, 0)
+        state_enum = _make_enum(f"{prefix}State", spec.states, 0)
     else:
-        _check_enum(state_enum, states, "state")
+        _check_enum(state_enum, spec.states, "state")
     if event_enum is None:
-        event_enum = _make_enum(f"{name.title().replace('_', '')}Event", spec.events, 0)
+        event_enum = spec.event_enum
+    if event_enum is None:
+        event_enum = _make_enum(f"{prefix}Event", spec.events, 0)
     else:
         _check_enum(event_enum, spec.events, "event")
+    return state_enum, event_enum
 
+
+def _compile(
+    spec: MachineSpec,
+    state_enum: type[enum.IntEnum] | None,
+    event_enum: type[enum.IntEnum] | None,
+) -> CompiledMachine:
+    _check_names(spec)
+    tree = _build_tree(spec)
+    initial_leaf, _ = tree.drill(0, "the initial transition")
+    table = _handler_table(spec, tree)
+    tables = _flatten(tree, spec.events, table)
+    _check_reachable(tree, tables.next_state, initial_leaf)
+    state_enum, event_enum = _enums(spec, state_enum, event_enum)
     return CompiledMachine(
         spec,
         state_enum,
         event_enum,
-        parent=parent,
+        parent=tree.parent,
         initial_leaf=initial_leaf,
-        next_state=next_state,
-        handled=handled,
-        handler=handler,
-        exit_path=exit_path,
-        entry_path=entry_path,
+        next_state=tables.next_state,
+        handled=tables.handled,
+        handler=tables.handler,
+        exit_path=tables.exit_path,
+        entry_path=tables.entry_path,
     )

@@ -8,8 +8,10 @@ so tests use it as the oracle the compiled tables are compared against. It is sl
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
+from ._engine import MachineCodec
 from .machine import ROOT, MachineSpec
 
 __all__ = ["ReferenceMachine", "Step"]
@@ -26,10 +28,17 @@ class Step:
 
 
 class ReferenceMachine:
-    """One machine instance interpreted from its declaration (states and events by name)."""
+    """One machine instance interpreted from its declaration.
 
-    def __init__(self, spec: MachineSpec) -> None:
+    States and events are given as names, int codes, or members of the spec's event enum (and of
+    ``state_enum``, if given), converted by the same :class:`~streamhsm._engine.MachineCodec` as
+    the compiled engine: a member of another enum is a ``TypeError``.
+    """
+
+    def __init__(self, spec: MachineSpec, *, state_enum: type[enum.IntEnum] | None = None) -> None:
         self._spec = spec
+        self._codec = MachineCodec(spec.name, spec.states, spec.events, state_enum,
+                                   spec.event_enum)
         self._parent = spec.parents
         self._initial = spec.initials
         self._handlers = spec.handlers
@@ -86,16 +95,18 @@ class ReferenceMachine:
         self.current = target
         self._on_initial(target, step)
 
-    def in_state(self, state: str) -> bool:
+    def in_state(self, state: object) -> bool:
         """True if the current leaf is ``state`` or a descendant of it."""
-        return self._is_ancestor_or_self(state, self.current)
+        name = self._spec.states[self._codec.state(state)]
+        return self._is_ancestor_or_self(name, self.current)
 
-    def dispatch(self, event: str) -> Step:
-        """Dispatch ``event`` (a name); return what happened. Unhandled events are counted."""
+    def dispatch(self, event: object) -> Step:
+        """Dispatch ``event``; return what happened. Unhandled events are counted."""
+        name = self._spec.events[self._codec.event(event)]
         s = self.current
         while True:
-            if (s, event) in self._handlers:
-                target = self._handlers[(s, event)]
+            if (s, name) in self._handlers:
+                target = self._handlers[(s, name)]
                 step = Step(True, s)
                 if target is not None:
                     self._transition(s, target, step)

@@ -513,7 +513,7 @@ class Driver:
         lid = _check_int("lease_id", lease_id)
         ls = self._live_slot(lid)
         if ls >= 0:
-            return self._leases.state(ls)  # type: ignore[no-any-return]
+            return self._leases.state(ls)  # type: ignore[return-value]
         return LeaseState.CLOSED if self._ended(lid) else None
 
     def lease_expiry(self, lease_id: int) -> int | None:

@@ -17,7 +17,6 @@ from typing import TextIO
 
 import numpy as np
 
-from .._engine import _padded_tables
 from ._floor import NoopTarget, broadcast_floor, table_floor
 from ..driver import Driver, DriverConfig, Role
 from ..lifecycle import Event, StreamLifecycle, StreamTable
@@ -113,7 +112,7 @@ def bench_batches(streams: int, events: int, repeat: int = 5, seed: int = 1) -> 
     slots = rng.integers(0, streams, events)
     evs = rng.choice(LEASE_EVENTS, events)
     t = _active_table(streams)
-    nxt = _padded_tables(t.machine)[0]
+    nxt = t.machine.engine_tables.next_state
     states = t.states.copy()
     floor_many = _best(lambda: table_floor(states, nxt, slots, evs), repeat)
     many = _best(lambda: t.dispatch_many(slots, evs), repeat)
@@ -123,7 +122,7 @@ def bench_batches(streams: int, events: int, repeat: int = 5, seed: int = 1) -> 
         tog.open()
     tog.broadcast(Event.STREAM_PROVISIONED)
     tog_states = tog.states.copy()
-    tog_next = _padded_tables(tog.machine)[0]
+    tog_next = tog.machine.engine_tables.next_state
     pair = (int(Event.PRODUCER_DETACHED), int(Event.PRODUCER_ATTACHED))
     floor_b = _best(lambda: [broadcast_floor(tog_states, tog_next, e) for e in pair], repeat) / 2
     bcast = _best(lambda: [tog.broadcast(e) for e in pair], repeat) / 2
@@ -268,7 +267,7 @@ def plot_scaling(path: str, sizes: Sequence[int] = (1_000, 10_000, 100_000, 1_00
         t = _active_table(n)
         slots = rng.integers(0, n, events)
         evs = rng.choice(LEASE_EVENTS, events)
-        nxt = _padded_tables(t.machine)[0]
+        nxt = t.machine.engine_tables.next_state
         states = t.states.copy()
         points.append({
             "streams": n,

@@ -1,0 +1,86 @@
+"""Observability of a table, implemented once: occupancy, slots in a state, transition counts.
+
+:class:`TableObserver` works on a machine and three arrays (per-slot state codes, per-code
+occupancy counters, per-(state, event) transition counts), so the in-process
+:class:`~streamhsm.MachineTable` and the shared-memory reader answer from the same code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from .machine import CompiledMachine
+
+__all__ = ["TableObserver", "TableStats"]
+
+
+class TableStats(TypedDict):
+    """What :meth:`MachineTable.stats` returns."""
+
+    machine: str
+    capacity: int
+    open: int
+    occupancy: dict[str, int]
+    unhandled_total: int
+    unhandled_by_slot: dict[int, int]
+    transitions: dict[str, int]
+
+
+class TableObserver:
+    """Read-only queries over one table's arrays (never writes them).
+
+    Args:
+        machine: the table's compiled machine (its codec converts every ``state`` argument, so
+            a member of another enum is a ``TypeError``, an unknown code or name a ``ValueError``).
+        states: per-slot state codes (uint8, ``FREE_SLOT`` for a free slot).
+        counts: number of slots per state code (at least ``machine.n_states`` entries).
+        transitions: transitions taken per (state code, event), at least ``machine.n_states``
+            rows of ``machine.n_events``.
+    """
+
+    __slots__ = ("_leaves", "_member", "counts", "machine", "states", "transitions")
+
+    def __init__(
+        self,
+        machine: CompiledMachine,
+        states: npt.NDArray[np.uint8],
+        counts: npt.NDArray[np.int64],
+        transitions: npt.NDArray[np.int64],
+    ) -> None:
+        self.machine = machine
+        self.states = states
+        self.counts = counts
+        self.transitions = transitions
+        self._leaves = [np.array(leaves, dtype=np.intp) for leaves in machine.leaves_under]
+        self._member = machine.engine_tables.member
+
+    def count(self, state: object) -> int:
+        """Slots in ``state``, descendants included; O(leaves), from the occupancy counters."""
+        return int(self.counts[self._leaves[self.machine.codec.state(state)]].sum())
+
+    def slots_in(self, state: object) -> npt.NDArray[np.intp]:
+        """Indices of the slots in ``state`` (descendants included): one vectorised pass over
+        the states (each byte read once), allocating the result."""
+        code = self.machine.codec.state(state)
+        return np.flatnonzero(self._member[code][self.states])
+
+    def occupancy(self) -> dict[str, int]:
+        """Slots per state name, composite states included (``Root``: every open slot)."""
+        m = self.machine
+        counts = self.counts[: len(self._member[0])].astype(np.int64)
+        return {m.state_names[s]: int(counts[self._leaves[s]].sum()) for s in range(m.n_states)}
+
+    def transition_counts(self) -> dict[str, int]:
+        """The non-zero transition counts keyed ``"State/Event"`` (from one copy of the array)."""
+        m = self.machine
+        trans = np.array(self.transitions[: m.n_states], dtype=np.int64)
+        return {f"{m.state_names[s]}/{m.event_names[e]}": int(trans[s, e])
+                for s, e in zip(*np.nonzero(trans))}
+
+    def summary(self) -> dict[str, Any]:
+        """``{"occupancy": ..., "transitions": ...}``: the part of ``stats()`` every table shares."""
+        return {"occupancy": self.occupancy(), "transitions": self.transition_counts()}
