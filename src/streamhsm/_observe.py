@@ -55,12 +55,16 @@ class TableObserver:
         self.states = states
         self.counts = counts
         self.transitions = transitions
-        self._leaves = [np.array(leaves, dtype=np.intp) for leaves in machine.leaves_under]
+        self._leaves = machine.leaves_under
         self._member = machine.engine_tables.member
 
     def count(self, state: object) -> int:
         """Slots in ``state``, descendants included; O(leaves), from the occupancy counters."""
-        return int(self.counts[self._leaves[self.machine.codec.state(state)]].sum())
+        item = self.counts.item  # a few scalar reads beat a fancy-index allocation
+        total = 0
+        for leaf in self._leaves[self.machine.codec.state(state)]:
+            total += item(leaf)
+        return int(total)
 
     def slots_in(self, state: object) -> npt.NDArray[np.intp]:
         """Indices of the slots in ``state`` (descendants included): one vectorised pass over
@@ -71,8 +75,9 @@ class TableObserver:
     def occupancy(self) -> dict[str, int]:
         """Slots per state name, composite states included (``Root``: every open slot)."""
         m = self.machine
-        counts = self.counts[: len(self._member[0])].astype(np.int64)
-        return {m.state_names[s]: int(counts[self._leaves[s]].sum()) for s in range(m.n_states)}
+        counts = self.counts.tolist()  # one copy: every state is counted from the same moment
+        return {m.state_names[s]: sum(counts[leaf] for leaf in self._leaves[s])
+                for s in range(m.n_states)}
 
     def transition_counts(self) -> dict[str, int]:
         """The non-zero transition counts keyed ``"State/Event"`` (from one copy of the array)."""
