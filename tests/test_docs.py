@@ -138,7 +138,7 @@ def test_compiled_signatures_come_from_the_stubs(apigen: ModuleType) -> None:
     assert sig.startswith("(slots: npt.NDArray[np.int32] | npt.NDArray[np.int64], events:")
     assert "self" not in sig and ret == "int"
     sig, ret = apigen.stub_signature("method", streamhsm.StreamTable.dispatch)  # inherited
-    assert (sig, ret) == ("(slot: int, event: int | str)", "bool")
+    assert (sig, ret) == ("(slot: SupportsIndex, event: _Code)", "bool")
     sig, ret = apigen.stub_signature("class", streamhsm.MachineTable)
     assert sig == ("(machine: CompiledMachine, capacity: int, *, "
                    "arrays: dict[str, npt.NDArray[Any]] | None=None)") and ret is None

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamhsm import Driver, DriverConfig, DriverState, Role, State, StreamTable
+from streamhsm import FREE_SLOT, Driver, DriverConfig, DriverState, Role, State, StreamTable
 from streamhsm.snapshot import SnapshotError, load_snapshot, save_snapshot
 
 SEC = 1_000_000_000
@@ -52,7 +52,7 @@ def exercise(d: Driver) -> None:
     d.request_shutdown(now + 2)
     d.poll(now + 10 * SEC)
     assert d.state is DriverState.STOPPED and d.streams.count(State.LIVE) == 0
-    assert len(d.streams) == int((d.streams.states != 255).sum())
+    assert len(d.streams) == int((d.streams.states != FREE_SLOT).sum())
 
 
 def test_round_trip_baseline() -> None:

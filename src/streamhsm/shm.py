@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from ._engine import table_layout
+from ._observe import TableObserver
 from .errors import StreamHsmError
 from .lifecycle import StreamTable, stream_machine
 from .machine import CompiledMachine
@@ -477,34 +478,32 @@ class TableReader:
         now = time.time_ns() if now_ns is None else now_ns
         return bool(h[12]) or not _pid_alive(int(h[7])) or now - int(h[8]) > max_age_ns
 
+    def _observer(self, with_states: bool = False) -> TableObserver:
+        """The engine's one implementation of the table queries, on fresh copies of the columns
+        (the state array only when a query reads it: it is the large one)."""
+        states = self.states if with_states else np.zeros(0, np.uint8)
+        return TableObserver(self.machine, states, self._column("counts"),
+                             self._column("transitions"))
+
     def count(self, state: object) -> int:
         """Slots in ``state`` (descendants included), from the writer's occupancy counters."""
-        code = self.machine.state_code(state)
-        counts = self._column("counts")
-        return int(sum(int(counts[leaf]) for leaf in self.machine.leaves_under[code]))
+        return self._observer().count(state)
 
     def slots_in(self, state: object) -> np.ndarray:
         """Slots whose state is ``state`` or a descendant (from a snapshot of the state array)."""
-        code = self.machine.state_code(state)
-        return np.flatnonzero(np.isin(self.states, self.machine.leaves_under[code]))
+        return self._observer(with_states=True).slots_in(state)
 
     def stats(self) -> dict[str, Any]:
         """What the reader sees, as plain data (like :meth:`MachineTable.stats`)."""
         m = self.machine
         h = self._header()
-        counts = self._column("counts")
-        trans = self._column("transitions")[:m.n_states]
         pid = int(h[7])
         return {
             "name": self.name, "machine": m.name, "capacity": self.capacity,
             "writer_pid": pid, "writer_alive": _pid_alive(pid),
             "heartbeat_ns": int(h[8]), "publish_count": int(h[10]),
-            "closed": bool(h[12]),
-            "occupancy": {m.state_names[s]: int(sum(int(counts[leaf]) for leaf in m.leaves_under[s]))
-                          for s in range(m.n_states)},
-            "unhandled_total": int(h[9]),
-            "transitions": {f"{m.state_names[s]}/{m.event_names[e]}": int(trans[s, e])
-                            for s, e in zip(*np.nonzero(trans))},
+            "closed": bool(h[12]), "unhandled_total": int(h[9]),
+            **self._observer().summary(),
         }
 
     def close(self) -> None:
