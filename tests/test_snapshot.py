@@ -81,7 +81,12 @@ def _bad(mutate) -> dict:  # type: ignore[no-untyped-def,type-arg]
     (lambda s: s["states"].__setitem__(7, 200), "snapshot state 200 at slot 7"),
     (lambda s: s.update(states=s["states"].astype(np.int64)), "'states' must be uint8 of shape \\(64,\\), got int64"),
     (lambda s: s.update(unhandled=s["unhandled"][:10]), "'unhandled' must be uint64 of shape \\(64,\\)"),
-    (lambda s: s.update(unhandled_total=-1), "unhandled_total -1 is not an int >= the per-slot sum"),
+    (lambda s: s.update(unhandled_total=-1), "unhandled_total -1 is not an int between the per-slot sum"),
+    # F20: a total near 2**64 would wrap below the per-slot sum at the next unhandled event
+    (lambda s: s.update(unhandled_total=2**64 - 1), "unhandled_total 18446744073709551615 is not an int between"),
+    # per-slot counters whose uint64 sum wraps: the exact sum is compared
+    (lambda s: s.update(unhandled=np.full_like(s["unhandled"], 2**63), unhandled_total=2**63 - 1),
+     "is not an int between the per-slot sum"),
     (lambda s: s.update(unhandled_total=1.5), "unhandled_total 1.5"),
     (lambda s: s.pop("states"), "'states' must be uint8 of shape \\(64,\\), got NoneType"),
     (lambda s: s.update(free=s["free"][::-1].copy() * 0), "free-slot list does not match"),

@@ -42,6 +42,11 @@ _SLOT_DTYPES = (np.dtype(np.int32), _I64)
 _EVENT_DTYPES = (_U8, np.dtype(np.int32), _I64)
 
 
+#: Largest unhandled total a restored snapshot may hold: counters restored from a file keep room
+#: to grow, so no later event can wrap them.
+_MAX_RESTORED_COUNT = 2**63 - 1
+
+
 def table_layout(capacity, n_events):
     """The per-table arrays as ``name -> (dtype, shape)``, in storage order."""
     return {
@@ -825,9 +830,13 @@ cdef class MachineTable:
                 f"snapshot state {int(states[bad[0]])} at slot {int(bad[0])} is not a leaf state "
                 f"of machine {self.machine.name!r}")
         total = snap.get("unhandled_total")
-        if type(total) is not int or total < int(unhandled.sum(dtype=np.uint64)) or total >= 2**64:
+        # the exact per-slot sum (high and low halves summed apart cannot wrap in uint64)
+        per_slot = ((int((unhandled >> np.uint64(32)).sum(dtype=np.uint64)) << 32)
+                    + int((unhandled & np.uint64(0xFFFFFFFF)).sum(dtype=np.uint64)))
+        if type(total) is not int or not per_slot <= total <= _MAX_RESTORED_COUNT:
             raise SnapshotError(
-                f"snapshot unhandled_total {total!r} is not an int >= the per-slot sum")
+                f"snapshot unhandled_total {total!r} is not an int between the per-slot sum "
+                f"({per_slot}) and {_MAX_RESTORED_COUNT} (counters keep room to grow)")
         n_cells = self.machine.n_states * self.machine.n_events
         transitions = _snap_array(snap, "transitions", np.int64, n_cells)
         if transitions.size and transitions.min() < 0:
