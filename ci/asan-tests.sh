@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# AddressSanitizer job: build the package with -fsanitize=address from a clean copy of the tree,
+# install it into a fresh venv, then run every test in tests/ (the kept fuzz crash inputs
+# included, through tests/test_fuzz_regressions.py) and a replay of the fuzz seed corpora (plus
+# the corpora of ci/fuzz.sh if FUZZ_CORPUS_DIR names them) with the ASan runtime preloaded.
+# Fails on any test failure and on any ASan report, in this process or any child.
+#
+# benchmarks/ is not run here: it measures speed, which means nothing under ASan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+work=$(mktemp -d "${TMPDIR:-/tmp}/streamhsm-asan.XXXXXX")
+export STREAMHSM_FUZZ_SHM_PREFIX="streamhsm-asan-$$"
+trap 'rm -rf "$work" /dev/shm/"$STREAMHSM_FUZZ_SHM_PREFIX"-*' EXIT
+
+# A clean copy: in-place build products (build/, *.so) must not end up in the ASan wheel.
+mkdir "$work/src"
+tar --exclude=./.git --exclude=./build --exclude=./dist --exclude='*.so' --exclude='*.egg-info' \
+    --exclude=./fuzz-artifacts -cf - . | tar -xf - -C "$work/src"
+
+python -m venv "$work/venv"
+py=$work/venv/bin/python
+"$py" -m pip install --quiet --upgrade pip
+# setup.py appends its own -O3 after CFLAGS; ASan instruments at any optimisation level.
+CFLAGS="-fsanitize=address -fno-omit-frame-pointer -O1 -g" LDFLAGS="-fsanitize=address" \
+    "$py" -m pip install --quiet --no-cache-dir "$work/src[test]"
+sos=$(find "$work/venv" -path '*/streamhsm/*.so')
+for so in $sos; do
+    nm -D "$so" | grep -q __asan_init || { echo "not built with ASan: $so"; exit 1; }
+done
+echo "== asan: $(echo "$sos" | wc -l) compiled modules built with -fsanitize=address"
+
+mkdir "$work/asan"
+export LD_PRELOAD
+LD_PRELOAD=$(gcc -print-file-name=libasan.so)
+# detect_leaks=0: CPython keeps its heap alive at exit (not ours to report).
+# allocator_may_return_null + max_allocation_size_mb: a file asking for gigabytes gets a
+# MemoryError (a test failure) instead of exhausting the machine.
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=3072:handle_segv=1:handle_sigbus=1:abort_on_error=1:detect_stack_use_after_return=0:log_path=$work/asan/report"
+status=0
+echo "== asan: tests/"
+"$py" -m pytest -p no:cacheprovider -q tests || status=1
+echo "== asan: fuzz seed corpora${FUZZ_CORPUS_DIR:+ and the corpora in $FUZZ_CORPUS_DIR}"
+for target in snapshots shm dispatch driver; do
+    dirs=()
+    if [ -n "${FUZZ_CORPUS_DIR:-}" ] && [ -d "$FUZZ_CORPUS_DIR/$target" ]; then
+        dirs+=("$FUZZ_CORPUS_DIR/$target")
+    fi
+    (cd "$work" && TMPDIR="$work" "$py" "$root/fuzz/replay.py" "$target" --seeds "${dirs[@]}" \
+        | tail -1) || { echo "!! replay $target failed"; status=1; }
+done
+unset LD_PRELOAD
+if compgen -G "$work/asan/report*" >/dev/null; then
+    echo "!! AddressSanitizer reports:"
+    cat "$work"/asan/report*
+    status=1
+else
+    echo "== asan: no AddressSanitizer report"
+fi
+exit $status
