@@ -6,27 +6,35 @@
 # Fails on any test failure and on any ASan report, in this process or any child.
 #
 # benchmarks/ is not run here: it measures speed, which means nothing under ASan.
+#
+# ASAN_VENV=DIR keeps the ASan venv in DIR and reuses it when it exists (local iteration: the
+# build is the slow part); by default a fresh venv is built and removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 work=$(mktemp -d "${TMPDIR:-/tmp}/streamhsm-asan.XXXXXX")
 export STREAMHSM_FUZZ_SHM_PREFIX="streamhsm-asan-$$"
 trap 'rm -rf "$work" /dev/shm/"$STREAMHSM_FUZZ_SHM_PREFIX"-*' EXIT
+venv=${ASAN_VENV:-$work/venv}
+py=$venv/bin/python
 
-# A clean copy: in-place build products (build/, *.so) must not end up in the ASan wheel.
-mkdir "$work/src"
-tar --exclude=./.git --exclude=./build --exclude=./dist --exclude='*.so' --exclude='*.egg-info' \
-    --exclude=./fuzz-artifacts -cf - . | tar -xf - -C "$work/src"
-
-python -m venv "$work/venv"
-py=$work/venv/bin/python
-"$py" -m pip install --quiet --upgrade pip
-# setup.py appends its own -O3 after CFLAGS; ASan instruments at any optimisation level.
-CFLAGS="-fsanitize=address -fno-omit-frame-pointer -O1 -g" LDFLAGS="-fsanitize=address" \
-    "$py" -m pip install --quiet --no-cache-dir "$work/src[test]"
-sos=$(find "$work/venv" -path '*/streamhsm/*.so')
+if [ ! -x "$py" ]; then
+    # A clean copy: in-place build products (build/, *.so) must not end up in the ASan build.
+    mkdir "$work/src"
+    tar --exclude=./.git --exclude=./build --exclude=./dist --exclude='*.so' \
+        --exclude='*.egg-info' --exclude=./fuzz-artifacts -cf - . | tar -xf - -C "$work/src"
+    python -m venv "$venv"
+    "$py" -m pip install --quiet --upgrade pip
+    # setup.py appends its own -O3 after CFLAGS; ASan instruments at any optimisation level.
+    CFLAGS="-fsanitize=address -fno-omit-frame-pointer -O1 -g" LDFLAGS="-fsanitize=address" \
+        "$py" -m pip install --quiet --no-cache-dir "$work/src[test]"
+fi
+sos=$(find "$venv" -path '*/streamhsm/*.so')
 for so in $sos; do
-    nm -D "$so" | grep -q __asan_init || { echo "not built with ASan: $so"; exit 1; }
+    if ! nm -D "$so" | grep __asan_init >/dev/null; then
+        echo "not built with ASan: $so"
+        exit 1
+    fi
 done
 echo "== asan: $(echo "$sos" | wc -l) compiled modules built with -fsanitize=address"
 

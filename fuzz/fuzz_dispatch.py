@@ -12,7 +12,9 @@ Oracles, after every operation:
 - a successful ``dispatch_many`` gives the same result as dispatching element by element, in
   order, on a clone of the table (the same for ``broadcast``);
 - ``len(table)`` equals the number of open states and every occupancy count equals the state
-  histogram.
+  histogram;
+- the read-only views (``states``, ``unhandled``, ``transition_counts``) cannot be re-flagged
+  writeable.
 Any other exception, a crash or a hang is a finding.
 """
 
@@ -129,6 +131,17 @@ def _slot(p: Provider, table: MachineTable, open_slots: list[int]) -> Any:
     return _value(p, table, open_slots)
 
 
+def _try_to_write_through_views(table: MachineTable) -> None:
+    """The read-only views handed out must stay read-only (issue 9 item 3)."""
+    for name in ("states", "unhandled", "transition_counts"):
+        view = getattr(table, name)
+        try:
+            view.flags.writeable = True
+        except ValueError:
+            continue
+        raise Finding(f"table.{name} can be made writeable (flags.writeable = True succeeded)")
+
+
 def _open_slots(table: MachineTable) -> list[int]:
     return [int(s) for s in np.flatnonzero(np.asarray(table.states) != FREE_SLOT)]
 
@@ -170,7 +183,7 @@ def test_one_input(data: bytes) -> None:
             break
         open_slots = _open_slots(table)
         before = table_state(table)
-        op = p.byte() % 10
+        op = p.byte() % 11
         clone = _clone(table) if op <= 5 else None
         try:
             if op <= 4:
@@ -195,6 +208,8 @@ def test_one_input(data: bytes) -> None:
                 table.release(_slot(p, table, open_slots))
             elif op == 8:
                 table.open()
+            elif op == 10:
+                _try_to_write_through_views(table)
             else:
                 s = _slot(p, table, open_slots)
                 table.is_open(s)
