@@ -8,14 +8,27 @@
 #
 # FUZZ_CORPUS_DIR keeps the corpora (one directory per harness) so a later run, or
 # ci/asan-tests.sh, continues from them. Findings are copied to FUZZ_ARTIFACTS (default
-# ./fuzz-artifacts) and printed in base64; replay one with `python fuzz/replay.py TARGET FILE`.
+# $TMPDIR/streamhsm-fuzz-artifacts) and printed in base64 (`base64 -d` gives the input back);
+# replay one with `python fuzz/replay.py TARGET FILE`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 seconds=${FUZZ_SECONDS:-25}
 seed=${FUZZ_SEED:-1}
-artifacts=${FUZZ_ARTIFACTS:-$root/fuzz-artifacts}
-python -m pip install --quiet atheris
+artifacts=${FUZZ_ARTIFACTS:-${TMPDIR:-/tmp}/streamhsm-fuzz-artifacts}
+# atheris ships manylinux wheels (CPython 3.11 x86_64 included). Where pip has to build it from
+# source it needs clang with libFuzzer: install that (as root, Debian/Ubuntu) and retry.
+if ! python -c "import atheris" 2>/dev/null; then
+    if ! python -m pip install --quiet atheris; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq clang libclang-rt-dev >/dev/null
+            CLANG_BIN=$(command -v clang) python -m pip install --quiet atheris
+        else
+            echo "atheris has no wheel here and cannot be built (needs clang with libFuzzer)"
+            exit 1
+        fi
+    fi
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/streamhsm-fuzz.XXXXXX")
 export STREAMHSM_FUZZ_SHM_PREFIX="streamhsm-fuzz-$$"
 cleanup() {

@@ -129,8 +129,9 @@ def _step(c: _Ctx, op: int) -> Driver:
     elif op == 4:
         lid, client = c.lease()
         d.detach(lid, c.time(), **_client_kw(d.detach, client))
-    elif op == 5:
-        d.revoke(c.lease()[0], c.time())
+    elif op == 5:  # the operator-side revoke: with or without a time, whichever it takes
+        has_now = "now_ns" in inspect.signature(d.revoke).parameters
+        d.revoke(c.lease()[0], *((c.time(),) if has_now else ()))
     elif op == 6:
         d.poll(c.time())
     elif op == 7:
