@@ -3,7 +3,7 @@
 # current python: four harnesses (fuzz/fuzz_*.py) for a bounded time each with fixed seeds, then
 # every kept crash input (tests/fuzz_regressions/) replayed in its own process.
 #
-#   ci/fuzz.sh                   # bounded: 25 s per harness, seed 1 (about 2 minutes in total)
+#   ci/fuzz.sh                   # bounded: 20 s per harness, seed 1 (about 2 minutes in total)
 #   FUZZ_SECONDS=1800 FUZZ_SEED=7 FUZZ_CORPUS_DIR=~/streamhsm-corpus ci/fuzz.sh   # a longer run
 #
 # FUZZ_CORPUS_DIR keeps the corpora (one directory per harness) so a later run, or
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-seconds=${FUZZ_SECONDS:-25}
+seconds=${FUZZ_SECONDS:-20}
 seed=${FUZZ_SEED:-1}
 artifacts=${FUZZ_ARTIFACTS:-${TMPDIR:-/tmp}/streamhsm-fuzz-artifacts}
 # atheris ships manylinux wheels (CPython 3.11 x86_64 included). Where pip has to build it from
@@ -68,7 +68,8 @@ for dir in tests/fuzz_regressions/*/; do
     for f in "$dir"*; do
         [ -f "$f" ] || continue
         n=$((n + 1))
-        if ! timeout 120 python fuzz/replay.py "$target" "$f" >"$work/replay.log" 2>&1; then
+        if ! STREAMHSM_FUZZ_TIMEOUT=10 timeout 60 python fuzz/replay.py "$target" "$f" \
+                >"$work/replay.log" 2>&1; then
             failed+=("replay $f")
             echo "!! $f:"; tail -5 "$work/replay.log"
         fi

@@ -3,6 +3,7 @@ the run, and group what breaks by signature (exception type and message shape, o
 
     python fuzz/explore.py TARGET [--seconds N] [--seed S] [--out DIR]
     python fuzz/explore.py TARGET --minimize FILE     # shrink FILE, keeping its signature
+    python fuzz/explore.py snapshots --sweep          # every field to its extremes, resized
 
 libFuzzer (``fuzz/run.py``) stops at the first finding and atheris does not support ``-fork``;
 this runner is how the list in FINDINGS.md was collected on code that still crashes. It has no
@@ -102,6 +103,29 @@ def minimize(harness: object, data: bytes, timeout: float) -> bytes:
     return data
 
 
+def run_sweep(harness: object, args: argparse.Namespace) -> int:
+    """Every input of ``harness.sweep()``; signature -> the labels that produced it."""
+    os.makedirs(args.out, exist_ok=True)
+    found: dict[str, list[str]] = {}
+    cases = harness.sweep()  # type: ignore[attr-defined]
+    for label, data in cases:
+        sig = run_child(harness, data, args.timeout)
+        if sig is None:
+            continue
+        if sig not in found:
+            name = f"{args.target}-sweep-{hashlib.sha1(sig.encode()).hexdigest()[:10]}.bin"
+            with open(os.path.join(args.out, name), "wb") as fh:
+                fh.write(data)
+            print(f"NEW {name}: {sig}\n    first: {label}", flush=True)
+        found.setdefault(sig, []).append(label)
+    with open(os.path.join(args.out, f"sweep-{args.target}.txt"), "w") as fh:
+        for sig, labels in sorted(found.items()):
+            fh.write(f"{sig}\n" + "".join(f"    {label}\n" for label in labels))
+    print(f"{len(cases)} sweep inputs, {sum(map(len, found.values()))} failed, "
+          f"{len(found)} distinct findings")
+    return 1 if found else 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("target", choices=("snapshots", "shm", "dispatch", "driver"))
@@ -110,6 +134,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default="fuzz-findings")
     parser.add_argument("--timeout", type=float, default=20)
     parser.add_argument("--minimize", default=None, help="shrink this input in place")
+    parser.add_argument("--sweep", action="store_true",
+                        help="run the harness's systematic sweep instead of random mutations")
     args = parser.parse_args(argv)
     sys.path.insert(0, HERE)
     import common
@@ -122,6 +148,8 @@ def main(argv: list[str]) -> int:
         with open(args.minimize, "wb") as fh:
             fh.write(small)
         return 0
+    if args.sweep:
+        return run_sweep(harness, args)
     rng = random.Random(args.seed)
     corpus = list(harness.seeds())
     os.makedirs(args.out, exist_ok=True)

@@ -158,19 +158,30 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> bool:
 _MAX_GROWTH_MB = 256
 
 
-def _shm_entries() -> set[str]:
+def _file_shm_name(path: str) -> str | None:
+    """The ``shm_name`` the file's driver configuration asks for, if any."""
     try:
-        return set(os.listdir("/dev/shm"))
-    except OSError:
-        return set()
+        cfg = json.loads(str(load_snapshot(path).get("config")))
+        name = cfg.get("shm_name") if isinstance(cfg, dict) else None
+    except (SnapshotError, ValueError, RecursionError):
+        return None
+    return name if isinstance(name, str) and name and "/" not in name and "\x00" not in name \
+        else None
 
 
 def _load(loader: Any, path: str, driver: bool) -> Any:
     """``loader(path)``; a SnapshotError gives None. Checks that a small file did not cost
-    hundreds of MB (peak RSS) and (``driver``) did not create a shared-memory segment."""
+    hundreds of MB (peak RSS) and (``driver``) did not create the shared-memory segment its
+    configuration names (other processes' segments come and go: only that name is checked)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    shm = _shm_entries() if driver else set()
+    shm = _file_shm_name(path) if driver else None
+    existed = shm is not None and os.path.lexists(os.path.join("/dev/shm", shm))
+    created: list[str] = []
     try:
+        if shm is not None and not existed:
+            # a segment created and removed again inside the call still counts
+            with _watch_shm(shm, created):
+                return loader(path)
         return loader(path)
     except SnapshotError:
         return None
@@ -179,9 +190,36 @@ def _load(loader: Any, path: str, driver: bool) -> Any:
         if grown > _MAX_GROWTH_MB:
             raise Finding(f"{loader.__qualname__} of a {os.path.getsize(path)}-byte file raised "
                           f"the peak RSS by {grown} MB")
-        if driver and _shm_entries() - shm:
-            raise Finding(f"Driver.load created shared memory {sorted(_shm_entries() - shm)} "
-                          f"because the file said so")
+        if created:
+            raise Finding(f"Driver.load created shared memory {shm!r} because the file said so")
+
+
+class _watch_shm:
+    """Context manager: records in ``created`` whether segment ``name`` exists at exit or was
+    created through ``SharedStreamTable`` during the block."""
+
+    def __init__(self, name: str, created: list[str]) -> None:
+        self.name, self.created = name, created
+
+    def __enter__(self) -> None:
+        from streamhsm import shm
+
+        self._orig = shm.SharedStreamTable.__init__
+        orig, name, created = self._orig, self.name, self.created
+
+        def spy(table: Any, seg: str, *args: Any, **kwargs: Any) -> None:
+            if seg == name:
+                created.append(seg)
+            orig(table, seg, *args, **kwargs)
+
+        shm.SharedStreamTable.__init__ = spy  # type: ignore[method-assign]
+
+    def __exit__(self, *exc: object) -> None:
+        from streamhsm import shm
+
+        shm.SharedStreamTable.__init__ = self._orig  # type: ignore[method-assign]
+        if os.path.lexists(os.path.join("/dev/shm", self.name)):
+            self.created.append(self.name)
 
 
 def test_one_input(data: bytes) -> None:
@@ -338,6 +376,54 @@ def mutate(data: bytes, max_size: int, rng: random.Random,
         if out is not None and len(out) <= max_size:
             return out
     return byte_mutator(data, max_size, rng)
+
+
+def _variants(value: np.ndarray, capacity: int) -> list[tuple[str, Any]]:
+    """Every field's extremes and resizings (the sweep of issue 9's "Done when")."""
+    out: list[tuple[str, Any]] = [("dropped", None)]
+    if value.ndim == 0:
+        for v in (-1, -2**63, 2**31 - 1, 2**31, 2**63 - 1, 2**63, 2**64 - 1, 2**100, 1.5, "x",
+                  True):
+            out.append((f"= {v!r}", np.asarray(v) if not isinstance(v, int) or v < 2**64
+                        else np.asarray(str(v))))
+        out.append(("as a 2-element array", np.asarray([value.item()] * 2)))
+        return out
+    if value.dtype.kind in "iu" and value.size:
+        info = np.iinfo(value.dtype)
+        wanted = {int(info.min), int(info.max), -1 if info.min < 0 else 0, capacity, capacity + 1}
+        for v in sorted(v for v in wanted if info.min <= v <= info.max):
+            for where in (0, value.size - 1):
+                arr = value.copy()
+                arr[where] = v
+                out.append((f"[{where}] = {v}", arr))
+    elif value.dtype.kind == "b" and value.size:
+        out.append(("all True", np.ones_like(value)))
+    for n in (0, 1, value.size + 1, 2 * value.size + 5):
+        if n != value.size:
+            out.append((f"length {n}", np.resize(value, n) if value.size else np.zeros(n, value.dtype)))
+    for dt in ("i8", "u8", "f8", "u1"):
+        if np.dtype(dt) != value.dtype:
+            try:
+                out.append((f"as {dt}", value.astype(dt)))
+            except (TypeError, ValueError):
+                pass
+    return out
+
+
+def sweep() -> list[tuple[str, bytes]]:
+    """Each seed snapshot with one field set to each of its extremes or resized."""
+    out = []
+    for i, snap in enumerate(_table_seeds() + _driver_seeds()):
+        cap = int(snap.get("capacity", snap.get("streams.capacity", 4)))
+        for key in sorted(snap):
+            for label, value in _variants(np.asarray(snap[key]), cap):
+                mutated = dict(snap)
+                if value is None:
+                    del mutated[key]
+                else:
+                    mutated[key] = value
+                out.append((f"seed {i} ({snap['kind']}): {key} {label}", _encode(mutated)))
+    return out
 
 
 def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:

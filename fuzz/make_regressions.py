@@ -61,6 +61,15 @@ def snapshot_cases() -> dict[str, dict[str, Any]]:
          config=_config(running, shm_name="streamhsm-fuzz-regression-shm-name"))
     case("driver-draining-deadline-0", draining, shutdown_deadline=0)
     case("driver-now-2pow64m1", running, now_ns=np.uint64(2**64 - 1))
+    case("driver-due-slot-at-capacity", running, due_slots=np.array([cap], np.int32))
+    case("driver-dynamic-flag-on-static-streams", running,
+         dynamic=np.ones_like(running["dynamic"]))
+    sid = running["stream_id"].copy()
+    sid[0] = 7  # a static slot whose id the configuration does not list
+    case("driver-static-stream-id-not-configured", running, stream_id=sid)
+    case("driver-last-lease-id-int64-max", running, last_lease_id=2**63 - 1)
+    case("driver-closed-dynamic-2pow63", running, closed_dynamic=np.uint64(2**63))
+    case("table-unhandled-total-2pow64m1", table, unhandled_total=np.uint64(2**64 - 1))
     case("table-capacity-2pow31m1", table, capacity=2**31 - 1)
     case("table-capacity-2pow27", table, capacity=2**27)
     case("table-capacity-2pow62", table, capacity=2**62)
