@@ -15,8 +15,9 @@ import random
 import resource
 import shutil
 import struct
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -199,3 +200,26 @@ def libfuzzer_bytes(data: bytes, max_size: int, rng: random.Random) -> bytes:
     import atheris
 
     return bytes(atheris.Mutate(data, max_size))
+
+
+_UNRAISABLE: list[str] = []
+
+
+def _record_unraisable(info: Any) -> None:
+    _UNRAISABLE.append(f"{type(info.exc_value).__name__}: {info.exc_value} "
+                       f"(in {info.object!r})")
+
+
+def guarded(target: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    """``target`` plus one more oracle: an exception swallowed inside compiled code ("Exception
+    ignored in ...", e.g. a bounds check in a ``noexcept`` function of the debug build) is a
+    finding, not a pass."""
+    sys.unraisablehook = _record_unraisable
+
+    def run(data: bytes) -> None:
+        _UNRAISABLE.clear()
+        target(data)
+        if _UNRAISABLE:
+            raise Finding(f"an exception was swallowed inside the package: {_UNRAISABLE[0]}")
+
+    return run

@@ -44,13 +44,15 @@ def signature(exc: BaseException) -> str:
 
 def run_child(harness: object, data: bytes, timeout: float) -> str | None:
     """Run one input in a forked child; None if it passed, else its signature."""
+    import common  # on the path: main() put fuzz/ there
+
     rd, wr = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
         os.close(rd)
         code = 0
         try:
-            harness.test_one_input(data)  # type: ignore[attr-defined]
+            common.guarded(harness.test_one_input)(data)  # type: ignore[attr-defined]
         except BaseException as exc:  # noqa: BLE001 - every escape is a finding
             os.write(wr, signature(exc).encode("utf-8", "replace"))
             code = 1

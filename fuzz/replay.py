@@ -46,11 +46,12 @@ def main(argv: list[str]) -> int:
         with open(path, "rb") as fh:
             cases.append((path, fh.read()))
     timeout = float(os.environ.get("STREAMHSM_FUZZ_TIMEOUT", "30"))
+    target = common.guarded(harness.test_one_input)
     faulthandler.enable()
     for what, data in cases:
         print(f"replay {argv[0]} {what}", flush=True)
         faulthandler.dump_traceback_later(timeout, exit=True)  # a hang: traceback, exit 1
-        harness.test_one_input(data)
+        target(data)
         faulthandler.cancel_dump_traceback_later()
     print(f"ok {len(cases)}")
     return 0

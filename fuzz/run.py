@@ -67,11 +67,12 @@ def main(argv: list[str]) -> None:
         f"-artifact_prefix={os.path.join(args.artifacts, args.target)}-",
         "-print_final_stats=1",
     ] + extra
+    target = common.guarded(harness.test_one_input)
     mutator = getattr(harness, "custom_mutator", None)
     if mutator is not None:
-        atheris.Setup(flags, harness.test_one_input, custom_mutator=mutator)
+        atheris.Setup(flags, target, custom_mutator=mutator)
     else:
-        atheris.Setup(flags, harness.test_one_input)
+        atheris.Setup(flags, target)
     atheris.Fuzz()
 
 
