@@ -26,46 +26,7 @@ REPLAY = ROOT / "fuzz" / "replay.py"
 TARGETS = ("snapshots", "shm", "dispatch", "driver")
 
 #: case -> the issue item whose fix makes it pass (the integrator removes entries as fixes land)
-PENDING = {
-    "dispatch/states-view-made-writeable.bin": "issue 9 item 3",
-    "driver/attach-expiry-past-int64-overflows.bin": "issue 9 item 11",
-    "driver/detach-time-past-int64-overflows.bin": "issue 9 item 11",
-    "driver/drain-announces-short-out-loses-due-list.bin": "a new defect (fuzz/FINDINGS.md F13)",
-    "driver/keepalive-expiry-past-int64-overflows.bin": "issue 9 item 11",
-    "driver/poll-past-int64-overflows.bin": "issue 9 item 11",
-    "driver/rejected-detach-moves-clock.bin": "issue 9 item 11",
-    "driver/rejected-keepalive-moves-clock.bin": "issue 9 item 11",
-    "driver/rejected-revoke-moves-clock.bin": "issue 9 item 11",
-    "shm/fifo-at-segment-path.bin": "issue 9 item 6",
-    "shm/truncate-after-open.bin": "issue 9 item 6",
-    "shm/truncate-to-zero-after-open.bin": "issue 9 item 6",
-    "shm/writer-pid-0.bin": "issue 9 item 9",
-    "shm/writer-pid-2pow63.bin": "issue 9 item 9",
-    "snapshots/driver-config-deeply-nested.bin": "issue 9 item 2",
-    "snapshots/driver-config-not-an-object.bin": "issue 9 item 2",
-    "snapshots/driver-config-shm-name.bin": "issue 9 item 2",
-    "snapshots/driver-closed-dynamic-2pow63.bin": "issue 9 item 1",
-    "snapshots/driver-draining-deadline-0.bin": "issue 9 item 12",
-    "snapshots/driver-due-slot-at-capacity.bin": "issue 9 item 1",
-    "snapshots/driver-dynamic-flag-on-static-streams.bin": "issue 9 item 1",
-    "snapshots/driver-due-slot-2pow31m1.bin": "issue 9 item 1",
-    "snapshots/driver-due-slot-negative.bin": "issue 9 item 1",
-    "snapshots/driver-due-slots-longer-than-capacity.bin": "issue 9 item 1",
-    "snapshots/driver-dynamic-stream-id-2pow40.bin": "issue 9 item 1",
-    "snapshots/driver-dynamic-stream-id-minus3.bin": "issue 9 item 1",
-    "snapshots/driver-last-lease-id-int64-max.bin": "issue 9 item 1",
-    "snapshots/driver-now-2pow64m1.bin": "issue 9 items 1 and 11",
-    "snapshots/driver-static-stream-id-not-configured.bin": "issue 9 item 1",
-    "snapshots/driver-streams-capacity-array.bin": "issue 9 items 1 and 2",
-    "snapshots/table-capacity-2pow27.bin": "issue 9 item 2",
-    "snapshots/table-capacity-2pow31m1.bin": "issue 9 item 2",
-    "snapshots/table-capacity-2pow62.bin": "issue 9 item 2",
-    "snapshots/table-fingerprint-array.bin": "issue 9 items 1 and 2",
-    "snapshots/table-unhandled-total-2pow64m1.bin": "issue 9 item 1",
-    "snapshots/zip-encryption-flag.bin": "issue 9 item 2",
-    "snapshots/zip-unsupported-compression.bin": "issue 9 item 2",
-    "snapshots/zip-unsupported-version.bin": "issue 9 item 2",
-}
+PENDING: dict[str, str] = {}  # every kept input's fix has landed (issue 9)
 
 CASES = sorted(p.relative_to(CASES_DIR).as_posix() for p in CASES_DIR.glob("*/*") if p.is_file())
 
