@@ -27,7 +27,9 @@ from streamhsm import Driver, DriverConfig
     ({"lease_keepalive_interval_ns": -5}, ValueError, "got -5"),
     ({"lease_keepalive_interval_ns": 1.0}, TypeError, "lease_keepalive_interval_ns must be an int"),
     ({"lease_expiry_grace_intervals": 0}, ValueError, "lease_expiry_grace_intervals must be >= 1, got 0"),
-    ({"shutdown_timeout_ns": -1}, ValueError, "shutdown_timeout_ns must be >= 0, got -1"),
+    ({"shutdown_timeout_ns": -1}, ValueError, "shutdown_timeout_ns must be between 0 and 4611686018427387904, got -1"),
+    # fuzz finding: a timeout near int64's end left no valid time at all (max_time_ns < 0)
+    ({"shutdown_timeout_ns": 2**63 - 1}, ValueError, "shutdown_timeout_ns must be between 0 and"),
     ({"shutdown_token": ""}, ValueError, "shutdown_token must be a non-empty str or None"),
     ({"stream_capacity": 0}, ValueError, "stream_capacity must be between 1 and 2147483647, got 0"),
     ({"lease_capacity": 0}, ValueError, "lease_capacity must be between 1 and 2147483647, got 0"),
@@ -64,3 +66,13 @@ def test_dynamic_range_with_dynamic_streams_allowed() -> None:
     cfg = DriverConfig(allow_dynamic_streams=True, dynamic_stream_id_range=(10, 20))
     assert cfg.dynamic_stream_id_range == (10, 20)
     assert Driver(cfg).attach(15, Role.CONSUMER, 1, 0, create=True)
+
+
+def test_extreme_timeouts_leave_times_up_to_about_2_pow_62_valid() -> None:
+    cfg = DriverConfig(lease_keepalive_interval_ns=2**61 - 1, lease_expiry_grace_intervals=2,
+                       shutdown_timeout_ns=2**62)
+    d = Driver(cfg)
+    assert d.max_time_ns == 2**63 - 2 - 2**62
+    d.poll(d.max_time_ns)  # a valid time: its deadlines fit in int64
+    with pytest.raises(ValueError, match="now_ns must be between 0 and"):
+        d.poll(d.max_time_ns + 1)

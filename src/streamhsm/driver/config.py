@@ -46,7 +46,8 @@ class DriverConfig:
         lease_keepalive_interval_ns: expected keepalive interval (default 1 s).
         lease_expiry_grace_intervals: a lease expires ``interval * grace`` after its last
             keepalive (default 3).
-        shutdown_timeout_ns: time from a shutdown request to the final shutdown (default 2 s).
+        shutdown_timeout_ns: time from a shutdown request to the final shutdown (default 2 s; at
+            most 2**62).
         shutdown_token: if set, ``request_shutdown`` must present it.
         drain_on_producer_loss: streams that lose their producer go to Draining.
         stream_capacity / lease_capacity: slots preallocated for streams and live leases.
@@ -110,7 +111,9 @@ class DriverConfig:
                 "set allow_dynamic_streams=True to create streams on demand, or drop the range")
         _int("lease_keepalive_interval_ns", self.lease_keepalive_interval_ns, 1)
         _int("lease_expiry_grace_intervals", self.lease_expiry_grace_intervals, 1)
-        _int("shutdown_timeout_ns", self.shutdown_timeout_ns, 0)
+        # at most 2**62: with the lease expiry below it, every time up to Driver.max_time_ns
+        # (about 2**62) keeps its deadlines inside int64
+        _int("shutdown_timeout_ns", self.shutdown_timeout_ns, 0, 2**62)
         if self.lease_keepalive_interval_ns * self.lease_expiry_grace_intervals >= 2**62:
             raise ValueError("lease_keepalive_interval_ns * lease_expiry_grace_intervals is too large")
         if self.shutdown_token is not None and (
