@@ -65,7 +65,9 @@ setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,
-        build_dir="build/cython",
+        # apart, so switching STREAMHSM_CYTHON_DEBUG never reuses C generated with the other
+        # directives (cythonize only compares timestamps)
+        build_dir="build/cython-debug" if DEBUG else "build/cython",
         nthreads=JOBS if JOBS > 1 else 0,
         annotate=os.environ.get("STREAMHSM_CYTHON_ANNOTATE", "") not in ("", "0"),
     ),
