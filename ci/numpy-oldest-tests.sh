@@ -13,5 +13,5 @@ deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
 print(next(m.group(1) for d in deps if (m := re.fullmatch(r"numpy>=([\d.]+)", d.replace(" ", "")))))
 PY
 )
-PYTHON=$py VENV_EXTRA="numpy==$oldest.*" \
-    bash ci/venv-tests.sh "numpy-$oldest" "$wheel[test]" -q tests --ignore=tests/test_driver_allocations.py
+PYTHON=$py VENV_EXTRA="numpy==$oldest.*" bash ci/venv-tests.sh "numpy-$oldest" "$wheel[test]" \
+    -q tests --ignore=tests/test_driver_allocations.py

@@ -19,7 +19,8 @@ trap 'rm -rf "$venv"' EXIT
 # shellcheck disable=SC2086  # VENV_EXTRA is a list of requirements
 "$venv/bin/python" -m pip install --quiet "$spec" ${VENV_EXTRA:-}
 echo "== $name: $("$venv/bin/python" -c 'import sys, numpy, streamhsm, streamhsm._engine as e
-print(f"Python {sys.version.split()[0]}, numpy {numpy.__version__}, streamhsm {streamhsm.__version__}, {e.__file__}")')"
+print(f"Python {sys.version.split()[0]}, numpy {numpy.__version__},",
+      f"streamhsm {streamhsm.__version__}, {e.__file__}")')"
 # pytest runs in $tests_from; its src/ (if any) is never on sys.path (src layout, importlib
 # import mode), so the tests import the installed package
 cd "$tests_from"
