@@ -9,7 +9,7 @@ which ``-g0`` after it cancels (otherwise about 7 MB of DWARF in the four module
 of the compile time). Cythonizing and compiling run one job per available CPU, also under
 ``pip install .``; ``STREAMHSM_BUILD_JOBS=N`` overrides that (as does ``build_ext -j N``).
 
-The modules use no numpy C API (typed memoryviews only), so numpy is not a build requirement.
+The modules use no numpy C API (typed memoryviews only): no numpy include directory is needed.
 """
 
 import os
