@@ -889,37 +889,79 @@ cdef class MachineTable:
                 f"open={len(self)}/{self.core.capacity}>")
 
 
+@cython.final
+cdef class _InstanceKind:
+    """The machine-level part of :class:`MachineInstance`: borrowed pointers into the machine's
+    padded tables, its codec and state members; optionally an instance's own transition counts."""
+
+    def __cinit__(self, machine, bint count_transitions):
+        tables = _padded_tables(machine)
+        cdef const uint8_t[:, ::1] nxt = tables[0]
+        cdef const uint8_t[:, ::1] kind = tables[4]
+        cdef int64_t[:, ::1] trans
+        self.machine = machine
+        self.next_state = &nxt[0, 0]
+        self.kind = &kind[0, 0]
+        self.n_events = machine.n_events
+        self.transitions = NULL
+        self.transitions_view = None
+        owners = [tables]
+        if count_transitions:
+            transitions = np.zeros((HSM_CODE_ROWS, machine.n_events), dtype=np.int64)
+            trans = transitions
+            self.transitions = &trans[0, 0]
+            self.transitions_view = readonly_view(transitions[:machine.n_states])
+            owners.append(transitions)
+        self.owners = tuple(owners)
+        self.state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
+        self.member = tables[3]
+        self.codec = _Codec(machine)
+
+
+cdef _InstanceKind _shared_kind(object machine):
+    """The machine's shared _InstanceKind (no transition counts), built once and cached on it."""
+    kind = getattr(machine, "_engine_instance_kind", None)
+    if kind is None:
+        kind = _InstanceKind(machine, False)
+        machine._engine_instance_kind = kind
+    return <_InstanceKind>kind
+
+
 cdef class MachineInstance:
     """One instance of a compiled machine (the single-stream counterpart of MachineTable).
 
+    An instance holds only its state code, its unhandled-event counter and a reference to the
+    machine-level tables shared by every instance of the machine (56 bytes in CPython 3.11).
+
     Args:
         machine: a :class:`~streamhsm.machine.CompiledMachine`.
+        count_transitions: also count the transitions this instance takes per (state, event)
+            (:attr:`transition_counts`); costs a private ``256 x n_events`` int64 array.
     """
 
-    def __cinit__(self, *args, **kwargs):
-        self.core.capacity = 0
-        self.core.n_events = 0
-        self.core.unhandled_total = 0
-        self.core.trace = NULL
-        self._unhandled = 0
+    def __init__(self, machine, *, count_transitions=False):
+        self._bind(machine, count_transitions)
 
-    def __init__(self, machine):
-        if self.machine is not None:
+    def _bind(self, machine, count_transitions):
+        """``__init__`` as a plain method: subclasses with their own ``__init__`` call this (a call
+        through the ``__init__`` slot wrapper costs several times more)."""
+        if self._kind is not None:
             raise RuntimeError("MachineInstance.__init__ called twice")
-        tables = _padded_tables(machine)
-        memset(self._counts, 0, sizeof(self._counts))
+        cdef _InstanceKind kind
+        if count_transitions is False:
+            kind = _shared_kind(machine)
+        elif count_transitions is True:
+            kind = _InstanceKind(machine, True)
+        else:
+            raise TypeError(f"count_transitions must be a bool, got "
+                            f"{type(count_transitions).__name__} {count_transitions!r}")
         self._state = machine.initial_leaf
-        self._counts[self._state] = 1
-        self.core.states = &self._state
-        self.core.unhandled = &self._unhandled
-        self.core.counts = self._counts
-        transitions = np.zeros((HSM_CODE_ROWS, machine.n_events), dtype=np.int64)
-        _bind_core(&self.core, tables, machine.n_events, transitions)
-        self._owners = (tables, transitions)
-        self._state_members = tuple(machine.State)
-        self._codec = _Codec(machine)
-        self.machine = machine
-        self.core.capacity = 1
+        self._kind = kind
+
+    @property
+    def machine(self):
+        """The :class:`~streamhsm.machine.CompiledMachine` (None before ``__init__``)."""
+        return None if self._kind is None else self._kind.machine
 
     def dispatch(self, event):
         """Dispatch one event; return True if some state handled it, False if it went unhandled
@@ -929,28 +971,47 @@ cdef class MachineInstance:
             ValueError: unknown event code or name.
             TypeError: ``event`` has the wrong type.
         """
-        if self.core.capacity == 0:
+        cdef _InstanceKind k = self._kind
+        if k is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        cdef Py_ssize_t e = (<_Codec>self._codec).event(event)
-        return _raise_if_bad(hsm_step(&self.core, 0, e)) == 1
+        cdef Py_ssize_t idx = <Py_ssize_t>self._state * k.n_events + (<_Codec>k.codec).event(event)
+        cdef uint8_t what = k.kind[idx]
+        if what == HSM_KIND_INTERNAL:
+            return True
+        if what == HSM_KIND_UNHANDLED:
+            self._unhandled += 1
+            return False
+        if k.transitions != NULL:
+            k.transitions[idx] += 1
+        self._state = k.next_state[idx]
+        return True
 
     @property
     def current(self):
         """The current leaf state (a ``State`` member)."""
-        return self._state_members[self._state]
+        if self._kind is None:
+            raise RuntimeError("MachineInstance is not initialised (call __init__)")
+        return self._kind.state_members[self._state]
 
     @property
     def unhandled(self):
         """Number of events this instance left unhandled."""
         return self._unhandled
 
+    @property
+    def transition_counts(self):
+        """Read-only ``(n_states, n_events)`` int64 view of the transitions this instance took per
+        (leaf state, event), or None unless it was created with ``count_transitions=True``."""
+        return None if self._kind is None else self._kind.transitions_view
+
     def is_in(self, state):
         """True if the current state is ``state`` or one of its descendants (``is_in(Root)`` is
         always True)."""
-        member = _padded_tables(self.machine)[3]
-        return bool(member[self.machine.state_code(state), self._state])
+        if self._kind is None:
+            raise RuntimeError("MachineInstance is not initialised (call __init__)")
+        return bool(self._kind.member[self._kind.machine.state_code(state), self._state])
 
     def __repr__(self):
-        if self.machine is None:
+        if self._kind is None:
             return f"<{type(self).__name__} (uninitialised)>"
         return f"<{type(self).__name__} {self.current!r} unhandled={self._unhandled}>"
