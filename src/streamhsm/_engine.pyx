@@ -12,6 +12,14 @@ from cpython.pythread cimport (
 from libc.stdint cimport uint8_t, int16_t, int32_t, int64_t, uint64_t
 from libc.string cimport memset
 
+cdef extern from "_simd.h":
+    const int HSM_SIMD_SCALAR
+    const int HSM_SIMD_AVX2
+    int hsm_simd_detect() noexcept nogil
+    int hsm_simd_level() noexcept nogil
+    void hsm_simd_set_cap(int cap) noexcept nogil
+    void hsm_map(uint8_t* s, size_t n, const uint8_t* lut) noexcept nogil
+
 import enum
 
 import numpy as np
@@ -24,6 +32,38 @@ __all__ = ["FREE_SLOT", "MachineInstance", "MachineTable", "table_layout"]
 
 #: State code stored in ``MachineTable.states`` for a free (released or never opened) slot.
 FREE_SLOT = HSM_FREE_SLOT
+
+# Byte-map kernels for broadcast (_simd.h), chosen at run time from the CPU's features.
+_SIMD_KERNELS = ("scalar", "ssse3", "avx2")
+hsm_simd_detect()
+
+
+def _simd_kernel():
+    """Name of the kernel broadcast uses now: ``"avx2"``, ``"ssse3"`` or ``"scalar"``."""
+    return _SIMD_KERNELS[hsm_simd_level()]
+
+
+def _simd_supported():
+    """Names of the kernels this CPU can run, scalar first."""
+    return _SIMD_KERNELS[:hsm_simd_detect() + 1]
+
+
+def _set_simd_kernel(name):
+    """Test switch: use no kernel above ``name`` (``"scalar"`` forces the portable loop;
+    ``"avx2"`` restores the default). Returns the kernel now in use."""
+    if name not in _SIMD_KERNELS:
+        raise ValueError(f"unknown kernel {name!r}; expected one of {list(_SIMD_KERNELS)}")
+    hsm_simd_set_cap(_SIMD_KERNELS.index(name))
+    return _simd_kernel()
+
+
+def _map_bytes(uint8_t[::1] data, const uint8_t[::1] lut):
+    """Test hook: ``data[i] = lut[data[i]]`` in place with the current kernel (``lut``: 256 bytes)."""
+    if lut.shape[0] != HSM_CODE_ROWS:
+        raise ValueError(f"lut must have {HSM_CODE_ROWS} entries, got {lut.shape[0]}")
+    if data.shape[0] > 0:
+        with nogil:
+            hsm_map(&data[0], <size_t>data.shape[0], &lut[0])
 
 ctypedef fused slot_t:
     int32_t
@@ -252,6 +292,7 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
     """
     cdef Py_ssize_t s, i, idx, handled = 0, missed = 0
     cdef int64_t moved[HSM_CODE_ROWS]
+    cdef uint8_t lut[HSM_CODE_ROWS]
     cdef uint8_t old
     cdef bint changes = False
     if STREAMHSM_DEBUG_CHECKS:
@@ -284,9 +325,10 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
             unhandled[i] += miss_table[idx]
     elif not changes:
         pass  # every occupied state handles the event in place: no slot changes
-    elif missed == 0:
-        for i in range(capacity):
-            states[i] = next_state[<Py_ssize_t>states[i] * n_events + event]
+    elif missed == 0:  # no per-slot counter to touch: a byte map, SIMD where the CPU has it
+        for s in range(HSM_CODE_ROWS):
+            lut[s] = next_state[s * n_events + event]
+        hsm_map(states, <size_t>capacity, lut)
     else:
         for i in range(capacity):
             idx = <Py_ssize_t>states[i] * n_events + event
