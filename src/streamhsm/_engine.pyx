@@ -9,7 +9,7 @@ from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
     PyThread_release_lock,
 )
-from libc.stdint cimport uint8_t, int16_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, int16_t, int32_t, uint32_t, int64_t, uint64_t
 from libc.string cimport memset
 
 cdef extern from "_simd.h":
@@ -19,6 +19,9 @@ cdef extern from "_simd.h":
     int hsm_simd_level() noexcept nogil
     void hsm_simd_set_cap(int cap) noexcept nogil
     void hsm_map(uint8_t* s, size_t n, const uint8_t* lut) noexcept nogil
+    size_t hsm_first_ge_i64(const int64_t* a, size_t n, uint64_t limit) noexcept nogil
+    size_t hsm_first_ge_i32(const int32_t* a, size_t n, uint64_t limit) noexcept nogil
+    size_t hsm_first_ge_u8(const uint8_t* a, size_t n, uint64_t limit) noexcept nogil
 
 import enum
 
@@ -208,10 +211,19 @@ cdef Py_ssize_t _first_invalid(const slot_t[::1] slots, const event_t[::1] event
     """
     cdef Py_ssize_t i, n = slots.shape[0], bad = slots.shape[0]
     cdef size_t cap = <size_t>c.capacity, n_events = <size_t>c.n_events
-    for i in range(n):
-        if <size_t><Py_ssize_t>slots[i] >= cap or <size_t><Py_ssize_t>events[i] >= n_events:
-            bad = i
-            break
+    if n == 0:
+        return -1
+    # two streaming passes (AVX2 where the CPU has it): the first offender is the earlier one
+    if slot_t is int64_t:
+        bad = <Py_ssize_t>hsm_first_ge_i64(&slots[0], <size_t>n, cap)
+    else:
+        bad = <Py_ssize_t>hsm_first_ge_i32(&slots[0], <size_t>n, cap)
+    if event_t is uint8_t:
+        bad = <Py_ssize_t>hsm_first_ge_u8(&events[0], <size_t>bad, n_events)
+    elif event_t is int32_t:
+        bad = <Py_ssize_t>hsm_first_ge_i32(&events[0], <size_t>bad, n_events)
+    else:
+        bad = <Py_ssize_t>hsm_first_ge_i64(&events[0], <size_t>bad, n_events)
     cdef Py_ssize_t s
     if c.counts[HSM_FREE_SLOT] != 0:
         for i in range(bad):  # an earlier free slot is the first offender
@@ -221,11 +233,169 @@ cdef Py_ssize_t _first_invalid(const slot_t[::1] slots, const event_t[::1] event
     return -1 if bad == n else bad
 
 
+# Batch-local transition counting (_run_many): one uint32 cell per (state code, event) on the stack
+# when the machine has at most HSM_LOCAL_MAX_CELLS // HSM_CODE_ROWS events; folded into the
+# table's counters every HSM_FOLD_EVENTS events (so no cell can overflow) and at the end.
+cdef enum:
+    HSM_LOCAL_MAX_CELLS = 4096
+    HSM_LOCAL_MIN_EVENTS = 2048    # smaller batches: the per-event kernel (no fold to pay for)
+    HSM_CHUNK = 1024               # events between two choices of the chunk kernel
+    HSM_FOLD_EVENTS = 1 << 24
+    HSM_FLAT_RATE = 16             # branch-free chunks once 1 event in this many transitions
+
+
+cdef inline Py_ssize_t _chunk_branchy(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
+                                      Py_ssize_t hi, uint8_t* states, uint64_t* unhandled,
+                                      uint32_t* local, const uint8_t* next_state,
+                                      const uint8_t* kind, Py_ssize_t n_events, size_t cap,
+                                      size_t n_ev, bint prefetch, Py_ssize_t* pos,
+                                      Py_ssize_t* moved) noexcept nogil:
+    """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
+    transitions when they are frequent and random. Returns the events that went unhandled,
+    ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
+    += transitions taken. Transitions are counted in ``local`` only; the caller folds them into
+    the table."""
+    cdef Py_ssize_t i, s, e, idx
+    cdef Py_ssize_t missed = 0, trans = 0
+    cdef uint8_t k
+    for i in range(lo, hi):
+        if prefetch:
+            STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + HSM_PREFETCH_DISTANCE]])
+        s = <Py_ssize_t>sl[i]
+        e = <Py_ssize_t>ev[i]
+        if <size_t>s >= cap or <size_t>e >= n_ev:
+            pos[0] = i
+            moved[0] += trans
+            return missed
+        idx = <Py_ssize_t>states[s] * n_events + e
+        k = kind[idx]
+        if k == HSM_KIND_INTERNAL:
+            continue
+        if k == HSM_KIND_UNHANDLED:
+            unhandled[s] += 1
+            missed += 1
+            continue
+        trans += 1
+        local[idx] += 1
+        states[s] = next_state[idx]
+    pos[0] = hi
+    moved[0] += trans
+    return missed
+
+
+cdef inline Py_ssize_t _chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
+                                   Py_ssize_t hi, uint8_t* states, uint64_t* unhandled,
+                                   uint32_t* local, const uint8_t* next_state,
+                                   const uint8_t* kind, Py_ssize_t n_events, size_t cap,
+                                   size_t n_ev, bint prefetch, Py_ssize_t* pos,
+                                   Py_ssize_t* moved) noexcept nogil:
+    """Like :func:`_chunk_branchy` without a branch on the transition: every event stores its
+    next state (unchanged unless it transitions) and counts itself in its (state, event) cell of
+    ``local`` (the fold reads only the transition cells). ``moved[0]`` += transitions taken."""
+    cdef Py_ssize_t i, s, e, idx
+    cdef Py_ssize_t missed = 0, trans = 0
+    cdef uint8_t k
+    for i in range(lo, hi):
+        if prefetch:
+            STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + HSM_PREFETCH_DISTANCE]])
+        s = <Py_ssize_t>sl[i]
+        e = <Py_ssize_t>ev[i]
+        if <size_t>s >= cap or <size_t>e >= n_ev:
+            pos[0] = i
+            moved[0] += trans
+            return missed
+        idx = <Py_ssize_t>states[s] * n_events + e
+        k = kind[idx]
+        if k == HSM_KIND_UNHANDLED:
+            unhandled[s] += 1
+            missed += 1
+        trans += k == HSM_KIND_TRANSITION
+        states[s] = next_state[idx]
+        local[idx] += 1
+    pos[0] = hi
+    moved[0] += trans
+    return missed
+
+
+cdef void _fold(HsmCore* c, uint32_t* local, Py_ssize_t cells) noexcept nogil:
+    """Add the transition cells of ``local`` to the table's transition counts and occupancy, and
+    clear ``local``: a (state, event) cell counted v times moved v slots from the state to
+    its next state."""
+    cdef Py_ssize_t idx
+    cdef int64_t v
+    for idx in range(cells):
+        v = local[idx]
+        if v != 0:
+            if c.kind[idx] == HSM_KIND_TRANSITION:
+                c.transitions[idx] += v
+                c.counts[idx // c.n_events] -= v
+                c.counts[c.next_state[idx]] += v
+            local[idx] = 0
+
+
 cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
                           HsmCore* c, Py_ssize_t* stop) noexcept nogil:
     """Dispatch every pair in order (the batch is validated); return the number handled. Every
     open slot handles or counts each event, so the handled count is the number of events run
     minus the unhandled events they added.
+
+    Transitions are counted per (state, event) in a batch-local array and occupancy is derived
+    from them when the batch (or every HSM_FOLD_EVENTS events of it) ends: updating the per-state
+    counters on every transition chains stores on a few hot addresses. Per-slot unhandled
+    counters are exact as the batch goes. Every HSM_CHUNK events the loop picks its kernel from
+    the transition rate of the previous chunk: with frequent transitions a branch-free one (no
+    mispredicted branch), otherwise one that skips handled-in-place events without a store.
+
+    The arrays belong to the caller, who may rewrite them from another thread after validation:
+    each index is checked again (one unsigned compare, always on). On an index out of range the
+    run stops before it and ``stop[0]`` is set to its position (it stays -1 otherwise). A slot
+    rewritten to a free slot is harmless: the free row of every table maps to itself.
+    """
+    cdef Py_ssize_t n = slots.shape[0], n_events = c.n_events
+    cdef Py_ssize_t cells = HSM_CODE_ROWS * n_events
+    if c.trace != NULL or n < HSM_LOCAL_MIN_EVENTS or cells > HSM_LOCAL_MAX_CELLS:
+        return _run_many_apply(slots, events, c, stop)
+    cdef uint32_t local[HSM_LOCAL_MAX_CELLS]
+    memset(local, 0, cells * sizeof(uint32_t))
+    cdef const slot_t* sl = &slots[0]
+    cdef const event_t* ev = &events[0]
+    cdef uint8_t* states = c.states
+    cdef uint64_t* unhandled = c.unhandled
+    cdef const uint8_t* next_state = c.next_state
+    cdef const uint8_t* kind = c.kind
+    cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>n_events
+    cdef bint big = c.capacity >= HSM_PREFETCH_MIN_SLOTS
+    cdef bint flat = False, prefetch
+    cdef Py_ssize_t lo = 0, hi, pos = 0, moved, missed = 0, since_fold = 0
+    while lo < n:
+        hi = min(lo + HSM_CHUNK, n)
+        prefetch = big and hi + HSM_PREFETCH_DISTANCE <= n
+        moved = 0
+        if flat:
+            missed += _chunk_flat(sl, ev, lo, hi, states, unhandled, local, next_state, kind,
+                                  n_events, cap, n_ev, prefetch, &pos, &moved)
+        else:
+            missed += _chunk_branchy(sl, ev, lo, hi, states, unhandled, local, next_state, kind,
+                                     n_events, cap, n_ev, prefetch, &pos, &moved)
+        flat = moved * HSM_FLAT_RATE >= hi - lo   # transitions frequent enough to mispredict
+        if pos < hi:
+            stop[0] = pos
+            n = pos
+            break
+        since_fold += hi - lo
+        if since_fold >= HSM_FOLD_EVENTS:
+            _fold(c, local, cells)
+            since_fold = 0
+        lo = hi
+    _fold(c, local, cells)
+    c.unhandled_total += <uint64_t>missed
+    return n - missed
+
+
+cdef Py_ssize_t _run_many_apply(const slot_t[::1] slots, const event_t[::1] events,
+                                HsmCore* c, Py_ssize_t* stop) noexcept nogil:
+    """:func:`_run_many` one event at a time through ``hsm_apply`` (every counter updated as it
+    goes): the path for small batches, wide machines and a table with tracing on.
 
     The arrays belong to the caller, who may rewrite them from another thread after validation:
     each index is checked again (one unsigned compare, always on). On an index out of range the

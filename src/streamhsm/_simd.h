@@ -161,4 +161,98 @@ static void hsm_map(uint8_t *s, size_t n, const uint8_t *lut) {
     hsm_map_scalar(s, n, lut);
 }
 
+/* ---- batch validation: the first index whose value is >= limit (as unsigned), or n ---- */
+
+static size_t hsm_first_ge_i64_scalar(const int64_t *a, size_t n, uint64_t limit) {
+    size_t i;
+    for (i = 0; i < n; i++) if ((uint64_t)a[i] >= limit) return i;
+    return n;
+}
+
+static size_t hsm_first_ge_i32_scalar(const int32_t *a, size_t n, uint64_t limit) {
+    size_t i;
+    for (i = 0; i < n; i++) if ((uint64_t)(int64_t)a[i] >= limit) return i;
+    return n;
+}
+
+static size_t hsm_first_ge_u8_scalar(const uint8_t *a, size_t n, uint64_t limit) {
+    size_t i;
+    if (limit > 255) return n;
+    for (i = 0; i < n; i++) if (a[i] >= limit) return i;
+    return n;
+}
+
+#if STREAMHSM_X86_SIMD
+/* 16 int64 per step; a block with any offender is rescanned by the scalar loop. */
+__attribute__((target("avx2")))
+static size_t hsm_first_ge_i64_avx2(const int64_t *a, size_t n, uint64_t limit) {
+    const __m256i sign = _mm256_set1_epi64x((long long)0x8000000000000000ULL);
+    const __m256i lim = _mm256_set1_epi64x((long long)((limit - 1) ^ 0x8000000000000000ULL));
+    size_t i = 0;
+    if (limit == 0) return n ? 0 : n;
+    for (; i + 16 <= n; i += 16) {
+        __m256i x0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i)), sign);
+        __m256i x1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + 4)), sign);
+        __m256i x2 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + 8)), sign);
+        __m256i x3 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + 12)), sign);
+        __m256i m = _mm256_or_si256(_mm256_or_si256(_mm256_cmpgt_epi64(x0, lim), _mm256_cmpgt_epi64(x1, lim)),
+                                    _mm256_or_si256(_mm256_cmpgt_epi64(x2, lim), _mm256_cmpgt_epi64(x3, lim)));
+        if (!_mm256_testz_si256(m, m)) return i + hsm_first_ge_i64_scalar(a + i, 16, limit);
+    }
+    return i + hsm_first_ge_i64_scalar(a + i, n - i, limit);
+}
+
+/* int32 values: a negative one is an offender (it is huge as a 64-bit unsigned index). */
+__attribute__((target("avx2")))
+static size_t hsm_first_ge_i32_avx2(const int32_t *a, size_t n, uint64_t limit) {
+    size_t i = 0;
+    __m256i lim;
+    if (limit == 0) return n ? 0 : n;
+    if (limit > 0x7FFFFFFFULL) limit = 0x80000000ULL;  /* every non-negative int32 passes */
+    lim = _mm256_set1_epi32((int)(limit - 1));
+    for (; i + 32 <= n; i += 32) {
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(a + i));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(a + i + 8));
+        __m256i x2 = _mm256_loadu_si256((const __m256i *)(a + i + 16));
+        __m256i x3 = _mm256_loadu_si256((const __m256i *)(a + i + 24));
+        /* an offender is above lim (signed) or negative (its sign bit, spread by srai) */
+        __m256i over = _mm256_or_si256(_mm256_or_si256(_mm256_cmpgt_epi32(x0, lim), _mm256_cmpgt_epi32(x1, lim)),
+                                       _mm256_or_si256(_mm256_cmpgt_epi32(x2, lim), _mm256_cmpgt_epi32(x3, lim)));
+        __m256i neg = _mm256_srai_epi32(_mm256_or_si256(_mm256_or_si256(x0, x1), _mm256_or_si256(x2, x3)), 31);
+        __m256i m = _mm256_or_si256(over, neg);
+        if (!_mm256_testz_si256(m, m)) return i + hsm_first_ge_i32_scalar(a + i, 32, limit);
+    }
+    return i + hsm_first_ge_i32_scalar(a + i, n - i, limit);
+}
+
+/* 128 uint8 per step: an offender is a byte above limit - 1. */
+__attribute__((target("avx2")))
+static size_t hsm_first_ge_u8_avx2(const uint8_t *a, size_t n, uint64_t limit) {
+    size_t i = 0;
+    __m256i lim;
+    if (limit > 255) return n;
+    if (limit == 0) return n ? 0 : n;
+    lim = _mm256_set1_epi8((char)(limit - 1));
+    for (; i + 128 <= n; i += 128) {
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(a + i));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(a + i + 32));
+        __m256i x2 = _mm256_loadu_si256((const __m256i *)(a + i + 64));
+        __m256i x3 = _mm256_loadu_si256((const __m256i *)(a + i + 96));
+        __m256i mx = _mm256_max_epu8(_mm256_max_epu8(x0, x1), _mm256_max_epu8(x2, x3));
+        if (_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(mx, lim), lim)) != -1)
+            return i + hsm_first_ge_u8_scalar(a + i, 128, limit);
+    }
+    return i + hsm_first_ge_u8_scalar(a + i, n - i, limit);
+}
+#define HSM_FIRST_GE(kind, a, n, limit) \
+    (hsm_simd_level() >= HSM_SIMD_AVX2 ? hsm_first_ge_##kind##_avx2(a, n, limit) \
+                                       : hsm_first_ge_##kind##_scalar(a, n, limit))
+#else
+#define HSM_FIRST_GE(kind, a, n, limit) hsm_first_ge_##kind##_scalar(a, n, limit)
+#endif
+
+static size_t hsm_first_ge_i64(const int64_t *a, size_t n, uint64_t limit) { return HSM_FIRST_GE(i64, a, n, limit); }
+static size_t hsm_first_ge_i32(const int32_t *a, size_t n, uint64_t limit) { return HSM_FIRST_GE(i32, a, n, limit); }
+static size_t hsm_first_ge_u8(const uint8_t *a, size_t n, uint64_t limit) { return HSM_FIRST_GE(u8, a, n, limit); }
+
 #endif /* STREAMHSM_SIMD_H */
