@@ -61,7 +61,7 @@ def _set_simd_kernel(name):
 
 
 def _map_bytes(uint8_t[::1] data, const uint8_t[::1] lut):
-    """Test hook: ``data[i] = lut[data[i]]`` in place with the current kernel (``lut``: 256 bytes)."""
+    """Test hook: ``data[i] = lut[data[i]]`` in place with the current kernel (``lut``: one byte per code)."""
     if lut.shape[0] != HSM_CODE_ROWS:
         raise ValueError(f"lut must have {HSM_CODE_ROWS} entries, got {lut.shape[0]}")
     if data.shape[0] > 0:
@@ -1148,7 +1148,7 @@ cdef class MachineInstance:
     Args:
         machine: a :class:`~streamhsm.machine.CompiledMachine`.
         count_transitions: also count the transitions this instance takes per (state, event)
-            (:attr:`transition_counts`); costs a private ``256 x n_events`` int64 array.
+            (:attr:`transition_counts`); costs a private int64 array of one row per state code.
     """
 
     def __init__(self, machine, *, count_transitions=False):
