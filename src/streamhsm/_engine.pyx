@@ -9,7 +9,7 @@ from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
     PyThread_release_lock,
 )
-from libc.stdint cimport uint8_t, int16_t, int32_t, uint32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
 from libc.string cimport memset
 
 cdef extern from "_simd.h":
@@ -287,33 +287,28 @@ cdef inline Py_ssize_t _chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize
                                    Py_ssize_t hi, uint8_t* states, uint64_t* unhandled,
                                    uint32_t* local, const uint8_t* next_state,
                                    const uint8_t* kind, Py_ssize_t n_events, size_t cap,
-                                   size_t n_ev, bint prefetch, Py_ssize_t* pos,
-                                   Py_ssize_t* moved) noexcept nogil:
+                                   size_t n_ev, bint prefetch, Py_ssize_t dist,
+                                   Py_ssize_t* pos) noexcept nogil:
     """Like :func:`_chunk_branchy` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its (state, event) cell of
-    ``local`` (the fold reads only the transition cells). ``moved[0]`` += transitions taken."""
+    ``local`` (the fold reads only the transition cells)."""
     cdef Py_ssize_t i, s, e, idx
-    cdef Py_ssize_t missed = 0, trans = 0
-    cdef uint8_t k
+    cdef Py_ssize_t missed = 0
     for i in range(lo, hi):
         if prefetch:
-            STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + HSM_PREFETCH_DISTANCE]])
+            STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + dist]])
         s = <Py_ssize_t>sl[i]
         e = <Py_ssize_t>ev[i]
         if <size_t>s >= cap or <size_t>e >= n_ev:
             pos[0] = i
-            moved[0] += trans
             return missed
         idx = <Py_ssize_t>states[s] * n_events + e
-        k = kind[idx]
-        if k == HSM_KIND_UNHANDLED:
+        if kind[idx] == HSM_KIND_UNHANDLED:
             unhandled[s] += 1
             missed += 1
-        trans += k == HSM_KIND_TRANSITION
         states[s] = next_state[idx]
         local[idx] += 1
     pos[0] = hi
-    moved[0] += trans
     return missed
 
 
@@ -366,17 +361,32 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
     cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>n_events
     cdef bint big = c.capacity >= HSM_PREFETCH_MIN_SLOTS
     cdef bint flat = False, prefetch
-    cdef Py_ssize_t lo = 0, hi, pos = 0, moved, missed = 0, since_fold = 0
+    cdef Py_ssize_t lo = 0, hi, pos = 0, moved, missed = 0, since_fold = 0, j, n_tcells = 0
+    cdef Py_ssize_t dist = HSM_PREFETCH_DISTANCE
+    cdef int64_t tsum, tprev = 0
+    # the transition cells: after a branch-free chunk, their sum gives the transitions it took
+    cdef uint16_t tcells[HSM_LOCAL_MAX_CELLS]
+    for j in range(cells):
+        if kind[j] == HSM_KIND_TRANSITION:
+            tcells[n_tcells] = <uint16_t>j
+            n_tcells += 1
     while lo < n:
         hi = min(lo + HSM_CHUNK, n)
-        prefetch = big and hi + HSM_PREFETCH_DISTANCE <= n
         moved = 0
         if flat:
+            prefetch = big and hi + dist <= n
             missed += _chunk_flat(sl, ev, lo, hi, states, unhandled, local, next_state, kind,
-                                  n_events, cap, n_ev, prefetch, &pos, &moved)
+                                  n_events, cap, n_ev, prefetch, dist, &pos)
+            tsum = 0
+            for j in range(n_tcells):
+                tsum += local[tcells[j]]
+            moved = tsum - tprev
+            tprev = tsum
         else:
+            prefetch = big and hi + HSM_PREFETCH_DISTANCE <= n
             missed += _chunk_branchy(sl, ev, lo, hi, states, unhandled, local, next_state, kind,
                                      n_events, cap, n_ev, prefetch, &pos, &moved)
+            tprev += moved
         flat = moved * HSM_FLAT_RATE >= hi - lo   # transitions frequent enough to mispredict
         if pos < hi:
             stop[0] = pos
@@ -386,6 +396,7 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
         if since_fold >= HSM_FOLD_EVENTS:
             _fold(c, local, cells)
             since_fold = 0
+            tprev = 0
         lo = hi
     _fold(c, local, cells)
     c.unhandled_total += <uint64_t>missed
@@ -1227,3 +1238,4 @@ cdef class MachineInstance:
         if self._kind is None:
             return f"<{type(self).__name__} (uninitialised)>"
         return f"<{type(self).__name__} {self.current!r} unhandled={self._unhandled}>"
+

@@ -183,26 +183,31 @@ static size_t hsm_first_ge_u8_scalar(const uint8_t *a, size_t n, uint64_t limit)
 }
 
 #if STREAMHSM_X86_SIMD
-/* 16 int64 per step; a block with any offender is rescanned by the scalar loop. */
+/* 64 int64 per step (OR-accumulated); a block with any offender is rescanned by the scalar loop. */
 __attribute__((target("avx2")))
 static size_t hsm_first_ge_i64_avx2(const int64_t *a, size_t n, uint64_t limit) {
     const __m256i sign = _mm256_set1_epi64x((long long)0x8000000000000000ULL);
     const __m256i lim = _mm256_set1_epi64x((long long)((limit - 1) ^ 0x8000000000000000ULL));
     size_t i = 0;
     if (limit == 0) return n ? 0 : n;
-    for (; i + 16 <= n; i += 16) {
-        __m256i x0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i)), sign);
-        __m256i x1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + 4)), sign);
-        __m256i x2 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + 8)), sign);
-        __m256i x3 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + 12)), sign);
-        __m256i m = _mm256_or_si256(_mm256_or_si256(_mm256_cmpgt_epi64(x0, lim), _mm256_cmpgt_epi64(x1, lim)),
-                                    _mm256_or_si256(_mm256_cmpgt_epi64(x2, lim), _mm256_cmpgt_epi64(x3, lim)));
-        if (!_mm256_testz_si256(m, m)) return i + hsm_first_ge_i64_scalar(a + i, 16, limit);
+    for (; i + 64 <= n; i += 64) {
+        __m256i acc = _mm256_setzero_si256();
+        size_t j;
+        for (j = 0; j < 64; j += 16) {
+            __m256i x0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + j)), sign);
+            __m256i x1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + j + 4)), sign);
+            __m256i x2 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + j + 8)), sign);
+            __m256i x3 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + j + 12)), sign);
+            acc = _mm256_or_si256(acc, _mm256_or_si256(
+                _mm256_or_si256(_mm256_cmpgt_epi64(x0, lim), _mm256_cmpgt_epi64(x1, lim)),
+                _mm256_or_si256(_mm256_cmpgt_epi64(x2, lim), _mm256_cmpgt_epi64(x3, lim))));
+        }
+        if (!_mm256_testz_si256(acc, acc)) return i + hsm_first_ge_i64_scalar(a + i, 64, limit);
     }
     return i + hsm_first_ge_i64_scalar(a + i, n - i, limit);
 }
 
-/* int32 values: a negative one is an offender (it is huge as a 64-bit unsigned index). */
+/* 128 int32 per step; a negative value is an offender (huge as a 64-bit unsigned index). */
 __attribute__((target("avx2")))
 static size_t hsm_first_ge_i32_avx2(const int32_t *a, size_t n, uint64_t limit) {
     size_t i = 0;
@@ -210,17 +215,21 @@ static size_t hsm_first_ge_i32_avx2(const int32_t *a, size_t n, uint64_t limit) 
     if (limit == 0) return n ? 0 : n;
     if (limit > 0x7FFFFFFFULL) limit = 0x80000000ULL;  /* every non-negative int32 passes */
     lim = _mm256_set1_epi32((int)(limit - 1));
-    for (; i + 32 <= n; i += 32) {
-        __m256i x0 = _mm256_loadu_si256((const __m256i *)(a + i));
-        __m256i x1 = _mm256_loadu_si256((const __m256i *)(a + i + 8));
-        __m256i x2 = _mm256_loadu_si256((const __m256i *)(a + i + 16));
-        __m256i x3 = _mm256_loadu_si256((const __m256i *)(a + i + 24));
-        /* an offender is above lim (signed) or negative (its sign bit, spread by srai) */
-        __m256i over = _mm256_or_si256(_mm256_or_si256(_mm256_cmpgt_epi32(x0, lim), _mm256_cmpgt_epi32(x1, lim)),
-                                       _mm256_or_si256(_mm256_cmpgt_epi32(x2, lim), _mm256_cmpgt_epi32(x3, lim)));
-        __m256i neg = _mm256_srai_epi32(_mm256_or_si256(_mm256_or_si256(x0, x1), _mm256_or_si256(x2, x3)), 31);
-        __m256i m = _mm256_or_si256(over, neg);
-        if (!_mm256_testz_si256(m, m)) return i + hsm_first_ge_i32_scalar(a + i, 32, limit);
+    for (; i + 128 <= n; i += 128) {
+        __m256i acc = _mm256_setzero_si256();
+        size_t j;
+        for (j = 0; j < 128; j += 32) {
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(a + i + j));
+            __m256i x1 = _mm256_loadu_si256((const __m256i *)(a + i + j + 8));
+            __m256i x2 = _mm256_loadu_si256((const __m256i *)(a + i + j + 16));
+            __m256i x3 = _mm256_loadu_si256((const __m256i *)(a + i + j + 24));
+            /* an offender is above lim (signed) or negative (its sign bit, spread by srai) */
+            __m256i over = _mm256_or_si256(_mm256_or_si256(_mm256_cmpgt_epi32(x0, lim), _mm256_cmpgt_epi32(x1, lim)),
+                                           _mm256_or_si256(_mm256_cmpgt_epi32(x2, lim), _mm256_cmpgt_epi32(x3, lim)));
+            __m256i neg = _mm256_srai_epi32(_mm256_or_si256(_mm256_or_si256(x0, x1), _mm256_or_si256(x2, x3)), 31);
+            acc = _mm256_or_si256(acc, _mm256_or_si256(over, neg));
+        }
+        if (!_mm256_testz_si256(acc, acc)) return i + hsm_first_ge_i32_scalar(a + i, 128, limit);
     }
     return i + hsm_first_ge_i32_scalar(a + i, n - i, limit);
 }
