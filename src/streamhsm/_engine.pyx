@@ -285,15 +285,16 @@ cdef inline Py_ssize_t _chunk_branchy(const slot_t* sl, const event_t* ev, Py_ss
 
 cdef inline Py_ssize_t _chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
                                    Py_ssize_t hi, uint8_t* states, uint64_t* unhandled,
-                                   uint32_t* local, const uint8_t* next_state,
-                                   const uint8_t* kind, Py_ssize_t n_events, size_t cap,
-                                   size_t n_ev, bint prefetch, Py_ssize_t dist,
+                                   uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
+                                   size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
                                    Py_ssize_t* pos) noexcept nogil:
     """Like :func:`_chunk_branchy` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its (state, event) cell of
-    ``local`` (the fold reads only the transition cells)."""
+    ``local`` (the fold reads only the transition cells). ``step[idx]`` is the next state, plus
+    256 if the event goes unhandled: one load per event for both."""
     cdef Py_ssize_t i, s, e, idx
     cdef Py_ssize_t missed = 0
+    cdef uint16_t v
     for i in range(lo, hi):
         if prefetch:
             STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + dist]])
@@ -303,10 +304,11 @@ cdef inline Py_ssize_t _chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize
             pos[0] = i
             return missed
         idx = <Py_ssize_t>states[s] * n_events + e
-        if kind[idx] == HSM_KIND_UNHANDLED:
+        v = step[idx]
+        if v >= HSM_CODE_ROWS:
             unhandled[s] += 1
             missed += 1
-        states[s] = next_state[idx]
+        states[s] = <uint8_t>v
         local[idx] += 1
     pos[0] = hi
     return missed
@@ -366,17 +368,19 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
     cdef int64_t tsum, tprev = 0
     # the transition cells: after a branch-free chunk, their sum gives the transitions it took
     cdef uint16_t tcells[HSM_LOCAL_MAX_CELLS]
+    cdef uint16_t step[HSM_LOCAL_MAX_CELLS]   # next state | 256 if unhandled (_chunk_flat)
     for j in range(cells):
         if kind[j] == HSM_KIND_TRANSITION:
             tcells[n_tcells] = <uint16_t>j
             n_tcells += 1
+        step[j] = next_state[j] | (HSM_CODE_ROWS if kind[j] == HSM_KIND_UNHANDLED else 0)
     while lo < n:
         hi = min(lo + HSM_CHUNK, n)
         moved = 0
         if flat:
             prefetch = big and hi + dist <= n
-            missed += _chunk_flat(sl, ev, lo, hi, states, unhandled, local, next_state, kind,
-                                  n_events, cap, n_ev, prefetch, dist, &pos)
+            missed += _chunk_flat(sl, ev, lo, hi, states, unhandled, local, step, n_events, cap,
+                                  n_ev, prefetch, dist, &pos)
             tsum = 0
             for j in range(n_tcells):
                 tsum += local[tcells[j]]
