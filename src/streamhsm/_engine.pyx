@@ -291,7 +291,7 @@ cdef inline Py_ssize_t _chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize
     """Like :func:`_chunk_branchy` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its (state, event) cell of
     ``local`` (the fold reads only the transition cells). ``step[idx]`` is the next state, plus
-    256 if the event goes unhandled: one load per event for both."""
+    HSM_CODE_ROWS if the event goes unhandled: one load per event for both."""
     cdef Py_ssize_t i, s, e, idx
     cdef Py_ssize_t missed = 0
     cdef uint16_t v
@@ -368,7 +368,7 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
     cdef int64_t tsum, tprev = 0
     # the transition cells: after a branch-free chunk, their sum gives the transitions it took
     cdef uint16_t tcells[HSM_LOCAL_MAX_CELLS]
-    cdef uint16_t step[HSM_LOCAL_MAX_CELLS]   # next state | 256 if unhandled (_chunk_flat)
+    cdef uint16_t step[HSM_LOCAL_MAX_CELLS]   # next state | HSM_CODE_ROWS if unhandled (_chunk_flat)
     for j in range(cells):
         if kind[j] == HSM_KIND_TRANSITION:
             tcells[n_tcells] = <uint16_t>j
