@@ -56,6 +56,7 @@ extensions = [
         name,
         ["src/" + name.replace(".", "/") + ".pyx"],
         define_macros=macros,
+        include_dirs=["src/streamhsm"],  # _simd.h (run-time dispatched SIMD kernels, no -march)
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3", "-g0"],
     )
     for name in MODULES

@@ -3,6 +3,7 @@ only when asked: ``python -m pytest benchmarks --benchmark-only`` (or ``--benchm
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -31,3 +32,62 @@ def sizes(request: pytest.FixtureRequest) -> Sizes:
     if not _measuring(request.config):
         return Sizes(streams=10_000, events=100_000, leases=10_000)
     return Sizes(streams=1_000_000, events=10_000_000, leases=1_000_000)
+
+
+# --------------------------------------------------------------------------- targets
+# Every measured benchmark records its best time (seconds per round) here under its test name;
+# the terminal summary prints each target of docs/performance.md as a ratio with met / missed.
+RESULTS: dict[str, float] = {}
+
+# (label, numerator, denominator, comparison, bound): ratio = numerator / denominator.
+TARGETS: tuple[tuple[str, str, str, str, float], ...] = (
+    ("StreamTable.dispatch / no-op call", "test_table_dispatch", "test_call_floor_noop", "<=", 1.5),
+    ("StreamLifecycle.dispatch / no-op call", "test_lifecycle_dispatch", "test_call_floor_noop",
+     "<=", 1.5),
+    ("StreamLifecycle() construction, ns", "construct_ns", "", "<=", 1000.0),
+    ("StreamLifecycle bytes per instance (tracemalloc)", "bytes_per_instance", "", "<=", 64.0),
+    ("miros / streamhsm, 20-event lifecycle incl. construction", "test_miros_lifecycle_20",
+     "test_streamhsm_lifecycle_20", ">=", 300.0),
+    ("dispatch_many lease traffic / bare loop", "test_dispatch_many", "test_many_floor", "<=", 1.5),
+    ("dispatch_many transition-heavy / bare loop", "test_dispatch_many_transitions",
+     "test_many_transitions_floor", "<=", 1.5),
+    ("dispatch_many int32 slots / bare loop (int64 slots)", "test_dispatch_many_int32",
+     "test_many_floor", "<=", 1.25),
+    ("dispatch_many int32 slots / bare loop on int32 slots", "test_dispatch_many_int32",
+     "test_many_floor_int32", "<=", 1.5),
+    ("broadcast, every slot transitions / bare scalar loop", "test_broadcast",
+     "test_broadcast_floor", "<=", 0.5),
+    ("broadcast, every slot transitions / memcpy (aim)", "test_broadcast", "test_broadcast_memcpy",
+     "<=", 2.0),
+)
+
+
+def _record(name: str, value: object) -> None:
+    """Keep the best round time of a measured benchmark (or a number) for the target summary."""
+    if isinstance(value, (int, float)):
+        RESULTS[name] = float(value)
+        return
+    stats = getattr(value, "stats", None)
+    if stats is not None:
+        RESULTS[name] = stats.stats.min
+
+
+@pytest.fixture
+def record() -> Callable[[str, object], None]:
+    """``record(name, benchmark_or_number)``: feed the target summary."""
+    return _record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not RESULTS or not _measuring(terminalreporter.config):
+        return
+    tr = terminalreporter
+    tr.section("issue 11 targets (best round of each, same run)")
+    for label, num, den, op, bound in TARGETS:
+        if num not in RESULTS or (den and den not in RESULTS):
+            tr.write_line(f"{label}: not measured")
+            continue
+        value = RESULTS[num] / RESULTS[den] if den else RESULTS[num]
+        ok = value <= bound if op == "<=" else value >= bound
+        tr.write_line(f"{label}: {value:.3g} (target {op} {bound:g}) "
+                      f"{'met' if ok else 'MISSED'}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamhsm import Event, State, StreamTable
-from streamhsm.tools._floor import broadcast_floor, table_floor
+from streamhsm.tools._floor import broadcast_floor, copy_floor, table_floor, table_floor_int32
 
 LEASE_EVENTS = np.array([Event.PRODUCER_ATTACHED, Event.CONSUMER_ATTACHED, Event.PRODUCER_DETACHED,
                          Event.CONSUMER_DETACHED, Event.EPOCH_BUMPED], np.uint8)
@@ -33,20 +33,70 @@ def workload(sizes):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.benchmark(group="many")
-def test_many_floor(benchmark, sizes, workload) -> None:  # type: ignore[no-untyped-def]
+def test_many_floor(benchmark, record, sizes, workload) -> None:  # type: ignore[no-untyped-def]
     t = active_table(sizes.streams)
     states = t.states.copy()
     nxt = t.machine.engine_tables.next_state
     benchmark.extra_info["events"] = sizes.events
     benchmark(table_floor, states, nxt, *workload)
+    record("test_many_floor", benchmark)
 
 
 @pytest.mark.benchmark(group="many")
-def test_dispatch_many(benchmark, sizes, workload) -> None:  # type: ignore[no-untyped-def]
+def test_dispatch_many(benchmark, record, sizes, workload) -> None:  # type: ignore[no-untyped-def]
     t = active_table(sizes.streams)
     benchmark.extra_info["events"] = sizes.events
     handled = benchmark(t.dispatch_many, *workload)
     assert handled == sizes.events
+    record("test_dispatch_many", benchmark)
+
+
+@pytest.mark.benchmark(group="many")
+def test_many_floor_int32(benchmark, record, sizes, workload) -> None:  # type: ignore[no-untyped-def]
+    t = active_table(sizes.streams)
+    states = t.states.copy()
+    nxt = t.machine.engine_tables.next_state
+    slots, events = workload
+    benchmark(table_floor_int32, states, nxt, slots.astype(np.int32), events)
+    record("test_many_floor_int32", benchmark)
+
+
+@pytest.mark.benchmark(group="many")
+def test_dispatch_many_int32(benchmark, record, sizes, workload) -> None:  # type: ignore[no-untyped-def]
+    """int32 slots, uint8 events: the fastest dtypes (README)."""
+    t = active_table(sizes.streams)
+    slots, events = workload
+    assert benchmark(t.dispatch_many, slots.astype(np.int32), events) == sizes.events
+    record("test_dispatch_many_int32", benchmark)
+
+
+# Transition-heavy traffic: drain_on_producer_loss, ProducerDetached / ProducerAttached at random
+# on Active / Draining streams (about half the events transition).
+@pytest.fixture(scope="module")
+def transitions_workload(sizes):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(sizes.seed + 1)
+    slots = rng.integers(0, sizes.streams, sizes.events)
+    events = rng.choice(np.array(TOGGLE, np.uint8), sizes.events)
+    return slots, events
+
+
+@pytest.mark.benchmark(group="many-transitions")
+def test_many_transitions_floor(benchmark, record, sizes, transitions_workload) -> None:  # type: ignore[no-untyped-def]
+    t = toggling_table(sizes.streams)
+    states = t.states.copy()
+    nxt = t.machine.engine_tables.next_state
+    benchmark(table_floor, states, nxt, *transitions_workload)
+    record("test_many_transitions_floor", benchmark)
+
+
+@pytest.mark.benchmark(group="many-transitions")
+def test_dispatch_many_transitions(benchmark, record, sizes, transitions_workload) -> None:  # type: ignore[no-untyped-def]
+    t = toggling_table(sizes.streams)
+    assert benchmark(t.dispatch_many, *transitions_workload) == sizes.events
+    assert t.count(State.ACTIVE) + t.count(State.DRAINING) == sizes.streams
+    assert t.count(State.DRAINING) == int((t.states == State.DRAINING).sum())
+    assert t.transition_counts[State.ACTIVE, Event.PRODUCER_DETACHED] > sizes.events // 8
+    record("test_dispatch_many_transitions", benchmark)
 
 
 # Broadcasts that change every slot: Active <-> Draining under drain_on_producer_loss.
@@ -62,7 +112,7 @@ def toggling_table(n: int) -> StreamTable:
 
 
 @pytest.mark.benchmark(group="broadcast")
-def test_broadcast_floor(benchmark, sizes) -> None:  # type: ignore[no-untyped-def]
+def test_broadcast_floor(benchmark, record, sizes) -> None:  # type: ignore[no-untyped-def]
     t = toggling_table(sizes.streams)
     states = t.states.copy()
     nxt = t.machine.engine_tables.next_state
@@ -73,10 +123,26 @@ def test_broadcast_floor(benchmark, sizes) -> None:  # type: ignore[no-untyped-d
 
     benchmark.extra_info["streams_x_events"] = 2 * sizes.streams
     benchmark(pair)
+    record("test_broadcast_floor", benchmark)
 
 
 @pytest.mark.benchmark(group="broadcast")
-def test_broadcast(benchmark, sizes) -> None:  # type: ignore[no-untyped-def]
+def test_broadcast_memcpy(benchmark, record, sizes) -> None:  # type: ignore[no-untyped-def]
+    """Two memcpy of the state array: reading and writing one byte per stream, twice."""
+    t = toggling_table(sizes.streams)
+    src = t.states.copy()
+    dst = np.empty_like(src)
+
+    def pair() -> None:
+        copy_floor(dst, src)
+        copy_floor(src, dst)
+
+    benchmark(pair)
+    record("test_broadcast_memcpy", benchmark)
+
+
+@pytest.mark.benchmark(group="broadcast")
+def test_broadcast(benchmark, record, sizes) -> None:  # type: ignore[no-untyped-def]
     t = toggling_table(sizes.streams)
 
     def pair() -> None:
@@ -86,6 +152,7 @@ def test_broadcast(benchmark, sizes) -> None:  # type: ignore[no-untyped-def]
     benchmark.extra_info["streams_x_events"] = 2 * sizes.streams
     benchmark(pair)
     assert t.count(State.ACTIVE) == sizes.streams and t.unhandled_total == 0
+    record("test_broadcast", benchmark)
 
 
 @pytest.mark.benchmark(group="broadcast-in-place")

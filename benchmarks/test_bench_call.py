@@ -20,13 +20,14 @@ def _loop(fn, *args):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.benchmark(group="call")
-def test_call_floor_noop(benchmark) -> None:  # type: ignore[no-untyped-def]
+def test_call_floor_noop(benchmark, record) -> None:  # type: ignore[no-untyped-def]
     benchmark.extra_info["calls_per_round"] = CALLS
     benchmark(_loop(NoopTarget().dispatch, 5, EVENT))
+    record("test_call_floor_noop", benchmark)
 
 
 @pytest.mark.benchmark(group="call")
-def test_table_dispatch(benchmark) -> None:  # type: ignore[no-untyped-def]
+def test_table_dispatch(benchmark, record) -> None:  # type: ignore[no-untyped-def]
     t = StreamTable(1000)
     for _ in range(1000):
         t.open()
@@ -34,15 +35,17 @@ def test_table_dispatch(benchmark) -> None:  # type: ignore[no-untyped-def]
     benchmark.extra_info["calls_per_round"] = CALLS
     benchmark(_loop(t.dispatch, 5, EVENT))
     assert t.unhandled_total == 0
+    record("test_table_dispatch", benchmark)
 
 
 @pytest.mark.benchmark(group="call")
-def test_lifecycle_dispatch(benchmark) -> None:  # type: ignore[no-untyped-def]
+def test_lifecycle_dispatch(benchmark, record) -> None:  # type: ignore[no-untyped-def]
     m = StreamLifecycle()
     m.dispatch(Event.STREAM_PROVISIONED)
     benchmark.extra_info["calls_per_round"] = CALLS
     benchmark(_loop(m.dispatch, EVENT))
     assert m.unhandled == 0
+    record("test_lifecycle_dispatch", benchmark)
 
 
 @pytest.mark.benchmark(group="reference")

@@ -72,7 +72,12 @@ def test_every_error_class_is_exported() -> None:
     for info in pkgutil.walk_packages(streamhsm.__path__, "streamhsm."):
         if info.name.endswith("__main__"):
             continue
-        module = importlib.import_module(info.name)
+        try:
+            module = importlib.import_module(info.name)
+        except ModuleNotFoundError as exc:  # a tool needing an optional package (miros)
+            if (exc.name or "").startswith("streamhsm"):
+                raise
+            continue
         for name, obj in vars(module).items():
             if inspect.isclass(obj) and issubclass(obj, streamhsm.StreamHsmError):
                 found.add(obj.__name__)

@@ -179,12 +179,25 @@ cdef class MachineTable:
     cdef int release_unchecked(self, Py_ssize_t slot) noexcept nogil
 
 
-cdef class MachineInstance:
-    cdef HsmCore core
-    cdef uint8_t _state
-    cdef uint64_t _unhandled
-    cdef int64_t _counts[HSM_CODE_ROWS]
+@cython.final
+cdef class _InstanceKind:
+    # The per-machine part of MachineInstance, shared by every instance of the machine (cached on
+    # the machine), or private to one instance that asked for transition counts.
     cdef readonly object machine
-    cdef object _tables, _transitions    # what the core points into
-    cdef object _state_members
-    cdef object _codec
+    cdef const uint8_t* next_state     # the machine's padded tables (HSM_CODE_ROWS x n_events)
+    cdef const uint8_t* kind
+    cdef int64_t* transitions          # NULL unless per-instance transition counts were asked for
+    cdef Py_ssize_t n_events
+    cdef object owners                 # the arrays the pointers point into
+    cdef object state_members          # tuple: code -> State member
+    cdef object member                 # bool [n_states, HSM_CODE_ROWS]: is code under state
+    cdef object codec                  # the machine's MachineCodec
+    cdef object transitions_view       # read-only (n_states, n_events) view, or None
+
+
+cdef class MachineInstance:
+    # 8 + 8 + 1 bytes after the object header: the machine-level object, the unhandled counter
+    # and the state code (no per-instance tables: occupancy of a single instance is its state).
+    cdef _InstanceKind _kind
+    cdef uint64_t _unhandled
+    cdef uint8_t _state

@@ -9,8 +9,19 @@ from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
     PyThread_release_lock,
 )
-from libc.stdint cimport uint8_t, int16_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
 from libc.string cimport memset
+
+cdef extern from "_simd.h":
+    const int HSM_SIMD_SCALAR
+    const int HSM_SIMD_AVX2
+    int hsm_simd_detect() noexcept nogil
+    int hsm_simd_level() noexcept nogil
+    void hsm_simd_set_cap(int cap) noexcept nogil
+    void hsm_map(uint8_t* s, size_t n, const uint8_t* lut) noexcept nogil
+    size_t hsm_first_ge_i64(const int64_t* a, size_t n, uint64_t limit) noexcept nogil
+    size_t hsm_first_ge_i32(const int32_t* a, size_t n, uint64_t limit) noexcept nogil
+    size_t hsm_first_ge_u8(const uint8_t* a, size_t n, uint64_t limit) noexcept nogil
 
 import enum
 
@@ -26,6 +37,38 @@ __all__ = ["FREE_SLOT", "EngineTables", "MachineCodec", "MachineInstance", "Mach
 
 #: State code stored in ``MachineTable.states`` for a free (released or never opened) slot.
 FREE_SLOT = HSM_FREE_SLOT
+
+# Byte-map kernels for broadcast (_simd.h), chosen at run time from the CPU's features.
+_SIMD_KERNELS = ("scalar", "ssse3", "avx2")
+hsm_simd_detect()
+
+
+def _simd_kernel():
+    """Name of the kernel broadcast uses now: ``"avx2"``, ``"ssse3"`` or ``"scalar"``."""
+    return _SIMD_KERNELS[hsm_simd_level()]
+
+
+def _simd_supported():
+    """Names of the kernels this CPU can run, scalar first."""
+    return _SIMD_KERNELS[:hsm_simd_detect() + 1]
+
+
+def _set_simd_kernel(name):
+    """Test switch: use no kernel above ``name`` (``"scalar"`` forces the portable loop;
+    ``"avx2"`` restores the default). Returns the kernel now in use."""
+    if name not in _SIMD_KERNELS:
+        raise ValueError(f"unknown kernel {name!r}; expected one of {list(_SIMD_KERNELS)}")
+    hsm_simd_set_cap(_SIMD_KERNELS.index(name))
+    return _simd_kernel()
+
+
+def _map_bytes(uint8_t[::1] data, const uint8_t[::1] lut):
+    """Test hook: ``data[i] = lut[data[i]]`` in place with the current kernel (``lut``: one byte per code)."""
+    if lut.shape[0] != HSM_CODE_ROWS:
+        raise ValueError(f"lut must have {HSM_CODE_ROWS} entries, got {lut.shape[0]}")
+    if data.shape[0] > 0:
+        with nogil:
+            hsm_map(&data[0], <size_t>data.shape[0], &lut[0])
 
 ctypedef fused slot_t:
     int32_t
@@ -217,10 +260,19 @@ cdef Py_ssize_t _first_invalid(const slot_t[::1] slots, const event_t[::1] event
     """
     cdef Py_ssize_t i, n = slots.shape[0], bad = slots.shape[0]
     cdef size_t cap = <size_t>c.capacity, n_events = <size_t>c.n_events
-    for i in range(n):
-        if <size_t><Py_ssize_t>slots[i] >= cap or <size_t><Py_ssize_t>events[i] >= n_events:
-            bad = i
-            break
+    if n == 0:
+        return -1
+    # two streaming passes (AVX2 where the CPU has it): the first offender is the earlier one
+    if slot_t is int64_t:
+        bad = <Py_ssize_t>hsm_first_ge_i64(&slots[0], <size_t>n, cap)
+    else:
+        bad = <Py_ssize_t>hsm_first_ge_i32(&slots[0], <size_t>n, cap)
+    if event_t is uint8_t:
+        bad = <Py_ssize_t>hsm_first_ge_u8(&events[0], <size_t>bad, n_events)
+    elif event_t is int32_t:
+        bad = <Py_ssize_t>hsm_first_ge_i32(&events[0], <size_t>bad, n_events)
+    else:
+        bad = <Py_ssize_t>hsm_first_ge_i64(&events[0], <size_t>bad, n_events)
     cdef Py_ssize_t s
     if c.counts[HSM_FREE_SLOT] != 0:
         for i in range(bad):  # an earlier free slot is the first offender
@@ -230,11 +282,184 @@ cdef Py_ssize_t _first_invalid(const slot_t[::1] slots, const event_t[::1] event
     return -1 if bad == n else bad
 
 
+# Batch-local transition counting (_run_many): one uint32 cell per (state code, event) on the stack
+# when the machine has at most HSM_LOCAL_MAX_CELLS // HSM_CODE_ROWS events; folded into the
+# table's counters every HSM_FOLD_EVENTS events (so no cell can overflow) and at the end.
+cdef enum:
+    HSM_LOCAL_MAX_CELLS = 4096
+    HSM_LOCAL_MIN_EVENTS = 2048    # smaller batches: the per-event kernel (no fold to pay for)
+    HSM_CHUNK = 1024               # events between two choices of the chunk kernel
+    HSM_FOLD_EVENTS = 1 << 24
+    HSM_FLAT_RATE = 16             # branch-free chunks once 1 event in this many transitions
+
+
+cdef inline Py_ssize_t _chunk_branchy(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
+                                      Py_ssize_t hi, uint8_t* states, uint64_t* unhandled,
+                                      uint32_t* local, const uint8_t* next_state,
+                                      const uint8_t* kind, Py_ssize_t n_events, size_t cap,
+                                      size_t n_ev, bint prefetch, Py_ssize_t* pos,
+                                      Py_ssize_t* moved) noexcept nogil:
+    """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
+    transitions when they are frequent and random. Returns the events that went unhandled,
+    ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
+    += transitions taken. Transitions are counted in ``local`` only; the caller folds them into
+    the table."""
+    cdef Py_ssize_t i, s, e, idx
+    cdef Py_ssize_t missed = 0, trans = 0
+    cdef uint8_t k
+    for i in range(lo, hi):
+        if prefetch:
+            STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + HSM_PREFETCH_DISTANCE]])
+        s = <Py_ssize_t>sl[i]
+        e = <Py_ssize_t>ev[i]
+        if <size_t>s >= cap or <size_t>e >= n_ev:
+            pos[0] = i
+            moved[0] += trans
+            return missed
+        idx = <Py_ssize_t>states[s] * n_events + e
+        k = kind[idx]
+        if k == HSM_KIND_INTERNAL:
+            continue
+        if k == HSM_KIND_UNHANDLED:
+            unhandled[s] += 1
+            missed += 1
+            continue
+        trans += 1
+        local[idx] += 1
+        states[s] = next_state[idx]
+    pos[0] = hi
+    moved[0] += trans
+    return missed
+
+
+cdef inline Py_ssize_t _chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
+                                   Py_ssize_t hi, uint8_t* states, uint64_t* unhandled,
+                                   uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
+                                   size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
+                                   Py_ssize_t* pos) noexcept nogil:
+    """Like :func:`_chunk_branchy` without a branch on the transition: every event stores its
+    next state (unchanged unless it transitions) and counts itself in its (state, event) cell of
+    ``local`` (the fold reads only the transition cells). ``step[idx]`` is the next state, plus
+    HSM_CODE_ROWS if the event goes unhandled: one load per event for both."""
+    cdef Py_ssize_t i, s, e, idx
+    cdef Py_ssize_t missed = 0
+    cdef uint16_t v
+    for i in range(lo, hi):
+        if prefetch:
+            STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + dist]])
+        s = <Py_ssize_t>sl[i]
+        e = <Py_ssize_t>ev[i]
+        if <size_t>s >= cap or <size_t>e >= n_ev:
+            pos[0] = i
+            return missed
+        idx = <Py_ssize_t>states[s] * n_events + e
+        v = step[idx]
+        if v >= HSM_CODE_ROWS:
+            unhandled[s] += 1
+            missed += 1
+        states[s] = <uint8_t>v
+        local[idx] += 1
+    pos[0] = hi
+    return missed
+
+
+cdef void _fold(HsmCore* c, uint32_t* local, Py_ssize_t cells) noexcept nogil:
+    """Add the transition cells of ``local`` to the table's transition counts and occupancy, and
+    clear ``local``: a (state, event) cell counted v times moved v slots from the state to
+    its next state."""
+    cdef Py_ssize_t idx
+    cdef int64_t v
+    for idx in range(cells):
+        v = local[idx]
+        if v != 0:
+            if c.kind[idx] == HSM_KIND_TRANSITION:
+                c.transitions[idx] += v
+                c.counts[idx // c.n_events] -= v
+                c.counts[c.next_state[idx]] += v
+            local[idx] = 0
+
+
 cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
                           HsmCore* c, Py_ssize_t* stop) noexcept nogil:
     """Dispatch every pair in order (the batch is validated); return the number handled. Every
     open slot handles or counts each event, so the handled count is the number of events run
     minus the unhandled events they added.
+
+    Transitions are counted per (state, event) in a batch-local array and occupancy is derived
+    from them when the batch (or every HSM_FOLD_EVENTS events of it) ends: updating the per-state
+    counters on every transition chains stores on a few hot addresses. Per-slot unhandled
+    counters are exact as the batch goes. Every HSM_CHUNK events the loop picks its kernel from
+    the transition rate of the previous chunk: with frequent transitions a branch-free one (no
+    mispredicted branch), otherwise one that skips handled-in-place events without a store.
+
+    The arrays belong to the caller, who may rewrite them from another thread after validation:
+    each index is checked again (one unsigned compare, always on). On an index out of range the
+    run stops before it and ``stop[0]`` is set to its position (it stays -1 otherwise). A slot
+    rewritten to a free slot is harmless: the free row of every table maps to itself.
+    """
+    cdef Py_ssize_t n = slots.shape[0], n_events = c.n_events
+    cdef Py_ssize_t cells = HSM_CODE_ROWS * n_events
+    if c.trace != NULL or n < HSM_LOCAL_MIN_EVENTS or cells > HSM_LOCAL_MAX_CELLS:
+        return _run_many_apply(slots, events, c, stop)
+    cdef uint32_t local[HSM_LOCAL_MAX_CELLS]
+    memset(local, 0, cells * sizeof(uint32_t))
+    cdef const slot_t* sl = &slots[0]
+    cdef const event_t* ev = &events[0]
+    cdef uint8_t* states = c.states
+    cdef uint64_t* unhandled = c.unhandled
+    cdef const uint8_t* next_state = c.next_state
+    cdef const uint8_t* kind = c.kind
+    cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>n_events
+    cdef bint big = c.capacity >= HSM_PREFETCH_MIN_SLOTS
+    cdef bint flat = False, prefetch
+    cdef Py_ssize_t lo = 0, hi, pos = 0, moved, missed = 0, since_fold = 0, j, n_tcells = 0
+    cdef Py_ssize_t dist = HSM_PREFETCH_DISTANCE
+    cdef int64_t tsum, tprev = 0
+    # the transition cells: after a branch-free chunk, their sum gives the transitions it took
+    cdef uint16_t tcells[HSM_LOCAL_MAX_CELLS]
+    cdef uint16_t step[HSM_LOCAL_MAX_CELLS]   # next state | HSM_CODE_ROWS if unhandled (_chunk_flat)
+    for j in range(cells):
+        if kind[j] == HSM_KIND_TRANSITION:
+            tcells[n_tcells] = <uint16_t>j
+            n_tcells += 1
+        step[j] = next_state[j] | (HSM_CODE_ROWS if kind[j] == HSM_KIND_UNHANDLED else 0)
+    while lo < n:
+        hi = min(lo + HSM_CHUNK, n)
+        moved = 0
+        if flat:
+            prefetch = big and hi + dist <= n
+            missed += _chunk_flat(sl, ev, lo, hi, states, unhandled, local, step, n_events, cap,
+                                  n_ev, prefetch, dist, &pos)
+            tsum = 0
+            for j in range(n_tcells):
+                tsum += local[tcells[j]]
+            moved = tsum - tprev
+            tprev = tsum
+        else:
+            prefetch = big and hi + HSM_PREFETCH_DISTANCE <= n
+            missed += _chunk_branchy(sl, ev, lo, hi, states, unhandled, local, next_state, kind,
+                                     n_events, cap, n_ev, prefetch, &pos, &moved)
+            tprev += moved
+        flat = moved * HSM_FLAT_RATE >= hi - lo   # transitions frequent enough to mispredict
+        if pos < hi:
+            stop[0] = pos
+            n = pos
+            break
+        since_fold += hi - lo
+        if since_fold >= HSM_FOLD_EVENTS:
+            _fold(c, local, cells)
+            since_fold = 0
+            tprev = 0
+        lo = hi
+    _fold(c, local, cells)
+    c.unhandled_total += <uint64_t>missed
+    return n - missed
+
+
+cdef Py_ssize_t _run_many_apply(const slot_t[::1] slots, const event_t[::1] events,
+                                HsmCore* c, Py_ssize_t* stop) noexcept nogil:
+    """:func:`_run_many` one event at a time through ``hsm_apply`` (every counter updated as it
+    goes): the path for small batches, wide machines and a table with tracing on.
 
     The arrays belong to the caller, who may rewrite them from another thread after validation:
     each index is checked again (one unsigned compare, always on). On an index out of range the
@@ -301,6 +526,7 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
     """
     cdef Py_ssize_t s, i, idx, handled = 0, missed = 0
     cdef int64_t moved[HSM_CODE_ROWS]
+    cdef uint8_t lut[HSM_CODE_ROWS]
     cdef uint8_t old
     cdef bint changes = False
     if STREAMHSM_DEBUG_CHECKS:
@@ -333,9 +559,10 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
             unhandled[i] += miss_table[idx]
     elif not changes:
         pass  # every occupied state handles the event in place: no slot changes
-    elif missed == 0:
-        for i in range(capacity):
-            states[i] = next_state[<Py_ssize_t>states[i] * n_events + event]
+    elif missed == 0:  # no per-slot counter to touch: a byte map, SIMD where the CPU has it
+        for s in range(HSM_CODE_ROWS):
+            lut[s] = next_state[s * n_events + event]
+        hsm_map(states, <size_t>capacity, lut)
     else:
         for i in range(capacity):
             idx = <Py_ssize_t>states[i] * n_events + event
@@ -949,37 +1176,79 @@ cdef class MachineTable:
                 f"open={len(self)}/{self.core.capacity}>")
 
 
+@cython.final
+cdef class _InstanceKind:
+    """The machine-level part of :class:`MachineInstance`: borrowed pointers into the machine's
+    padded tables, its codec and state members; optionally an instance's own transition counts."""
+
+    def __cinit__(self, machine, bint count_transitions):
+        tables = engine_tables(machine)
+        cdef const uint8_t[:, ::1] nxt = tables.next_state
+        cdef const uint8_t[:, ::1] kind = tables.kind
+        cdef int64_t[:, ::1] trans
+        self.machine = machine
+        self.next_state = &nxt[0, 0]
+        self.kind = &kind[0, 0]
+        self.n_events = machine.n_events
+        self.transitions = NULL
+        self.transitions_view = None
+        owners = [tables]
+        if count_transitions:
+            transitions = np.zeros((HSM_CODE_ROWS, machine.n_events), dtype=np.int64)
+            trans = transitions
+            self.transitions = &trans[0, 0]
+            self.transitions_view = readonly_view(transitions[:machine.n_states])
+            owners.append(transitions)
+        self.owners = tuple(owners)
+        self.state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
+        self.member = tables.member
+        self.codec = <MachineCodec?>machine.codec
+
+
+cdef _InstanceKind _shared_kind(object machine):
+    """The machine's shared _InstanceKind (no transition counts), built once and cached on it."""
+    kind = getattr(machine, "_engine_instance_kind", None)
+    if kind is None:
+        kind = _InstanceKind(machine, False)
+        machine._engine_instance_kind = kind
+    return <_InstanceKind>kind
+
+
 cdef class MachineInstance:
     """One instance of a compiled machine (the single-stream counterpart of MachineTable).
 
+    An instance holds only its state code, its unhandled-event counter and a reference to the
+    machine-level tables shared by every instance of the machine (56 bytes in CPython 3.11).
+
     Args:
         machine: a :class:`~streamhsm.machine.CompiledMachine`.
+        count_transitions: also count the transitions this instance takes per (state, event)
+            (:attr:`transition_counts`); costs a private int64 array of one row per state code.
     """
 
-    def __cinit__(self, *args, **kwargs):
-        self.core.capacity = 0
-        self.core.n_events = 0
-        self.core.unhandled_total = 0
-        self.core.trace = NULL
-        self._unhandled = 0
+    def __init__(self, machine, *, count_transitions=False):
+        self._bind(machine, count_transitions)
 
-    def __init__(self, machine):
-        if self.machine is not None:
+    def _bind(self, machine, count_transitions):
+        """``__init__`` as a plain method: subclasses with their own ``__init__`` call this (a call
+        through the ``__init__`` slot wrapper costs several times more)."""
+        if self._kind is not None:
             raise RuntimeError("MachineInstance.__init__ called twice")
-        tables = engine_tables(machine)
-        memset(self._counts, 0, sizeof(self._counts))
+        cdef _InstanceKind kind
+        if count_transitions is False:
+            kind = _shared_kind(machine)
+        elif count_transitions is True:
+            kind = _InstanceKind(machine, True)
+        else:
+            raise TypeError(f"count_transitions must be a bool, got "
+                            f"{type(count_transitions).__name__} {count_transitions!r}")
         self._state = machine.initial_leaf
-        self._counts[self._state] = 1
-        self.core.states = &self._state
-        self.core.unhandled = &self._unhandled
-        self.core.counts = self._counts
-        transitions = np.zeros((HSM_CODE_ROWS, machine.n_events), dtype=np.int64)
-        _bind_core(&self.core, tables, machine.n_events, transitions)
-        self._tables, self._transitions = tables, transitions
-        self._state_members = tuple(machine.State)
-        self._codec = <MachineCodec?>machine.codec
-        self.machine = machine
-        self.core.capacity = 1
+        self._kind = kind
+
+    @property
+    def machine(self):
+        """The :class:`~streamhsm.machine.CompiledMachine` (None before ``__init__``)."""
+        return None if self._kind is None else self._kind.machine
 
     def dispatch(self, event):
         """Dispatch one event; return True if some state handled it, False if it went unhandled
@@ -989,30 +1258,49 @@ cdef class MachineInstance:
             ValueError: unknown event code or name.
             TypeError: ``event`` has the wrong type.
         """
-        if self.core.capacity == 0:
+        cdef _InstanceKind k = self._kind
+        if k is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        cdef Py_ssize_t e = (<MachineCodec>self._codec).event(event)
-        return _raise_if_bad(hsm_step(&self.core, 0, e)) == 1
+        cdef Py_ssize_t idx = <Py_ssize_t>self._state * k.n_events + (<MachineCodec>k.codec).event(event)
+        cdef uint8_t what = k.kind[idx]
+        if what == HSM_KIND_INTERNAL:
+            return True
+        if what == HSM_KIND_UNHANDLED:
+            self._unhandled += 1
+            return False
+        if k.transitions != NULL:
+            k.transitions[idx] += 1
+        self._state = k.next_state[idx]
+        return True
 
     @property
     def current(self):
         """The current leaf state (a ``State`` member)."""
-        return self._state_members[self._state]
+        if self._kind is None:
+            raise RuntimeError("MachineInstance is not initialised (call __init__)")
+        return self._kind.state_members[self._state]
 
     @property
     def unhandled(self):
         """Number of events this instance left unhandled."""
         return self._unhandled
 
+    @property
+    def transition_counts(self):
+        """Read-only ``(n_states, n_events)`` int64 view of the transitions this instance took per
+        (leaf state, event), or None unless it was created with ``count_transitions=True``."""
+        return None if self._kind is None else self._kind.transitions_view
+
     def is_in(self, state):
         """True if the current state is ``state`` or one of its descendants (``is_in(Root)`` is
         always True)."""
-        if self._codec is None:
+        if self._kind is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        cdef Py_ssize_t code = (<MachineCodec>self._codec).state(state)
-        return bool((<EngineTables>self._tables).member[code, self._state])
+        cdef Py_ssize_t code = (<MachineCodec>self._kind.codec).state(state)
+        return bool(self._kind.member[code, self._state])
 
     def __repr__(self):
-        if self.machine is None:
+        if self._kind is None:
             return f"<{type(self).__name__} (uninitialised)>"
         return f"<{type(self).__name__} {self.current!r} unhandled={self._unhandled}>"
+

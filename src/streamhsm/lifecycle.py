@@ -113,14 +113,26 @@ class StreamLifecycle(MachineInstance):
     Args:
         drain_on_producer_loss: select the policy in which ProducerDetached drains an Active stream
             and ProducerAttached reactivates a Draining one.
+        count_transitions: also count this stream's transitions per (state, event) in
+            ``transition_counts`` (off by default: it costs a private array per instance).
 
     ``dispatch(event)`` returns True if some state handled the event and False if it went
     unhandled (counted in ``unhandled``); ``current`` is always a leaf; ``is_in(State.LIVE)`` is true
-    for Init, Active and Draining.
+    for Init, Active and Draining. An instance holds only its state, its unhandled counter and a
+    reference to the tables every instance of the policy shares (56 bytes).
     """
 
-    def __init__(self, drain_on_producer_loss: bool = False) -> None:
-        super().__init__(stream_machine(drain_on_producer_loss))
+    __slots__ = ()
+
+    def __init__(self, drain_on_producer_loss: bool = False, *,
+                 count_transitions: bool = False) -> None:
+        if drain_on_producer_loss is False:
+            m = _PLAIN[0] if _PLAIN else _policy_machine(_PLAIN, False)
+        elif drain_on_producer_loss is True:
+            m = _DRAIN[0] if _DRAIN else _policy_machine(_DRAIN, True)
+        else:
+            m = stream_machine(drain_on_producer_loss)  # raises the TypeError
+        self._bind(m, count_transitions)
 
     if TYPE_CHECKING:  # the engine returns members of this machine's State enum
 
@@ -132,6 +144,18 @@ class StreamLifecycle(MachineInstance):
     def drain_on_producer_loss(self) -> bool:
         """Whether this instance uses the ``drain_on_producer_loss`` policy."""
         return _drains(self.machine)
+
+
+# The two policies' machines, resolved on first use (StreamLifecycle() is built per stream, so it
+# skips the registry lookup after the first).
+_PLAIN: list[CompiledMachine] = []
+_DRAIN: list[CompiledMachine] = []
+
+
+def _policy_machine(cache: list[CompiledMachine], drain: bool) -> CompiledMachine:
+    m = stream_machine(drain)
+    cache[:] = [m]
+    return m
 
 
 class StreamTable(MachineTable):

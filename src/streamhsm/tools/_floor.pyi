@@ -5,7 +5,7 @@ from typing import final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NoopTarget", "broadcast_floor", "table_floor"]
+__all__ = ["NoopTarget", "broadcast_floor", "copy_floor", "table_floor", "table_floor_int32"]
 
 @final
 class NoopTarget:
@@ -22,3 +22,10 @@ def table_floor(
 def broadcast_floor(
     states: npt.NDArray[np.uint8], next_state: npt.NDArray[np.uint8], event: int
 ) -> int: ...
+def table_floor_int32(
+    states: npt.NDArray[np.uint8],
+    next_state: npt.NDArray[np.uint8],
+    slots: npt.NDArray[np.int32],
+    events: npt.NDArray[np.uint8],
+) -> int: ...
+def copy_floor(dst: npt.NDArray[np.uint8], src: npt.NDArray[np.uint8]) -> int: ...

@@ -4,9 +4,10 @@ Private module, shipped so ``python -m streamhsm bench`` and ``benchmarks/`` can
 product beside its floor in one run.
 """
 cimport cython
-from libc.stdint cimport uint8_t, int64_t
+from libc.stdint cimport uint8_t, int32_t, int64_t
+from libc.string cimport memcpy
 
-__all__ = ["NoopTarget", "broadcast_floor", "table_floor"]
+__all__ = ["NoopTarget", "broadcast_floor", "copy_floor", "table_floor", "table_floor_int32"]
 
 
 @cython.final
@@ -36,4 +37,27 @@ def broadcast_floor(uint8_t[::1] states, const uint8_t[:, ::1] next_state, Py_ss
     with nogil:
         for i in range(n):
             states[i] = next_state[states[i], event]
+    return n
+
+
+def table_floor_int32(uint8_t[::1] states, const uint8_t[:, ::1] next_state,
+                      const int32_t[::1] slots, const uint8_t[::1] events):
+    """:func:`table_floor` with int32 slots (the floor for ``dispatch_many`` on int32 slots)."""
+    cdef Py_ssize_t i, s, n = slots.shape[0]
+    with nogil:
+        for i in range(n):
+            s = slots[i]
+            states[s] = next_state[states[s], events[i]]
+    return n
+
+
+def copy_floor(uint8_t[::1] dst, const uint8_t[::1] src):
+    """``memcpy`` of ``src`` into ``dst`` (same length) without the GIL: reading and writing one
+    byte per stream, the physical limit of a broadcast. Returns the number of bytes."""
+    cdef Py_ssize_t n = src.shape[0]
+    if dst.shape[0] != n:
+        raise ValueError(f"dst has {dst.shape[0]} bytes, src has {n}")
+    if n:
+        with nogil:
+            memcpy(&dst[0], &src[0], n)
     return n

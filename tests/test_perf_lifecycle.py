@@ -1,0 +1,90 @@
+"""The light StreamLifecycle (issue 11, target 1): a few bytes per instance, per-instance
+transition counts only when asked for, behaviour unchanged."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from streamhsm import Event, MachineInstance, State, StreamLifecycle, stream_machine
+
+N = 20_000
+
+
+def _bytes_per_instance(make) -> float:  # type: ignore[no-untyped-def]
+    make()  # first use resolves and caches the machine-level tables
+    keep: list[object] = [None] * N  # the list itself is not the instances' memory
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for i in range(N):
+            keep[i] = make()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return (after - before) / N
+
+
+@pytest.mark.parametrize("policy", [False, True])
+def test_instance_costs_at_most_64_bytes(policy: bool) -> None:
+    assert _bytes_per_instance(lambda: StreamLifecycle(policy)) <= 64
+
+
+def test_machine_instance_costs_at_most_64_bytes() -> None:
+    m = stream_machine()
+    assert _bytes_per_instance(lambda: MachineInstance(m)) <= 64
+
+
+def test_instances_share_the_machine_tables_but_not_their_state() -> None:
+    a, b = StreamLifecycle(), StreamLifecycle()
+    a.dispatch(Event.STREAM_PROVISIONED)
+    b.dispatch(Event.CLOSE)
+    b.dispatch(Event.STREAM_PROVISIONED)  # unhandled in Closed
+    assert (a.current, a.unhandled) == (State.ACTIVE, 0)
+    assert (b.current, b.unhandled) == (State.CLOSED, 1)
+    assert a.is_in(State.LIVE) and not b.is_in(State.LIVE) and b.is_in(State.ROOT)
+
+
+def test_transition_counts_are_opt_in_and_per_instance() -> None:
+    plain = StreamLifecycle(True)
+    assert plain.transition_counts is None
+    a = StreamLifecycle(True, count_transitions=True)
+    b = StreamLifecycle(True, count_transitions=True)
+    for ev in (Event.STREAM_PROVISIONED, Event.PRODUCER_DETACHED, Event.PRODUCER_ATTACHED,
+               Event.PRODUCER_DETACHED, Event.EPOCH_BUMPED, Event.CONSUMER_ATTACHED):
+        a.dispatch(ev)
+        plain.dispatch(ev)
+    counts = a.transition_counts
+    assert counts is not None and counts.shape == (6, 10) and not counts.flags.writeable
+    expected = np.zeros((6, 10), np.int64)
+    expected[State.INIT, Event.STREAM_PROVISIONED] = 1
+    expected[State.ACTIVE, Event.PRODUCER_DETACHED] = 2
+    expected[State.DRAINING, Event.PRODUCER_ATTACHED] = 1
+    assert np.array_equal(counts, expected)
+    assert b.transition_counts is not None and not b.transition_counts.any()
+    assert (a.current, a.unhandled) == (plain.current, plain.unhandled) == (State.DRAINING, 1)
+
+
+def test_count_transitions_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="count_transitions must be a bool, got int 1"):
+        StreamLifecycle(count_transitions=1)  # type: ignore[arg-type]
+
+
+def test_uninitialised_instance_raises() -> None:
+    m = MachineInstance.__new__(MachineInstance)
+    assert m.machine is None
+    with pytest.raises(RuntimeError, match="not initialised"):
+        m.dispatch(0)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        m.current
+    with pytest.raises(RuntimeError, match="called twice"):
+        StreamLifecycle()._bind(stream_machine(), False)
+
+
+def test_lifecycle_has_no_instance_dict() -> None:
+    with pytest.raises(AttributeError):
+        StreamLifecycle().extra = 1  # type: ignore[attr-defined]
