@@ -5,9 +5,7 @@ including construction beside the same machine in miros, a pure-Python statechar
 
 from __future__ import annotations
 
-import gc
 import importlib
-import tracemalloc
 from types import ModuleType
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from streamhsm import Event, State, StreamLifecycle
 
 from streamhsm.tools._floor import NoopTarget
+from streamhsm.tools.bench import lifecycle_bytes
 
 ROUND = 1000  # constructions or lifecycles per round
 
@@ -51,26 +50,11 @@ def test_construct_lifecycle(benchmark, record) -> None:  # type: ignore[no-unty
         record("construct_ns", benchmark.stats.stats.min / ROUND * 1e9)
 
 
-def _bytes_per_instance(n: int = 20_000) -> float:
-    StreamLifecycle()
-    keep: list[object] = [None] * n
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before, _ = tracemalloc.get_traced_memory()
-        for i in range(n):
-            keep[i] = StreamLifecycle()
-        after, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return (after - before) / n
-
-
 @pytest.mark.benchmark(group="memory")
 def test_bytes_per_instance(benchmark, record) -> None:  # type: ignore[no-untyped-def]
     """Everything an instance allocates (tracemalloc over 20,000 instances; the list holding
     them is made first). The time is that of the measurement; the result is in extra_info."""
-    per = benchmark.pedantic(_bytes_per_instance, rounds=1, iterations=1)
+    per = benchmark.pedantic(lifecycle_bytes, rounds=1, iterations=1)
     benchmark.extra_info["bytes_per_instance"] = per
     record("bytes_per_instance", per)
     assert per <= 64

@@ -3,40 +3,23 @@ transition counts only when asked for, behaviour unchanged."""
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
-
 import numpy as np
 import pytest
 
 from streamhsm import Event, MachineInstance, State, StreamLifecycle, stream_machine
+from streamhsm.tools.bench import lifecycle_bytes
 
 N = 20_000
 
 
-def _bytes_per_instance(make) -> float:  # type: ignore[no-untyped-def]
-    make()  # first use resolves and caches the machine-level tables
-    keep: list[object] = [None] * N  # the list itself is not the instances' memory
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before, _ = tracemalloc.get_traced_memory()
-        for i in range(N):
-            keep[i] = make()
-        after, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return (after - before) / N
-
-
 @pytest.mark.parametrize("policy", [False, True])
 def test_instance_costs_at_most_64_bytes(policy: bool) -> None:
-    assert _bytes_per_instance(lambda: StreamLifecycle(policy)) <= 64
+    assert lifecycle_bytes(N, lambda: StreamLifecycle(policy)) <= 64
 
 
 def test_machine_instance_costs_at_most_64_bytes() -> None:
     m = stream_machine()
-    assert _bytes_per_instance(lambda: MachineInstance(m)) <= 64
+    assert lifecycle_bytes(N, lambda: MachineInstance(m)) <= 64
 
 
 def test_instances_share_the_machine_tables_but_not_their_state() -> None:
