@@ -19,15 +19,27 @@ cdef class NoopTarget:
         pass
 
 
+ctypedef fused floor_slot_t:
+    int32_t
+    int64_t
+
+
+cdef Py_ssize_t _table_loop(uint8_t[::1] states, const uint8_t[:, ::1] next_state,
+                            const floor_slot_t[::1] slots, const uint8_t[::1] events) noexcept nogil:
+    cdef Py_ssize_t i, s, n = slots.shape[0]
+    for i in range(n):
+        s = slots[i]
+        states[s] = next_state[states[s], events[i]]
+    return n
+
+
 def table_floor(uint8_t[::1] states, const uint8_t[:, ::1] next_state,
                 const int64_t[::1] slots, const uint8_t[::1] events):
     """The bare table loop ``states[slot] = next[states[slot], event]`` without the GIL: no
     validation, no counters, no occupancy. Returns the number of events."""
-    cdef Py_ssize_t i, s, n = slots.shape[0]
+    cdef Py_ssize_t n
     with nogil:
-        for i in range(n):
-            s = slots[i]
-            states[s] = next_state[states[s], events[i]]
+        n = _table_loop(states, next_state, slots, events)
     return n
 
 
@@ -43,11 +55,9 @@ def broadcast_floor(uint8_t[::1] states, const uint8_t[:, ::1] next_state, Py_ss
 def table_floor_int32(uint8_t[::1] states, const uint8_t[:, ::1] next_state,
                       const int32_t[::1] slots, const uint8_t[::1] events):
     """:func:`table_floor` with int32 slots (the floor for ``dispatch_many`` on int32 slots)."""
-    cdef Py_ssize_t i, s, n = slots.shape[0]
+    cdef Py_ssize_t n
     with nogil:
-        for i in range(n):
-            s = slots[i]
-            states[s] = next_state[states[s], events[i]]
+        n = _table_loop(states, next_state, slots, events)
     return n
 
 
