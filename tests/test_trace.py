@@ -81,3 +81,17 @@ def test_recording_allocates_nothing() -> None:
 def test_bad_sizes(size: object, exc: type) -> None:
     with pytest.raises(exc, match="size"):
         table().enable_trace(size)
+
+
+def test_trace_codes_name_their_members() -> None:
+    """The documented way from the trace's codes to enum members and names."""
+    from streamhsm import Event, State, StreamTable
+
+    t = StreamTable(2)
+    t.enable_trace(4)
+    t.dispatch(t.open(), "StreamProvisioned")
+    (rec,) = t.trace()
+    m = t.machine
+    assert (m.State(rec["from_state"]), m.State(rec["to_state"])) == (State.INIT, State.ACTIVE)
+    assert m.Event(rec["event"]) is Event.STREAM_PROVISIONED
+    assert m.state_names[rec["handled_by"]] == "Init" and m.event_names[rec["event"]] == "StreamProvisioned"

@@ -996,7 +996,11 @@ cdef class MachineTable:
 
     def trace(self):
         """The recorded transitions, oldest first, as a new structured array with fields
-        ``seq, slot, event, from_state, to_state, handled_by`` (empty if tracing is off)."""
+        ``seq, slot, event, from_state, to_state, handled_by`` (empty if tracing is off).
+
+        The fields hold codes; the machine's enums name them: ``table.machine.State(r["to_state"])``
+        and ``table.machine.Event(r["event"])`` are members (``State.ACTIVE``), and
+        ``table.machine.state_names[code]`` / ``event_names[code]`` the CamelCase names."""
         dtype = [("seq", np.uint64), ("slot", np.int64), ("event", np.uint8),
                  ("from_state", np.uint8), ("to_state", np.uint8), ("handled_by", np.int16)]
         if self._trace_owners is None:
