@@ -63,6 +63,9 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(np|npt|numpy|enum|os|mmap|collections|typing|types|builtins)(\..*)?"),
     (r"py:exc", r"[A-Za-z]+(Error|Exception)( / [A-Za-z]+(Error|Exception))+"),
+    # private helper types that the stubs name in signatures (argument aliases, the engine's
+    # internal table and codec classes, the stats TypedDict): shown, not linked
+    (r"py:class", r"(_Code|IntEnum|TableStats|streamhsm\._\w+\.\w+)"),
 ]
 
 graphviz_output_format = "svg"

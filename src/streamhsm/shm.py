@@ -11,7 +11,7 @@ truncating, growing or rewriting the segment cannot crash it: a read that no lon
 Segment names (:func:`check_segment_name`): 1 to 200 characters, not ``.`` or ``..``, no ``/``
 and no NUL. Only the process that created a segment removes it (:meth:`SharedStreamTable.close`,
 or the finaliser); a forked child never does. A writer killed with SIGKILL leaves its segment
-behind: :func:`reclaim` (or ``SharedStreamTable(..., reclaim_stale=True)``, or
+behind: :func:`~streamhsm.shm.reclaim` (or ``SharedStreamTable(..., reclaim_stale=True)``, or
 ``python -m streamhsm stat NAME --reclaim``) removes it once its writer is dead, never over a
 live writer.
 
@@ -78,7 +78,7 @@ _PREAD_CHUNK = 1 << 30  # Linux returns at most ~2 GiB per read
 class SharedTableError(StreamHsmError, ValueError):
     """A shared-memory table segment is missing, truncated, of another layout version or machine,
     not a regular file, changed under a reader, holds out-of-range values, or may not be removed
-    (:func:`reclaim` over a live writer)."""
+    (:func:`~streamhsm.shm.reclaim` over a live writer)."""
 
 
 def check_segment_name(name: object) -> str:
@@ -263,7 +263,7 @@ class SharedStreamTable(StreamTable):
 
     A writer killed without closing (SIGKILL) leaves its segment behind, and creating it again
     raises ``FileExistsError``. Pass ``reclaim_stale=True`` to remove such a leftover first (see
-    :func:`reclaim`: only when its writer is dead or it is marked closed).
+    :func:`~streamhsm.shm.reclaim`: only when its writer is dead or it is marked closed).
 
     Raises:
         ValueError: an invalid name (see :func:`check_segment_name`) or capacity.
