@@ -114,10 +114,10 @@ def test_minimal_machine_compiles() -> None:
     (lambda s: s.on("A", "Go", "A"), r"duplicate handler for \(A, Go\)"),
     (lambda s: s.state("A"), "duplicate state 'A'"),
     (lambda s: s.state("C").state("C1", "C").on("B", "Go", "C"),
-     r"handler \(B, Go\) -> C enters composite state 'C', which has no initial child"),
+     r"handler \(B, Go\) -> C enters composite state 'C', which has no initial state"),
     (lambda s: s.state("Lonely"), "state 'Lonely' is unreachable from the initial state"),
-    (lambda s: s.state("C", initial="A"), "initial child 'A' of 'C' is not a child of 'C'"),
-    (lambda s: s.state("C", initial="Nope"), "state 'C' has unknown initial child 'Nope'"),
+    (lambda s: s.state("C", initial="A"), "initial state 'A' of 'C' is not a descendant of 'C'"),
+    (lambda s: s.state("C", initial="Nope"), "state 'C' has unknown initial state 'Nope'"),
     (lambda s: s.state("bad name"), "state name 'bad name' is not an identifier"),
 ])
 def test_validation_errors_name_the_culprit(mutate, match) -> None:  # type: ignore[no-untyped-def]
@@ -132,7 +132,7 @@ def test_validation_of_root_and_sizes() -> None:
         MachineSpec("m", [], initial="A").state("A").compile()
     with pytest.raises(MachineDefinitionError, match="the initial transition enters composite state 'P'"):
         MachineSpec("m", ["E"], initial="P").state("P").state("Q", "P").compile()
-    with pytest.raises(MachineDefinitionError, match="has unknown initial child 'Z'"):
+    with pytest.raises(MachineDefinitionError, match="has unknown initial state 'Z'"):
         MachineSpec("m", ["E"], initial="Z").state("A").compile()
     many = MachineSpec("m", ["E"], initial="S0")
     for i in range(255):
