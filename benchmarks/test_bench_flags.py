@@ -1,10 +1,11 @@
 """Flags and guards (issue 13): ``dispatch_many`` on a machine with a flag beside the same machine
 without flags, on the same events (groups ``flags`` and ``flags-transitions``).
 
-The flagged machine is the stream lifecycle with its ``drain_on_producer_loss`` handlers guarded
-by a per-stream flag ``drain``: with the flag set on every stream it behaves exactly like the
-flag-free ``drain_on_producer_loss`` variant, so both tables run the same transitions and each
-benchmark checks that they end in the same states.
+The flagged machine (``streamhsm.tools.bench.drain_flag_stream_machine``) is the stream lifecycle
+with its ``drain_on_producer_loss`` handlers guarded by a per-stream flag ``drain``: with the flag
+set on every stream it behaves exactly like the flag-free ``drain_on_producer_loss`` variant, so
+both tables run the same transitions (each benchmark first checks that one batch ends in the same
+states and counters on both).
 """
 
 from __future__ import annotations
@@ -13,39 +14,21 @@ import numpy as np
 import pytest
 
 from streamhsm import Event, MachineTable, stream_machine
-from streamhsm.machine import CompiledMachine, MachineSpec
+from streamhsm.tools.bench import drain_flag_table
+
+
+def active(n: int) -> MachineTable:
+    """A table of ``n`` Active streams of the flag-free drain_on_producer_loss machine."""
+    t = MachineTable(stream_machine(True), n)
+    for _ in range(n):
+        t.open()
+    t.broadcast(Event.STREAM_PROVISIONED)
+    return t
+
 
 LEASE_EVENTS = np.array([Event.PRODUCER_ATTACHED, Event.CONSUMER_ATTACHED, Event.PRODUCER_DETACHED,
                          Event.CONSUMER_DETACHED, Event.EPOCH_BUMPED], np.uint8)
 TOGGLE = np.array([Event.PRODUCER_DETACHED, Event.PRODUCER_ATTACHED], np.uint8)
-
-
-def flagged_stream_machine() -> CompiledMachine:
-    """The stream lifecycle with the drain policy as a per-stream flag ``drain``."""
-    spec = MachineSpec("stream[drain flag]", Event, initial="Live").flag("drain")
-    spec.state("Live", initial="Init")
-    spec.state("Init", parent="Live").state("Active", parent="Live")
-    spec.state("Draining", parent="Live").state("Closed")
-    spec.on("Init", "StreamProvisioned", "Active")
-    spec.on("Active", "ProducerDetached", "Draining", guard="drain")
-    spec.on("Draining", "ProducerAttached", "Active", guard="drain")
-    spec.on("Active", ["ProducerAttached", "ConsumerAttached", "ProducerDetached",
-                       "ConsumerDetached", "EpochBumped"])
-    spec.on("Draining", ["ProducerDetached", "ConsumerDetached", "EpochBumped", "DriverDraining"])
-    spec.on("Live", "DriverDraining", "Draining")
-    spec.on("Live", ["DriverShutdown", "StreamIdle", "Close"], "Closed")
-    spec.on("Closed", "Close")
-    return spec.compile()
-
-
-def active(machine: CompiledMachine, n: int, drain: bool) -> MachineTable:
-    t = MachineTable(machine, n)
-    for _ in range(n):
-        t.open()
-    t.broadcast(Event.STREAM_PROVISIONED)
-    if drain:
-        t.set_flag_many(np.arange(n), "drain", True)
-    return t
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +46,7 @@ def toggles(sizes):  # type: ignore[no-untyped-def]
 def _run(benchmark, record, name, sizes, traffic, flagged):  # type: ignore[no-untyped-def]
     # one batch on fresh tables of both machines: the same handled count, states and counters
     # (the flag is set on every stream)
-    pair = [active(flagged_stream_machine(), sizes.streams, True),
-            active(stream_machine(True), sizes.streams, False)]
+    pair = [drain_flag_table(sizes.streams), active(sizes.streams)]
     handled = [t.dispatch_many(*traffic) for t in pair]
     assert handled[0] == handled[1]
     for column in ("states", "unhandled", "transition_counts"):
