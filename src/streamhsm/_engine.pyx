@@ -743,6 +743,17 @@ cdef int _flag_value(object value) except -1:
     raise TypeError(f"flag value must be a bool, got {type(value).__name__} {value!r}")
 
 
+def _pack_flags(flags, int shift, Py_ssize_t size):
+    """The packed copy of per-slot flag bitmasks (see ``hsm_packed_flags``): ``1 << shift``
+    slots per byte, slot ``i`` in bits ``(i % (1 << shift)) * (8 >> shift)`` and up of byte
+    ``i >> shift``; ``size`` bytes."""
+    cdef int per = 1 << shift, width = 8 >> shift
+    padded = np.zeros(size * per, np.uint8)
+    padded[:flags.shape[0]] = flags
+    lanes = padded.reshape(size, per).astype(np.uint16) << (np.arange(per, dtype=np.uint16) * width)
+    return np.bitwise_or.reduce(lanes, axis=1).astype(np.uint8)
+
+
 cdef Py_ssize_t _set_flags(const slot_t[::1] slots, const uint8_t[::1] values, bint single,
                            uint8_t one, int bit, HsmCore* c, Py_ssize_t* stop) noexcept nogil:
     """Validate every (slot, value), then apply them; return the index of the first invalid one
@@ -1359,8 +1370,8 @@ cdef class MachineTable:
         self.lock_batch()
         try:
             self._states[:] = states
-            for s in np.flatnonzero(flags != self._flags):
-                hsm_set_flags(&self.core, s, flags[s])
+            self._flags[:] = flags
+            self._fpacked[:] = _pack_flags(flags, self.core.fpack_shift, self._fpacked.shape[0])
             self._unhandled[:] = unhandled
             self._counts[:] = counts
             self._free_list[:free.size] = free
