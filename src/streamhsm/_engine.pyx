@@ -319,11 +319,13 @@ cdef Py_ssize_t _first_invalid(const slot_t[::1] slots, const event_t[::1] event
     return -1 if bad == n else bad
 
 
-# Batch-local transition counting (_run_many): one uint32 cell per (row, event) in a scratch
-# array the table allocates with itself when the machine has at most HSM_LOCAL_MAX_CELLS cells;
-# folded into the table's counters every HSM_FOLD_EVENTS events (so no cell can overflow) and at
-# the end of the batch, which leaves every cell 0 again.
+# Batch-local transition counting (_run_many): one uint32 cell per (row, event), on the stack when
+# the machine has at most HSM_STACK_CELLS of them, else in a scratch array the table allocates
+# with itself (when it has at most HSM_LOCAL_MAX_CELLS); folded into the table's counters every
+# HSM_FOLD_EVENTS events (so no cell can overflow) and at the end of the batch, which leaves every
+# cell 0 again.
 cdef enum:
+    HSM_STACK_CELLS = 8192
     HSM_LOCAL_MAX_CELLS = 65536
     HSM_LOCAL_MIN_EVENTS = 2048    # smaller batches: the per-event kernel (no fold to pay for)
     HSM_CHUNK = 1024               # events between two choices of the chunk kernel
@@ -333,9 +335,12 @@ cdef enum:
 
 def _local_scratch(machine):
     """The zeroed scratch array of a table's batch-local transition counts, or None if the
-    machine has too many (row, event) cells (its batches then run event by event)."""
+    machine's (row, event) cells fit on the stack or are too many (its batches then run event
+    by event)."""
     cells = (HSM_CODE_ROWS << machine.n_flags) * machine.n_events
-    return np.zeros(cells, np.uint32) if cells <= HSM_LOCAL_MAX_CELLS else None
+    if cells <= HSM_STACK_CELLS or cells > HSM_LOCAL_MAX_CELLS:
+        return None
+    return np.zeros(cells, np.uint32)
 
 
 cdef inline Py_ssize_t _cell(const uint8_t* states, const uint8_t* flags, bint flagged, int fb,
@@ -396,13 +401,13 @@ cdef inline Py_ssize_t _chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize
                                    bint flagged, int fb, int shift, uint64_t* unhandled,
                                    uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
                                    size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
-                                   Py_ssize_t* pos, Py_ssize_t* moved) noexcept nogil:
+                                   Py_ssize_t* pos) noexcept nogil:
     """Like :func:`_chunk_branchy` without a branch on the transition: every event stores its
-    next state (unchanged unless it transitions) and adds its transition bit to its cell of
-    ``local`` (so only transition cells ever become non-zero). ``step[idx]`` holds the next
-    state, the unhandled bit and the transition bit: one load per event for all three."""
+    next state (unchanged unless it transitions) and counts itself in its cell of ``local`` (the
+    fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
+    bit: one load per event for both."""
     cdef Py_ssize_t i, s, e, idx
-    cdef Py_ssize_t missed = 0, trans = 0
+    cdef Py_ssize_t missed = 0
     cdef uint16_t v
     for i in range(lo, hi):
         if prefetch:
@@ -413,7 +418,6 @@ cdef inline Py_ssize_t _chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize
         e = <Py_ssize_t>ev[i]
         if <size_t>s >= cap or <size_t>e >= n_ev:
             pos[0] = i
-            moved[0] += trans
             return missed
         idx = _cell(states, flags, flagged, fb, shift, s, e, n_events)
         v = step[idx]
@@ -421,10 +425,8 @@ cdef inline Py_ssize_t _chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize
             unhandled[s] += 1
             missed += 1
         states[s] = <uint8_t>v
-        local[idx] += v >> HSM_STEP_MOVES
-        trans += v >> HSM_STEP_MOVES
+        local[idx] += 1
     pos[0] = hi
-    moved[0] += trans
     return missed
 
 
@@ -442,18 +444,18 @@ cdef inline Py_ssize_t _chunk(bint flat, int fb, const slot_t* sl, const event_t
     if flat:
         if fb == 0:
             return _chunk_flat(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, moved)
+                               step, n_events, cap, n_ev, prefetch, dist, pos)
         if fb == 1:
             return _chunk_flat(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, moved)
+                               step, n_events, cap, n_ev, prefetch, dist, pos)
         if fb == 2:
             return _chunk_flat(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, moved)
+                               step, n_events, cap, n_ev, prefetch, dist, pos)
         if fb == 3:
             return _chunk_flat(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, moved)
+                               step, n_events, cap, n_ev, prefetch, dist, pos)
         return _chunk_flat(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                           step, n_events, cap, n_ev, prefetch, dist, pos, moved)
+                           step, n_events, cap, n_ev, prefetch, dist, pos)
     if fb == 0:
         return _chunk_branchy(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
                               next_state, kind, n_events, cap, n_ev, prefetch, pos, moved)
@@ -470,39 +472,47 @@ cdef inline Py_ssize_t _chunk(bint flat, int fb, const slot_t* sl, const event_t
                           next_state, kind, n_events, cap, n_ev, prefetch, pos, moved)
 
 
-cdef void _fold(HsmCore* c) noexcept nogil:
-    """Add the transition cells of ``c.local`` to the table's transition counts and occupancy,
-    and clear them: a (row, event) cell counted v times moved v slots from the row's state to
-    its next state."""
-    cdef Py_ssize_t j, idx, row, e, state
+cdef void _fold_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
+                      Py_ssize_t hi) noexcept nogil:
+    """Fold cells [lo, hi) of ``local`` into the table and clear them: a transition cell
+    counted v times moved v slots from its row's state to its next state (the other cells
+    counted events handled in place or unhandled, already accounted for)."""
+    cdef Py_ssize_t idx, row, state
     cdef int64_t v
-    cdef uint32_t* local = c.local
-    for j in range(c.n_tcells):
-        idx = c.tcells[j]
+    for idx in range(lo, hi):
         v = local[idx]
         if v != 0:
-            row = idx // c.n_events
-            e = idx - row * c.n_events
-            state = row >> c.flag_bits
-            c.transitions[state * c.n_events + e] += v
-            c.counts[state] -= v
-            c.counts[c.next_state[idx]] += v
+            if c.kind[idx] == HSM_KIND_TRANSITION:
+                row = idx // c.n_events
+                state = row >> c.flag_bits
+                c.transitions[state * c.n_events + idx - row * c.n_events] += v
+                c.counts[state] -= v
+                c.counts[c.next_state[idx]] += v
             local[idx] = 0
 
 
+cdef void _fold(HsmCore* c, uint32_t* local, Py_ssize_t used) noexcept nogil:
+    """Fold every cell a batch can have touched: the rows of the machine's state codes (the
+    first ``used`` cells) and the free rows at the end (a slot the caller rewrote to a free one
+    counts there)."""
+    cdef Py_ssize_t free_row = <Py_ssize_t>HSM_FREE_SLOT << c.flag_bits
+    _fold_range(c, local, 0, used)
+    _fold_range(c, local, free_row * c.n_events, (free_row + (1 << c.flag_bits)) * c.n_events)
+
+
 cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
-                          HsmCore* c, Py_ssize_t* stop) noexcept nogil:
+                          HsmCore* c, Py_ssize_t n_states, Py_ssize_t* stop) noexcept nogil:
     """Dispatch every pair in order (the batch is validated); return the number handled. Every
     open slot handles or counts each event, so the handled count is the number of events run
     minus the unhandled events they added.
 
-    Transitions are counted per (row, event) in the table's batch-local array and occupancy is
-    derived from them when the batch (or every HSM_FOLD_EVENTS events of it) ends: updating the
-    per-state counters on every transition chains stores on a few hot addresses. Per-slot
-    unhandled counters are exact as the batch goes. Every HSM_CHUNK events the loop picks its
-    kernel from the transition rate of the previous chunk: with frequent transitions a
-    branch-free one (no mispredicted branch), otherwise one that skips handled-in-place events
-    without a store. Each kernel is specialised for machines with and without flags.
+    Transitions are counted per (row, event) in a batch-local array and occupancy is derived
+    from them when the batch (or every HSM_FOLD_EVENTS events of it) ends: updating the per-state
+    counters on every transition chains stores on a few hot addresses. Per-slot unhandled
+    counters are exact as the batch goes. Every HSM_CHUNK events the loop picks its kernel from
+    the transition rate of the previous chunk: with frequent transitions a branch-free one (no
+    mispredicted branch), otherwise one that skips handled-in-place events without a store.
+    Each kernel is specialised for each number of flags (see :func:`_chunk`).
 
     The arrays belong to the caller, who may rewrite them from another thread after validation:
     each index is checked again (one unsigned compare, always on). On an index out of range the
@@ -510,30 +520,46 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
     rewritten to a free slot is harmless: the free rows of every table map to themselves.
     """
     cdef Py_ssize_t n = slots.shape[0], n_events = c.n_events
-    if (c.trace != NULL or c.local == NULL or n < HSM_LOCAL_MIN_EVENTS
-            or c.n_tcells > n):  # the fold would cost more than the batch
-        return _run_many_apply(slots, events, c, stop)
+    cdef int fb = c.flag_bits
+    cdef Py_ssize_t cells = (<Py_ssize_t>HSM_CODE_ROWS << fb) * n_events
+    cdef Py_ssize_t used = (n_states << fb) * n_events   # the cells of the machine's states
+    cdef uint32_t stack_local[HSM_STACK_CELLS]
     cdef uint32_t* local = c.local
+    if (c.trace != NULL or n < HSM_LOCAL_MIN_EVENTS or c.n_tcells > n
+            or (cells > HSM_STACK_CELLS and local == NULL)):
+        return _run_many_apply(slots, events, c, stop)
+    if cells <= HSM_STACK_CELLS:
+        local = stack_local
+        memset(local, 0, cells * sizeof(uint32_t))
     cdef const slot_t* sl = &slots[0]
     cdef const event_t* ev = &events[0]
     cdef uint8_t* states = c.states
     cdef const uint8_t* flags = c.fpacked
-    cdef int fb = c.flag_bits
     cdef uint64_t* unhandled = c.unhandled
     cdef const uint8_t* next_state = c.next_state
     cdef const uint8_t* kind = c.kind
     cdef const uint16_t* step = c.step
+    cdef const int32_t* tcells = c.tcells
     cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>n_events
     cdef bint big = c.capacity >= HSM_PREFETCH_MIN_SLOTS
     cdef bint flat = False, prefetch
-    cdef Py_ssize_t lo = 0, hi, pos = 0, moved, missed = 0, since_fold = 0
+    cdef Py_ssize_t lo = 0, hi, pos = 0, moved, missed = 0, since_fold = 0, j
     cdef Py_ssize_t dist = HSM_PREFETCH_DISTANCE
+    cdef int64_t tsum, tprev = 0
     while lo < n:
         hi = min(lo + HSM_CHUNK, n)
         moved = 0
         prefetch = big and hi + dist <= n
         missed += _chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, next_state,
                          kind, step, n_events, cap, n_ev, prefetch, dist, &pos, &moved)
+        if flat:  # the transition cells' sum gives the transitions the chunk took
+            tsum = 0
+            for j in range(c.n_tcells):
+                tsum += local[tcells[j]]
+            moved = tsum - tprev
+            tprev = tsum
+        else:
+            tprev += moved
         flat = moved * HSM_FLAT_RATE >= hi - lo   # transitions frequent enough to mispredict
         if pos < hi:
             stop[0] = pos
@@ -541,10 +567,11 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
             break
         since_fold += hi - lo
         if since_fold >= HSM_FOLD_EVENTS:
-            _fold(c)
+            _fold(c, local, used)
             since_fold = 0
+            tprev = 0
         lo = hi
-    _fold(c)
+    _fold(c, local, used)
     c.unhandled_total += <uint64_t>missed
     return n - missed
 
@@ -698,6 +725,7 @@ cdef Py_ssize_t _run_broadcast_flagged(HsmCore* c, Py_ssize_t event) noexcept no
 cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1] events):
     """Validate the whole batch, then run it; nothing changes if any element is invalid."""
     cdef Py_ssize_t bad = -1, handled = 0, stop = -1, n = slots.shape[0]
+    cdef Py_ssize_t n_states = self.machine.n_states
     if n != events.shape[0]:
         raise ValueError(
             f"slots and events must have the same length, got {n} and {events.shape[0]}")
@@ -710,7 +738,7 @@ cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1]
             if bad < 0:
                 if self._test_gate != NULL:
                     _pass_gate(self)
-                handled = _run_many(slots, events, &self.core, &stop)
+                handled = _run_many(slots, events, &self.core, n_states, &stop)
     finally:
         self.unlock_batch()
     if stop >= 0:
