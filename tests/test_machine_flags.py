@@ -258,12 +258,17 @@ def test_random_machines_many_slots_match_one_reference_per_slot(data: st.DataOb
     refs = {table.open(): ReferenceMachine(spec) for _ in range(capacity)}
     assert sorted(refs) == list(range(capacity))
     counts = np.zeros((m.n_states, m.n_events), np.int64)
+    table.enable_trace(1024)
+    trace: list[tuple[int, int, int, int, int]] = []
 
     def ref_dispatch(slot: int, event: str) -> bool:
-        leaf = m.state_code(refs[slot].current)
+        leaf, e = m.state_code(refs[slot].current), m.event_code(event)
         step = refs[slot].dispatch(event)
         if step.exits or step.entries:
-            counts[leaf, m.event_code(event)] += 1
+            counts[leaf, e] += 1
+            assert step.handler is not None
+            trace.append((slot, e, leaf, m.state_code(refs[slot].current),
+                          m.state_code(step.handler)))
         return step.handled
 
     for action in data.draw(_table_actions(desc, capacity), label="actions"):
@@ -292,6 +297,9 @@ def test_random_machines_many_slots_match_one_reference_per_slot(data: st.DataOb
             assert int(table.flags[s]) == _mask(ref, desc.flags), (action, s)
             assert int(table.unhandled[s]) == ref.unhandled, (action, s)
         assert np.array_equal(table.transition_counts, counts), action
+    got = table.trace()
+    assert list(zip(*(got[f].tolist() for f in ("slot", "event", "from_state", "to_state",
+                                                 "handled_by")))) == trace
 
 
 def test_generated_machines_use_every_feature() -> None:
