@@ -223,7 +223,7 @@ def _table_actions(draw: st.DrawFn, desc: Desc, capacity: int) -> list[tuple[obj
     for _ in range(draw(st.integers(0, 25))):
         kind = draw(st.sampled_from(["many", "many", "broadcast", "flags", "flags", "reopen"]))
         if kind == "flags" and desc.flags:
-            slots = draw(st.lists(slot, unique=True, max_size=capacity))
+            slots = draw(st.lists(slot, max_size=2 * capacity))  # repeats: the last one wins
             sdt = draw(st.sampled_from([np.int32, np.int64]))
             one = draw(st.booleans())
             values: object
@@ -523,6 +523,10 @@ def test_set_flag_many(sdt: type, vdt: type) -> None:
     (np.array([-1], np.int64), "cold", True, IndexError, r"-1\b"),
     (np.array([0, 1], np.int64), "warm", True, ValueError, r"unknown flag 'warm'"),
     (np.array([0, 1], np.int64), "cold", 1, TypeError, r"\b1\b"),
+    (np.array([0, 1, 2], np.int64), "cold", np.array([1, 1, 2], np.uint8), ValueError,
+     r"values\[2\]: flag value 2 is not 0 or 1"),
+    (np.array([0, 1, 2, 3], np.int64)[::2], "cold", True, ValueError, "C-contiguous"),
+    ([0, 1], "cold", True, TypeError, "numpy array"),
     (np.array([[0, 1]], np.int64), "cold", True, ValueError, r"1-D|dimension|ndim"),
     (np.array([0, 1], np.int64), "cold", np.array([[1, 1]], np.uint8), ValueError,
      r"1-D|dimension|ndim|length|shape"),
