@@ -225,7 +225,8 @@ def _table_actions(draw: st.DrawFn, desc: Desc, capacity: int) -> list[tuple[obj
     out: list[tuple[object, ...]] = []
     slot = st.integers(0, capacity - 1)
     for _ in range(draw(st.integers(0, 25))):
-        kind = draw(st.sampled_from(["many", "many", "broadcast", "flags", "flags", "reopen"]))
+        kind = draw(st.sampled_from(["many", "many", "broadcast", "flags", "flags", "reopen",
+                                     "restore"]))
         if kind == "flags" and desc.flags:
             slots = draw(st.lists(slot, max_size=2 * capacity))  # repeats: the last one wins
             sdt = draw(st.sampled_from([np.int32, np.int64]))
@@ -255,6 +256,8 @@ def _table_actions(draw: st.DrawFn, desc: Desc, capacity: int) -> list[tuple[obj
             out.append(("broadcast", draw(st.sampled_from(desc.events))))
         elif kind == "reopen":
             out.append(("reopen", draw(slot)))
+        elif kind == "restore":
+            out.append(("restore",))
     return out
 
 
@@ -264,7 +267,8 @@ def test_random_machines_many_slots_match_one_reference_per_slot(data: st.DataOb
     desc = data.draw(machines(), label="machine")
     spec = desc.spec()
     m = spec.compile()
-    capacity = data.draw(st.integers(1, 8), label="capacity")
+    # up to 20 slots: the engine packs 2, 4 or 8 slots' flags per byte for its batch kernels
+    capacity = data.draw(st.integers(1, 20), label="capacity")
     table = MachineTable(m, capacity)
     refs = {table.open(): ReferenceMachine(spec) for _ in range(capacity)}
     assert sorted(refs) == list(range(capacity))
@@ -299,6 +303,13 @@ def test_random_machines_many_slots_match_one_reference_per_slot(data: st.DataOb
         elif action[0] == "broadcast":
             expected = sum(ref_dispatch(s, action[1]) for s in sorted(refs))
             assert table.broadcast(action[1]) == expected
+        elif action[0] == "restore":  # a fresh table restored from a snapshot carries on
+            snap = table.snapshot()
+            table = MachineTable(m, capacity)
+            table.restore(snap)
+            if tracing:
+                table.enable_trace(TRACE_SIZE)
+                trace.clear()
         else:
             table.release(action[1])
             slot = table.open()
