@@ -654,3 +654,15 @@ def test_fingerprint_covers_flags_and_guards() -> None:
     prints.add(build(None, ("g", "f")).fingerprint)
     assert len(prints) == 6
     assert build("f").fingerprint == build("f").fingerprint
+
+
+def test_reference_refuses_what_compile_refuses_when_it_meets_it() -> None:
+    """The reference does not validate a declaration up front, but never runs a bad one."""
+    spec = MachineSpec("m", ["Go"], initial="A").state("A").state("B").flag("f")
+    spec.on("A", "Go", "B", guard="!nope")
+    ref = ReferenceMachine(spec)
+    with pytest.raises(ValueError, match=r"guard '!nope' names unknown flag 'nope'"):
+        ref.dispatch("Go")
+    spec = MachineSpec("m", ["Go"], initial="A").state("A", initial="B").state("B")
+    with pytest.raises(ValueError, match=r"initial state 'B' of 'A' is not a descendant of 'A'"):
+        ReferenceMachine(spec)
