@@ -2,24 +2,34 @@
 
 It walks the *declared* hierarchy at run time, the way Hsm.jl's ``dispatch!`` / ``transition!``
 do (try the current leaf, then each ancestor up to Root; exit up to the least common ancestor,
-enter down to the target, then follow initial children). It never looks at the compiled tables,
-so tests use it as the oracle the compiled tables are compared against. It is slow on purpose.
+enter down to the target, then follow initial transitions). It never looks at the compiled tables
+and does not share the compiler's flattening, so tests use it as the oracle the compiled tables
+are compared against. It is slow on purpose.
+
+Guards are evaluated when an event is dispatched, against the instance's current flags: at each
+state on the way up, that state's handlers for the event are tried in declaration order and the
+first whose guard holds runs; if none holds, the event goes on to the parent state.
+
+A deep initial transition (``initial=X`` with ``X`` a grandchild or deeper) enters every state on
+the way from the composite state down to ``X``, without following those states' own initial
+transitions, then follows ``X``'s initial transitions down to a leaf.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
 from ._engine import MachineCodec
-from .machine import ROOT, MachineSpec
+from .machine import ROOT, HandlerDecl, MachineSpec
 
 __all__ = ["ReferenceMachine", "Step"]
 
 
 @dataclass
 class Step:
-    """What one reference dispatch did."""
+    """What one reference dispatch (or the initial transition) did."""
 
     handled: bool
     handler: str | None  # the state whose handler ran
@@ -33,6 +43,10 @@ class ReferenceMachine:
     States and events are given as names, int codes, or members of the spec's event enum (and of
     ``state_enum``, if given), converted by the same :class:`~streamhsm._engine.MachineCodec` as
     the compiled engine: a member of another enum is a ``TypeError``.
+
+    Attributes: ``current`` (the name of the current leaf) and ``unhandled`` (how many dispatched
+    events no handler took). The flags declared with :meth:`MachineSpec.flag` start False and
+    change only through :meth:`set_flag`.
     """
 
     def __init__(self, spec: MachineSpec, *, state_enum: type[enum.IntEnum] | None = None) -> None:
@@ -41,12 +55,52 @@ class ReferenceMachine:
                                    spec.event_enum)
         self._parent = spec.parents
         self._initial = spec.initials
-        self._handlers = spec.handlers
-        self._children = {s for s in self._parent.values()}
+        self._composites = set(self._parent.values())
+        # (state, event) -> that state's handlers for the event, in declaration order
+        self._handlers: dict[tuple[str, str], list[HandlerDecl]] = {}
+        for h in spec.declared_handlers:
+            self._handlers.setdefault((h.state, h.event), []).append(h)
+        self._flags: dict[str, bool] = dict.fromkeys(spec.flags, False)
         self.unhandled = 0
         self.current = ROOT
-        self._on_initial(ROOT, Step(True, None))
+        step = Step(True, None)
+        self._enter_initial(ROOT, step)
+        self._initial_step = step
 
+    # ------------------------------------------------------------------ flags
+    def _flag_name(self, name: object) -> str:
+        if not isinstance(name, str):
+            raise TypeError(f"flag name must be a str, got {type(name).__name__} {name!r}")
+        if name not in self._flags:
+            raise ValueError(f"unknown flag {name!r} for machine {self._spec.name!r}; "
+                             f"its flags are {list(self._flags)}")
+        return name
+
+    def set_flag(self, name: str, value: bool) -> None:
+        """Set flag ``name`` to ``value`` (a ``bool``); ``ValueError`` for an unknown flag,
+        ``TypeError`` for a value that is not a ``bool``."""
+        key = self._flag_name(name)
+        if not isinstance(value, bool):
+            raise TypeError(f"flag {name!r} value must be a bool, got "
+                            f"{type(value).__name__} {value!r}")
+        self._flags[key] = value
+
+    def flag(self, name: str) -> bool:
+        """The current value of flag ``name``; ``ValueError`` for an unknown flag."""
+        return self._flags[self._flag_name(name)]
+
+    def _holds(self, guard: str | None) -> bool:
+        """Whether a handler's guard holds now (no guard always holds; ``"!x"`` is not ``x``)."""
+        if guard is None:
+            return True
+        negated = guard.startswith("!")
+        name = guard[1:] if negated else guard
+        if name not in self._flags:
+            raise ValueError(f"guard {guard!r} names unknown flag {name!r}; "
+                             f"the flags are {list(self._flags)}")
+        return self._flags[name] != negated
+
+    # ------------------------------------------------------------------ hierarchy
     # Hsm.jl: ancestor(), isancestorof(), find_lca()
     def _ancestor(self, s: str) -> str:
         return ROOT if s == ROOT else self._parent[s]
@@ -76,24 +130,46 @@ class ReferenceMachine:
             s = self._parent[s]
 
     def _do_entry(self, lca: str, target: str, step: Step) -> None:
-        if target == lca or target == ROOT:
-            return
-        self._do_entry(lca, self._parent[target], step)
-        step.entries.append(target)
+        """Enter the states from just below ``lca`` down to ``target``, outermost first."""
+        path: list[str] = []
+        s = target
+        while s != lca and s != ROOT:
+            path.append(s)
+            s = self._parent[s]
+        step.entries.extend(reversed(path))
 
-    def _on_initial(self, state: str, step: Step) -> None:
-        child = self._initial.get(state)
-        if child is not None:
-            self._transition(state, child, step)
-        elif state in self._children:
-            raise RuntimeError(f"composite {state!r} entered without an initial child")
+    def _enter_initial(self, state: str, step: Step) -> None:
+        """``state`` has just been entered (or is Root): follow initial transitions to a leaf.
+
+        An initial transition to a deeper descendant ``X`` enters the states between ``state``
+        and ``X`` (their own initials are not followed), then ``X``, then goes on from ``X``.
+        """
+        while True:
+            self.current = state
+            target = self._initial.get(state)
+            if target is None:
+                if state in self._composites:
+                    raise RuntimeError(f"composite {state!r} entered without an initial state")
+                return
+            if target == state or not self._is_ancestor_or_self(state, target):
+                raise ValueError(f"initial state {target!r} of {state!r} is not a descendant "
+                                 f"of {state!r}")
+            self._do_entry(state, target, step)
+            state = target
 
     def _transition(self, source: str, target: str, step: Step) -> None:
         lca = self._lca(source, target)
         self._do_exit(self.current, lca, step)
         self._do_entry(lca, target, step)
-        self.current = target
-        self._on_initial(target, step)
+        self._enter_initial(target, step)
+
+    # ------------------------------------------------------------------ queries and dispatch
+    @property
+    def initial_step(self) -> Step:
+        """What the initial transition did: ``entries`` are the states it entered, outermost
+        first, Root excluded, ending at the initial leaf (a copy; no exits, no handler)."""
+        return dataclasses.replace(self._initial_step, exits=list(self._initial_step.exits),
+                                   entries=list(self._initial_step.entries))
 
     def in_state(self, state: object) -> bool:
         """True if the current leaf is ``state`` or a descendant of it."""
@@ -101,16 +177,17 @@ class ReferenceMachine:
         return self._is_ancestor_or_self(name, self.current)
 
     def dispatch(self, event: object) -> Step:
-        """Dispatch ``event``; return what happened. Unhandled events are counted."""
+        """Dispatch ``event`` under the current flags; return what happened. Unhandled events are
+        counted. Flags are never changed."""
         name = self._spec.events[self._codec.event(event)]
         s = self.current
         while True:
-            if (s, name) in self._handlers:
-                target = self._handlers[(s, name)]
-                step = Step(True, s)
-                if target is not None:
-                    self._transition(s, target, step)
-                return step
+            for h in self._handlers.get((s, name), ()):
+                if self._holds(h.guard):
+                    step = Step(True, s)
+                    if h.target is not None:
+                        self._transition(s, h.target, step)
+                    return step
             if s == ROOT:
                 self.unhandled += 1
                 return Step(False, None)
