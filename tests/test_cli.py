@@ -164,7 +164,7 @@ def test_bench_command_small(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert op in text
     data = json.loads(out.read_text())
     rows = {r["operation"].split(" (")[0]: r for r in data["rows"]}
-    assert rows["per-stream state"]["time_ns"] == 13  # uint8 state + uint64 counter + int32 free
+    assert rows["per-stream state"]["time_ns"] == 14  # uint8 state + uint8 flags + uint64 counter + int32 free
     assert all(r["time_ns"] > 0 for r in data["rows"])
     assert rows["StreamTable.dispatch"]["ratio"] > 0
 

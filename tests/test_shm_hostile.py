@@ -99,6 +99,7 @@ def _accessors(r: TableReader) -> dict[str, Callable[[], Any]]:
     """Every public accessor of a reader, touching the data it returns."""
     return {
         "states": lambda: int(np.asarray(r.states, np.int64).sum()),
+        "flags": lambda: int(np.asarray(r.flags, np.int64).sum()),
         "unhandled": lambda: int(np.asarray(r.unhandled).sum()),
         "writer_pid": lambda: r.writer_pid,
         "heartbeat_ns": lambda: r.heartbeat_ns,
@@ -137,7 +138,7 @@ HEADER_ONLY = {"writer_pid", "heartbeat_ns", "unhandled_total", "publish_count",
                "writer_alive", "stale"}
 
 
-ALL = {"states", "unhandled", "writer_pid", "heartbeat_ns", "unhandled_total", "publish_count",
+ALL = {"states", "flags", "unhandled", "writer_pid", "heartbeat_ns", "unhandled_total", "publish_count",
        "closed", "writer_alive", "stale", "count", "slots_in", "stats"}
 HEADER_ONLY = {"writer_pid", "heartbeat_ns", "unhandled_total", "publish_count", "closed",
                "writer_alive", "stale"}

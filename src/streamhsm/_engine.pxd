@@ -6,7 +6,7 @@
 # and dispatch with no Python call at all (see examples/cython_driver and docs/performance.md).
 cimport cython
 from cpython.pythread cimport PyThread_type_lock
-from libc.stdint cimport uint8_t, int16_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
 
 cdef extern from *:
     """
@@ -30,6 +30,9 @@ cdef extern from *:
 cdef enum:
     HSM_FREE_SLOT = 255
     HSM_CODE_ROWS = HSM_FREE_SLOT + 1      # rows of every padded table: one per uint8 code
+    HSM_STEP_MISSED = HSM_CODE_ROWS        # EngineTables.step bits above the next leaf
+    HSM_STEP_MOVED = HSM_STEP_MISSED << 1
+    HSM_STEP_MOVES = 9                     # HSM_STEP_MOVED == 1 << HSM_STEP_MOVES
     # Batch loops prefetch the state byte this many events ahead on tables at least this large
     # (measured: on smaller tables the state array is cache-resident and prefetching only costs).
     HSM_PREFETCH_DISTANCE = 32
@@ -63,18 +66,28 @@ cdef inline void hsm_trace(HsmTrace* t, Py_ssize_t slot, Py_ssize_t event, uint8
     t.recorded += 1
 
 
+# A machine with k flags has one table row per (state code, flag bitmask): row = code << k | mask,
+# HSM_CODE_ROWS << k rows. A flag-free machine (k = 0) has one row per code and never reads flags.
 ctypedef struct HsmCore:
     uint8_t* states            # [capacity] current leaf code, or HSM_FREE_SLOT
+    uint8_t* flags             # [capacity] flag bitmask per slot (0 for free slots)
     uint64_t* unhandled        # [capacity] unhandled events per slot
     int64_t* counts            # [HSM_CODE_ROWS] number of slots per state code
     int64_t* transitions       # [HSM_CODE_ROWS x n_events] transitions taken per (state, event)
-    const uint8_t* next_state  # next leaf
-    const uint8_t* handled     # 1 if some state handled the event (0 on the free row)
-    const uint8_t* missed      # 1 if unhandled (0 on the free row)
-    const uint8_t* kind        # HSM_KIND_* of each (state, event)
+    const uint8_t* next_state  # [rows x n_events] next leaf
+    const uint8_t* handled     # 1 if some state handled the event (0 on the free rows)
+    const uint8_t* missed      # 1 if unhandled (0 on the free rows)
+    const uint8_t* kind        # HSM_KIND_* of each (row, event)
+    const uint16_t* step       # next leaf | HSM_STEP_MISSED if unhandled | HSM_STEP_MOVED if a
+                               # transition (the batch kernel's one load per event)
+    const int32_t* tcells      # the (row, event) cells that are transitions
+    uint32_t* local            # [rows x n_events] batch-local transition counts, all 0 between
+                               # batches; NULL: batches run event by event (see _run_many)
     HsmTrace* trace            # NULL unless tracing is on
     Py_ssize_t capacity
     Py_ssize_t n_events
+    Py_ssize_t n_tcells
+    int flag_bits              # k: number of flags of the machine
     uint64_t unhandled_total
 
 # What dispatching an event in a state does (the ``kind`` table).
@@ -86,18 +99,22 @@ cdef enum:
 
 cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhandled,
                               int64_t* transitions, const uint8_t* next_state,
-                              const uint8_t* kind, HsmTrace* trace, Py_ssize_t n_events,
+                              const uint8_t* kind, const uint8_t* flags, int flag_bits,
+                              HsmTrace* trace, Py_ssize_t n_events,
                               Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
     """The transition kernel on raw columns; returns 1 if the event went unhandled (counted in
     ``unhandled[slot]``, the caller adds it to its total), 0 if handled.
 
     The common case, an event handled without a transition, costs one table load and one
-    predictable branch. Batch loops pass the pointers as local variables: a store through
-    ``uint8_t*`` may alias anything, so reading them from a struct would reload every field
-    after each store.
+    predictable branch (plus the slot's flag byte on a machine with flags). Batch loops pass the
+    pointers as local variables: a store through ``uint8_t*`` may alias anything, so reading them
+    from a struct would reload every field after each store.
     """
     cdef uint8_t old = states[slot]
-    cdef Py_ssize_t idx = <Py_ssize_t>old * n_events + event
+    cdef Py_ssize_t row = old
+    if flag_bits:
+        row = (row << flag_bits) | flags[slot]
+    cdef Py_ssize_t idx = row * n_events + event
     cdef uint8_t k = kind[idx]
     cdef uint8_t new
     if k == HSM_KIND_INTERNAL:
@@ -105,7 +122,7 @@ cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhand
     if k == HSM_KIND_UNHANDLED:
         unhandled[slot] += 1
         return 1
-    transitions[idx] += 1
+    transitions[<Py_ssize_t>old * n_events + event] += 1
     new = next_state[idx]
     if trace != NULL:
         hsm_trace(trace, slot, event, old, new, idx)
@@ -127,7 +144,7 @@ cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept
         if slot < 0 or slot >= c.capacity or event < 0 or event >= c.n_events:
             return -1
     miss = hsm_apply(c.states, c.counts, c.unhandled, c.transitions, c.next_state, c.kind,
-                     c.trace, c.n_events, slot, event)
+                     c.flags, c.flag_bits, c.trace, c.n_events, slot, event)
     c.unhandled_total += miss
     return 1 - miss
 
@@ -136,8 +153,9 @@ cdef class MachineTable:
     cdef HsmCore core
     cdef readonly object machine
     # the numpy arrays the core points into, and the machine's EngineTables
-    cdef object _states, _unhandled, _counts, _free_list, _transitions, _tables
-    cdef object _states_view, _unhandled_view, _transitions_view   # read-only bases
+    cdef object _states, _flags, _unhandled, _counts, _free_list, _transitions, _tables
+    cdef object _scratch           # the batch-local transition counts (core.local), or None
+    cdef object _states_view, _flags_view, _unhandled_view, _transitions_view  # read-only bases
     cdef object _observer          # TableObserver over the read-only views
     cdef int32_t* _free            # stack of free slots
     cdef Py_ssize_t _n_free
@@ -174,6 +192,8 @@ cdef class MachineTable:
     cdef Py_ssize_t state_index(self, object state) except -1
     @cython.final
     cdef object observer(self)
+    @cython.final
+    cdef int flag_bit(self, object name) except -1
     cdef int lock_batch(self) except -1
     cdef void unlock_batch(self) noexcept
     cdef int release_unchecked(self, Py_ssize_t slot) noexcept nogil
@@ -188,6 +208,7 @@ cdef class _InstanceKind:
     cdef const uint8_t* kind
     cdef int64_t* transitions          # NULL unless per-instance transition counts were asked for
     cdef Py_ssize_t n_events
+    cdef int flag_bits                 # number of flags of the machine
     cdef object owners                 # the arrays the pointers point into
     cdef object state_members          # tuple: code -> State member
     cdef object member                 # bool [n_states, HSM_CODE_ROWS]: is code under state
@@ -196,8 +217,10 @@ cdef class _InstanceKind:
 
 
 cdef class MachineInstance:
-    # 8 + 8 + 1 bytes after the object header: the machine-level object, the unhandled counter
-    # and the state code (no per-instance tables: occupancy of a single instance is its state).
+    # 8 + 8 + 2 bytes after the object header: the machine-level object, the unhandled counter,
+    # the state code and the flag bitmask (no per-instance tables: occupancy of a single instance
+    # is its state).
     cdef _InstanceKind _kind
     cdef uint64_t _unhandled
     cdef uint8_t _state
+    cdef uint8_t _flags

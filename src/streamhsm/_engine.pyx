@@ -97,30 +97,43 @@ def table_layout(capacity, n_events):
         "transitions": (np.dtype(np.int64), (HSM_CODE_ROWS, n_events)),
         "unhandled": (np.dtype(np.uint64), (capacity,)),
         "free": (np.dtype(np.int32), (capacity,)),
+        "flags": (np.dtype(np.uint8), (capacity,)),
         "states": (np.dtype(np.uint8), (capacity,)),
     }
 
 
 @cython.final
 cdef class EngineTables:
-    """A machine's tables as the engine runs them: padded to one row per uint8 code (the free
-    row included, mapping to itself and counting nothing), all read-only.
+    """A machine's tables as the engine runs them: one row per (uint8 state code, flag bitmask),
+    ``row = code << flag_bits | mask`` (one row per code for a flag-free machine), the free rows
+    included (mapping to themselves and counting nothing), all read-only.
 
-    - ``next_state[code, e]`` (uint8): the leaf after dispatching ``e``.
-    - ``handled[code, e]`` / ``missed[code, e]`` (uint8): 1 if some state handled / nobody
-      handled the event (both 0 on the free row).
-    - ``kind[code, e]`` (uint8): what dispatching does (internal, transition, unhandled).
+    - ``next_state[row, e]`` (uint8): the leaf after dispatching ``e``.
+    - ``handled[row, e]`` / ``missed[row, e]`` (uint8): 1 if some state handled / nobody
+      handled the event (both 0 on the free rows).
+    - ``kind[row, e]`` (uint8): what dispatching does (internal, transition, unhandled).
+    - ``handler[row, e]`` (int16): the state whose handler ran, -1 if none.
+    - ``step[row, e]`` (uint16): the next leaf, plus ``HSM_STEP_MISSED`` (the first value above
+      every code) if unhandled, plus ``HSM_STEP_MISSED << 1`` if a transition.
+    - ``tcells`` (int32): the flat indices ``row * n_events + e`` of the transition cells.
     - ``member[s, code]`` (bool, ``n_states`` rows): a slot in state ``code`` is in state ``s``
       (ancestors included).
+    - ``flag_bits``: the machine's number of flags.
     """
-    cdef readonly object next_state, handled, missed, kind, member
+    cdef readonly object next_state, handled, missed, kind, handler, step, tcells, member
+    cdef readonly int flag_bits
 
-    def __init__(self, next_state, handled, missed, kind, member):
+    def __init__(self, next_state, handled, missed, kind, handler, step, tcells, member,
+                 int flag_bits):
         self.next_state = next_state
         self.handled = handled
         self.missed = missed
         self.kind = kind
+        self.handler = handler
+        self.step = step
+        self.tcells = tcells
         self.member = member
+        self.flag_bits = flag_bits
 
 
 def engine_tables(machine):
@@ -129,22 +142,34 @@ def engine_tables(machine):
     cached = getattr(machine, "_engine_tables", None)
     if cached is not None:
         return cached
-    n_s, n_e = machine.n_states, machine.n_events
-    nxt = np.empty((HSM_CODE_ROWS, n_e), dtype=np.uint8)
-    nxt[:] = np.arange(HSM_CODE_ROWS, dtype=np.uint8)[:, None]
-    handled = np.zeros((HSM_CODE_ROWS, n_e), dtype=np.uint8)
-    missed = np.zeros((HSM_CODE_ROWS, n_e), dtype=np.uint8)
-    nxt[:n_s] = machine.next_state
-    handled[:n_s] = machine.handled
-    missed[:n_s] = 1 - machine.handled
-    kind = np.zeros((HSM_CODE_ROWS, n_e), dtype=np.uint8)  # free row: internal (nothing to do)
-    kind[:n_s] = np.where(machine.handled == 0, HSM_KIND_UNHANDLED,
-                          np.where(machine.exit_path[:, :, 0] >= 0, HSM_KIND_TRANSITION,
-                                   HSM_KIND_INTERNAL))
+    n_s, n_e, k = machine.n_states, machine.n_events, machine.n_flags
+    masks = 1 << k
+
+    def rows(table, pad, dtype):
+        # (masks, n_s, n_e) compiled -> (HSM_CODE_ROWS, masks, n_e) padded -> (rows, n_e)
+        out = np.empty((HSM_CODE_ROWS, masks, n_e), dtype=dtype)
+        out[:] = pad
+        out[:n_s] = (table if k else table[None]).transpose(1, 0, 2)
+        return out.reshape(HSM_CODE_ROWS * masks, n_e)
+
+    codes = np.arange(HSM_CODE_ROWS, dtype=np.uint8)[:, None, None]
+    nxt = rows(machine.next_state, codes, np.uint8)
+    handled = rows(machine.handled, 0, np.uint8)
+    handler = rows(machine.handler, -1, np.int16)
+    transition = rows(machine.exit_path[..., 0] >= 0, False, bool) & (handled == 1)
+    used = rows(np.ones(machine.handled.shape, np.uint8), 0, np.uint8)  # 0 on the free rows
+    missed = used & (handled ^ 1)
+    # the free rows: internal (nothing to do)
+    kind = np.where(missed == 1, HSM_KIND_UNHANDLED,
+                    np.where(transition, HSM_KIND_TRANSITION, HSM_KIND_INTERNAL)).astype(np.uint8)
+    step = (nxt.astype(np.uint16) | missed.astype(np.uint16) * HSM_STEP_MISSED
+            | transition.astype(np.uint16) * HSM_STEP_MOVED)
+    tcells = np.flatnonzero(transition.ravel()).astype(np.int32)
     member = np.zeros((n_s, HSM_CODE_ROWS), dtype=bool)
     for s in range(n_s):
         member[s, list(machine.leaves_under[s])] = True
-    cached = EngineTables(*(readonly_view(a) for a in (nxt, handled, missed, kind, member)))
+    cached = EngineTables(*(readonly_view(a) for a in (nxt, handled, missed, kind, handler, step,
+                                                       tcells, member)), k)
     machine._engine_tables = cached
     return cached
 
@@ -231,18 +256,30 @@ cdef Py_ssize_t _index_value(object value, str what) except? -2:
     return <Py_ssize_t>v
 
 
-cdef void _bind_core(HsmCore* c, EngineTables tables, Py_ssize_t n_events, object transitions):
+cdef void _bind_core(HsmCore* c, EngineTables tables, Py_ssize_t n_events, object transitions,
+                     object scratch):
     cdef const uint8_t[:, ::1] nxt = tables.next_state
     cdef const uint8_t[:, ::1] handled = tables.handled
     cdef const uint8_t[:, ::1] missed = tables.missed
     cdef const uint8_t[:, ::1] kind = tables.kind
+    cdef const uint16_t[:, ::1] step = tables.step
+    cdef const int32_t[::1] tcells = tables.tcells
     cdef int64_t[:, ::1] trans = transitions
+    cdef uint32_t[::1] local
     c.next_state = &nxt[0, 0]
     c.handled = &handled[0, 0]
     c.missed = &missed[0, 0]
     c.kind = &kind[0, 0]
+    c.step = &step[0, 0]
+    c.n_tcells = tcells.shape[0]
+    c.tcells = &tcells[0] if c.n_tcells else NULL
     c.transitions = &trans[0, 0]
     c.n_events = n_events
+    c.flag_bits = tables.flag_bits
+    c.local = NULL
+    if scratch is not None:
+        local = scratch
+        c.local = &local[0]
 
 
 cdef inline int _raise_if_bad(int rc) except -1:
@@ -282,19 +319,37 @@ cdef Py_ssize_t _first_invalid(const slot_t[::1] slots, const event_t[::1] event
     return -1 if bad == n else bad
 
 
-# Batch-local transition counting (_run_many): one uint32 cell per (state code, event) on the stack
-# when the machine has at most HSM_LOCAL_MAX_CELLS // HSM_CODE_ROWS events; folded into the
-# table's counters every HSM_FOLD_EVENTS events (so no cell can overflow) and at the end.
+# Batch-local transition counting (_run_many): one uint32 cell per (row, event) in a scratch
+# array the table allocates with itself when the machine has at most HSM_LOCAL_MAX_CELLS cells;
+# folded into the table's counters every HSM_FOLD_EVENTS events (so no cell can overflow) and at
+# the end of the batch, which leaves every cell 0 again.
 cdef enum:
-    HSM_LOCAL_MAX_CELLS = 4096
+    HSM_LOCAL_MAX_CELLS = 65536
     HSM_LOCAL_MIN_EVENTS = 2048    # smaller batches: the per-event kernel (no fold to pay for)
     HSM_CHUNK = 1024               # events between two choices of the chunk kernel
     HSM_FOLD_EVENTS = 1 << 24
     HSM_FLAT_RATE = 16             # branch-free chunks once 1 event in this many transitions
 
 
+def _local_scratch(machine):
+    """The zeroed scratch array of a table's batch-local transition counts, or None if the
+    machine has too many (row, event) cells (its batches then run event by event)."""
+    cells = (HSM_CODE_ROWS << machine.n_flags) * machine.n_events
+    return np.zeros(cells, np.uint32) if cells <= HSM_LOCAL_MAX_CELLS else None
+
+
+cdef inline Py_ssize_t _cell(const uint8_t* states, const uint8_t* flags, bint flagged, int fb,
+                             Py_ssize_t s, Py_ssize_t e, Py_ssize_t n_events) noexcept nogil:
+    """The (row, event) cell of slot ``s`` and event ``e``; ``flagged`` is a constant at every
+    call site, so a flag-free machine never loads the flag byte."""
+    if flagged:
+        return ((<Py_ssize_t>states[s] << fb) | flags[s]) * n_events + e
+    return <Py_ssize_t>states[s] * n_events + e
+
+
 cdef inline Py_ssize_t _chunk_branchy(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
-                                      Py_ssize_t hi, uint8_t* states, uint64_t* unhandled,
+                                      Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
+                                      bint flagged, int fb, uint64_t* unhandled,
                                       uint32_t* local, const uint8_t* next_state,
                                       const uint8_t* kind, Py_ssize_t n_events, size_t cap,
                                       size_t n_ev, bint prefetch, Py_ssize_t* pos,
@@ -310,13 +365,15 @@ cdef inline Py_ssize_t _chunk_branchy(const slot_t* sl, const event_t* ev, Py_ss
     for i in range(lo, hi):
         if prefetch:
             STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + HSM_PREFETCH_DISTANCE]])
+            if flagged:
+                STREAMHSM_PREFETCH(&flags[<Py_ssize_t>sl[i + HSM_PREFETCH_DISTANCE]])
         s = <Py_ssize_t>sl[i]
         e = <Py_ssize_t>ev[i]
         if <size_t>s >= cap or <size_t>e >= n_ev:
             pos[0] = i
             moved[0] += trans
             return missed
-        idx = <Py_ssize_t>states[s] * n_events + e
+        idx = _cell(states, flags, flagged, fb, s, e, n_events)
         k = kind[idx]
         if k == HSM_KIND_INTERNAL:
             continue
@@ -333,49 +390,59 @@ cdef inline Py_ssize_t _chunk_branchy(const slot_t* sl, const event_t* ev, Py_ss
 
 
 cdef inline Py_ssize_t _chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
-                                   Py_ssize_t hi, uint8_t* states, uint64_t* unhandled,
+                                   Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
+                                   bint flagged, int fb, uint64_t* unhandled,
                                    uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
                                    size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
-                                   Py_ssize_t* pos) noexcept nogil:
+                                   Py_ssize_t* pos, Py_ssize_t* moved) noexcept nogil:
     """Like :func:`_chunk_branchy` without a branch on the transition: every event stores its
-    next state (unchanged unless it transitions) and counts itself in its (state, event) cell of
-    ``local`` (the fold reads only the transition cells). ``step[idx]`` is the next state, plus
-    HSM_CODE_ROWS if the event goes unhandled: one load per event for both."""
+    next state (unchanged unless it transitions) and adds its transition bit to its cell of
+    ``local`` (so only transition cells ever become non-zero). ``step[idx]`` holds the next
+    state, the unhandled bit and the transition bit: one load per event for all three."""
     cdef Py_ssize_t i, s, e, idx
-    cdef Py_ssize_t missed = 0
+    cdef Py_ssize_t missed = 0, trans = 0
     cdef uint16_t v
     for i in range(lo, hi):
         if prefetch:
             STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + dist]])
+            if flagged:
+                STREAMHSM_PREFETCH(&flags[<Py_ssize_t>sl[i + dist]])
         s = <Py_ssize_t>sl[i]
         e = <Py_ssize_t>ev[i]
         if <size_t>s >= cap or <size_t>e >= n_ev:
             pos[0] = i
+            moved[0] += trans
             return missed
-        idx = <Py_ssize_t>states[s] * n_events + e
+        idx = _cell(states, flags, flagged, fb, s, e, n_events)
         v = step[idx]
-        if v >= HSM_CODE_ROWS:
+        if v & HSM_STEP_MISSED:
             unhandled[s] += 1
             missed += 1
         states[s] = <uint8_t>v
-        local[idx] += 1
+        local[idx] += v >> HSM_STEP_MOVES
+        trans += v >> HSM_STEP_MOVES
     pos[0] = hi
+    moved[0] += trans
     return missed
 
 
-cdef void _fold(HsmCore* c, uint32_t* local, Py_ssize_t cells) noexcept nogil:
-    """Add the transition cells of ``local`` to the table's transition counts and occupancy, and
-    clear ``local``: a (state, event) cell counted v times moved v slots from the state to
+cdef void _fold(HsmCore* c) noexcept nogil:
+    """Add the transition cells of ``c.local`` to the table's transition counts and occupancy,
+    and clear them: a (row, event) cell counted v times moved v slots from the row's state to
     its next state."""
-    cdef Py_ssize_t idx
+    cdef Py_ssize_t j, idx, row, e, state
     cdef int64_t v
-    for idx in range(cells):
+    cdef uint32_t* local = c.local
+    for j in range(c.n_tcells):
+        idx = c.tcells[j]
         v = local[idx]
         if v != 0:
-            if c.kind[idx] == HSM_KIND_TRANSITION:
-                c.transitions[idx] += v
-                c.counts[idx // c.n_events] -= v
-                c.counts[c.next_state[idx]] += v
+            row = idx // c.n_events
+            e = idx - row * c.n_events
+            state = row >> c.flag_bits
+            c.transitions[state * c.n_events + e] += v
+            c.counts[state] -= v
+            c.counts[c.next_state[idx]] += v
             local[idx] = 0
 
 
@@ -385,61 +452,57 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
     open slot handles or counts each event, so the handled count is the number of events run
     minus the unhandled events they added.
 
-    Transitions are counted per (state, event) in a batch-local array and occupancy is derived
-    from them when the batch (or every HSM_FOLD_EVENTS events of it) ends: updating the per-state
-    counters on every transition chains stores on a few hot addresses. Per-slot unhandled
-    counters are exact as the batch goes. Every HSM_CHUNK events the loop picks its kernel from
-    the transition rate of the previous chunk: with frequent transitions a branch-free one (no
-    mispredicted branch), otherwise one that skips handled-in-place events without a store.
+    Transitions are counted per (row, event) in the table's batch-local array and occupancy is
+    derived from them when the batch (or every HSM_FOLD_EVENTS events of it) ends: updating the
+    per-state counters on every transition chains stores on a few hot addresses. Per-slot
+    unhandled counters are exact as the batch goes. Every HSM_CHUNK events the loop picks its
+    kernel from the transition rate of the previous chunk: with frequent transitions a
+    branch-free one (no mispredicted branch), otherwise one that skips handled-in-place events
+    without a store. Each kernel is specialised for machines with and without flags.
 
     The arrays belong to the caller, who may rewrite them from another thread after validation:
     each index is checked again (one unsigned compare, always on). On an index out of range the
     run stops before it and ``stop[0]`` is set to its position (it stays -1 otherwise). A slot
-    rewritten to a free slot is harmless: the free row of every table maps to itself.
+    rewritten to a free slot is harmless: the free rows of every table map to themselves.
     """
     cdef Py_ssize_t n = slots.shape[0], n_events = c.n_events
-    cdef Py_ssize_t cells = HSM_CODE_ROWS * n_events
-    if c.trace != NULL or n < HSM_LOCAL_MIN_EVENTS or cells > HSM_LOCAL_MAX_CELLS:
+    if (c.trace != NULL or c.local == NULL or n < HSM_LOCAL_MIN_EVENTS
+            or c.n_tcells > n):  # the fold would cost more than the batch
         return _run_many_apply(slots, events, c, stop)
-    cdef uint32_t local[HSM_LOCAL_MAX_CELLS]
-    memset(local, 0, cells * sizeof(uint32_t))
+    cdef uint32_t* local = c.local
     cdef const slot_t* sl = &slots[0]
     cdef const event_t* ev = &events[0]
     cdef uint8_t* states = c.states
+    cdef const uint8_t* flags = c.flags
+    cdef int fb = c.flag_bits
+    cdef bint flagged = fb != 0
     cdef uint64_t* unhandled = c.unhandled
     cdef const uint8_t* next_state = c.next_state
     cdef const uint8_t* kind = c.kind
+    cdef const uint16_t* step = c.step
     cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>n_events
     cdef bint big = c.capacity >= HSM_PREFETCH_MIN_SLOTS
     cdef bint flat = False, prefetch
-    cdef Py_ssize_t lo = 0, hi, pos = 0, moved, missed = 0, since_fold = 0, j, n_tcells = 0
+    cdef Py_ssize_t lo = 0, hi, pos = 0, moved, missed = 0, since_fold = 0
     cdef Py_ssize_t dist = HSM_PREFETCH_DISTANCE
-    cdef int64_t tsum, tprev = 0
-    # the transition cells: after a branch-free chunk, their sum gives the transitions it took
-    cdef uint16_t tcells[HSM_LOCAL_MAX_CELLS]
-    cdef uint16_t step[HSM_LOCAL_MAX_CELLS]   # next state | HSM_CODE_ROWS if unhandled (_chunk_flat)
-    for j in range(cells):
-        if kind[j] == HSM_KIND_TRANSITION:
-            tcells[n_tcells] = <uint16_t>j
-            n_tcells += 1
-        step[j] = next_state[j] | (HSM_CODE_ROWS if kind[j] == HSM_KIND_UNHANDLED else 0)
     while lo < n:
         hi = min(lo + HSM_CHUNK, n)
         moved = 0
-        if flat:
-            prefetch = big and hi + dist <= n
-            missed += _chunk_flat(sl, ev, lo, hi, states, unhandled, local, step, n_events, cap,
-                                  n_ev, prefetch, dist, &pos)
-            tsum = 0
-            for j in range(n_tcells):
-                tsum += local[tcells[j]]
-            moved = tsum - tprev
-            tprev = tsum
+        prefetch = big and hi + dist <= n
+        if flat and flagged:
+            missed += _chunk_flat(sl, ev, lo, hi, states, flags, True, fb, unhandled, local,
+                                  step, n_events, cap, n_ev, prefetch, dist, &pos, &moved)
+        elif flat:
+            missed += _chunk_flat(sl, ev, lo, hi, states, flags, False, 0, unhandled, local,
+                                  step, n_events, cap, n_ev, prefetch, dist, &pos, &moved)
+        elif flagged:
+            missed += _chunk_branchy(sl, ev, lo, hi, states, flags, True, fb, unhandled, local,
+                                     next_state, kind, n_events, cap, n_ev, prefetch, &pos,
+                                     &moved)
         else:
-            prefetch = big and hi + HSM_PREFETCH_DISTANCE <= n
-            missed += _chunk_branchy(sl, ev, lo, hi, states, unhandled, local, next_state, kind,
-                                     n_events, cap, n_ev, prefetch, &pos, &moved)
-            tprev += moved
+            missed += _chunk_branchy(sl, ev, lo, hi, states, flags, False, 0, unhandled, local,
+                                     next_state, kind, n_events, cap, n_ev, prefetch, &pos,
+                                     &moved)
         flat = moved * HSM_FLAT_RATE >= hi - lo   # transitions frequent enough to mispredict
         if pos < hi:
             stop[0] = pos
@@ -447,11 +510,10 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
             break
         since_fold += hi - lo
         if since_fold >= HSM_FOLD_EVENTS:
-            _fold(c, local, cells)
+            _fold(c)
             since_fold = 0
-            tprev = 0
         lo = hi
-    _fold(c, local, cells)
+    _fold(c)
     c.unhandled_total += <uint64_t>missed
     return n - missed
 
@@ -464,11 +526,13 @@ cdef Py_ssize_t _run_many_apply(const slot_t[::1] slots, const event_t[::1] even
     The arrays belong to the caller, who may rewrite them from another thread after validation:
     each index is checked again (one unsigned compare, always on). On an index out of range the
     run stops before it and ``stop[0]`` is set to its position (it stays -1 otherwise). A slot
-    rewritten to a free slot is harmless: the free row of every table maps to itself.
+    rewritten to a free slot is harmless: the free rows of every table map to themselves.
     """
     cdef Py_ssize_t i, s, e, n = slots.shape[0]
     cdef uint64_t missed = 0
     cdef uint8_t* states = c.states
+    cdef const uint8_t* flags = c.flags
+    cdef int fb = c.flag_bits
     cdef int64_t* counts = c.counts
     cdef uint64_t* unhandled = c.unhandled
     cdef int64_t* transitions = c.transitions
@@ -491,8 +555,8 @@ cdef Py_ssize_t _run_many_apply(const slot_t[::1] slots, const event_t[::1] even
                 n = i
                 stop[0] = i
                 break
-            missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, trace,
-                                n_events, s, e)
+            missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, flags,
+                                fb, trace, n_events, s, e)
     if stop[0] < 0:
         for i in range(start, n):
             s = <Py_ssize_t>slots[i]
@@ -501,8 +565,8 @@ cdef Py_ssize_t _run_many_apply(const slot_t[::1] slots, const event_t[::1] even
                 n = i
                 stop[0] = i
                 break
-            missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, trace,
-                                n_events, s, e)
+            missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, flags,
+                                fb, trace, n_events, s, e)
     c.unhandled_total += missed
     return n - <Py_ssize_t>missed
 
@@ -532,6 +596,8 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
     if STREAMHSM_DEBUG_CHECKS:
         if event < 0 or event >= c.n_events:
             return -1
+    if c.flag_bits:
+        return _run_broadcast_flagged(c, event)
     memset(moved, 0, sizeof(moved))
     for s in range(HSM_CODE_ROWS):
         if c.counts[s] != 0:
@@ -574,6 +640,30 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
     return handled
 
 
+cdef Py_ssize_t _run_broadcast_flagged(HsmCore* c, Py_ssize_t event) noexcept nogil:
+    """:func:`_run_broadcast` for a machine with flags: what a slot does depends on its own flag
+    byte, so every slot goes through the kernel (free slots map to themselves and count nothing).
+    """
+    cdef Py_ssize_t i, capacity = c.capacity
+    cdef Py_ssize_t open_slots = capacity - <Py_ssize_t>c.counts[HSM_FREE_SLOT]
+    cdef uint64_t missed = 0
+    cdef uint8_t* states = c.states
+    cdef const uint8_t* flags = c.flags
+    cdef int fb = c.flag_bits
+    cdef int64_t* counts = c.counts
+    cdef uint64_t* unhandled = c.unhandled
+    cdef int64_t* transitions = c.transitions
+    cdef const uint8_t* next_state = c.next_state
+    cdef const uint8_t* kind = c.kind
+    cdef HsmTrace* trace = c.trace
+    cdef Py_ssize_t n_events = c.n_events
+    for i in range(capacity):
+        missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, flags, fb,
+                            trace, n_events, i, event)
+    c.unhandled_total += missed
+    return open_slots - <Py_ssize_t>missed
+
+
 cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1] events):
     """Validate the whole batch, then run it; nothing changes if any element is invalid."""
     cdef Py_ssize_t bad = -1, handled = 0, stop = -1, n = slots.shape[0]
@@ -609,6 +699,69 @@ cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1]
                 f"nothing was dispatched")
         raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was dispatched")
     return handled
+
+
+_FLAG_DTYPES = (np.dtype(np.bool_), _U8)
+cdef object _NO_VALUES = np.zeros(1, np.uint8)
+
+
+cdef int _flag_value(object value) except -1:
+    """A flag value: True/False (``bool`` or ``numpy.bool_``) as 1/0; anything else TypeError."""
+    if value is True or value is False or isinstance(value, np.bool_):
+        return 1 if value else 0
+    raise TypeError(f"flag value must be a bool, got {type(value).__name__} {value!r}")
+
+
+cdef Py_ssize_t _set_flags(const slot_t[::1] slots, const uint8_t[::1] values, bint single,
+                           uint8_t one, int bit, HsmCore* c, Py_ssize_t* stop) noexcept nogil:
+    """Validate every (slot, value), then apply them; return the index of the first invalid one
+    (nothing applied) or -1. The caller may rewrite its arrays meanwhile: the apply pass checks
+    each slot again and stops before one that left the valid range (``stop[0]``)."""
+    cdef Py_ssize_t i, s, n = slots.shape[0]
+    cdef size_t cap = <size_t>c.capacity
+    cdef uint8_t v, keep = <uint8_t>~(1 << bit)
+    for i in range(n):
+        s = <Py_ssize_t>slots[i]
+        if <size_t>s >= cap or c.states[s] == HSM_FREE_SLOT or (not single and values[i] > 1):
+            return i
+    for i in range(n):
+        s = <Py_ssize_t>slots[i]
+        v = one if single else values[i]
+        if <size_t>s >= cap or c.states[s] == HSM_FREE_SLOT or v > 1:
+            stop[0] = i
+            return -1
+        c.flags[s] = (c.flags[s] & keep) | <uint8_t>(v << bit)
+    return -1
+
+
+cdef object _flags_many(MachineTable self, const slot_t[::1] slots, const uint8_t[::1] values,
+                        bint single, uint8_t one, int bit):
+    """``set_flag_many`` on validated arrays: check the whole call under the table lock, then
+    apply it."""
+    cdef Py_ssize_t bad = -1, stop = -1, n = slots.shape[0]
+    if n == 0:
+        return None
+    self.lock_batch()
+    try:
+        with nogil:
+            bad = _set_flags(slots, values, single, one, bit, &self.core, &stop)
+    finally:
+        self.unlock_batch()
+    if stop >= 0:
+        raise IndexError(
+            f"slots[{stop}] or values[{stop}] changed while set_flag_many ran (now slot "
+            f"{int(slots[stop])}): the caller's arrays were changed during the call; the first "
+            f"{stop} flags were set, the rest were not")
+    if bad >= 0:
+        s = int(slots[bad])
+        if not single and values[bad] > 1:
+            raise ValueError(f"values[{bad}]: flag value {int(values[bad])} is not 0 or 1; "
+                             f"nothing was changed")
+        if not 0 <= s < self.core.capacity:
+            raise IndexError(f"slots[{bad}]: slot {s} out of range for capacity "
+                             f"{self.core.capacity}; nothing was changed")
+        raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was changed")
+    return None
 
 
 def _check_array(object arr, str what, tuple dtypes):
@@ -691,26 +844,32 @@ cdef class MachineTable:
                     raise ValueError(f"arrays[{name!r}] must be a writeable C-contiguous {dtype} "
                                      f"array of shape {shape}")
         states, unhandled, counts = arrays["states"], arrays["unhandled"], arrays["counts"]
-        free, transitions = arrays["free"], arrays["transitions"]
+        free, transitions, flags = arrays["free"], arrays["transitions"], arrays["flags"]
         states[:] = HSM_FREE_SLOT
+        flags[:] = 0
         unhandled[:] = 0
         counts[:] = 0
         counts[HSM_FREE_SLOT] = cap
         free[:] = np.arange(cap - 1, -1, -1, dtype=np.int32)
         transitions[:] = 0
         cdef uint8_t[::1] st = states
+        cdef uint8_t[::1] fl = flags
         cdef uint64_t[::1] un = unhandled
         cdef int64_t[::1] co = counts
         cdef int32_t[::1] fr = free
         self.core.states = &st[0]
+        self.core.flags = &fl[0]
         self.core.unhandled = &un[0]
         self.core.counts = &co[0]
-        _bind_core(&self.core, tables, machine.n_events, transitions)
+        self._scratch = _local_scratch(machine)
+        _bind_core(&self.core, tables, machine.n_events, transitions, self._scratch)
         self._free = &fr[0]
         self._n_free = cap
         self._states, self._unhandled, self._counts = states, unhandled, counts
         self._free_list, self._transitions, self._tables = free, transitions, tables
+        self._flags = flags
         self._states_view = readonly_view(states)
+        self._flags_view = readonly_view(flags)
         self._unhandled_view = readonly_view(unhandled)
         self._transitions_view = readonly_view(transitions[:machine.n_states])
         self._observer = TableObserver(machine, self._states_view, readonly_view(counts),
@@ -790,6 +949,7 @@ cdef class MachineTable:
                 f"changed from outside; nothing was opened")
         self._n_free -= 1
         self.core.states[s] = self._initial
+        self.core.flags[s] = 0
         self.core.unhandled[s] = 0
         self.core.counts[HSM_FREE_SLOT] -= 1
         self.core.counts[self._initial] += 1
@@ -828,6 +988,7 @@ cdef class MachineTable:
         self.core.counts[self.core.states[s]] -= 1
         self.core.counts[HSM_FREE_SLOT] += 1
         self.core.states[s] = HSM_FREE_SLOT
+        self.core.flags[s] = 0
         self.core.unhandled[s] = 0
         self._free[self._n_free] = <int32_t>s
         self._n_free += 1
@@ -837,6 +998,75 @@ cdef class MachineTable:
         """True if ``slot`` is in range and open (never raises for an int out of range)."""
         cdef Py_ssize_t v = _index_value(slot, "slot")
         return 0 <= v < self.core.capacity and self.core.states[v] != HSM_FREE_SLOT
+
+    # ------------------------------------------------------------------ flags
+    @cython.final
+    cdef int flag_bit(self, object name) except -1:
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return self.machine.flag_bit(name)
+
+    def set_flag(self, slot, name, value):
+        """Set (``value`` True) or clear flag ``name`` of an open slot. Flags only change here
+        and in :meth:`set_flag_many`: dispatching reads them and never changes them.
+
+        Raises:
+            IndexError: ``slot`` is out of range or not open.
+            ValueError: the machine has no flag ``name``.
+            TypeError: ``value`` is not a bool, or ``slot``/``name`` has the wrong type.
+        """
+        cdef Py_ssize_t v = self.slot_value(slot)
+        cdef int bit = self.flag_bit(name)
+        cdef uint8_t on = _flag_value(value)
+        cdef bint locked = self._busy  # a batch runs in another thread: wait for it
+        if locked:
+            self.lock_batch()
+        try:  # the slot is checked after the wait, under the same exclusion as the change
+            v = self.check_open(v, slot)
+            self.core.flags[v] = (self.core.flags[v] & ~(1 << bit)) | (on << bit)
+        finally:
+            if locked:
+                self.unlock_batch()
+
+    def flag(self, slot, name):
+        """True if flag ``name`` of the open slot is set (errors as :meth:`set_flag`)."""
+        cdef Py_ssize_t v = self.slot_index(slot)
+        cdef int bit = self.flag_bit(name)
+        return bool(self.core.flags[v] >> bit & 1)
+
+    def set_flag_many(self, slots, name, values):
+        """Set or clear flag ``name`` of many open slots, without the GIL.
+
+        Args:
+            slots: 1-D C-contiguous int32 or int64 array of open slots (repeats allowed: the
+                last value wins).
+            name: the flag.
+            values: a bool or uint8 (0 or 1) array of the same length, or one bool for all.
+
+        Raises:
+            TypeError / ValueError / IndexError: wrong type, dtype, shape or contiguity,
+            mismatched lengths, a value other than 0 or 1, an unknown flag, or a slot out of
+            range or not open. The whole call is validated first: on error, nothing has changed.
+        """
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        _check_array(slots, "slots", _SLOT_DTYPES)
+        cdef int bit = self.flag_bit(name)
+        cdef uint8_t one = 0
+        cdef bint single = not isinstance(values, np.ndarray)
+        cdef const uint8_t[::1] vals = _NO_VALUES
+        if single:
+            one = _flag_value(values)
+        else:
+            _check_array(values, "values", _FLAG_DTYPES)
+            if values.shape[0] != slots.shape[0]:
+                raise ValueError(f"slots and values must have the same length, got "
+                                 f"{slots.shape[0]} and {values.shape[0]}")
+            vals = values.view(np.uint8)
+        if slots.dtype == _I64:
+            _flags_many[int64_t](self, slots, vals, single, one, bit)
+        else:
+            _flags_many[int32_t](self, slots, vals, single, one, bit)
 
     # ------------------------------------------------------------------ dispatch
     def dispatch(self, slot, event):
@@ -964,8 +1194,7 @@ cdef class MachineTable:
         cols = {"seq": np.zeros(n, np.uint64), "slot": np.zeros(n, np.int64),
                 "event": np.zeros(n, np.uint8), "from_state": np.zeros(n, np.uint8),
                 "to_state": np.zeros(n, np.uint8), "handled_by": np.zeros(n, np.int16)}
-        handler = np.full((HSM_CODE_ROWS, self.machine.n_events), -1, np.int16)
-        handler[:self.machine.n_states] = self.machine.handler
+        handler = (<EngineTables>self._tables).handler  # one row per (state, flag bitmask)
         cdef uint64_t[::1] seq = cols["seq"]
         cdef int64_t[::1] slot = cols["slot"]
         cdef uint8_t[::1] event = cols["event"]
@@ -1022,13 +1251,15 @@ cdef class MachineTable:
     # ------------------------------------------------------------------ snapshots
     def snapshot(self):
         """The table's state as plain data: a dict naming its kind, format version and machine
-        fingerprint, with copies of the state and unhandled arrays and the unhandled total."""
+        fingerprint, with copies of the state, flag and unhandled arrays and the unhandled
+        total."""
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
         return {
             "kind": "MachineTable", "version": SNAPSHOT_VERSION, "machine": self.machine.name,
             "fingerprint": self.machine.fingerprint, "capacity": self.core.capacity,
-            "states": self._states.copy(), "unhandled": self._unhandled.copy(),
+            "states": self._states.copy(), "flags": self._flags.copy(),
+            "unhandled": self._unhandled.copy(),
             "unhandled_total": int(self.core.unhandled_total),
             "free": self._free_list[:self._n_free].copy(),  # stack order: open() reuses the last
             "transitions": self._transitions[:self.machine.n_states].ravel().copy(),
@@ -1041,7 +1272,10 @@ cdef class MachineTable:
 
         Raises:
             SnapshotError: another kind, version, machine or capacity; wrong dtypes or shapes; a
-                state code that is not a leaf of the machine; an unhandled total below the sum.
+                state code that is not a leaf of the machine; a flag bitmask beyond the machine's
+                flags or set on a free slot; an unhandled total below the sum.
+
+        A version-2 snapshot (written before flags existed) has no flags: they restore as 0.
         """
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
@@ -1060,6 +1294,16 @@ cdef class MachineTable:
             raise SnapshotError(
                 f"snapshot state {int(states[bad[0]])} at slot {int(bad[0])} is not a leaf state "
                 f"of machine {self.machine.name!r}")
+        if snap["version"] < 3 and "flags" not in snap:
+            flags = np.zeros(cap, np.uint8)
+        else:
+            flags = _snap_array(snap, "flags", np.uint8, cap)
+        bad = np.flatnonzero((flags >> self.machine.n_flags != 0)
+                             | ((flags != 0) & (states == HSM_FREE_SLOT)))
+        if bad.size:
+            raise SnapshotError(
+                f"snapshot flags {int(flags[bad[0]])} at slot {int(bad[0])} are not a flag bitmask "
+                f"of machine {self.machine.name!r} ({self.machine.n_flags} flags) on an open slot")
         total = snap.get("unhandled_total")
         # the exact per-slot sum (high and low halves summed apart cannot wrap in uint64)
         per_slot = ((int((unhandled >> np.uint64(32)).sum(dtype=np.uint64)) << 32)
@@ -1080,6 +1324,7 @@ cdef class MachineTable:
         self.lock_batch()
         try:
             self._states[:] = states
+            self._flags[:] = flags
             self._unhandled[:] = unhandled
             self._counts[:] = counts
             self._free_list[:free.size] = free
@@ -1148,6 +1393,12 @@ cdef class MachineTable:
         return self._states_view
 
     @property
+    def flags(self):
+        """Read-only view of the per-slot flag bitmasks (uint8; bit ``i`` is the machine's
+        ``flag_names[i]``; 0 for free slots and on a machine without flags)."""
+        return self._flags_view
+
+    @property
     def unhandled(self):
         """Read-only view of the per-slot unhandled-event counters (uint64)."""
         return self._unhandled_view
@@ -1164,10 +1415,12 @@ cdef class MachineTable:
 
     @property
     def nbytes_per_slot(self):
-        """Bytes of per-slot state (state code, unhandled counter, free-list entry)."""
+        """Bytes of per-slot state (state code, flag bitmask, unhandled counter, free-list
+        entry)."""
         if self.machine is None:
             return 0
-        return self._states.itemsize + self._unhandled.itemsize + self._free_list.itemsize
+        return (self._states.itemsize + self._flags.itemsize + self._unhandled.itemsize
+                + self._free_list.itemsize)
 
     def __len__(self):
         """Number of open slots."""
@@ -1194,6 +1447,7 @@ cdef class _InstanceKind:
         self.next_state = &nxt[0, 0]
         self.kind = &kind[0, 0]
         self.n_events = machine.n_events
+        self.flag_bits = machine.n_flags
         self.transitions = NULL
         self.transitions_view = None
         owners = [tables]
@@ -1265,7 +1519,8 @@ cdef class MachineInstance:
         cdef _InstanceKind k = self._kind
         if k is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        cdef Py_ssize_t idx = <Py_ssize_t>self._state * k.n_events + (<MachineCodec>k.codec).event(event)
+        cdef Py_ssize_t e = (<MachineCodec>k.codec).event(event)
+        cdef Py_ssize_t idx = ((<Py_ssize_t>self._state << k.flag_bits) | self._flags) * k.n_events + e
         cdef uint8_t what = k.kind[idx]
         if what == HSM_KIND_INTERNAL:
             return True
@@ -1273,9 +1528,33 @@ cdef class MachineInstance:
             self._unhandled += 1
             return False
         if k.transitions != NULL:
-            k.transitions[idx] += 1
+            k.transitions[<Py_ssize_t>self._state * k.n_events + e] += 1
         self._state = k.next_state[idx]
         return True
+
+    def set_flag(self, name, value):
+        """Set (``value`` True) or clear flag ``name``; dispatching never changes flags.
+
+        Raises:
+            ValueError: the machine has no flag ``name``.
+            TypeError: ``value`` is not a bool or ``name`` not a str.
+        """
+        if self._kind is None:
+            raise RuntimeError("MachineInstance is not initialised (call __init__)")
+        cdef int bit = self._kind.machine.flag_bit(name)
+        cdef uint8_t on = _flag_value(value)
+        self._flags = (self._flags & ~(1 << bit)) | (on << bit)
+
+    def flag(self, name):
+        """True if flag ``name`` is set (all flags start False)."""
+        if self._kind is None:
+            raise RuntimeError("MachineInstance is not initialised (call __init__)")
+        return bool(self._flags >> self._kind.machine.flag_bit(name) & 1)
+
+    @property
+    def flags(self):
+        """The flag bitmask (bit ``i`` is the machine's ``flag_names[i]``)."""
+        return self._flags
 
     @property
     def current(self):

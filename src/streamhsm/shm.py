@@ -1,7 +1,7 @@
 """Live stream tables in named shared memory, readable by another process while the driver runs.
 
 Like Aeron's counters file read by AeronStat: the writer's :class:`SharedStreamTable` keeps its
-arrays (state codes, unhandled counters, occupancy, transition counts, free list) in a named
+arrays (state codes, flag bitmasks, unhandled counters, occupancy, transition counts, free list) in a named
 POSIX shared-memory segment (the file ``/dev/shm/NAME``) behind a versioned header;
 :func:`open_readonly` validates the header and returns a :class:`TableReader`, which copies what it
 reads with ``pread`` (the segment is never mapped in the reader, so a writer or anyone else
@@ -60,7 +60,7 @@ __all__ = ["HEADER_SIZE", "LAYOUT_VERSION", "MAX_NAME_LENGTH", "SharedStreamTabl
 
 MAGIC = b"STRMHSM\x00"
 #: Version of the segment layout below; a reader rejects a segment of another version.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: a per-slot flag column (machines with flags and guards)
 #: Bytes of the segment header; the first column starts after it.
 HEADER_SIZE = 128
 #: Longest segment name accepted (characters; also at most 255 bytes encoded).
@@ -426,6 +426,11 @@ class TableReader:
     def states(self) -> np.ndarray:
         """A fresh read-only copy of the state codes (uint8, one per slot)."""
         return self._column("states")
+
+    @property
+    def flags(self) -> np.ndarray:
+        """A fresh read-only copy of the per-slot flag bitmasks (uint8, one per slot)."""
+        return self._column("flags")
 
     @property
     def unhandled(self) -> np.ndarray:

@@ -15,11 +15,13 @@ import numpy as np
 
 from .errors import StreamHsmError
 
-__all__ = ["SNAPSHOT_VERSION", "SnapshotError", "check_header", "check_kind", "load_snapshot",
+__all__ = ["SNAPSHOT_VERSION", "SUPPORTED_VERSIONS", "SnapshotError", "check_header", "check_kind", "load_snapshot",
            "save_snapshot"]
 
-#: Format version written into every snapshot.
-SNAPSHOT_VERSION = 2
+#: Format version written into every snapshot (3: tables carry their per-slot flags).
+SNAPSHOT_VERSION = 3
+#: Format versions ``restore`` accepts: version 2 is version 3 without flags (they restore as 0).
+SUPPORTED_VERSIONS = (2, 3)
 
 
 class SnapshotError(StreamHsmError, ValueError):
@@ -39,9 +41,10 @@ def check_kind(snap: object, kind: str) -> dict[str, Any]:
         what = f"a {got_kind!r} snapshot" if isinstance(got_kind, str) else "not a streamhsm snapshot"
         raise SnapshotError(f"this is {what}; it cannot be restored into a {kind!r}")
     version = snap.get("version")
-    if type(version) is not int or version != SNAPSHOT_VERSION:
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
         raise SnapshotError(
-            f"snapshot format version {version!r} is not supported (this is {SNAPSHOT_VERSION})")
+            f"snapshot format version {version!r} is not supported (this is {SNAPSHOT_VERSION}; "
+            f"supported: {', '.join(map(str, SUPPORTED_VERSIONS))})")
     for key in ("fingerprint", "machine"):
         if not isinstance(snap.get(key), str):
             raise SnapshotError(f"snapshot field {key!r} must be a str, got "
