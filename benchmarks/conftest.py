@@ -59,6 +59,10 @@ TARGETS: tuple[tuple[str, str, str, str, float], ...] = (
      "test_broadcast_floor", "<=", 0.5),
     ("broadcast, every slot transitions / memcpy (aim)", "test_broadcast", "test_broadcast_memcpy",
      "<=", 2.0),
+    ("dispatch_many with a flag / same machine without flags, lease traffic",
+     "test_many_with_flags", "test_many_without_flags", "<=", 1.5),
+    ("dispatch_many with a flag / same machine without flags, transition-heavy",
+     "test_many_transitions_with_flags", "test_many_transitions_without_flags", "<=", 1.5),
 )
 
 
@@ -82,7 +86,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not RESULTS or not _measuring(terminalreporter.config):
         return
     tr = terminalreporter
-    tr.section("issue 11 targets (best round of each, same run)")
+    tr.section("performance targets (best round of each, same run)")
     for label, num, den, op, bound in TARGETS:
         if num not in RESULTS or (den and den not in RESULTS):
             tr.write_line(f"{label}: not measured")

@@ -17,6 +17,7 @@ import pytest
 
 import streamhsm
 import streamhsm.driver
+import streamhsm.machine
 import streamhsm.shm
 import streamhsm.snapshot
 
@@ -56,7 +57,8 @@ def test_every_public_name_has_its_entry_and_page(pages: dict[str, str]) -> None
         assert groups, f"{qualified} is on no group page"
 
 
-@pytest.mark.parametrize("module", [streamhsm.driver, streamhsm.shm, streamhsm.snapshot])
+@pytest.mark.parametrize("module", [streamhsm.machine, streamhsm.driver, streamhsm.shm,
+                                    streamhsm.snapshot])
 def test_every_submodule_name_is_documented_or_linked(
         pages: dict[str, str], module: ModuleType) -> None:
     page = pages[f"{module.__name__}.rst"]
@@ -155,6 +157,12 @@ def test_references_to_re_exported_names_resolve_to_their_entry(apigen: ModuleTy
     assert (apigen.documented_target("open_readonly", "streamhsm.shm")
             == "streamhsm.shm.open_readonly")
     assert apigen.documented_target("NoSuchThing", "streamhsm.shm") is None
+    # machine.py's docstrings (shown under streamhsm.MachineSpec) name its own names briefly
+    assert (apigen.documented_target("MAX_FLAGS", "streamhsm")
+            == "streamhsm.machine.MAX_FLAGS")
+    assert (apigen.documented_target("streamhsm.machine.HandlerDecl", None)
+            == "streamhsm.machine.HandlerDecl")
+    assert apigen.documented_target("ROOT", "streamhsm") is None  # streamhsm.ROOT: Sphinx's own
 
 
 def test_a_prose_colon_in_a_property_docstring_is_not_read_as_a_type(apigen: ModuleType) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 
 from streamhsm import Event, ReferenceMachine, State, StreamLifecycle, stream_machine, stream_spec
@@ -176,3 +177,18 @@ def test_unknown_to_root_is_the_only_unhandled_path() -> None:
             chain.append(m.state_names[m.parent[m.state_names.index(chain[-1])]])
         has = any((st, m.event_names[ev]) in declared for st in chain)
         assert bool(m.handled[leaf, ev]) == has
+
+
+def test_the_drain_policy_as_a_flag_equals_both_table_variants() -> None:
+    """docs/design.md (flags): the stream machine with ``drain`` as a per-stream flag is the
+    default policy while the flag is clear and drain_on_producer_loss while it is set, cell by
+    cell; so one table could mix policies (the benchmarks measure it against the variant)."""
+    from streamhsm.tools.bench import drain_flag_stream_machine
+
+    flagged = drain_flag_stream_machine()
+    assert flagged.flag_names == ("drain",) and flagged.next_state.shape[0] == 2
+    for mask, drain in ((0, False), (1, True)):
+        plain = stream_machine(drain)
+        for name in ("next_state", "handled", "handler", "exit_path", "entry_path"):
+            np.testing.assert_array_equal(getattr(flagged, name)[mask], getattr(plain, name),
+                                          err_msg=f"{name} with drain={drain}")

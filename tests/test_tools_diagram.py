@@ -26,16 +26,36 @@ BUILT_IN = [("stream", "default"), ("stream", "drain_on_producer_loss"),
             ("lease", "default"), ("driver", "default")]
 
 
-NAMES = [f"{m}:{p}" for m, p in BUILT_IN] + ["toy"]
+NAMES = [f"{m}:{p}" for m, p in BUILT_IN] + ["toy", "qhsmtst"]
+
+
+def qhsmtst_spec() -> MachineSpec:
+    """Samek's QHsmTst (events A..I) with its flag ``foo`` as a guard: the top-level initial
+    transition goes to the grandchild ``s2``, ``s``'s to the grandchild ``s11``, ``s2``'s to the
+    grandchild ``s211``. QHsmTst's actions set and clear ``foo``; here the caller would."""
+    spec = MachineSpec("qhsmtst", list("ABCDEFGHI"), initial="s2").flag("foo")
+    spec.state("s", initial="s11").state("s1", "s", initial="s11").state("s11", "s1")
+    spec.state("s2", "s", initial="s211").state("s21", "s2", initial="s211")
+    spec.state("s211", "s21")
+    spec.on("s", "E", "s11").on("s", "I", guard="foo")
+    spec.on("s1", "A", "s1").on("s1", "B", "s11").on("s1", "C", "s2")
+    spec.on("s1", "D", "s", guard="!foo").on("s1", "F", "s211").on("s1", "I")
+    spec.on("s11", "D", "s1", guard="foo").on("s11", "G", "s211").on("s11", "H", "s")
+    spec.on("s2", "C", "s1").on("s2", "F", "s11").on("s2", "I", guard="!foo")
+    spec.on("s21", "A", "s21").on("s21", "B", "s211").on("s21", "G", "s1")
+    spec.on("s211", "D", "s21").on("s211", "H", "s")
+    return spec
 
 
 @pytest.fixture(name="machine", params=NAMES)
 def machine_fixture(request: pytest.FixtureRequest,
                     toy_spec: Callable[[], MachineSpec]) -> CompiledMachine:
-    """Every built-in machine, and the three-level toy machine of conftest (every kind of edge a
-    composite state can have)."""
+    """Every built-in machine, the three-level toy machine of conftest (every kind of edge a
+    composite state can have) and QHsmTst (guards, deep initial transitions)."""
     if request.param == "toy":
         return toy_spec().compile()
+    if request.param == "qhsmtst":
+        return qhsmtst_spec().compile()
     m, p = request.param.split(":")
     return registry.machine(m, p)
 
@@ -154,3 +174,87 @@ def test_root_handlers_are_drawn_as_a_note(toy_spec: Callable[[], MachineSpec]) 
     toy = toy_spec().compile()
     assert "note right of A : Root (any state) handles Reset -> Root" in to_mermaid(toy)
     assert 'Root__note [shape=note, label="Root (any state) handles Reset -> Root"]' in to_dot(toy)
+
+
+def _mermaid_lines(machine: CompiledMachine) -> list[str]:
+    return [line.strip() for line in to_mermaid(machine).splitlines()]
+
+
+def test_guards_are_shown_on_their_edges() -> None:
+    """QHsmTst's guarded handlers: ``D [!foo]`` from s1 to s, ``D [foo]`` from s11 to s1, ``I``
+    handled in place in s while foo is set and in s2 while it is clear (s1's ``I`` unguarded)."""
+    machine = qhsmtst_spec().compile()
+    lines = _mermaid_lines(machine)
+    for line in ("s1 --> s : D [!foo]", "s11 --> s1 : D [foo]", "s : handles I [foo]",
+                 "s2 : handles I [!foo]", "s1 : handles I", "s211 --> s21 : D"):
+        assert line in lines, line
+    labelled = [line for line in lines if "foo" in line]
+    assert len(labelled) == 4, labelled  # nothing else is guarded
+    where, edges = _parse(to_dot(machine))
+    by_label = {a["label"]: (t, h, a) for t, h, a in edges if "label" in a}
+    tail, turn, attrs = by_label['"D [!foo]"']  # s1 (a cluster) to its ancestor s: out and back
+    assert (tail, attrs.get("ltail")) == ("s1__anchor", "cluster_s1")
+    assert [(h, a.get("lhead")) for t, h, a in edges if t == turn] == [("s__start", "cluster_s")]
+    tail, turn, _ = by_label['"D [foo]"']
+    assert tail == "s11"
+    assert [(h, a.get("lhead")) for t, h, a in edges if t == turn] == [("s1__start", "cluster_s1")]
+    dot = to_dot(machine)
+    assert 'label=<s<BR/><FONT POINT-SIZE="10">handles I [foo]</FONT>>' in dot
+    assert 'label=<s2<BR/><FONT POINT-SIZE="10">handles I [!foo]</FONT>>' in dot
+    assert 'label=<s1<BR/><FONT POINT-SIZE="10">handles I</FONT>>' in dot
+
+
+def test_every_guarded_handler_is_an_edge_of_its_own() -> None:
+    """Several handlers of one (state, event) are several edges, also when they share a target;
+    unguarded handlers between two states still share one edge; a guarded Root handler is in the
+    note."""
+    spec = MachineSpec("door", ["Push", "Kick", "Slam"], initial="Closed")
+    spec.flag("locked").flag("jammed")
+    spec.state("Closed").state("Open").state("Broken")
+    spec.on("Closed", "Push", "Open", guard="!locked").on("Closed", "Push", guard="locked")
+    spec.on("Closed", "Kick", "Broken", guard="jammed").on("Closed", "Kick", "Open")
+    spec.on("Open", "Kick", "Closed", guard="jammed").on("Open", "Push", "Closed")
+    spec.on("Open", "Kick", "Closed").on("Open", "Slam", "Closed", guard="!jammed")
+    spec.on("Root", "Push", guard="jammed")
+    machine = spec.compile()
+    lines = _mermaid_lines(machine)
+    edges = [line for line in lines if "-->" in line and not line.startswith("[*]")]
+    assert edges == ["Closed --> Open : Push [!locked]", "Closed --> Broken : Kick [jammed]",
+                     "Closed --> Open : Kick", "Open --> Closed : Kick [jammed]",
+                     "Open --> Closed : Push / Kick", "Open --> Closed : Slam [!jammed]"]
+    assert "Closed : handles Push [locked]" in lines
+    assert "note right of Closed : Root (any state) handles Push [jammed]" in lines
+    _, dot_edges = _parse(to_dot(machine))
+    assert [(t, h, a["label"]) for t, h, a in dot_edges if "label" in a] == [
+        ("Closed", "Open", '"Push [!locked]"'), ("Closed", "Broken", '"Kick [jammed]"'),
+        ("Closed", "Open", '"Kick"'), ("Open", "Closed", '"Kick [jammed]"'),
+        ("Open", "Closed", '"Push / Kick"'), ("Open", "Closed", '"Slam [!jammed]"')]
+
+
+def test_deep_initial_arrows_point_at_the_declared_state() -> None:
+    """QHsmTst's top-level start points at the grandchild s2 (a composite: at its border), s's
+    initial arrow at its grandchild s11 inside s1, s2's at its grandchild s211 inside s21."""
+    machine = qhsmtst_spec().compile()
+    assert machine.initial_entries == tuple(machine.state_code(s) for s in ("s", "s2", "s21",
+                                                                            "s211"))
+    lines = to_mermaid(machine).splitlines()
+    assert lines[1] == "    [*] --> s2"
+    block_of_s = lines[lines.index("    state s {") + 1]
+    assert block_of_s == "        [*] --> s11"
+    assert lines[lines.index("        state s2 {") + 1] == "            [*] --> s211"
+    where, edges = _parse(to_dot(machine))
+    starts = {t: (h, a) for t, h, a in edges if t.endswith("__start")}
+    assert starts["Root__start"] == ("s2__start", {"lhead": "cluster_s2"})
+    assert starts["s__start"] == ("s11", {}) and where["s11"] == "s1"
+    assert starts["s2__start"] == ("s211", {}) and where["s211"] == "s21"
+    assert where["s__start"] == "s" and where["s2__start"] == "s2"
+    # a note about Root's handlers goes beside the top-level state that holds the initial one
+    with_root = qhsmtst_spec().on("Root", "I", "Root").compile()
+    assert "    note right of s : Root (any state) handles I -> Root" in to_mermaid(with_root)
+
+
+def test_the_diagram_command_still_draws_the_built_in_machines(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for m, p in BUILT_IN:
+        assert main(["diagram", "--machine", m, "--policy", p, "--format", "dot"]) == 0
+        assert capsys.readouterr().out == to_dot(registry.machine(m, p))

@@ -65,8 +65,8 @@ GROUPS: tuple[Group, ...] = (
 FALLBACK = Group("other", "Other names", (), "Public names not covered by the pages above.")
 
 #: Public submodules that get a page of their own, for their own ``__all__``.
-SUBMODULES: tuple[str, ...] = ("streamhsm.driver", "streamhsm.shm", "streamhsm.snapshot",
-                               "streamhsm.reference")
+SUBMODULES: tuple[str, ...] = ("streamhsm.machine", "streamhsm.driver", "streamhsm.shm",
+                               "streamhsm.snapshot", "streamhsm.reference")
 
 #: Descriptions of module dunders, which have no ``#:`` comment in the source.
 DUNDER_DOCS = {"__version__": "The installed package's version string."}
@@ -554,4 +554,14 @@ def documented_target(target: str, module: str | None) -> str | None:
             name = _documented().get(id(obj))
             if name is not None:
                 return ".".join([name, *rest[j + 1:]])
-    return None
+    return _submodule_constant(target)
+
+
+def _submodule_constant(name: str) -> str | None:
+    """``sub.NAME`` for a bare ``NAME`` that exactly one public submodule lists in its
+    ``__all__`` and the package does not: a module's docstrings name its own constants
+    (``MAX_FLAGS``) while they are shown under the package (``streamhsm.MachineSpec``)."""
+    if "." in name or name in importlib.import_module(PACKAGE).__all__:
+        return None
+    homes = [sub for sub in SUBMODULES if name in importlib.import_module(sub).__all__]
+    return f"{homes[0]}.{name}" if len(homes) == 1 else None

@@ -71,6 +71,10 @@ cdef inline void hsm_trace(HsmTrace* t, Py_ssize_t slot, Py_ssize_t event, uint8
 ctypedef struct HsmCore:
     uint8_t* states            # [capacity] current leaf code, or HSM_FREE_SLOT
     uint8_t* flags             # [capacity] flag bitmask per slot (0 for free slots)
+    uint8_t* fpacked           # the same bitmasks packed, 1 << fpack_shift slots per byte
+                               # (hsm_set_flags writes both): what batch kernels read, 1/8 to
+                               # 1/2 the bytes, so a large table's flags stay in cache
+    int fpack_shift            # log2(slots per byte): 3 (1 flag), 2 (2 flags), 1 (3-4 flags)
     uint64_t* unhandled        # [capacity] unhandled events per slot
     int64_t* counts            # [HSM_CODE_ROWS] number of slots per state code
     int64_t* transitions       # [HSM_CODE_ROWS x n_events] transitions taken per (state, event)
@@ -133,6 +137,23 @@ cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhand
     return 0
 
 
+cdef inline uint8_t hsm_packed_flags(const uint8_t* fpacked, int shift, Py_ssize_t slot) noexcept nogil:
+    """The flag bitmask of ``slot`` from the packed copy: ``1 << shift`` slots per byte, each
+    ``8 >> shift`` bits wide."""
+    cdef int width = 8 >> shift
+    return (fpacked[slot >> shift] >> ((slot & ((1 << shift) - 1)) * width)) & ((1 << width) - 1)
+
+
+cdef inline void hsm_set_flags(HsmCore* c, Py_ssize_t slot, uint8_t mask) noexcept nogil:
+    """Set the flag bitmask of ``slot`` in both copies (the per-slot byte and the packed one)."""
+    cdef int shift = c.fpack_shift, width = 8 >> shift
+    cdef int at = (slot & ((1 << shift) - 1)) * width
+    c.flags[slot] = mask
+    if c.flag_bits:
+        c.fpacked[slot >> shift] = <uint8_t>(
+            (c.fpacked[slot >> shift] & ~(((1 << width) - 1) << at)) | (mask << at))
+
+
 cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
     """Dispatch one event to one open slot; return 1 if handled, 0 if unhandled.
 
@@ -155,6 +176,7 @@ cdef class MachineTable:
     # the numpy arrays the core points into, and the machine's EngineTables
     cdef object _states, _flags, _unhandled, _counts, _free_list, _transitions, _tables
     cdef object _scratch           # the batch-local transition counts (core.local), or None
+    cdef object _fpacked           # the packed flag bitmasks (core.fpacked)
     cdef object _states_view, _flags_view, _unhandled_view, _transitions_view  # read-only bases
     cdef object _observer          # TableObserver over the read-only views
     cdef int32_t* _free            # stack of free slots

@@ -9,8 +9,10 @@
 #   build when an index is out of range. The caller guarantees 0 <= slot < core.capacity, an open
 #   slot (core.states[slot] != HSM_FREE_SLOT) and 0 <= event < core.n_events: validate once,
 #   before the loop.
-# - HsmCore fields a caller may read: states, counts, unhandled, capacity, n_events,
-#   unhandled_total. Never write them directly.
+# - HsmCore fields a caller may read: states, flags (per-slot flag bitmasks; flag_bits is the
+#   machine's number of flags, 0 for a flag-free machine), counts, unhandled, capacity,
+#   n_events, unhandled_total. Never write them directly (flags change through
+#   MachineTable.set_flag / set_flag_many, which keep the kernel's packed copy in step).
 # - HSM_FREE_SLOT: the state code of a free slot.
 #
 # Only the names listed here are the contract; everything else in streamhsm/_engine.pxd is private

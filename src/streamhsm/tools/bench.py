@@ -7,6 +7,7 @@ performance plan. The full pytest-benchmark suites live in ``benchmarks/``.
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import json
@@ -22,7 +23,9 @@ import numpy as np
 
 from ._floor import NoopTarget, broadcast_floor, copy_floor, table_floor, table_floor_int32
 from ..driver import Driver, DriverConfig, Role
+from .._engine import MachineTable
 from ..lifecycle import Event, StreamLifecycle, StreamTable
+from ..machine import CompiledMachine, MachineSpec
 from ..reference import ReferenceMachine
 
 __all__ = ["Row", "format_rows", "plot_scaling", "run_bench"]
@@ -211,6 +214,41 @@ def _toggling_table(n: int) -> StreamTable:
 TOGGLE = (int(Event.PRODUCER_DETACHED), int(Event.PRODUCER_ATTACHED))
 
 
+@functools.lru_cache(maxsize=1)
+def drain_flag_stream_machine() -> CompiledMachine:
+    """The stream lifecycle with the ``drain_on_producer_loss`` handlers guarded by a per-stream
+    flag ``drain``: with the flag set on every stream it behaves exactly like
+    ``stream_machine(True)``, with it clear like ``stream_machine(False)``. The benchmarks run it
+    beside the flag-free machine to measure what flags cost."""
+    spec = MachineSpec("stream[drain flag]", Event, initial="Live").flag("drain")
+    spec.state("Live", initial="Init")
+    spec.state("Init", parent="Live").state("Active", parent="Live")
+    spec.state("Draining", parent="Live").state("Closed")
+    spec.on("Init", "StreamProvisioned", "Active")
+    spec.on("Active", "ProducerDetached", "Draining", guard="drain")
+    spec.on("Draining", "ProducerAttached", "Active", guard="drain")
+    spec.on("Active", ["ProducerAttached", "ConsumerAttached", "ProducerDetached",
+                       "ConsumerDetached", "EpochBumped"])
+    spec.on("Draining", ["ProducerDetached", "ConsumerDetached", "EpochBumped", "DriverDraining"])
+    spec.on("Live", "DriverDraining", "Draining")
+    spec.on("Live", ["DriverShutdown", "StreamIdle", "Close"], "Closed")
+    spec.on("Closed", "Close")
+    return spec.compile()
+
+
+def drain_flag_table(n: int, drain: bool = True) -> MachineTable:
+    """A table of ``n`` Active streams of :func:`drain_flag_stream_machine`, flag ``drain`` set
+    on every stream if ``drain``."""
+    t = MachineTable(drain_flag_stream_machine(), n)
+    open_ = t.open
+    for _ in range(n):
+        open_()
+    t.broadcast(Event.STREAM_PROVISIONED)
+    if drain:
+        t.set_flag_many(np.arange(n), "drain", True)
+    return t
+
+
 def bench_batches(streams: int, events: int, repeat: int = 5, seed: int = 1) -> list[Row]:
     """dispatch_many (lease traffic, transition-heavy, int32 slots) and broadcast beside the bare
     loops and a memcpy, and the GIL-release check. Products and floors alternate, round by round."""
@@ -227,6 +265,10 @@ def bench_batches(streams: int, events: int, repeat: int = 5, seed: int = 1) -> 
     tog_next = tog.machine.engine_tables.next_state
     tog_states = tog.states.copy()
     copy_dst = np.empty_like(tog_states)
+    # the same machine with the drain policy as a flag set on every stream, same events
+    drain = _toggling_table(streams)
+    flagged = drain_flag_table(streams)
+    flagged_tog = drain_flag_table(streams)
 
     def bc_floor() -> None:
         for e in TOGGLE:
@@ -247,6 +289,9 @@ def bench_batches(streams: int, events: int, repeat: int = 5, seed: int = 1) -> 
         "many32": lambda: t.dispatch_many(slots32, evs),
         "floor_tog": lambda: table_floor(tog_states, tog_next, slots, tog_evs),
         "tog": lambda: tog.dispatch_many(slots, tog_evs),
+        "drain": lambda: drain.dispatch_many(slots, evs),
+        "flagged": lambda: flagged.dispatch_many(slots, evs),
+        "flagged_tog": lambda: flagged_tog.dispatch_many(slots, tog_evs),
         "floor_b": bc_floor, "bcast": bc, "memcpy": memcpy,
         "in_place": lambda: t.broadcast(Event.EPOCH_BUMPED),
     }
@@ -256,7 +301,7 @@ def bench_batches(streams: int, events: int, repeat: int = 5, seed: int = 1) -> 
             best[name] = min(best[name], _best(fn, 1))
     for k in ("floor_b", "bcast", "memcpy"):
         best[k] /= 2
-    del tog, tog_b, tog_states
+    del tog, tog_b, tog_states, drain, flagged, flagged_tog
     t2 = _active_table(streams)
 
     def serial() -> None:
@@ -285,6 +330,11 @@ def bench_batches(streams: int, events: int, repeat: int = 5, seed: int = 1) -> 
             1.25),
         Row("dispatch_many, int32 slots, lease traffic", "event", best["many32"] * per_ev,
             "bare table loop (int32 slots)", best["floor_many32"] * per_ev, "<= 1.5x", 1.5),
+        Row("dispatch_many with a flag, lease traffic (drain policy as a flag)", "event",
+            best["flagged"] * per_ev, "same machine without flags", best["drain"] * per_ev,
+            "<= 1.5x", 1.5),
+        Row("dispatch_many with a flag, transition-heavy", "event", best["flagged_tog"] * per_ev,
+            "same machine without flags", best["tog"] * per_ev, "<= 1.5x", 1.5),
         Row(f"broadcast ({streams:,} streams, every slot transitions)", "stream",
             best["bcast"] * per_st, "bare scalar broadcast loop", best["floor_b"] * per_st,
             "<= 0.5x", 0.5),

@@ -3,8 +3,12 @@
 Composite states are drawn as nested states (Mermaid ``state X { }``, DOT clusters), every
 transition handler as a labelled edge from the state that declares it, and events handled without
 a transition are listed on their state. Handlers declared on Root itself (they apply in every
-state) are listed in a note. The DOT drawing is laid out to read like the Mermaid one (see
-:func:`to_dot`); Graphviz renders it without warnings.
+state) are listed in a note. A guarded handler is labelled ``Event [flag]`` (``Event [!flag]``
+for a negated guard) and drawn as an edge of its own, so several handlers of one
+``(state, event)`` are several edges; unguarded handlers between the same two states share one
+edge labelled ``A / B``. An initial arrow points at the declared initial state, also when it is a
+deeper descendant (a deep initial transition). The DOT drawing is laid out to read like the
+Mermaid one (see :func:`to_dot`); Graphviz renders it without warnings.
 """
 
 from __future__ import annotations
@@ -23,12 +27,18 @@ FORMATS = ("mermaid", "dot")
 IMAGE_FORMATS = ("svg", "png")
 
 
+class _Edge(NamedTuple):
+    src: str  # the declaring state
+    dst: str  # the target
+    labels: list[str]  # "Event" / "Event [guard]", in declaration order
+
+
 class _Structure(NamedTuple):
     children: dict[str, list[str]]  # composite -> direct children, in declaration order
     parent: dict[str, str]  # every state but Root -> its parent
-    edges: dict[tuple[str, str], list[str]]  # (declaring state, target) -> events
-    internal: dict[str, list[str]]  # state -> events handled without a transition
-    owner: dict[tuple[str, str], str]  # edge -> the composite it is drawn in (Root: top level)
+    edges: list[_Edge]  # in the order of their first handler's declaration
+    internal: dict[str, list[str]]  # state -> labels of the handlers without a transition
+    owner: dict[tuple[str, str], str]  # (src, dst) -> the composite an edge is drawn in
 
 
 def _structure(machine: CompiledMachine) -> _Structure:
@@ -36,13 +46,19 @@ def _structure(machine: CompiledMachine) -> _Structure:
     children: dict[str, list[str]] = defaultdict(list)
     for s, p in spec.parents.items():
         children[p].append(s)
-    edges: dict[tuple[str, str], list[str]] = defaultdict(list)
+    edges: list[_Edge] = []
+    unguarded: dict[tuple[str, str], _Edge] = {}  # (src, dst) -> the edge unguarded ones share
     internal: dict[str, list[str]] = defaultdict(list)
-    for (state, event), target in spec.handlers.items():
-        if target is None:
-            internal[state].append(event)
+    for decl in spec.declared_handlers:
+        if decl.target is None:
+            internal[decl.state].append(decl.label())
+        elif decl.guard is not None:  # a guarded handler is an edge of its own
+            edges.append(_Edge(decl.state, decl.target, [decl.label()]))
+        elif (key := (decl.state, decl.target)) in unguarded:
+            unguarded[key].labels.append(decl.label())
         else:
-            edges[(state, target)].append(event)
+            unguarded[key] = _Edge(decl.state, decl.target, [decl.label()])
+            edges.append(unguarded[key])
     parent = dict(spec.parents)
 
     def chain(s: str) -> list[str]:  # s, its parent, ..., Root
@@ -53,16 +69,16 @@ def _structure(machine: CompiledMachine) -> _Structure:
 
     # the composite that owns an edge: the deepest common proper ancestor of both ends
     owner: dict[tuple[str, str], str] = {}
-    for src, dst in edges:
+    for src, dst, _ in edges:
         up_dst = chain(dst)
         owner[(src, dst)] = next((a for a in chain(src)[1:] if a in up_dst), ROOT)
-    return _Structure(dict(children), parent, dict(edges), dict(internal), owner)
+    return _Structure(dict(children), parent, edges, dict(internal), owner)
 
 
 def _root_note(st: _Structure) -> str | None:
     """Handlers declared on Root itself (they apply in every state), as one line of text."""
     parts = list(st.internal.get(ROOT, []))
-    parts += [f"{' / '.join(ev)} -> {dst}" for (src, dst), ev in st.edges.items() if src == ROOT]
+    parts += [f"{' / '.join(labels)} -> {dst}" for src, dst, labels in st.edges if src == ROOT]
     return f"Root (any state) handles {', '.join(parts)}" if parts else None
 
 
@@ -84,14 +100,17 @@ def to_mermaid(machine: CompiledMachine) -> str:
         for child in children.get(state, []):
             if internal.get(child):
                 lines.append(f"{indent}{child} : handles {', '.join(internal[child])}")
-        for (src, dst), events in edges.items():
+        for src, dst, labels in edges:
             if owner[(src, dst)] == state and src != ROOT:
-                lines.append(f"{indent}{src} --> {dst} : {' / '.join(events)}")
+                lines.append(f"{indent}{src} --> {dst} : {' / '.join(labels)}")
 
     block(ROOT, "    ")
     note = _root_note(st)
     if note is not None:
-        lines.append(f"    note right of {initials[ROOT]} : {note}")
+        top = initials[ROOT]  # the note goes beside the top-level state the machine starts in
+        while st.parent[top] != ROOT:
+            top = st.parent[top]
+        lines.append(f"    note right of {top} : {note}")
     lines.append("    %% events no state handles are counted as unhandled at Root")
     return "\n".join(lines) + "\n"
 
@@ -104,7 +123,8 @@ def to_dot(machine: CompiledMachine) -> str:
     """The machine as a Graphviz ``digraph`` that reads like the Mermaid diagram.
 
     A composite state is a cluster (``compound=true``) holding a filled-circle initial
-    pseudo-state that points at its initial child, and an invisible anchor node at its bottom.
+    pseudo-state that points at its initial state (a child, or a deeper descendant for a deep
+    initial transition), and an invisible anchor node at its bottom.
     An edge from (to) a composite leaves (enters) the cluster's border (``ltail``/``lhead``). An
     edge from a composite to one of its own descendants (or from a descendant to the composite)
     leaves the border, turns at a small point outside the cluster and comes back in, as in UML.
@@ -169,10 +189,10 @@ def to_dot(machine: CompiledMachine) -> str:
     if note is not None:
         lines.append(f"    Root__note [shape=note, label={_quote(note)}];")
     turns = 0
-    for (src, dst), events in edges.items():
+    for src, dst, labels in edges:
         if src == ROOT:
             continue  # in the note
-        text = f"label={_quote(' / '.join(events))}"
+        text = f"label={_quote(' / '.join(labels))}"
         tail, tail_attrs = src, []
         if src in children:
             tail, tail_attrs = f"{src}__anchor", [f"ltail=cluster_{src}"]
