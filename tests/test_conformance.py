@@ -23,8 +23,9 @@ Sources (GitHub repository, path, commit):
   - published log: ``QuantumLeaps/qpc``, ``examples/workstation/qhsmtst/log.txt``,
     commit ``d0160c8c7bf37d6298a169a0216876451057255e`` (QP 6.9.1). The same log, line for line,
     is ``QuantumLeaps/qpcpp`` ``examples/workstation/qhsmtst/log.txt`` at commit
-    ``b522acac6fbc2a1e9a47d3ff4c3294ef743e1f3d`` (QEP 7.0.1), and it is the log printed in
-    "Practical UML Statecharts in C/C++", 2nd ed. (PSiCC2).
+    ``b522acac6fbc2a1e9a47d3ff4c3294ef743e1f3d`` (QEP 7.0.1). The machine is the one of
+    "Practical UML Statecharts in C/C++", 2nd ed. (PSiCC2); the repository files are cited
+    rather than the book.
 
 * Test machines of Hsm.jl (``DarrylGamroth/Hsm.jl``), with the traces their tests assert:
 
