@@ -6,8 +6,8 @@ What a driver author imports::
     from streamhsm import Driver, DriverConfig, Role, ResponseCode     # the driver model
     from streamhsm import MachineSpec                                   # machines of your own
 
-The public names are exactly ``__all__``: the engine (``MachineSpec``, ``CompiledMachine``,
-``MachineTable``, ``MachineInstance``, ``ReferenceMachine``), the stream lifecycle, every error a
+The public names are exactly ``__all__``: the engine (``MachineSpec``, ``HandlerDecl``,
+``CompiledMachine``, ``MachineTable``, ``MachineInstance``, ``ReferenceMachine``), the stream lifecycle, every error a
 public method raises, and the driver's public names (``streamhsm.driver.__all__``). The shared-memory
 reader lives in :mod:`streamhsm.shm`; the C API for ``cimport`` in ``streamhsm/capi.pxd``.
 Machines are declared as data (:class:`MachineSpec`), compiled into flat tables
@@ -21,19 +21,21 @@ from ._engine import FREE_SLOT, MachineInstance, MachineTable
 from .driver import *  # noqa: F403  (the driver's public names, listed in streamhsm.driver.__all__)
 from .errors import MachineDefinitionError, StreamHsmError, TableFullError
 from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machine, stream_spec
-from .machine import ROOT, CompiledMachine, MachineSpec
+from .machine import MAX_FLAGS, ROOT, CompiledMachine, HandlerDecl, MachineSpec
 from . import registry
 from .reference import ReferenceMachine
 from .shm import SharedTableError
 from .snapshot import SnapshotError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "FREE_SLOT",
+    "MAX_FLAGS",
     "ROOT",
     "CompiledMachine",
     "Event",
+    "HandlerDecl",
     "MachineDefinitionError",
     "MachineInstance",
     "MachineSpec",
