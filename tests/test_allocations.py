@@ -104,3 +104,28 @@ def test_single_lifecycle_dispatch_is_allocation_free() -> None:
 
     assert _blocks_after(loop) <= 0
     assert _traced_growth(loop) == 0
+
+
+def test_flagged_batches_and_flag_changes_are_allocation_free() -> None:
+    """A machine with a flag: dispatch_many (its chunk kernels and the packed flags), broadcast,
+    dispatch, set_flag_many and set_flag allocate nothing per call once warm."""
+    from streamhsm.tools.bench import drain_flag_table
+
+    t = drain_flag_table(SLOTS)
+    rng = np.random.default_rng(4)
+    slots = rng.integers(0, SLOTS, 1_000_000)
+    events = rng.integers(0, len(Event), 1_000_000).astype(np.uint8)
+    values = rng.random(SLOTS) < 0.5
+    every = np.arange(SLOTS)
+    dispatch, set_flag = t.dispatch, t.set_flag
+
+    def batch() -> None:
+        t.set_flag_many(every, "drain", values)
+        t.dispatch_many(slots, events)
+        t.broadcast(Event.PRODUCER_DETACHED)
+        for i in range(200):
+            set_flag(i, "drain", True)
+            dispatch(i, Event.PRODUCER_ATTACHED)
+
+    assert _blocks_after(batch) <= 0
+    assert _traced_growth(batch) == 0
