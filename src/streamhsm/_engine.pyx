@@ -702,24 +702,11 @@ cdef Py_ssize_t _run_broadcast_flagged(HsmCore* c, Py_ssize_t event) noexcept no
     """:func:`_run_broadcast` for a machine with flags: what a slot does depends on its own flag
     byte, so every slot goes through the kernel (free slots map to themselves and count nothing).
     """
-    cdef Py_ssize_t i, capacity = c.capacity
-    cdef Py_ssize_t open_slots = capacity - <Py_ssize_t>c.counts[HSM_FREE_SLOT]
-    cdef uint64_t missed = 0
-    cdef uint8_t* states = c.states
-    cdef const uint8_t* flags = c.flags
-    cdef int fb = c.flag_bits
-    cdef int64_t* counts = c.counts
-    cdef uint64_t* unhandled = c.unhandled
-    cdef int64_t* transitions = c.transitions
-    cdef const uint8_t* next_state = c.next_state
-    cdef const uint8_t* kind = c.kind
-    cdef HsmTrace* trace = c.trace
-    cdef Py_ssize_t n_events = c.n_events
-    for i in range(capacity):
-        missed += hsm_apply(states, counts, unhandled, transitions, next_state, kind, flags, fb,
-                            trace, n_events, i, event)
-    c.unhandled_total += missed
-    return open_slots - <Py_ssize_t>missed
+    cdef Py_ssize_t i, open_slots = c.capacity - <Py_ssize_t>c.counts[HSM_FREE_SLOT]
+    cdef uint64_t before = c.unhandled_total
+    for i in range(c.capacity):
+        hsm_step(c, i, event)
+    return open_slots - <Py_ssize_t>(c.unhandled_total - before)
 
 
 cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1] events):
