@@ -418,6 +418,21 @@ def test_version_2_snapshots_restore_with_flags_clear(tmp_path: Path) -> None:
     assert target.flags.tolist() == src.flags.tolist()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "MachineTable.restore compares snap['capacity'] != capacity without checking its type: a "
+    "capacity stored as an array of 2+ elements raises numpy's bare ValueError ('The truth value "
+    "of an array ... is ambiguous', not a SnapshotError naming the field); a 1-element array is "
+    "accepted. Kept input: tests/fuzz_regressions/snapshots/machinetable-capacity-array.bin"))
+@pytest.mark.parametrize("capacity", [np.array([11, 11]), np.array([11])],
+                         ids=["2 elements", "1 element"])
+def test_a_capacity_that_is_not_an_int_is_refused(capacity: np.ndarray) -> None:
+    target = table_with_flags()
+    before = everything(target)
+    with pytest.raises(SnapshotError, match="capacity"):
+        target.restore(dict(target.snapshot(), capacity=capacity))
+    assert everything(target) == before
+
+
 def test_a_flag_free_table_refuses_any_flag_in_a_snapshot() -> None:
     t = MachineTable(flag_free(), 4)
     t.open()
