@@ -121,6 +121,7 @@ REJECTED: list[tuple[str, Callable[[MachineTable], Any], type[BaseException], st
     ("slot np.uint64 max", lambda t: t.set_flag(np.uint64(2**64 - 1), "f0", True), IndexError,
      "18446744073709551615"),
     ("bool slot", lambda t: t.set_flag(True, "f0", True), TypeError, "slot must be an int, got bool"),
+    ("np.bool_ slot", lambda t: t.set_flag(np.True_, "f0", True), TypeError, "got bool np.True_"),
     ("float slot", lambda t: t.set_flag(0.0, "f0", True), TypeError, "got float 0.0"),
     ("unknown flag", lambda t: t.set_flag(0, "f9", True), ValueError, "unknown flag 'f9'"),
     ("flag name ''", lambda t: t.set_flag(0, "", True), ValueError, "unknown flag ''"),
