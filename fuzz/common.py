@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 import streamhsm
-from streamhsm import FREE_SLOT, MachineTable
+from streamhsm import FREE_SLOT, MachineSpec, MachineTable
 
 #: Integers that sit on a boundary of some C type or of the package's own limits.
 EXTREME_INTS: tuple[int, ...] = (
@@ -116,9 +116,43 @@ class Provider:
         return self.int_in(-4, 20)
 
 
+_FLAGGED: dict[int, Any] = {}
+
+
+def flagged_machine(k: int) -> Any:
+    """A compiled machine with ``k`` (1..4) flags whose every flag changes what most events do in
+    most states, with guards, negated guards and a deep initial transition (cached).
+
+    Root > Top (initial: the grandchild Deep) > Mid > {Deep, Deep2}; Top > Side; Root > Out.
+    Events E0..E{k-1}, Noop (handled in place everywhere), Miss (handled in place under Top
+    while f0 is set, else unhandled), Hop.
+    """
+    if k not in _FLAGGED:
+        events = [f"E{i}" for i in range(k)] + ["Noop", "Miss", "Hop"]
+        spec = MachineSpec(f"fuzzflags{k}", events, initial="Deep")
+        for i in range(k):
+            spec.flag(f"f{i}")
+        spec.state("Top", initial="Deep").state("Mid", "Top", initial="Deep")
+        spec.state("Deep", "Mid").state("Deep2", "Mid").state("Side", "Top").state("Out")
+        for i in range(k):
+            e, f, g = f"E{i}", f"f{i}", f"f{(i + 1) % k}"
+            spec.on("Mid", e, "Side", guard=f)
+            spec.on("Side", e, "Deep2", guard=f"!{f}")
+            spec.on("Top", e, "Out", guard=f"!{f}")
+            spec.on("Out", e, "Top", guard=g)
+            if k > 1:
+                spec.on("Out", e, "Deep2", guard=f"!{f}")
+        spec.on("Root", "Noop")
+        spec.on("Top", "Miss", guard="f0")
+        spec.on("Deep", "Hop", "Deep2").on("Deep2", "Hop", "Deep").on("Out", "Hop", "Out")
+        _FLAGGED[k] = spec.compile()
+    return _FLAGGED[k]
+
+
 def table_invariants(table: MachineTable, what: str = "table") -> None:
     """Cheap consistency checks of a table: len() equals the open states, every occupancy count
-    equals the histogram of the state array, every open state is a leaf of the machine."""
+    equals the histogram of the state array, every open state is a leaf of the machine, every
+    flag bitmask is one of the machine's (below ``2**n_flags``) and free slots have none."""
     states = np.array(table.states, copy=True)
     n_open = int(np.count_nonzero(states != FREE_SLOT))
     if len(table) != n_open:
@@ -139,13 +173,24 @@ def table_invariants(table: MachineTable, what: str = "table") -> None:
         raise Finding(f"{what}: state codes {bad} are not leaves of {machine.name!r}")
     if table.unhandled_total < int(np.asarray(table.unhandled).sum(dtype=np.uint64)):
         raise Finding(f"{what}: unhandled_total below the per-slot sum")
+    flags = np.array(table.flags, copy=True)
+    if flags.shape != states.shape or flags.dtype != np.uint8:
+        raise Finding(f"{what}: flags is {flags.dtype} {flags.shape}, not uint8 {states.shape}")
+    above = np.flatnonzero(flags >> machine.n_flags)
+    if above.size:
+        raise Finding(f"{what}: slot {int(above[0])} has flags {int(flags[above[0]])}, beyond the "
+                      f"machine's {machine.n_flags} flags")
+    free_flagged = np.flatnonzero((states == FREE_SLOT) & (flags != 0))
+    if free_flagged.size:
+        raise Finding(f"{what}: free slot {int(free_flagged[0])} has flags "
+                      f"{int(flags[free_flagged[0]])}")
 
 
 def table_state(table: MachineTable) -> tuple[bytes, ...]:
     """Everything observable about a table, to check that a rejected call changed nothing."""
     return (np.array(table.states).tobytes(), np.array(table.unhandled).tobytes(),
-            np.array(table.transition_counts).tobytes(), struct.pack("<qQ", len(table),
-                                                                     table.unhandled_total))
+            np.array(table.transition_counts).tobytes(), np.array(table.flags).tobytes(),
+            struct.pack("<qQ", len(table), table.unhandled_total))
 
 
 def snapshots_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:

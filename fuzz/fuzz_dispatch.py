@@ -1,5 +1,8 @@
 """Harness 3: ``dispatch_many``, ``broadcast`` and the single-slot entry points on random arrays,
-dtypes and values, on a ``StreamTable`` and on a ``MachineTable`` of the lease machine.
+dtypes and values, on a ``StreamTable``, on a ``MachineTable`` of the lease machine, and on a
+``MachineTable`` of a machine with 1 to 4 flags (guards, a deep initial transition), where
+``set_flag``, ``set_flag_many`` and ``flag`` get the same hostile arguments and big batches
+(>= 2048 events: the chunk kernels, which read the packed copy of the flags) run too.
 
 The input bytes drive a sequence of operations (``common.Provider``). Arrays get any dtype
 (wrong widths, signed/unsigned, big-endian, float, bool, complex, strings, structured, object),
@@ -11,10 +14,14 @@ Oracles, after every operation:
   exactly as it was (states, unhandled counters, transition counts, len, unhandled total);
 - a successful ``dispatch_many`` gives the same result as dispatching element by element, in
   order, on a clone of the table (the same for ``broadcast``);
-- ``len(table)`` equals the number of open states and every occupancy count equals the state
-  histogram;
-- the read-only views (``states``, ``unhandled``, ``transition_counts``) cannot be re-flagged
-  writeable.
+- a big batch (>= 2048 events) gives the same result as the same events run in batches below
+  2048 (the per-event kernel, which reads the flag bytes) on a clone;
+- an accepted ``set_flag``/``set_flag_many`` sets exactly the flags asked for (repeats: the last
+  value wins) and nothing else; on a flag-free table every flag call raises;
+- ``len(table)`` equals the number of open states, every occupancy count equals the state
+  histogram, flags are below ``2**n_flags`` and 0 on free slots;
+- the read-only views (``states``, ``flags``, ``unhandled``, ``transition_counts``) cannot be
+  re-flagged writeable.
 Any other exception, a crash or a hang is a finding.
 """
 
@@ -29,7 +36,8 @@ import numpy as np
 from streamhsm import FREE_SLOT, MachineTable, StreamTable
 from streamhsm.driver import lease_machine
 
-from common import PROJECT_ERRORS, byte_mutate, Finding, Provider, table_invariants, table_state
+from common import (PROJECT_ERRORS, byte_mutate, Finding, flagged_machine, Provider,
+                    table_invariants, table_state)
 
 NAME = "dispatch"
 MAX_LEN = 4096
@@ -133,7 +141,7 @@ def _slot(p: Provider, table: MachineTable, open_slots: list[int]) -> Any:
 
 def _try_to_write_through_views(table: MachineTable) -> None:
     """The read-only views handed out must stay read-only (issue 9 item 3)."""
-    for name in ("states", "unhandled", "transition_counts"):
+    for name in ("states", "flags", "unhandled", "transition_counts"):
         view = getattr(table, name)
         try:
             view.flags.writeable = True
@@ -161,6 +169,127 @@ def _sequential(clone: MachineTable, slots: Any, events: Any) -> int:
         raise Finding(f"dispatch_many accepted a batch that dispatch() rejects: {exc!r}") from exc
     return handled
 
+_FLAG_VALUES: tuple[Any, ...] = (True, False, np.True_, np.False_, 0, 1, 2, None, "True",
+                                 np.uint8(1), 1.0, [True])
+
+
+def _flag_name(p: Provider, table: MachineTable) -> Any:
+    names = list(table.machine.flag_names)
+    if names and p.byte() % 4:
+        return p.pick(names)
+    return p.pick(["f0", "f4", "", "!f0", "F0", "f0 ", b"f0", 0, None, np.str_("f0"), "f1"])
+
+
+def _flag_values(p: Provider, table: MachineTable, n: int) -> Any:
+    """One bool (or something else) for all, or an array of any dtype, length and layout whose
+    entries are mostly 0/1 (sometimes 2, 255 or a bool array holding other bytes)."""
+    form = p.byte() % 20
+    if form < 4:
+        return p.pick(_FLAG_VALUES) if form == 0 else p.boolean()
+    m = n if p.byte() % 8 else p.int_in(0, n + 1)
+    raw = [p.byte() & 1 if p.byte() % 32 else p.pick((2, 3, 128, 255)) for _ in range(m)]
+    arr = np.array(raw, np.uint8)
+    if form < 8:
+        arr = arr.view(np.bool_)                       # bool array (bytes other than 0/1 too)
+    elif form == 8:
+        arr = arr.astype(p.pick((np.int8, np.int64, np.uint16, np.float32, ">u2")))
+    elif form == 9 and arr.size:
+        arr = np.repeat(arr, 2)[::2]                    # strided
+    elif form == 10:
+        arr.flags.writeable = False
+    elif form == 11:
+        arr = arr.reshape(1, -1)
+    elif form == 12:
+        arr = np.ma.masked_array(arr)
+    elif form == 13 and arr.size:
+        arr = np.asarray(arr[0])
+    return arr                                          # 14..19: a uint8 array
+
+
+def _flag_op(p: Provider, table: MachineTable, open_slots: list[int], op: int) -> None:
+    """One flag operation; raises an accepted exception for bad input (the caller checks that
+    nothing changed), raises Finding if an accepted one did something else than asked."""
+    flagged = table.machine.n_flags > 0
+    before = np.array(table.flags, copy=True)
+    if op == 11:
+        slot, name = _slot(p, table, open_slots), _flag_name(p, table)
+        value = p.pick(_FLAG_VALUES) if p.byte() % 4 == 0 else p.boolean()
+        table.set_flag(slot, name, value)
+        if not flagged:
+            raise Finding(f"set_flag({slot!r}, {name!r}, {value!r}) on a flag-free machine returned")
+        got = table.flag(slot, name)
+        if got is not bool(value):
+            raise Finding(f"set_flag({slot!r}, {name!r}, {value!r}) then flag() gives {got!r}")
+        want = before.copy()
+        bit = table.machine.flag_names.index(str(name))
+        s = int(slot)
+        want[s] = (int(want[s]) & ~(1 << bit)) | (int(bool(value)) << bit)
+        if not np.array_equal(np.asarray(table.flags), want):
+            raise Finding(f"set_flag({slot!r}, {name!r}, {value!r}) changed other flags")
+    elif op in (12, 14):
+        if op == 12:  # any array at all
+            slots = _array(p, table, open_slots, events=False)
+        else:  # int32/int64 slots, mostly open ones (repeats, and now and then a bad one)
+            n = p.pick((1, 2, 3, 7, 8, 9, 16, 33, 64, 100))
+            slots = np.array([min(max(_value(p, table, open_slots), -2**63), 2**63 - 1)
+                              if p.byte() % 16 == 0 or not open_slots else p.pick(open_slots)
+                              for _ in range(n)], np.int64)
+            slots = slots.astype(np.int32) if p.boolean() and (
+                np.abs(slots) < 2**31).all() else slots
+        name = _flag_name(p, table)
+        n = slots.shape[0] if isinstance(slots, np.ndarray) and slots.ndim == 1 else 1
+        values = _flag_values(p, table, n)
+        table.set_flag_many(slots, name, values)
+        if not flagged:
+            raise Finding(f"set_flag_many(..., {name!r}, ...) on a flag-free machine returned")
+        got = np.array(table.flags, copy=True)
+        bit = table.machine.flag_names.index(str(name))
+        exp = before.astype(np.int64)
+        sl = np.asarray(slots).tolist()
+        vals = ([bool(values)] * len(sl) if not isinstance(values, np.ndarray)
+                else np.asarray(values).view(np.uint8).tolist())
+        for s, v in zip(sl, vals):
+            if v not in (0, 1):
+                raise Finding(f"set_flag_many accepted value {v!r}")
+            exp[s] = (exp[s] & ~(1 << bit)) | (int(v) << bit)
+        if not np.array_equal(got, exp.astype(np.uint8)):
+            raise Finding(f"set_flag_many set {got.tolist()}, expected {exp.tolist()}")
+    else:  # 13: queries
+        slot, name = _slot(p, table, open_slots), _flag_name(p, table)
+        got = table.flag(slot, name)
+        if not flagged:
+            raise Finding(f"flag({slot!r}, {name!r}) on a flag-free machine returned")
+        bit = table.machine.flag_names.index(str(name))
+        if got is not bool(int(table.flags[int(slot)]) >> bit & 1):
+            raise Finding(f"flag({slot!r}, {name!r}) is {got!r}, flags says otherwise")
+
+
+def _big_batch(p: Provider, table: MachineTable, open_slots: list[int]) -> None:
+    """A batch of 2048+ events (the chunk kernels: branch-free runs and branchy runs of
+    handled-in-place events) against the same events in batches below 2048 on a clone."""
+    if not open_slots:
+        return
+    rng = np.random.default_rng(p.u32())
+    n = 2048 + p.int_in(0, 3000)
+    m = table.machine
+    slots = rng.choice(np.array(open_slots, np.int64), n)
+    events = rng.integers(0, m.n_events, n).astype(np.uint8)
+    if "Noop" in m.event_names:
+        noop = m.event_names.index("Noop")
+        for lo in range(0, n, 1024):
+            if rng.random() < 0.4:
+                events[lo:lo + 1024] = noop
+    if p.boolean():
+        slots = slots.astype(np.int32)
+    if p.boolean():
+        events = events.astype(np.int64)
+    clone = _clone(table)
+    got = table.dispatch_many(slots, events)
+    want = sum(clone.dispatch_many(slots[lo:lo + 2000], events[lo:lo + 2000])
+               for lo in range(0, n, 2000))
+    _compare(table, clone, got, want, f"dispatch_many of {n} events")
+
+
 mutate = byte_mutate  # the input is a choice stream: plain byte mutations fit it
 
 
@@ -172,10 +301,15 @@ def seeds() -> list[bytes]:
 def test_one_input(data: bytes) -> None:
     p = Provider(data)
     cap = p.pick((1, 2, 3, 8, 64))
-    if p.boolean():
+    kind = p.byte()
+    if kind & 1:
         table: MachineTable = StreamTable(cap, drain_on_producer_loss=p.boolean())
+    elif kind & 2:  # 1..4 flags; capacities across the packed bytes' boundaries
+        cap = p.pick((1, 2, 3, 5, 9, 13, 17, 64, 65))
+        table = MachineTable(flagged_machine(1 + (kind >> 2) % 4), cap)
     else:
         table = MachineTable(lease_machine(), cap)
+    flagged = table.machine.n_flags > 0
     for _ in range(p.int_in(0, cap)):
         table.open()
     for _ in range(p.int_in(0, 20)):
@@ -183,7 +317,10 @@ def test_one_input(data: bytes) -> None:
             break
         open_slots = _open_slots(table)
         before = table_state(table)
-        op = p.byte() % 11
+        # flag-free tables: the original 11 operations (kept inputs decode as they did)
+        op = p.byte() % (17 if flagged else 11)
+        if not flagged and op == 9 and p.byte() % 2:
+            op = 11 + p.byte() % 4                      # flag calls on a flag-free machine
         clone = _clone(table) if op <= 5 else None
         try:
             if op <= 4:
@@ -210,6 +347,12 @@ def test_one_input(data: bytes) -> None:
                 table.open()
             elif op == 10:
                 _try_to_write_through_views(table)
+            elif op in (11, 12, 13, 14):
+                _flag_op(p, table, open_slots, op)
+            elif op == 15:
+                _flag_op(p, table, open_slots, 14)
+            elif op == 16:
+                _big_batch(p, table, open_slots)
             else:
                 s = _slot(p, table, open_slots)
                 table.is_open(s)

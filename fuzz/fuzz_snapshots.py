@@ -1,10 +1,18 @@
-"""Harness 1: ``StreamTable.load`` and ``Driver.load`` on mutated snapshot files.
+"""Harness 1: ``StreamTable.load``, ``Driver.load`` and ``MachineTable.restore`` of a machine with
+flags (issue 13) on mutated snapshot files.
 
 The input is the file itself (an ``.npz``). Seeds are real snapshots of small tables and drivers,
 generated at fuzz time. Besides libFuzzer's byte mutations (which hit the zip container and,
 since ``np.savez`` does not compress, the array payloads), a structure-aware mutator decodes the
 ``.npz``, changes one field (values set to their dtype's extremes, another dtype, shape or length,
 a dropped or swapped field, a mangled configuration) and re-encodes it.
+
+The flagged-table seeds (1 to 4 flags, capacities across the packed flag bytes' boundaries,
+flags set on some slots, a version-2 file without flags) are restored into a populated table of
+the same machine: a refused restore must leave it unchanged (flags included); an accepted one
+must give a table whose flags are the file's (below ``2**n_flags``, 0 on free slots) and whose
+big batches (>= 2048 events, which read the packed copy of the flags) agree with the same events
+run in small batches (which read the flag bytes).
 
 Accepted outcomes: the load returns a table/driver that passes the invariant checks and keeps
 working (a few operations, a snapshot round trip), or raises ``SnapshotError``. Anything else
@@ -24,10 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from streamhsm import Driver, DriverConfig, DriverState, StreamHsmError, StreamTable
+from streamhsm import (FREE_SLOT, Driver, DriverConfig, DriverState, MachineTable, StreamHsmError,
+                       StreamTable)
 from streamhsm.snapshot import SnapshotError, load_snapshot
 
-from common import Finding, byte_mutate, libfuzzer_bytes, scratch_dir, table_invariants
+from common import (Finding, byte_mutate, flagged_machine, libfuzzer_bytes, scratch_dir,
+                    table_invariants, table_state)
 
 NAME = "snapshots"
 MAX_LEN = 1 << 16
@@ -79,6 +89,30 @@ def _driver_seeds() -> list[dict[str, Any]]:
     return out
 
 
+def _flagged_seeds() -> list[dict[str, Any]]:
+    """Snapshots of tables of the flagged machines (common.flagged_machine): flags set on some
+    slots (the last one included), a released slot, transitions and unhandled events counted."""
+    out = []
+    for k, cap in ((1, 9), (2, 5), (3, 13), (4, 17), (2, 1)):
+        t = MachineTable(flagged_machine(k), cap)
+        for _ in range(cap):
+            t.open()
+        for s in range(0, cap, 2):
+            t.set_flag(s, f"f{s % k}", True)
+        t.set_flag(cap - 1, f"f{k - 1}", True)
+        for s in range(cap):
+            for e in range(s % 4):
+                t.dispatch(s, e)
+        if cap > 2:
+            t.release(1)
+        out.append(t.snapshot())
+    old = dict(out[1], version=2)
+    del old["flags"]
+    old["states"] = old["states"].copy()
+    out.append(old)  # written before flags existed: restores with every flag clear
+    return out
+
+
 def _encode(snap: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **{k: (v if isinstance(v, np.ndarray) else np.asarray(v))
@@ -88,7 +122,7 @@ def _encode(snap: dict[str, Any]) -> bytes:
 
 def seeds() -> list[bytes]:
     """Real snapshot files of small tables and drivers."""
-    return [_encode(s) for s in _table_seeds() + _driver_seeds()]
+    return [_encode(s) for s in _table_seeds() + _driver_seeds() + _flagged_seeds()]
 
 
 # ---------------------------------------------------------------------- the target
@@ -145,6 +179,66 @@ def _check_driver(d: Driver, file_deadline: Any) -> None:
 
 
 _MAX_NS = 2**63 - 1
+
+
+def _flagged_target(snap: Any) -> MachineTable:
+    """A populated table of the flagged machine the snapshot names (its capacity if small)."""
+    name = snap.get("machine") if isinstance(snap, dict) else None
+    k = int(name[-1]) if isinstance(name, str) and name[:-1] == "fuzzflags" and name[-1:] in \
+        ("1", "2", "3", "4") else 2
+    cap = snap.get("capacity") if isinstance(snap, dict) else None
+    t = MachineTable(flagged_machine(k), cap if type(cap) is int and 1 <= cap <= 256 else 8)
+    for _ in range((t.capacity + 1) // 2):
+        t.open()
+    t.set_flag(0, "f0", True)
+    t.set_flag(len(t) - 1, f"f{k - 1}", True)
+    return t
+
+
+def _restore_flagged(path: str) -> MachineTable:
+    """``MachineTable.restore`` of the file into a populated flagged table; a refused restore
+    must change nothing."""
+    snap = load_snapshot(path)
+    t = _flagged_target(snap)
+    before = table_state(t)
+    try:
+        t.restore(snap)
+    except SnapshotError:
+        if table_state(t) != before:
+            raise Finding("a refused MachineTable.restore changed the table") from None
+        raise
+    flags = snap.get("flags")
+    if isinstance(flags, np.ndarray) and not np.array_equal(np.asarray(t.flags), flags):
+        raise Finding("restore accepted the snapshot's flags but the table holds others")
+    if not isinstance(flags, np.ndarray) and np.asarray(t.flags).any():
+        raise Finding("a snapshot without flags restored flags")
+    return t
+
+
+def _check_flagged(t: MachineTable) -> None:
+    table_invariants(t, "restored flagged table")
+    snap = t.snapshot()
+    again = MachineTable(t.machine, t.capacity)
+    again.restore(snap)  # a restored table's own snapshot must restore
+    if table_state(again) != table_state(t):
+        raise Finding("a restored flagged table's own snapshot restores to another table")
+    open_slots = np.flatnonzero(np.asarray(t.states) != FREE_SLOT)
+    if open_slots.size:
+        rng = np.random.default_rng(len(open_slots))
+        slots = rng.choice(open_slots, 2048 + 300).astype(np.int64)
+        events = rng.integers(0, t.machine.n_events, slots.size).astype(np.uint8)
+        got = t.dispatch_many(slots, events)  # the chunk kernels: the packed flags
+        want = sum(again.dispatch_many(slots[i:i + 1000], events[i:i + 1000])
+                   for i in range(0, slots.size, 1000))  # the per-event kernel: the flag bytes
+        if got != want or table_state(t) != table_state(again):
+            raise Finding("after restore, a big batch disagrees with small batches (the packed "
+                          "flag copy differs from table.flags)")
+        t.set_flag_many(open_slots, "f0", False)
+        t.set_flag(int(open_slots[-1]), "f0", True)
+        t.broadcast(0)
+        t.release(int(open_slots[0]))
+        t.open()
+    table_invariants(t, "restored flagged table after use")
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> bool:
@@ -230,6 +324,9 @@ def test_one_input(data: bytes) -> None:
         table = _load(StreamTable.load, path, False)
         if table is not None:
             _check_table(table)
+        flagged = _load(_restore_flagged, path, False)
+        if flagged is not None:
+            _check_flagged(flagged)
         driver = _load(Driver.load, path, True)
         if driver is not None:
             try:
@@ -348,6 +445,19 @@ def _structured_mutation(data: bytes, rng: random.Random) -> bytes | None:
         capacity = int(cap_field) if np.ndim(cap_field) == 0 else 4
     except (TypeError, ValueError, OverflowError):
         capacity = 4
+    if "flags" in snap and rng.random() < 0.3:  # flag-specific: bits above, free slots, v2
+        flags = np.array(snap["flags"], copy=True)
+        op = rng.randrange(4)
+        if op <= 1 and flags.ndim == 1 and flags.size and flags.dtype == np.uint8:
+            flags[rng.randrange(flags.size)] = rng.choice([1, 2, 3, 4, 8, 15, 16, 17, 128, 255])
+            snap["flags"] = flags
+        elif op == 2:
+            del snap["flags"]
+            snap["version"] = np.asarray(rng.choice([2, 3]))
+        else:
+            snap["version"] = np.asarray(2)
+        if rng.random() < 0.7:
+            return _reencode(snap)
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
         keys = sorted(snap)
         key = rng.choice(keys)
@@ -360,6 +470,10 @@ def _structured_mutation(data: bytes, rng: random.Random) -> bytes | None:
             snap[key] = _mutate_array(np.asarray(snap[key]), rng, capacity)
         if not snap:
             break
+    return _reencode(snap)
+
+
+def _reencode(snap: dict[str, Any]) -> bytes | None:
     try:
         buf = io.BytesIO()
         np.savez(buf, **snap)
@@ -413,7 +527,7 @@ def _variants(value: np.ndarray, capacity: int) -> list[tuple[str, Any]]:
 def sweep() -> list[tuple[str, bytes]]:
     """Each seed snapshot with one field set to each of its extremes or resized."""
     out = []
-    for i, snap in enumerate(_table_seeds() + _driver_seeds()):
+    for i, snap in enumerate(_table_seeds() + _driver_seeds() + _flagged_seeds()):
         cap = int(snap.get("capacity", snap.get("streams.capacity", 4)))
         for key in sorted(snap):
             for label, value in _variants(np.asarray(snap[key]), cap):
