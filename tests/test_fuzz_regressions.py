@@ -26,11 +26,7 @@ REPLAY = ROOT / "fuzz" / "replay.py"
 TARGETS = ("snapshots", "shm", "dispatch", "driver")
 
 #: case -> the issue item whose fix makes it pass (the integrator removes entries as fixes land)
-PENDING: dict[str, str] = {
-    "snapshots/machinetable-capacity-array.bin":
-        "MachineTable.restore checking the snapshot's capacity is an int (SnapshotError naming "
-        "it), as StreamTable.load does; tests/test_flags_hostile.py has the direct test",
-}
+PENDING: dict[str, str] = {}
 
 CASES = sorted(p.relative_to(CASES_DIR).as_posix() for p in CASES_DIR.glob("*/*") if p.is_file())
 

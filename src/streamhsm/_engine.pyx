@@ -709,15 +709,41 @@ cdef Py_ssize_t _run_broadcast_flagged(HsmCore* c, Py_ssize_t event) noexcept no
     return open_slots - <Py_ssize_t>(c.unhandled_total - before)
 
 
+cdef inline bint _overlaps(const void* a, size_t a_len, const void* b, size_t b_len) noexcept:
+    return <const char*>a < <const char*>b + b_len and <const char*>b < <const char*>a + a_len
+
+
+cdef bint _shares_table(MachineTable t, const void* p, size_t nbytes) noexcept:
+    """True if the ``nbytes`` at ``p`` overlap one of the table's own columns (which a caller
+    can pass back through their read-only views)."""
+    cdef size_t cap = <size_t>t.core.capacity
+    return (_overlaps(p, nbytes, t.core.states, cap)
+            or _overlaps(p, nbytes, t.core.flags, cap)
+            or _overlaps(p, nbytes, t.core.unhandled, cap * sizeof(uint64_t))
+            or _overlaps(p, nbytes, t.core.counts, HSM_CODE_ROWS * sizeof(int64_t))
+            or _overlaps(p, nbytes, t.core.transitions,
+                         HSM_CODE_ROWS * <size_t>t.core.n_events * sizeof(int64_t))
+            or _overlaps(p, nbytes, t._free, cap * sizeof(int32_t)))
+
+
 cdef object _many(MachineTable self, const slot_t[::1] slots, const event_t[::1] events):
     """Validate the whole batch, then run it; nothing changes if any element is invalid."""
     cdef Py_ssize_t bad = -1, handled = 0, stop = -1, n = slots.shape[0]
     cdef Py_ssize_t n_states = self.machine.n_states
+    cdef const slot_t[::1] own_slots
+    cdef const event_t[::1] own_events
     if n != events.shape[0]:
         raise ValueError(
             f"slots and events must have the same length, got {n} and {events.shape[0]}")
     if n == 0:
         return 0
+    if (_shares_table(self, &slots[0], n * sizeof(slot_t))
+            or _shares_table(self, &events[0], n * sizeof(event_t))):
+        # views of the table's own arrays (t.states as events, say) would change under the
+        # batch: read them as they are now
+        own_slots = np.array(slots)
+        own_events = np.array(events)
+        return _many(self, own_slots, own_events)
     self.lock_batch()
     try:
         with nogil:
@@ -796,8 +822,17 @@ cdef object _flags_many(MachineTable self, const slot_t[::1] slots, const uint8_
     """``set_flag_many`` on validated arrays: check the whole call under the table lock, then
     apply it."""
     cdef Py_ssize_t bad = -1, stop = -1, n = slots.shape[0]
+    cdef const slot_t[::1] own_slots
+    cdef const uint8_t[::1] own_values
     if n == 0:
         return None
+    if (_shares_table(self, &slots[0], n * sizeof(slot_t))
+            or (not single and _shares_table(self, &values[0], n))):
+        # views of the table's own arrays (t.flags as values, say) would change under the
+        # call: read them as they are now
+        own_slots = np.array(slots)
+        own_values = np.array(values)
+        return _flags_many(self, own_slots, own_values, single, one, bit)
     self.lock_batch()
     try:
         with nogil:
@@ -1342,8 +1377,11 @@ cdef class MachineTable:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
         snap = check_header(snap, "MachineTable", self.machine.fingerprint)
         cap = self.core.capacity
-        if snap.get("capacity") != cap:
-            raise SnapshotError(f"snapshot capacity {snap.get('capacity')!r} != table capacity {cap}")
+        got = snap.get("capacity")
+        if isinstance(got, np.ndarray) and got.shape == () and got.dtype.kind in "iu":
+            got = got.item()  # a 0-d array, as a file may store it
+        if isinstance(got, bool) or not isinstance(got, (int, np.integer)) or got != cap:
+            raise SnapshotError(f"snapshot capacity {got!r} != table capacity {cap} (an int)")
         states = _snap_array(snap, "states", np.uint8, cap)
         unhandled = _snap_array(snap, "unhandled", np.uint64, cap)
         valid = np.zeros(HSM_CODE_ROWS, dtype=bool)

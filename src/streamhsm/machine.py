@@ -12,6 +12,7 @@ dispatch is one table lookup whatever the depth of the hierarchy.
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -692,6 +693,9 @@ def _compile(
     state_enum: type[enum.IntEnum] | None,
     event_enum: type[enum.IntEnum] | None,
 ) -> CompiledMachine:
+    # the machine keeps its own copy: editing the spec after compile() changes neither the
+    # machine's declaration (diagrams, fingerprint) nor its tables
+    spec = copy.deepcopy(spec)
     _check_names(spec)
     tree = _build_tree(spec)
     initial_leaf, initial_entries = tree.drill(0, "the initial transition")
