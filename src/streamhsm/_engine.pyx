@@ -500,8 +500,30 @@ cdef void _fold(HsmCore* c, uint32_t* local, Py_ssize_t used) noexcept nogil:
     _fold_range(c, local, free_row * c.n_events, (free_row + (1 << c.flag_bits)) * c.n_events)
 
 
+# Compile-time markers: _run_chunks is specialised (as a fused function) for flag-free machines
+# and for machines with flags, so each is its own C function with only its own loops.
+ctypedef struct _FlagFree:
+    char unused
+ctypedef struct _Flagged:
+    char unused
+ctypedef fused flag_mode_t:
+    _FlagFree
+    _Flagged
+
+
 cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
                           HsmCore* c, Py_ssize_t n_states, Py_ssize_t* stop) noexcept nogil:
+    """Dispatch a validated batch (:func:`_run_chunks`) with the loops of its kind of machine:
+    a flag-free machine runs a function compiled without the flagged kernels (measured: sharing
+    one function with them cost flag-free lease traffic 1.1-1.2x)."""
+    if c.flag_bits:
+        return _run_chunks(slots, events, c, n_states, stop, <_Flagged*>NULL)
+    return _run_chunks(slots, events, c, n_states, stop, <_FlagFree*>NULL)
+
+
+cdef Py_ssize_t _run_chunks(const slot_t[::1] slots, const event_t[::1] events,
+                            HsmCore* c, Py_ssize_t n_states, Py_ssize_t* stop,
+                            flag_mode_t* mode) noexcept nogil:
     """Dispatch every pair in order (the batch is validated); return the number handled. Every
     open slot handles or counts each event, so the handled count is the number of events run
     minus the unhandled events they added.
@@ -520,7 +542,9 @@ cdef Py_ssize_t _run_many(const slot_t[::1] slots, const event_t[::1] events,
     rewritten to a free slot is harmless: the free rows of every table map to themselves.
     """
     cdef Py_ssize_t n = slots.shape[0], n_events = c.n_events
-    cdef int fb = c.flag_bits
+    cdef int fb = 0
+    if flag_mode_t is _Flagged:
+        fb = c.flag_bits
     cdef Py_ssize_t cells = (<Py_ssize_t>HSM_CODE_ROWS << fb) * n_events
     cdef Py_ssize_t used = (n_states << fb) * n_events   # the cells of the machine's states
     cdef uint32_t stack_local[HSM_STACK_CELLS]
@@ -654,8 +678,6 @@ cdef Py_ssize_t _run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
     if STREAMHSM_DEBUG_CHECKS:
         if event < 0 or event >= c.n_events:
             return -1
-    if c.flag_bits:
-        return _run_broadcast_flagged(c, event)
     memset(moved, 0, sizeof(moved))
     for s in range(HSM_CODE_ROWS):
         if c.counts[s] != 0:
@@ -1237,7 +1259,10 @@ cdef class MachineTable:
             with nogil:
                 if self._test_gate != NULL:
                     _pass_gate(self)
-                handled = _run_broadcast(&self.core, e)
+                if self.core.flag_bits:
+                    handled = _run_broadcast_flagged(&self.core, e)
+                else:
+                    handled = _run_broadcast(&self.core, e)
         finally:
             self.unlock_batch()
         return _raise_if_bad(handled)
