@@ -357,18 +357,19 @@ cdef inline Py_ssize_t _cell(const uint8_t* states, const uint8_t* flags, bint f
 cdef inline Py_ssize_t _chunk_branchy(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
                                       Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
                                       bint flagged, int fb, int shift, uint64_t* unhandled,
-                                      uint32_t* local, const uint8_t* next_state,
-                                      const uint8_t* kind, Py_ssize_t n_events, size_t cap,
+                                      uint32_t* local, const uint16_t* step,
+                                      Py_ssize_t n_events, size_t cap,
                                       size_t n_ev, bint prefetch, Py_ssize_t* pos,
                                       Py_ssize_t* moved) noexcept nogil:
     """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
     transitions when they are frequent and random. Returns the events that went unhandled,
     ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
     += transitions taken. Transitions are counted in ``local`` only; the caller folds them into
-    the table."""
+    the table. ``step[idx]`` (see EngineTables) says all three cases in one load: below
+    HSM_STEP_MISSED it is an event handled in place."""
     cdef Py_ssize_t i, s, e, idx
     cdef Py_ssize_t missed = 0, trans = 0
-    cdef uint8_t k
+    cdef uint16_t v
     for i in range(lo, hi):
         if prefetch:
             STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + HSM_PREFETCH_DISTANCE]])
@@ -381,16 +382,16 @@ cdef inline Py_ssize_t _chunk_branchy(const slot_t* sl, const event_t* ev, Py_ss
             moved[0] += trans
             return missed
         idx = _cell(states, flags, flagged, fb, shift, s, e, n_events)
-        k = kind[idx]
-        if k == HSM_KIND_INTERNAL:
+        v = step[idx]
+        if v < HSM_STEP_MISSED:  # handled in place (or a free slot): nothing to do
             continue
-        if k == HSM_KIND_UNHANDLED:
+        if v & HSM_STEP_MISSED:
             unhandled[s] += 1
             missed += 1
             continue
         trans += 1
         local[idx] += 1
-        states[s] = next_state[idx]
+        states[s] = <uint8_t>v
     pos[0] = hi
     moved[0] += trans
     return missed
@@ -433,7 +434,6 @@ cdef inline Py_ssize_t _chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize
 cdef inline Py_ssize_t _chunk(bint flat, int fb, const slot_t* sl, const event_t* ev,
                               Py_ssize_t lo, Py_ssize_t hi, uint8_t* states,
                               const uint8_t* flags, uint64_t* unhandled, uint32_t* local,
-                              const uint8_t* next_state, const uint8_t* kind,
                               const uint16_t* step, Py_ssize_t n_events, size_t cap, size_t n_ev,
                               bint prefetch, Py_ssize_t dist, Py_ssize_t* pos,
                               Py_ssize_t* moved) noexcept nogil:
@@ -458,18 +458,18 @@ cdef inline Py_ssize_t _chunk(bint flat, int fb, const slot_t* sl, const event_t
                            step, n_events, cap, n_ev, prefetch, dist, pos)
     if fb == 0:
         return _chunk_branchy(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                              next_state, kind, n_events, cap, n_ev, prefetch, pos, moved)
+                              step, n_events, cap, n_ev, prefetch, pos, moved)
     if fb == 1:
         return _chunk_branchy(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                              next_state, kind, n_events, cap, n_ev, prefetch, pos, moved)
+                              step, n_events, cap, n_ev, prefetch, pos, moved)
     if fb == 2:
         return _chunk_branchy(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                              next_state, kind, n_events, cap, n_ev, prefetch, pos, moved)
+                              step, n_events, cap, n_ev, prefetch, pos, moved)
     if fb == 3:
         return _chunk_branchy(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                              next_state, kind, n_events, cap, n_ev, prefetch, pos, moved)
+                              step, n_events, cap, n_ev, prefetch, pos, moved)
     return _chunk_branchy(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                          next_state, kind, n_events, cap, n_ev, prefetch, pos, moved)
+                          step, n_events, cap, n_ev, prefetch, pos, moved)
 
 
 cdef void _fold_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
@@ -560,8 +560,6 @@ cdef Py_ssize_t _run_chunks(const slot_t[::1] slots, const event_t[::1] events,
     cdef uint8_t* states = c.states
     cdef const uint8_t* flags = c.fpacked
     cdef uint64_t* unhandled = c.unhandled
-    cdef const uint8_t* next_state = c.next_state
-    cdef const uint8_t* kind = c.kind
     cdef const uint16_t* step = c.step
     cdef const int32_t* tcells = c.tcells
     cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>n_events
@@ -574,8 +572,8 @@ cdef Py_ssize_t _run_chunks(const slot_t[::1] slots, const event_t[::1] events,
         hi = min(lo + HSM_CHUNK, n)
         moved = 0
         prefetch = big and hi + dist <= n
-        missed += _chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, next_state,
-                         kind, step, n_events, cap, n_ev, prefetch, dist, &pos, &moved)
+        missed += _chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, step,
+                         n_events, cap, n_ev, prefetch, dist, &pos, &moved)
         if flat:  # the transition cells' sum gives the transitions the chunk took
             tsum = 0
             for j in range(c.n_tcells):
