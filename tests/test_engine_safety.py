@@ -23,32 +23,6 @@ from streamhsm._views import readonly_view
 E, S = Event, State
 
 
-def _wait_until(cond: Callable[[], bool], what: str) -> None:
-    """Poll ``cond`` (a correct build satisfies it almost at once); fail after a generous bound
-    instead of hanging when a guarantee is broken."""
-    for _ in range(20_000):
-        if cond():
-            return
-        time.sleep(0.0005)
-    raise AssertionError(f"timed out waiting until {what}")
-
-
-class _Call(threading.Thread):
-    """Run ``fn`` in a thread, keeping its result or exception."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self.fn = fn
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self.fn()
-        except BaseException as exc:  # noqa: BLE001 - inspected by the test
-            self.error = exc
-
-
 def _consistent(t: StreamTable) -> None:
     """Occupancy, open count and free list agree with the state bytes."""
     states = t.states
@@ -57,32 +31,6 @@ def _consistent(t: StreamTable) -> None:
         assert t.count(s) == int((states == s).sum())
     free = t.snapshot()["free"]
     assert sorted(free.tolist()) == np.flatnonzero(states == FREE_SLOT).tolist()
-
-
-class _PausedBatch:
-    """A dispatch_many started in a thread and held (lock taken, GIL released) until resumed."""
-
-    def __init__(self, t: StreamTable, slots: np.ndarray, events: np.ndarray) -> None:
-        self.t = t
-        t._test_pause_batches()
-        self.call = _Call(lambda: t.dispatch_many(slots, events))
-        self.call.start()
-        _wait_until(lambda: t._test_at_gate, "the batch has validated its input")
-        assert t._test_busy, "the batch runs without holding the table lock"
-
-    def queue(self, fn: Callable[[], Any]) -> _Call:
-        """Start ``fn`` in a thread and wait until it waits for the table lock."""
-        before = self.t._test_waiters
-        call = _Call(fn)
-        call.start()
-        _wait_until(lambda: self.t._test_waiters > before or not call.is_alive(),
-                    "the call waits for the lock (or returns)")
-        assert call.is_alive(), "a mutator ran while a batch held the table lock"
-        return call
-
-    def resume(self) -> None:
-        self.t._test_resume_batches()
-        self.call.join()
 
 
 # --------------------------------------------------------------------------- item 3: views
@@ -158,11 +106,11 @@ def _toggle_batch(n: int) -> tuple[np.ndarray, np.ndarray]:
     return slots, events
 
 
-def test_every_mutator_waits_for_a_running_batch() -> None:
+def test_every_mutator_waits_for_a_running_batch(paused_batch: Any) -> None:
     """While a batch holds the lock, open, release, dispatch, dispatch_many and broadcast all wait
     (state unchanged); afterwards each has run exactly once."""
     t = _active_table(6, capacity=8)
-    batch = _PausedBatch(t, *_toggle_batch(6))
+    batch = paused_batch(t, *_toggle_batch(6))
     before = t.states.copy()
     calls = [
         batch.queue(t.open),
@@ -183,11 +131,11 @@ def test_every_mutator_waits_for_a_running_batch() -> None:
     _consistent(t)
 
 
-def test_two_threads_never_take_the_last_slot() -> None:
+def test_two_threads_never_take_the_last_slot(paused_batch: Any) -> None:
     """Both openers wait behind a batch with one slot free: exactly one gets it (the free count is
     checked after the wait, under the lock)."""
     t = _active_table(3, capacity=4)
-    batch = _PausedBatch(t, *_toggle_batch(3))
+    batch = paused_batch(t, *_toggle_batch(3))
     openers = [batch.queue(t.open), batch.queue(t.open)]
     batch.resume()
     for c in openers:
@@ -206,13 +154,13 @@ def _freed_behind_the_lock(t: StreamTable, arrays: dict[str, np.ndarray], slot: 
 
 
 @pytest.mark.parametrize("call", ["release", "dispatch"])
-def test_slot_is_checked_after_the_wait(call: str) -> None:
+def test_slot_is_checked_after_the_wait(call: str, paused_batch: Any) -> None:
     """A slot freed while the caller waited for the lock is refused ("not open"), not used."""
     arrays = _shared_arrays(4)
     t = StreamTable(4, drain_on_producer_loss=True, arrays=arrays)
     for _ in range(3):
         t.dispatch(t.open(), E.STREAM_PROVISIONED)
-    batch = _PausedBatch(t, *_toggle_batch(2))
+    batch = paused_batch(t, *_toggle_batch(2))
     fn = (lambda: t.release(2)) if call == "release" else (lambda: t.dispatch(2, E.CLOSE))
     waiting = batch.queue(fn)
     _freed_behind_the_lock(t, arrays, 2)
@@ -225,12 +173,13 @@ def test_slot_is_checked_after_the_wait(call: str) -> None:
 
 # --------------------------------------------------------------------------- item 5: inputs
 @pytest.mark.parametrize(("column", "value"), [("slots", 2**40), ("slots", -1), ("events", 200)])
-def test_arrays_rewritten_during_dispatch_many_stop_the_batch(column: str, value: int) -> None:
+def test_arrays_rewritten_during_dispatch_many_stop_the_batch(column: str, value: int,
+                                                             paused_batch: Any) -> None:
     """Another thread rewrites the caller's array between validation and run: the batch stops
     before the bad index with IndexError (no crash); what ran before it stays applied."""
     t = _active_table(4)
     slots, events = _toggle_batch(4)
-    batch = _PausedBatch(t, slots, events)
+    batch = paused_batch(t, slots, events)
     (slots if column == "slots" else events)[3] = value
     batch.resume()
     err = batch.call.error

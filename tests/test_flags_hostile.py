@@ -21,7 +21,6 @@ kernels read.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -692,59 +691,15 @@ def test_caller_storage_written_from_outside_never_breaks_the_table() -> None:
 
 
 # --------------------------------------------------------------------------- threads
-def _wait_until(cond: Callable[[], bool], what: str) -> None:
-    for _ in range(20_000):
-        if cond():
-            return
-        time.sleep(0.0005)
-    raise AssertionError(f"timed out waiting until {what}")
+def _noop_batch(t: MachineTable, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.arange(n, dtype=np.int64), np.full(n, t.machine.event_code("Noop"), np.uint8)
 
 
-class _Call(threading.Thread):
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self.fn = fn
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self.fn()
-        except BaseException as exc:  # noqa: BLE001 - inspected by the test
-            self.error = exc
-
-
-class _PausedBatch:
-    """A dispatch_many held after validation (lock taken, GIL released) until resumed."""
-
-    def __init__(self, t: MachineTable, n: int) -> None:
-        self.t = t
-        noop = t.machine.event_code("Noop")
-        t._test_pause_batches()
-        self.call = _Call(lambda: t.dispatch_many(np.arange(n, dtype=np.int64),
-                                                  np.full(n, noop, np.uint8)))
-        self.call.start()
-        _wait_until(lambda: t._test_at_gate, "the batch has validated its input")
-
-    def queue(self, fn: Callable[[], Any]) -> _Call:
-        before = self.t._test_waiters
-        call = _Call(fn)
-        call.start()
-        _wait_until(lambda: self.t._test_waiters > before or not call.is_alive(),
-                    "the call waits for the lock (or returns)")
-        assert call.is_alive(), "a flag mutator ran while a batch held the table lock"
-        return call
-
-    def resume(self) -> None:
-        self.t._test_resume_batches()
-        self.call.join()
-
-
-def test_flag_mutators_wait_for_a_running_batch() -> None:
+def test_flag_mutators_wait_for_a_running_batch(paused_batch: Any) -> None:
     t = MachineTable(flagged(2), 8)
     for _ in range(6):
         t.open()
-    batch = _PausedBatch(t, 6)
+    batch = paused_batch(t, *_noop_batch(t, 6))
     calls = [batch.queue(lambda: t.set_flag(0, "f0", True)),
              batch.queue(lambda: t.set_flag_many(i64(1, 2), "f1", True)),
              batch.queue(lambda: t.set_flag_many(np.array([5], np.int32), "f0",
@@ -758,7 +713,7 @@ def test_flag_mutators_wait_for_a_running_batch() -> None:
 
 
 @pytest.mark.parametrize("many", [False, True])
-def test_flag_slot_is_checked_after_the_wait(many: bool) -> None:
+def test_flag_slot_is_checked_after_the_wait(many: bool, paused_batch: Any) -> None:
     """A slot freed (behind the lock) while set_flag/set_flag_many waited is refused, unchanged."""
     m = flagged(2)
     arrays = {name: np.empty(shape, dtype) for name, (dtype, shape) in
@@ -766,7 +721,7 @@ def test_flag_slot_is_checked_after_the_wait(many: bool) -> None:
     t = MachineTable(m, 4, arrays=arrays)
     for _ in range(3):
         t.open()
-    batch = _PausedBatch(t, 2)
+    batch = paused_batch(t, *_noop_batch(t, 2))
     fn = ((lambda: t.set_flag_many(i64(0, 2), "f0", True)) if many
           else (lambda: t.set_flag(2, "f0", True)))
     waiting = batch.queue(fn)
