@@ -236,7 +236,7 @@ cdef class MachineCodec:
             raise TypeError(
                 f"{what} {value!r} belongs to {t.__name__}, not to the {what}s of machine "
                 f"{self.name!r} (an int code, {kinds})")
-        if isinstance(value, bool) or not hasattr(value, "__index__"):
+        if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
             raise TypeError(
                 f"{what} must be an int code, {kinds}, got {t.__name__} {value!r}")
         return self._code(int(value.__index__()), own, by_name, n, what)
@@ -247,7 +247,7 @@ cdef Py_ssize_t _index_value(object value, str what) except? -2:
     cdef int overflow = 0
     cdef long long v
     if type(value) is not int:
-        if isinstance(value, bool) or not hasattr(value, "__index__"):
+        if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
             raise TypeError(f"{what} must be an int, got {type(value).__name__} {value!r}")
         value = int(value.__index__())
     v = PyLong_AsLongLongAndOverflow(value, &overflow)
