@@ -108,7 +108,8 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 REJECTED: list[tuple[str, Callable[[MachineTable], Any], type[BaseException], str]] = [
     # set_flag
     ("int value", lambda t: t.set_flag(0, "f0", 1), TypeError, "must be a bool, got int 1"),
-    ("np.uint8 value", lambda t: t.set_flag(0, "f0", np.uint8(1)), TypeError, "got uint8 np.uint8\\(1\\)"),
+    ("np.uint8 value", lambda t: t.set_flag(0, "f0", np.uint8(1)), TypeError,
+     r"got uint8 (np\.uint8\(1\)|1)$"),  # the value's repr: numpy 2, numpy 1
     ("None value", lambda t: t.set_flag(0, "f0", None), TypeError, "got NoneType None"),
     ("str value", lambda t: t.set_flag(0, "f0", "True"), TypeError, "got str 'True'"),
     ("free slot", lambda t: t.set_flag(3, "f0", True), IndexError, "slot 3 is not open"),
@@ -120,7 +121,8 @@ REJECTED: list[tuple[str, Callable[[MachineTable], Any], type[BaseException], st
     ("slot np.uint64 max", lambda t: t.set_flag(np.uint64(2**64 - 1), "f0", True), IndexError,
      "18446744073709551615"),
     ("bool slot", lambda t: t.set_flag(True, "f0", True), TypeError, "slot must be an int, got bool"),
-    ("np.bool_ slot", lambda t: t.set_flag(np.True_, "f0", True), TypeError, "got bool np.True_"),
+    ("np.bool_ slot", lambda t: t.set_flag(np.True_, "f0", True), TypeError,
+     r"got bool_? (np\.True_|True)$"),
     ("float slot", lambda t: t.set_flag(0.0, "f0", True), TypeError, "got float 0.0"),
     ("unknown flag", lambda t: t.set_flag(0, "f9", True), ValueError, "unknown flag 'f9'"),
     ("flag name ''", lambda t: t.set_flag(0, "", True), ValueError, "unknown flag ''"),
@@ -286,7 +288,7 @@ def test_a_flag_free_machine_has_no_flags(call: Callable[[MachineTable], Any]) -
 def test_instance_flags_reject_what_the_table_rejects() -> None:
     inst = MachineInstance(flagged(2))
     assert inst.flags == 0 and not inst.flag("f1")
-    for value, match in ((1, "got int 1"), (None, "got NoneType"), (np.uint8(1), "got uint8 np.uint8")):
+    for value, match in ((1, "got int 1"), (None, "got NoneType"), (np.uint8(1), r"got uint8 (np\.uint8\(1\)|1)$")):
         with pytest.raises(TypeError, match=match):
             inst.set_flag("f0", value)
     with pytest.raises(ValueError, match="unknown flag 'f2'"):
