@@ -1157,7 +1157,8 @@ cdef class MachineTable:
             slots: 1-D C-contiguous int32 or int64 array of open slots (repeats allowed: the
                 last value wins).
             name: the flag.
-            values: a bool or uint8 (0 or 1) array of the same length, or one bool for all.
+            values: a bool or uint8 (0 or 1) array of the same length, or one bool for all
+                (uint8 is read in place; a bool array through a uint8 view made per call).
 
         Raises:
             TypeError / ValueError / IndexError: wrong type, dtype, shape or contiguity,
