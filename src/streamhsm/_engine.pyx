@@ -1179,7 +1179,7 @@ cdef class MachineTable:
             if values.shape[0] != slots.shape[0]:
                 raise ValueError(f"slots and values must have the same length, got "
                                  f"{slots.shape[0]} and {values.shape[0]}")
-            vals = values.view(np.uint8)
+            vals = values if values.dtype == _U8 else values.view(np.uint8)
         if slots.dtype == _I64:
             _flags_many[int64_t](self, slots, vals, single, one, bit)
         else:
