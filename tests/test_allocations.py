@@ -36,7 +36,8 @@ def _traced_growth(fn) -> int:  # type: ignore[no-untyped-def]
     elsewhere (on 3.10 the snapshot lines here keep a few hundred bytes)."""
     first = fn.__code__.co_firstlineno
     own = range(first, first + len(inspect.getsourcelines(fn)[0]))
-    fn()
+    for _ in range(10):  # warm: past one-off lazy caches (3.13 built one on a later call)
+        fn()
     tracemalloc.start(1)
     try:
         ignore = [tracemalloc.Filter(True, __file__)]
