@@ -766,7 +766,7 @@ def test_set_flag_many_holds_the_table_lock() -> None:
     th = threading.Thread(target=observer, daemon=True)
     th.start()
     try:
-        for r in range(40):
+        for r in range(40):  # noqa: B007 (the round is not asserted)
             t.set_flag_many(slots, "f0", r % 2 == 0)
             if seen:
                 break
@@ -774,7 +774,8 @@ def test_set_flag_many_holds_the_table_lock() -> None:
         stop.set()
         th.join()
     assert seen, "never saw set_flag_many half done (does it release the GIL?)"
-    assert seen[0] is (r % 2 != 0)
+    # (which round the observer saw is not asserted: the main thread may finish one more round
+    # before it sees the observer's note, and that round writes the observer's value anyway)
     assert t.flag(last, "f0") is seen[0], "set_flag ran inside set_flag_many, which overwrote it"
     # the packed copy (read by batches >= 2048 events) agrees with the flag byte
     inst = MachineInstance(m)
