@@ -17,6 +17,7 @@ Machines are declared as data (:class:`MachineSpec`), compiled into flat tables
 from __future__ import annotations
 
 from . import driver as _driver
+from .codes import CodeEnum
 from ._engine import FREE_SLOT, MachineInstance, MachineTable
 from .driver import *  # noqa: F403  (the driver's public names, listed in streamhsm.driver.__all__)
 from .errors import MachineDefinitionError, StreamHsmError, TableFullError
@@ -33,6 +34,7 @@ __all__ = [
     "FREE_SLOT",
     "MAX_FLAGS",
     "ROOT",
+    "CodeEnum",
     "CompiledMachine",
     "Event",
     "HandlerDecl",

@@ -7,13 +7,13 @@ handles are counted by the engine (the Root "handler"), never raised.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 import os
 from typing import TYPE_CHECKING, SupportsIndex
 
 import numpy as np
 
+from .codes import CodeEnum
 from ._engine import MachineInstance, MachineTable
 from .machine import CompiledMachine, MachineSpec
 from .registry import DEFAULT_POLICY, by_fingerprint, machine, register
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-class State(enum.IntEnum):
+class State(CodeEnum):
     """Stream lifecycle state codes (``Root`` and ``Live`` are composite; a stream is always in a
     leaf: ``INIT``, ``ACTIVE``, ``DRAINING`` or ``CLOSED``)."""
 
@@ -42,7 +42,7 @@ class State(enum.IntEnum):
     CLOSED = 5
 
 
-class Event(enum.IntEnum):
+class Event(CodeEnum):
     """Stream lifecycle event codes. APIs also accept the CamelCase names of the plan
     (``"StreamProvisioned"``) and the int codes."""
 

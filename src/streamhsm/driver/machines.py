@@ -6,8 +6,8 @@ stream lifecycle, and run on the same engine.
 
 from __future__ import annotations
 
-import enum
 
+from ..codes import CodeEnum
 from ..machine import CompiledMachine, MachineSpec
 from ..registry import machine, register
 
@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-class LeaseState(enum.IntEnum):
+class LeaseState(CodeEnum):
     """Lease lifecycle states: ``Root > Live > {Init, Active, Detached, Expired, Revoked}``,
     ``Root > Closed``."""
 
@@ -37,7 +37,7 @@ class LeaseState(enum.IntEnum):
     CLOSED = 7
 
 
-class LeaseEvent(enum.IntEnum):
+class LeaseEvent(CodeEnum):
     """Lease lifecycle events."""
 
     ATTACH_OK = 0
@@ -48,7 +48,7 @@ class LeaseEvent(enum.IntEnum):
     CLOSE = 5
 
 
-class DriverState(enum.IntEnum):
+class DriverState(CodeEnum):
     """Driver lifecycle states (all children of Root); a constructed driver is Running."""
 
     ROOT = 0
@@ -58,7 +58,7 @@ class DriverState(enum.IntEnum):
     STOPPED = 4
 
 
-class DriverEvent(enum.IntEnum):
+class DriverEvent(CodeEnum):
     """Driver lifecycle events."""
 
     START = 0

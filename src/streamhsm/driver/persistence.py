@@ -180,7 +180,7 @@ def _tables(snap: dict[str, Any], config: DriverConfig) -> dict[str, dict[str, A
 def _scalars(snap: dict[str, Any], layout: dict[str, tuple[np.dtype[Any], int, int]],
              config: DriverConfig) -> dict[str, int]:
     max_time = NEVER - 1 - max(config.lease_expiry_ns, config.shutdown_timeout_ns)  # Driver.max_time_ns
-    limits = {"driver_state": max(DriverState), "now_ns": max_time, "shutdown_deadline": NEVER,
+    limits = {"driver_state": int(max(DriverState)), "now_ns": max_time, "shutdown_deadline": NEVER,
               "last_lease_id": MAX_LEASE_ID, "n_revoked": layout["revoked_lease_id"][1],
               "closed_dynamic": layout["stream_id"][1]}
     out = {}

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..codes import CodeEnum
 
 __all__ = ["COUNTER_NAMES", "MAX_SHUTDOWN_MESSAGE", "REVOKED_NOTICE_DTYPE", "AttachResult", "Counter", "Response",
            "ResponseCode", "RevokeReason", "Role", "ShutdownNotice", "ShutdownReason"]
 
 
-class Role(enum.IntEnum):
+class Role(CodeEnum):
     """Role of a lease on a stream."""
 
     PRODUCER = 1
     CONSUMER = 2
 
 
-class ResponseCode(enum.IntEnum):
+class ResponseCode(CodeEnum):
     """Outcome of a control operation (driver spec section 4.6)."""
 
     OK = 0
@@ -28,7 +29,7 @@ class ResponseCode(enum.IntEnum):
     INTERNAL_ERROR = 4
 
 
-class RevokeReason(enum.IntEnum):
+class RevokeReason(CodeEnum):
     """Why a lease ended (the ``reason`` field of a lease-revoked notice)."""
 
     DETACHED = 1
@@ -37,7 +38,7 @@ class RevokeReason(enum.IntEnum):
     SHUTDOWN = 4
 
 
-class ShutdownReason(enum.IntEnum):
+class ShutdownReason(CodeEnum):
     """Why the driver shuts down (given to ``request_shutdown``, carried by the shutdown notice)."""
 
     NORMAL = 0
@@ -60,7 +61,7 @@ class ShutdownNotice:
     stopped_ns: int = 0
 
 
-class Counter(enum.IntEnum):
+class Counter(CodeEnum):
     """The driver's counters, in the order :attr:`Driver.counters` lists them (like Aeron's
     counters). This enum is the only list of them: the Cython core indexes its counter column
     with these codes, and :data:`COUNTER_NAMES` is derived from it."""
