@@ -127,7 +127,7 @@ def to_dot(machine: CompiledMachine) -> str:
     initial transition), and an invisible anchor node at its bottom.
     An edge from (to) a composite leaves (enters) the cluster's border (``ltail``/``lhead``). An
     edge from a composite to one of its own descendants (or from a descendant to the composite)
-    leaves the border, turns at a small point outside the cluster and comes back in, as in UML.
+    leaves the border, bends at an unseen point outside the cluster and comes back in as one line.
     The machine's own initial pseudo-state is a filled circle above everything. Events handled
     without a transition are listed in their state's box; handlers declared on Root in a note.
     """
@@ -204,10 +204,12 @@ def to_dot(machine: CompiledMachine) -> str:
             # dot cannot clip an edge at a cluster that holds its other end: go out and back in
             turns += 1
             turn = f"turn__{turns}"
-            lines.append(f'    {turn} [shape=point, width=0.02, height=0.02, label=""];')
-            out_attrs = ", ".join([*tail_attrs, text, "arrowhead=none"])
+            # a zero-size turn that both halves touch unclipped: one bent line, no loose end
+            lines.append(f'    {turn} [shape=point, style=invis, width=0, height=0, label=""];')
+            out_attrs = ", ".join([*tail_attrs, text, "arrowhead=none", "headclip=false"])
             lines.append(f"    {tail} -> {turn} [{out_attrs}];")
-            lines.append(f"    {turn} -> {head} [{', '.join([*head_attrs, 'constraint=false'])}];")
+            in_attrs = ", ".join([*head_attrs, "tailclip=false", "constraint=false"])
+            lines.append(f"    {turn} -> {head} [{in_attrs}];")
         else:
             lines.append(f"    {tail} -> {head} [{', '.join([*tail_attrs, *head_attrs, text])}];")
     lines.append("}")
