@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from .machine import CompiledMachine
+    from .compiler import CompiledMachine
 
 __all__ = ["TableObserver", "TableStats"]
 

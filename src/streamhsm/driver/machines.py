@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 
-from ..machine import CompiledMachine, MachineSpec
+from ..compiler import CompiledMachine
+from ..machine import MachineSpec
 from ..registry import machine, register
 
 __all__ = [
