@@ -31,8 +31,9 @@ from ._observe import TableObserver
 from ._views import readonly_view
 from .errors import TableFullError
 from ._limits import MAX_CAPACITY, check_index
-from .compiler import table_layout
-from .snapshot import SNAPSHOT_VERSION, check_table_snapshot
+from ._trace import decode_ring, ring_columns
+from .compiler import pack_flags, table_arrays
+from .snapshot import check_table_snapshot, table_snapshot
 
 __all__ = ["FREE_SLOT", "MachineTable"]
 
@@ -193,17 +194,6 @@ _FLAG_DTYPES = (np.dtype(np.bool_), _U8)
 cdef object _NO_VALUES = np.zeros(1, np.uint8)
 
 
-def _pack_flags(flags, int shift, Py_ssize_t size):
-    """The packed copy of per-slot flag bitmasks (see ``hsm_packed_flags``): ``1 << shift``
-    slots per byte, slot ``i`` in bits ``(i % (1 << shift)) * (8 >> shift)`` and up of byte
-    ``i >> shift``; ``size`` bytes."""
-    cdef int per = 1 << shift, width = 8 >> shift
-    padded = np.zeros(size * per, np.uint8)
-    padded[:flags.shape[0]] = flags
-    lanes = padded.reshape(size, per).astype(np.uint16) << (np.arange(per, dtype=np.uint16) * width)
-    return np.bitwise_or.reduce(lanes, axis=1).astype(np.uint8)
-
-
 cdef object _set_flag_batch(MachineTable self, const slot_t[::1] slots, const uint8_t[::1] values,
                         bint single, uint8_t one, int bit):
     """``set_flag_many`` on validated arrays: check the whole call under the table lock, then
@@ -305,16 +295,7 @@ cdef class MachineTable:
             raise RuntimeError("MachineTable.__init__ called twice")
         cap = check_index(capacity, "capacity", 1, MAX_CAPACITY)
         tables = machine.engine_tables
-        shapes = table_layout(cap, tables.n_events)
-        if arrays is None:
-            arrays = {name: np.empty(shape, dtype) for name, (dtype, shape) in shapes.items()}
-        else:  # caller-provided storage (e.g. shared memory): exact dtypes and shapes
-            for name, (dtype, shape) in shapes.items():
-                arr = arrays.get(name)
-                if (not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape
-                        or not arr.flags.c_contiguous or not arr.flags.writeable):
-                    raise ValueError(f"arrays[{name!r}] must be a writeable C-contiguous {dtype} "
-                                     f"array of shape {shape}")
+        arrays = table_arrays(cap, tables.n_events, arrays)
         states, unhandled, counts = arrays["states"], arrays["unhandled"], arrays["counts"]
         free, transitions, flags = arrays["free"], arrays["transitions"], arrays["flags"]
         states[:] = HSM_FREE_SLOT
@@ -635,9 +616,7 @@ cdef class MachineTable:
         n = check_index(size, "trace size", 1, MAX_CAPACITY)
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        cols = {"seq": np.zeros(n, np.uint64), "slot": np.zeros(n, np.int64),
-                "event": np.zeros(n, np.uint8), "from_state": np.zeros(n, np.uint8),
-                "to_state": np.zeros(n, np.uint8), "handled_by": np.zeros(n, np.int16)}
+        cols = ring_columns(n)
         handler = self._tables.handler  # one row per (state, flag bitmask)
         cdef uint64_t[::1] seq = cols["seq"]
         cdef int64_t[::1] slot = cols["slot"]
@@ -674,18 +653,8 @@ cdef class MachineTable:
         The fields hold codes; the machine's enums name them: ``table.machine.State(r["to_state"])``
         and ``table.machine.Event(r["event"])`` are members (``State.ACTIVE``), and
         ``table.machine.state_names[code]`` / ``event_names[code]`` the CamelCase names."""
-        dtype = [("seq", np.uint64), ("slot", np.int64), ("event", np.uint8),
-                 ("from_state", np.uint8), ("to_state", np.uint8), ("handled_by", np.int16)]
-        if self._trace_owners is None:
-            return np.zeros(0, dtype)
-        cols = self._trace_owners[0]
-        size, done = self._trace.size, self._trace.recorded
-        n = min(size, done)
-        order = (np.arange(done - n, done) % size).astype(np.intp)
-        out = np.zeros(n, dtype)
-        for name in cols:
-            out[name] = cols[name][order]
-        return out
+        cols = None if self._trace_owners is None else self._trace_owners[0]
+        return decode_ring(cols, self._trace.size, self._trace.recorded)
 
     @property
     def tracing(self):
@@ -699,15 +668,9 @@ cdef class MachineTable:
         total."""
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        return {
-            "kind": "MachineTable", "version": SNAPSHOT_VERSION, "machine": self.machine.name,
-            "fingerprint": self.machine.fingerprint, "capacity": self.core.capacity,
-            "states": self._states.copy(), "flags": self._flags.copy(),
-            "unhandled": self._unhandled.copy(),
-            "unhandled_total": int(self.core.unhandled_total),
-            "free": self._free_list[:self._n_free].copy(),  # stack order: open() reuses the last
-            "transitions": self._transitions[:self.machine.n_states].ravel().copy(),
-        }
+        return table_snapshot(self.machine, self._states, self._flags, self._unhandled,
+                              self.core.unhandled_total, self._free_list[:self._n_free],
+                              self._transitions[:self._n_states])
 
     def restore(self, snap):
         """Replace the table's state with a :meth:`snapshot` (validated first: on error nothing
@@ -729,7 +692,7 @@ cdef class MachineTable:
         try:
             self._states[:] = states
             self._flags[:] = flags
-            self._fpacked[:] = _pack_flags(flags, self.core.fpack_shift, self._fpacked.shape[0])
+            self._fpacked[:] = pack_flags(flags, self.core.fpack_shift, self._fpacked.shape[0])
             self._unhandled[:] = v["unhandled"]
             self._counts[:] = v["counts"]
             self._free_list[:free.size] = free
@@ -780,17 +743,8 @@ cdef class MachineTable:
         """Counters and statistics as plain data: occupancy per state (composites included),
         open and free slots, unhandled events in total and per open slot with any, and the
         non-zero transition counts keyed ``"State/Event"``."""
-        obs = self.observer()
-        hot = np.flatnonzero(self._unhandled)
-        return {
-            "machine": self.machine.name,
-            "capacity": self.core.capacity,
-            "open": len(self),
-            "occupancy": obs.occupancy(),
-            "unhandled_total": int(self.core.unhandled_total),
-            "unhandled_by_slot": {int(s): int(self._unhandled[s]) for s in hot},
-            "transitions": obs.transition_counts(),
-        }
+        return self.observer().stats(self.core.capacity, len(self), self._unhandled_view,
+                                     self.core.unhandled_total)
 
     @property
     def states(self):

@@ -27,7 +27,8 @@ from .machine import (
 )
 
 __all__ = ["CODE_ROWS", "CompiledMachine", "EngineTables", "KIND_INTERNAL", "KIND_TRANSITION",
-           "KIND_UNHANDLED", "STEP_MOVED", "STEP_UNHANDLED", "compile_spec", "table_layout"]
+           "KIND_UNHANDLED", "STEP_MOVED", "STEP_UNHANDLED", "compile_spec", "pack_flags",
+           "table_arrays", "table_layout"]
 
 #: Rows of every padded engine table per flag bitmask: one per ``uint8`` code (the free code
 #: included). The kernel's ``HSM_CODE_ROWS``.
@@ -145,6 +146,34 @@ def table_layout(capacity: int, n_events: int) -> dict[str, tuple[np.dtype[Any],
         "flags": (np.dtype(np.uint8), (capacity,)),
         "states": (np.dtype(np.uint8), (capacity,)),
     }
+
+
+def table_arrays(capacity: int, n_events: int,
+                 arrays: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The per-table arrays of :func:`table_layout`: new ones (``arrays`` None), or the
+    caller's storage (shared memory, say) checked to have exactly those dtypes and shapes,
+    C-contiguous and writeable (``ValueError`` naming the first that does not)."""
+    shapes = table_layout(capacity, n_events)
+    if arrays is None:
+        return {name: np.empty(shape, dtype) for name, (dtype, shape) in shapes.items()}
+    for name, (dtype, shape) in shapes.items():
+        arr = arrays.get(name)
+        if (not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape
+                or not arr.flags.c_contiguous or not arr.flags.writeable):
+            raise ValueError(f"arrays[{name!r}] must be a writeable C-contiguous {dtype} "
+                             f"array of shape {shape}")
+    return arrays
+
+
+def pack_flags(flags: np.ndarray, shift: int, size: int) -> np.ndarray:
+    """The packed copy of per-slot flag bitmasks a table keeps for its batch kernels (see
+    ``hsm_packed_flags`` in ``_kernel.pxd``): ``1 << shift`` slots per byte, slot ``i`` in bits
+    ``(i % (1 << shift)) * (8 >> shift)`` and up of byte ``i >> shift``; ``size`` bytes."""
+    per, width = 1 << shift, 8 >> shift
+    padded = np.zeros(size * per, np.uint8)
+    padded[:flags.shape[0]] = flags
+    lanes = padded.reshape(size, per).astype(np.uint16) << (np.arange(per, dtype=np.uint16) * width)
+    return np.bitwise_or.reduce(lanes, axis=1).astype(np.uint8)  # type: ignore[no-any-return]
 
 
 class CompiledMachine(_Immutable):

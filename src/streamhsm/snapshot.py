@@ -17,7 +17,7 @@ from .errors import StreamHsmError
 from .machine import FREE_SLOT
 
 __all__ = ["SNAPSHOT_VERSION", "SUPPORTED_VERSIONS", "SnapshotError", "check_header", "check_kind",
-           "check_table_snapshot", "load_snapshot", "save_snapshot"]
+           "check_table_snapshot", "load_snapshot", "save_snapshot", "table_snapshot"]
 
 #: Format version written into every snapshot (3: tables carry their per-slot flags).
 SNAPSHOT_VERSION = 3
@@ -76,6 +76,21 @@ def array(snap: dict[str, Any], key: str, dtype: Any, length: int) -> np.ndarray
 #: Largest unhandled total a restored snapshot may hold: counters restored from a file keep room
 #: to grow, so no later event can wrap them.
 MAX_RESTORED_COUNT = 2**63 - 1
+
+
+def table_snapshot(machine: Any, states: np.ndarray, flags: np.ndarray, unhandled: np.ndarray,
+                   unhandled_total: int, free: np.ndarray, transitions: np.ndarray) -> dict[str, Any]:
+    """A :class:`~streamhsm.MachineTable` snapshot (what its ``snapshot()`` returns): the kind,
+    format version and machine fingerprint, with copies of the per-slot arrays, the free-slot
+    stack (in stack order: ``open()`` reuses the last), the transition counts (flat) and the
+    unhandled total."""
+    return {
+        "kind": "MachineTable", "version": SNAPSHOT_VERSION, "machine": machine.name,
+        "fingerprint": machine.fingerprint, "capacity": int(states.shape[0]),
+        "states": states.copy(), "flags": flags.copy(), "unhandled": unhandled.copy(),
+        "unhandled_total": int(unhandled_total), "free": free.copy(),
+        "transitions": transitions.ravel().copy(),
+    }
 
 
 def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str, Any]:
