@@ -5,7 +5,7 @@ turns bounds checks, wraparound and initialisation checks back on and compiles t
 index checks in (``STREAMHSM_DEBUG_CHECKS``), so a bad index raises instead of corrupting memory.
 
 Release builds carry no debug info: Python's own CFLAGS (``sysconfig``) usually contain ``-g``,
-which ``-g0`` after it cancels (otherwise about 7 MB of DWARF in the four modules, and a quarter
+which ``-g0`` after it cancels (otherwise about 7 MB of DWARF in the modules, and a quarter
 of the compile time). Cythonizing and compiling run one job per available CPU, also under
 ``pip install .``; ``STREAMHSM_BUILD_JOBS=N`` overrides that (as does ``build_ext -j N``).
 
@@ -48,8 +48,8 @@ if DEBUG:
     macros.append(("STREAMHSM_DEBUG_CHECKS", "1"))
 
 # The compiled modules, by dotted name; the source is the matching .pyx under src/.
-MODULES = ("streamhsm._engine", "streamhsm.driver._idmap", "streamhsm.driver._core",
-           "streamhsm.tools._floor")
+MODULES = ("streamhsm._table", "streamhsm._instance", "streamhsm._testing",
+           "streamhsm.driver._idmap", "streamhsm.driver._core", "streamhsm.tools._floor")
 
 extensions = [
     Extension(

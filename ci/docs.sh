@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
-if ! python -c "import streamhsm._engine" 2>/dev/null; then
+if ! python -c "import streamhsm._table" 2>/dev/null; then
     python -m pip install --quiet ".[docs]"
 fi
 if python -c "import tomllib" 2>/dev/null; then

@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m mypy
 # run stubtest from outside the tree so it inspects the installed package
-(cd "${TMPDIR:-/tmp}" && python -m mypy.stubtest streamhsm._engine streamhsm.driver._idmap \
+(cd "${TMPDIR:-/tmp}" && python -m mypy.stubtest streamhsm._table streamhsm._instance streamhsm._testing \
+    streamhsm.driver._idmap \
     streamhsm.tools._floor streamhsm.driver._core)

@@ -18,7 +18,7 @@ trap 'rm -rf "$venv"' EXIT
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # shellcheck disable=SC2086  # VENV_EXTRA is a list of requirements
 "$venv/bin/python" -m pip install --quiet "$spec" ${VENV_EXTRA:-}
-echo "== $name: $("$venv/bin/python" -c 'import sys, numpy, streamhsm, streamhsm._engine as e
+echo "== $name: $("$venv/bin/python" -c 'import sys, numpy, streamhsm, streamhsm._table as e
 print(f"Python {sys.version.split()[0]}, numpy {numpy.__version__},",
       f"streamhsm {streamhsm.__version__}, {e.__file__}")')"
 # pytest runs in $tests_from; its src/ (if any) is never on sys.path (src layout, importlib

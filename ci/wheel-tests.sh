@@ -22,8 +22,9 @@ if "LICENSE" not in top or b"License-File: LICENSE" not in pkg_info:
     sys.exit(f"bad sdist {sdist}: no LICENSE (top level: {sorted(top)})")
 for wheel in wheels:
     names = set(zipfile.ZipFile(wheel).namelist())
-    need = ["streamhsm/py.typed", "streamhsm/_engine.pxd", "streamhsm/driver/_idmap.pxd",
-            "streamhsm/_engine.pyi", "streamhsm/driver/_core.pyi", "streamhsm/driver/_idmap.pyi",
+    need = ["streamhsm/py.typed", "streamhsm/_kernel.pxd", "streamhsm/_table.pxd",
+            "streamhsm/capi.pxd", "streamhsm/driver/_idmap.pxd",
+            "streamhsm/_table.pyi", "streamhsm/driver/_core.pyi", "streamhsm/driver/_idmap.pyi",
             "streamhsm/tools/_floor.pyi"]
     compiled = [n for n in names if n.endswith(".so")]
     need += [re.sub(r"\.cpython-.*\.so$", ".pyi", n) for n in compiled]  # a stub for each

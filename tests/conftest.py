@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from streamhsm import MachineSpec
+from streamhsm import _testing
 
 
 def toy_spec() -> MachineSpec:
@@ -74,28 +75,28 @@ class _Call(threading.Thread):
 
 class PausedBatch:
     """A dispatch_many started in a thread and held after validating its input (table lock
-    taken, GIL released) until :meth:`resume` (the table's ``_test_pause_batches`` hook)."""
+    taken, GIL released) until :meth:`resume` (``streamhsm._testing.pause_batches``)."""
 
     def __init__(self, t: Any, slots: np.ndarray, events: np.ndarray) -> None:
         self.t = t
-        t._test_pause_batches()
+        _testing.pause_batches(t)
         self.call = _Call(lambda: t.dispatch_many(slots, events))
         self.call.start()
-        _wait_until(lambda: t._test_at_gate, "the batch has validated its input")
-        assert t._test_busy, "the batch runs without holding the table lock"
+        _wait_until(lambda: _testing.at_gate(t), "the batch has validated its input")
+        assert _testing.busy(t), "the batch runs without holding the table lock"
 
     def queue(self, fn: Callable[[], Any]) -> _Call:
         """Start ``fn`` in a thread and wait until it waits for the table lock."""
-        before = self.t._test_waiters
+        before = _testing.waiters(self.t)
         call = _Call(fn)
         call.start()
-        _wait_until(lambda: self.t._test_waiters > before or not call.is_alive(),
+        _wait_until(lambda: _testing.waiters(self.t) > before or not call.is_alive(),
                     "the call waits for the lock (or returns)")
         assert call.is_alive(), "a mutator ran while a batch held the table lock"
         return call
 
     def resume(self) -> None:
-        self.t._test_resume_batches()
+        _testing.resume_batches(self.t)
         self.call.join()
 
 

@@ -64,7 +64,7 @@ import numpy as np
 import pytest
 
 from streamhsm import ROOT, MachineInstance, MachineSpec, MachineTable, ReferenceMachine
-from streamhsm.machine import CompiledMachine
+from streamhsm.compiler import CompiledMachine
 
 # ---------------------------------------------------------------------------------------------
 # What a published trace says about one dispatch

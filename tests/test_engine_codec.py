@@ -13,7 +13,7 @@ import pytest
 from streamhsm import (Event, LeaseEvent, LeaseState, MachineDefinitionError, MachineSpec,
                        ReferenceMachine, State, StreamLifecycle, StreamTable, stream_machine,
                        stream_spec)
-from streamhsm._engine import MachineCodec
+from streamhsm._codec import MachineCodec
 from streamhsm.machine import upper_to_camel
 
 

@@ -1,4 +1,6 @@
-"""Engine constants have one source: the free-slot code is written once, in ``_engine.pxd``."""
+"""Engine constants have one source: the free-slot code is written once, in ``_kernel.pxd``; the
+pure-Python layers derive their own copy (``streamhsm.machine.FREE_SLOT``) and a test holds the
+two equal."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import streamhsm
 from streamhsm import FREE_SLOT, StreamTable
 from streamhsm.machine import MAX_EVENTS, MAX_STATES
 
-ENGINE_FILES = ("_engine.pyx", "_engine.pxd", "_engine.pyi", "_views.py", "_observe.py",
-                "machine.py", "reference.py", "lifecycle.py", "errors.py")
+ENGINE_FILES = ("_kernel.pxd", "_batch.pxd", "_checks.pxd", "_table.pyx", "_table.pxd",
+                "_table.pyi", "_instance.pyx", "_instance.pyi", "_testing.pyx", "_codec.py",
+                "_limits.py", "_views.py", "_observe.py", "compiler.py", "machine.py", "reference.py",
+                "lifecycle.py", "errors.py")
 
 
 def test_free_slot_value_is_written_once_in_the_engine() -> None:
@@ -26,6 +30,13 @@ def test_free_slot_value_is_written_once_in_the_engine() -> None:
             if re.search(r"(?<![\w.])(255|256|0xff|0xFF)(?![\w.])", line):
                 hits.append(f"{name}:{no}: {line.strip()}")
     assert [h.split(": ", 1)[1] for h in hits] == ["HSM_FREE_SLOT = 255"], hits
+
+
+def test_the_python_free_slot_code_equals_the_kernels() -> None:
+    from streamhsm import _table, compiler, machine
+
+    assert machine.FREE_SLOT == _table.FREE_SLOT == streamhsm.FREE_SLOT
+    assert compiler.CODE_ROWS == _table.FREE_SLOT + 1
 
 
 def test_constants_derive_from_the_free_slot_code() -> None:
@@ -45,7 +56,7 @@ def test_engine_tables_are_named_read_only_and_cached() -> None:
     assert (tables.next_state[FREE_SLOT] == FREE_SLOT).all() and not tables.kind[FREE_SLOT].any()
     assert (tables.next_state[:m.n_states] == m.next_state).all()
     assert tables.member[State.LIVE, State.ACTIVE] and not tables.member[State.LIVE, State.CLOSED]
-    for arr in (tables.next_state, tables.handled, tables.missed, tables.kind, tables.member,
+    for arr in (tables.next_state, tables.handled, tables.unhandled, tables.kind, tables.member,
                 m.next_state, m.handled, m.handler, m.parent):
         try:
             arr.flags.writeable = True

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from streamhsm import MachineInstance, MachineTable, SnapshotError
-from streamhsm.machine import CompiledMachine, MachineSpec
+from streamhsm.compiler import CompiledMachine
+from streamhsm.machine import MachineSpec
 from streamhsm.registry import known, machine
 from streamhsm.snapshot import SNAPSHOT_VERSION
 

@@ -1,8 +1,8 @@
 """Memory safety of the engine under hostile callers and racing threads (issue 9, items 3-5).
 
-The thread tests are deterministic: ``_test_pause_batches`` stops every batch after it has
+The thread tests are deterministic: ``_testing.pause_batches`` stops every batch after it has
 validated its input, holding the table lock with the GIL released, so a test can line up other
-threads behind it (``_test_waiters`` counts them) before letting it go. The only waits are
+threads behind it (``_testing.waiters`` counts them) before letting it go. The only waits are
 bounded polls for a condition that a correct build reaches at once; none asserts on time.
 """
 
@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from streamhsm import FREE_SLOT, Event, State, StreamTable, TableFullError
-from streamhsm._engine import table_layout
+from streamhsm.compiler import table_layout
 from streamhsm._views import readonly_view
+from streamhsm import _testing
 
 E, S = Event, State
 
@@ -119,7 +120,7 @@ def test_every_mutator_waits_for_a_running_batch(paused_batch: Any) -> None:
         batch.queue(lambda: t.dispatch_many(np.array([1], np.int64), np.array([E.CLOSE], np.uint8))),
         batch.queue(lambda: t.broadcast(E.EPOCH_BUMPED)),
     ]
-    assert (t.states == before).all() and t._test_waiters == len(calls)
+    assert (t.states == before).all() and _testing.waiters(t) == len(calls)
     batch.resume()
     for c in calls:
         c.join()
@@ -233,7 +234,7 @@ def test_dispatch_many_releases_the_gil() -> None:
 
 def test_broadcast_releases_the_gil() -> None:
     # the scalar kernel: the SIMD one (same nogil block) is over before the observer can look
-    from streamhsm import _engine
+    from streamhsm import _table as _engine
 
     t = _active_table(N_GIL)
     go = (E.PRODUCER_DETACHED, E.PRODUCER_ATTACHED)

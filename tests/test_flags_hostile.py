@@ -29,9 +29,10 @@ import numpy as np
 import pytest
 
 from streamhsm import FREE_SLOT, MachineInstance, MachineSpec, MachineTable
-from streamhsm._engine import table_layout
+from streamhsm.compiler import table_layout
 from streamhsm.errors import MachineDefinitionError
 from streamhsm.snapshot import SnapshotError, load_snapshot, save_snapshot
+from streamhsm import _testing
 
 # --------------------------------------------------------------------------- the machines
 
@@ -706,7 +707,7 @@ def test_flag_mutators_wait_for_a_running_batch(paused_batch: Any) -> None:
              batch.queue(lambda: t.set_flag_many(i64(1, 2), "f1", True)),
              batch.queue(lambda: t.set_flag_many(np.array([5], np.int32), "f0",
                                                  np.ones(1, np.uint8)))]
-    assert t.flags.tolist() == [0] * 8 and t._test_waiters == 3
+    assert t.flags.tolist() == [0] * 8 and _testing.waiters(t) == 3
     batch.resume()
     for c in calls:
         c.join()

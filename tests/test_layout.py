@@ -83,3 +83,86 @@ def test_every_error_class_is_exported() -> None:
                 found.add(obj.__name__)
     assert found >= {"SnapshotError", "SharedTableError", "TableFullError", "MachineDefinitionError"}
     assert sorted(found - set(streamhsm.__all__)) == []
+
+
+# The engine's own layers, lowest first: a module imports (at module level, outside
+# ``if TYPE_CHECKING``) only modules of lower layers, except within the top one (the Python API,
+# whose public modules build on each other). The declaration's ``MachineSpec.compile`` calls the
+# compiler at call time (an import inside the method), the one call up.
+ENGINE_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("base", frozenset({"errors", "codes", "_views", "_limits", "_codec", "_trace"})),
+    ("declaration", frozenset({"machine"})),
+    ("compiler", frozenset({"compiler", "reference", "snapshot", "_observe"})),
+    ("kernels", frozenset({"_kernel", "_checks"})),
+    ("batch kernels", frozenset({"_batch"})),
+    ("table and instance classes", frozenset({"_table", "_instance"})),
+    ("Python API", frozenset({"_testing", "capi", "registry", "lifecycle", "shm", "__init__",
+                              "__main__"})),
+)
+_RANK = {name: i for i, (_, names) in enumerate(ENGINE_LAYERS) for name in names}
+ENGINE_SOURCES = sorted(p for p in SOURCES if p.parent == PKG)
+
+
+def _module_level_engine_imports(path: Path) -> set[str]:
+    """The engine modules ``path`` imports at module level (not in a function, not only for
+    type checking); ``.pyx``/``.pxd`` files by their unindented (c)import lines."""
+    import ast
+
+    text = path.read_text(encoding="utf-8")
+    mods: list[str] = []
+    if path.suffix in (".py", ".pyi"):
+        def walk(body: list[ast.stmt]) -> None:
+            for node in body:
+                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                    continue
+                if isinstance(node, ast.ImportFrom):
+                    mods.append("." * node.level + (node.module or ""))
+                    if node.level and not node.module:  # from . import x
+                        mods.extend("." + a.name for a in node.names)
+                elif isinstance(node, ast.Import):
+                    mods.extend(a.name for a in node.names)
+                elif isinstance(node, (ast.If, ast.Try)):
+                    walk(node.body)
+                    walk(getattr(node, "orelse", []))
+        walk(ast.parse(text).body)
+    else:
+        mods = [m.group(1) or m.group(2) for m in re.finditer(
+            r"^(?:from\s+([.\w]+)\s+c?import|c?import\s+([.\w]+))", text, re.M)]
+    out = set()
+    for mod in mods:
+        if mod.startswith(".") and not mod.startswith(".."):
+            name = mod[1:].split(".")[0]
+        elif mod.startswith("streamhsm."):
+            name = mod.split(".")[1]
+        else:
+            continue
+        if name and name not in ("driver", "tools"):
+            out.add(name)
+    return out
+
+
+def test_every_engine_module_has_a_layer() -> None:
+    missing = sorted({p.stem for p in ENGINE_SOURCES} - set(_RANK))
+    assert not missing, f"engine modules without a layer in ENGINE_LAYERS: {missing}"
+
+
+@pytest.mark.parametrize("path", ENGINE_SOURCES, ids=lambda p: p.name)
+def test_engine_layers_point_down(path: Path) -> None:
+    own = _RANK[path.stem]
+    top = len(ENGINE_LAYERS) - 1
+    for name in sorted(_module_level_engine_imports(path) - {path.stem}):
+        assert name in _RANK, f"{path.name} imports {name}, which has no layer"
+        ok = _RANK[name] < own or (own == top and _RANK[name] == top)
+        assert ok, (f"{path.name} ({ENGINE_LAYERS[own][0]}) imports {name} "
+                    f"({ENGINE_LAYERS[_RANK[name]][0]}): layers point down only")
+
+
+def test_the_reference_imports_only_the_declaration() -> None:
+    assert _module_level_engine_imports(PKG / "reference.py") <= {"machine", "_codec", "errors"}
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
+    bad = tmp_path / "compiler.py"
+    bad.write_text("from ._table import MachineTable\nfrom .machine import ROOT\n"
+                   "def f():\n    from ._instance import MachineInstance\n")
+    assert _module_level_engine_imports(bad) == {"_table", "machine"}

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamhsm import MachineDefinitionError, MachineInstance, MachineSpec, MachineTable, ReferenceMachine
-from streamhsm.machine import ROOT, CompiledMachine, HandlerDecl
+from streamhsm.compiler import CompiledMachine
+from streamhsm.machine import ROOT, HandlerDecl
 
 MAX_DEPTH = 4
 NEXT = "Next"  # the event that walks the leaves in a cycle, so that every state is reachable

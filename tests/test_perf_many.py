@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from streamhsm import Event, State, StreamTable
-from streamhsm import _engine
+from streamhsm import _table as _engine
+from streamhsm import _testing
 
 KERNELS = _engine._simd_supported()
 N_STREAMS = 3000
@@ -123,7 +124,7 @@ def test_stop_mid_batch_keeps_counters_exact() -> None:
     ref_t = _table()
     ref_t.broadcast(Event.STREAM_PROVISIONED)
     ref = _reference(ref_t, slots[:12_345], events[:12_345])
-    t._test_pause_batches()
+    _testing.pause_batches(t)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -134,10 +135,10 @@ def test_stop_mid_batch_keeps_counters_exact() -> None:
 
     th = threading.Thread(target=run)
     th.start()
-    while not t._test_at_gate:
+    while not _testing.at_gate(t):
         pass
     slots[12_345] = -5
-    t._test_resume_batches()
+    _testing.resume_batches(t)
     th.join()
     assert len(errors) == 1 and "the first 12345 events were dispatched" in str(errors[0])
     ref["total"] = 12_345 - ref["handled"]  # type: ignore[operator]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamhsm import FREE_SLOT, Event, State, StreamTable
-from streamhsm import _engine
+from streamhsm import _table as _engine
 
 KERNELS = _engine._simd_supported()
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from streamhsm.machine import CompiledMachine, MachineSpec
+from streamhsm.compiler import CompiledMachine
+from streamhsm.machine import MachineSpec
 from streamhsm import registry
 from streamhsm.tools.cli import main
 from streamhsm.tools.diagram import render_image, to_dot, to_mermaid

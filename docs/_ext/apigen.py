@@ -40,7 +40,8 @@ class Group(NamedTuple):
 #: group's modules or lies below it; the longest match wins.
 GROUPS: tuple[Group, ...] = (
     Group("engine", "Engine: machines and tables",
-          ("streamhsm.machine", "streamhsm._engine", "streamhsm.reference"),
+          ("streamhsm.machine", "streamhsm.compiler", "streamhsm._table", "streamhsm._instance",
+           "streamhsm._codec", "streamhsm.reference"),
           "Declare a machine as data (:class:`streamhsm.MachineSpec`), compile it into flat "
           "tables (:class:`streamhsm.CompiledMachine`), and run it over one instance or over a "
           "table of many instances in numpy arrays."),

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from . import driver as _driver
 from .codes import CodeEnum
-from ._engine import FREE_SLOT, MachineInstance, MachineTable
+from ._instance import MachineInstance
+from ._table import MachineTable
 from .driver import *  # noqa: F403  (the driver's public names, listed in streamhsm.driver.__all__)
 from .errors import MachineDefinitionError, StreamHsmError, TableFullError
 from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machine, stream_spec
-from .machine import MAX_FLAGS, ROOT, CompiledMachine, HandlerDecl, MachineSpec
+from .compiler import CompiledMachine
+from .machine import FREE_SLOT, MAX_FLAGS, ROOT, HandlerDecl, MachineSpec
 from . import registry
 from .reference import ReferenceMachine
 from .shm import SharedTableError

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from .machine import CompiledMachine
+    from .compiler import CompiledMachine
 
 __all__ = ["TableObserver", "TableStats"]
 
@@ -85,6 +85,21 @@ class TableObserver:
         trans = np.array(self.transitions[: m.n_states], dtype=np.int64)
         return {f"{m.state_names[s]}/{m.event_names[e]}": int(trans[s, e])
                 for s, e in zip(*np.nonzero(trans))}
+
+    def stats(self, capacity: int, n_open: int, unhandled: npt.NDArray[np.uint64],
+              unhandled_total: int) -> TableStats:
+        """What :meth:`MachineTable.stats` returns, given the table's capacity, open slots,
+        per-slot unhandled counters and unhandled total."""
+        hot = np.flatnonzero(unhandled)
+        return {
+            "machine": self.machine.name,
+            "capacity": int(capacity),
+            "open": int(n_open),
+            "occupancy": self.occupancy(),
+            "unhandled_total": int(unhandled_total),
+            "unhandled_by_slot": {int(s): int(unhandled[s]) for s in hot},
+            "transitions": self.transition_counts(),
+        }
 
     def summary(self) -> dict[str, Any]:
         """``{"occupancy": ..., "transitions": ...}``: the part of ``stats()`` every table shares."""

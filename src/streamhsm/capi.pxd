@@ -15,6 +15,8 @@
 #   MachineTable.set_flag / set_flag_many, which keep the kernel's packed copy in step).
 # - HSM_FREE_SLOT: the state code of a free slot.
 #
-# Only the names listed here are the contract; everything else in streamhsm/_engine.pxd is private
+# Only the names listed here are the contract; everything else in streamhsm/_kernel.pxd and
+# streamhsm/_table.pxd is private
 # and may change.
-from streamhsm._engine cimport HSM_FREE_SLOT, HsmCore, MachineTable, hsm_step
+from streamhsm._kernel cimport HSM_FREE_SLOT, HsmCore, hsm_step
+from streamhsm._table cimport MachineTable

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, SupportsIndex
 
 import numpy as np
 
+from ._instance import MachineInstance
+from ._table import MachineTable
 from .codes import CodeEnum
-from ._engine import MachineInstance, MachineTable
-from .machine import CompiledMachine, MachineSpec
+from .compiler import CompiledMachine
+from .machine import MachineSpec
 from .registry import DEFAULT_POLICY, by_fingerprint, machine, register
 from .snapshot import SnapshotError, array, check_kind, load_snapshot, save_snapshot
 

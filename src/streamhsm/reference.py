@@ -21,7 +21,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 
-from ._engine import MachineCodec
+from ._codec import MachineCodec
 from .machine import ROOT, HandlerDecl, MachineSpec
 
 __all__ = ["ReferenceMachine", "Step"]
@@ -41,7 +41,7 @@ class ReferenceMachine:
     """One machine instance interpreted from its declaration.
 
     States and events are given as names, int codes, or members of the spec's event enum (and of
-    ``state_enum``, if given), converted by the same :class:`~streamhsm._engine.MachineCodec` as
+    ``state_enum``, if given), converted by the same :class:`~streamhsm._codec.MachineCodec` as
     the compiled engine: a member of another enum is a ``TypeError``.
 
     Attributes: ``current`` (the name of the current leaf) and ``unhandled`` (how many dispatched

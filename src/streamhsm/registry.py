@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .machine import CompiledMachine
+from .compiler import CompiledMachine
 
 __all__ = ["DEFAULT_POLICY", "by_fingerprint", "known", "machine", "policies", "register"]
 

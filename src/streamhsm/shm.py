@@ -30,7 +30,7 @@ Segment layout (little-endian)::
     72   publish count    uint64
     80   machine name     32 bytes ASCII, NUL padded
     112  closed           uint64   1 once the writer closed the table
-    128  columns          64-byte aligned, in streamhsm._engine.table_layout order
+    128  columns          64-byte aligned, in streamhsm.compiler.table_layout order
 """
 
 from __future__ import annotations
@@ -47,11 +47,10 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import table_layout
 from ._observe import TableObserver
 from .errors import StreamHsmError
 from .lifecycle import StreamTable, stream_machine
-from .machine import CompiledMachine
+from .compiler import CompiledMachine, table_layout
 from .registry import by_fingerprint
 
 __all__ = ["HEADER_SIZE", "LAYOUT_VERSION", "MAX_NAME_LENGTH", "SharedStreamTable",

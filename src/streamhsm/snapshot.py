@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from .errors import StreamHsmError
+from .machine import FREE_SLOT
 
-__all__ = ["SNAPSHOT_VERSION", "SUPPORTED_VERSIONS", "SnapshotError", "check_header", "check_kind", "load_snapshot",
-           "save_snapshot"]
+__all__ = ["SNAPSHOT_VERSION", "SUPPORTED_VERSIONS", "SnapshotError", "check_header", "check_kind",
+           "check_table_snapshot", "load_snapshot", "save_snapshot", "table_snapshot"]
 
 #: Format version written into every snapshot (3: tables carry their per-slot flags).
 SNAPSHOT_VERSION = 3
@@ -70,6 +71,90 @@ def array(snap: dict[str, Any], key: str, dtype: Any, length: int) -> np.ndarray
         raise SnapshotError(f"snapshot field {key!r} must be {np.dtype(dtype)} of shape "
                             f"({length},), got {got}")
     return arr
+
+
+#: Largest unhandled total a restored snapshot may hold: counters restored from a file keep room
+#: to grow, so no later event can wrap them.
+MAX_RESTORED_COUNT = 2**63 - 1
+
+
+def table_snapshot(machine: Any, states: np.ndarray, flags: np.ndarray, unhandled: np.ndarray,
+                   unhandled_total: int, free: np.ndarray, transitions: np.ndarray) -> dict[str, Any]:
+    """A :class:`~streamhsm.MachineTable` snapshot (what its ``snapshot()`` returns): the kind,
+    format version and machine fingerprint, with copies of the per-slot arrays, the free-slot
+    stack (in stack order: ``open()`` reuses the last), the transition counts (flat) and the
+    unhandled total."""
+    return {
+        "kind": "MachineTable", "version": SNAPSHOT_VERSION, "machine": machine.name,
+        "fingerprint": machine.fingerprint, "capacity": int(states.shape[0]),
+        "states": states.copy(), "flags": flags.copy(), "unhandled": unhandled.copy(),
+        "unhandled_total": int(unhandled_total), "free": free.copy(),
+        "transitions": transitions.ravel().copy(),
+    }
+
+
+def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str, Any]:
+    """Validate a :meth:`~streamhsm.MachineTable.snapshot` for a table of ``machine`` (a
+    :class:`~streamhsm.CompiledMachine`) and ``capacity`` slots; return what ``restore``
+    writes: ``states``, ``flags``, ``unhandled``, ``unhandled_total``, ``transitions`` (flat,
+    ``n_states * n_events``), ``counts`` (occupancy per state code, rebuilt from the states)
+    and ``free`` (the free-slot stack).
+
+    A version-2 snapshot (written before flags existed) has no flags: they come back as 0.
+
+    Raises:
+        SnapshotError: another kind, version, machine or capacity; wrong dtypes or shapes; a
+            state code that is not a leaf of the machine; a flag bitmask beyond the machine's
+            flags or set on a free slot; an unhandled total below the sum; a negative transition
+            count; a free list that does not match the free slots.
+    """
+    snap = check_header(snap, "MachineTable", machine.fingerprint)
+    cap = capacity
+    got = snap.get("capacity")
+    if isinstance(got, np.ndarray) and got.shape == () and got.dtype.kind in "iu":
+        got = got.item()  # a 0-d array, as a file may store it
+    if isinstance(got, bool) or not isinstance(got, (int, np.integer)) or got != cap:
+        raise SnapshotError(f"snapshot capacity {got!r} != table capacity {cap} (an int)")
+    states = array(snap, "states", np.uint8, cap)
+    unhandled = array(snap, "unhandled", np.uint64, cap)
+    valid = np.zeros(FREE_SLOT + 1, dtype=bool)
+    valid[np.flatnonzero(machine.is_leaf)] = True
+    valid[0] = False  # Root is never a leaf state of an instance
+    valid[FREE_SLOT] = True
+    bad = np.flatnonzero(~valid[states])
+    if bad.size:
+        raise SnapshotError(
+            f"snapshot state {int(states[bad[0]])} at slot {int(bad[0])} is not a leaf state "
+            f"of machine {machine.name!r}")
+    if snap["version"] < 3 and "flags" not in snap:
+        flags = np.zeros(cap, np.uint8)
+    else:
+        flags = array(snap, "flags", np.uint8, cap)
+    bad = np.flatnonzero((flags >> machine.n_flags != 0)
+                         | ((flags != 0) & (states == FREE_SLOT)))
+    if bad.size:
+        raise SnapshotError(
+            f"snapshot flags {int(flags[bad[0]])} at slot {int(bad[0])} are not a flag bitmask "
+            f"of machine {machine.name!r} ({machine.n_flags} flags) on an open slot")
+    total = snap.get("unhandled_total")
+    # the exact per-slot sum (high and low halves summed apart cannot wrap in uint64)
+    per_slot = ((int((unhandled >> np.uint64(32)).sum(dtype=np.uint64)) << 32)
+                + int((unhandled & np.uint64(0xFFFFFFFF)).sum(dtype=np.uint64)))
+    if type(total) is not int or not per_slot <= total <= MAX_RESTORED_COUNT:
+        raise SnapshotError(
+            f"snapshot unhandled_total {total!r} is not an int between the per-slot sum "
+            f"({per_slot}) and {MAX_RESTORED_COUNT} (counters keep room to grow)")
+    n_cells = machine.n_states * machine.n_events
+    transitions = array(snap, "transitions", np.int64, n_cells)
+    if transitions.size and transitions.min() < 0:
+        raise SnapshotError("snapshot transition counts must not be negative")
+    counts = np.bincount(states, minlength=FREE_SLOT + 1).astype(np.int64)
+    n_free = int(counts[FREE_SLOT])
+    free = array(snap, "free", np.int32, n_free)
+    if not np.array_equal(np.sort(free), np.flatnonzero(states == FREE_SLOT)):
+        raise SnapshotError("snapshot free-slot list does not match the free slots of its states")
+    return {"states": states, "flags": flags, "unhandled": unhandled, "unhandled_total": total,
+            "transitions": transitions, "counts": counts, "free": free}
 
 
 def save_snapshot(snap: dict[str, Any], path: str | os.PathLike[str]) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import Self
 
-from .._engine import MachineTable
+from .._table import MachineTable
 
 __all__ = ["NEVER", "DriverCore", "ValidatedState", "driver_layout"]
 

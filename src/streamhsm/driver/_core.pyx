@@ -15,7 +15,8 @@ cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.string cimport memmove
 
-from streamhsm._engine cimport HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, MachineTable, hsm_step
+from streamhsm._kernel cimport HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, hsm_step
+from streamhsm._table cimport MachineTable
 from streamhsm.driver._idmap cimport IdMap
 
 import numpy as np

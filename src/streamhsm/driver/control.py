@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .._engine import MachineInstance, MachineTable
+from .._instance import MachineInstance
+from .._table import MachineTable
 from ..lifecycle import State, StreamTable
 from ..shm import SharedStreamTable
 from ..snapshot import load_snapshot, save_snapshot

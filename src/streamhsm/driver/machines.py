@@ -6,9 +6,9 @@ stream lifecycle, and run on the same engine.
 
 from __future__ import annotations
 
-
 from ..codes import CodeEnum
-from ..machine import CompiledMachine, MachineSpec
+from ..compiler import CompiledMachine
+from ..machine import MachineSpec
 from ..registry import machine, register
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from .._engine import FREE_SLOT
+from ..machine import FREE_SLOT
 from ..lifecycle import State, stream_machine
 from ..snapshot import SNAPSHOT_VERSION, SnapshotError, array, check_kind
 from ._core import NEVER, N_CORE_COUNTERS, ValidatedState, driver_layout

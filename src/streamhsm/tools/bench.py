@@ -23,9 +23,10 @@ import numpy as np
 
 from ._floor import NoopTarget, broadcast_floor, copy_floor, table_floor, table_floor_int32
 from ..driver import Driver, DriverConfig, Role
-from .._engine import MachineTable
+from .._table import MachineTable
 from ..lifecycle import Event, StreamLifecycle, StreamTable
-from ..machine import CompiledMachine, MachineSpec
+from ..compiler import CompiledMachine
+from ..machine import MachineSpec
 from ..reference import ReferenceMachine
 
 __all__ = ["Row", "format_rows", "plot_scaling", "run_bench"]

@@ -17,7 +17,8 @@ import textwrap
 from collections import defaultdict
 from typing import NamedTuple
 
-from ..machine import ROOT, CompiledMachine
+from ..compiler import CompiledMachine
+from ..machine import ROOT
 
 __all__ = ["FORMATS", "IMAGE_FORMATS", "render", "render_image", "to_dot", "to_mermaid"]
 

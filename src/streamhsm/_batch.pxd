@@ -1,0 +1,491 @@
+# The engine's batch loops: ``noexcept nogil`` inline code over an HsmCore (see _kernel.pxd),
+# cimported by _table.pyx only. The table validates its input at the boundary (types, dtypes,
+# lengths, the lock), then runs these; none of them touches a Python object.
+#
+# A batch of (slot, event) pairs goes:
+#   validate_batch       every index in range, every slot open (nothing runs otherwise)
+#   run_batch            picks the loops of the machine's kind (flag-free or flagged)
+#   run_batch_chunked    runs chunks of HSM_CHUNK events with batch-local transition counts,
+#                        folded into the table's counters at the end (fold_counts)
+#   run_chunk            picks the chunk loop: run_chunk_counted (a branch per transition,
+#                        counts them) or run_chunk_flat (branch-free), each specialised per
+#                        number of flags
+#   run_batch_per_event  the alternative for small batches, wide machines and tracing: one
+#                        hsm_apply per event
+# broadcast (one event to every slot) and set_flag_many have their own loops below.
+from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
+from libc.string cimport memset
+
+from streamhsm._kernel cimport (
+    HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION, HSM_PREFETCH_DISTANCE,
+    HSM_PREFETCH_MIN_SLOTS, HSM_STEP_UNHANDLED, STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH,
+    HsmCore, HsmTrace, hsm_apply, hsm_packed_flags, hsm_set_flags, hsm_step, hsm_trace,
+)
+
+cdef extern from "_simd.h":
+    int hsm_simd_detect() noexcept nogil
+    int hsm_simd_level() noexcept nogil
+    void hsm_simd_set_cap(int cap) noexcept nogil
+    void hsm_map(uint8_t* s, size_t n, const uint8_t* lut) noexcept nogil
+    size_t hsm_first_ge_i64(const int64_t* a, size_t n, uint64_t limit) noexcept nogil
+    size_t hsm_first_ge_i32(const int32_t* a, size_t n, uint64_t limit) noexcept nogil
+    size_t hsm_first_ge_u8(const uint8_t* a, size_t n, uint64_t limit) noexcept nogil
+
+ctypedef fused slot_t:
+    int32_t
+    int64_t
+
+ctypedef fused event_t:
+    uint8_t
+    int32_t
+    int64_t
+
+# Batch-local transition counting (run_batch_chunked): one uint32 cell per (row, event), on the
+# stack when the machine has at most HSM_STACK_CELLS of them, else in a scratch array the table
+# allocates with itself (when it has at most HSM_LOCAL_MAX_CELLS); folded into the table's
+# counters every HSM_FOLD_EVENTS events (so no cell can overflow) and at the end of the batch,
+# which leaves every cell 0 again.
+cdef enum:
+    HSM_STACK_CELLS = 8192
+    HSM_LOCAL_MAX_CELLS = 65536
+    HSM_LOCAL_MIN_EVENTS = 2048    # smaller batches: the per-event kernel (no fold to pay for)
+    HSM_CHUNK = 1024               # events between two choices of the chunk kernel
+    HSM_FOLD_EVENTS = 1 << 24
+    HSM_FLAT_RATE = 16             # branch-free chunks once 1 event in this many transitions
+
+
+cdef inline Py_ssize_t validate_batch(const slot_t* slots, const event_t* events, Py_ssize_t n,
+                                      const HsmCore* c) noexcept nogil:
+    """Index of the first (slot, event) pair that is out of range or names a free slot, or -1.
+
+    One unsigned compare per index (a negative index wraps to a huge one); the per-slot
+    "is it open" gather runs only when the table has free slots.
+    """
+    cdef Py_ssize_t i, bad = n
+    cdef size_t cap = <size_t>c.capacity, n_events = <size_t>c.n_events
+    if n == 0:
+        return -1
+    # two streaming passes (AVX2 where the CPU has it): the first offender is the earlier one
+    if slot_t is int64_t:
+        bad = <Py_ssize_t>hsm_first_ge_i64(&slots[0], <size_t>n, cap)
+    else:
+        bad = <Py_ssize_t>hsm_first_ge_i32(&slots[0], <size_t>n, cap)
+    if event_t is uint8_t:
+        bad = <Py_ssize_t>hsm_first_ge_u8(&events[0], <size_t>bad, n_events)
+    elif event_t is int32_t:
+        bad = <Py_ssize_t>hsm_first_ge_i32(&events[0], <size_t>bad, n_events)
+    else:
+        bad = <Py_ssize_t>hsm_first_ge_i64(&events[0], <size_t>bad, n_events)
+    cdef Py_ssize_t s
+    if c.counts[HSM_FREE_SLOT] != 0:
+        for i in range(bad):  # an earlier free slot is the first offender
+            s = <Py_ssize_t>slots[i]  # re-checked: the caller may have rewritten it meanwhile
+            if <size_t>s >= cap or c.states[s] == HSM_FREE_SLOT:
+                return i
+    return -1 if bad == n else bad
+
+
+cdef inline Py_ssize_t row_cell(const uint8_t* states, const uint8_t* flags, bint flagged, int fb,
+                             int shift, Py_ssize_t s, Py_ssize_t e,
+                             Py_ssize_t n_events) noexcept nogil:
+    """The (row, event) cell of slot ``s`` and event ``e``; ``flags`` is the packed copy.
+    ``flagged`` is a constant at every call site, so a flag-free machine never loads flags."""
+    if flagged:
+        return (((<Py_ssize_t>states[s] << fb) | hsm_packed_flags(flags, shift, s)) * n_events
+                + e)
+    return <Py_ssize_t>states[s] * n_events + e
+
+
+cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
+                                      Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
+                                      bint flagged, int fb, int shift, uint64_t* unhandled,
+                                      uint32_t* local, const uint16_t* step,
+                                      Py_ssize_t n_events, size_t cap,
+                                      size_t n_ev, bint prefetch, Py_ssize_t* pos,
+                                      Py_ssize_t* moved) noexcept nogil:
+    """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
+    transitions when they are frequent and random. Returns the events that went unhandled,
+    ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
+    += transitions taken. Transitions are counted in ``local`` only; the caller folds them into
+    the table. ``step[idx]`` (see EngineTables) says all three cases in one load: below
+    HSM_STEP_UNHANDLED it is an event handled in place."""
+    cdef Py_ssize_t i, s, e, idx
+    cdef Py_ssize_t n_unhandled = 0, trans = 0
+    cdef uint16_t v
+    for i in range(lo, hi):
+        if prefetch:
+            STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + HSM_PREFETCH_DISTANCE]])
+            if flagged:
+                STREAMHSM_PREFETCH(&flags[<Py_ssize_t>sl[i + HSM_PREFETCH_DISTANCE] >> shift])
+        s = <Py_ssize_t>sl[i]
+        e = <Py_ssize_t>ev[i]
+        if <size_t>s >= cap or <size_t>e >= n_ev:
+            pos[0] = i
+            moved[0] += trans
+            return n_unhandled
+        idx = row_cell(states, flags, flagged, fb, shift, s, e, n_events)
+        v = step[idx]
+        if v < HSM_STEP_UNHANDLED:  # handled in place (or a free slot): nothing to do
+            continue
+        if v & HSM_STEP_UNHANDLED:
+            unhandled[s] += 1
+            n_unhandled += 1
+            continue
+        trans += 1
+        local[idx] += 1
+        states[s] = <uint8_t>v
+    pos[0] = hi
+    moved[0] += trans
+    return n_unhandled
+
+
+cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
+                                   Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
+                                   bint flagged, int fb, int shift, uint64_t* unhandled,
+                                   uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
+                                   size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
+                                   Py_ssize_t* pos) noexcept nogil:
+    """Like :func:`run_chunk_counted` without a branch on the transition: every event stores its
+    next state (unchanged unless it transitions) and counts itself in its cell of ``local`` (the
+    fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
+    bit: one load per event for both."""
+    cdef Py_ssize_t i, s, e, idx
+    cdef Py_ssize_t n_unhandled = 0
+    cdef uint16_t v
+    for i in range(lo, hi):
+        if prefetch:
+            STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + dist]])
+            if flagged:
+                STREAMHSM_PREFETCH(&flags[<Py_ssize_t>sl[i + dist] >> shift])
+        s = <Py_ssize_t>sl[i]
+        e = <Py_ssize_t>ev[i]
+        if <size_t>s >= cap or <size_t>e >= n_ev:
+            pos[0] = i
+            return n_unhandled
+        idx = row_cell(states, flags, flagged, fb, shift, s, e, n_events)
+        v = step[idx]
+        if v & HSM_STEP_UNHANDLED:
+            unhandled[s] += 1
+            n_unhandled += 1
+        states[s] = <uint8_t>v
+        local[idx] += 1
+    pos[0] = hi
+    return n_unhandled
+
+
+cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const event_t* ev,
+                              Py_ssize_t lo, Py_ssize_t hi, uint8_t* states,
+                              const uint8_t* flags, uint64_t* unhandled, uint32_t* local,
+                              const uint16_t* step, Py_ssize_t n_events, size_t cap, size_t n_ev,
+                              bint prefetch, Py_ssize_t dist, Py_ssize_t* pos,
+                              Py_ssize_t* moved) noexcept nogil:
+    """Run one chunk with the kernel chosen (``flat`` or branchy) for a machine with ``fb``
+    flags. Every (kernel, number of flags) pair is its own loop, with the flag arithmetic
+    (``fb`` and the packing shift, see hsm_packed_flags) as constants: measured, a loop that
+    computes them at run time costs up to 1.7x the flag-free one, a constant one 1.1x."""
+    if flat:
+        if fb == 0:
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
+                               step, n_events, cap, n_ev, prefetch, dist, pos)
+        if fb == 1:
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
+                               step, n_events, cap, n_ev, prefetch, dist, pos)
+        if fb == 2:
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
+                               step, n_events, cap, n_ev, prefetch, dist, pos)
+        if fb == 3:
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
+                               step, n_events, cap, n_ev, prefetch, dist, pos)
+        return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
+                           step, n_events, cap, n_ev, prefetch, dist, pos)
+    if fb == 0:
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
+                              step, n_events, cap, n_ev, prefetch, pos, moved)
+    if fb == 1:
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
+                              step, n_events, cap, n_ev, prefetch, pos, moved)
+    if fb == 2:
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
+                              step, n_events, cap, n_ev, prefetch, pos, moved)
+    if fb == 3:
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
+                              step, n_events, cap, n_ev, prefetch, pos, moved)
+    return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
+                          step, n_events, cap, n_ev, prefetch, pos, moved)
+
+
+cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
+                      Py_ssize_t hi) noexcept nogil:
+    """Fold cells [lo, hi) of ``local`` into the table and clear them: a transition cell
+    counted v times moved v slots from its row's state to its next state (the other cells
+    counted events handled in place or unhandled, already accounted for)."""
+    cdef Py_ssize_t idx, row, state
+    cdef int64_t v
+    for idx in range(lo, hi):
+        v = local[idx]
+        if v != 0:
+            if c.kind[idx] == HSM_KIND_TRANSITION:
+                row = idx // c.n_events
+                state = row >> c.flag_bits
+                c.transitions[state * c.n_events + idx - row * c.n_events] += v
+                c.counts[state] -= v
+                c.counts[c.next_state[idx]] += v
+            local[idx] = 0
+
+
+cdef inline void fold_counts(HsmCore* c, uint32_t* local, Py_ssize_t used) noexcept nogil:
+    """Fold every cell a batch can have touched: the rows of the machine's state codes (the
+    first ``used`` cells) and the free rows at the end (a slot the caller rewrote to a free one
+    counts there)."""
+    cdef Py_ssize_t free_row = <Py_ssize_t>HSM_FREE_SLOT << c.flag_bits
+    fold_counts_range(c, local, 0, used)
+    fold_counts_range(c, local, free_row * c.n_events, (free_row + (1 << c.flag_bits)) * c.n_events)
+
+
+# Compile-time markers: run_batch_chunked is specialised (as a fused function) for flag-free machines
+# and for machines with flags, so each is its own C function with only its own loops.
+ctypedef struct _FlagFree:
+    char unused
+ctypedef struct _Flagged:
+    char unused
+ctypedef fused flag_mode_t:
+    _FlagFree
+    _Flagged
+
+
+cdef inline Py_ssize_t run_batch(const slot_t* slots, const event_t* events, Py_ssize_t n,
+                                 HsmCore* c, Py_ssize_t n_states,
+                                 Py_ssize_t* stop) noexcept nogil:
+    """Dispatch a validated batch (:func:`run_batch_chunked`) with the loops of its kind of machine:
+    a flag-free machine runs a function compiled without the flagged kernels (measured: sharing
+    one function with them cost flag-free lease traffic 1.1-1.2x)."""
+    if c.flag_bits:
+        return run_batch_chunked(slots, events, n, c, n_states, stop, <_Flagged*>NULL)
+    return run_batch_chunked(slots, events, n, c, n_states, stop, <_FlagFree*>NULL)
+
+
+cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* events,
+                                         Py_ssize_t n, HsmCore* c, Py_ssize_t n_states,
+                                         Py_ssize_t* stop, flag_mode_t* mode) noexcept nogil:
+    """Dispatch every pair in order (the batch is validated); return the number handled. Every
+    open slot handles or counts each event, so the handled count is the number of events run
+    minus the unhandled events they added.
+
+    Transitions are counted per (row, event) in a batch-local array and occupancy is derived
+    from them when the batch (or every HSM_FOLD_EVENTS events of it) ends: updating the per-state
+    counters on every transition chains stores on a few hot addresses. Per-slot unhandled
+    counters are exact as the batch goes. Every HSM_CHUNK events the loop picks its kernel from
+    the transition rate of the previous chunk: with frequent transitions a branch-free one (no
+    mispredicted branch), otherwise one that skips handled-in-place events without a store.
+    Each kernel is specialised for each number of flags (see :func:`run_chunk`).
+
+    The arrays belong to the caller, who may rewrite them from another thread after validation:
+    each index is checked again (one unsigned compare, always on). On an index out of range the
+    run stops before it and ``stop[0]`` is set to its position (it stays -1 otherwise). A slot
+    rewritten to a free slot is harmless: the free rows of every table map to themselves.
+    """
+    cdef Py_ssize_t n_events = c.n_events
+    cdef int fb = 0
+    if flag_mode_t is _Flagged:
+        fb = c.flag_bits
+    cdef Py_ssize_t cells = (<Py_ssize_t>HSM_CODE_ROWS << fb) * n_events
+    cdef Py_ssize_t used = (n_states << fb) * n_events   # the cells of the machine's states
+    cdef uint32_t stack_local[HSM_STACK_CELLS]
+    cdef uint32_t* local = c.local
+    if (c.trace != NULL or n < HSM_LOCAL_MIN_EVENTS or c.n_tcells > n
+            or (cells > HSM_STACK_CELLS and local == NULL)):
+        return run_batch_per_event(slots, events, n, c, stop)
+    if cells <= HSM_STACK_CELLS:
+        local = stack_local
+        memset(local, 0, cells * sizeof(uint32_t))
+    cdef const slot_t* sl = &slots[0]
+    cdef const event_t* ev = &events[0]
+    cdef uint8_t* states = c.states
+    cdef const uint8_t* flags = c.fpacked
+    cdef uint64_t* unhandled = c.unhandled
+    cdef const uint16_t* step = c.step
+    cdef const int32_t* tcells = c.tcells
+    cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>n_events
+    cdef bint big = c.capacity >= HSM_PREFETCH_MIN_SLOTS
+    cdef bint flat = False, prefetch
+    cdef Py_ssize_t lo = 0, hi, pos = 0, moved, n_unhandled = 0, since_fold = 0, j
+    cdef Py_ssize_t dist = HSM_PREFETCH_DISTANCE
+    cdef int64_t tsum, tprev = 0
+    while lo < n:
+        hi = min(lo + HSM_CHUNK, n)
+        moved = 0
+        prefetch = big and hi + dist <= n
+        n_unhandled += run_chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, step,
+                         n_events, cap, n_ev, prefetch, dist, &pos, &moved)
+        if flat:  # the transition cells' sum gives the transitions the chunk took
+            tsum = 0
+            for j in range(c.n_tcells):
+                tsum += local[tcells[j]]
+            moved = tsum - tprev
+            tprev = tsum
+        else:
+            tprev += moved
+        flat = moved * HSM_FLAT_RATE >= hi - lo   # transitions frequent enough to mispredict
+        if pos < hi:
+            stop[0] = pos
+            n = pos
+            break
+        since_fold += hi - lo
+        if since_fold >= HSM_FOLD_EVENTS:
+            fold_counts(c, local, used)
+            since_fold = 0
+            tprev = 0
+        lo = hi
+    fold_counts(c, local, used)
+    c.unhandled_total += <uint64_t>n_unhandled
+    return n - n_unhandled
+
+
+cdef inline Py_ssize_t run_batch_per_event(const slot_t* slots, const event_t* events,
+                                           Py_ssize_t n, HsmCore* c,
+                                           Py_ssize_t* stop) noexcept nogil:
+    """:func:`run_batch` one event at a time through ``hsm_apply`` (every counter updated as it
+    goes): the path for small batches, wide machines and a table with tracing on.
+
+    The arrays belong to the caller, who may rewrite them from another thread after validation:
+    each index is checked again (one unsigned compare, always on). On an index out of range the
+    run stops before it and ``stop[0]`` is set to its position (it stays -1 otherwise). A slot
+    rewritten to a free slot is harmless: the free rows of every table map to themselves.
+    """
+    cdef Py_ssize_t i, s, e
+    cdef uint64_t n_unhandled = 0
+    cdef uint8_t* states = c.states
+    cdef const uint8_t* flags = c.flags
+    cdef int fb = c.flag_bits
+    cdef int64_t* counts = c.counts
+    cdef uint64_t* unhandled = c.unhandled
+    cdef int64_t* transitions = c.transitions
+    cdef const uint8_t* next_state = c.next_state
+    cdef const uint8_t* kind = c.kind
+    cdef HsmTrace* trace = c.trace
+    cdef Py_ssize_t n_events = c.n_events, capacity = c.capacity
+    cdef size_t cap = <size_t>capacity, n_ev = <size_t>n_events
+    # On a large table every event misses the cache; prefetching the state byte a few events
+    # ahead keeps several misses in flight (the kernel's branches otherwise limit that). On a
+    # cache-resident table the prefetch only costs, so it has a loop of its own.
+    cdef Py_ssize_t start = 0
+    if capacity >= HSM_PREFETCH_MIN_SLOTS and n > HSM_PREFETCH_DISTANCE:
+        start = n - HSM_PREFETCH_DISTANCE
+        for i in range(start):
+            STREAMHSM_PREFETCH(&states[<Py_ssize_t>slots[i + HSM_PREFETCH_DISTANCE]])
+            s = <Py_ssize_t>slots[i]
+            e = <Py_ssize_t>events[i]
+            if <size_t>s >= cap or <size_t>e >= n_ev:
+                n = i
+                stop[0] = i
+                break
+            n_unhandled += hsm_apply(states, counts, unhandled, transitions, next_state, kind, flags,
+                                fb, trace, n_events, s, e)
+    if stop[0] < 0:
+        for i in range(start, n):
+            s = <Py_ssize_t>slots[i]
+            e = <Py_ssize_t>events[i]
+            if <size_t>s >= cap or <size_t>e >= n_ev:
+                n = i
+                stop[0] = i
+                break
+            n_unhandled += hsm_apply(states, counts, unhandled, transitions, next_state, kind, flags,
+                                fb, trace, n_events, s, e)
+    c.unhandled_total += n_unhandled
+    return n - <Py_ssize_t>n_unhandled
+
+
+cdef inline Py_ssize_t run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogil:
+    """Dispatch one event to every slot; return the number handled (-1: debug check failed).
+
+    The event is the same for every slot, so the counters follow from the per-state occupancy
+    (O(states)); the per-slot pass only rewrites states, and the per-slot unhandled counters only
+    when some occupied state leaves the event unhandled. When every occupied state handles the
+    event in place, no slot can change and the per-slot pass is skipped. Free slots map to
+    themselves.
+    """
+    cdef Py_ssize_t s, i, idx, handled = 0, n_unhandled = 0
+    cdef int64_t moved[HSM_CODE_ROWS]
+    cdef uint8_t lut[HSM_CODE_ROWS]
+    cdef uint8_t old
+    cdef bint changes = False
+    if STREAMHSM_DEBUG_CHECKS:
+        if event < 0 or event >= c.n_events:
+            return -1
+    memset(moved, 0, sizeof(moved))
+    for s in range(HSM_CODE_ROWS):
+        if c.counts[s] != 0:
+            idx = s * c.n_events + event
+            handled += c.counts[s] * c.is_handled[idx]
+            n_unhandled += c.counts[s] * c.is_unhandled[idx]
+            moved[c.next_state[idx]] += c.counts[s]
+            if c.kind[idx] == HSM_KIND_TRANSITION:
+                c.transitions[idx] += c.counts[s]
+            changes = changes or c.kind[idx] != HSM_KIND_INTERNAL
+    # per-slot pass on local pointers: a store through uint8_t* may alias the struct's fields
+    cdef uint8_t* states = c.states
+    cdef uint64_t* unhandled = c.unhandled
+    cdef const uint8_t* next_state = c.next_state
+    cdef const uint8_t* unhandled_table = c.is_unhandled
+    cdef const uint8_t* kind = c.kind
+    cdef Py_ssize_t n_events = c.n_events, capacity = c.capacity
+    if c.trace != NULL:  # tracing: record every slot's transition, in slot order
+        for i in range(capacity):
+            old = states[i]
+            idx = <Py_ssize_t>old * n_events + event
+            if kind[idx] == HSM_KIND_TRANSITION:
+                hsm_trace(c.trace, i, event, old, next_state[idx], idx)
+            states[i] = next_state[idx]
+            unhandled[i] += unhandled_table[idx]
+    elif not changes:
+        pass  # every occupied state handles the event in place: no slot changes
+    elif n_unhandled == 0:  # no per-slot counter to touch: a byte map, SIMD where the CPU has it
+        for s in range(HSM_CODE_ROWS):
+            lut[s] = next_state[s * n_events + event]
+        hsm_map(states, <size_t>capacity, lut)
+    else:
+        for i in range(capacity):
+            idx = <Py_ssize_t>states[i] * n_events + event
+            states[i] = next_state[idx]
+            unhandled[i] += unhandled_table[idx]
+    for s in range(HSM_CODE_ROWS):
+        c.counts[s] = moved[s]
+    c.unhandled_total += n_unhandled
+    return handled
+
+
+cdef inline Py_ssize_t run_broadcast_flagged(HsmCore* c, Py_ssize_t event) noexcept nogil:
+    """:func:`run_broadcast` for a machine with flags: what a slot does depends on its own flag
+    byte, so every slot goes through the kernel (free slots map to themselves and count nothing).
+    """
+    cdef Py_ssize_t i, open_slots = c.capacity - <Py_ssize_t>c.counts[HSM_FREE_SLOT]
+    cdef uint64_t before = c.unhandled_total
+    for i in range(c.capacity):
+        hsm_step(c, i, event)
+    return open_slots - <Py_ssize_t>(c.unhandled_total - before)
+
+
+
+cdef inline Py_ssize_t set_flags_batch(const slot_t* slots, const uint8_t* values, Py_ssize_t n,
+                                       bint single, uint8_t one, int bit, HsmCore* c,
+                                       Py_ssize_t* stop) noexcept nogil:
+    """Validate every (slot, value), then apply them; return the index of the first invalid one
+    (nothing applied) or -1. The caller may rewrite its arrays meanwhile: the apply pass checks
+    each slot again and stops before one that left the valid range (``stop[0]``)."""
+    cdef Py_ssize_t i, s
+    cdef size_t cap = <size_t>c.capacity
+    cdef uint8_t v, keep = <uint8_t>~(1 << bit)
+    for i in range(n):
+        s = <Py_ssize_t>slots[i]
+        if <size_t>s >= cap or c.states[s] == HSM_FREE_SLOT or (not single and values[i] > 1):
+            return i
+    for i in range(n):
+        s = <Py_ssize_t>slots[i]
+        v = one if single else values[i]
+        if <size_t>s >= cap or c.states[s] == HSM_FREE_SLOT or v > 1:
+            stop[0] = i
+            return -1
+        hsm_set_flags(c, s, (c.flags[s] & keep) | <uint8_t>(v << bit))
+    return -1
+
+

@@ -1,0 +1,172 @@
+# The engine's kernels: structs, constants and ``noexcept nogil`` inline code only (no Python
+# objects, no classes). Private: Cython users cimport the small, stable subset in
+# ``streamhsm/capi.pxd``. The batch loops built on these kernels are in ``_batch.pxd``; the table
+# and instance classes that own the memory are in ``_table.pyx`` and ``_instance.pyx``.
+from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
+
+cdef extern from *:
+    """
+    #ifndef STREAMHSM_DEBUG_CHECKS
+    #define STREAMHSM_DEBUG_CHECKS 0
+    #endif
+    #if defined(__GNUC__) || defined(__clang__)
+    #define STREAMHSM_PREFETCH(p) __builtin_prefetch((const void *)(p))
+    #else
+    #define STREAMHSM_PREFETCH(p) ((void)0)
+    #endif
+    """
+    # 1 in a debug build (STREAMHSM_CYTHON_DEBUG=1): the kernel bounds-checks its indices and
+    # returns -1 instead of touching memory out of range.
+    const int STREAMHSM_DEBUG_CHECKS
+    # A cache hint (no effect on results): fetch the line holding *p ahead of its use.
+    void STREAMHSM_PREFETCH(const void* p) noexcept nogil
+
+# State code of a free (released or never opened) slot in a table: the one source of this value
+# in compiled code (the pure-Python layers have ``streamhsm.machine.FREE_SLOT``, held equal by a
+# test; machine codes, states and events, stay below it).
+cdef enum:
+    HSM_FREE_SLOT = 255
+    HSM_CODE_ROWS = HSM_FREE_SLOT + 1      # rows per flag bitmask of every padded table: one
+                                           # per uint8 code
+    HSM_STEP_UNHANDLED = HSM_CODE_ROWS     # the step table's bits above the next leaf
+    HSM_STEP_MOVED = HSM_STEP_UNHANDLED << 1
+    # Batch loops prefetch the state byte this many events ahead on tables at least this large
+    # (measured: on smaller tables the state array is cache-resident and prefetching only costs).
+    HSM_PREFETCH_DISTANCE = 32
+    HSM_PREFETCH_MIN_SLOTS = 262144
+
+# What dispatching an event in a state does (the ``kind`` table; streamhsm.compiler.KIND_*).
+cdef enum:
+    HSM_KIND_INTERNAL = 0      # handled without a transition (or a free slot): nothing to do
+    HSM_KIND_TRANSITION = 1    # a handler with a target: exits and entries, maybe a new leaf
+    HSM_KIND_UNHANDLED = 2     # no state handles it: counted
+
+# Two layouts. The machine's tables (next_state, is_handled, is_unhandled, kind, step, the trace's
+# handler table; streamhsm.compiler.EngineTables) have one row per (state code, flag bitmask):
+# row = code << flag_bits | mask, (HSM_CODE_ROWS << flag_bits) rows x n_events, indexed
+# row * n_events + event; a flag-free machine (flag_bits 0) has one row per code. The free code's
+# rows map to themselves and count nothing, so broadcasts need no branch. The table's counters
+# (counts, transitions) have one row per state code: transitions is HSM_CODE_ROWS x n_events,
+# indexed code * n_events + event, whatever the flags.
+
+# The optional trace ring: the last ``size`` transitions, one column per field.
+ctypedef struct HsmTrace:
+    uint64_t* seq
+    int64_t* slot
+    uint8_t* event
+    uint8_t* src               # leaf before
+    uint8_t* dst               # leaf after
+    int16_t* handler           # state whose handler took the transition
+    const int16_t* handler_table   # [rows x n_events], rows as the machine's tables
+    Py_ssize_t size
+    uint64_t recorded          # transitions recorded since the ring was enabled
+
+
+cdef inline void hsm_trace(HsmTrace* t, Py_ssize_t slot, Py_ssize_t event, uint8_t src,
+                           uint8_t dst, Py_ssize_t idx) noexcept nogil:
+    cdef Py_ssize_t i = <Py_ssize_t>(t.recorded % <uint64_t>t.size)
+    t.seq[i] = t.recorded
+    t.slot[i] = slot
+    t.event[i] = <uint8_t>event
+    t.src[i] = src
+    t.dst[i] = dst
+    t.handler[i] = t.handler_table[idx]
+    t.recorded += 1
+
+
+# Borrowed pointers into the numpy arrays a MachineTable owns (and its machine's tables), plus
+# the running total.
+ctypedef struct HsmCore:
+    uint8_t* states            # [capacity] current leaf code, or HSM_FREE_SLOT
+    uint8_t* flags             # [capacity] flag bitmask per slot (0 for free slots)
+    uint8_t* fpacked           # the same bitmasks packed, 1 << fpack_shift slots per byte
+                               # (hsm_set_flags writes both): what batch kernels read, 1/8 to
+                               # 1/2 the bytes, so a large table's flags stay in cache
+    int fpack_shift            # log2(slots per byte): 3 (1 flag), 2 (2 flags), 1 (3-4 flags)
+    uint64_t* unhandled        # [capacity] unhandled events per slot
+    int64_t* counts            # [HSM_CODE_ROWS] number of slots per state code
+    int64_t* transitions       # [HSM_CODE_ROWS x n_events] transitions taken per (code, event)
+    const uint8_t* next_state  # [rows x n_events] next leaf
+    const uint8_t* is_handled  # 1 if some state handled the event (0 on the free rows)
+    const uint8_t* is_unhandled    # 1 if no state handled it (0 on the free rows)
+    const uint8_t* kind        # HSM_KIND_* of each (row, event)
+    const uint16_t* step       # next leaf | HSM_STEP_UNHANDLED if unhandled | HSM_STEP_MOVED if
+                               # a transition (the batch kernel's one load per event)
+    const int32_t* tcells      # the (row, event) cells that are transitions
+    uint32_t* local            # [rows x n_events] batch-local transition counts, all 0 between
+                               # batches; NULL: batches run event by event (see run_batch)
+    HsmTrace* trace            # NULL unless tracing is on
+    Py_ssize_t capacity
+    Py_ssize_t n_events
+    Py_ssize_t n_tcells
+    int flag_bits              # k: number of flags of the machine
+    uint64_t unhandled_total
+
+
+cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhandled,
+                              int64_t* transitions, const uint8_t* next_state,
+                              const uint8_t* kind, const uint8_t* flags, int flag_bits,
+                              HsmTrace* trace, Py_ssize_t n_events,
+                              Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
+    """The transition kernel on raw columns; returns 1 if the event went unhandled (counted in
+    ``unhandled[slot]``, the caller adds it to its total), 0 if handled.
+
+    The common case, an event handled without a transition, costs one table load and one
+    predictable branch (plus the slot's flag byte on a machine with flags). Batch loops pass the
+    pointers as local variables: a store through ``uint8_t*`` may alias anything, so reading them
+    from a struct would reload every field after each store.
+    """
+    cdef uint8_t old = states[slot]
+    cdef Py_ssize_t row = old
+    if flag_bits:
+        row = (row << flag_bits) | flags[slot]
+    cdef Py_ssize_t idx = row * n_events + event
+    cdef uint8_t k = kind[idx]
+    cdef uint8_t new
+    if k == HSM_KIND_INTERNAL:
+        return 0
+    if k == HSM_KIND_UNHANDLED:
+        unhandled[slot] += 1
+        return 1
+    transitions[<Py_ssize_t>old * n_events + event] += 1
+    new = next_state[idx]
+    if trace != NULL:
+        hsm_trace(trace, slot, event, old, new, idx)
+    if new != old:
+        states[slot] = new
+        counts[old] -= 1
+        counts[new] += 1
+    return 0
+
+
+cdef inline uint8_t hsm_packed_flags(const uint8_t* fpacked, int shift, Py_ssize_t slot) noexcept nogil:
+    """The flag bitmask of ``slot`` from the packed copy: ``1 << shift`` slots per byte, each
+    ``8 >> shift`` bits wide."""
+    cdef int width = 8 >> shift
+    return (fpacked[slot >> shift] >> ((slot & ((1 << shift) - 1)) * width)) & ((1 << width) - 1)
+
+
+cdef inline void hsm_set_flags(HsmCore* c, Py_ssize_t slot, uint8_t mask) noexcept nogil:
+    """Set the flag bitmask of ``slot`` in both copies (the per-slot byte and the packed one)."""
+    cdef int shift = c.fpack_shift, width = 8 >> shift
+    cdef int at = (slot & ((1 << shift) - 1)) * width
+    c.flags[slot] = mask
+    if c.flag_bits:
+        c.fpacked[slot >> shift] = <uint8_t>(
+            (c.fpacked[slot >> shift] & ~(((1 << width) - 1) << at)) | (mask << at))
+
+
+cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
+    """Dispatch one event to one open slot; return 1 if handled, 0 if unhandled.
+
+    The caller guarantees 0 <= slot < capacity, 0 <= event < n_events and an open slot; only a
+    debug build checks the indices (returning -1 when they are out of range).
+    """
+    cdef uint8_t unhandled
+    if STREAMHSM_DEBUG_CHECKS:
+        if slot < 0 or slot >= c.capacity or event < 0 or event >= c.n_events:
+            return -1
+    unhandled = hsm_apply(c.states, c.counts, c.unhandled, c.transitions, c.next_state, c.kind,
+                          c.flags, c.flag_bits, c.trace, c.n_events, slot, event)
+    c.unhandled_total += unhandled
+    return 1 - unhandled

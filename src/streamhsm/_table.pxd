@@ -1,0 +1,65 @@
+# The C-level declaration of MachineTable (private; Cython users cimport the stable subset in
+# streamhsm/capi.pxd).
+cimport cython
+from cpython.pythread cimport PyThread_type_lock
+from libc.stdint cimport uint8_t, int32_t
+
+from streamhsm._kernel cimport HsmCore, HsmTrace
+
+# A hook a batch calls after validating its input, holding the table lock with the GIL released
+# (NULL in normal use; only the test-only module streamhsm._testing sets it).
+ctypedef void (*batch_hook_t)(void* arg) noexcept nogil
+
+
+cdef class MachineTable:
+    cdef HsmCore core
+    cdef readonly object machine
+    # the numpy arrays the core points into, and the machine's EngineTables
+    cdef object _states, _flags, _unhandled, _counts, _free_list, _transitions, _tables
+    cdef object _scratch           # the batch-local transition counts (core.local), or None
+    cdef object _fpacked           # the packed flag bitmasks (core.fpacked)
+    cdef object _states_view, _flags_view, _unhandled_view, _transitions_view  # read-only bases
+    cdef object _observer          # TableObserver over the read-only views
+    cdef int32_t* _free            # stack of free slots
+    cdef Py_ssize_t _n_free
+    cdef uint8_t _initial
+    cdef object _state_members     # tuple: code -> State member
+    cdef object _codec             # the machine's MachineCodec (names, enums, errors)
+    cdef object _event_enum, _state_enum   # the machine's enums (codes converted inline)
+    cdef Py_ssize_t _n_states
+    cdef HsmTrace _trace
+    cdef object _trace_owners      # the ring's columns, or None when tracing is off
+    # Batch paths (dispatch_many, broadcast, set_flag_many) run without the GIL under _lock;
+    # while they do, _busy is 1 (set and cleared with the GIL held), and GIL-holding mutators
+    # wait for _lock first. A Cython caller that mutates the table without the GIL brackets its
+    # loop the same way (see capi.pxd):
+    #     table.lock_batch()            # with the GIL; waits (GIL released) for other batches
+    #     try:
+    #         with nogil: ... hsm_step(&table.core, slot, event) ...
+    #     finally:
+    #         table.unlock_batch()
+    cdef PyThread_type_lock _lock
+    cdef int _busy
+    cdef int _waiters              # threads waiting in lock_batch
+    cdef batch_hook_t _batch_hook  # NULL unless streamhsm._testing paused batches
+    cdef void* _batch_hook_arg
+    cdef object _batch_hook_owner  # keeps the hook's argument alive
+    @cython.final
+    cdef Py_ssize_t slot_index(self, object slot) except -1
+    @cython.final
+    cdef Py_ssize_t slot_value(self, object slot) except -2
+    @cython.final
+    cdef Py_ssize_t check_open(self, Py_ssize_t v, object slot) except -1
+    @cython.final
+    cdef Py_ssize_t open_locked(self) except -1
+    @cython.final
+    cdef Py_ssize_t event_index(self, object event) except -1
+    @cython.final
+    cdef Py_ssize_t state_index(self, object state) except -1
+    @cython.final
+    cdef object observer(self)
+    @cython.final
+    cdef int flag_bit(self, object name) except -1
+    cdef int lock_batch(self) except -1
+    cdef void unlock_batch(self) noexcept
+    cdef int release_unchecked(self, Py_ssize_t slot) noexcept nogil

@@ -1,0 +1,794 @@
+"""MachineTable: many instances of one compiled machine in numpy arrays, dispatched without the
+GIL.
+
+Private module: users import :class:`streamhsm.MachineTable` (or :class:`streamhsm.StreamTable`).
+This is the boundary: it checks every argument (types, dtypes, ranges, open slots, the table
+lock), then runs the kernels of ``_kernel.pxd`` (one event) and ``_batch.pxd`` (batches). The
+tables it runs come built and read-only from the compiler (``machine.engine_tables``).
+Unsafe directives (boundscheck, wraparound) are chosen once in ``setup.py``; never set them here.
+"""
+cimport cython
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.pythread cimport (
+    NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
+    PyThread_release_lock,
+)
+from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
+
+from streamhsm._batch cimport (
+    HSM_LOCAL_MAX_CELLS, HSM_STACK_CELLS, event_t, hsm_map, hsm_simd_detect, hsm_simd_level,
+    hsm_simd_set_cap, run_batch, run_broadcast, run_broadcast_flagged, set_flags_batch, slot_t,
+    validate_batch,
+)
+from streamhsm._checks cimport fast_code, flag_value, index_value
+from streamhsm._kernel cimport (
+    HSM_CODE_ROWS, HSM_FREE_SLOT, HsmCore, hsm_set_flags, hsm_step,
+)
+
+import numpy as np
+
+from ._observe import TableObserver
+from ._views import readonly_view
+from .errors import TableFullError
+from ._limits import MAX_CAPACITY, check_index
+from ._trace import decode_ring, ring_columns
+from .compiler import pack_flags, table_arrays
+from .snapshot import check_table_snapshot, table_snapshot
+
+__all__ = ["FREE_SLOT", "MachineTable"]
+
+#: State code stored in ``MachineTable.states`` for a free (released or never opened) slot, as
+#: the kernel defines it (``streamhsm.FREE_SLOT`` is the pure-Python layer's copy; a test holds
+#: them equal).
+FREE_SLOT = HSM_FREE_SLOT
+
+# Byte-map kernels for broadcast (_simd.h), chosen at run time from the CPU's features.
+_SIMD_KERNELS = ("scalar", "ssse3", "avx2")
+hsm_simd_detect()
+
+
+def _simd_kernel():
+    """Name of the kernel broadcast uses now: ``"avx2"``, ``"ssse3"`` or ``"scalar"``."""
+    return _SIMD_KERNELS[hsm_simd_level()]
+
+
+def _simd_supported():
+    """Names of the kernels this CPU can run, scalar first."""
+    return _SIMD_KERNELS[:hsm_simd_detect() + 1]
+
+
+def _set_simd_kernel(name):
+    """Test switch: use no kernel above ``name`` (``"scalar"`` forces the portable loop;
+    ``"avx2"`` restores the default). Returns the kernel now in use."""
+    if name not in _SIMD_KERNELS:
+        raise ValueError(f"unknown kernel {name!r}; expected one of {list(_SIMD_KERNELS)}")
+    hsm_simd_set_cap(_SIMD_KERNELS.index(name))
+    return _simd_kernel()
+
+
+def _map_bytes(uint8_t[::1] data, const uint8_t[::1] lut):
+    """Test hook: ``data[i] = lut[data[i]]`` in place with the current kernel (``lut``: one byte per code)."""
+    if lut.shape[0] != HSM_CODE_ROWS:
+        raise ValueError(f"lut must have {HSM_CODE_ROWS} entries, got {lut.shape[0]}")
+    if data.shape[0] > 0:
+        with nogil:
+            hsm_map(&data[0], <size_t>data.shape[0], &lut[0])
+
+
+cdef object _I64 = np.dtype(np.int64)
+cdef object _U8 = np.dtype(np.uint8)
+_SLOT_DTYPES = (np.dtype(np.int32), _I64)
+_EVENT_DTYPES = (_U8, np.dtype(np.int32), _I64)
+
+
+def _local_scratch(machine):
+    """The zeroed scratch array of a table's batch-local transition counts, or None if the
+    machine's (row, event) cells fit on the stack or are too many (its batches then run event
+    by event)."""
+    cells = (HSM_CODE_ROWS << machine.n_flags) * machine.n_events
+    if cells <= HSM_STACK_CELLS or cells > HSM_LOCAL_MAX_CELLS:
+        return None
+    return np.zeros(cells, np.uint32)
+
+
+cdef void _bind_core(HsmCore* c, object tables, object transitions, object scratch):
+    """Point the core at the machine's tables (``machine.engine_tables``, read-only, kept alive
+    by the table) and the table's transition counters and batch scratch."""
+    cdef const uint8_t[:, ::1] nxt = tables.next_state
+    cdef const uint8_t[:, ::1] handled = tables.handled
+    cdef const uint8_t[:, ::1] unhandled = tables.unhandled
+    cdef const uint8_t[:, ::1] kind = tables.kind
+    cdef const uint16_t[:, ::1] step = tables.step
+    cdef const int32_t[::1] tcells = tables.tcells
+    cdef int64_t[:, ::1] trans = transitions
+    cdef uint32_t[::1] local
+    c.next_state = &nxt[0, 0]
+    c.is_handled = &handled[0, 0]
+    c.is_unhandled = &unhandled[0, 0]
+    c.kind = &kind[0, 0]
+    c.step = &step[0, 0]
+    c.n_tcells = tcells.shape[0]
+    c.tcells = &tcells[0] if c.n_tcells else NULL
+    c.transitions = &trans[0, 0]
+    c.n_events = nxt.shape[1]
+    c.flag_bits = tables.flag_bits
+    c.local = NULL
+    if scratch is not None:
+        local = scratch
+        c.local = &local[0]
+
+
+cdef inline int _raise_if_bad(int rc) except -1:
+    if rc < 0:
+        raise IndexError("internal error: HSM kernel index out of range (debug build check)")
+    return rc
+
+
+cdef inline bint _overlaps(const void* a, size_t a_len, const void* b, size_t b_len) noexcept:
+    return <const char*>a < <const char*>b + b_len and <const char*>b < <const char*>a + a_len
+
+
+cdef bint _shares_table(MachineTable t, const void* p, size_t nbytes) noexcept:
+    """True if the ``nbytes`` at ``p`` overlap one of the table's own columns (which a caller
+    can pass back through their read-only views)."""
+    cdef size_t cap = <size_t>t.core.capacity
+    return (_overlaps(p, nbytes, t.core.states, cap)
+            or _overlaps(p, nbytes, t.core.flags, cap)
+            or _overlaps(p, nbytes, t.core.unhandled, cap * sizeof(uint64_t))
+            or _overlaps(p, nbytes, t.core.counts, HSM_CODE_ROWS * sizeof(int64_t))
+            or _overlaps(p, nbytes, t.core.transitions,
+                         HSM_CODE_ROWS * <size_t>t.core.n_events * sizeof(int64_t))
+            or _overlaps(p, nbytes, t._free, cap * sizeof(int32_t)))
+
+
+cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
+                            const event_t[::1] events):
+    """``dispatch_many`` on arrays of checked dtypes: validate the whole batch under the table
+    lock (validate_batch), then run it (run_batch); nothing changes if any element is invalid."""
+    cdef Py_ssize_t bad = -1, handled = 0, stop = -1, n = slots.shape[0]
+    cdef Py_ssize_t n_states = self._n_states
+    cdef const slot_t[::1] own_slots
+    cdef const event_t[::1] own_events
+    if n != events.shape[0]:
+        raise ValueError(
+            f"slots and events must have the same length, got {n} and {events.shape[0]}")
+    if n == 0:
+        return 0
+    if (_shares_table(self, &slots[0], n * sizeof(slot_t))
+            or _shares_table(self, &events[0], n * sizeof(event_t))):
+        # views of the table's own arrays (t.states as events, say) would change under the
+        # batch: read them as they are now
+        own_slots = np.array(slots)
+        own_events = np.array(events)
+        return _dispatch_batch(self, own_slots, own_events)
+    self.lock_batch()
+    try:
+        with nogil:
+            bad = validate_batch(&slots[0], &events[0], n, &self.core)
+            if bad < 0:
+                if self._batch_hook != NULL:
+                    self._batch_hook(self._batch_hook_arg)
+                handled = run_batch(&slots[0], &events[0], n, &self.core, n_states, &stop)
+    finally:
+        self.unlock_batch()
+    if stop >= 0:
+        raise IndexError(
+            f"slots[{stop}] or events[{stop}] left the valid range while dispatch_many ran "
+            f"(now slot {int(slots[stop])}, event {int(events[stop])}): the caller's arrays were "
+            f"changed during the batch; the first {stop} events were dispatched, the rest were not")
+    if bad >= 0:
+        s, e = int(slots[bad]), int(events[bad])
+        if not 0 <= e < self.core.n_events:
+            raise ValueError(
+                f"events[{bad}]: unknown event code {e} for machine {self.machine.name!r} "
+                f"(valid: 0..{self.core.n_events - 1}); nothing was dispatched")
+        if not 0 <= s < self.core.capacity:
+            raise IndexError(
+                f"slots[{bad}]: slot {s} out of range for capacity {self.core.capacity}; "
+                f"nothing was dispatched")
+        raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was dispatched")
+    return handled
+
+
+_FLAG_DTYPES = (np.dtype(np.bool_), _U8)
+cdef object _NO_VALUES = np.zeros(1, np.uint8)
+
+
+cdef object _set_flag_batch(MachineTable self, const slot_t[::1] slots, const uint8_t[::1] values,
+                        bint single, uint8_t one, int bit):
+    """``set_flag_many`` on validated arrays: check the whole call under the table lock, then
+    apply it."""
+    cdef Py_ssize_t bad = -1, stop = -1, n = slots.shape[0]
+    cdef const slot_t[::1] own_slots
+    cdef const uint8_t[::1] own_values
+    if n == 0:
+        return None
+    if (_shares_table(self, &slots[0], n * sizeof(slot_t))
+            or (not single and _shares_table(self, &values[0], n))):
+        # views of the table's own arrays (t.flags as values, say) would change under the
+        # call: read them as they are now
+        own_slots = np.array(slots)
+        own_values = np.array(values)
+        return _set_flag_batch(self, own_slots, own_values, single, one, bit)
+    self.lock_batch()
+    try:
+        with nogil:
+            bad = set_flags_batch(&slots[0], &values[0], n, single, one, bit, &self.core, &stop)
+    finally:
+        self.unlock_batch()
+    if stop >= 0:
+        raise IndexError(
+            f"slots[{stop}] or values[{stop}] changed while set_flag_many ran (now slot "
+            f"{int(slots[stop])}): the caller's arrays were changed during the call; the first "
+            f"{stop} flags were set, the rest were not")
+    if bad >= 0:
+        s = int(slots[bad])
+        if not single and values[bad] > 1:
+            raise ValueError(f"values[{bad}]: flag value {int(values[bad])} is not 0 or 1; "
+                             f"nothing was changed")
+        if not 0 <= s < self.core.capacity:
+            raise IndexError(f"slots[{bad}]: slot {s} out of range for capacity "
+                             f"{self.core.capacity}; nothing was changed")
+        raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was changed")
+    return None
+
+
+def _check_array(object arr, str what, tuple dtypes):
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{what} must be a numpy array, got {type(arr).__name__}")
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be 1-dimensional, got shape {arr.shape}")
+    if arr.dtype not in dtypes:
+        raise TypeError(
+            f"{what} must have dtype {' or '.join(str(d) for d in dtypes)}, got {arr.dtype}")
+    if not arr.flags.c_contiguous:
+        raise ValueError(f"{what} must be C-contiguous (got a strided view; use np.ascontiguousarray)")
+    return arr
+
+
+cdef class MachineTable:
+    """Many instances of one compiled machine, one row per slot in numpy arrays.
+
+    Args:
+        machine: a :class:`~streamhsm.compiler.CompiledMachine`.
+        capacity: number of slots (1 to 2**31 - 1).
+
+    Every slot starts free; :meth:`open` puts a slot in the machine's initial leaf. Per slot the
+    table keeps the state code (uint8) and an unhandled-event counter (uint64); per state it keeps
+    the number of open slots in it, so occupancy queries are O(1).
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self.core.capacity = 0
+        self.core.n_events = 0
+        self.core.unhandled_total = 0
+        self._n_free = 0
+        self._busy = 0
+        self._waiters = 0
+        self._batch_hook = NULL
+        self._batch_hook_arg = NULL
+        self.core.trace = NULL
+        self._lock = PyThread_allocate_lock()
+        if self._lock == NULL:
+            raise MemoryError("cannot allocate the table lock")
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            PyThread_free_lock(self._lock)
+
+    cdef int lock_batch(self) except -1:
+        """Take the table lock (waiting without the GIL if a batch holds it) and mark it busy."""
+        if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            self._waiters += 1
+            with nogil:
+                PyThread_acquire_lock(self._lock, WAIT_LOCK)
+            self._waiters -= 1
+        self._busy = 1
+        return 0
+
+    cdef void unlock_batch(self) noexcept:
+        self._busy = 0
+        PyThread_release_lock(self._lock)
+
+    def __init__(self, machine, capacity, *, arrays=None):
+        if self.machine is not None:
+            raise RuntimeError("MachineTable.__init__ called twice")
+        cap = check_index(capacity, "capacity", 1, MAX_CAPACITY)
+        tables = machine.engine_tables
+        arrays = table_arrays(cap, tables.n_events, arrays)
+        states, unhandled, counts = arrays["states"], arrays["unhandled"], arrays["counts"]
+        free, transitions, flags = arrays["free"], arrays["transitions"], arrays["flags"]
+        states[:] = HSM_FREE_SLOT
+        flags[:] = 0
+        unhandled[:] = 0
+        counts[:] = 0
+        counts[HSM_FREE_SLOT] = cap
+        free[:] = np.arange(cap - 1, -1, -1, dtype=np.int32)
+        transitions[:] = 0
+        cdef uint8_t[::1] st = states
+        cdef uint8_t[::1] fl = flags
+        cdef uint64_t[::1] un = unhandled
+        cdef int64_t[::1] co = counts
+        cdef int32_t[::1] fr = free
+        self.core.states = &st[0]
+        self.core.flags = &fl[0]
+        self.core.fpack_shift = 3 if machine.n_flags <= 1 else 2 if machine.n_flags == 2 else 1
+        self._fpacked = np.zeros(((cap >> self.core.fpack_shift) + 1,), np.uint8)
+        cdef uint8_t[::1] fp = self._fpacked
+        self.core.fpacked = &fp[0]
+        self.core.unhandled = &un[0]
+        self.core.counts = &co[0]
+        self._scratch = _local_scratch(machine)
+        _bind_core(&self.core, tables, transitions, self._scratch)
+        self._free = &fr[0]
+        self._n_free = cap
+        self._states, self._unhandled, self._counts = states, unhandled, counts
+        self._free_list, self._transitions, self._tables = free, transitions, tables
+        self._flags = flags
+        self._states_view = readonly_view(states)
+        self._flags_view = readonly_view(flags)
+        self._unhandled_view = readonly_view(unhandled)
+        self._transitions_view = readonly_view(transitions[:machine.n_states])
+        self._observer = TableObserver(machine, self._states_view, readonly_view(counts),
+                                       self._transitions_view)
+        self._initial = machine.initial_leaf
+        self._state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
+        self._codec = machine.codec
+        self._event_enum, self._state_enum = machine.Event, machine.State
+        self._n_states = machine.n_states
+        self.machine = machine
+        self.core.capacity = cap
+
+    cdef Py_ssize_t event_index(self, object event) except -1:
+        if self._codec is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return fast_code(event, self._event_enum, self.core.n_events, self._codec.event)
+
+    cdef Py_ssize_t state_index(self, object state) except -1:
+        if self._codec is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return fast_code(state, self._state_enum, self._n_states, self._codec.state)
+
+    cdef Py_ssize_t slot_index(self, object slot) except -1:
+        return self.check_open(self.slot_value(slot), slot)
+
+    @cython.final
+    cdef Py_ssize_t slot_value(self, object slot) except -2:
+        """``slot`` converted to an index, or -1 if it is out of range (TypeError if not an
+        int). May run Python code (``__index__``), so it comes before any lock-protected check."""
+        cdef int overflow = 0
+        cdef long long v
+        if type(slot) is int:
+            v = PyLong_AsLongLongAndOverflow(slot, &overflow)
+            if overflow == 0 and 0 <= v < self.core.capacity:
+                return <Py_ssize_t>v
+            return -1
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        v = index_value(slot, "slot")
+        return v if 0 <= v < self.core.capacity else -1
+
+    @cython.final
+    cdef Py_ssize_t check_open(self, Py_ssize_t v, object slot) except -1:
+        """``v`` (from :meth:`slot_value`) if it names an open slot, else IndexError. Pure C up to
+        the raise: callers run it under the same exclusion as the change it guards."""
+        if v < 0:
+            raise IndexError(f"slot {slot!r} out of range for capacity {self.core.capacity}")
+        if self.core.states[v] == HSM_FREE_SLOT:
+            raise IndexError(f"slot {v} is not open")
+        return v
+
+    # ------------------------------------------------------------------ slots
+    def open(self):
+        """Open a free slot in the machine's initial state and return its index.
+
+        Raises:
+            TableFullError: every slot is open.
+        """
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        cdef bint locked = self._busy  # a batch runs in another thread: wait for it
+        if locked:
+            self.lock_batch()
+        try:  # every check after the wait: another thread may have opened meanwhile
+            return self.open_locked()
+        finally:
+            if locked:
+                self.unlock_batch()
+
+    @cython.final
+    cdef Py_ssize_t open_locked(self) except -1:
+        cdef Py_ssize_t s
+        if self._n_free <= 0:
+            raise TableFullError(f"table is full: all {self.core.capacity} slots are open")
+        s = self._free[self._n_free - 1]
+        if <size_t>s >= <size_t>self.core.capacity or self.core.states[s] != HSM_FREE_SLOT:
+            raise RuntimeError(
+                f"free list entry {s} does not name a free slot: the table's arrays were "
+                f"changed from outside; nothing was opened")
+        self._n_free -= 1
+        self.core.states[s] = self._initial
+        hsm_set_flags(&self.core, s, 0)
+        self.core.unhandled[s] = 0
+        self.core.counts[HSM_FREE_SLOT] -= 1
+        self.core.counts[self._initial] += 1
+        return s
+
+    def release(self, slot):
+        """Free an open slot (in whatever state it is); its unhandled counter is reset.
+
+        Raises:
+            IndexError: ``slot`` is out of range or not open.
+            TypeError: ``slot`` is not an int.
+        """
+        cdef Py_ssize_t v = self.slot_value(slot)
+        cdef bint locked = self._busy  # a batch runs in another thread: wait for it
+        if locked:
+            self.lock_batch()
+        try:  # the slot is checked after the wait, under the same exclusion as the release
+            self.check_open(v, slot)
+            if not self.release_unchecked(v):
+                raise RuntimeError(
+                    f"slot {v} is open but the free list is full: the table's arrays were "
+                    f"changed from outside; nothing was released")
+        finally:
+            if locked:
+                self.unlock_batch()
+
+    cdef int release_unchecked(self, Py_ssize_t s) noexcept nogil:
+        """Free open slot ``s`` (the caller checked it); C-level form of :meth:`release`.
+
+        Returns 1, or 0 without changing anything if ``s`` is out of range, already free, or the
+        free list is full (only possible if the arrays were written from outside the table).
+        """
+        if (<size_t>s >= <size_t>self.core.capacity or self.core.states[s] == HSM_FREE_SLOT
+                or self._n_free >= self.core.capacity):
+            return 0
+        self.core.counts[self.core.states[s]] -= 1
+        self.core.counts[HSM_FREE_SLOT] += 1
+        self.core.states[s] = HSM_FREE_SLOT
+        hsm_set_flags(&self.core, s, 0)
+        self.core.unhandled[s] = 0
+        self._free[self._n_free] = <int32_t>s
+        self._n_free += 1
+        return 1
+
+    def is_open(self, slot):
+        """True if ``slot`` is in range and open (never raises for an int out of range)."""
+        cdef Py_ssize_t v = index_value(slot, "slot")
+        return 0 <= v < self.core.capacity and self.core.states[v] != HSM_FREE_SLOT
+
+    # ------------------------------------------------------------------ flags
+    @cython.final
+    cdef int flag_bit(self, object name) except -1:
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return self.machine.flag_bit(name)
+
+    def set_flag(self, slot, name, value):
+        """Set (``value`` True) or clear flag ``name`` of an open slot. Flags only change here
+        and in :meth:`set_flag_many`: dispatching reads them and never changes them.
+
+        Raises:
+            IndexError: ``slot`` is out of range or not open.
+            ValueError: the machine has no flag ``name``.
+            TypeError: ``value`` is not a bool, or ``slot``/``name`` has the wrong type.
+        """
+        cdef Py_ssize_t v = self.slot_value(slot)
+        cdef int bit = self.flag_bit(name)
+        cdef uint8_t on = flag_value(value)
+        cdef bint locked = self._busy  # a batch runs in another thread: wait for it
+        if locked:
+            self.lock_batch()
+        try:  # the slot is checked after the wait, under the same exclusion as the change
+            v = self.check_open(v, slot)
+            hsm_set_flags(&self.core, v, (self.core.flags[v] & ~(1 << bit)) | (on << bit))
+        finally:
+            if locked:
+                self.unlock_batch()
+
+    def flag(self, slot, name):
+        """True if flag ``name`` of the open slot is set (errors as :meth:`set_flag`)."""
+        cdef Py_ssize_t v = self.slot_index(slot)
+        cdef int bit = self.flag_bit(name)
+        return bool(self.core.flags[v] >> bit & 1)
+
+    def set_flag_many(self, slots, name, values):
+        """Set or clear flag ``name`` of many open slots, without the GIL.
+
+        Args:
+            slots: 1-D C-contiguous int32 or int64 array of open slots (repeats allowed: the
+                last value wins).
+            name: the flag.
+            values: a bool or uint8 (0 or 1) array of the same length, or one bool for all
+                (uint8 is read in place; a bool array through a uint8 view made per call).
+
+        Raises:
+            TypeError / ValueError / IndexError: wrong type, dtype, shape or contiguity,
+            mismatched lengths, a value other than 0 or 1, an unknown flag, or a slot out of
+            range or not open. The whole call is validated first: on error, nothing has changed.
+        """
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        _check_array(slots, "slots", _SLOT_DTYPES)
+        cdef int bit = self.flag_bit(name)
+        cdef uint8_t one = 0
+        cdef bint single = not isinstance(values, np.ndarray)
+        cdef const uint8_t[::1] vals = _NO_VALUES
+        if single:
+            one = flag_value(values)
+        else:
+            _check_array(values, "values", _FLAG_DTYPES)
+            if values.shape[0] != slots.shape[0]:
+                raise ValueError(f"slots and values must have the same length, got "
+                                 f"{slots.shape[0]} and {values.shape[0]}")
+            vals = values if values.dtype == _U8 else values.view(np.uint8)
+        if slots.dtype == _I64:
+            _set_flag_batch[int64_t](self, slots, vals, single, one, bit)
+        else:
+            _set_flag_batch[int32_t](self, slots, vals, single, one, bit)
+
+    # ------------------------------------------------------------------ dispatch
+    def dispatch(self, slot, event):
+        """Dispatch one event to one open slot; return True if some state handled it.
+
+        ``event`` is an enum member, int code or CamelCase name. An event no state handles is
+        counted (per slot and in total) and changes nothing.
+
+        Raises:
+            IndexError: ``slot`` is out of range or not open.
+            ValueError: unknown event code or name.
+            TypeError: ``slot`` or ``event`` has the wrong type.
+        """
+        cdef Py_ssize_t v = self.slot_value(slot)
+        if v < 0:  # out of range whatever the state: no need to wait
+            self.check_open(v, slot)
+        cdef Py_ssize_t e = self.event_index(event)
+        cdef int rc
+        if self._busy:  # a batch runs in another thread: wait for it, then check the slot
+            self.lock_batch()
+            try:
+                rc = hsm_step(&self.core, self.check_open(v, slot), e)
+            finally:
+                self.unlock_batch()
+        else:
+            rc = hsm_step(&self.core, self.check_open(v, slot), e)
+        return _raise_if_bad(rc) == 1
+
+    def dispatch_many(self, slots, events):
+        """Dispatch ``events[i]`` to ``slots[i]`` for every i, in order, without the GIL.
+
+        Args:
+            slots: 1-D C-contiguous int32 or int64 array of open slots (repeats allowed).
+            events: 1-D C-contiguous uint8, int32 or int64 array of event codes, same length.
+
+        Returns:
+            The number of events some state handled.
+
+        Raises:
+            TypeError / ValueError / IndexError: wrong type, dtype, shape or contiguity,
+            mismatched lengths, an unknown event code, or a slot out of range or not open. The
+            whole batch is validated first: on error, nothing has changed.
+        """
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        _check_array(slots, "slots", _SLOT_DTYPES)
+        _check_array(events, "events", _EVENT_DTYPES)
+        # explicit specialisation: no fused-def dispatcher (it builds tuples on every call)
+        sdt, edt = slots.dtype, events.dtype
+        if sdt == _I64:
+            if edt == _U8:
+                return _dispatch_batch[int64_t, uint8_t](self, slots, events)
+            if edt == _I64:
+                return _dispatch_batch[int64_t, int64_t](self, slots, events)
+            return _dispatch_batch[int64_t, int32_t](self, slots, events)
+        if edt == _U8:
+            return _dispatch_batch[int32_t, uint8_t](self, slots, events)
+        if edt == _I64:
+            return _dispatch_batch[int32_t, int64_t](self, slots, events)
+        return _dispatch_batch[int32_t, int32_t](self, slots, events)
+
+    def broadcast(self, event):
+        """Dispatch one event to every open slot, without the GIL; return the number handled.
+
+        Raises:
+            ValueError / TypeError: unknown or mistyped event.
+        """
+        cdef Py_ssize_t e = self.event_index(event)
+        cdef Py_ssize_t handled
+        self.lock_batch()
+        try:
+            with nogil:
+                if self._batch_hook != NULL:
+                    self._batch_hook(self._batch_hook_arg)
+                if self.core.flag_bits:
+                    handled = run_broadcast_flagged(&self.core, e)
+                else:
+                    handled = run_broadcast(&self.core, e)
+        finally:
+            self.unlock_batch()
+        return _raise_if_bad(handled)
+
+    # ------------------------------------------------------------------ trace ring
+    def enable_trace(self, size):
+        """Record the last ``size`` transitions in a ring preallocated now (the only allocation);
+        dispatching is otherwise unchanged. Re-enabling starts a fresh ring."""
+        n = check_index(size, "trace size", 1, MAX_CAPACITY)
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        cols = ring_columns(n)
+        handler = self._tables.handler  # one row per (state, flag bitmask)
+        cdef uint64_t[::1] seq = cols["seq"]
+        cdef int64_t[::1] slot = cols["slot"]
+        cdef uint8_t[::1] event = cols["event"]
+        cdef uint8_t[::1] src = cols["from_state"]
+        cdef uint8_t[::1] dst = cols["to_state"]
+        cdef int16_t[::1] by = cols["handled_by"]
+        cdef const int16_t[:, ::1] table = handler
+        self.lock_batch()
+        try:
+            self._trace.seq, self._trace.slot, self._trace.event = &seq[0], &slot[0], &event[0]
+            self._trace.src, self._trace.dst, self._trace.handler = &src[0], &dst[0], &by[0]
+            self._trace.handler_table = &table[0, 0]
+            self._trace.size = n
+            self._trace.recorded = 0
+            self._trace_owners = (cols, handler)
+            self.core.trace = &self._trace
+        finally:
+            self.unlock_batch()
+
+    def disable_trace(self):
+        """Stop recording and free the ring."""
+        self.lock_batch()
+        try:
+            self.core.trace = NULL
+            self._trace_owners = None
+        finally:
+            self.unlock_batch()
+
+    def trace(self):
+        """The recorded transitions, oldest first, as a new structured array with fields
+        ``seq, slot, event, from_state, to_state, handled_by`` (empty if tracing is off).
+
+        The fields hold codes; the machine's enums name them: ``table.machine.State(r["to_state"])``
+        and ``table.machine.Event(r["event"])`` are members (``State.ACTIVE``), and
+        ``table.machine.state_names[code]`` / ``event_names[code]`` the CamelCase names."""
+        cols = None if self._trace_owners is None else self._trace_owners[0]
+        return decode_ring(cols, self._trace.size, self._trace.recorded)
+
+    @property
+    def tracing(self):
+        """True while the trace ring is on."""
+        return self._trace_owners is not None
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot(self):
+        """The table's state as plain data: a dict naming its kind, format version and machine
+        fingerprint, with copies of the state, flag and unhandled arrays and the unhandled
+        total."""
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return table_snapshot(self.machine, self._states, self._flags, self._unhandled,
+                              self.core.unhandled_total, self._free_list[:self._n_free],
+                              self._transitions[:self._n_states])
+
+    def restore(self, snap):
+        """Replace the table's state with a :meth:`snapshot` (validated first: on error nothing
+        changes). Occupancy is rebuilt from the states; the free-slot order is restored, so the
+        table then behaves exactly like the one the snapshot was taken from.
+
+        Raises:
+            SnapshotError: another kind, version, machine or capacity; wrong dtypes or shapes; a
+                state code that is not a leaf of the machine; a flag bitmask beyond the machine's
+                flags or set on a free slot; an unhandled total below the sum.
+
+        A version-2 snapshot (written before flags existed) has no flags: they restore as 0.
+        """
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        v = check_table_snapshot(snap, self.machine, self.core.capacity)
+        states, flags, free = v["states"], v["flags"], v["free"]
+        self.lock_batch()
+        try:
+            self._states[:] = states
+            self._flags[:] = flags
+            self._fpacked[:] = pack_flags(flags, self.core.fpack_shift, self._fpacked.shape[0])
+            self._unhandled[:] = v["unhandled"]
+            self._counts[:] = v["counts"]
+            self._free_list[:free.size] = free
+            self._n_free = free.size
+            self._transitions[:self.machine.n_states] = v["transitions"].reshape(
+                self.machine.n_states, self.machine.n_events)
+            self.core.unhandled_total = v["unhandled_total"]
+        finally:
+            self.unlock_batch()
+
+    # ------------------------------------------------------------------ queries
+    def state(self, slot):
+        """The current (leaf) state of an open slot, as a ``State`` member."""
+        return self._state_members[self.core.states[self.slot_index(slot)]]
+
+    def is_in(self, slot, state):
+        """True if the open slot's current state is ``state`` or one of its descendants."""
+        cdef Py_ssize_t s = self.slot_index(slot)
+        member = self._tables.member
+        return bool(member[self.state_index(state), self.core.states[s]])
+
+    def count(self, state):
+        """Number of open slots in ``state`` (composite states count their descendants); O(1)."""
+        return self.observer().count(state)
+
+    def slots_in(self, state):
+        """Indices of the open slots in ``state`` (descendants included), as an int64 array.
+
+        One vectorised pass over the states array; allocates the result.
+        """
+        return self.observer().slots_in(state)
+
+    cdef object observer(self):
+        """The table's TableObserver (count, slots_in, occupancy and transition statistics over
+        its read-only views)."""
+        if self._observer is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return self._observer
+
+    @property
+    def transition_counts(self):
+        """Read-only ``(n_states, n_events)`` int64 view: transitions taken per (leaf state,
+        event) since the table was created (external self-transitions included; events handled
+        without a transition and unhandled events are not transitions)."""
+        return self._transitions_view
+
+    def stats(self):
+        """Counters and statistics as plain data: occupancy per state (composites included),
+        open and free slots, unhandled events in total and per open slot with any, and the
+        non-zero transition counts keyed ``"State/Event"``."""
+        return self.observer().stats(self.core.capacity, len(self), self._unhandled_view,
+                                     self.core.unhandled_total)
+
+    @property
+    def states(self):
+        """Read-only view of the per-slot state codes (uint8; ``FREE_SLOT`` for free slots)."""
+        return self._states_view
+
+    @property
+    def flags(self):
+        """Read-only view of the per-slot flag bitmasks (uint8; bit ``i`` is the machine's
+        ``flag_names[i]``; 0 for free slots and on a machine without flags)."""
+        return self._flags_view
+
+    @property
+    def unhandled(self):
+        """Read-only view of the per-slot unhandled-event counters (uint64)."""
+        return self._unhandled_view
+
+    @property
+    def unhandled_total(self):
+        """Unhandled events over the table's lifetime (released slots included)."""
+        return self.core.unhandled_total
+
+    @property
+    def capacity(self):
+        """Number of slots."""
+        return self.core.capacity
+
+    @property
+    def nbytes_per_slot(self):
+        """Bytes of per-slot state (state code, flag bitmask, unhandled counter, free-list
+        entry)."""
+        if self.machine is None:
+            return 0
+        return (self._states.itemsize + self._flags.itemsize + self._unhandled.itemsize
+                + self._free_list.itemsize)
+
+    def __len__(self):
+        """Number of open slots."""
+        return self.core.capacity - self._n_free
+
+    def __repr__(self):
+        if self.machine is None:
+            return f"<{type(self).__name__} (uninitialised)>"
+        return (f"<{type(self).__name__} machine={self.machine.name!r} "
+                f"open={len(self)}/{self.core.capacity}>")
+
+
