@@ -19,7 +19,7 @@ from __future__ import annotations
 from . import driver as _driver
 from ._engine import FREE_SLOT, MachineInstance, MachineTable
 from .driver import *  # noqa: F403  (the driver's public names, listed in streamhsm.driver.__all__)
-from .errors import MachineDefinitionError, StreamHsmError, TableFullError
+from .errors import DriverClosedError, MachineDefinitionError, StreamHsmError, TableFullError
 from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machine, stream_spec
 from .machine import MAX_FLAGS, ROOT, CompiledMachine, HandlerDecl, MachineSpec
 from . import registry
@@ -34,6 +34,7 @@ __all__ = [
     "MAX_FLAGS",
     "ROOT",
     "CompiledMachine",
+    "DriverClosedError",
     "Event",
     "HandlerDecl",
     "MachineDefinitionError",

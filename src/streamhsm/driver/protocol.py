@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["COUNTER_NAMES", "MAX_SHUTDOWN_MESSAGE", "REVOKED_NOTICE_DTYPE", "AttachResult", "Counter", "Response",
-           "ResponseCode", "RevokeReason", "Role", "ShutdownNotice", "ShutdownReason"]
+from ..lifecycle import State
+
+__all__ = ["COUNTER_NAMES", "MAX_SHUTDOWN_MESSAGE", "REVOKED_NOTICE_DTYPE", "Announce", "AttachResult",
+           "Counter", "Response", "ResponseCode", "RevokeReason", "RevokedNotice", "Role",
+           "ShutdownNotice", "ShutdownReason"]
 
 
 class Role(enum.IntEnum):
@@ -42,6 +46,25 @@ class ShutdownReason(enum.IntEnum):
 
     NORMAL = 0
     ADMIN = 1
+
+
+class AttachRefusal(enum.IntEnum):
+    """Why the driver core refused an attach, in the order the rules are checked (internal:
+    ``Driver.attach`` turns a refusal into its response code and reason; the rules themselves
+    are checked only by the core, see docs/design.md)."""
+
+    ROLE = 1
+    STREAM_ID = 2
+    CLIENT_ID = 3
+    CLIENT_HOLDS_LEASE = 4
+    UNKNOWN_STREAM = 5
+    OUTSIDE_DYNAMIC_RANGE = 6
+    STREAM_CAPACITY = 7
+    PRODUCER_ATTACHED = 8
+    STREAM_DRAINING = 9
+    EPOCH_AT_MAXIMUM = 10
+    LEASE_CAPACITY = 11
+    LEASE_IDS_EXHAUSTED = 12
 
 
 #: Longest message ``request_shutdown`` accepts (characters).
@@ -93,6 +116,28 @@ REVOKED_NOTICE_DTYPE = np.dtype([
     ("reason", np.uint8),
     ("time_ns", np.int64),
 ])
+
+
+class RevokedNotice(NamedTuple):
+    """One lease-revoked notice, named for people (:meth:`Driver.revoked_notices`); the
+    allocation-free path is :meth:`Driver.drain_revoked` with its ``REVOKED_NOTICE_DTYPE``
+    records."""
+
+    lease_id: int
+    stream_id: int
+    client_id: int
+    role: Role
+    reason: RevokeReason
+    time_ns: int
+
+
+class Announce(NamedTuple):
+    """One due announce, named for people (:meth:`Driver.announces`): the stream, its epoch and
+    its state when drained. The allocation-free path is :meth:`Driver.drain_announces`."""
+
+    stream_id: int
+    epoch: int
+    state: State
 
 
 @dataclass(frozen=True, slots=True)
