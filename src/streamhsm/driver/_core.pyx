@@ -652,11 +652,10 @@ cdef class DriverCore:
             self.step_stream(slot, event)
         self.raise_kernel_error()
 
-    def _probe_stats(self, str which):
-        """Test hook: ``IdMap._probe_stats`` of the lease-id (``"lease"``), client-id
-        (``"client"``) or static stream-id (``"static"``) map."""
-        maps = {"lease": self.by_id, "client": self.by_client, "static": self.static_slot}
-        return maps[which]._probe_stats()
+    def _map(self, str which):
+        """Test hook: the lease-id (``"lease"``), client-id (``"client"``) or static stream-id
+        (``"static"``) :class:`~streamhsm.driver._idmap.IdMap` (its probe counts and key)."""
+        return {"lease": self.by_id, "client": self.by_client, "static": self.static_slot}[which]
 
     @property
     def debug_checks(self):

@@ -448,6 +448,7 @@ class Driver:
     def shutdown_notice(self) -> ShutdownNotice | None:
         """The shutdown request the driver accepted (reason, message, time requested, time
         stopped), or None while it runs."""
+        self._check_open()
         return self._shutdown
 
     # ------------------------------------------------------------------ outboxes
