@@ -4,9 +4,10 @@ The driver's registry of streams and leases *is* the compiled machines' tables: 
 :class:`~streamhsm.StreamTable` (one row per stream slot) and a lease table on the same engine,
 plus the registry columns (stream id, producer lease, consumer count, epoch, and per lease its id,
 stream, role, client and expiry). Those columns are allocated, owned and changed only by the
-Cython :class:`~streamhsm.driver._core.DriverCore`; this class validates arguments, applies the
-driver's rules and turns outcomes into responses. No per-stream or per-lease Python object
-exists; control operations on existing streams and leases allocate nothing that outlives the call.
+Cython :class:`~streamhsm.driver._core.DriverCore`, which also checks the attach rules; this class
+converts arguments, checks times and its lifecycle, and turns outcomes into responses. No
+per-stream or per-lease Python object exists; control operations on existing streams and leases
+allocate nothing that outlives the call.
 
 Times are integer nanoseconds passed in by the caller (``now_ns``); the driver never reads a clock.
 Every entry point first converts every argument into a plain value (:mod:`._args`: a caller's
