@@ -587,10 +587,16 @@ cdef class DriverCore:
     def shutdown(self, int64_t now):
         """The shutdown timeout passed: end every lease (reason SHUTDOWN), recycle Closed
         dynamic streams, and broadcast DriverShutdown (every stream -> Closed)."""
+        cdef Py_ssize_t slot
         self._end_locked(False, R_SHUTDOWN, now)
         self.recycle_closed()
         self.count(C_CLOSED, self.streams.count(State.LIVE))
         self.streams.broadcast(Event.DRIVER_SHUTDOWN)
+        # the dynamic streams the broadcast closed stay observable, counted as Closed dynamic
+        # streams (a stopped driver's snapshot must restore: fuzz finding, issue 19 class 10)
+        for slot in range(self.n_streams):
+            if self.dynamic[slot] and self.streams.core.states[slot] == S_CLOSED:
+                self.closed_dynamic += 1
 
     def restart_epochs(self):
         """After a restore: bump the epoch of every Live stream once (a driver restart). The
