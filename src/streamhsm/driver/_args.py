@@ -19,13 +19,13 @@ def shown(value: object) -> str:
     """``repr`` of a value for an error message, running none of the value's own code."""
     kind = type(value)
     if issubclass(kind, bool):
-        return bool.__repr__(value)  # type: ignore[arg-type]
+        return bool.__repr__(value)
     if issubclass(kind, int):
-        return int.__repr__(value)  # type: ignore[arg-type]
+        return int.__repr__(value)
     if issubclass(kind, str):
-        return str.__repr__(value)  # type: ignore[arg-type]
+        return str.__repr__(value)
     if issubclass(kind, float):
-        return float.__repr__(value)  # type: ignore[arg-type]
+        return float.__repr__(value)
     if value is None:
         return "None"
     return object.__repr__(value)
@@ -67,7 +67,7 @@ def plain_str(name: str, value: object) -> str:
     if kind is str:
         return value  # type: ignore[return-value]
     if issubclass(kind, str):
-        return str.__str__(value)  # type: ignore[arg-type]
+        return str.__str__(value)
     raise TypeError(f"{name} must be a str, got {kind.__name__} {shown(value)}")
 
 
@@ -79,4 +79,4 @@ def plain_bool(name: str, value: object) -> bool:
     """
     if type(value) is not bool:
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {shown(value)}")
-    return value  # type: ignore[return-value]
+    return value

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -108,7 +108,7 @@ def own(snap: object) -> dict[str, Any]:
     if not issubclass(type(snap), dict):
         raise SnapshotError(f"a snapshot is a dict, got {type(snap).__name__}")
     out: dict[str, Any] = {}
-    for key, value in dict.items(snap):  # type: ignore[arg-type]
+    for key, value in dict.items(cast("dict[object, object]", snap)):
         if type(key) is not str:
             raise SnapshotError(f"snapshot key {shown(key)} is not a str")
         out[key] = _owned(key, value)
