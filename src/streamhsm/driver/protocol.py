@@ -23,7 +23,12 @@ class Role(enum.IntEnum):
 
 
 class ResponseCode(enum.IntEnum):
-    """Outcome of a control operation (driver spec section 4.6)."""
+    """Outcome of a control operation (driver spec section 4.6).
+
+    The five names are the contract's. This in-process model answers OK, INVALID_PARAMS and
+    REJECTED; UNSUPPORTED and INTERNAL_ERROR are for a transport (an operation it does not carry,
+    a failure outside the model), which is why they stay although the model never returns them.
+    """
 
     OK = 0
     UNSUPPORTED = 1
