@@ -14,6 +14,14 @@ Oracles, after every operation:
   histogram), ``live_leases`` equals the open lease slots, every live lease's stream slot is open,
   counters are never negative, the clock never goes back.
 Any other exception (``OverflowError``, ``IndexError``, ...), a crash or a hang is a finding.
+
+Arguments whose methods run code (issue 19 class 1): a time or id is sometimes an int-like whose
+``__index__`` first calls the driver (detach, attach, poll, or close it), and a role, token or
+message a ``str`` subclass whose comparisons lie. Such a call may legitimately change the driver
+(the re-entrant call did), so the "raised, changed nothing" oracle is skipped for it; the others
+hold, and nothing may crash. A snapshot is sometimes restored through a ``dict`` subclass whose
+``get``/``__getitem__`` lie and with ``str``-subclass values: the result must equal the plain
+restore's.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+import streamhsm
 from streamhsm import Driver, DriverConfig
 from streamhsm.driver import REVOKED_NOTICE_DTYPE
 
@@ -34,6 +43,54 @@ NAME = "driver"
 MAX_LEN = 4096
 ACCEPTED = (TypeError, ValueError) + PROJECT_ERRORS
 _WRONG_TYPES = (None, 1.5, "7", True, np.int64(3), np.uint64(2**64 - 1), float("nan"), b"1")
+
+
+class _Reenter:
+    """An int-like whose ``__index__`` runs one driver call first (then answers ``value``)."""
+
+    def __init__(self, value: int, action: Any) -> None:
+        self.value, self.action = value, action
+
+    def __index__(self) -> int:
+        action, self.action = self.action, None
+        if action is not None:
+            try:
+                action()
+            except ACCEPTED:
+                pass
+        return self.value
+
+
+class _LyingStr(str):
+    """A str that claims to equal everything and to be empty."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+    __hash__ = str.__hash__
+
+    def __len__(self) -> int:
+        return 0
+
+    def lower(self) -> str:  # type: ignore[override]
+        return "producer"
+
+
+class _LyingDict(dict):  # type: ignore[type-arg]
+    """A snapshot mapping whose own methods answer with crafted values."""
+
+    def get(self, key: Any, default: Any = None) -> Any:  # type: ignore[override]
+        value = dict.get(self, key, default)
+        return np.full_like(value, 2**40) if isinstance(value, np.ndarray) else value
+
+    __getitem__ = get  # type: ignore[assignment]
+
+
+def _lying(snap: dict[str, Any]) -> dict[str, Any]:
+    return _LyingDict({k: (_LyingStr(v) if type(v) is str else v) for k, v in snap.items()})
 
 
 def _config(p: Provider) -> DriverConfig | None:
@@ -62,6 +119,7 @@ class _Ctx:
         self.p = p
         self.d = d
         self.now = 0
+        self.reentered = False
         self.leases: list[tuple[int, int]] = []   # (lease id, client id)
         self.sids = list(d.config.static_stream_ids)
         rng = d.config.dynamic_stream_id_range
@@ -69,12 +127,24 @@ class _Ctx:
             self.sids += [rng[0], rng[1], rng[1] + 1]
 
     def time(self) -> Any:
-        kind = self.p.byte() % 10
+        kind = self.p.byte() % 11
         if kind <= 5:
             return self.now + self.p.pick((0, 0, 1, 5, 31, 100, 10**9, 3 * 10**9))
         if kind <= 8:
             return self.p.extreme_int()
+        if kind == 9:
+            return self.reenter(self.now + self.p.pick((0, 1, 10**9)))
         return self.p.pick(_WRONG_TYPES)
+
+    def reenter(self, value: int) -> _Reenter:
+        """An argument whose conversion calls the driver first (issue 19 class 1)."""
+        d, now, which = self.d, self.now, self.p.byte() % 4
+        lid, client = self.leases[-1] if self.leases else (1, 1)
+        self.reentered = True
+        action = (lambda: d.detach(lid, now, client_id=client),
+                  lambda: d.attach(self.sids[0] if self.sids else 1, "consumer", 77, now),
+                  lambda: d.poll(now), d.close)[which]
+        return _Reenter(value, action)
 
     def int_or(self, pool: list[int]) -> Any:
         kind = self.p.byte() % 10
@@ -119,7 +189,7 @@ def _step(c: _Ctx, op: int) -> Driver:
     if op <= 2:
         client = c.int_or([1, 2, 3, 2**63 - 1])
         r = d.attach(c.int_or(c.sids), p.pick(("producer", "consumer", 1, 2, 0, 3, "x", 2**64,
-                                               None)),
+                                               None, _LyingStr("consumer"))),
                      client, c.time(), create=p.pick((True, False, 1)))
         if r.lease_id:
             c.leases.append((r.lease_id, client))
@@ -137,13 +207,19 @@ def _step(c: _Ctx, op: int) -> Driver:
     elif op == 7:
         d.bump_epoch(c.int_or(c.sids))
     elif op == 8:
-        d.request_shutdown(c.time(), p.pick((None, "t", "u", "")))
+        d.request_shutdown(c.time(), p.pick((None, "t", "u", "", _LyingStr("u"))),
+                           message=p.pick(("", "bye", _LyingStr("x" * 2000))))
     elif op == 9:
         snap = d.snapshot()
         try:
             restored = Driver.restore(snap)
         except PROJECT_ERRORS as exc:
             raise Finding(f"a driver's own snapshot does not restore: {exc!r}") from exc
+        if p.boolean():  # the same snapshot through lying mapping methods and str values
+            hostile = Driver.restore(_lying(snap))
+            if not snapshots_equal(hostile.snapshot(), restored.snapshot()):
+                raise Finding("a snapshot restored through a lying dict differs")
+            hostile.close()
         d.close()
         return restored
     elif op == 10:
@@ -195,14 +271,26 @@ def test_one_input(data: bytes) -> None:
                 break
             op = p.byte() % 14
             before = c.d.snapshot()
+            c.reentered = False
             try:
                 c.d = _step(c, op)
             except ACCEPTED as exc:
+                if c.d.closed:  # a re-entrant argument closed it: every call raises now
+                    if not isinstance(exc, streamhsm.DriverClosedError):
+                        raise Finding(f"operation {op} on a driver closed mid-call raised "
+                                      f"{exc!r}") from exc
+                    c.d = Driver.restore(before)
+                    continue
+                if c.reentered:
+                    continue  # the re-entrant call may have changed the driver, legitimately
                 after = c.d.snapshot()
                 if not snapshots_equal(before, after):
                     changed = sorted(k for k in before
                                      if not snapshots_equal({k: before[k]}, {k: after.get(k)}))
                     raise Finding(f"operation {op} raised {exc!r} but changed {changed}") from exc
+            if c.d.closed:
+                c.d = Driver.restore(before)
+                continue
             snap = c.d.snapshot()
             _invariants(c.d, snap, last_now)
             last_now = int(snap["now_ns"])

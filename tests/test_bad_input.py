@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamhsm import Driver, DriverConfig, Event, ResponseCode, RevokeReason, Role, State, StreamLifecycle, StreamTable
-from streamhsm.driver._idmap import IdMap
 
 BIG = 2**70
 NAN = float("nan")
@@ -221,21 +220,6 @@ def test_driver_protocol_values_get_response_codes(name: str, call: Callable[[Dr
         assert d.counters["attaches_rejected"] == rejected + 1
         before[2]["attaches_rejected"] = after[2]["attaches_rejected"]
     assert after == before, f"{name} changed the driver"
-
-
-def test_idmap_bad_keys() -> None:
-    m = IdMap(4)
-    with pytest.raises(TypeError, match="key must be an int, got float"):
-        m.put(1.0, 1)
-    with pytest.raises(ValueError, match="key must be between 0 and 2\\*\\*63 - 1, got -1"):
-        m.get(-1)
-    for k in range(4):
-        m.put(k, k)
-    with pytest.raises(OverflowError, match="IdMap is full"):
-        m.put(9, 9)
-    assert len(m) == 4 and m.get(3) == 3
-    with pytest.raises(ValueError, match="max_entries must be a positive int"):
-        IdMap(0)
 
 
 @settings(max_examples=200, deadline=None)

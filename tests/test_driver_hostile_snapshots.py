@@ -124,7 +124,7 @@ def test_every_scalar_field_at_its_extremes(key: str, value: object) -> None:
     (lambda s: s["consumers"].__setitem__(0, 7), "consumer count of stream slot 0"),
     (lambda s: s["lease_id"].__setitem__(0, 2**62), "lease id is not between 1 and last_lease_id"),
     (lambda s: s.update(closed_dynamic=0), "closed_dynamic 0 does not match"),
-    (lambda s: s["epoch"].__setitem__(0, 2**63 - 1), "epoch at stream slot 0 is out of range"),
+    (lambda s: s["epoch"].__setitem__(0, 2**63 - 1), "epoch at stream slot 0 is at its maximum"),
     (lambda s: s.update(shutdown_deadline=5), "running driver's snapshot must have no shutdown deadline"),
 ])
 def test_crafted_cross_references_are_refused(mutate: Any, match: str) -> None:

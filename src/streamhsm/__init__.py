@@ -21,7 +21,7 @@ from .codes import CodeEnum
 from ._instance import MachineInstance
 from ._table import MachineTable
 from .driver import *  # noqa: F403  (the driver's public names, listed in streamhsm.driver.__all__)
-from .errors import MachineDefinitionError, StreamHsmError, TableFullError
+from .errors import DriverClosedError, MachineDefinitionError, StreamHsmError, TableFullError
 from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machine, stream_spec
 from .compiler import CompiledMachine
 from .machine import FREE_SLOT, MAX_FLAGS, ROOT, HandlerDecl, MachineSpec
@@ -38,6 +38,7 @@ __all__ = [
     "ROOT",
     "CodeEnum",
     "CompiledMachine",
+    "DriverClosedError",
     "Event",
     "HandlerDecl",
     "MachineDefinitionError",

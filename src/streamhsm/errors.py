@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["MachineDefinitionError", "StreamHsmError", "TableFullError"]
+__all__ = ["DriverClosedError", "MachineDefinitionError", "StreamHsmError", "TableFullError"]
 
 
 class StreamHsmError(Exception):
@@ -15,3 +15,8 @@ class MachineDefinitionError(StreamHsmError, ValueError):
 
 class TableFullError(StreamHsmError, RuntimeError):
     """``open()`` was called on a table whose every slot is in use."""
+
+
+class DriverClosedError(StreamHsmError, RuntimeError):
+    """A :class:`~streamhsm.driver.Driver` was used after :meth:`~streamhsm.driver.Driver.close`
+    (every call on a closed driver raises it and changes nothing)."""

@@ -27,8 +27,19 @@ def register(name: str, factory: Callable[[], CompiledMachine],
     """Make ``factory`` (which compiles the machine) known as ``(name, policy)``.
 
     Raises:
-        ValueError: that name and policy are registered already.
+        TypeError: ``name`` or ``policy`` is not a str, or ``factory`` is not callable.
+        ValueError: ``name`` or ``policy`` is empty, or that name and policy are registered
+            already.
     """
+    for what, value in (("name", name), ("policy", policy)):
+        if type(value) is not str:
+            raise TypeError(f"machine {what} must be a str, got {type(value).__name__} "
+                            f"{value!r}"[:200])
+        if not value:
+            raise ValueError(f"machine {what} must not be empty")
+    if not callable(factory):
+        raise TypeError(f"factory must be a callable that compiles the machine, got "
+                        f"{type(factory).__name__}")
     key = (name, policy)
     if key in _FACTORIES:
         raise ValueError(f"machine {name!r} with policy {policy!r} is registered already")

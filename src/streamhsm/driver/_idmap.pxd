@@ -1,11 +1,15 @@
 # Allocation-free registry helpers for the driver (cimport-able).
 from libc.stdint cimport int64_t, uint64_t
 
+cdef uint64_t siphash13(uint64_t k0, uint64_t k1, uint64_t m) noexcept nogil
+
 cdef class IdMap:
     cdef int64_t* _keys       # -1: empty
     cdef int64_t* _vals
     cdef object _owners
     cdef Py_ssize_t _mask, _n, _max
+    cdef uint64_t _k0, _k1    # the map's hash key (from os.urandom; never saved)
+    cdef Py_ssize_t home(self, int64_t key) noexcept nogil
     cdef Py_ssize_t find(self, int64_t key) noexcept nogil
     cdef int64_t lookup(self, int64_t key) noexcept nogil
     cdef int64_t remove(self, int64_t key) noexcept nogil

@@ -1,9 +1,17 @@
-"""Allocation-free registry helper for the driver: an int64 -> int64 hash map.
+"""Allocation-free registry helper for the driver: a keyed int64 -> int64 hash map.
 
 Private module. Unsafe directives are set in ``setup.py``, never here.
+
+The ids hashed here are chosen by clients (client ids), so the hash is keyed, as Python keys its
+``str`` hash: every map draws its own 128-bit key from ``os.urandom`` and hashes an id with
+SipHash-1-3 of its 8 bytes under that key. Ids that all collide can then not be computed in
+advance, not even by someone who knows another map's key. The key never leaves the map (it is in
+no snapshot); a restore inserts every id again under the new map's key.
 """
 cimport cython
-from libc.stdint cimport int64_t, uint64_t, int32_t, uint8_t
+from libc.stdint cimport int64_t, uint64_t
+
+import os
 
 import numpy as np
 
@@ -12,36 +20,58 @@ __all__ = ["IdMap"]
 cdef int64_t _EMPTY = -1
 
 
-cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
-    # splitmix64 finaliser: spreads sequential ids over the table
-    x ^= x >> 30
-    x *= <uint64_t>0xbf58476d1ce4e5b9
-    x ^= x >> 27
-    x *= <uint64_t>0x94d049bb133111eb
-    x ^= x >> 31
-    return x
+cdef inline uint64_t _rotl(uint64_t x, int b) noexcept nogil:
+    return (x << b) | (x >> (64 - b))
 
 
-cdef int64_t _key(object key) except? -2:
-    if type(key) is not int and (isinstance(key, bool) or not hasattr(key, "__index__")):
-        raise TypeError(f"key must be an int, got {type(key).__name__} {key!r}")
-    k = key.__index__()
-    if not 0 <= k < 2**63:
-        raise ValueError(f"key must be between 0 and 2**63 - 1, got {k}")
-    return <int64_t>k
+cdef inline uint64_t siphash13(uint64_t k0, uint64_t k1, uint64_t m) noexcept nogil:
+    """SipHash-1-3 (one compression round, three finalisation rounds) of the 8-byte
+    little-endian message ``m`` under the key ``(k0, k1)``."""
+    cdef uint64_t v0 = k0 ^ <uint64_t>0x736f6d6570736575
+    cdef uint64_t v1 = k1 ^ <uint64_t>0x646f72616e646f6d
+    cdef uint64_t v2 = k0 ^ <uint64_t>0x6c7967656e657261
+    cdef uint64_t v3 = k1 ^ <uint64_t>0x7465646279746573
+    cdef uint64_t b = (<uint64_t>8) << 56  # message length 8, no tail bytes
+    cdef int r
+    v3 ^= m
+    v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
+    v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
+    v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
+    v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
+    v0 ^= m
+    v3 ^= b
+    v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
+    v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
+    v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
+    v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
+    v0 ^= b
+    v2 ^= 0xff
+    for r in range(3):
+        v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
+        v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
+        v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
+        v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+def _siphash13(k0, k1, m):
+    """Test hook: SipHash-1-3 of the 8-byte message ``m`` under ``(k0, k1)`` (unsigned ints)."""
+    return siphash13(<uint64_t>k0, <uint64_t>k1, <uint64_t>m)
 
 
 @cython.final
 cdef class IdMap:
-    """A fixed-capacity map from non-negative int64 keys to int64 values.
+    """A fixed-capacity map from non-negative int64 keys to int64 values, keyed-hashed.
 
     Open addressing with linear probing and backward-shift deletion (no tombstones), so a long
-    run of puts and pops never degrades or allocates. Holds at most ``max_entries`` entries.
+    run of puts and pops never degrades or allocates. Holds at most ``max_entries`` entries; the
+    table is at most half full. Only Cython code uses it (the driver core); Python sees
+    :meth:`_probe_stats` and :meth:`_seed`, test hooks.
     """
 
-    def __cinit__(self, max_entries):
-        if type(max_entries) is not int or max_entries <= 0:
-            raise ValueError(f"max_entries must be a positive int, got {max_entries!r}")
+    def __cinit__(self, Py_ssize_t max_entries):
+        if max_entries <= 0:
+            raise ValueError(f"max_entries must be positive, got {max_entries}")
         size = 8
         while size < 2 * max_entries:
             size *= 2
@@ -55,10 +85,16 @@ cdef class IdMap:
         self._mask = size - 1
         self._n = 0
         self._max = max_entries
+        seed = os.urandom(16)
+        self._k0 = int.from_bytes(seed[:8], "little")
+        self._k1 = int.from_bytes(seed[8:], "little")
+
+    cdef Py_ssize_t home(self, int64_t key) noexcept nogil:
+        return <Py_ssize_t>(siphash13(self._k0, self._k1, <uint64_t>key) & <uint64_t>self._mask)
 
     cdef Py_ssize_t find(self, int64_t key) noexcept nogil:
         """Index of ``key`` in the table, or -1."""
-        cdef Py_ssize_t i = <Py_ssize_t>(_mix(<uint64_t>key) & <uint64_t>self._mask)
+        cdef Py_ssize_t i = self.home(key)
         while True:
             if self._keys[i] == key:
                 return i
@@ -71,28 +107,9 @@ cdef class IdMap:
         cdef Py_ssize_t i = self.find(key)
         return -1 if i < 0 else self._vals[i]
 
-    def get(self, key, default=-1):
-        """The value stored for ``key``, or ``default``."""
-        cdef Py_ssize_t i = self.find(_key(key))
-        return default if i < 0 else self._vals[i]
-
-    def __contains__(self, key):
-        return self.find(_key(key)) >= 0
-
-    def put(self, key, value):
-        """Store ``value`` for ``key`` (replacing any previous value).
-
-        Raises:
-            OverflowError: the map already holds ``max_entries`` other keys.
-        """
-        cdef int64_t k = _key(key)
-        cdef int64_t v = value
-        if self.insert(k, v) < 0:
-            raise OverflowError(f"IdMap is full ({self._max} entries)")
-
     cdef int insert(self, int64_t key, int64_t value) noexcept nogil:
         """Store ``value`` for ``key`` (>= 0); return 0, or -1 if the map is full (unchanged)."""
-        cdef Py_ssize_t i = <Py_ssize_t>(_mix(<uint64_t>key) & <uint64_t>self._mask)
+        cdef Py_ssize_t i = self.home(key)
         while self._keys[i] != _EMPTY and self._keys[i] != key:
             i = (i + 1) & self._mask
         if self._keys[i] == _EMPTY:
@@ -110,17 +127,10 @@ cdef class IdMap:
             self._keys[i] = _EMPTY
         self._n = 0
 
-    def pop(self, key, default=-1):
-        """Remove ``key``; return its value, or ``default`` if it was absent."""
-        cdef int64_t k = _key(key)
-        if self.find(k) < 0:
-            return default
-        return self.remove(k)
-
     cdef int64_t remove(self, int64_t key) noexcept nogil:
         """Remove ``key`` and return its value, or -1 if it was absent."""
         cdef Py_ssize_t i = self.find(key)
-        cdef Py_ssize_t j, home
+        cdef Py_ssize_t j, h
         cdef int64_t value
         if i < 0:
             return -1
@@ -131,15 +141,32 @@ cdef class IdMap:
             j = (j + 1) & self._mask
             if self._keys[j] == _EMPTY:
                 break
-            home = <Py_ssize_t>(_mix(<uint64_t>self._keys[j]) & <uint64_t>self._mask)
+            h = self.home(self._keys[j])
             # move j into the hole i unless its home lies cyclically in (i, j]
-            if (i <= j and (home <= i or home > j)) or (i > j and (home <= i and home > j)):
+            if (i <= j and (h <= i or h > j)) or (i > j and (h <= i and h > j)):
                 self._keys[i] = self._keys[j]
                 self._vals[i] = self._vals[j]
                 i = j
         self._keys[i] = _EMPTY
         self._n -= 1
         return value
+
+    def _probe_stats(self):
+        """Test hook: ``(entries, total probes, longest probe)`` to find every key present (a
+        key found at its home slot costs one probe). Measures how well the hash spreads keys,
+        without a clock."""
+        cdef Py_ssize_t i, d, total = 0, longest = 0
+        for i in range(self._mask + 1):
+            if self._keys[i] != _EMPTY:
+                d = ((i - self.home(self._keys[i])) & self._mask) + 1
+                total += d
+                if d > longest:
+                    longest = d
+        return self._n, total, longest
+
+    def _seed(self):
+        """Test hook: the map's key ``(k0, k1)`` (it is never written anywhere)."""
+        return self._k0, self._k1
 
     def __len__(self):
         return self._n
@@ -148,4 +175,3 @@ cdef class IdMap:
     def max_entries(self):
         """Largest number of entries the map holds."""
         return self._max
-

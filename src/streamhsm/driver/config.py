@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..shm import check_segment_name
+from ._args import plain_int, shown
 
 __all__ = [
     "MAX_CLIENT_ID",
@@ -13,6 +14,9 @@ __all__ = [
     "MAX_STREAM_ID",
     "DriverConfig",
 ]
+
+#: "No deadline": the largest int64 time. Lease expiries and the shutdown deadline use it.
+NEVER = 2**63 - 1
 
 #: Largest stream id (stream ids are non-negative int32, as in Aeron).
 MAX_STREAM_ID = 2**31 - 1
@@ -24,12 +28,9 @@ MAX_DYNAMIC_RANGE = 1 << 24
 
 
 def _int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
+    if not isinstance(value, int):  # ints only: a configuration never converts an __index__
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {shown(value)}")
+    return plain_int(name, value, low, high)
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,10 @@ class DriverConfig:
         ids = self.static_stream_ids
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
             raise TypeError(f"static_stream_ids must be a sequence of ints, got {ids!r}")
-        ids = tuple(ids)
+        ids = tuple(_int("static stream id", sid, 0, MAX_STREAM_ID) for sid in tuple(ids))
         object.__setattr__(self, "static_stream_ids", ids)
         seen: set[int] = set()
         for sid in ids:
-            _int("static stream id", sid, 0, MAX_STREAM_ID)
             if sid in seen:
                 raise ValueError(f"static stream id {sid} is listed twice")
             seen.add(sid)
@@ -94,6 +94,7 @@ class DriverConfig:
             last = _int("dynamic_stream_id_range last", rng[1], 0, MAX_STREAM_ID)
             if last < first:
                 raise ValueError(f"dynamic_stream_id_range {rng} is empty (last < first)")
+            object.__setattr__(self, "dynamic_stream_id_range", (first, last))
             if last - first + 1 > MAX_DYNAMIC_RANGE:
                 raise ValueError(
                     f"dynamic_stream_id_range {rng} has {last - first + 1} ids; "
@@ -109,18 +110,23 @@ class DriverConfig:
             raise ValueError(
                 f"dynamic_stream_id_range {rng} is set but allow_dynamic_streams is False: "
                 "set allow_dynamic_streams=True to create streams on demand, or drop the range")
-        _int("lease_keepalive_interval_ns", self.lease_keepalive_interval_ns, 1)
-        _int("lease_expiry_grace_intervals", self.lease_expiry_grace_intervals, 1)
-        # at most 2**62: with the lease expiry below it, every time up to Driver.max_time_ns
-        # (about 2**62) keeps its deadlines inside int64
-        _int("shutdown_timeout_ns", self.shutdown_timeout_ns, 0, 2**62)
+        for name, low, high in (("lease_keepalive_interval_ns", 1, None),
+                                ("lease_expiry_grace_intervals", 1, None),
+                                # at most 2**62: with the lease expiry below it, every time up to
+                                # max_time_ns (about 2**62) keeps its deadlines inside int64
+                                ("shutdown_timeout_ns", 0, 2**62),
+                                ("stream_capacity", 1, 2**31 - 1),
+                                ("lease_capacity", 1, 2**31 - 1)):
+            # stored as plain ints: an int subclass's arithmetic never runs in the driver
+            object.__setattr__(self, name, _int(name, getattr(self, name), low, high))
         if self.lease_keepalive_interval_ns * self.lease_expiry_grace_intervals >= 2**62:
             raise ValueError("lease_keepalive_interval_ns * lease_expiry_grace_intervals is too large")
         if self.shutdown_token is not None and (
                 not isinstance(self.shutdown_token, str) or not self.shutdown_token):
-            raise ValueError(f"shutdown_token must be a non-empty str or None, got {self.shutdown_token!r}")
-        _int("stream_capacity", self.stream_capacity, 1, 2**31 - 1)
-        _int("lease_capacity", self.lease_capacity, 1, 2**31 - 1)
+            raise ValueError(f"shutdown_token must be a non-empty str or None, got "
+                             f"{shown(self.shutdown_token)}")
+        if self.shutdown_token is not None:
+            object.__setattr__(self, "shutdown_token", str.__str__(self.shutdown_token))
         if len(ids) > self.stream_capacity:
             raise ValueError(
                 f"{len(ids)} static streams do not fit in stream_capacity {self.stream_capacity}")
@@ -131,9 +137,16 @@ class DriverConfig:
                 raise ValueError(f"shm_name: {exc}") from None
         if self.outbox_capacity is None:
             object.__setattr__(self, "outbox_capacity", self.lease_capacity)
-        _int("outbox_capacity", self.outbox_capacity, 1, 2**31 - 1)
+        object.__setattr__(self, "outbox_capacity",
+                           _int("outbox_capacity", self.outbox_capacity, 1, 2**31 - 1))
 
     @property
     def lease_expiry_ns(self) -> int:
         """Lifetime of a lease after its last keepalive: interval * grace intervals."""
         return self.lease_keepalive_interval_ns * self.lease_expiry_grace_intervals
+
+    @property
+    def max_time_ns(self) -> int:
+        """The largest time a driver with this configuration accepts: its lease expiries and
+        shutdown deadline still fit in int64 (the one place this limit is computed)."""
+        return NEVER - 1 - max(self.lease_expiry_ns, self.shutdown_timeout_ns)

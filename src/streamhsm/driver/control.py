@@ -4,13 +4,16 @@ The driver's registry of streams and leases *is* the compiled machines' tables: 
 :class:`~streamhsm.StreamTable` (one row per stream slot) and a lease table on the same engine,
 plus the registry columns (stream id, producer lease, consumer count, epoch, and per lease its id,
 stream, role, client and expiry). Those columns are allocated, owned and changed only by the
-Cython :class:`~streamhsm.driver._core.DriverCore`; this class validates arguments, applies the
-driver's rules and turns outcomes into responses. No per-stream or per-lease Python object
-exists; control operations on existing streams and leases allocate nothing that outlives the call.
+Cython :class:`~streamhsm.driver._core.DriverCore`, which also checks the attach rules; this class
+converts arguments, checks times and its lifecycle, and turns outcomes into responses. No
+per-stream or per-lease Python object exists; control operations on existing streams and leases
+allocate nothing that outlives the call.
 
 Times are integer nanoseconds passed in by the caller (``now_ns``); the driver never reads a clock.
-Every argument, ``now_ns`` included, is validated before anything changes: a call that raises
-changes nothing, not even the driver's clock.
+Every entry point first converts every argument into a plain value (:mod:`._args`: a caller's
+``__index__`` or ``str`` subclass runs then, before the driver looks anything up), then checks
+that the driver is open, then validates, then acts: a call that raises changes nothing, not even
+the driver's clock. After :meth:`Driver.close` every call raises :class:`DriverClosedError`.
 """
 
 from __future__ import annotations
@@ -25,21 +28,26 @@ import numpy.typing as npt
 
 from .._instance import MachineInstance
 from .._table import MachineTable
+from ..errors import DriverClosedError
 from ..lifecycle import State, StreamTable
 from ..shm import SharedStreamTable
 from ..snapshot import load_snapshot, save_snapshot
 from . import persistence
-from ._core import NEVER, DriverCore
+from ._args import plain_bool, plain_int, plain_str, shown
+from ._core import EPOCH_MAX, NEVER as NEVER_NS, DriverCore
 from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
 from .machines import DriverEvent, DriverState, LeaseState, driver_machine, lease_machine
 from .protocol import (
     COUNTER_NAMES,
     MAX_SHUTDOWN_MESSAGE,
     REVOKED_NOTICE_DTYPE,
+    Announce,
+    AttachRefusal,
     AttachResult,
     Counter,
     Response,
     ResponseCode,
+    RevokedNotice,
     RevokeReason,
     Role,
     ShutdownNotice,
@@ -50,7 +58,24 @@ __all__ = ["Driver", "StreamInfo"]
 
 _OK, _REJECTED, _INVALID = ResponseCode.OK, ResponseCode.REJECTED, ResponseCode.INVALID_PARAMS
 _ROLE_NAMES = {"producer": Role.PRODUCER, "consumer": Role.CONSUMER}
-_LIVE_STREAM = (State.ACTIVE, State.DRAINING)
+_INT64 = (-(2**63), 2**63 - 1)
+#: Response code and reason of each refusal of the core's attach rules ({sid}, {client},
+#: {role}, {first}, {last} and {max} are filled in).
+_REFUSALS: dict[int, tuple[ResponseCode, str]] = {
+    AttachRefusal.ROLE: (_INVALID, "unknown role {role}"),
+    AttachRefusal.STREAM_ID: (_INVALID, f"stream id {{sid}} out of range 0..{MAX_STREAM_ID}"),
+    AttachRefusal.CLIENT_ID: (_INVALID, f"client id {{client}} out of range 1..{MAX_CLIENT_ID}"),
+    AttachRefusal.CLIENT_HOLDS_LEASE: (_REJECTED, "client_id already attached"),
+    AttachRefusal.UNKNOWN_STREAM: (_REJECTED, "unknown stream {sid}"),
+    AttachRefusal.OUTSIDE_DYNAMIC_RANGE: (
+        _INVALID, "stream id {sid} outside the dynamic range [{first}, {last}]"),
+    AttachRefusal.STREAM_CAPACITY: (_REJECTED, "stream capacity exhausted"),
+    AttachRefusal.PRODUCER_ATTACHED: (_REJECTED, "producer already attached"),
+    AttachRefusal.STREAM_DRAINING: (_REJECTED, "stream draining"),
+    AttachRefusal.EPOCH_AT_MAXIMUM: (_REJECTED, "epoch of stream {sid} is at its maximum {max}"),
+    AttachRefusal.LEASE_CAPACITY: (_REJECTED, "lease capacity exhausted"),
+    AttachRefusal.LEASE_IDS_EXHAUSTED: (_REJECTED, "lease ids exhausted (last lease id {max})"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,21 +91,22 @@ class StreamInfo:
     producer_client_id: int = 0  # 0: no producer
 
 
-def _check_int(name: str, value: object) -> int:
-    if type(value) is int:
-        return value
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    return int(value.__index__())
-
-
 def _role(role: object) -> int:
-    """Role code, or -1 for a well-typed but unknown role."""
-    if isinstance(role, str):
-        r = _ROLE_NAMES.get(role.lower())
+    """Role code, or -1 for a well-typed but unknown role (a plain int either way)."""
+    if issubclass(type(role), str):
+        r = _ROLE_NAMES.get(str.lower(plain_str("role", role)))
         return -1 if r is None else int(r)
-    code = _check_int("role", role)
+    code = plain_int("role", role)
     return code if code in (Role.PRODUCER, Role.CONSUMER) else -1
+
+
+def _optional_int(name: str, value: object) -> int | None:
+    return None if value is None else plain_int(name, value)
+
+
+def _i64(value: int, outside: int) -> int:
+    """``value`` if it fits in int64, else ``outside`` (a value the core refuses the same way)."""
+    return value if _INT64[0] <= value <= _INT64[1] else outside
 
 
 class Driver:
@@ -103,14 +129,16 @@ class Driver:
     def __init__(self, config: DriverConfig | None = None, *, now_ns: int = 0,
                  shm_name: str | None = None) -> None:
         cfg = DriverConfig() if config is None else config
-        if not isinstance(cfg, DriverConfig):
+        if type(cfg) is not DriverConfig:
             raise TypeError(f"config must be a DriverConfig, got {type(cfg).__name__}")
+        start = plain_int("now_ns", now_ns)
+        name = cfg.shm_name if shm_name is None else plain_str("shm_name", shm_name)
+        self._closed = False
         self.config = cfg
-        #: The largest ``now_ns`` any call accepts.
-        self.max_time_ns = NEVER - 1 - max(cfg.lease_expiry_ns, cfg.shutdown_timeout_ns)
+        #: The largest ``now_ns`` any call accepts (:attr:`DriverConfig.max_time_ns`).
+        self.max_time_ns = cfg.max_time_ns
         self._now_ns = 0
-        self._now_ns = self._check_now(now_ns)
-        name = cfg.shm_name if shm_name is None else shm_name
+        self._now_ns = self._check_now(start)
         n_s, n_l = cfg.stream_capacity, cfg.lease_capacity
         self._shared: SharedStreamTable | None = None
         if name is not None:
@@ -121,11 +149,12 @@ class Driver:
         self._leases = MachineTable(lease_machine(), n_l)
         self._lifecycle = MachineInstance(driver_machine())
         self._lifecycle.dispatch(DriverEvent.START)
-        self._shutdown_deadline = NEVER
+        self._shutdown_deadline = NEVER_NS
         self._shutdown: ShutdownNotice | None = None
         first, last = cfg.dynamic_stream_id_range or (1, 0)
         self._core = DriverCore(self._streams, self._leases, first, last,
-                                len(cfg.static_stream_ids), int(cfg.outbox_capacity or n_l))
+                                len(cfg.static_stream_ids), int(cfg.outbox_capacity or n_l),
+                                cfg.allow_dynamic_streams, cfg.drain_on_producer_loss)
         self._counters = self._core.column("counters")
         self._epoch = self._core.column("epoch")
         self._stream_id = self._core.column("stream_id")
@@ -138,9 +167,16 @@ class Driver:
             self._core.provision_static(sid)
 
     # ------------------------------------------------------------------ helpers
-    def _check_now(self, now_ns: object) -> int:
-        """Validate a time (changes nothing; the caller commits it with ``_now_ns = now``)."""
-        now = _check_int("now_ns", now_ns)
+    def _check_open(self) -> None:
+        """Raise :class:`DriverClosedError` after :meth:`close` (checked after the arguments are
+        converted, since converting one may run a caller's code that closes the driver)."""
+        if self._closed:
+            raise DriverClosedError("this Driver is closed; every call on it raises (make a new "
+                                    "one, or Driver.load a saved snapshot)")
+
+    def _check_now(self, now: int) -> int:
+        """Validate a converted time (changes nothing; the caller commits it with
+        ``_now_ns = now``)."""
         if not 0 <= now <= self.max_time_ns:
             raise ValueError(f"now_ns must be between 0 and {self.max_time_ns}, got {now}")
         if now < self._now_ns:
@@ -153,15 +189,22 @@ class Driver:
             return -1
         return int(self._core.slot_of(stream_id))
 
-    def _lease_slot(self, lease_id: object, client_id: object, stream_id: object,
-                    role: object) -> int:
-        """Live lease slot of ``lease_id`` if it is held by ``client_id`` (and, when given, on
-        ``stream_id`` with ``role``); -1 otherwise, whatever the reason."""
-        lid = _check_int("lease_id", lease_id)
-        client = _check_int("client_id", client_id)
-        sid = None if stream_id is None else _check_int("stream_id", stream_id)
+    def _lease_args(self, lease_id: object, now_ns: object, client_id: object,
+                    stream_id: object, role: object) -> tuple[int, int, int, int | None, int | None]:
+        """The converted arguments of keepalive and detach (nothing looked up yet), with the
+        driver checked open afterwards."""
+        lid = plain_int("lease_id", lease_id)
+        client = plain_int("client_id", client_id)
+        sid = _optional_int("stream_id", stream_id)
         role_code = None if role is None else _role(role)
-        if not 0 < lid < NEVER or not 0 < client <= MAX_CLIENT_ID:
+        now = plain_int("now_ns", now_ns)
+        self._check_open()
+        return lid, now, client, sid, role_code
+
+    def _lease_slot(self, lid: int, client: int, sid: int | None, role_code: int | None) -> int:
+        """Live lease slot of ``lid`` if it is held by ``client`` (and, when given, on ``sid``
+        with ``role_code``); -1 otherwise, whatever the reason."""
+        if not 0 < lid <= _INT64[1] or not 0 < client <= MAX_CLIENT_ID:
             return -1
         ls = int(self._core.live_lease(lid, client))
         if ls < 0:
@@ -175,19 +218,19 @@ class Driver:
 
     def _live_slot(self, lease_id: int) -> int:
         """Live lease slot of ``lease_id`` whoever holds it, or -1."""
-        return int(self._core.live_lease(lease_id, 0)) if 0 < lease_id < NEVER else -1
+        return int(self._core.live_lease(lease_id, 0)) if 0 < lease_id <= _INT64[1] else -1
 
     def _ended(self, lease_id: int) -> bool:
         return 0 < lease_id <= self._core.last_lease_id
 
-    def _ended_not_live(self, lease_id: object) -> bool:
+    def _ended_not_live(self, lid: int) -> bool:
         """True for an issued lease that is no longer live (not for one another client holds)."""
-        lid = _check_int("lease_id", lease_id)
         return self._ended(lid) and self._live_slot(lid) < 0
 
-    def _reject(self, code: ResponseCode, reason: str, stream_id: int) -> AttachResult:
-        self._core.reject()
-        return AttachResult(code, 0, stream_id, 0, reason)
+    def _epoch_at_max(self, ls: int) -> Response:
+        sid = int(self._stream_id[self._lease_stream[ls]])
+        return Response(_REJECTED, f"epoch of stream {sid} is at its maximum {EPOCH_MAX}: the "
+                                   "lease of its producer cannot end")
 
     # ------------------------------------------------------------------ control operations
     def attach(self, stream_id: int, role: Role | int | str, client_id: int, now_ns: int,
@@ -208,47 +251,28 @@ class Driver:
             TypeError: an argument has the wrong Python type.
             ValueError: ``now_ns`` is out of range or earlier than a time already seen.
         """
-        sid = _check_int("stream_id", stream_id)
-        client = _check_int("client_id", client_id)
-        if not isinstance(create, bool):
-            raise TypeError(f"create must be a bool, got {type(create).__name__} {create!r}")
+        sid = plain_int("stream_id", stream_id)
+        client = plain_int("client_id", client_id)
+        creating = plain_bool("create", create)
         role_code = _role(role)
-        now = self._check_now(now_ns)
+        now = plain_int("now_ns", now_ns)
+        self._check_open()
+        now = self._check_now(now)
         self._now_ns = now
         lifecycle = self._lifecycle.current
         if lifecycle is not DriverState.RUNNING:
+            self._core.reject()
             why = "driver draining" if lifecycle is DriverState.DRAINING else "driver stopped"
-            return self._reject(_REJECTED, why, sid)
-        if role_code < 0:
-            return self._reject(_INVALID, f"unknown role {role!r}", sid)
-        if not 0 <= sid <= MAX_STREAM_ID:
-            return self._reject(_INVALID, f"stream id {sid} out of range 0..{MAX_STREAM_ID}", sid)
-        if not 0 < client <= MAX_CLIENT_ID:
-            return self._reject(_INVALID, f"client id {client} out of range 1..{MAX_CLIENT_ID}", sid)
-        if self._core.holds_lease(client):
-            return self._reject(_REJECTED, "client_id already attached", sid)
-        slot = self._slot_of(sid)
-        state = -1 if slot < 0 else int(self._streams.states[slot])
-        creating = state < 0 or state == State.CLOSED
-        if creating:
-            if not (self.config.allow_dynamic_streams and create):
-                return self._reject(_REJECTED, f"unknown stream {sid}", sid)
-            first, last = self._core.dyn_first, self._core.dyn_last
-            if not first <= sid <= last:
-                return self._reject(
-                    _INVALID, f"stream id {sid} outside the dynamic range [{first}, {last}]", sid)
-            if self._core.stream_room == 0:
-                return self._reject(_REJECTED, "stream capacity exhausted", sid)
-        else:
-            if role_code == Role.PRODUCER and self._core.column("producer")[slot] != 0:
-                return self._reject(_REJECTED, "producer already attached", sid)
-            if state == State.DRAINING and not (role_code == Role.PRODUCER
-                                                and self._streams.drain_on_producer_loss):
-                return self._reject(_REJECTED, "stream draining", sid)
-        if len(self._leases) == self._leases.capacity:
-            return self._reject(_REJECTED, "lease capacity exhausted", sid)
+            return AttachResult(_REJECTED, 0, sid, 0, why)
         expiry = now + self.config.lease_expiry_ns
-        lease_id, slot = self._core.attach(sid, role_code, client, expiry, creating)
+        lease_id = int(self._core.attach(_i64(sid, -1), role_code, _i64(client, 0), expiry,
+                                         creating))
+        if lease_id < 0:
+            code, reason = _REFUSALS[-lease_id]
+            return AttachResult(code, 0, sid, 0, reason.format(
+                sid=sid, client=client, role=shown(role), first=self._core.dyn_first,
+                last=self._core.dyn_last, max=EPOCH_MAX))
+        slot = int(self._core.slot_of(sid))
         return AttachResult(_OK, lease_id, sid, int(self._epoch[slot]), "", expiry)
 
     def keepalive(self, lease_id: int, now_ns: int, *, client_id: int,
@@ -262,11 +286,13 @@ class Driver:
         Returns OK with the stream's epoch, REJECTED "lease ended" for a lease that ended, or
         REJECTED "unknown lease".
         """
-        ls = self._lease_slot(lease_id, client_id, stream_id, role)
-        now = self._check_now(now_ns)
+        lid, now, client, sid, role_code = self._lease_args(lease_id, now_ns, client_id,
+                                                             stream_id, role)
+        now = self._check_now(now)
         self._now_ns = now
+        ls = self._lease_slot(lid, client, sid, role_code)
         if ls < 0:
-            ended = self._ended_not_live(lease_id)
+            ended = self._ended_not_live(lid)
             return Response(_REJECTED, "lease ended" if ended else "unknown lease")
         self._core.keepalive(ls, now + self.config.lease_expiry_ns)
         return Response(_OK, "", int(self._epoch[self._lease_stream[ls]]))
@@ -280,11 +306,13 @@ class Driver:
         unknown lease. Returns OK with the stream's epoch afterwards, OK "lease already ended" for
         a lease that already ended, or REJECTED "unknown lease".
         """
-        ls = self._lease_slot(lease_id, client_id, stream_id, role)
-        now = self._check_now(now_ns)
-        self._now_ns = now
+        lid, now, client, sid, role_code = self._lease_args(lease_id, now_ns, client_id,
+                                                             stream_id, role)
+        now = self._check_now(now)
+        ls = self._lease_slot(lid, client, sid, role_code)
         if ls < 0:
-            if self._ended_not_live(lease_id):
+            self._now_ns = now
+            if self._ended_not_live(lid):
                 return Response(_OK, "lease already ended")
             return Response(_REJECTED, "unknown lease")
         return self._end(ls, RevokeReason.DETACHED, now)
@@ -299,22 +327,27 @@ class Driver:
         Raises:
             ValueError: ``reason`` is not REVOKED or EXPIRED.
         """
-        lid = _check_int("lease_id", lease_id)
-        code = _check_int("reason", reason)
+        lid = plain_int("lease_id", lease_id)
+        code = plain_int("reason", reason)
+        now = plain_int("now_ns", now_ns)
+        self._check_open()
         if code not in (RevokeReason.REVOKED, RevokeReason.EXPIRED):
-            raise ValueError(f"revoke reason must be REVOKED or EXPIRED, got {reason!r}")
-        now = self._check_now(now_ns)
-        self._now_ns = now
+            raise ValueError(f"revoke reason must be REVOKED or EXPIRED, got {shown(reason)}")
+        now = self._check_now(now)
         ls = self._live_slot(lid)
         if ls < 0:
+            self._now_ns = now
             if self._ended(lid):
                 return Response(_OK, "lease already ended")
             return Response(_REJECTED, "unknown lease")
         return self._end(ls, RevokeReason(code), now)
 
     def _end(self, ls: int, reason: RevokeReason, now: int) -> Response:
+        """End live lease slot ``ls`` and commit the clock (or, refused, change nothing)."""
         slot = int(self._lease_stream[ls])
-        self._core.end(ls, int(reason), now)
+        if not self._core.end(ls, int(reason), now):
+            return self._epoch_at_max(ls)
+        self._now_ns = now
         return Response(_OK, "", int(self._epoch[slot]))
 
     def poll(self, now_ns: int) -> int:
@@ -325,12 +358,20 @@ class Driver:
         A stream closed by idle cleanup is thus observable as Closed until the next poll.
         Returns the number of leases that expired.
         """
-        now = self._check_now(now_ns)
+        now = plain_int("now_ns", now_ns)
+        self._check_open()
+        now = self._check_now(now)
+        shutting_down = (self._lifecycle.current is DriverState.DRAINING
+                         and now >= self._shutdown_deadline)
+        blocked = int(self._core.end_blocked_by_epoch(not shutting_down, now))
+        if blocked >= 0:
+            raise OverflowError(f"the epoch of stream {blocked} is at its maximum {EPOCH_MAX}: "
+                                "the lease of its producer cannot end; nothing was changed")
         self._now_ns = now
         if self._lifecycle.current is not DriverState.STOPPED:
             self._core.recycle_closed()
         n: int = self._core.expire(now)
-        if self._lifecycle.current is DriverState.DRAINING and now >= self._shutdown_deadline:
+        if shutting_down:
             self._core.shutdown(now)
             self._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
             if self._shutdown is not None:
@@ -339,18 +380,30 @@ class Driver:
             self._shared.publish()
         return n
 
-    def bump_epoch(self, stream_id: int) -> Response:
+    def bump_epoch(self, stream_id: int, *, now_ns: int | None = None) -> Response:
         """Explicit remap: bump a Live stream's epoch (EpochBumped; the state is kept).
 
-        Returns OK with the new epoch, or REJECTED for an unknown or closed stream.
+        ``now_ns`` (optional, for callers that keep the driver's clock in step; the contract's
+        call is ``bump_epoch(stream_id)``) is the time of the request, validated like every
+        other time and committed as the driver's clock; without it the clock stays.
+
+        Returns OK with the new epoch, or REJECTED for an unknown or closed stream or an epoch
+        at its maximum (``EPOCH_MAX``; nothing changes).
         """
-        sid = _check_int("stream_id", stream_id)
+        sid = plain_int("stream_id", stream_id)
+        now = _optional_int("now_ns", now_ns)
+        self._check_open()
+        now = self._now_ns if now is None else self._check_now(now)
+        self._now_ns = now
         slot = self._slot_of(sid)
         if slot < 0:
             return Response(_REJECTED, f"unknown stream {sid}")
         if self._streams.states[slot] == State.CLOSED:
             return Response(_REJECTED, f"stream {sid} is closed")
-        return Response(_OK, "", int(self._core.bump_epoch(slot)))
+        epoch = int(self._core.bump_epoch(slot))
+        if epoch < 0:
+            return Response(_REJECTED, f"epoch of stream {sid} is at its maximum {EPOCH_MAX}")
+        return Response(_OK, "", epoch)
 
     def request_shutdown(self, now_ns: int, token: str | None = None, *,
                          reason: ShutdownReason | int = ShutdownReason.NORMAL,
@@ -369,25 +422,27 @@ class Driver:
             ValueError: unknown reason, message too long, or a bad ``now_ns``.
             TypeError: ``message`` is not a str.
         """
-        code = _check_int("reason", reason)
+        now = plain_int("now_ns", now_ns)
+        given = None if token is None else plain_str("token", token)
+        code = plain_int("reason", reason)
+        text = plain_str("message", message)
+        self._check_open()
         if code not in tuple(ShutdownReason):
-            raise ValueError(f"shutdown reason must be NORMAL or ADMIN, got {reason!r}")
-        if not isinstance(message, str):
-            raise TypeError(f"message must be a str, got {type(message).__name__}")
-        if len(message) > MAX_SHUTDOWN_MESSAGE:
-            raise ValueError(f"message has {len(message)} characters, at most "
+            raise ValueError(f"shutdown reason must be NORMAL or ADMIN, got {shown(reason)}")
+        if len(text) > MAX_SHUTDOWN_MESSAGE:
+            raise ValueError(f"message has {len(text)} characters, at most "
                              f"{MAX_SHUTDOWN_MESSAGE} are allowed")
-        now = self._check_now(now_ns)
+        now = self._check_now(now)
         self._now_ns = now
         expected = self.config.shutdown_token
-        if expected is not None and token != expected:
+        if expected is not None and given != expected:
             return Response(_REJECTED, "invalid shutdown token")
         current = self._lifecycle.current
         self._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)
         if current is not DriverState.RUNNING:
             return Response(_OK, f"already {current.name.lower()}")
         self._shutdown_deadline = now + self.config.shutdown_timeout_ns
-        self._shutdown = ShutdownNotice(ShutdownReason(code), message, now)
+        self._shutdown = ShutdownNotice(ShutdownReason(code), text, now)
         self._core.drain()
         return Response(_OK, "draining")
 
@@ -395,6 +450,7 @@ class Driver:
     def shutdown_notice(self) -> ShutdownNotice | None:
         """The shutdown request the driver accepted (reason, message, time requested, time
         stopped), or None while it runs."""
+        self._check_open()
         return self._shutdown
 
     # ------------------------------------------------------------------ outboxes
@@ -406,11 +462,14 @@ class Driver:
         Without ``out`` a new array is returned. ``role`` and ``reason`` are codes:
         ``Role(notice["role"])`` and ``RevokeReason(notice["reason"])`` name them.
         """
+        if out is not None and (type(out) is not np.ndarray or out.dtype != REVOKED_NOTICE_DTYPE
+                                or out.ndim != 1):
+            raise TypeError("out must be a 1-D numpy array (not a subclass) of "
+                            "REVOKED_NOTICE_DTYPE")
+        self._check_open()
         pending = int(self._core.n_revoked)
         if out is None:
             out = np.empty(pending, REVOKED_NOTICE_DTYPE)
-        elif not isinstance(out, np.ndarray) or out.dtype != REVOKED_NOTICE_DTYPE or out.ndim != 1:
-            raise TypeError("out must be a 1-D array of REVOKED_NOTICE_DTYPE")
         n = min(pending, len(out))
         for name, column in self._revoked.items():
             out[name][:n] = column[:n]
@@ -424,19 +483,41 @@ class Driver:
         With ``out`` (an int64 array at least ``stream_capacity`` long, or at least as long as
         the due list) nothing is allocated and a view of the filled part is returned.
         """
+        if out is not None and (type(out) is not np.ndarray or out.dtype != np.int64
+                                or out.ndim != 1):
+            raise TypeError("out must be a 1-D int64 numpy array (not a subclass)")
+        self._check_open()
         if out is None:
             n = int(self._core.take_announces(self._announce_buf))
             return self._announce_buf[:n].copy()
-        if not isinstance(out, np.ndarray) or out.dtype != np.int64 or out.ndim != 1:
-            raise TypeError("out must be a 1-D int64 array")
         due = int(self._core.n_announces_due)
         if len(out) < due:
             raise ValueError(f"out holds {len(out)} entries, {due} announces are due")
         return out[:int(self._core.take_announces(out))]
 
+    def revoked_notices(self) -> list[RevokedNotice]:
+        """Take every pending lease-revoked notice as a named :class:`RevokedNotice` (role and
+        reason as enums), oldest first, and clear the outbox: the readable form of
+        :meth:`drain_revoked`, built when drained (the hot path stores plain columns)."""
+        return [RevokedNotice(int(n["lease_id"]), int(n["stream_id"]), int(n["client_id"]),
+                              Role(int(n["role"])), RevokeReason(int(n["reason"])),
+                              int(n["time_ns"])) for n in self.drain_revoked()]
+
+    def announces(self) -> list[Announce]:
+        """Take the due announces as named :class:`Announce` records (stream id, its epoch and
+        state now), in the order they became due, and clear: the readable form of
+        :meth:`drain_announces`."""
+        ids = self.drain_announces()
+        out = []
+        for sid in ids.tolist():
+            slot = self._slot_of(sid)
+            out.append(Announce(sid, int(self._epoch[slot]), self._streams.state(slot)))
+        return out
+
     def announce_eligible(self) -> npt.NDArray[np.int64]:
         """Stream ids eligible for the periodic announce (Live and provisioned), one vectorised
         pass over the stream table."""
+        self._check_open()
         states = self._streams.states
         eligible: npt.NDArray[np.int64] = self._stream_id[(states == State.ACTIVE)
                                                          | (states == State.DRAINING)]
@@ -446,21 +527,25 @@ class Driver:
     @property
     def state(self) -> DriverState:
         """The driver lifecycle state (Running, Draining or Stopped)."""
+        self._check_open()
         return self._lifecycle.current  # type: ignore[return-value]
 
     @property
     def now_ns(self) -> int:
         """The latest time the driver has seen."""
+        self._check_open()
         return self._now_ns
 
     @property
     def streams(self) -> StreamTable:
         """The stream table (read it; mutating it directly bypasses the driver's bookkeeping)."""
+        self._check_open()
         return self._streams
 
     @property
     def counters(self) -> Mapping[str, int]:
         """A snapshot of the driver's counters (names in :data:`COUNTER_NAMES`)."""
+        self._check_open()
         out = dict(zip(COUNTER_NAMES, self._counters.tolist()))
         out[COUNTER_NAMES[Counter.STREAM_HSM_UNHANDLED]] = self._streams.unhandled_total
         out[COUNTER_NAMES[Counter.LEASE_HSM_UNHANDLED]] = self._leases.unhandled_total
@@ -469,6 +554,7 @@ class Driver:
     def stats(self) -> dict[str, object]:
         """Counters and statistics as plain data: the driver state, its counters, the stream and
         lease tables' :meth:`~streamhsm.MachineTable.stats`, and the pending outboxes."""
+        self._check_open()
         return {
             "state": self.state.name,
             "counters": dict(self.counters),
@@ -481,12 +567,15 @@ class Driver:
     def stream_state(self, stream_id: int) -> State | None:
         """State of the stream with this id, or None if it has no slot (never provisioned, or its
         slot was recycled after idle cleanup). A Closed stream stays observable until recycled."""
-        slot = self._slot_of(_check_int("stream_id", stream_id))
+        sid = plain_int("stream_id", stream_id)
+        self._check_open()
+        slot = self._slot_of(sid)
         return None if slot < 0 else self._streams.state(slot)
 
     def stream_info(self, stream_id: int) -> StreamInfo | None:
         """The registry row of a stream id, or None if it has no slot."""
-        sid = _check_int("stream_id", stream_id)
+        sid = plain_int("stream_id", stream_id)
+        self._check_open()
         slot = self._slot_of(sid)
         if slot < 0:
             return None
@@ -499,7 +588,8 @@ class Driver:
 
     def epoch(self, stream_id: int) -> int:
         """Current (or, after recycling, last) epoch of a stream id; 0 if never provisioned."""
-        sid = _check_int("stream_id", stream_id)
+        sid = plain_int("stream_id", stream_id)
+        self._check_open()
         slot = self._slot_of(sid)
         if slot >= 0:
             return int(self._epoch[slot])
@@ -511,7 +601,8 @@ class Driver:
     def lease_state(self, lease_id: int) -> LeaseState | None:
         """State of a lease: Active while live, Closed once ended (lease ids are never reused),
         None for an id never issued."""
-        lid = _check_int("lease_id", lease_id)
+        lid = plain_int("lease_id", lease_id)
+        self._check_open()
         ls = self._live_slot(lid)
         if ls >= 0:
             return self._leases.state(ls)  # type: ignore[return-value]
@@ -519,12 +610,15 @@ class Driver:
 
     def lease_expiry(self, lease_id: int) -> int | None:
         """Expiry time (ns) of a live lease, None otherwise."""
-        ls = self._live_slot(_check_int("lease_id", lease_id))
+        lid = plain_int("lease_id", lease_id)
+        self._check_open()
+        ls = self._live_slot(lid)
         return None if ls < 0 else int(self._lease_expiry[ls])
 
     @property
     def live_leases(self) -> int:
         """Number of live leases."""
+        self._check_open()
         return len(self._leases)
 
     # ------------------------------------------------------------------ snapshots
@@ -532,6 +626,7 @@ class Driver:
         """The driver's state as plain data (states, counters, epochs and their high-water marks,
         leases, pending outboxes, lifecycle, clock), with its kind, format version, machine
         fingerprints and configuration (neither the shutdown token nor the segment name)."""
+        self._check_open()
         scalars = {
             "driver_state": int(self._lifecycle.current), "now_ns": self._now_ns,
             "shutdown_deadline": int(self._shutdown_deadline),
@@ -550,11 +645,20 @@ class Driver:
             shutdown)
 
     def close(self) -> None:
-        """Release what outlives the driver object: the shared-memory segment, if any."""
+        """Release what outlives the driver object (the shared-memory segment, if any) and close
+        the driver: from then on every call on it raises :class:`DriverClosedError` and changes
+        nothing. Closing again does nothing."""
+        self._closed = True
         if self._shared is not None:
             self._shared.close()
 
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
     def __enter__(self) -> Driver:
+        self._check_open()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -573,8 +677,10 @@ class Driver:
             SnapshotError: another kind, version or machine; a configuration, column or table
                 that does not fit; any value out of range or inconsistent with another.
         """
-        valid = persistence.validate(snap, shutdown_token=shutdown_token)
-        d = cls(valid.config, now_ns=0, shm_name=shm_name)
+        token = None if shutdown_token is None else plain_str("shutdown_token", shutdown_token)
+        name = None if shm_name is None else plain_str("shm_name", shm_name)
+        valid = persistence.validate(snap, shutdown_token=token)
+        d = cls(valid.config, now_ns=0, shm_name=name)
         try:
             d._restore(valid)
         except BaseException:
@@ -598,6 +704,7 @@ class Driver:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`snapshot` to ``path`` (``.npz``, no pickles)."""
+        self._check_open()
         save_snapshot(self.snapshot(), path)
 
     @classmethod
@@ -609,9 +716,13 @@ class Driver:
             SnapshotError: the file is not a valid driver snapshot (see :meth:`restore`).
             OSError: the file cannot be opened.
         """
-        return cls.restore(load_snapshot(path), shutdown_token, shm_name=shm_name)
+        token = None if shutdown_token is None else plain_str("shutdown_token", shutdown_token)
+        name = None if shm_name is None else plain_str("shm_name", shm_name)
+        return cls.restore(load_snapshot(path), token, shm_name=name)
 
     def __repr__(self) -> str:
+        if self._closed:
+            return "<Driver closed>"
         return (f"<Driver {self.state.name} streams={len(self._streams)} "
                 f"leases={len(self._leases)}>")
 

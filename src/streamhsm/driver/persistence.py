@@ -1,7 +1,10 @@
 """Driver snapshots: what a snapshot holds, and the checks a snapshot passes before it is used.
 
 A driver snapshot is plain data (see :mod:`streamhsm.snapshot`). Restoring one never trusts it:
-:func:`validate` checks the header, then the configuration, then that every column has the length
+:func:`validate` first copies every field out of the mapping into owned values of exact types
+(plain ``int``/``str``/``float``/``bool``, owned C-contiguous numpy arrays), reading the mapping
+only through ``dict``'s own storage, so no method of the caller's mapping, keys or values runs
+after that point and nothing checked can change afterwards. Then it checks the header, then the configuration, then that every column has the length
 the configuration implies (so a small file cannot make the driver allocate much), then every value
 range and every cross-reference between columns, all before a driver is built. Only a
 :class:`~streamhsm.driver._core.ValidatedState` reaches the Cython core. Every failure is a
@@ -13,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +24,8 @@ import numpy.typing as npt
 from ..machine import FREE_SLOT
 from ..lifecycle import State, stream_machine
 from ..snapshot import SNAPSHOT_VERSION, SnapshotError, array, check_kind
-from ._core import NEVER, N_CORE_COUNTERS, ValidatedState, driver_layout
+from ._args import shown
+from ._core import EPOCH_MAX, LEASE_ID_MAX, N_CORE_COUNTERS, NEVER, ValidatedState, driver_layout
 from .config import MAX_CLIENT_ID, DriverConfig
 from .machines import DriverState, LeaseState, driver_machine, lease_machine
 from .protocol import MAX_SHUTDOWN_MESSAGE, RevokeReason, Role, ShutdownNotice, ShutdownReason
@@ -29,12 +33,8 @@ from .protocol import MAX_SHUTDOWN_MESSAGE, RevokeReason, Role, ShutdownNotice, 
 if TYPE_CHECKING:
     from .control import Driver
 
-__all__ = ["EPOCH_MAX", "DriverSnapshot", "fingerprint", "snapshot", "validate"]
+__all__ = ["EPOCH_MAX", "DriverSnapshot", "fingerprint", "own", "snapshot", "validate"]
 
-#: Largest epoch a snapshot may hold (restoring bumps every Live epoch once more).
-EPOCH_MAX = 2**62
-#: Largest ``last_lease_id`` a snapshot may hold (lease ids then stay far from int64's end).
-MAX_LEASE_ID = 2**62
 #: Largest configuration text a snapshot may hold.
 MAX_CONFIG_CHARS = 65536
 #: Scalar fields of a driver snapshot besides the header and the configuration.
@@ -86,13 +86,60 @@ class DriverSnapshot:
 
 
 # ---------------------------------------------------------------------- the steps
+_PLAIN = (int, float, str, bool, bytes, type(None))
+_BASE_COPIES: tuple[tuple[type, Any], ...] = (
+    (int, int.__index__), (float, float.__float__), (str, str.__str__), (bytes, bytes.__bytes__))
+#: Numpy scalar types taken as plain values (exact types only, converted with ``.item()``).
+_NUMPY_SCALARS = frozenset(t for t in np.sctypeDict.values() if t is not np.object_)
+
+
+def own(snap: object) -> dict[str, Any]:
+    """Every field of a snapshot mapping copied into a new dict of owned, exact-type values.
+
+    The mapping is read through ``dict``'s own storage (a ``dict`` subclass's ``get``,
+    ``__getitem__`` or ``items`` never run); keys must be exact ``str``; a value must be a plain
+    ``int``, ``float``, ``str``, ``bool``, ``bytes`` or None (a subclass is copied into its base
+    type), a numpy scalar of an exact numpy type, or a numpy array without objects, which is
+    copied into a new C-contiguous base-class array.
+
+    Raises:
+        SnapshotError: not a dict, a key that is not a str, or a value that is not plain data.
+    """
+    if not issubclass(type(snap), dict):
+        raise SnapshotError(f"a snapshot is a dict, got {type(snap).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in dict.items(cast("dict[object, object]", snap)):
+        if type(key) is not str:
+            raise SnapshotError(f"snapshot key {shown(key)} is not a str")
+        out[key] = _owned(key, value)
+    return out
+
+
+def _owned(key: str, value: object) -> object:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    for base, copy_of in _BASE_COPIES:
+        if issubclass(kind, base):
+            return copy_of(value)  # the base type's own copy: no method of the subclass runs
+    if kind in _NUMPY_SCALARS:
+        return value.item()  # type: ignore[attr-defined]
+    if issubclass(kind, np.ndarray):
+        copy = np.array(value, copy=True, order="C", subok=False)
+        if type(copy) is not np.ndarray or copy.dtype.hasobject:
+            raise SnapshotError(f"snapshot field {key!r} is an array of objects, not plain data")
+        return copy
+    raise SnapshotError(f"snapshot field {key!r} holds a {kind.__name__}, not plain data")
+
+
 def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapshot:
-    """Check a driver snapshot completely, allocating nothing proportional to what it claims.
+    """Check a driver snapshot completely, allocating nothing proportional to what it claims,
+    on an owned copy of it (:func:`own`) so that nothing checked can change afterwards.
 
     Raises:
         SnapshotError: anything wrong, named with the offending field and value.
     """
-    header = check_kind(snap, "Driver")
+    header = check_kind(own(snap), "Driver")
     config = _config(header, shutdown_token)
     expected = fingerprint(config.drain_on_producer_loss)
     if header.get("fingerprint") != expected:
@@ -179,9 +226,8 @@ def _tables(snap: dict[str, Any], config: DriverConfig) -> dict[str, dict[str, A
 
 def _scalars(snap: dict[str, Any], layout: dict[str, tuple[np.dtype[Any], int, int]],
              config: DriverConfig) -> dict[str, int]:
-    max_time = NEVER - 1 - max(config.lease_expiry_ns, config.shutdown_timeout_ns)  # Driver.max_time_ns
-    limits = {"driver_state": int(max(DriverState)), "now_ns": max_time, "shutdown_deadline": NEVER,
-              "last_lease_id": MAX_LEASE_ID, "n_revoked": layout["revoked_lease_id"][1],
+    limits = {"driver_state": int(max(DriverState)), "now_ns": config.max_time_ns,
+              "shutdown_deadline": NEVER, "last_lease_id": LEASE_ID_MAX, "n_revoked": layout["revoked_lease_id"][1],
               "closed_dynamic": layout["stream_id"][1]}
     out = {}
     for key in SCALARS:
@@ -222,12 +268,15 @@ def _check_streams(cols: dict[str, npt.NDArray[Any]], states: npt.NDArray[np.uin
     _fail_at(dynamic > 1, "dynamic flag at stream slot {slot} is not 0 or 1")
     _fail_at(open_ & ((sid < 0) | (sid > 2**31 - 1)), "stream slot {slot} has a stream id out of range")
     _fail_at(~open_ & (sid != -1), "free stream slot {slot} has a stream id")
-    _fail_at((epoch < 0) | (epoch > EPOCH_MAX), "epoch at stream slot {slot} is out of range")
+    _fail_at(epoch < 0, "epoch at stream slot {slot} is out of range")
+    # a restore bumps every Live epoch once (a restart): one at EPOCH_MAX cannot get a new one
+    _fail_at(open_ & (states != State.CLOSED) & (epoch == EPOCH_MAX),
+             "epoch at stream slot {slot} is at its maximum: a restart cannot give it a new epoch")
     static = open_ & (dynamic == 0)
     if sorted(sid[static].tolist()) != sorted(config.static_stream_ids):
         raise SnapshotError("snapshot static streams do not match the configured static stream ids")
     dyn_slot, dyn_epoch = cols["dyn_slot"], cols["dyn_epoch"]
-    _fail_at((dyn_epoch < 0) | (dyn_epoch > EPOCH_MAX), "dyn_epoch entry {slot} is out of range")
+    _fail_at(dyn_epoch < 0, "dyn_epoch entry {slot} is out of range")
     first = config.dynamic_stream_id_range[0] if config.dynamic_stream_id_range else 0
     dyn = np.flatnonzero(open_ & (dynamic == 1))
     ids = sid[dyn] - first

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from ..codes import CodeEnum
+from ..lifecycle import State
 
-__all__ = ["COUNTER_NAMES", "MAX_SHUTDOWN_MESSAGE", "REVOKED_NOTICE_DTYPE", "AttachResult", "Counter", "Response",
-           "ResponseCode", "RevokeReason", "Role", "ShutdownNotice", "ShutdownReason"]
+__all__ = ["COUNTER_NAMES", "MAX_SHUTDOWN_MESSAGE", "REVOKED_NOTICE_DTYPE", "Announce", "AttachResult",
+           "Counter", "Response", "ResponseCode", "RevokeReason", "RevokedNotice", "Role",
+           "ShutdownNotice", "ShutdownReason"]
 
 
 class Role(CodeEnum):
@@ -20,7 +23,12 @@ class Role(CodeEnum):
 
 
 class ResponseCode(CodeEnum):
-    """Outcome of a control operation (driver spec section 4.6)."""
+    """Outcome of a control operation (driver spec section 4.6).
+
+    The five names are the contract's. This in-process model answers OK, INVALID_PARAMS and
+    REJECTED; UNSUPPORTED and INTERNAL_ERROR are for a transport (an operation it does not carry,
+    a failure outside the model), which is why they stay although the model never returns them.
+    """
 
     OK = 0
     UNSUPPORTED = 1
@@ -43,6 +51,25 @@ class ShutdownReason(CodeEnum):
 
     NORMAL = 0
     ADMIN = 1
+
+
+class AttachRefusal(CodeEnum):
+    """Why the driver core refused an attach, in the order the rules are checked (internal:
+    ``Driver.attach`` turns a refusal into its response code and reason; the rules themselves
+    are checked only by the core, see docs/design.md)."""
+
+    ROLE = 1
+    STREAM_ID = 2
+    CLIENT_ID = 3
+    CLIENT_HOLDS_LEASE = 4
+    UNKNOWN_STREAM = 5
+    OUTSIDE_DYNAMIC_RANGE = 6
+    STREAM_CAPACITY = 7
+    PRODUCER_ATTACHED = 8
+    STREAM_DRAINING = 9
+    EPOCH_AT_MAXIMUM = 10
+    LEASE_CAPACITY = 11
+    LEASE_IDS_EXHAUSTED = 12
 
 
 #: Longest message ``request_shutdown`` accepts (characters).
@@ -94,6 +121,28 @@ REVOKED_NOTICE_DTYPE = np.dtype([
     ("reason", np.uint8),
     ("time_ns", np.int64),
 ])
+
+
+class RevokedNotice(NamedTuple):
+    """One lease-revoked notice, named for people (:meth:`Driver.revoked_notices`); the
+    allocation-free path is :meth:`Driver.drain_revoked` with its ``REVOKED_NOTICE_DTYPE``
+    records."""
+
+    lease_id: int
+    stream_id: int
+    client_id: int
+    role: Role
+    reason: RevokeReason
+    time_ns: int
+
+
+class Announce(NamedTuple):
+    """One due announce, named for people (:meth:`Driver.announces`): the stream, its epoch and
+    its state when drained. The allocation-free path is :meth:`Driver.drain_announces`."""
+
+    stream_id: int
+    epoch: int
+    state: State
 
 
 @dataclass(frozen=True, slots=True)
