@@ -239,12 +239,20 @@ def _create_segment(name: str, size: int) -> tuple[int, mmap.mmap, str | None]:
         mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
     except BaseException:
         try:
-            if tmp is not None:
-                os.unlink(tmp)
+            _discard(tmp)
         finally:
             os.close(fd)
         raise
     return fd, mm, tmp
+
+
+def _discard(tmp: str | None) -> None:
+    """Remove the temporary name of a segment being created, if it has one (and it is left)."""
+    if tmp is not None:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
 
 
 def _exists_error(name: str, path: str) -> FileExistsError:
@@ -274,8 +282,7 @@ def _link(fd: int, tmp: str | None, name: str, reclaim_stale: bool) -> None:
         finally:
             os.close(dir_fd)
     finally:
-        if tmp is not None:
-            os.unlink(tmp)
+        _discard(tmp)
 
 
 def _unlink_if(path: str, ident: tuple[int, int]) -> None:
@@ -351,7 +358,10 @@ class SharedStreamTable(StreamTable):
                              arrays=_views(mm, cap, machine.n_events))
             _link(fd, tmp, name, reclaim_stale)
         except BaseException:
-            self._release_mapping()
+            try:
+                _discard(tmp)
+            finally:
+                self._release_mapping()
             raise
         st = os.fstat(fd)
         self._ident = (st.st_dev, st.st_ino)
