@@ -45,7 +45,8 @@ from streamhsm import Driver, DriverConfig
 from streamhsm import shm
 from streamhsm.shm import SharedStreamTable
 
-assert os.statvfs("/dev/shm").f_blocks * os.statvfs("/dev/shm").f_frsize == SHM_SIZE, "not the small tmpfs"
+vfs = os.statvfs("/dev/shm")
+assert vfs.f_blocks * vfs.f_frsize == SHM_SIZE, "not the small tmpfs"
 out = {}
 
 def attempt(key, make):

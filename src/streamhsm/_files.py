@@ -52,7 +52,8 @@ def open_regular(path: str, what: str, error: type[Exception], *,
     fd = os.open(path, flags)
     try:
         st = os.fstat(fd)
-        if not _stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+        same = (st.st_dev, st.st_ino) == (before.st_dev, before.st_ino)
+        if not _stat.S_ISREG(st.st_mode) or not same:
             raise error(f"{what} was replaced while being opened (it is now "
                         f"{file_kind(st.st_mode)}); refusing it")
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)

@@ -311,10 +311,10 @@ class SharedStreamTable(StreamTable):
     hidden temporary name); once its header and columns are written it is linked to ``NAME``,
     which fails if that name exists. The writer holds a shared ``flock`` on it for its lifetime,
     which :func:`~streamhsm.shm.reclaim` respects. It is removed by :meth:`close` (also on
-    ``with``-exit, and by the finaliser if the owner forgets). Only the creating process removes it: a forked child
-    that closes or drops the table leaves the parent's segment alone. Call :meth:`publish` from
-    the duty cycle to refresh the heartbeat and the unhandled total readers see; dispatching
-    itself needs nothing extra.
+    ``with``-exit, and by the finaliser if the owner forgets). Only the creating process removes
+    it: a forked child that closes or drops the table leaves the parent's segment alone. Call
+    :meth:`publish` from the duty cycle to refresh the heartbeat and the unhandled total readers
+    see; dispatching itself needs nothing extra.
 
     A writer killed without closing (SIGKILL) leaves its segment behind, and creating it again
     raises ``FileExistsError`` saying to run ``streamhsm stat NAME --reclaim``. Pass
