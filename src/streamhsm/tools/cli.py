@@ -93,7 +93,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     stat.add_argument("name", help="segment name: the driver's DriverConfig.shm_name (the file "
                                    "/dev/shm/NAME)")
     stat.add_argument("--interval", type=float, default=1.0,
-                      help="seconds between refreshes, finite and >= 0")
+                      help=f"seconds between refreshes, 0 to {MAX_STAT_INTERVAL:.0f}")
     stat.add_argument("--state", default=None, help="also list the slots in this state")
     stat.add_argument("--limit", type=int, default=20, help="slots to list, >= 0")
     stat.add_argument("--count", type=int, default=0,
