@@ -90,7 +90,7 @@ def test_every_error_class_is_exported() -> None:
 # whose public modules build on each other). The declaration's ``MachineSpec.compile`` calls the
 # compiler at call time (an import inside the method), the one call up.
 ENGINE_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("base", frozenset({"errors", "codes", "_views", "_limits", "_codec", "_trace"})),
+    ("base", frozenset({"errors", "codes", "_files", "_views", "_limits", "_codec", "_trace"})),
     ("declaration", frozenset({"machine"})),
     ("compiler", frozenset({"compiler", "reference", "snapshot", "_observe"})),
     ("kernels", frozenset({"_kernel", "_checks"})),

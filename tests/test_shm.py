@@ -105,7 +105,7 @@ def test_two_processes_and_a_dead_writer(name: str) -> None:
             proc.wait(timeout=20)
             assert not r.writer_alive() and r.stale(10 * 10**9)
             assert r.count(State.ACTIVE) == 1000  # the last state stays readable
-            assert main(["stat", name, "--count", "1"]) == 0
+            assert main(["stat", name, "--count", "1"]) == 1  # cli.EXIT_WRITER_DEAD
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -424,11 +424,17 @@ def test_hostile_writer_pids_mean_a_dead_writer(name: str, pid: int, monkeypatch
             assert r.writer_alive() is False
             assert r.stale(10**15) is True
             assert r.stats()["writer_alive"] is False
-        assert main(["stat", name, "--count", "1"]) == 0
+        assert main(["stat", name, "--count", "1"]) == 1  # cli.EXIT_WRITER_DEAD
         assert f"writer={pid % 2**64} [DEAD]" in capsys.readouterr().out
         assert signalled == []  # never os.kill(0, ...) or a pid the kernel cannot have
-        assert reclaim(name) is True  # a pid no process can have is not a live writer
-        assert not os.path.exists(t.path)
+        with pytest.raises(SharedTableError, match="has the writer lock"):
+            reclaim(name)  # the writer (this process) still holds the segment's lock
+        with open(t.path, "rb") as fh:
+            data = fh.read()
+    with open(t.path, "wb") as fh:  # the same header, left by a writer that is gone
+        fh.write(data)
+    assert reclaim(name) is True  # a pid no process can have is not a live writer
+    assert not os.path.exists(t.path)
 
 
 def test_pid_max_bounds_liveness(name: str) -> None:

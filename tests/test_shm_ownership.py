@@ -186,7 +186,7 @@ def test_reclaim_a_segment_left_by_a_killed_writer(name: str, capsys: pytest.Cap
     assert os.path.exists(f"/dev/shm/{name}")  # nobody cleaned up after the killed writer
     with pytest.raises(FileExistsError, match="streamhsm.shm.reclaim"):
         SharedStreamTable(name, 4)
-    assert main(["stat", name, "--count", "1"]) == 0
+    assert main(["stat", name, "--count", "1"]) == 1  # cli.EXIT_WRITER_DEAD
     assert f"writer={pid} [DEAD]" in capsys.readouterr().out
     assert reclaim(name) is True
     assert not os.path.exists(f"/dev/shm/{name}")

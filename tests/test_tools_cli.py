@@ -183,7 +183,7 @@ def test_diagram_help_lists_every_format(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     stat = _help(["stat", "name"], capsys)
-    assert "seconds between refreshes, finite and >= 0 (default: 1.0)" in stat
+    assert "seconds between refreshes, 0 to 86400 (default: 1.0)" in stat
     assert "reported stale, finite and >= 0 (default: 3.0)" in stat
     assert "slots to list, >= 0 (default: 20)" in stat
     demo = _help(["demo"], capsys)

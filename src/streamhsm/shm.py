@@ -15,6 +15,14 @@ behind: :func:`~streamhsm.shm.reclaim` (or ``SharedStreamTable(..., reclaim_stal
 ``python -m streamhsm stat NAME --reclaim``) removes it once its writer is dead, never over a
 live writer.
 
+Creation never exposes a half-built segment and never crashes on a full /dev/shm: the file is
+created without a name (``O_TMPFILE``; a hidden temporary name where that is unavailable), every
+page is reserved with ``posix_fallocate`` (a /dev/shm without room is an ``OSError`` ENOSPC
+naming the size and the free space), the header and columns are written, and only then is it
+linked to ``NAME`` (a link fails if the name exists). The writer holds a shared ``flock`` on the
+segment from creation to close; :func:`reclaim` takes it exclusively (without waiting) before it
+checks the header and unlinks, so it can never remove a segment whose writer is running.
+
 Segment layout (little-endian)::
 
     0    magic            8 bytes  b"STRMHSM\\x00"
@@ -36,10 +44,12 @@ Segment layout (little-endian)::
 from __future__ import annotations
 
 import errno
+import fcntl
 import functools
 import mmap
 import os
-import stat as _stat
+import secrets
+import shlex
 import struct
 import threading
 import time
@@ -47,6 +57,8 @@ from typing import Any
 
 import numpy as np
 
+from ._files import open_regular
+from ._files import pread_exact as _pread
 from ._observe import TableObserver
 from .errors import StreamHsmError
 from .lifecycle import StreamTable, stream_machine
@@ -71,7 +83,9 @@ _OFF_NAME = 80
 _ALIGN = 64
 _SHM_DIR = "/dev/shm"
 _PID_MAX_FALLBACK = 2**22  # PID_MAX_LIMIT on 64-bit Linux
-_PREAD_CHUNK = 1 << 30  # Linux returns at most ~2 GiB per read
+#: Create segments unnamed (O_TMPFILE) and link them into place; else under a hidden temporary
+#: name (a test switches this off to exercise that path).
+_USE_TMPFILE = True
 
 
 class SharedTableError(StreamHsmError, ValueError):
@@ -152,85 +166,122 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _kind(mode: int) -> str:
-    for test, kind in ((_stat.S_ISDIR, "a directory"), (_stat.S_ISFIFO, "a FIFO"),
-                       (_stat.S_ISLNK, "a symlink"), (_stat.S_ISSOCK, "a socket"),
-                       (_stat.S_ISCHR, "a character device"), (_stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return kind
-    return f"of mode {mode:o}"
-
-
-def _open_regular(path: str, name: str) -> tuple[int, os.stat_result]:
+def _open_segment(path: str, name: str) -> tuple[int, os.stat_result]:
     """Open ``path`` read-only without blocking, only if it is a regular file (never follows a
     symlink, never opens a FIFO or device). FileNotFoundError if absent, else SharedTableError."""
     try:
-        before = os.lstat(path)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise SharedTableError(f"segment {name!r} cannot be inspected: {exc}") from exc
-    if not _stat.S_ISREG(before.st_mode):
-        raise SharedTableError(f"segment {name!r} is not a regular file ({path} is "
-                               f"{_kind(before.st_mode)}); refusing to open it")
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags)
+        return open_regular(path, f"segment {name!r}", SharedTableError, follow_symlinks=False)
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise SharedTableError(f"segment {name!r} cannot be opened: {exc}") from exc
+
+
+def _free_bytes() -> int:
+    """Bytes that can still be allocated in the segment directory (``os.statvfs``)."""
+    st = os.statvfs(_SHM_DIR)
+    return st.f_bavail * st.f_frsize
+
+
+def _no_space(name: str, size: int, free: int) -> OSError:
+    return OSError(errno.ENOSPC, f"shared segment {name!r} needs {size} bytes ({size / 2**20:.1f} "
+                   f"MiB) but {_SHM_DIR} has {free} bytes ({free / 2**20:.1f} MiB) free; give "
+                   f"{_SHM_DIR} more room (Docker: --shm-size) or make the table smaller",
+                   os.path.join(_SHM_DIR, name))
+
+
+def _reserve(fd: int, size: int, name: str) -> None:
+    """Allocate every page of the segment now (``posix_fallocate``), so that a full /dev/shm is an
+    ``OSError`` (ENOSPC) here instead of a SIGBUS at the first write to a page that has none."""
+    free = _free_bytes()
+    if size > free:
+        raise _no_space(name, size, free)
     try:
-        st = os.fstat(fd)
-        if not _stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
-            raise SharedTableError(f"segment {name!r} was replaced while being opened "
-                                   f"(now {_kind(st.st_mode)}); refusing it")
-    except BaseException:
-        os.close(fd)
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG):
+            raise _no_space(name, size, _free_bytes()) from None
         raise
-    return fd, st
 
 
-def _pread(fd: int, n: int, offset: int) -> bytes:
-    """Up to ``n`` bytes at ``offset`` (fewer only at end of file), as one immutable bytes."""
-    data = os.pread(fd, min(n, _PREAD_CHUNK), offset)
-    if len(data) == n or len(data) == 0:
-        return data
-    parts = [data]
-    got = len(data)
-    while got < n:
-        part = os.pread(fd, min(n - got, _PREAD_CHUNK), offset + got)
-        if not part:
-            break
-        parts.append(part)
-        got += len(part)
-    return b"".join(parts)
-
-
-def _create_segment(path: str, name: str, size: int) -> tuple[int, mmap.mmap, tuple[int, int]]:
-    """Create ``path`` exclusively with mode 0600 (never touching the process umask), size it and
-    map it read-write. Returns the open descriptor, the mapping and the file's (device, inode)."""
-    flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o600)  # the umask can only narrow this
-    except FileExistsError:
-        raise FileExistsError(
-            errno.EEXIST, f"shared segment {name!r} exists (a live writer, or a dead one: see "
-            "streamhsm.shm.reclaim)", path) from None
-    try:
-        st = os.fstat(fd)
-        ident = (st.st_dev, st.st_ino)
+def _new_file() -> tuple[int, str | None]:
+    """A new empty file in the segment directory that has no segment's name: unnamed
+    (``O_TMPFILE``: it vanishes if the process dies before linking it) where the system allows,
+    else a hidden temporary name. Returns the descriptor and the temporary path (None if
+    unnamed)."""
+    flags = os.O_RDWR | os.O_CLOEXEC
+    if _USE_TMPFILE and hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
         try:
-            os.fchmod(fd, 0o600)  # exactly owner-only, whatever the umask removed
-            os.ftruncate(fd, size)
-            mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        except BaseException:
-            _unlink_if(path, ident)
-            raise
+            return os.open(_SHM_DIR, flags | os.O_TMPFILE, 0o600), None
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    while True:
+        tmp = os.path.join(_SHM_DIR, f".streamhsm-new-{os.getpid()}-{secrets.token_hex(8)}")
+        try:
+            return os.open(tmp, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), tmp
+        except FileExistsError:
+            continue
+
+
+def _create_segment(name: str, size: int) -> tuple[int, mmap.mmap, str | None]:
+    """A new segment of ``size`` bytes, not yet visible under any segment name: created with mode
+    0600 (never touching the process umask), locked (``flock`` LOCK_SH, held by the writer for its
+    lifetime: :func:`reclaim` needs LOCK_EX), every page reserved, mapped read-write. Returns
+    the descriptor, the mapping and its temporary path (None if unnamed); :func:`_link` then
+    gives it its name."""
+    fd, tmp = _new_file()
+    try:
+        os.fchmod(fd, 0o600)  # exactly owner-only, whatever the umask removed
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        _reserve(fd, size, name)
+        mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
     except BaseException:
-        os.close(fd)
+        try:
+            _discard(tmp)
+        finally:
+            os.close(fd)
         raise
-    return fd, mm, ident
+    return fd, mm, tmp
+
+
+def _discard(tmp: str | None) -> None:
+    """Remove the temporary name of a segment being created, if it has one (and it is left)."""
+    if tmp is not None:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _exists_error(name: str, path: str) -> FileExistsError:
+    return FileExistsError(
+        errno.EEXIST, f"shared segment {name!r} exists: a live writer uses it, or one died "
+        f"without closing it; once its writer is dead, remove it with `streamhsm stat "
+        f"{shlex.quote(name)} --reclaim` (in Python: streamhsm.shm.reclaim(name), or "
+        "reclaim_stale=True)", path)
+
+
+def _link(fd: int, tmp: str | None, name: str, reclaim_stale: bool) -> None:
+    """Give the complete segment (header written) its name, failing if the name exists (a link
+    never replaces a file); with ``reclaim_stale`` a leftover is reclaimed first. The temporary
+    name, if any, is removed in every case."""
+    src = f"/proc/self/fd/{fd}" if tmp is None else tmp
+    try:
+        dir_fd = os.open(_SHM_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for attempt in (1, 2):
+                try:  # with dst_dir_fd, os.link is linkat(AT_SYMLINK_FOLLOW): /proc/self/fd/N works
+                    os.link(src, name, dst_dir_fd=dir_fd, follow_symlinks=True)
+                    return
+                except FileExistsError:
+                    if not reclaim_stale or attempt == 2:
+                        raise _exists_error(name, os.path.join(_SHM_DIR, name)) from None
+                    reclaim(name)  # SharedTableError over a live writer
+        finally:
+            os.close(dir_fd)
+    finally:
+        _discard(tmp)
 
 
 def _unlink_if(path: str, ident: tuple[int, int]) -> None:
@@ -253,20 +304,27 @@ def _mark_closed(mm: mmap.mmap) -> None:
 class SharedStreamTable(StreamTable):
     """A :class:`StreamTable` whose arrays live in the named shared-memory segment ``name``.
 
-    The segment ``/dev/shm/NAME`` is created exclusively with mode 0600 (set with ``fchmod``; the
-    process umask is never changed) and removed by :meth:`close` (also on ``with``-exit, and by
-    the finaliser if the owner forgets). Only the creating process removes it: a forked child
-    that closes or drops the table leaves the parent's segment alone. Call :meth:`publish` from
-    the duty cycle to refresh the heartbeat and the unhandled total readers see; dispatching
-    itself needs nothing extra.
+    The segment ``/dev/shm/NAME`` is created with mode 0600 (set with ``fchmod``; the process
+    umask is never changed) and every page reserved (``posix_fallocate``: a /dev/shm too small
+    for it is an ``OSError`` here, never a SIGBUS later), without a name (``O_TMPFILE``, or a
+    hidden temporary name); once its header and columns are written it is linked to ``NAME``,
+    which fails if that name exists. The writer holds a shared ``flock`` on it for its lifetime,
+    which :func:`~streamhsm.shm.reclaim` respects. It is removed by :meth:`close` (also on
+    ``with``-exit, and by the finaliser if the owner forgets). Only the creating process removes
+    it: a forked child that closes or drops the table leaves the parent's segment alone. Call
+    :meth:`publish` from the duty cycle to refresh the heartbeat and the unhandled total readers
+    see; dispatching itself needs nothing extra.
 
     A writer killed without closing (SIGKILL) leaves its segment behind, and creating it again
-    raises ``FileExistsError``. Pass ``reclaim_stale=True`` to remove such a leftover first (see
-    :func:`~streamhsm.shm.reclaim`: only when its writer is dead or it is marked closed).
+    raises ``FileExistsError`` saying to run ``streamhsm stat NAME --reclaim``. Pass
+    ``reclaim_stale=True`` to remove such a leftover first (see :func:`~streamhsm.shm.reclaim`:
+    only when its writer is dead or it is marked closed).
 
     Raises:
         ValueError: an invalid name (see :func:`check_segment_name`) or capacity.
         FileExistsError: a segment with this name exists (and was not reclaimed).
+        OSError: ``errno.ENOSPC`` when the segment does not fit in /dev/shm (the message names
+            its size and the free space; nothing is left behind), or another creation failure.
         SharedTableError: ``reclaim_stale=True`` but the existing segment has a live writer or
             is not a streamhsm table.
     """
@@ -280,33 +338,33 @@ class SharedStreamTable(StreamTable):
             raise ValueError(f"capacity must be between 1 and {2**31 - 1}, got {capacity!r}")
         path = _segment_path(name)
         _, size = _columns(cap, machine.n_events)
-        try:
-            fd, mm, ident = _create_segment(path, name, size)
-        except FileExistsError:
+        if os.path.lexists(path):  # fail fast (the link below is what decides)
             if not reclaim_stale:
-                raise
+                raise _exists_error(name, path)
             reclaim(name)  # SharedTableError over a live writer
-            fd, mm, ident = _create_segment(path, name, size)
+        fd, mm, tmp = _create_segment(name, size)
         self.name = name
         self.path = path
         self._fd = fd
         self._mm = mm
-        self._ident = ident
         self._owner_pid = os.getpid()
-        self._closed = False
         try:
-            # the header first: a writer killed from here on leaves a reclaimable segment
+            # the header and the columns first, then the name: a reader or reclaim never sees a
+            # segment whose header is incomplete, and a failure leaves nothing behind
             self._publish_count = 0
             self._write_header(machine, cap)
             super().__init__(cap, drain_on_producer_loss,
                              arrays=_views(mm, cap, machine.n_events))
+            _link(fd, tmp, name, reclaim_stale)
         except BaseException:
-            self._closed = True
             try:
-                _unlink_if(path, ident)
+                _discard(tmp)
             finally:
                 self._release_mapping()
             raise
+        st = os.fstat(fd)
+        self._ident = (st.st_dev, st.st_ino)
+        self._closed = False
 
     @property
     def owner_pid(self) -> int:
@@ -540,7 +598,7 @@ def open_readonly(name: str) -> TableReader:
             segment, wrong magic or layout version, unknown machine, or sizes that do not fit.
     """
     path = _segment_path(name)
-    fd, st = _open_regular(path, name)
+    fd, st = _open_segment(path, name)
     try:
         head = _pread(fd, HEADER_SIZE, 0)
         if len(head) < HEADER_SIZE:
@@ -575,33 +633,38 @@ def reclaim(name: str) -> bool:
     """Remove the segment ``name`` left by a writer that is gone; True if removed, False if there
     was no such segment.
 
-    Removes it only if it is a streamhsm table of this layout whose header says it was closed or
-    whose writer process is dead (a pid of 0 or above pid_max counts as dead). Never removes a
-    live writer's segment, nor a file that is not a streamhsm table. Call it before creating the
-    table again (or pass ``reclaim_stale=True`` to :class:`SharedStreamTable`). If the writer's
-    pid was reused by an unrelated process, it is reported alive: remove ``/dev/shm/NAME`` by
-    hand once you know the writer is gone.
+    Removes it only if it is a streamhsm table of this layout that no process holds (its
+    writer's ``flock``, taken with LOCK_EX|LOCK_NB here and held until the unlink, so a writer
+    can never start or be checked halfway) and whose header says it was closed or whose writer
+    process is dead (a pid of 0 or above pid_max counts as dead). Never removes a live writer's
+    segment, nor a file that is not a streamhsm table. Call it before creating the table again
+    (or pass ``reclaim_stale=True`` to :class:`SharedStreamTable`). A forked child that still
+    holds an inherited table keeps the segment in use. If the writer's pid was reused by an
+    unrelated process, it is reported alive: remove ``/dev/shm/NAME`` by hand once you know the
+    writer is gone.
 
     Raises:
         ValueError: an invalid name.
-        SharedTableError: the writer is alive, or the segment is not a regular file or not a
-            streamhsm table of this layout version (nothing is removed).
+        SharedTableError: the writer is alive (or a process still holds the segment), or the
+            segment is not a regular file or not a streamhsm table of this layout version
+            (nothing is removed).
     """
     path = _segment_path(name)
     try:
-        fd, st = _open_regular(path, name)
+        fd, st = _open_segment(path, name)
     except FileNotFoundError:
         return False
     try:
-        head = _pread(fd, HEADER_SIZE, 0)
-        if len(head) < HEADER_SIZE or head[:8] != MAGIC:
-            raise SharedTableError(f"segment {name!r} is not a streamhsm table ({len(head)} header "
-                                   f"bytes, magic {head[:8]!r}); not removing it")
-        header = _HEADER.unpack_from(head)
-        if header[1] != LAYOUT_VERSION or header[2] != HEADER_SIZE:
-            raise SharedTableError(f"segment {name!r} has layout version {header[1]}; this "
-                                   f"version ({LAYOUT_VERSION}) does not remove it")
-        pid, closed = int(header[7]), bool(header[12])
+        _reclaimable_header(fd, name)  # before the lock: never lock a file that is not ours
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _reclaimable_header(fd, name)[0]
+            who = (f"belongs to live writer pid {pid}" if _pid_alive(pid) else
+                   f"is held by a live process (it has the writer lock), although its header's "
+                   f"writer pid {pid} is not alive")
+            raise SharedTableError(f"segment {name!r} {who}; not removing it") from None
+        pid, closed = _reclaimable_header(fd, name)  # read again under the lock
         if not closed and _pid_alive(pid):
             raise SharedTableError(f"segment {name!r} belongs to live writer pid {pid}; not "
                                    "removing it")
@@ -613,12 +676,25 @@ def reclaim(name: str) -> bool:
             raise SharedTableError(f"segment {name!r} was replaced while being reclaimed; not "
                                    "removing the new one")
         try:
-            os.unlink(path)
+            os.unlink(path)  # still under the lock: no writer of this file can be running
         except FileNotFoundError:
             return False
         return True
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the lock
+
+
+def _reclaimable_header(fd: int, name: str) -> tuple[int, bool]:
+    """The writer pid and closed flag of a segment of this layout, else SharedTableError."""
+    head = _pread(fd, HEADER_SIZE, 0)
+    if len(head) < HEADER_SIZE or head[:8] != MAGIC:
+        raise SharedTableError(f"segment {name!r} is not a streamhsm table ({len(head)} header "
+                               f"bytes, magic {head[:8]!r}); not removing it")
+    header = _HEADER.unpack_from(head)
+    if header[1] != LAYOUT_VERSION or header[2] != HEADER_SIZE:
+        raise SharedTableError(f"segment {name!r} has layout version {header[1]}; this "
+                               f"version ({LAYOUT_VERSION}) does not remove it")
+    return int(header[7]), bool(header[12])
 
 
 def leaf_names(reader: TableReader) -> list[str]:

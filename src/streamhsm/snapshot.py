@@ -3,26 +3,41 @@
 A snapshot is a ``dict`` of numpy arrays and plain values that names its owner kind
 (``"kind"``), its format version (``"version"``) and the machine fingerprint it belongs to, so
 ``restore`` can reject a snapshot of another kind, version or machine with a clear message.
+
+Strings round-trip exactly. A str is stored as a 0-d numpy ``<U`` array, which every version
+reads; numpy drops trailing NUL characters from such an array, so a str that ends in NUL (a
+shutdown message ``"bye\\x00"``, say) is stored instead as a 1-D array of dtype
+:data:`STR_DTYPE` (its UTF-32 code units, lone surrogates included) and read back as that str. An
+older streamhsm reading such a file sees an array where a str belongs and refuses the snapshot
+rather than losing the NULs.
+
+Loading opens regular files only, never blocking, and reads no more than the file's size (see
+:func:`load_snapshot`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from typing import Any
 
 import numpy as np
 
+from ._files import read_regular
 from .errors import StreamHsmError
 from .machine import FREE_SLOT
 
-__all__ = ["SNAPSHOT_VERSION", "SUPPORTED_VERSIONS", "SnapshotError", "check_header", "check_kind",
-           "check_table_snapshot", "load_snapshot", "save_snapshot", "table_snapshot"]
+__all__ = ["SNAPSHOT_VERSION", "STR_DTYPE", "SUPPORTED_VERSIONS", "SnapshotError", "check_header",
+           "check_kind", "check_table_snapshot", "load_snapshot", "save_snapshot", "table_snapshot"]
 
 #: Format version written into every snapshot (3: tables carry their per-slot flags).
 SNAPSHOT_VERSION = 3
 #: Format versions ``restore`` accepts: version 2 is version 3 without flags (they restore as 0).
 SUPPORTED_VERSIONS = (2, 3)
+#: How a str that ends in NUL is stored: a 1-D array of its UTF-32 code units (numpy's ``<U``
+#: strings drop trailing NULs). Any other str is a 0-d ``<U`` array.
+STR_DTYPE = np.dtype([("str", "<u4")])
 
 
 class SnapshotError(StreamHsmError, ValueError):
@@ -157,9 +172,19 @@ def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str,
             "transitions": transitions, "counts": counts, "free": free}
 
 
+def _stored(value: Any) -> np.ndarray:
+    """``value`` as the array that stores it (a str ending in NUL as :data:`STR_DTYPE`)."""
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, str) and value.endswith("\x00"):
+        return np.frombuffer(value.encode("utf-32-le", "surrogatepass"), STR_DTYPE)
+    return np.asarray(value)
+
+
 def save_snapshot(snap: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write a snapshot to ``path`` as an uncompressed ``.npz`` (scalars as 0-d arrays)."""
-    arrays = {k: (v if isinstance(v, np.ndarray) else np.asarray(v)) for k, v in snap.items()}
+    """Write a snapshot to ``path`` as an uncompressed ``.npz`` (scalars as 0-d arrays; every
+    str, trailing NULs included, reads back equal)."""
+    arrays = {k: _stored(v) for k, v in snap.items()}
     for k, v in arrays.items():
         if v.dtype == object:
             raise SnapshotError(f"snapshot field {k!r} is not plain data")
@@ -170,26 +195,33 @@ def save_snapshot(snap: dict[str, Any], path: str | os.PathLike[str]) -> None:
 def load_snapshot(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a snapshot written by :func:`save_snapshot` (never unpickling anything).
 
-    The file is checked before anything is allocated for it: every member must be a stored
+    Only a regular file is read (a FIFO, device, directory or socket is refused without blocking
+    and without reading from it), and no more than its size when it was opened. The file is
+    checked before anything is allocated for its arrays: every member must be a stored
     (uncompressed) ``.npy`` whose header declares a plain dtype and exactly as many bytes as the
-    member holds, so reading allocates no more than the file's own size.
+    member holds, so reading allocates no more than twice the file's own size.
 
     Raises:
-        SnapshotError: the file is truncated, corrupt, compressed, or not a snapshot.
-        OSError: the file cannot be opened.
+        SnapshotError: not a regular file (the message names its kind), or the file is truncated,
+            corrupt, compressed, or not a snapshot.
+        OSError: the file cannot be opened (``FileNotFoundError``, ``PermissionError``).
     """
     name = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            with zipfile.ZipFile(fh) as zf:
-                out = {_member_key(info): _read_member(zf, info, size) for info in zf.infolist()}
+        data = read_regular(name, f"snapshot file {name!r}", SnapshotError)
+    except (FileNotFoundError, PermissionError, SnapshotError):
+        raise
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise SnapshotError(f"{name!r} is not a readable snapshot file ({type(exc).__name__}: "
+                            f"{exc})") from None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            out = {_member_key(info): _read_member(zf, info, len(data))
+                   for info in zf.infolist()}
     except SnapshotError as exc:
         raise SnapshotError(f"{name!r} is not a readable snapshot: {exc}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, KeyError,
             NotImplementedError, RuntimeError, OSError, OverflowError, MemoryError) as exc:
-        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
-            raise
         raise SnapshotError(f"{name!r} is not a readable snapshot file ({type(exc).__name__}: "
                             f"{exc})") from None
     if "kind" not in out or "version" not in out:
@@ -227,5 +259,10 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int) -> 
             raise SnapshotError(f"member {info.filename!r} declares shape {shape} of {dtype}, "
                                 f"which does not match its {info.file_size} bytes")
         data = fp.read(count * dtype.itemsize)
+    if dtype == STR_DTYPE and len(shape) == 1:
+        try:
+            return data.decode("utf-32-le", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise SnapshotError(f"member {info.filename!r} is not a valid string ({exc})") from None
     value = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
     return value.item() if value.ndim == 0 else value

@@ -1,12 +1,14 @@
 """Command-line entry point: ``streamhsm {demo,bench,stat,diagram}`` (also ``python -m streamhsm``).
 
 Every mistake ends in one ``error: ...`` line on stderr and exit code 2, never a traceback.
+``stat`` exits 1 when it finds the table's writer dead (see :data:`EXIT_WRITER_DEAD`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +20,11 @@ from ..errors import StreamHsmError
 #: ``MAX_DYNAMIC_RANGE``), client ids and lease slots are int32-sized, and simulated nanoseconds
 #: must fit an int64.
 DEMO_LIMITS = {"streams": (1, 8_388_607), "clients": (1, 2**31 - 2), "seconds": (1, 1_000_000)}
+#: Longest ``stat --interval`` accepted (seconds: one day).
+MAX_STAT_INTERVAL = 86_400.0
+#: Exit code of ``stat`` when the screen it printed shows the writer ``[DEAD]`` (it stops there
+#: and says to run ``stat NAME --reclaim``).
+EXIT_WRITER_DEAD = 1
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -80,11 +87,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "stat", help="watch a shared-memory stream table (like AeronStat)",
         description="Print what a reader of a live shared-memory stream table sees: writer "
                     "status, occupancy, unhandled total, top transitions. With --reclaim, remove "
-                    "instead a segment left behind by a writer that died (never a live one).")
+                    "instead a segment left behind by a writer that died (never a live one). "
+                    f"Exits {EXIT_WRITER_DEAD} as soon as a screen shows the writer [DEAD] "
+                    "(run --reclaim before restarting it), 2 on an error.")
     stat.add_argument("name", help="segment name: the driver's DriverConfig.shm_name (the file "
                                    "/dev/shm/NAME)")
     stat.add_argument("--interval", type=float, default=1.0,
-                      help="seconds between refreshes, finite and >= 0")
+                      help=f"seconds between refreshes, 0 to {MAX_STAT_INTERVAL:.0f}")
     stat.add_argument("--state", default=None, help="also list the slots in this state")
     stat.add_argument("--limit", type=int, default=20, help="slots to list, >= 0")
     stat.add_argument("--count", type=int, default=0,
@@ -117,6 +126,9 @@ def _stat_args_error(args: argparse.Namespace) -> str | None:
     for opt, value in (("--interval", args.interval), ("--stale-after", args.stale_after)):
         if not math.isfinite(value) or value < 0:
             return f"{opt} must be a finite number of seconds >= 0, got {value}"
+    if args.interval > MAX_STAT_INTERVAL:
+        return (f"--interval must be at most {MAX_STAT_INTERVAL:.0f} seconds (one day), "
+                f"got {args.interval}")
     for opt, value in (("--count", args.count), ("--limit", args.limit)):
         if value < 0:
             return f"{opt} must be >= 0, got {value}"
@@ -185,6 +197,11 @@ def _stat(args: argparse.Namespace) -> int:
                 more = f" ... (+{len(slots) - args.limit})" if len(slots) > args.limit else ""
                 print(f"  slots in {args.state} ({len(slots)}): {listed}{more}")
             sys.stdout.flush()
+            if not st["closed"] and not st["writer_alive"]:
+                print(f"error: the writer of {args.name!r} (pid {st['writer_pid']}) is dead; "
+                      f"remove its segment with `{prog_name()} stat {shlex.quote(args.name)} "
+                      "--reclaim` before starting it again", file=sys.stderr)
+                return EXIT_WRITER_DEAD
             shown += 1
             if args.count and shown >= args.count:
                 return 0
@@ -279,7 +296,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code.
 
-    0 on success; 2 for a usage mistake or a failure the user can fix (bad numbers, unwritable
+    0 on success; 1 when ``stat`` finds the writer dead; 2 for a usage mistake or a failure the user can fix (bad numbers, unwritable
     paths, missing Graphviz or shared table), reported as one ``error: ...`` line on stderr;
     130 when interrupted.
     """

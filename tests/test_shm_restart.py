@@ -1,0 +1,109 @@
+"""Restarting a driver that was killed (issue 19, rough edges): the ``FileExistsError`` says to run
+``streamhsm stat NAME --reclaim``; ``stat`` exits 1 (``EXIT_WRITER_DEAD``) as soon as it shows the
+writer ``[DEAD]`` and says the same on stderr; ``--interval`` is refused above one day instead of
+ending in an ``OverflowError`` traceback."""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from collections.abc import Iterator
+
+import pytest
+
+from streamhsm import Driver, DriverConfig
+from streamhsm.tools import cli
+from streamhsm.tools.cli import EXIT_WRITER_DEAD, MAX_STAT_INTERVAL, main
+
+
+@pytest.fixture
+def name(request: pytest.FixtureRequest) -> Iterator[str]:
+    n = f"streamhsm-restart-{os.getpid()}-{zlib.crc32(request.node.nodeid.encode()):08x}"
+    yield n
+    if os.path.lexists(f"/dev/shm/{n}"):
+        os.unlink(f"/dev/shm/{n}")
+
+
+def _killed_driver(name: str) -> int:
+    """A driver in a child that dies without closing (its segment stays); returns its pid."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            d = Driver(DriverConfig(static_stream_ids=(1, 2), stream_capacity=8), shm_name=name)
+            d.poll(now_ns=1)
+        finally:
+            os._exit(0)  # no close(): as if killed
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert os.path.exists(f"/dev/shm/{name}")
+    return pid
+
+
+def test_restarting_a_killed_driver_points_at_stat_reclaim(
+        name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    pid = _killed_driver(name)
+
+    def no_second_screen(seconds: float) -> None:
+        raise AssertionError("stat kept watching a dead writer")
+    cfg = DriverConfig(static_stream_ids=(1, 2), stream_capacity=8)
+    with pytest.raises(FileExistsError, match=f"`streamhsm stat {name} --reclaim`") as info:
+        Driver(cfg, shm_name=name)
+    assert info.value.filename == f"/dev/shm/{name}" and "died without closing" in str(info.value)
+
+    monkeypatch.setattr(time, "sleep", no_second_screen)
+    assert main(["stat", name]) == EXIT_WRITER_DEAD == 1  # no --count: stops at the dead writer
+    monkeypatch.undo()
+    out, err = capsys.readouterr()
+    assert out.count(f"writer={pid} [DEAD]") == 1
+    assert err.count("\n") == 1 and f"stat {name} --reclaim" in err and f"pid {pid}" in err
+
+    assert main(["stat", name, "--reclaim"]) == 0
+    capsys.readouterr()
+    with Driver(cfg, shm_name=name) as d:  # the restart now works
+        assert main(["stat", name, "--count", "1"]) == 0
+        assert "[live]" in capsys.readouterr().out
+        assert d.state.name == "RUNNING"
+
+
+def test_a_name_that_needs_quoting_is_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamhsm import shm
+
+    error = shm._exists_error("a b;c", "/dev/shm/a b;c")
+    assert "`streamhsm stat 'a b;c' --reclaim`" in str(error)
+
+
+def test_a_closed_writer_is_not_reported_dead(name: str, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamhsm.shm import SharedStreamTable, _mark_closed
+
+    with SharedStreamTable(name, 4) as t:
+        _mark_closed(t._mm)
+        assert main(["stat", name, "--count", "1"]) == 0
+        assert "[CLOSED]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["1e308", "86400.5", "1e10", str(2**63)])
+def test_stat_refuses_an_interval_above_one_day(name: str, value: str,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamhsm.shm import SharedStreamTable
+
+    monkeypatch.setattr(time, "sleep", lambda s: None)  # never sleep a day if accepted
+    with SharedStreamTable(name, 4):
+        assert main(["stat", name, "--count", "2", "--interval", value]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("error: --interval must be at most 86400 seconds (one day), got ")
+
+
+def test_stat_accepts_an_interval_of_one_day(name: str, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamhsm.shm import SharedStreamTable
+
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    with SharedStreamTable(name, 4):
+        assert main(["stat", name, "--count", "2", "--interval", str(MAX_STAT_INTERVAL)]) == 0
+    assert slept == [86400.0] and capsys.readouterr().out.count("machine=stream") == 2
+    assert cli.MAX_STAT_INTERVAL == 86400.0
