@@ -12,7 +12,7 @@ import pytest
 
 from streamhsm import Event, State, StreamTable
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cython_driver" / "build.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cython_driver" / "build.py"
 
 
 @pytest.fixture(scope="module")

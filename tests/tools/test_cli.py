@@ -13,7 +13,7 @@ from streamhsm import DriverState
 from streamhsm.tools.cli import main
 from streamhsm.tools.demo import run_demo
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "design.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "design.md"
 
 
 def test_demo_runs_as_a_module() -> None:
