@@ -1,19 +1,29 @@
-"""The command line: ``python -m streamhsm demo`` and ``diagram``."""
+"""The command line (``python -m streamhsm``, the ``streamhsm`` script): each command's output
+(demo, diagram, bench), one ``error:`` line and exit code 2 for every mistake (never a
+traceback), ``--version``, the program name in the usage line, and the help text."""
 
 from __future__ import annotations
 
-import io
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import streamhsm
 from streamhsm import DriverState
-from streamhsm.tools.cli import main
-from streamhsm.tools.demo import run_demo
+from streamhsm.errors import TableFullError
+from streamhsm.tools import cli
+from streamhsm.tools.cli import main, prog_name
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "design.md"
+
+
+def _one_error_line(err: str) -> str:
+    assert err.startswith("error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err[len("error: "):-1]
 
 
 def test_demo_runs_as_a_module() -> None:
@@ -23,69 +33,6 @@ def test_demo_runs_as_a_module() -> None:
     assert "shutdown requested: draining" in proc.stdout
     assert f"driver {DriverState.STOPPED.name}" in proc.stdout
     assert "summary:" in proc.stdout and "stream_hsm_unhandled" in proc.stdout
-
-
-@pytest.mark.parametrize("seed", [3, 4])
-def test_demo_is_reproducible_and_consistent(seed: int) -> None:
-    a = run_demo(streams=300, clients=1500, seconds=8, seed=seed, out=None)
-    b = run_demo(streams=300, clients=1500, seconds=8, seed=seed, out=io.StringIO())
-    assert a == b
-    c = a["counters"]
-    assert isinstance(c, dict)
-    # after the shutdown every stream is Closed and every lease has ended exactly once
-    streams = a["streams"]
-    assert isinstance(streams, dict)
-    assert streams["init"] == streams["active"] == streams["draining"] == 0
-    assert streams["closed"] >= 300 // 4  # configured streams plus on-demand ones still leased
-    assert c["attaches_ok"] == c["leases_detached"] + c["leases_expired"] + c["leases_revoked"]
-    assert a["revoke_notices"] == c["attaches_ok"]
-    assert c["leases_expired"] > 0 and c["leases_revoked"] > 0  # flaky clients, final shutdown
-    assert c["streams_provisioned"] == c["streams_closed"]
-    assert c["epoch_bumps"] >= c["streams_provisioned"]
-    assert c["stream_hsm_unhandled"] == 0 and c["lease_hsm_unhandled"] == 0
-    # the listed reasons add up to the counter, the attach made during the drain included
-    rejected = a["rejected"]
-    assert isinstance(rejected, dict)
-    assert c["attaches_rejected"] == sum(rejected.values()) and rejected["driver draining"] == 1
-    # every provisioned stream is accounted for: recycled slots plus the slots held at the end
-    slots = a["stream_slots"]
-    assert isinstance(slots, dict)
-    assert slots["configured"] == 300 // 4
-    assert slots["configured"] + slots["created_on_demand"] == c["streams_provisioned"]
-    assert slots["recycled"] + slots["held_at_end"] == c["streams_provisioned"]
-    assert slots["recycled"] > 0 and slots["held_at_end"] == sum(streams.values())
-
-
-def test_demo_summary_text_adds_up() -> None:
-    out = io.StringIO()
-    a = run_demo(streams=200, clients=800, seconds=6, seed=2, out=out, verbose=False)
-    text = out.getvalue()
-    c, slots = a["counters"], a["stream_slots"]
-    assert isinstance(c, dict) and isinstance(slots, dict)
-    assert f"attach rejections: {c['attaches_rejected']} (= attaches_rejected" in text
-    assert (f"streams provisioned: {c['streams_provisioned']} = {slots['configured']} configured "
-            f"+ {slots['created_on_demand']} created on demand") in text
-    assert f"{slots['recycled']} on-demand streams went idle: closed" in text
-    assert f"{slots['held_at_end']} slots still held at the end" in text
-
-
-def test_demo_with_many_streams_keeps_id_ranges_disjoint() -> None:
-    """More than 40000 streams used to make the static ids overlap the dynamic range."""
-    a = run_demo(streams=40_004, clients=100, seconds=1, seed=1, out=None)
-    slots = a["stream_slots"]
-    assert isinstance(slots, dict) and slots["configured"] == 10_001
-
-
-@pytest.mark.parametrize(("kw", "exc", "match"), [
-    ({"streams": 0}, ValueError, "streams must be >= 1, got 0"),
-    ({"seconds": -1}, ValueError, "seconds must be >= 1, got -1"),
-    ({"seed": -1}, ValueError, "seed must be >= 0, got -1"),
-    ({"clients": 2.5}, TypeError, "clients must be an int, got float 2.5"),
-])
-def test_run_demo_rejects_bad_numbers(kw: dict[str, object], exc: type[Exception],
-                                      match: str) -> None:
-    with pytest.raises(exc, match=match):
-        run_demo(**{"streams": 10, "clients": 10, "seconds": 1, "out": None, **kw})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -169,16 +116,6 @@ def test_bench_command_small(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert rows["StreamTable.dispatch"]["ratio"] > 0
 
 
-def test_image_formats_without_graphviz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))  # no 'dot' anywhere
-    assert main(["diagram", "--format", "svg", "--output", str(tmp_path / "x.svg")]) == 2
-    err = capsys.readouterr().err
-    assert "needs Graphviz's 'dot' command" in err and "apt-get install graphviz" in err
-    assert main(["diagram", "--format", "png"]) == 2
-    assert "--format png needs --output PATH" in capsys.readouterr().err
-
-
 def test_image_formats_call_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     """A stand-in 'dot' records its arguments and its stdin: the DOT text is piped to it."""
@@ -197,3 +134,179 @@ def test_text_diagram_to_file(tmp_path: Path) -> None:
     out = tmp_path / "stream.dot"
     assert main(["diagram", "--format", "dot", "--output", str(out)]) == 0
     assert out.read_text().startswith('digraph "stream"')
+
+
+def test_output_in_a_missing_directory_as_a_module() -> None:
+    """The issue's example, end to end: no traceback, one line, exit code 2."""
+    proc = subprocess.run([sys.executable, "-m", "streamhsm", "diagram", "--output",
+                           "/nonexistent/dir/x.mmd"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert _one_error_line(proc.stderr) == "/nonexistent/dir/x.mmd: No such file or directory"
+
+
+@pytest.mark.parametrize("fmt", ["mermaid", "dot", "svg", "png"])
+def test_unwritable_outputs(fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    # a stand-in dot, so svg/png reach the output path with or without Graphviz installed
+    fake = tmp_path / "bin" / "dot"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\ncat > \"$3\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    cases = {
+        str(tmp_path / "missing" / f"x.{fmt}"): "No such file or directory",
+        str(a_file / f"x.{fmt}"): "Not a directory",  # the parent is a file (fails even as root)
+        str(tmp_path): "Is a directory",
+    }
+    for path, reason in cases.items():
+        assert main(["diagram", "--format", fmt, "--output", path]) == 2
+        captured = capsys.readouterr()
+        assert _one_error_line(captured.err) == f"{path}: {reason}" and captured.out == ""
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["diagram", "--format", "svg"], "--format svg needs --output PATH"),
+    (["diagram", "--format", "png"], "--format png needs --output PATH"),
+    (["diagram", "--machine", "driver", "--policy", "drain_on_producer_loss", "--format", "png",
+      "--output", "x.png"], "machine 'driver' has no policy 'drain_on_producer_loss'; its policies: ['default']"),
+])
+def test_bad_format_combinations(argv: list[str], message: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert _one_error_line(capsys.readouterr().err) == message
+
+
+def test_dot_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    fake = tmp_path / "dot"
+    fake.write_text("#!/bin/sh\necho 'Error: <stdin>: syntax error in line 1' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["diagram", "--format", "svg", "--output", str(tmp_path / "x.svg")]) == 2
+    assert _one_error_line(capsys.readouterr().err) == (
+        "dot failed (1): Error: <stdin>: syntax error in line 1")
+    assert not (tmp_path / "x.svg").exists()  # no empty file left behind
+
+
+def test_missing_graphviz_is_one_line_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no 'dot' anywhere
+    for fmt in ("svg", "png"):
+        out = tmp_path / f"x.{fmt}"
+        assert main(["diagram", "--format", fmt, "--output", str(out)]) == 2
+        err = _one_error_line(capsys.readouterr().err)
+        assert "needs Graphviz's 'dot' command" in err and "apt-get install graphviz" in err
+        assert not out.exists()
+
+
+def test_stat_of_a_bad_name_is_one_line() -> None:
+    """``stat ..`` used to end in an OSError traceback (the wording is the stat command's)."""
+    proc = subprocess.run([sys.executable, "-m", "streamhsm", "stat", ".."],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    _one_error_line(proc.stderr)
+
+
+@pytest.mark.parametrize(("exc", "message"), [
+    (PermissionError(13, "Permission denied", "/root/x"), "/root/x: Permission denied"),
+    (OSError(19, "No such device"), "No such device"),
+    (ValueError("bad value 7"), "bad value 7"),
+    (TableFullError("table is full (capacity 4)"), "table is full (capacity 4)"),
+    (MemoryError("Unable to allocate 8.00 TiB"),
+     "not enough memory (Unable to allocate 8.00 TiB); try smaller numbers"),
+])
+@pytest.mark.parametrize("command", ["demo", "bench", "stat", "diagram"])
+def test_every_command_reports_expected_errors_in_one_line(
+        command: str, exc: BaseException, message: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def fail(args: argparse.Namespace) -> int:
+        raise exc
+
+    monkeypatch.setitem(cli.COMMANDS, command, fail)
+    argv = [command, "name"] if command == "stat" else [command]
+    assert main(argv) == 2
+    assert _one_error_line(capsys.readouterr().err) == message
+
+
+def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "demo", interrupted)
+    assert main(["demo"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_programming_errors_are_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    def bug(args: argparse.Namespace) -> int:
+        raise KeyError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "demo", bug)
+    with pytest.raises(KeyError):
+        main(["demo"])
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"streamhsm {streamhsm.__version__}\n"
+
+
+@pytest.mark.parametrize(("argv0", "prog"), [
+    ("/usr/local/bin/streamhsm", "streamhsm"),
+    ("streamhsm", "streamhsm"),
+    ("streamhsm.exe", "streamhsm"),
+    ("/src/streamhsm/__main__.py", "python -m streamhsm"),
+    ("-c", "python -m streamhsm"),
+    ("", "python -m streamhsm"),
+])
+def test_prog_name(argv0: str, prog: str) -> None:
+    assert prog_name(argv0) == prog
+
+
+def test_usage_names_the_console_script(tmp_path: Path) -> None:
+    """Run as the ``streamhsm`` console script (the wrapper pip writes), the usage line says
+    ``streamhsm``; run with ``-m`` it says ``python -m streamhsm``."""
+    script = tmp_path / "streamhsm"
+    script.write_text(f"#!{sys.executable}\nimport sys\nfrom streamhsm.tools.cli import main\n"
+                      "sys.exit(main())\n")
+    script.chmod(0o755)
+    as_script = subprocess.run([str(script), "diagram", "--help"], capture_output=True,
+                               text=True, timeout=120, check=True)
+    assert as_script.stdout.startswith("usage: streamhsm diagram ")
+    as_module = subprocess.run([sys.executable, "-m", "streamhsm", "--help"], capture_output=True,
+                               text=True, timeout=120, check=True)
+    assert as_module.stdout.startswith("usage: python -m streamhsm ")
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser("streamhsm").parse_args([*argv, "--help"])
+    assert exc.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # unwrapped
+
+
+def test_diagram_help_lists_every_format(capsys: pytest.CaptureFixture[str]) -> None:
+    top = _help([], capsys)
+    assert "state diagram (Mermaid, DOT, SVG or PNG)" in top
+    text = _help(["diagram"], capsys)
+    for word in ("Mermaid", "DOT", "SVG", "PNG", "{mermaid,dot,svg,png}", "(default: mermaid)",
+                 "(default: stream)"):
+        assert word in text
+
+
+def test_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    stat = _help(["stat", "name"], capsys)
+    assert "seconds between refreshes, finite and >= 0 (default: 1.0)" in stat
+    assert "reported stale, finite and >= 0 (default: 3.0)" in stat
+    assert "slots to list, >= 0 (default: 20)" in stat
+    demo = _help(["demo"], capsys)
+    for text in ("(default: 10000)", "(default: 50000)", "(default: 20)", "(default: 1)"):
+        assert text in demo
+    bench = _help(["bench"], capsys)
+    assert "(default: 1000000)" in bench and "(default: 10000000)" in bench
+    assert "default: None" not in bench + demo + stat and "default: False" not in demo
