@@ -3,15 +3,22 @@ tests."""
 
 from __future__ import annotations
 
+import runpy
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from streamhsm import MachineSpec
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the session fixture ``cython_driver`` (the Cython example, built once)."""
+    runpy.run_path(str(Path(__file__).resolve().parent / "cython_example.py"))["register"](config)
 
 
 def toy_spec() -> MachineSpec:
