@@ -145,7 +145,9 @@ def test_event_forms_are_equivalent(any_stream_machine: Callable[..., Any], form
     (2**70, ValueError, f"unknown event code {2**70}"),
     ("STREAM_PROVISIONED", ValueError, "unknown event name 'STREAM_PROVISIONED'"),
     ("", ValueError, "unknown event name ''"),
+    ("x", ValueError, "unknown event name 'x'"),
     (1.0, TypeError, "got float 1.0"),
+    (1.5, TypeError, "got float 1.5"),
     (float("nan"), TypeError, "got float nan"),
     (True, TypeError, "got bool True"),
     (None, TypeError, "got NoneType None"),
@@ -157,6 +159,13 @@ def test_bad_events_raise_and_change_nothing(any_stream_machine: Callable[..., A
     with pytest.raises(exc, match=match):
         m.dispatch(bad)
     assert m.state == "Active" and m.unhandled == 0
+
+
+def test_unknown_state_names_raise(any_stream_machine: Callable[..., Any]) -> None:
+    m = any_stream_machine()
+    with pytest.raises(ValueError, match="unknown state name 'x'"):
+        m.is_in("x")
+    assert m.state == "Init"
 
 
 def test_policy_flag_and_type() -> None:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamhsm import Event, State, StreamLifecycle, StreamTable
+from streamhsm import Event, State, StreamTable
 
 BIG = 2**70
 NAN = float("nan")
@@ -94,18 +94,6 @@ def test_table_bad_input(name: str, call: Callable[[StreamTable], object], exc: 
     with pytest.raises(exc, match=match):
         call(t)
     assert snap_table(t) == before, f"{name} changed the table"
-
-
-@pytest.mark.parametrize(("bad", "exc"), [(10, ValueError), ("x", ValueError), (1.5, TypeError),
-                                          (None, TypeError), (NAN, TypeError), (BIG, ValueError)])
-def test_lifecycle_bad_input(bad: object, exc: type[Exception]) -> None:
-    m = StreamLifecycle()
-    m.dispatch(Event.STREAM_PROVISIONED)
-    with pytest.raises(exc, match=repr(bad) if isinstance(bad, str) else str(bad)):
-        m.dispatch(bad)
-    assert m.current is State.ACTIVE and m.unhandled == 0
-    with pytest.raises(ValueError, match="unknown state name 'x'"):
-        m.is_in("x")
 
 
 @settings(max_examples=200, deadline=None)
