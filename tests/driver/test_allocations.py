@@ -8,7 +8,11 @@ import gc
 import sys
 import tracemalloc
 
+import pytest
+
 from streamhsm import Driver, DriverConfig, Role
+
+pytestmark = pytest.mark.usefixtures("frozen_heap")
 
 CYCLES = 10_000
 EXPIRY = 3_000

@@ -8,8 +8,11 @@ import sys
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from streamhsm import Event, StreamLifecycle, StreamTable
+
+pytestmark = pytest.mark.usefixtures("frozen_heap")
 
 SLOTS = 1000
 
