@@ -3,8 +3,10 @@ only when asked: ``python -m pytest benchmarks --benchmark-only`` (or ``--benchm
 
 from __future__ import annotations
 
+import runpy
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,9 @@ def _measuring(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if not _measuring(config):
         config.option.benchmark_disable = True
+    # the session fixture ``cython_driver`` (the Cython example, built once for tests and benchmarks)
+    example = Path(__file__).resolve().parent.parent / "tests" / "cython_example.py"
+    runpy.run_path(str(example))["register"](config)
 
 
 @pytest.fixture(scope="session")

@@ -3,22 +3,11 @@ from a compiled Cython loop vs 1000 ``StreamTable.dispatch`` calls from Python."
 
 from __future__ import annotations
 
-import runpy
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
 from streamhsm import Event, StreamTable
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cython_driver" / "build.py"
 CALLS = 1000
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    build = runpy.run_path(str(EXAMPLE))["build"]
-    return build(tmp_path_factory.mktemp("cython_driver"))  # type: ignore[no-any-return]
 
 
 def _table() -> StreamTable:
@@ -30,10 +19,10 @@ def _table() -> StreamTable:
 
 
 @pytest.mark.benchmark(group="cimport")
-def test_cython_loop_via_pxd(benchmark, driver) -> None:  # type: ignore[no-untyped-def]
+def test_cython_loop_via_pxd(benchmark, cython_driver) -> None:  # type: ignore[no-untyped-def]
     t = _table()
     benchmark.extra_info["calls_per_round"] = CALLS
-    assert benchmark(driver.repeat_one, t, 5, int(Event.EPOCH_BUMPED), CALLS) == CALLS
+    assert benchmark(cython_driver.repeat_one, t, 5, int(Event.EPOCH_BUMPED), CALLS) == CALLS
 
 
 @pytest.mark.benchmark(group="cimport")

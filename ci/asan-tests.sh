@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # AddressSanitizer job: build the package with -fsanitize=address from a clean copy of the tree,
 # install it into a fresh venv, then run every test in tests/ (the kept fuzz crash inputs
-# included, through tests/test_fuzz_regressions.py) and a replay of the fuzz seed corpora (plus
+# included, through tests/fuzz/test_regressions.py) and a replay of the fuzz seed corpora (plus
 # the corpora of ci/fuzz.sh if FUZZ_CORPUS_DIR names them) with the ASan runtime preloaded.
 # Fails on any test failure and on any ASan report, in this process or any child.
 #

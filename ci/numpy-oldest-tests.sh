@@ -14,4 +14,4 @@ print(next(m.group(1) for d in deps if (m := re.fullmatch(r"numpy>=([\d.]+)", d.
 PY
 )
 PYTHON=$py VENV_EXTRA="numpy==$oldest.*" bash ci/venv-tests.sh "numpy-$oldest" "$wheel[test]" \
-    -q tests --ignore=tests/test_driver_allocations.py
+    -q tests --ignore=tests/driver/test_allocations.py

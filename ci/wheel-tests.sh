@@ -48,7 +48,7 @@ for wheel in "${wheels[@]}"; do
     if [ "$version" = 3.11 ]; then
         args=()  # the whole suite (tests and benchmark smoke runs), as configured in the sdist
     else
-        args=(tests --ignore=tests/test_driver_allocations.py)
+        args=(tests --ignore=tests/driver/test_allocations.py)
     fi
     PYTHON=$(ci_python "$version") TESTS_FROM=$tests_from \
         bash ci/venv-tests.sh "wheel-$tag" "$wheel[test]" -q "${args[@]}"

@@ -3,7 +3,7 @@ accepted exceptions, the invariant checks, and the memory limit.
 
 Nothing here imports atheris: the harnesses' ``test_one_input`` functions run the same way under
 the fuzzer (``fuzz/run.py``), in the corpus replay (``fuzz/replay.py``) and in the test suite
-(``tests/test_fuzz_regressions.py``), which must work where atheris is not installed (the wheel
+(``tests/fuzz/test_regressions.py``), which must work where atheris is not installed (the wheel
 and ASan venvs).
 """
 

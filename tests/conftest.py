@@ -1,18 +1,39 @@
-"""Shared fixtures: machines used across the test modules, and the thread helpers of the lock
-tests."""
+"""Shared fixtures: machines used across the test modules, every implementation of a machine
+behind one API (``any_machine``, ``any_stream_machine``), the thread helpers of the lock tests,
+and the Cython example built once per session (``cython_driver``, tests/cython_example.py)."""
 
 from __future__ import annotations
 
+import enum
+import functools
+import gc
+import runpy
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from streamhsm import MachineSpec
+from streamhsm import (
+    CompiledMachine,
+    MachineInstance,
+    MachineSpec,
+    MachineTable,
+    ReferenceMachine,
+    State,
+    StreamLifecycle,
+    stream_machine,
+    stream_spec,
+)
 from streamhsm import _testing
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the session fixture ``cython_driver`` (the Cython example, built once)."""
+    runpy.run_path(str(Path(__file__).resolve().parent / "cython_example.py"))["register"](config)
 
 
 def toy_spec() -> MachineSpec:
@@ -104,3 +125,163 @@ class PausedBatch:
 def paused_batch() -> type[PausedBatch]:
     """``paused_batch(table, slots, events)``: a batch held after validation (see PausedBatch)."""
     return PausedBatch
+
+
+# --------------------------------------------------------------------------- every implementation
+# The behaviour tests run over every way of running one machine, as propcache runs each test over
+# its C and Python twins: the reference interpreter (plain Python, read from the declaration), a
+# MachineInstance, and one slot of a MachineTable (with open neighbours that must never change);
+# for the stream machine also StreamLifecycle. Each is seen through the same small API, with
+# states by name:
+#   dispatch(event) -> handled? | state (leaf name) | is_in(state) | unhandled | set_flag | flag
+class _Reference:
+    """The reference interpreter (:class:`ReferenceMachine`)."""
+
+    def __init__(self, spec: MachineSpec, state_enum: type[enum.IntEnum] | None = None) -> None:
+        self.m = ReferenceMachine(spec, state_enum=state_enum)
+
+    def dispatch(self, event: object) -> bool:
+        return self.m.dispatch(event).handled
+
+    @property
+    def state(self) -> str:
+        return self.m.current
+
+    def is_in(self, state: object) -> bool:
+        return self.m.in_state(state)
+
+    @property
+    def unhandled(self) -> int:
+        return self.m.unhandled
+
+    def set_flag(self, name: Any, value: Any) -> None:
+        self.m.set_flag(name, value)
+
+    def flag(self, name: Any) -> bool:
+        return self.m.flag(name)
+
+
+class _Instance:
+    """A :class:`MachineInstance` (or a StreamLifecycle, its light twin for the stream machine)."""
+
+    def __init__(self, machine: CompiledMachine, instance: Any = None) -> None:
+        self.machine = machine
+        self.m = MachineInstance(machine) if instance is None else instance
+
+    def dispatch(self, event: object) -> bool:
+        handled = self.m.dispatch(event)
+        assert type(handled) is bool, handled
+        return handled
+
+    @property
+    def state(self) -> str:
+        return self.machine.state_names[self.m.current]
+
+    def is_in(self, state: object) -> bool:
+        return self.m.is_in(state)
+
+    @property
+    def unhandled(self) -> int:
+        return self.m.unhandled
+
+    def set_flag(self, name: Any, value: Any) -> None:
+        self.m.set_flag(name, value)
+
+    def flag(self, name: Any) -> bool:
+        return self.m.flag(name)
+
+
+class _TableSlot:
+    """Slot 1 of a three-slot :class:`MachineTable`; slots 0 and 2 stay open and untouched, and
+    every call checks that they kept their state, flags and counters."""
+
+    SLOT = 1
+
+    def __init__(self, machine: CompiledMachine) -> None:
+        self.machine = machine
+        self.t = MachineTable(machine, 3)
+        for _ in range(3):
+            self.t.open()
+        self._neighbours = self._others()
+
+    def _others(self) -> list[tuple[int, int, int]]:
+        return [(int(self.t.states[s]), int(self.t.flags[s]), int(self.t.unhandled[s]))
+                for s in (0, 2)]
+
+    def _check(self) -> None:
+        assert self._others() == self._neighbours, "a call on one slot changed another slot"
+
+    def dispatch(self, event: object) -> bool:
+        try:
+            handled = self.t.dispatch(self.SLOT, event)
+        finally:
+            self._check()
+        assert type(handled) is bool, handled
+        return handled
+
+    @property
+    def state(self) -> str:
+        return self.machine.state_names[self.t.state(self.SLOT)]
+
+    def is_in(self, state: object) -> bool:
+        return self.t.is_in(self.SLOT, state)
+
+    @property
+    def unhandled(self) -> int:
+        return int(self.t.unhandled[self.SLOT])
+
+    def set_flag(self, name: Any, value: Any) -> None:
+        try:
+            self.t.set_flag(self.SLOT, name, value)
+        finally:
+            self._check()
+
+    def flag(self, name: Any) -> bool:
+        return self.t.flag(self.SLOT, name)
+
+
+IMPLEMENTATIONS = ("reference", "instance", "table")
+
+
+def make_machine(impl: str, spec: MachineSpec) -> Any:
+    """``spec`` run by ``impl`` (one of IMPLEMENTATIONS), through the adapters above."""
+    if impl == "reference":
+        return _Reference(spec)
+    return _Instance(spec.compile()) if impl == "instance" else _TableSlot(spec.compile())
+
+
+def make_stream_machine(impl: str, drain_on_producer_loss: bool = False) -> Any:
+    """The stream machine of a policy run by ``impl`` (IMPLEMENTATIONS or ``"lifecycle"``), the
+    compiled ones on the shipped ``stream_machine(policy)``; states also as ``State`` members."""
+    machine = stream_machine(drain_on_producer_loss)
+    if impl == "reference":
+        return _Reference(stream_spec(drain_on_producer_loss), state_enum=State)
+    if impl == "lifecycle":
+        return _Instance(machine, StreamLifecycle(drain_on_producer_loss))
+    return _Instance(machine) if impl == "instance" else _TableSlot(machine)
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def any_machine(request: pytest.FixtureRequest) -> Callable[[MachineSpec], Any]:
+    """``any_machine(spec)``: a fresh machine of ``spec`` run by each implementation in turn
+    (reference interpreter, MachineInstance, a MachineTable slot), behind one small API."""
+    return functools.partial(make_machine, request.param)
+
+
+@pytest.fixture(params=(*IMPLEMENTATIONS, "lifecycle"))
+def any_stream_machine(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``any_stream_machine(drain_on_producer_loss=False)``: a fresh stream machine run by each
+    implementation in turn, StreamLifecycle included."""
+    return functools.partial(make_stream_machine, request.param)
+
+
+@pytest.fixture
+def frozen_heap() -> Any:
+    """Move every object alive before the test into the collector's permanent generation, so the
+    ``gc.collect()`` calls of an allocation test traverse only what the test made (the earlier
+    tests' heap otherwise makes each call slow). Objects the test makes, cycles included, are
+    still collected; blocks are counted all the same. The earlier tests' garbage is frozen with
+    the rest (not collected first, which would cost what freezing saves) and freed after."""
+    gc.freeze()
+    yield
+    gc.unfreeze()

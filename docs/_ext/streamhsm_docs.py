@@ -14,7 +14,7 @@
 - Docstring touches before napoleon reads them: flush continuation lines in ``Args:`` /
   ``Raises:`` sections are indented; a property docstring's prose colon is not read as a type.
 
-The Sphinx-free parts live in ``apigen.py``, so ``tests/test_docs.py`` runs without Sphinx.
+The Sphinx-free parts live in ``apigen.py``, so ``tests/tools/test_docs.py`` runs without Sphinx.
 """
 
 from __future__ import annotations

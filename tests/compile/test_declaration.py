@@ -7,7 +7,7 @@ import enum
 import numpy as np
 import pytest
 
-from streamhsm import MachineDefinitionError, MachineInstance, MachineSpec, ReferenceMachine
+from streamhsm import MachineDefinitionError, MachineSpec, ReferenceMachine
 from streamhsm.machine import camel_to_upper
 
 
@@ -35,7 +35,7 @@ def test_toy_matches_reference_for_every_leaf_and_event(toy_spec) -> None:  # ty
 
 
 # Expected paths written from the UML / Hsm.jl rules (reference notes 1.3), not from a run.
-@pytest.mark.parametrize(("leaf", "event", "nxt", "exits", "entries"), [
+TOY_PATHS = [
     ("A11", "Self", "A11", ["A11"], ["A11"]),                    # external self-transition
     ("A12", "Self", "A11", ["A12", "A1"], ["A1", "A11"]),        # self on composite, re-drilled
     ("A11", "Up", "A11", ["A11"], ["A11"]),                      # ancestor target: not exited
@@ -49,7 +49,10 @@ def test_toy_matches_reference_for_every_leaf_and_event(toy_spec) -> None:  # ty
     ("A12", "Local", "A11", ["A12", "A1", "A"], ["A", "A1", "A11"]),
     ("A11", "Noop", "A11", [], []),                              # handled, no transition
     ("B1", "Noop", "A11", ["B1", "B"], ["A", "A1", "A11"]),
-])
+]
+
+
+@pytest.mark.parametrize(("leaf", "event", "nxt", "exits", "entries"), TOY_PATHS)
 def test_toy_paths(toy_spec, leaf: str, event: str, nxt: str, exits: list[str],  # type: ignore[no-untyped-def]
                    entries: list[str]) -> None:
     m = toy_spec().compile()
@@ -59,15 +62,31 @@ def test_toy_paths(toy_spec, leaf: str, event: str, nxt: str, exits: list[str], 
     assert _names(m, m.entries(code, event)) == entries
 
 
-def test_toy_unhandled_is_counted_by_instance(toy_spec) -> None:  # type: ignore[no-untyped-def]
-    m = toy_spec().compile()
-    inst = MachineInstance(m)
-    assert inst.current == m.state_names.index("A11")
-    assert not inst.dispatch("Sib")  # only B1/B2 handle it
-    assert inst.unhandled == 1
-    assert inst.dispatch("Cross") and m.state_names[inst.current] == "B1"
-    assert inst.is_in("B") and not inst.is_in("A")
-    assert inst.dispatch("Sib") and m.state_names[inst.current] == "B2"
+#: events leading from the toy's initial leaf A11 to each leaf
+TOY_LEAF_PATHS = {"A11": [], "A12": ["Down"], "A2": ["Cross", "Cross"], "B1": ["Cross"],
+                  "B2": ["Grand"]}
+
+
+@pytest.mark.parametrize(("leaf", "event", "nxt"), [(row[0], row[1], row[2]) for row in TOY_PATHS])
+def test_toy_steps_on_every_implementation(any_machine, toy_spec, leaf: str, event: str,  # type: ignore[no-untyped-def]
+                                           nxt: str) -> None:
+    m = any_machine(toy_spec())
+    for ev in TOY_LEAF_PATHS[leaf]:
+        assert m.dispatch(ev)
+    assert m.state == leaf
+    assert m.dispatch(event)
+    assert m.state == nxt and m.unhandled == 0
+
+
+def test_toy_unhandled_is_counted(any_machine, toy_spec) -> None:  # type: ignore[no-untyped-def]
+    m = any_machine(toy_spec())
+    assert m.state == "A11"
+    assert not m.dispatch("Sib")  # only B1/B2 handle it
+    assert m.unhandled == 1 and m.state == "A11"
+    assert m.dispatch("Cross") and m.state == "B1"
+    assert m.is_in("B") and not m.is_in("A")
+    assert m.dispatch("Sib") and m.state == "B2"
+    assert m.unhandled == 1
 
 
 def test_generated_enums(toy_spec) -> None:  # type: ignore[no-untyped-def]

@@ -1,8 +1,11 @@
-"""S-1: the stream lifecycle table, cell by cell, against DESIGN section 2 and the reference."""
+"""The stream lifecycle machine, cell by cell, against DESIGN section 2 and the reference, on every
+implementation (reference interpreter, MachineInstance, MachineTable slot, StreamLifecycle)."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,13 +42,18 @@ def design_table(drain_on_producer_loss: bool) -> dict[tuple[State, Event], tupl
     return t
 
 
-def _drive_to(leaf: State, policy: bool) -> StreamLifecycle:
-    m = StreamLifecycle(drain_on_producer_loss=policy)
-    path = {S.INIT: [], S.ACTIVE: [E.STREAM_PROVISIONED],
-            S.DRAINING: [E.STREAM_PROVISIONED, E.DRIVER_DRAINING], S.CLOSED: [E.CLOSE]}[leaf]
-    for ev in path:
+#: events leading from Init to each leaf
+PATHS = {S.INIT: [], S.ACTIVE: [E.STREAM_PROVISIONED],
+         S.DRAINING: [E.STREAM_PROVISIONED, E.DRIVER_DRAINING], S.CLOSED: [E.CLOSE]}
+NAME = {s: stream_machine().state_names[s] for s in S}
+
+
+def _drive_to(make: Callable[..., Any], leaf: State, policy: bool) -> Any:
+    """A machine made by ``make`` (``any_stream_machine``) for ``policy``, driven to ``leaf``."""
+    m = make(policy)
+    for ev in PATHS[leaf]:
         assert m.dispatch(ev)
-    assert m.current is leaf
+    assert m.state == NAME[leaf]
     return m
 
 
@@ -62,10 +70,16 @@ def test_every_cell_matches_design(policy: bool, leaf: State, event: Event) -> N
     assert machine.handled[leaf, event] == (want_handler is not None)
     assert machine.handler[leaf, event] == (-1 if want_handler is None else want_handler)
 
-    m = _drive_to(leaf, policy)
+
+@pytest.mark.parametrize(("policy", "leaf", "event"), CELLS,
+                         ids=[f"{'drain' if p else 'default'}-{l.name}-{e.name}" for p, l, e in CELLS])
+def test_every_cell_on_every_implementation(any_stream_machine: Callable[..., Any], policy: bool,
+                                            leaf: State, event: Event) -> None:
+    want_next, want_handler = design_table(policy)[leaf, event]
+    m = _drive_to(any_stream_machine, leaf, policy)
     before = m.unhandled
     assert m.dispatch(event) is (want_handler is not None)
-    assert m.current is want_next
+    assert m.state == NAME[want_next]
     assert m.unhandled == before + (want_handler is None)
 
 
@@ -96,26 +110,33 @@ def test_exit_and_entry_paths_of_the_plan() -> None:
     assert m.exits(S.ACTIVE, E.EPOCH_BUMPED) == ()
 
 
-def test_plan_validation_sequence() -> None:
-    """The S-1 validation: Init -> Active, Active -> Draining -> Closed."""
-    m = StreamLifecycle()
-    assert m.current is S.INIT and m.is_in(S.LIVE) and m.is_in(S.ROOT)
-    assert m.dispatch("StreamProvisioned") and m.current is S.ACTIVE
-    assert m.dispatch(E.PRODUCER_ATTACHED) and m.current is S.ACTIVE
-    assert m.dispatch(int(E.DRIVER_DRAINING)) and m.current is S.DRAINING
-    assert m.dispatch("ConsumerDetached") and m.current is S.DRAINING
+def test_plan_validation_sequence(any_stream_machine: Callable[..., Any]) -> None:
+    """Init -> Active, Active -> Draining -> Closed."""
+    m = any_stream_machine()
+    assert m.state == "Init" and m.is_in(S.LIVE) and m.is_in(S.ROOT) and m.is_in("Live")
+    assert m.dispatch("StreamProvisioned") and m.state == "Active"
+    assert m.dispatch(E.PRODUCER_ATTACHED) and m.state == "Active"
+    assert m.dispatch(int(E.DRIVER_DRAINING)) and m.state == "Draining"
+    assert m.dispatch("ConsumerDetached") and m.state == "Draining"
     assert m.unhandled == 0  # lease ends during a drain are not "unhandled"
-    assert m.dispatch(E.STREAM_IDLE) and m.current is S.CLOSED
+    assert m.dispatch(E.STREAM_IDLE) and m.state == "Closed"
     assert not m.is_in(S.LIVE) and m.is_in(S.CLOSED)
     assert not m.dispatch(E.STREAM_PROVISIONED)
-    assert m.unhandled == 1 and m.current is S.CLOSED
+    assert m.unhandled == 1 and m.state == "Closed"
 
 
-def test_event_forms_are_equivalent() -> None:
-    for form in (E.STREAM_PROVISIONED, 0, "StreamProvisioned"):
-        m = StreamLifecycle()
-        assert m.dispatch(form)
-        assert m.current is S.ACTIVE
+def test_lifecycle_current_is_a_state_member() -> None:
+    m = StreamLifecycle()
+    assert m.current is S.INIT
+    assert m.dispatch(E.STREAM_PROVISIONED) and m.current is S.ACTIVE
+
+
+@pytest.mark.parametrize("form", [E.STREAM_PROVISIONED, 0, "StreamProvisioned", np.uint8(0)],
+                         ids=["member", "int", "name", "numpy"])
+def test_event_forms_are_equivalent(any_stream_machine: Callable[..., Any], form: object) -> None:
+    m = any_stream_machine()
+    assert m.dispatch(form)
+    assert m.state == "Active"
 
 
 @pytest.mark.parametrize(("bad", "exc", "match"), [
@@ -124,24 +145,27 @@ def test_event_forms_are_equivalent() -> None:
     (2**70, ValueError, f"unknown event code {2**70}"),
     ("STREAM_PROVISIONED", ValueError, "unknown event name 'STREAM_PROVISIONED'"),
     ("", ValueError, "unknown event name ''"),
+    ("x", ValueError, "unknown event name 'x'"),
     (1.0, TypeError, "got float 1.0"),
+    (1.5, TypeError, "got float 1.5"),
     (float("nan"), TypeError, "got float nan"),
     (True, TypeError, "got bool True"),
     (None, TypeError, "got NoneType None"),
     (State.ACTIVE, TypeError, "belongs to State"),
 ])
-def test_bad_events_raise_and_change_nothing(bad: object, exc: type, match: str) -> None:
-    m = _drive_to(S.ACTIVE, False)
+def test_bad_events_raise_and_change_nothing(any_stream_machine: Callable[..., Any], bad: object,
+                                             exc: type, match: str) -> None:
+    m = _drive_to(any_stream_machine, S.ACTIVE, False)
     with pytest.raises(exc, match=match):
         m.dispatch(bad)
-    assert m.current is S.ACTIVE and m.unhandled == 0
+    assert m.state == "Active" and m.unhandled == 0
 
 
-def test_numpy_integer_events_are_accepted() -> None:
-    import numpy as np
-
-    m = StreamLifecycle()
-    assert m.dispatch(np.uint8(0)) and m.current is S.ACTIVE
+def test_unknown_state_names_raise(any_stream_machine: Callable[..., Any]) -> None:
+    m = any_stream_machine()
+    with pytest.raises(ValueError, match="unknown state name 'x'"):
+        m.is_in("x")
+    assert m.state == "Init"
 
 
 def test_policy_flag_and_type() -> None:
@@ -151,11 +175,11 @@ def test_policy_flag_and_type() -> None:
         StreamLifecycle(drain_on_producer_loss="yes")  # type: ignore[arg-type]
 
 
-def test_instances_are_independent() -> None:
-    a, b = StreamLifecycle(), StreamLifecycle()
+def test_instances_are_independent(any_stream_machine: Callable[..., Any]) -> None:
+    a, b = any_stream_machine(), any_stream_machine()
     a.dispatch(E.STREAM_PROVISIONED)
     b.dispatch(E.CLOSE)
-    assert (a.current, b.current) == (S.ACTIVE, S.CLOSED)
+    assert (a.state, b.state) == ("Active", "Closed")
 
 
 def test_every_state_has_an_enum_member_with_its_code() -> None:

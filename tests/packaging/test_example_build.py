@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cython_driver" / "build.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cython_driver" / "build.py"
 
 
 @pytest.fixture(name="no_cython_env")

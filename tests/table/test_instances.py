@@ -12,11 +12,13 @@ from streamhsm.tools.bench import lifecycle_bytes
 N = 20_000
 
 
+@pytest.mark.usefixtures("frozen_heap")
 @pytest.mark.parametrize("policy", [False, True])
 def test_instance_costs_at_most_64_bytes(policy: bool) -> None:
     assert lifecycle_bytes(N, lambda: StreamLifecycle(policy)) <= 64
 
 
+@pytest.mark.usefixtures("frozen_heap")
 def test_machine_instance_costs_at_most_64_bytes() -> None:
     m = stream_machine()
     assert lifecycle_bytes(N, lambda: MachineInstance(m)) <= 64

@@ -1,4 +1,5 @@
-"""The command line's rough edges: one ``error:`` line and exit code 2 for every mistake (never a
+"""The command line (``python -m streamhsm``, the ``streamhsm`` script): each command's output
+(demo, diagram, bench), one ``error:`` line and exit code 2 for every mistake (never a
 traceback), ``--version``, the program name in the usage line, and the help text."""
 
 from __future__ import annotations
@@ -11,15 +12,128 @@ from pathlib import Path
 import pytest
 
 import streamhsm
+from streamhsm import DriverState
 from streamhsm.errors import TableFullError
 from streamhsm.tools import cli
 from streamhsm.tools.cli import main, prog_name
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "design.md"
 
 
 def _one_error_line(err: str) -> str:
     assert err.startswith("error: ") and err.endswith("\n") and err.count("\n") == 1, err
     assert "Traceback" not in err
     return err[len("error: "):-1]
+
+
+def test_demo_runs_as_a_module() -> None:
+    proc = subprocess.run([sys.executable, "-m", "streamhsm", "demo", "--streams", "200",
+                           "--clients", "800", "--seconds", "6"],
+                          capture_output=True, text=True, timeout=300, check=True)
+    assert "shutdown requested: draining" in proc.stdout
+    assert f"driver {DriverState.STOPPED.name}" in proc.stdout
+    assert "summary:" in proc.stdout and "stream_hsm_unhandled" in proc.stdout
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["demo", "--clients", "0"], "--clients must be positive, got 0"),
+    (["demo", "--streams", "-3"], "--streams must be positive, got -3"),
+    (["demo", "--streams", "8388608"], "--streams must be at most 8388607, got 8388608"),
+    (["demo", "--seconds", "1000001"], "--seconds must be at most 1000000, got 1000001"),
+    (["demo", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["bench", "--events", "-1"], "--events must be positive, got -1"),
+    (["bench", "--streams", "2147483648"], "--streams must be at most 2147483647, got 2147483648"),
+    (["bench", "--leases", "0"], "--leases must be positive, got 0"),
+])
+def test_bad_numbers_end_in_one_error_line(argv: list[str], message: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {message}\n" and captured.out == ""
+
+
+def test_unknown_command_exits_with_usage() -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["nope"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("machine", ["stream", "lease", "driver"])
+@pytest.mark.parametrize("fmt", ["mermaid", "dot"])
+def test_diagram_lists_every_state_and_handler(machine: str, fmt: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from streamhsm import registry
+
+    assert main(["diagram", "--machine", machine, "--format", fmt]) == 0
+    text = capsys.readouterr().out
+    m = registry.machine(machine)
+    for name in m.state_names[1:]:
+        assert name in text
+    for (_, event), _target in m.spec.handlers.items():
+        assert event in text
+
+
+def test_diagram_policy_only_for_streams(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diagram", "--machine", "lease", "--policy", "drain_on_producer_loss"]) == 2
+    assert "machine 'lease' has no policy 'drain_on_producer_loss'; its policies: ['default']" in capsys.readouterr().err
+    assert main(["diagram", "--policy", "drain_on_producer_loss"]) == 0
+    assert "Active --> Draining : ProducerDetached" in capsys.readouterr().out
+
+
+def _embedded(marker: str) -> str:
+    text = DOCS.read_text()
+    start = text.index(f"<!-- diagram:{marker} -->")
+    block = text[start:text.index("<!-- /diagram -->", start)]
+    return block.split("```mermaid\n", 1)[1].rsplit("```", 1)[0]
+
+
+@pytest.mark.parametrize(("marker", "argv"), [
+    ("stream:default", ["diagram"]),
+    ("stream:drain_on_producer_loss", ["diagram", "--policy", "drain_on_producer_loss"]),
+    ("lease:default", ["diagram", "--machine", "lease"]),
+    ("driver:default", ["diagram", "--machine", "driver"]),
+])
+def test_design_doc_diagrams_match_the_command(marker: str, argv: list[str],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 0
+    assert _embedded(marker) == capsys.readouterr().out, f"regenerate docs/design.md ({marker})"
+
+
+def test_bench_command_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--streams", "2000", "--events", "20000", "--leases", "2000",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    for op in ("StreamTable.dispatch", "dispatch_many", "broadcast", "driver poll",
+               "per-stream state"):
+        assert op in text
+    data = json.loads(out.read_text())
+    rows = {r["operation"].split(" (")[0]: r for r in data["rows"]}
+    assert rows["per-stream state"]["time_ns"] == 14  # uint8 state + uint8 flags + uint64 counter + int32 free
+    assert all(r["time_ns"] > 0 for r in data["rows"])
+    assert rows["StreamTable.dispatch"]["ratio"] > 0
+
+
+def test_image_formats_call_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A stand-in 'dot' records its arguments and its stdin: the DOT text is piped to it."""
+    fake = tmp_path / "dot"
+    fake.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\ncat > \"$3\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")  # the stand-in shadows a real dot
+    out = tmp_path / "lease.png"
+    assert main(["diagram", "--machine", "lease", "--format", "png", "--output", str(out)]) == 0
+    assert (tmp_path / "args").read_text().split() == ["-Tpng", "-o", str(out)]
+    assert out.read_text().startswith('digraph "lease"')
+    assert "diagram written to" in capsys.readouterr().out
+
+
+def test_text_diagram_to_file(tmp_path: Path) -> None:
+    out = tmp_path / "stream.dot"
+    assert main(["diagram", "--format", "dot", "--output", str(out)]) == 0
+    assert out.read_text().startswith('digraph "stream"')
 
 
 def test_output_in_a_missing_directory_as_a_module() -> None:
@@ -54,6 +168,7 @@ def test_unwritable_outputs(fmt: str, tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["diagram", "--format", "svg"], "--format svg needs --output PATH"),
+    (["diagram", "--format", "png"], "--format png needs --output PATH"),
     (["diagram", "--machine", "driver", "--policy", "drain_on_producer_loss", "--format", "png",
       "--output", "x.png"], "machine 'driver' has no policy 'drain_on_producer_loss'; its policies: ['default']"),
 ])
@@ -75,12 +190,15 @@ def test_dot_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert not (tmp_path / "x.svg").exists()  # no empty file left behind
 
 
-def test_missing_graphviz_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_graphviz_is_one_line_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no 'dot' anywhere
-    assert main(["diagram", "--format", "png", "--output", str(tmp_path / "x.png")]) == 2
-    assert "needs Graphviz's 'dot' command" in _one_error_line(capsys.readouterr().err)
-    assert not (tmp_path / "x.png").exists()
+    for fmt in ("svg", "png"):
+        out = tmp_path / f"x.{fmt}"
+        assert main(["diagram", "--format", fmt, "--output", str(out)]) == 2
+        err = _one_error_line(capsys.readouterr().err)
+        assert "needs Graphviz's 'dot' command" in err and "apt-get install graphviz" in err
+        assert not out.exists()
 
 
 def test_stat_of_a_bad_name_is_one_line() -> None:

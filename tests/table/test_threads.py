@@ -3,7 +3,7 @@ counter stays consistent and the result equals a serial replay.
 
 These are stress tests; the deterministic interleavings (a batch held at a gate while mutators
 line up behind it) that fail on every run without the lock or the busy-waits are in
-test_engine_safety.py."""
+table/test_memory_safety.py."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_threads_on_one_table_equal_a_serial_replay() -> None:
 
 def test_batches_on_two_tables_run_in_parallel_threads() -> None:
     """Different tables are independent: concurrent batches give the serial results. (That the
-    batches really release the GIL is proven in test_engine_safety.py, by a test that fails when
+    batches really release the GIL is proven in table/test_memory_safety.py, by a test that fails when
     they do not.)"""
     rng = np.random.default_rng(11)
     slots = rng.integers(0, 500, 200_000)

@@ -402,6 +402,23 @@ def test_deep_initial_and_guard_fallthrough_by_hand() -> None:
     assert ref.flag("hot") and not ref.flag("cold")
 
 
+def test_deep_initial_and_guard_fallthrough_on_every_implementation(any_machine) -> None:  # type: ignore[no-untyped-def]
+    """The by-hand sequence above, on the reference, a MachineInstance and a table slot."""
+    m = any_machine(_deep())
+    assert m.state == "A111" and m.is_in("A11") and m.is_in("A1")  # Root's deep initial
+    assert not m.dispatch("Back") and not m.dispatch("Back")  # unhandled, twice
+    assert m.unhandled == 2 and m.state == "A111"
+    m.set_flag("cold", True)
+    assert m.dispatch("Go") and m.state == "A111"  # cold, not hot: A's Go to Root, deep initial
+    assert m.dispatch("Poke") and m.state == "A111"  # A111's guarded handler, no transition
+    m.set_flag("cold", False)
+    m.set_flag("hot", True)
+    assert m.dispatch("Go") and m.state == "B" and not m.is_in("A")
+    assert m.dispatch("Back") and m.state == "A111"  # B -> A: A's deep initial A11, then A111
+    assert m.unhandled == 2
+    assert m.flag("hot") and not m.flag("cold")
+
+
 # ---------------------------------------------------------------------------------------------
 # compile() refusals
 def _base() -> MachineSpec:
@@ -465,14 +482,16 @@ def _machine() -> CompiledMachine:
     return _deep().compile()
 
 
-def test_flags_start_false_everywhere() -> None:
-    m = _machine()
-    inst = MachineInstance(m)
-    ref = ReferenceMachine(_deep())
-    table = MachineTable(m, 4)
-    slot = table.open()
+def test_flags_start_false_everywhere(any_machine) -> None:  # type: ignore[no-untyped-def]
+    m = any_machine(_deep())
     for f in ("hot", "cold"):
-        assert inst.flag(f) is False and ref.flag(f) is False and table.flag(slot, f) is False
+        assert m.flag(f) is False
+
+
+def test_table_flags_follow_open_set_and_release() -> None:
+    table = MachineTable(_machine(), 4)
+    slot = table.open()
+    assert table.flag(slot, "hot") is False and table.flag(slot, "cold") is False
     assert table.flags.tolist() == [0, 0, 0, 0]
     table.set_flag(slot, "cold", True)
     table.set_flag(table.open(), "hot", True)
@@ -483,26 +502,27 @@ def test_flags_start_false_everywhere() -> None:
     assert table.flags.tolist() == [0, 1, 0, 0]
 
 
-def test_set_flag_and_flag_validate() -> None:
-    m = _machine()
-    inst, ref = MachineInstance(m), ReferenceMachine(_deep())
-    table = MachineTable(m, 3)
+def test_set_flag_and_flag_validate(any_machine) -> None:  # type: ignore[no-untyped-def]
+    m = any_machine(_deep())
+    with pytest.raises(ValueError, match=r"unknown flag 'warm'.*\['hot', 'cold'\]"):
+        m.set_flag("warm", True)
+    with pytest.raises(ValueError, match=r"unknown flag 'warm'.*\['hot', 'cold'\]"):
+        m.flag("warm")
+    with pytest.raises(TypeError, match=r"'yes'"):
+        m.set_flag("hot", "yes")
+    with pytest.raises(TypeError, match=r"\b1\b"):
+        m.set_flag("hot", 1)
+    with pytest.raises(TypeError, match=r"\b3\b"):
+        m.flag(3)
+    assert m.flag("hot") is False
+    m.set_flag("hot", True)
+    assert m.flag("hot") is True and m.flag("cold") is False
+
+
+def test_table_flag_slots_are_validated() -> None:
+    table = MachineTable(_machine(), 3)
     slot = table.open()
-    for setf, getf in ((inst.set_flag, inst.flag), (ref.set_flag, ref.flag),
-                       (lambda n, v: table.set_flag(slot, n, v), lambda n: table.flag(slot, n))):
-        with pytest.raises(ValueError, match=r"unknown flag 'warm'.*\['hot', 'cold'\]"):
-            setf("warm", True)
-        with pytest.raises(ValueError, match=r"unknown flag 'warm'.*\['hot', 'cold'\]"):
-            getf("warm")
-        with pytest.raises(TypeError, match=r"'yes'"):
-            setf("hot", "yes")
-        with pytest.raises(TypeError, match=r"\b1\b"):
-            setf("hot", 1)
-        with pytest.raises(TypeError, match=r"\b3\b"):
-            getf(3)
-        assert getf("hot") is False
-        setf("hot", True)
-        assert getf("hot") is True and getf("cold") is False
+    table.set_flag(slot, "hot", True)
     with pytest.raises(IndexError, match=r"\b1\b"):
         table.set_flag(1, "hot", True)
     with pytest.raises(IndexError, match=r"\b1\b"):
@@ -571,24 +591,28 @@ def test_set_flag_many_refuses_and_changes_nothing(slots, name, values, exc, mat
     assert np.array_equal(table.flags, before)
 
 
-def test_dispatch_never_changes_flags() -> None:
+def test_dispatch_never_changes_flags(any_machine) -> None:  # type: ignore[no-untyped-def]
+    m = any_machine(_deep())
+    m.set_flag("cold", True)
+    for e in ("Go", "Back", "Poke") * 2:
+        m.dispatch(e)
+    assert m.flag("cold") and not m.flag("hot")
+
+
+def test_batches_never_change_flags() -> None:
     m = _machine()
     table = MachineTable(m, 4)
     for _ in range(4):
         table.open()
-    inst = MachineInstance(m)
     table.set_flag_many(np.array([0, 1, 2, 3], np.int64), "hot", np.array([0, 1, 0, 1], np.uint8))
     table.set_flag_many(np.array([0, 1, 2, 3], np.int64), "cold", np.array([0, 0, 1, 1], np.uint8))
-    inst.set_flag("cold", True)
     before = table.flags.copy()
     events = np.array([m.event_code(e) for e in ["Go", "Back", "Poke"] * 4], np.int64)
     table.dispatch_many(np.array([0, 1, 2, 3] * 3, np.int64), events)
     for e in ("Go", "Back", "Poke"):
         table.broadcast(e)
         table.dispatch(2, e)
-        inst.dispatch(e)
     assert np.array_equal(table.flags, before)
-    assert inst.flag("cold") and not inst.flag("hot")
 
 
 def test_table_uses_each_slots_flags() -> None:

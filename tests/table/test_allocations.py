@@ -8,8 +8,11 @@ import sys
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from streamhsm import Event, StreamLifecycle, StreamTable
+
+pytestmark = pytest.mark.usefixtures("frozen_heap")
 
 SLOTS = 1000
 
@@ -63,7 +66,7 @@ def test_dispatch_is_allocation_free() -> None:
     dispatch = t.dispatch
 
     def loop() -> None:
-        for i in range(100_000):
+        for i in range(10_000):
             dispatch(i % 200, events[i % 5])  # small slots: the loop itself allocates no ints
 
     assert _blocks_after(loop) <= 0
@@ -100,7 +103,7 @@ def test_single_lifecycle_dispatch_is_allocation_free() -> None:
     m = StreamLifecycle()
 
     def loop() -> None:
-        for i in range(100_000):
+        for i in range(10_000):
             m.dispatch(i % 10)
 
     assert _blocks_after(loop) <= 0

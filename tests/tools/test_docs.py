@@ -21,7 +21,7 @@ import streamhsm.machine
 import streamhsm.shm
 import streamhsm.snapshot
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 #: Pages whose ``pycon`` blocks are executed here, each page in one namespace.
 DOCTEST_PAGES = ("getting-started.md", "writing-machines.md", "running-a-driver.md")
 

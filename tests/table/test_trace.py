@@ -58,6 +58,7 @@ def test_wrap_around_keeps_the_last_n_in_order() -> None:
     assert not t.tracing and len(t.trace()) == 0
 
 
+@pytest.mark.usefixtures("frozen_heap")
 def test_recording_allocates_nothing() -> None:
     t = table(64)
     t.enable_trace(1000)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CASES_DIR = Path(__file__).resolve().parent / "fuzz_regressions"
+ROOT = Path(__file__).resolve().parents[2]
+CASES_DIR = ROOT / "tests" / "fuzz_regressions"
 REPLAY = ROOT / "fuzz" / "replay.py"
 TARGETS = ("snapshots", "shm", "dispatch", "driver")
 
