@@ -82,7 +82,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                        help="leases for the driver poll")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="PATH",
-                       help="also write a PNG of time per event vs streams (needs matplotlib)")
+                       help="also write a PNG of time per event vs streams, from 1,000 up to "
+                            "--streams (needs matplotlib)")
     stat = sub.add_parser(
         "stat", help="watch a shared-memory stream table (like AeronStat)",
         description="Print what a reader of a live shared-memory stream table sees: writer "
@@ -223,7 +224,7 @@ def _check_counts(args: argparse.Namespace, limits: dict[str, tuple[int, int | N
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import format_rows, plot_scaling, run_bench, write_json
+    from .bench import format_rows, plot_scaling, plot_sizes, run_bench, write_json
 
     _check_counts(args, {"streams": (1, 2**31 - 1), "events": (1, None), "leases": (1, 2**31 - 1)})
     points = None
@@ -236,7 +237,7 @@ def _bench(args: argparse.Namespace) -> int:
     rows = run_bench(args.streams, args.events, args.leases, out=sys.stderr)
     print(format_rows(rows))
     if args.plot:
-        points = plot_scaling(args.plot, out=sys.stderr)
+        points = plot_scaling(args.plot, plot_sizes(args.streams), out=sys.stderr)
         print(f"plot written to {args.plot}")
     if args.json:
         write_json(args.json, rows, {"scaling": points} if points else None)
