@@ -41,6 +41,7 @@ cdef class _InstanceKind:
     cdef object member                 # bool [n_states, HSM_CODE_ROWS]: is code under state
     cdef object codec                  # the machine's MachineCodec (names, enums, errors)
     cdef object event_enum, state_enum
+    cdef dict event_codes, state_codes    # name -> code
     cdef object transitions_view       # read-only (n_states, n_events) view, or None
     cdef object __weakref__
 
@@ -65,6 +66,8 @@ cdef class _InstanceKind:
         self.member = tables.member
         self.codec = machine.codec
         self.event_enum, self.state_enum = machine.Event, machine.State
+        self.event_codes = dict(machine.codec.event_codes)
+        self.state_codes = dict(machine.codec.state_codes)
 
 
 # The shared _InstanceKind of each machine, by id(machine): an entry lives as long as some
@@ -142,7 +145,7 @@ cdef class MachineInstance:
         cdef _InstanceKind k = self._kind
         if k is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        cdef Py_ssize_t e = fast_code(event, k.event_enum, k.n_events, k.codec.event)
+        cdef Py_ssize_t e = fast_code(event, k.event_enum, k.n_events, k.event_codes, k.codec, True)
         cdef Py_ssize_t idx = ((<Py_ssize_t>self._state << k.flag_bits) | self._flags) * k.n_events + e
         cdef uint8_t what = k.kind[idx]
         if what == HSM_KIND_INTERNAL:
@@ -203,7 +206,7 @@ cdef class MachineInstance:
         if self._kind is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
         cdef Py_ssize_t code = fast_code(state, self._kind.state_enum, self._kind.n_states,
-                                         self._kind.codec.state)
+                                         self._kind.state_codes, self._kind.codec, False)
         return bool(self._kind.member[code, self._state])
 
     def __repr__(self):

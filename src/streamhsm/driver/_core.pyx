@@ -15,8 +15,9 @@ cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.string cimport memmove
 
-from streamhsm._kernel cimport HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, hsm_step
-from streamhsm._table cimport MachineTable
+from streamhsm.capi cimport (
+    HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, MachineTable, hsm_state, hsm_step,
+)
 from streamhsm.driver._idmap cimport IdMap
 
 import numpy as np
@@ -187,11 +188,11 @@ cdef class DriverCore:
 
     # ------------------------------------------------------------------ kernel calls
     cdef inline void step_stream(self, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
-        if hsm_step(&self.streams.core, slot, event) < 0:
+        if hsm_step(self.streams, slot, event) < 0:
             self.kernel_error = 1
 
     cdef inline void step_lease(self, Py_ssize_t ls, Py_ssize_t event) noexcept nogil:
-        if hsm_step(&self.leases.core, ls, event) < 0:
+        if hsm_step(self.leases, ls, event) < 0:
             self.kernel_error = 1
 
     cdef int raise_kernel_error(self) except -1:
@@ -203,7 +204,7 @@ cdef class DriverCore:
         return 0
 
     cdef int check_stream_slot(self, Py_ssize_t slot) except -1:
-        if not 0 <= slot < self.n_streams or self.streams.core.states[slot] == HSM_FREE_SLOT:
+        if not 0 <= slot < self.n_streams or hsm_state(self.streams, slot) == HSM_FREE_SLOT:
             raise IndexError(f"stream slot {slot} is not open")
         return 0
 
@@ -377,7 +378,7 @@ cdef class DriverCore:
             if not self.dyn_first <= sid <= self.dyn_last:
                 raise ValueError(f"stream id {sid} is not a dynamic stream id")
             if slot >= 0:
-                if self.streams.core.states[slot] != S_CLOSED:
+                if hsm_state(self.streams, slot) != S_CLOSED:
                     raise ValueError(f"stream {sid} exists and is not Closed")
                 self.free_stream_slot(slot)
             if self.stream_room == 0:
@@ -462,7 +463,7 @@ cdef class DriverCore:
         if self.closed_dynamic == 0:
             return
         for slot in range(self.n_streams):
-            if self.dynamic[slot] and self.streams.core.states[slot] == S_CLOSED:
+            if self.dynamic[slot] and hsm_state(self.streams, slot) == S_CLOSED:
                 self.free_stream_slot(slot)
 
     def drain(self):
@@ -473,7 +474,7 @@ cdef class DriverCore:
         self.recycle_closed()
         self.streams.broadcast(Event.DRIVER_DRAINING)
         for slot in range(self.n_streams):
-            st = self.streams.core.states[slot]
+            st = hsm_state(self.streams, slot)
             if st == S_ACTIVE or st == S_DRAINING or st == State.INIT:
                 self.mark_due(slot)
 
@@ -490,7 +491,7 @@ cdef class DriverCore:
         cdef Py_ssize_t slot
         cdef uint8_t st
         for slot in range(self.n_streams):
-            st = self.streams.core.states[slot]
+            st = hsm_state(self.streams, slot)
             if st != HSM_FREE_SLOT and st != S_CLOSED:
                 self.bump(slot)
         self.raise_kernel_error()
@@ -512,7 +513,7 @@ cdef class DriverCore:
         for i in range(self.n_due):
             slot = self.due_slots[i]
             self.due[slot] = 0
-            st = self.streams.core.states[slot]
+            st = hsm_state(self.streams, slot)
             if st == S_ACTIVE or st == S_DRAINING:
                 out[n] = self.stream_id[slot]
                 n += 1
@@ -584,7 +585,7 @@ cdef class DriverCore:
                 self.by_id.insert(self.lease_id[ls], ls)
                 self.by_client.insert(self.lease_client[ls], ls)
         for slot in range(self.n_streams):
-            if self.streams.core.states[slot] != HSM_FREE_SLOT and not self.dynamic[slot]:
+            if hsm_state(self.streams, slot) != HSM_FREE_SLOT and not self.dynamic[slot]:
                 if self.static_slot.insert(self.stream_id[slot], slot) < 0:
                     raise OverflowError("more static streams than declared")
 
