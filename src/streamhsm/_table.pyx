@@ -251,7 +251,7 @@ cdef class MachineTable:
 
     Args:
         machine: a :class:`~streamhsm.compiler.CompiledMachine`.
-        capacity: number of slots (1 to 2**31 - 1).
+        capacity: number of slots (1 to ``MAX_CAPACITY``, 2**31 - 1).
 
     Every slot starts free; :meth:`open` puts a slot in the machine's initial leaf. Per slot the
     table keeps the state code (uint8) and an unhandled-event counter (uint64); per state it keeps

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .._limits import INT32_MAX, MAX_CAPACITY
 from ..shm import check_segment_name
 
 __all__ = [
@@ -15,7 +16,7 @@ __all__ = [
 ]
 
 #: Largest stream id (stream ids are non-negative int32, as in Aeron).
-MAX_STREAM_ID = 2**31 - 1
+MAX_STREAM_ID = INT32_MAX
 #: Largest client id (client ids are positive int64; 0 means "no client").
 MAX_CLIENT_ID = 2**63 - 1
 #: Largest number of ids in the dynamic stream range (epochs are kept per id for the driver's
@@ -119,8 +120,8 @@ class DriverConfig:
         if self.shutdown_token is not None and (
                 not isinstance(self.shutdown_token, str) or not self.shutdown_token):
             raise ValueError(f"shutdown_token must be a non-empty str or None, got {self.shutdown_token!r}")
-        _int("stream_capacity", self.stream_capacity, 1, 2**31 - 1)
-        _int("lease_capacity", self.lease_capacity, 1, 2**31 - 1)
+        _int("stream_capacity", self.stream_capacity, 1, MAX_CAPACITY)
+        _int("lease_capacity", self.lease_capacity, 1, MAX_CAPACITY)
         if len(ids) > self.stream_capacity:
             raise ValueError(
                 f"{len(ids)} static streams do not fit in stream_capacity {self.stream_capacity}")
@@ -131,7 +132,7 @@ class DriverConfig:
                 raise ValueError(f"shm_name: {exc}") from None
         if self.outbox_capacity is None:
             object.__setattr__(self, "outbox_capacity", self.lease_capacity)
-        _int("outbox_capacity", self.outbox_capacity, 1, 2**31 - 1)
+        _int("outbox_capacity", self.outbox_capacity, 1, MAX_CAPACITY)
 
     @property
     def lease_expiry_ns(self) -> int:

@@ -22,7 +22,7 @@ from ..machine import FREE_SLOT
 from ..lifecycle import State, stream_machine
 from ..snapshot import SNAPSHOT_VERSION, SnapshotError, array, check_kind
 from ._core import NEVER, N_CORE_COUNTERS, ValidatedState, driver_layout
-from .config import MAX_CLIENT_ID, DriverConfig
+from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
 from .machines import DriverState, LeaseState, driver_machine, lease_machine
 from .protocol import MAX_SHUTDOWN_MESSAGE, RevokeReason, Role, ShutdownNotice, ShutdownReason
 
@@ -220,7 +220,7 @@ def _check_streams(cols: dict[str, npt.NDArray[Any]], states: npt.NDArray[np.uin
     open_ = states != FREE_SLOT
     sid, dynamic, epoch = cols["stream_id"], cols["dynamic"], cols["epoch"]
     _fail_at(dynamic > 1, "dynamic flag at stream slot {slot} is not 0 or 1")
-    _fail_at(open_ & ((sid < 0) | (sid > 2**31 - 1)), "stream slot {slot} has a stream id out of range")
+    _fail_at(open_ & ((sid < 0) | (sid > MAX_STREAM_ID)), "stream slot {slot} has a stream id out of range")
     _fail_at(~open_ & (sid != -1), "free stream slot {slot} has a stream id")
     _fail_at((epoch < 0) | (epoch > EPOCH_MAX), "epoch at stream slot {slot} is out of range")
     static = open_ & (dynamic == 0)
