@@ -146,7 +146,8 @@ cdef class MachineInstance:
         if k is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
         cdef Py_ssize_t e = fast_code(event, k.event_enum, k.n_events, k.event_codes, k.codec, True)
-        cdef Py_ssize_t idx = ((<Py_ssize_t>self._state << k.flag_bits) | self._flags) * k.n_events + e
+        cdef Py_ssize_t idx = (((<Py_ssize_t>self._state << k.flag_bits) | self._flags)
+                               * k.n_events + e)
         cdef uint8_t what = k.kind[idx]
         if what == HSM_KIND_INTERNAL:
             return True
