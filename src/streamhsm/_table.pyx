@@ -251,7 +251,7 @@ cdef class MachineTable:
 
     Args:
         machine: a :class:`~streamhsm.compiler.CompiledMachine`.
-        capacity: number of slots (1 to 2**31 - 1).
+        capacity: number of slots (1 to ``MAX_CAPACITY``, 2**31 - 1).
 
     Every slot starts free; :meth:`open` puts a slot in the machine's initial leaf. Per slot the
     table keeps the state code (uint8) and an unhandled-event counter (uint64); per state it keeps
@@ -335,6 +335,8 @@ cdef class MachineTable:
         self._state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
         self._codec = machine.codec
         self._event_enum, self._state_enum = machine.Event, machine.State
+        self._event_codes = dict(machine.codec.event_codes)
+        self._state_codes = dict(machine.codec.state_codes)
         self._n_states = machine.n_states
         self.machine = machine
         self.core.capacity = cap
@@ -342,12 +344,14 @@ cdef class MachineTable:
     cdef Py_ssize_t event_index(self, object event) except -1:
         if self._codec is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        return fast_code(event, self._event_enum, self.core.n_events, self._codec.event)
+        return fast_code(event, self._event_enum, self.core.n_events, self._event_codes,
+                         self._codec, True)
 
     cdef Py_ssize_t state_index(self, object state) except -1:
         if self._codec is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        return fast_code(state, self._state_enum, self._n_states, self._codec.state)
+        return fast_code(state, self._state_enum, self._n_states, self._state_codes, self._codec,
+                         False)
 
     cdef Py_ssize_t slot_index(self, object slot) except -1:
         return self.check_open(self.slot_value(slot), slot)

@@ -94,7 +94,8 @@ MAX_RESTORED_COUNT = 2**63 - 1
 
 
 def table_snapshot(machine: Any, states: np.ndarray, flags: np.ndarray, unhandled: np.ndarray,
-                   unhandled_total: int, free: np.ndarray, transitions: np.ndarray) -> dict[str, Any]:
+                   unhandled_total: int, free: np.ndarray,
+                   transitions: np.ndarray) -> dict[str, Any]:
     """A :class:`~streamhsm.MachineTable` snapshot (what its ``snapshot()`` returns): the kind,
     format version and machine fingerprint, with copies of the per-slot arrays, the free-slot
     stack (in stack order: ``open()`` reuses the last), the transition counts (flat) and the

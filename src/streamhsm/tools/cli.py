@@ -14,12 +14,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import __version__, driver, registry  # noqa: F401  (driver registers its machines)
+from .._limits import INT32_MAX, MAX_CAPACITY
 from ..errors import StreamHsmError
 
 #: Bounds of the ``demo`` numbers: the dynamic id range holds ``2 * streams + 1`` ids (at most
 #: ``MAX_DYNAMIC_RANGE``), client ids and lease slots are int32-sized, and simulated nanoseconds
 #: must fit an int64.
-DEMO_LIMITS = {"streams": (1, 8_388_607), "clients": (1, 2**31 - 2), "seconds": (1, 1_000_000)}
+DEMO_LIMITS = {"streams": (1, 8_388_607), "clients": (1, INT32_MAX - 1), "seconds": (1, 1_000_000)}
 #: Longest ``stat --interval`` accepted (seconds: one day).
 MAX_STAT_INTERVAL = 86_400.0
 #: Exit code of ``stat`` when the screen it printed shows the writer ``[DEAD]`` (it stops there
@@ -226,7 +227,7 @@ def _check_counts(args: argparse.Namespace, limits: dict[str, tuple[int, int | N
 def _bench(args: argparse.Namespace) -> int:
     from .bench import format_rows, plot_scaling, plot_sizes, run_bench, write_json
 
-    _check_counts(args, {"streams": (1, 2**31 - 1), "events": (1, None), "leases": (1, 2**31 - 1)})
+    _check_counts(args, {"streams": (1, MAX_CAPACITY), "events": (1, None), "leases": (1, MAX_CAPACITY)})
     points = None
     if args.plot:  # fail early if matplotlib is missing
         try:
