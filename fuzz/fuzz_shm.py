@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from streamhsm.shm import HEADER_SIZE, SharedStreamTable, SharedTableError, leaf_names, open_readonly
+from streamhsm.shm import (
+    HEADER_SIZE,
+    SharedStreamTable,
+    SharedTableError,
+    leaf_names,
+    open_readonly,
+)
 
 from common import EXTREME_INTS, Finding, byte_mutate, libfuzzer_bytes
 
