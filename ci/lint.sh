@@ -4,6 +4,9 @@
 # [tool.cython-lint]). Installs both, at the minimum versions the `test` extra pins, when the
 # current python lacks them. Fix findings with `ruff check --fix PATH` (never `ruff format`: the
 # code is laid out by hand).
+#
+# LINT_NONFATAL=1 reports the findings and exits 0 (to time the later CI tiers on a tree that
+# is not lint-clean yet); CI never sets it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -31,6 +34,9 @@ echo "== lint: cython-lint $(cython-lint --version) over ${#cython_files[@]} Cyt
 cython-lint "${cython_files[@]}" || status=1
 if [ $status = 0 ]; then
     echo "lint: clean in $((SECONDS - start)) s"
+elif [ "${LINT_NONFATAL:-0}" = 1 ]; then
+    echo "lint: findings above (in $((SECONDS - start)) s); LINT_NONFATAL=1: not failing"
+    status=0
 else
     echo "lint: findings above (in $((SECONDS - start)) s)"
 fi
