@@ -17,9 +17,23 @@ CI_LOGS=$(mktemp -d "${TMPDIR:-/tmp}/streamhsm-ci-logs.XXXXXX")
 _ci_names=()
 _ci_cmds=()
 
+# CPU seconds (user + system) of this shell's finished children, from `times` (run in this
+# shell, not a subshell), into CI_CPU: beside the wall time it shows how much a step worked
+# rather than waited for a loaded machine.
+_ci_cpu() {
+    times > "$CI_LOGS/.times"
+    CI_CPU=$(_ci_cpu_of "$CI_LOGS/.times")
+}
+_ci_cpu_of() {  # FILE with the output of `times`: its children's user + system seconds
+    awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); n += t[1] * 60 + t[2] }
+                   printf "%.0f", n }' "$1" 2>/dev/null || echo "?"
+}
+
 ci_step() {
-    local name=$1 t0=$SECONDS status=0
+    local name=$1 t0=$SECONDS status=0 cpu0
     shift
+    _ci_cpu
+    cpu0=$CI_CPU
     echo "### $name"
     "$@" || status=$?
     if [ $status != 0 ]; then
@@ -27,8 +41,10 @@ ci_step() {
         ci_times
         exit 1
     fi
-    CI_TIMES+=("$(printf '%5d s  %s' $((SECONDS - t0)) "$name")")
-    echo "--- $name: ok in $((SECONDS - t0)) s (CI at $((SECONDS - CI_START)) s)"
+    _ci_cpu
+    CI_TIMES+=("$(printf '%5d s  %5d s  %s' $((SECONDS - t0)) $((CI_CPU - cpu0)) "$name")")
+    echo "--- $name: ok in $((SECONDS - t0)) s, $((CI_CPU - cpu0)) s CPU" \
+        "(CI at $((SECONDS - CI_START)) s)"
 }
 
 ci_job() {
@@ -52,7 +68,7 @@ declare -A CI_RUNNING=()  # pid -> job name, for ci_cleanup
 
 ci_jobs() {
     local -A start_of=()
-    local next=0 pid status name slug
+    local next=0 pid status name slug cpu
     echo "### parallel jobs (at most $CI_JOBS at a time): ${_ci_names[*]}"
     while [ $next -lt ${#_ci_names[@]} ] || [ ${#CI_RUNNING[@]} -gt 0 ]; do
         while [ $next -lt ${#_ci_names[@]} ] && [ ${#CI_RUNNING[@]} -lt "$CI_JOBS" ]; do
@@ -61,7 +77,8 @@ ci_jobs() {
             echo "=== $name: started (CI at $((SECONDS - CI_START)) s)"
             # the job's own process group; lines prefixed as they come; the log kept for failures
             setsid bash -o pipefail -c "{ ${_ci_cmds[$next]}; } 2>&1 \
-                | tee '$CI_LOGS/$slug.log' | sed -u 's/^/$slug: /'" &
+                | tee '$CI_LOGS/$slug.log' | sed -u 's/^/$slug: /'; rc=\$?
+                times > '$CI_LOGS/$slug.times'; exit \$rc" &
             pid=$!
             CI_RUNNING[$pid]=$name
             start_of[$pid]=$SECONDS
@@ -80,8 +97,12 @@ ci_jobs() {
             ci_times
             exit 1
         fi
-        CI_TIMES+=("$(printf '%5d s  %s (parallel)' $((SECONDS - start_of[$pid])) "$name")")
-        echo "--- $name: ok in $((SECONDS - start_of[$pid])) s (CI at $((SECONDS - CI_START)) s)"
+        slug=${name//[^A-Za-z0-9.-]/_}
+        cpu=$(_ci_cpu_of "$CI_LOGS/$slug.times")
+        CI_TIMES+=("$(printf '%5d s  %5s s  %s (parallel)' $((SECONDS - start_of[$pid])) "$cpu" \
+            "$name")")
+        echo "--- $name: ok in $((SECONDS - start_of[$pid])) s, $cpu s CPU" \
+            "(CI at $((SECONDS - CI_START)) s)"
     done
     _ci_names=()
     _ci_cmds=()
@@ -94,6 +115,9 @@ ci_cleanup() {
 }
 
 ci_times() {
-    echo "### step times (parallel jobs overlap; the total is wall time):"
+    echo "### step times: wall, CPU (user + system; parallel jobs overlap):"
     printf '  %s\n' "${CI_TIMES[@]}"
+    _ci_cpu
+    echo "### CPU used by CI so far: $CI_CPU s (wall $((SECONDS - CI_START)) s on $(nproc) CPUs;" \
+        "load now: $(cut -d' ' -f1-3 /proc/loadavg))"
 }
