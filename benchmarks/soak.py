@@ -94,7 +94,8 @@ def soak(ops: int, seed: int = 1, check_every: int = 100_000, out=sys.stdout) ->
     kinds = rng.choice(8, size=ops, p=[0.30, 0.30, 0.12, 0.01, 0.05, 0.02, 0.00002, 0.19998])
     sids = rng.choice(np.array([*STATIC, *range(DYN[0], DYN[0] + 400), 5000]), size=ops)
     clients = rng.integers(1, 6000, size=ops)
-    roles = rng.choice(np.array([Role.PRODUCER, Role.CONSUMER, Role.CONSUMER, Role.CONSUMER]), size=ops)
+    roles = rng.choice(np.array([Role.PRODUCER, Role.CONSUMER, Role.CONSUMER, Role.CONSUMER]),
+                       size=ops)
     steps = rng.choice(np.array([0, 1_000, 100_000, 2_000_000]), size=ops)
     blocks0 = None
     t0 = time.perf_counter()

@@ -11,7 +11,6 @@ from types import ModuleType
 import pytest
 
 from streamhsm import Event, State, StreamLifecycle
-
 from streamhsm.tools._floor import NoopTarget
 from streamhsm.tools.bench import lifecycle_bytes
 

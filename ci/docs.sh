@@ -2,7 +2,7 @@
 # Build the documentation site into build/docs/html with Sphinx, warnings as errors (a broken
 # reference or a missing docstring fails). The package must be importable by the current python
 # (CI installs it first; otherwise this installs ".[docs]"). Installs the `docs` extra's
-# requirements (read from pyproject.toml) and Graphviz `dot` (apt-get) when they are missing.
+# requirements (ci/install-requirements.sh) and Graphviz `dot` (apt-get) when they are missing.
 # The API reference, the state diagrams and the scaling plot are generated during the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,14 +10,7 @@ start=$SECONDS
 if ! python -c "import streamhsm._table" 2>/dev/null; then
     python -m pip install --quiet ".[docs]"
 fi
-if python -c "import tomllib" 2>/dev/null; then
-    mapfile -t reqs < <(python -c 'import tomllib
-with open("pyproject.toml", "rb") as f:
-    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["docs"]))')
-    python -m pip install --quiet "${reqs[@]}"
-else  # Python 3.10: no tomllib; the extra through the package itself
-    python -m pip install --quiet ".[docs]"
-fi
+bash ci/install-requirements.sh docs
 if ! command -v dot >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq

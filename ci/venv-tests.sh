@@ -24,4 +24,10 @@ print(f"Python {sys.version.split()[0]}, numpy {numpy.__version__},",
 # pytest runs in $tests_from; its src/ (if any) is never on sys.path (src layout, importlib
 # import mode), so the tests import the installed package
 cd "$tests_from"
-"$venv/bin/python" -m pytest -p no:cacheprovider "$@"
+status=0
+"$venv/bin/python" -m pytest -p no:cacheprovider "$@" || status=$?
+if [ $status = 5 ]; then  # pytest: no test collected or selected
+    echo "!! $name: pytest ran no test (selection: $*): a CI job must test something" >&2
+    exit 1
+fi
+exit $status

@@ -36,8 +36,15 @@ import numpy as np
 from streamhsm import FREE_SLOT, MachineTable, StreamTable
 from streamhsm.driver import lease_machine
 
-from common import (PROJECT_ERRORS, byte_mutate, Finding, flagged_machine, Provider,
-                    table_invariants, table_state)
+from common import (
+    PROJECT_ERRORS,
+    Finding,
+    Provider,
+    byte_mutate,
+    flagged_machine,
+    table_invariants,
+    table_state,
+)
 
 NAME = "dispatch"
 MAX_LEN = 4096
@@ -163,7 +170,7 @@ def _compare(table: MachineTable, clone: MachineTable, got: Any, want: int, what
 def _sequential(clone: MachineTable, slots: Any, events: Any) -> int:
     handled = 0
     try:
-        for s, e in zip(np.asarray(slots).tolist(), np.asarray(events).tolist()):
+        for s, e in zip(np.asarray(slots).tolist(), np.asarray(events).tolist(), strict=False):
             handled += bool(clone.dispatch(int(s), int(e)))
     except ACCEPTED as exc:
         raise Finding(f"dispatch_many accepted a batch that dispatch() rejects: {exc!r}") from exc
@@ -216,7 +223,8 @@ def _flag_op(p: Provider, table: MachineTable, open_slots: list[int], op: int) -
         value = p.pick(_FLAG_VALUES) if p.byte() % 4 == 0 else p.boolean()
         table.set_flag(slot, name, value)
         if not flagged:
-            raise Finding(f"set_flag({slot!r}, {name!r}, {value!r}) on a flag-free machine returned")
+            raise Finding(
+                f"set_flag({slot!r}, {name!r}, {value!r}) on a flag-free machine returned")
         got = table.flag(slot, name)
         if got is not bool(value):
             raise Finding(f"set_flag({slot!r}, {name!r}, {value!r}) then flag() gives {got!r}")
@@ -248,7 +256,7 @@ def _flag_op(p: Provider, table: MachineTable, open_slots: list[int], op: int) -
         sl = np.asarray(slots).tolist()
         vals = ([bool(values)] * len(sl) if not isinstance(values, np.ndarray)
                 else np.asarray(values).view(np.uint8).tolist())
-        for s, v in zip(sl, vals):
+        for s, v in zip(sl, vals, strict=False):
             if v not in (0, 1):
                 raise Finding(f"set_flag_many accepted value {v!r}")
             exp[s] = (exp[s] & ~(1 << bit)) | (int(v) << bit)
@@ -357,10 +365,10 @@ def test_one_input(data: bytes) -> None:
                 s = _slot(p, table, open_slots)
                 table.is_open(s)
                 state = p.pick([0, 1, 2, 5, 7, 255, -1, 2**63, "Live", "Closed", "nope", None])
-                for call in (lambda: table.state(s), lambda: table.is_in(s, state),
-                             lambda: table.count(state), lambda: table.slots_in(state)):
+                for call, args in ((table.state, (s,)), (table.is_in, (s, state)),
+                                   (table.count, (state,)), (table.slots_in, (state,))):
                     try:
-                        call()
+                        call(*args)
                     except ACCEPTED:
                         pass
         except ACCEPTED:

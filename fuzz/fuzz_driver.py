@@ -37,7 +37,15 @@ import streamhsm
 from streamhsm import Driver, DriverConfig
 from streamhsm.driver import REVOKED_NOTICE_DTYPE
 
-from common import PROJECT_ERRORS, byte_mutate, Finding, Provider, scratch_dir, snapshots_equal, table_invariants
+from common import (
+    PROJECT_ERRORS,
+    Finding,
+    Provider,
+    byte_mutate,
+    scratch_dir,
+    snapshots_equal,
+    table_invariants,
+)
 
 NAME = "driver"
 MAX_LEN = 4096

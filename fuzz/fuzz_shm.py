@@ -32,8 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from streamhsm.shm import (HEADER_SIZE, SharedStreamTable, SharedTableError, leaf_names,
-                           open_readonly, reclaim)
+from streamhsm.shm import (
+    HEADER_SIZE,
+    SharedStreamTable,
+    SharedTableError,
+    leaf_names,
+    open_readonly,
+    reclaim,
+)
 
 from common import EXTREME_INTS, Finding, byte_mutate, libfuzzer_bytes
 

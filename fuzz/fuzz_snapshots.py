@@ -32,12 +32,26 @@ from typing import Any
 
 import numpy as np
 
-from streamhsm import (FREE_SLOT, Driver, DriverConfig, DriverState, MachineTable, StreamHsmError,
-                       StreamTable)
+from streamhsm import (
+    FREE_SLOT,
+    Driver,
+    DriverConfig,
+    DriverState,
+    MachineTable,
+    StreamHsmError,
+    StreamTable,
+)
 from streamhsm.snapshot import SnapshotError, load_snapshot
 
-from common import (Finding, byte_mutate, flagged_machine, libfuzzer_bytes, scratch_dir,
-                    table_invariants, table_state)
+from common import (
+    Finding,
+    byte_mutate,
+    flagged_machine,
+    libfuzzer_bytes,
+    scratch_dir,
+    table_invariants,
+    table_state,
+)
 
 NAME = "snapshots"
 MAX_LEN = 1 << 16
@@ -395,15 +409,16 @@ def _mutate_config(text: str, rng: random.Random) -> str:
     if op == 0:
         return "[" * rng.choice([10, 5000, 100000]) + "]" * 3  # deep nesting
     if op == 1:
-        return rng.choice(["null", "[]", "1", '"x"', "{}", "{", "NaN", '{"stream_capacity": 1e400}'])
+        return rng.choice(["null", "[]", "1", '"x"', "{}", "{", "NaN",
+                           '{"stream_capacity": 1e400}'])
     if not isinstance(cfg, dict) or not cfg:
         return text
     key = rng.choice(sorted(cfg))
     if op == 2:
         cfg.pop(key)
     elif op == 3:
-        cfg[key] = rng.choice([2**31 - 1, 2**31, 2**63, -1, 0, None, "x", [1, 2], [2**40, 2**40 + 3],
-                               True, 1.5, {"a": 1}, [[1]], [0, 2**24 - 1]])
+        cfg[key] = rng.choice([2**31 - 1, 2**31, 2**63, -1, 0, None, "x", [1, 2],
+                               [2**40, 2**40 + 3], True, 1.5, {"a": 1}, [[1]], [0, 2**24 - 1]])
     elif op == 4:
         cfg["shm_name"] = rng.choice(["fuzz", "a\x00b", "", "../x"])
     else:
@@ -514,7 +529,8 @@ def _variants(value: np.ndarray, capacity: int) -> list[tuple[str, Any]]:
         out.append(("all True", np.ones_like(value)))
     for n in (0, 1, value.size + 1, 2 * value.size + 5):
         if n != value.size:
-            out.append((f"length {n}", np.resize(value, n) if value.size else np.zeros(n, value.dtype)))
+            resized = np.resize(value, n) if value.size else np.zeros(n, value.dtype)
+            out.append((f"length {n}", resized))
     for dt in ("i8", "u8", "f8", "u1"):
         if np.dtype(dt) != value.dtype:
             try:

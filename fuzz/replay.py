@@ -6,7 +6,8 @@ Each PATH is an input file or a directory of them; ``--seeds`` adds the harness'
 seed inputs. Runs every input through the same checks as
 the fuzzer; the first finding propagates (non-zero exit, traceback), a crash kills the process,
 and an input that runs longer than ``STREAMHSM_FUZZ_TIMEOUT`` seconds (default 30) is a hang
-(faulthandler prints every thread's traceback and exits with status 1). Prints ``ok N`` when every input passed.
+(faulthandler prints every thread's traceback and exits with status 1). Prints ``ok N`` when every
+input passed.
 """
 
 from __future__ import annotations

@@ -34,14 +34,14 @@ def drive(MachineTable table, const int64_t[::1] slots, const uint8_t[::1] event
 def repeat_one(MachineTable table, Py_ssize_t slot, Py_ssize_t event, Py_ssize_t times):
     """Dispatch one event ``times`` times to one slot from C (the per-event cost with no Python
     call, for the benchmark beside ``StreamTable.dispatch``); return the number handled."""
-    cdef Py_ssize_t i, handled = 0
+    cdef Py_ssize_t _i, handled = 0
     table.is_open(slot) or _bad_slot(slot)
     if not 0 <= event < hsm_n_events(table):
         raise ValueError(f"event {event} is not an event code")
     table.lock_batch()
     try:
         with nogil:
-            for i in range(times):
+            for _i in range(times):
                 handled += hsm_step(table, slot, event)
     finally:
         table.unlock_batch()

@@ -25,7 +25,8 @@ ctypedef fused floor_slot_t:
 
 
 cdef Py_ssize_t _table_loop(uint8_t[::1] states, const uint8_t[:, ::1] next_state,
-                            const floor_slot_t[::1] slots, const uint8_t[::1] events) noexcept nogil:
+                            const floor_slot_t[::1] slots,
+                            const uint8_t[::1] events) noexcept nogil:
     cdef Py_ssize_t i, s, n = slots.shape[0]
     for i in range(n):
         s = slots[i]

@@ -21,13 +21,13 @@ from typing import TextIO
 
 import numpy as np
 
-from ._floor import NoopTarget, broadcast_floor, copy_floor, table_floor, table_floor_int32
-from ..driver import Driver, DriverConfig, Role
 from .._table import MachineTable
+from ..driver import Driver, DriverConfig, Role
 from ..lifecycle import Event, StreamLifecycle, StreamTable
 from ..compiler import CompiledMachine
 from ..machine import MachineSpec
 from ..reference import ReferenceMachine
+from ._floor import NoopTarget, broadcast_floor, copy_floor, table_floor, table_floor_int32
 
 __all__ = ["MIN_TARGET_STREAMS", "PLOT_SIZES", "Row", "format_rows", "plot_scaling", "plot_sizes",
            "run_bench"]
@@ -129,8 +129,8 @@ def bench_calls(repeat: int = 15, number: int = 100_000) -> list[Row]:
             "<= 1.5x", 1.5),
         Row("StreamLifecycle.dispatch", "call", ns["life"], "no-op cdef method", ns["floor"],
             "<= 1.5x", 1.5),
-        Row("StreamLifecycle() construction", "instance", ns["new"], "", None, "<= 1 us (aim 200 ns)",
-            1000.0),
+        Row("StreamLifecycle() construction", "instance", ns["new"], "", None,
+            "<= 1 us (aim 200 ns)", 1000.0),
         Row("StreamLifecycle memory (tracemalloc)", "bytes", lifecycle_bytes(), "", None,
             "<= 64 bytes", 64.0),
         Row("reference interpreter", "call", reference, "StreamLifecycle.dispatch(name)",
@@ -251,15 +251,11 @@ def drain_flag_table(n: int, drain: bool = True) -> MachineTable:
     return t
 
 
-def bench_batches(streams: int, events: int, repeat: int = 5, seed: int = 1) -> list[Row]:
-    """dispatch_many (lease traffic, transition-heavy, int32 slots) and broadcast beside the bare
-    loops and a memcpy, and the GIL-release check. Products and floors alternate, round by round."""
-    rng = np.random.default_rng(seed)
-    slots = rng.integers(0, streams, events)
+def _batch_bests(t: StreamTable, streams: int, slots: np.ndarray, evs: np.ndarray,
+                 tog_evs: np.ndarray, repeat: int) -> dict[str, float]:
+    """Best seconds per round of each batch product and its floor, products and floors
+    alternating round by round. The extra tables live only here: freed when it returns."""
     slots32 = slots.astype(np.int32)
-    evs = rng.choice(LEASE_EVENTS, events)
-    tog_evs = rng.choice(np.array(TOGGLE, np.uint8), events)
-    t = _active_table(streams)
     nxt = t.machine.engine_tables.next_state
     states = t.states.copy()
     tog = _toggling_table(streams)  # transition-heavy dispatch_many and broadcasts
@@ -303,7 +299,18 @@ def bench_batches(streams: int, events: int, repeat: int = 5, seed: int = 1) -> 
             best[name] = min(best[name], _best(fn, 1))
     for k in ("floor_b", "bcast", "memcpy"):
         best[k] /= 2
-    del tog, tog_b, tog_states, drain, flagged, flagged_tog
+    return best
+
+
+def bench_batches(streams: int, events: int, repeat: int = 5, seed: int = 1) -> list[Row]:
+    """dispatch_many (lease traffic, transition-heavy, int32 slots) and broadcast beside the bare
+    loops and a memcpy, and the GIL-release check. Products and floors alternate, round by round."""
+    rng = np.random.default_rng(seed)
+    slots = rng.integers(0, streams, events)
+    evs = rng.choice(LEASE_EVENTS, events)
+    t = _active_table(streams)
+    tog_evs = rng.choice(np.array(TOGGLE, np.uint8), events)
+    best = _batch_bests(t, streams, slots, evs, tog_evs, repeat)
     t2 = _active_table(streams)
 
     def serial() -> None:
@@ -474,6 +481,42 @@ def format_rows(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def _scaling_point(n: int, events: int, rng: np.random.Generator) -> dict[str, float]:
+    """One point of :func:`plot_scaling` (ns per event at ``n`` streams); its tables are freed
+    when it returns, before the next size is built."""
+    t = _active_table(n)
+    slots = rng.integers(0, n, events)
+    evs = rng.choice(LEASE_EVENTS, events)
+    nxt = t.machine.engine_tables.next_state
+    states = t.states.copy()
+    tog = _toggling_table(n)
+    tog_states = tog.states.copy()
+    tog_next = tog.machine.engine_tables.next_state
+    dst = np.empty_like(tog_states)
+
+    def bc(tog: StreamTable = tog) -> None:
+        for e in TOGGLE:
+            tog.broadcast(e)
+
+    def bc_floor(st: np.ndarray = tog_states, nx: np.ndarray = tog_next) -> None:
+        for e in TOGGLE:
+            broadcast_floor(st, nx, e)
+
+    def memcpy(st: np.ndarray = tog_states, d: np.ndarray = dst) -> None:
+        copy_floor(d, st)
+        copy_floor(st, d)
+
+    rounds = max(3, min(50, 2_000_000 // n))
+    return {
+        "streams": n,
+        "dispatch_many": _best(lambda: t.dispatch_many(slots, evs), 3) / events * 1e9,
+        "table floor": _best(lambda: table_floor(states, nxt, slots, evs), 3) / events * 1e9,
+        "broadcast": _best(bc, rounds) / (2 * n) * 1e9,
+        "broadcast floor": _best(bc_floor, rounds) / (2 * n) * 1e9,
+        "memcpy": _best(memcpy, rounds) / (2 * n) * 1e9,
+    }
+
+
 def plot_scaling(path: str, sizes: Sequence[int] = PLOT_SIZES,
                  events: int = 2_000_000, out: TextIO | None = None) -> list[dict[str, float]]:
     """Write a PNG of time per event against the number of streams (dispatch_many on lease
@@ -492,38 +535,7 @@ def plot_scaling(path: str, sizes: Sequence[int] = PLOT_SIZES,
     for n in sizes:
         if out is not None:
             print(f"plot: {n:,} streams ...", file=out, flush=True)
-        t = _active_table(n)
-        slots = rng.integers(0, n, events)
-        evs = rng.choice(LEASE_EVENTS, events)
-        nxt = t.machine.engine_tables.next_state
-        states = t.states.copy()
-        tog = _toggling_table(n)
-        tog_states = tog.states.copy()
-        tog_next = tog.machine.engine_tables.next_state
-        dst = np.empty_like(tog_states)
-
-        def bc(tog: StreamTable = tog) -> None:
-            for e in TOGGLE:
-                tog.broadcast(e)
-
-        def bc_floor(st: np.ndarray = tog_states, nx: np.ndarray = tog_next) -> None:
-            for e in TOGGLE:
-                broadcast_floor(st, nx, e)
-
-        def memcpy(st: np.ndarray = tog_states, d: np.ndarray = dst) -> None:
-            copy_floor(d, st)
-            copy_floor(st, d)
-
-        rounds = max(3, min(50, 2_000_000 // n))
-        points.append({
-            "streams": n,
-            "dispatch_many": _best(lambda: t.dispatch_many(slots, evs), 3) / events * 1e9,
-            "table floor": _best(lambda: table_floor(states, nxt, slots, evs), 3) / events * 1e9,
-            "broadcast": _best(bc, rounds) / (2 * n) * 1e9,
-            "broadcast floor": _best(bc_floor, rounds) / (2 * n) * 1e9,
-            "memcpy": _best(memcpy, rounds) / (2 * n) * 1e9,
-        })
-        del t, states, tog, tog_states
+        points.append(_scaling_point(n, events, rng))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     xs = [p["streams"] for p in points]
     for key, style in (("dispatch_many", "o-"), ("table floor", "o--"), ("broadcast", "s-"),
