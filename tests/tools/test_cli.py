@@ -5,6 +5,7 @@ traceback), ``--version``, the program name in the usage line, and the help text
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,16 @@ def test_bench_command_small(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert batch and all(r["status"] == "" and r["target"] == "n/a below 100,000 streams"
                          for r in batch if r["ratio"] is not None)
     assert "carry no verdict" in err
+
+
+def test_the_readme_states_the_int32_target_bench_checks() -> None:
+    from pathlib import Path
+
+    from streamhsm.tools.bench import INT32_SLOTS_TARGET
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    claim = re.search(r"at most ([\d.]+)x the bare table loop with int64 slots", readme)
+    assert claim and float(claim.group(1)) == INT32_SLOTS_TARGET
 
 
 def test_bench_plot_goes_up_to_streams() -> None:

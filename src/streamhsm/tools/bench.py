@@ -22,18 +22,31 @@ from typing import TextIO
 import numpy as np
 
 from .._table import MachineTable
+from ..compiler import CompiledMachine
 from ..driver import Driver, DriverConfig, Role
 from ..lifecycle import Event, StreamLifecycle, StreamTable
-from ..compiler import CompiledMachine
 from ..machine import MachineSpec
 from ..reference import ReferenceMachine
 from ._floor import NoopTarget, broadcast_floor, copy_floor, table_floor, table_floor_int32
 
-__all__ = ["MIN_TARGET_STREAMS", "PLOT_SIZES", "Row", "format_rows", "plot_scaling", "plot_sizes",
-           "run_bench"]
+__all__ = ["INT32_SLOTS_TARGET", "MIN_TARGET_STREAMS", "PLOT_SIZES", "Row", "format_rows",
+           "plot_scaling", "plot_sizes", "run_bench"]
 
 LEASE_EVENTS = np.array([Event.PRODUCER_ATTACHED, Event.CONSUMER_ATTACHED, Event.PRODUCER_DETACHED,
                          Event.CONSUMER_DETACHED, Event.EPOCH_BUMPED], np.uint8)
+
+
+#: The batch targets are set for tables larger than the caches (the memory-bound regime a driver
+#: with many streams runs in); on smaller tables the bare loop's floor is a few cache hits and the
+#: ratios measure fixed per-call costs, so those rows carry no verdict.
+MIN_TARGET_STREAMS = 100_000
+
+#: The README's promise for int32 slots: ``dispatch_many`` at most this many times the bare table
+#: loop on int64 slots (a test holds the README to this number).
+INT32_SLOTS_TARGET = 1.25
+
+#: The stream counts :func:`plot_scaling` measures by default.
+PLOT_SIZES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 
 
 @dataclass
@@ -335,8 +348,8 @@ def bench_batches(streams: int, events: int, repeat: int = 5, seed: int = 1) -> 
         Row("dispatch_many, transition-heavy (drain policy, PD/PA at random)", "event",
             best["tog"] * per_ev, "bare table loop", best["floor_tog"] * per_ev, "<= 1.5x", 1.5),
         Row("dispatch_many, int32 slots, lease traffic", "event", best["many32"] * per_ev,
-            "bare table loop (int64 slots)", best["floor_many"] * per_ev, "<= 1.25x (README)",
-            1.25),
+            "bare table loop (int64 slots)", best["floor_many"] * per_ev,
+            f"<= {INT32_SLOTS_TARGET}x (README)", INT32_SLOTS_TARGET),
         Row("dispatch_many, int32 slots, lease traffic", "event", best["many32"] * per_ev,
             "bare table loop (int32 slots)", best["floor_many32"] * per_ev, "<= 1.5x", 1.5),
         Row("dispatch_many with a flag, lease traffic (drain policy as a flag)", "event",
@@ -411,13 +424,6 @@ def bench_driver(leases: int, repeat: int = 5) -> list[Row]:
     ]
 
 
-#: The batch targets are set for tables larger than the caches (the memory-bound regime a driver
-#: with many streams runs in); on smaller tables the bare loop's floor is a few cache hits and the
-#: ratios measure fixed per-call costs, so those rows carry no verdict.
-MIN_TARGET_STREAMS = 100_000
-
-#: The stream counts :func:`plot_scaling` measures by default.
-PLOT_SIZES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 
 
 def plot_sizes(streams: int) -> list[int]:
