@@ -29,7 +29,8 @@ from .errors import StreamHsmError
 from .machine import FREE_SLOT
 
 __all__ = ["SNAPSHOT_VERSION", "STR_DTYPE", "SUPPORTED_VERSIONS", "SnapshotError", "check_header",
-           "check_kind", "check_table_snapshot", "load_snapshot", "save_snapshot", "table_snapshot"]
+           "check_kind", "check_leaf_codes", "check_table_snapshot", "load_snapshot",
+           "save_snapshot", "table_snapshot"]
 
 #: Format version written into every snapshot (3: tables carry their per-slot flags).
 SNAPSHOT_VERSION = 3
@@ -109,6 +110,25 @@ def table_snapshot(machine: Any, states: np.ndarray, flags: np.ndarray, unhandle
     }
 
 
+def check_leaf_codes(states: np.ndarray, machine: Any, what: str = "") -> None:
+    """The one check that every code in ``states`` (a uint8 array of a snapshot) is a leaf state
+    of ``machine`` (a :class:`~streamhsm.CompiledMachine`) or the free code; ``what`` names the
+    table in the message (``"lease "``: "snapshot lease state ...").
+
+    Raises:
+        SnapshotError: naming the first bad code and its slot.
+    """
+    valid = np.zeros(FREE_SLOT + 1, dtype=bool)
+    valid[np.flatnonzero(machine.is_leaf)] = True
+    valid[0] = False  # Root is never a leaf state of an instance
+    valid[FREE_SLOT] = True
+    bad = np.flatnonzero(~valid[states])
+    if bad.size:
+        raise SnapshotError(
+            f"snapshot {what}state {int(states[bad[0]])} at slot {int(bad[0])} is not a leaf "
+            f"state of machine {machine.name!r}")
+
+
 def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str, Any]:
     """Validate a :meth:`~streamhsm.MachineTable.snapshot` for a table of ``machine`` (a
     :class:`~streamhsm.CompiledMachine`) and ``capacity`` slots; return what ``restore``
@@ -133,15 +153,7 @@ def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str,
         raise SnapshotError(f"snapshot capacity {got!r} != table capacity {cap} (an int)")
     states = array(snap, "states", np.uint8, cap)
     unhandled = array(snap, "unhandled", np.uint64, cap)
-    valid = np.zeros(FREE_SLOT + 1, dtype=bool)
-    valid[np.flatnonzero(machine.is_leaf)] = True
-    valid[0] = False  # Root is never a leaf state of an instance
-    valid[FREE_SLOT] = True
-    bad = np.flatnonzero(~valid[states])
-    if bad.size:
-        raise SnapshotError(
-            f"snapshot state {int(states[bad[0]])} at slot {int(bad[0])} is not a leaf state "
-            f"of machine {machine.name!r}")
+    check_leaf_codes(states, machine)
     if snap["version"] < 3 and "flags" not in snap:
         flags = np.zeros(cap, np.uint8)
     else:

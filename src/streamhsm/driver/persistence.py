@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from ..machine import FREE_SLOT
 from ..lifecycle import State, stream_machine
-from ..snapshot import SNAPSHOT_VERSION, SnapshotError, array, check_kind
+from ..snapshot import SNAPSHOT_VERSION, SnapshotError, array, check_kind, check_leaf_codes
 from ._args import shown
 from ._core import EPOCH_MAX, LEASE_ID_MAX, N_CORE_COUNTERS, NEVER, ValidatedState, driver_layout
 from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
@@ -151,8 +151,8 @@ def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapsh
     tables = _tables(header, config)
     scalars = _scalars(header, layout, config)
     streams, leases = tables["streams"]["states"], tables["leases"]["states"]
-    _check_leaf_codes("stream", streams, stream_machine(config.drain_on_producer_loss).is_leaf)
-    _check_leaf_codes("lease", leases, lease_machine().is_leaf)
+    check_leaf_codes(streams, stream_machine(config.drain_on_producer_loss), "stream ")
+    check_leaf_codes(leases, lease_machine(), "lease ")
     _check_streams(cols, streams, config)
     _check_leases(cols, streams, leases, scalars)
     _check_announces(cols, header)
@@ -239,18 +239,6 @@ def _scalars(snap: dict[str, Any], layout: dict[str, tuple[np.dtype[Any], int, i
     if out["driver_state"] not in (DriverState.RUNNING, DriverState.DRAINING, DriverState.STOPPED):
         raise SnapshotError(f"snapshot driver_state {out['driver_state']} is not a driver state")
     return out
-
-
-def _check_leaf_codes(what: str, states: npt.NDArray[np.uint8], is_leaf: npt.NDArray[np.bool_]
-                      ) -> None:
-    valid = np.zeros(256, bool)
-    valid[np.flatnonzero(is_leaf)] = True
-    valid[0] = False
-    valid[FREE_SLOT] = True
-    bad = np.flatnonzero(~valid[states])
-    if bad.size:
-        raise SnapshotError(f"snapshot {what} state {int(states[bad[0]])} at slot {int(bad[0])} "
-                            f"is not a leaf state")
 
 
 def _fail_at(mask: npt.NDArray[np.bool_], message: str) -> None:
