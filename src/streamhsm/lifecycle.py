@@ -64,12 +64,30 @@ class Event(CodeEnum):
 #: Policy name of the variant in which losing the producer drains the stream (plan S-2).
 DRAIN_ON_PRODUCER_LOSS = "drain_on_producer_loss"
 
-def stream_spec(drain_on_producer_loss: bool = False) -> MachineSpec:
+def stream_spec(drain_on_producer_loss: bool = False, *,
+                drain_flag: str | None = None) -> MachineSpec:
     """The declaration of the stream lifecycle (DESIGN section 2), optionally with the
     ``drain_on_producer_loss`` policy (Active + ProducerDetached -> Draining,
-    Draining + ProducerAttached -> Active)."""
-    name = "stream" if not drain_on_producer_loss else f"stream[{DRAIN_ON_PRODUCER_LOSS}]"
+    Draining + ProducerAttached -> Active).
+
+    With ``drain_flag`` (a flag name) the policy's two handlers are declared instead behind a
+    guard on that per-stream flag (machine ``stream[<flag> flag]``): a stream with the flag set
+    behaves like ``drain_on_producer_loss``, one with it clear like the default, so one table can
+    mix both policies.
+
+    Raises:
+        ValueError: both ``drain_on_producer_loss`` and ``drain_flag`` are given.
+    """
+    if drain_on_producer_loss and drain_flag is not None:
+        raise ValueError("drain_on_producer_loss and drain_flag are two ways to ask for the same "
+                         "handlers: give one")
+    if drain_flag is not None:
+        name = f"stream[{drain_flag} flag]"
+    else:
+        name = "stream" if not drain_on_producer_loss else f"stream[{DRAIN_ON_PRODUCER_LOSS}]"
     spec = MachineSpec(name, Event, initial="Live")
+    if drain_flag is not None:
+        spec.flag(drain_flag)
     spec.state("Live", initial="Init")
     spec.state("Init", parent="Live").state("Active", parent="Live")
     spec.state("Draining", parent="Live").state("Closed")
@@ -77,10 +95,11 @@ def stream_spec(drain_on_producer_loss: bool = False) -> MachineSpec:
     lease_events = ["ProducerAttached", "ConsumerAttached", "ProducerDetached",
                     "ConsumerDetached", "EpochBumped"]  # fmt: skip
     drain_events = ["ProducerDetached", "ConsumerDetached", "EpochBumped", "DriverDraining"]
-    if drain_on_producer_loss:
-        lease_events.remove("ProducerDetached")
-        spec.on("Active", "ProducerDetached", "Draining")
-        spec.on("Draining", "ProducerAttached", "Active")
+    if drain_on_producer_loss or drain_flag is not None:
+        if drain_flag is None:
+            lease_events.remove("ProducerDetached")  # a guarded handler falls back to this one
+        spec.on("Active", "ProducerDetached", "Draining", guard=drain_flag)
+        spec.on("Draining", "ProducerAttached", "Active", guard=drain_flag)
     spec.on("Active", lease_events)
     spec.on("Draining", drain_events)
     spec.on("Live", "DriverDraining", "Draining")

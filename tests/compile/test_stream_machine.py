@@ -216,3 +216,9 @@ def test_the_drain_policy_as_a_flag_equals_both_table_variants() -> None:
         for name in ("next_state", "handled", "handler", "exit_path", "entry_path"):
             np.testing.assert_array_equal(getattr(flagged, name)[mask], getattr(plain, name),
                                           err_msg=f"{name} with drain={drain}")
+
+
+def test_the_drain_policy_is_asked_for_one_way() -> None:
+    with pytest.raises(ValueError, match="drain_on_producer_loss and drain_flag"):
+        stream_spec(True, drain_flag="drain")
+    assert stream_spec(drain_flag="drain").compile().name == "stream[drain flag]"

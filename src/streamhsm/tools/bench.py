@@ -24,8 +24,7 @@ import numpy as np
 from .._table import MachineTable
 from ..compiler import CompiledMachine
 from ..driver import Driver, DriverConfig, Role
-from ..lifecycle import Event, StreamLifecycle, StreamTable
-from ..machine import MachineSpec
+from ..lifecycle import Event, StreamLifecycle, StreamTable, stream_spec
 from ..reference import ReferenceMachine
 from ._floor import NoopTarget, broadcast_floor, copy_floor, table_floor, table_floor_int32
 
@@ -235,20 +234,7 @@ def drain_flag_stream_machine() -> CompiledMachine:
     flag ``drain``: with the flag set on every stream it behaves exactly like
     ``stream_machine(True)``, with it clear like ``stream_machine(False)``. The benchmarks run it
     beside the flag-free machine to measure what flags cost."""
-    spec = MachineSpec("stream[drain flag]", Event, initial="Live").flag("drain")
-    spec.state("Live", initial="Init")
-    spec.state("Init", parent="Live").state("Active", parent="Live")
-    spec.state("Draining", parent="Live").state("Closed")
-    spec.on("Init", "StreamProvisioned", "Active")
-    spec.on("Active", "ProducerDetached", "Draining", guard="drain")
-    spec.on("Draining", "ProducerAttached", "Active", guard="drain")
-    spec.on("Active", ["ProducerAttached", "ConsumerAttached", "ProducerDetached",
-                       "ConsumerDetached", "EpochBumped"])
-    spec.on("Draining", ["ProducerDetached", "ConsumerDetached", "EpochBumped", "DriverDraining"])
-    spec.on("Live", "DriverDraining", "Draining")
-    spec.on("Live", ["DriverShutdown", "StreamIdle", "Close"], "Closed")
-    spec.on("Closed", "Close")
-    return spec.compile()
+    return stream_spec(drain_flag="drain").compile()
 
 
 def drain_flag_table(n: int, drain: bool = True) -> MachineTable:
