@@ -17,15 +17,15 @@ Machines are declared as data (:class:`MachineSpec`), compiled into flat tables
 from __future__ import annotations
 
 from . import driver as _driver
-from .codes import CodeEnum
+from . import registry
 from ._instance import MachineInstance
 from ._table import MachineTable
+from .codes import CodeEnum
+from .compiler import CompiledMachine
 from .driver import *  # noqa: F403  (the driver's public names, listed in streamhsm.driver.__all__)
 from .errors import DriverClosedError, MachineDefinitionError, StreamHsmError, TableFullError
 from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machine, stream_spec
-from .compiler import CompiledMachine
 from .machine import FREE_SLOT, MAX_FLAGS, ROOT, HandlerDecl, MachineSpec
-from . import registry
 from .reference import ReferenceMachine
 from .shm import SharedTableError
 from .snapshot import SnapshotError

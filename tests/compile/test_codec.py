@@ -10,9 +10,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamhsm import (Event, LeaseEvent, LeaseState, MachineDefinitionError, MachineSpec,
-                       ReferenceMachine, State, StreamLifecycle, StreamTable, stream_machine,
-                       stream_spec)
+from streamhsm import (
+    Event,
+    LeaseEvent,
+    LeaseState,
+    MachineDefinitionError,
+    MachineSpec,
+    ReferenceMachine,
+    State,
+    StreamLifecycle,
+    StreamTable,
+    stream_machine,
+    stream_spec,
+)
 from streamhsm._codec import MachineCodec
 from streamhsm.machine import upper_to_camel
 

@@ -16,7 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamhsm import MachineDefinitionError, MachineInstance, MachineSpec, MachineTable, ReferenceMachine
+from streamhsm import (
+    MachineDefinitionError,
+    MachineInstance,
+    MachineSpec,
+    MachineTable,
+    ReferenceMachine,
+)
 from streamhsm.compiler import CompiledMachine
 from streamhsm.machine import ROOT, HandlerDecl
 

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 import streamhsm
-from streamhsm import REVOKED_NOTICE_DTYPE, Driver, DriverClosedError, DriverConfig, Role, StreamHsmError
+from streamhsm import (
+    REVOKED_NOTICE_DTYPE,
+    Driver,
+    DriverClosedError,
+    DriverConfig,
+    Role,
+    StreamHsmError,
+)
 
 SEC = 1_000_000_000
 

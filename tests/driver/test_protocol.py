@@ -10,8 +10,8 @@ from streamhsm import (
     Driver,
     DriverConfig,
     DriverState,
-    Role,
     RevokeReason,
+    Role,
     ShutdownNotice,
     ShutdownReason,
 )

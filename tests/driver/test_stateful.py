@@ -18,7 +18,6 @@ from streamhsm import (
     ReferenceMachine,
     ResponseCode,
     RevokeReason,
-    Role,
     State,
     stream_spec,
 )

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from streamhsm import Event, State, StreamTable
+from streamhsm import Event, State, StreamTable, _testing
 from streamhsm import _table as _engine
-from streamhsm import _testing
 
 KERNELS = _engine._simd_supported()
 N_STREAMS = 3000

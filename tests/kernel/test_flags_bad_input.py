@@ -28,11 +28,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamhsm import FREE_SLOT, MachineInstance, MachineSpec, MachineTable
+from streamhsm import FREE_SLOT, MachineInstance, MachineSpec, MachineTable, _testing
 from streamhsm.compiler import table_layout
 from streamhsm.errors import MachineDefinitionError
 from streamhsm.snapshot import SnapshotError, load_snapshot, save_snapshot
-from streamhsm import _testing
 
 # --------------------------------------------------------------------------- the machines
 

@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamhsm import Event, State
-from streamhsm import shm
+from streamhsm import Event, State, shm
 from streamhsm.shm import (
     HEADER_SIZE,
     SharedStreamTable,

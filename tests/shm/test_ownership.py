@@ -16,8 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from streamhsm import Event, State
-from streamhsm import shm
+from streamhsm import Event, State, shm
 from streamhsm.shm import SharedStreamTable, SharedTableError, open_readonly, reclaim
 from streamhsm.tools.cli import main
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from streamhsm import Event, State
-from streamhsm.tools.cli import main
 from streamhsm.shm import HEADER_SIZE, SharedStreamTable, SharedTableError, open_readonly
+from streamhsm.tools.cli import main
 
 
 @pytest.fixture

@@ -9,17 +9,15 @@ bounded polls for a condition that a correct build reaches at once; none asserts
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
-from streamhsm import FREE_SLOT, Event, State, StreamTable, TableFullError
-from streamhsm.compiler import table_layout
+from streamhsm import FREE_SLOT, Event, State, StreamTable, TableFullError, _testing
 from streamhsm._views import readonly_view
-from streamhsm import _testing
+from streamhsm.compiler import table_layout
 
 E, S = Event, State
 

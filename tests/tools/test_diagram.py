@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from streamhsm import registry
 from streamhsm.compiler import CompiledMachine
 from streamhsm.machine import MachineSpec
-from streamhsm import registry
 from streamhsm.tools.cli import main
 from streamhsm.tools.diagram import render_image, to_dot, to_mermaid
 
