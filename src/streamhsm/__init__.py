@@ -17,7 +17,7 @@ Machines are declared as data (:class:`MachineSpec`), compiled into flat tables
 from __future__ import annotations
 
 from . import driver as _driver
-from . import registry
+from . import registry as registry  # the submodule, as streamhsm.registry
 from ._instance import MachineInstance
 from ._table import MachineTable
 from .codes import CodeEnum

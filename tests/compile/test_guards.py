@@ -305,7 +305,7 @@ def test_random_machines_many_slots_match_one_reference_per_slot(data: st.DataOb
         elif action[0] == "many":
             _, slots, events = action
             expected = sum(ref_dispatch(s, desc.events[e])
-                           for s, e in zip(slots.tolist(), events.tolist()))
+                           for s, e in zip(slots.tolist(), events.tolist(), strict=True))
             assert table.dispatch_many(slots, events) == expected
         elif action[0] == "broadcast":
             expected = sum(ref_dispatch(s, action[1]) for s in sorted(refs))
@@ -332,7 +332,7 @@ def test_random_machines_many_slots_match_one_reference_per_slot(data: st.DataOb
         got = table.trace()
         assert len(got) == min(len(trace), TRACE_SIZE)
         assert list(zip(*(got[f].tolist() for f in ("slot", "event", "from_state", "to_state",
-                                                     "handled_by")))) == trace[-TRACE_SIZE:]
+                                                     "handled_by")), strict=True)) == trace[-TRACE_SIZE:]
 
 
 def test_generated_machines_use_every_feature() -> None:

@@ -62,7 +62,8 @@ CELLS = [(p, leaf, ev) for p in (False, True) for leaf in (S.INIT, S.ACTIVE, S.D
 
 
 @pytest.mark.parametrize(("policy", "leaf", "event"), CELLS,
-                         ids=[f"{'drain' if p else 'default'}-{l.name}-{e.name}" for p, l, e in CELLS])
+                         ids=[f"{'drain' if p else 'default'}-{leaf.name}-{e.name}"
+                              for p, leaf, e in CELLS])
 def test_every_cell_matches_design(policy: bool, leaf: State, event: Event) -> None:
     want_next, want_handler = design_table(policy)[leaf, event]
     machine = stream_machine(policy)
@@ -72,7 +73,8 @@ def test_every_cell_matches_design(policy: bool, leaf: State, event: Event) -> N
 
 
 @pytest.mark.parametrize(("policy", "leaf", "event"), CELLS,
-                         ids=[f"{'drain' if p else 'default'}-{l.name}-{e.name}" for p, l, e in CELLS])
+                         ids=[f"{'drain' if p else 'default'}-{leaf.name}-{e.name}"
+                              for p, leaf, e in CELLS])
 def test_every_cell_on_every_implementation(any_stream_machine: Callable[..., Any], policy: bool,
                                             leaf: State, event: Event) -> None:
     want_next, want_handler = design_table(policy)[leaf, event]

@@ -50,7 +50,7 @@ def test_driver_round_trip_bumps_every_live_epoch_once(tmp_path: Path, policy: b
     after = observe(e)
     live = [info for info in before["streams"] if info and info.state in (State.ACTIVE, State.DRAINING)]
     assert live
-    for b, a in zip(before["streams"], after["streams"]):
+    for b, a in zip(before["streams"], after["streams"], strict=True):
         if b is None:
             assert a is None
             continue

@@ -41,7 +41,7 @@ def _reference(t: StreamTable, slots: np.ndarray, events: np.ndarray) -> dict[st
     trans = t.transition_counts.astype(np.int64)
     kind_transition = (m.handled == 1) & (m.exit_path[:, :, 0] >= 0)
     handled = 0
-    for s, e in zip(slots.tolist(), events.tolist()):
+    for s, e in zip(slots.tolist(), events.tolist(), strict=True):
         old = states[s]
         if not m.handled[old, e]:
             unhandled[s] += 1

@@ -603,7 +603,7 @@ def _drive(k: int, cap: int, rounds: int, batch: int, seed: int, per_event_chunk
                 values = vals.astype(bool) if rng.random() < 0.5 else vals
             for t in (a, b):
                 t.set_flag_many(slots, f"f{name}", values)
-            for s, v in zip(slots.tolist(), vals.tolist()):
+            for s, v in zip(slots.tolist(), vals.tolist(), strict=True):
                 model[s] = (int(model[s]) & ~(1 << name)) | (v << name)
         for s in rng.choice(open_slots, 5).tolist() + [int(open_slots[-1])]:
             name, v = int(rng.integers(0, k)), bool(rng.integers(0, 2))
@@ -643,7 +643,7 @@ def _drive(k: int, cap: int, rounds: int, batch: int, seed: int, per_event_chunk
         got = a.dispatch_many(sl, ev)
         want = 0
         if per_event_chunk == 1:
-            for s, e in zip(slots.tolist(), ev.tolist()):
+            for s, e in zip(slots.tolist(), ev.tolist(), strict=True):
                 want += b.dispatch(s, e)
         else:
             for lo in range(0, batch, per_event_chunk):

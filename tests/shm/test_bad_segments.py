@@ -9,6 +9,7 @@ test instead of killing or hanging the whole run."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -176,7 +177,7 @@ def test_every_accessor_after_truncation_in_process(name: str) -> None:
     """The same, in this process (the reader never maps the segment, so this cannot SIGBUS)."""
     with _table(name) as t, open_readonly(name) as r:
         os.truncate(t.path, 0)
-        for key, call in _accessors(r).items():
+        for call in _accessors(r).values():
             with pytest.raises(SharedTableError, match=rf"segment '{name}' shrank.*now has 0 bytes"):
                 call()
         assert r.capacity == 64 and r.name == name  # plain attributes stay
@@ -316,7 +317,7 @@ def test_non_regular_files_in_the_stat_command(name: str) -> None:
         return [rc, err.getvalue()]
 
     for extra in ([], ["--reclaim"]):
-        rc, err = in_child(lambda: run(extra), timeout=10)
+        rc, err = in_child(functools.partial(run, extra), timeout=10)
         assert rc == 2 and err.count("\n") == 1
         assert err.startswith(f"error: segment {name!r} is not a regular file") and "a FIFO" in err
 
@@ -551,4 +552,4 @@ def test_close_during_a_read_never_reads_another_file(name: str, monkeypatch: py
             os.close(fd)
         assert states.tolist() == t.states.tolist() != [0x77] * 4  # the segment, not the decoy
         with pytest.raises(SharedTableError, match="is closed"):
-            r.states
+            _ = r.states

@@ -187,7 +187,7 @@ def test_a_forked_child_holding_the_table_keeps_the_segment(name: str) -> None:
     if pid == 0:  # pragma: no cover - the writer, which forks a child and dies
         try:
             os.close(r)
-            t = SharedStreamTable(name, 4)
+            _table = SharedStreamTable(name, 4)  # held open until this process dies
             grandchild = os.fork()
             if grandchild == 0:
                 os.close(w)

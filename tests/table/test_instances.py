@@ -65,7 +65,7 @@ def test_uninitialised_instance_raises() -> None:
     with pytest.raises(RuntimeError, match="not initialised"):
         m.dispatch(0)
     with pytest.raises(RuntimeError, match="not initialised"):
-        m.current
+        _ = m.current
     with pytest.raises(RuntimeError, match="called twice"):
         StreamLifecycle()._bind(stream_machine(), False)
 

@@ -80,7 +80,7 @@ def test_dispatch_many_matches_dispatch_one_by_one() -> None:
     slots = rng.integers(0, 64, 5000)
     events = rng.integers(0, len(E), 5000).astype(np.uint8)
     handled = a.dispatch_many(slots, events)
-    assert handled == sum(b.dispatch(int(s), int(e)) for s, e in zip(slots, events))
+    assert handled == sum(b.dispatch(int(s), int(e)) for s, e in zip(slots, events, strict=True))
     sa, sb = _snapshot(a), _snapshot(b)
     assert sa[0].tolist() == sb[0].tolist() and sa[1].tolist() == sb[1].tolist()
     assert sa[2:] == sb[2:]
