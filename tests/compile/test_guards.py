@@ -368,8 +368,8 @@ def _deep() -> MachineSpec:
     """Root > A > A1 > A11 > A111; Root > B. Root's initial is A11 (deep), A11's is A111; A's
     initial is A11 too."""
     spec = MachineSpec("deep", ["Go", "Back", "Poke"], initial="A11")
-    spec.state("A", initial="A11").state("A1", "A", initial="A12").state("A11", "A1", initial="A111")
-    spec.state("A111", "A11").state("A12", "A1").state("B")
+    spec.state("A", initial="A11").state("A1", "A", initial="A12")
+    spec.state("A11", "A1", initial="A111").state("A111", "A11").state("A12", "A1").state("B")
     spec.flag("hot").flag("cold")
     spec.on("A111", "Go", "B", guard="hot").on("A111", "Go", "A12", guard="!cold")
     spec.on("A", "Go", "Root")

@@ -19,7 +19,8 @@ LEASE = [E.PRODUCER_ATTACHED, E.CONSUMER_ATTACHED, E.PRODUCER_DETACHED, E.CONSUM
 CLOSERS = [E.DRIVER_SHUTDOWN, E.STREAM_IDLE, E.CLOSE]
 
 
-def design_table(drain_on_producer_loss: bool) -> dict[tuple[State, Event], tuple[State, State | None]]:
+def design_table(
+        drain_on_producer_loss: bool) -> dict[tuple[State, Event], tuple[State, State | None]]:
     """(leaf, event) -> (next leaf, handling state or None), transcribed from DESIGN section 2."""
     t: dict[tuple[State, Event], tuple[State, State | None]] = {}
     for leaf in (S.INIT, S.ACTIVE, S.DRAINING, S.CLOSED):
@@ -85,6 +86,7 @@ def test_every_cell_on_every_implementation(any_stream_machine: Callable[..., An
     assert m.unhandled == before + (want_handler is None)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("policy", [False, True])
 def test_compiled_equals_reference_interpreter(policy: bool) -> None:
     machine = stream_machine(policy)

@@ -133,7 +133,8 @@ def test_max_time_is_computed_once() -> None:
     snap["now_ns"] = cfg.max_time_ns
     assert Driver.restore(snap).now_ns == cfg.max_time_ns
     snap["now_ns"] = cfg.max_time_ns + 1
-    with pytest.raises(SnapshotError, match=f"'now_ns' must be an int between 0 and {cfg.max_time_ns}"):
+    with pytest.raises(SnapshotError,
+                       match=f"'now_ns' must be an int between 0 and {cfg.max_time_ns}"):
         Driver.restore(snap)
 
 

@@ -71,7 +71,8 @@ class RefDriver:
         self.due.add(sid)
 
     def recycle(self) -> None:
-        for sid in [k for k, s in self.streams.items() if s["dynamic"] and self.sstate(k) == "Closed"]:
+        for sid in [k for k, s in self.streams.items()
+                    if s["dynamic"] and self.sstate(k) == "Closed"]:
             del self.streams[sid]
 
     def provision(self, sid: int, dynamic: bool) -> None:
@@ -89,7 +90,8 @@ class RefDriver:
 
     def attach(self, sid: int, role: int, client: int, now: int, create: bool) -> tuple:  # type: ignore[type-arg]
         if self.state != "Running":
-            return self.reject(REJ, "driver draining" if self.state == "Draining" else "driver stopped")
+            return self.reject(REJ, "driver draining" if self.state == "Draining"
+                               else "driver stopped")
         if role not in (1, 2):
             return self.reject(INV, f"unknown role {role!r}")
         if not 0 <= sid < 2**31:
@@ -105,7 +107,8 @@ class RefDriver:
                 return self.reject(REJ, f"unknown stream {sid}")
             if not DYN[0] <= sid <= DYN[1]:
                 return self.reject(INV, "outside the dynamic range")
-            closed = sum(1 for k, x in self.streams.items() if x["dynamic"] and self.sstate(k) == "Closed")
+            closed = sum(1 for k, x in self.streams.items()
+                         if x["dynamic"] and self.sstate(k) == "Closed")
             if self.stream_cap - len(self.streams) + closed == 0:
                 return self.reject(REJ, "stream capacity exhausted")
         else:
@@ -176,7 +179,8 @@ class RefDriver:
         if lid in self.leases and client is not None and self.leases[lid]["client"] != client:
             return REJ, "unknown lease"  # another client's lease: as if unknown
         if lid not in self.leases:
-            return (OK, "lease already ended") if 0 < lid <= self.last_lid else (REJ, "unknown lease")
+            return ((OK, "lease already ended") if 0 < lid <= self.last_lid
+                    else (REJ, "unknown lease"))
         self.end(lid, reason, now)
         return OK, ""
 

@@ -78,6 +78,7 @@ def test_batch_counters_are_exact(mix: str, n_events: int) -> None:
     _check(t, ref, t.dispatch_many(slots, events))
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("sdt", [np.int32, np.int64])
 @pytest.mark.parametrize("edt", [np.uint8, np.int32, np.int64])
 def test_batch_counters_every_dtype(sdt: type, edt: type, kernel: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 from streamhsm import Event, State, StreamTable
 
 
+@pytest.mark.smoke
 def test_cython_consumer_matches_python_dispatch(cython_driver: ModuleType) -> None:
     rng = np.random.default_rng(5)
     a, b = StreamTable(32), StreamTable(32)

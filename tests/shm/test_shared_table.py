@@ -27,6 +27,7 @@ def name() -> str:
         os.unlink(f"/dev/shm/{n}")
 
 
+@pytest.mark.smoke
 def test_reader_sees_the_writer_and_cannot_write(name: str) -> None:
     with SharedStreamTable(name, 100) as t:
         assert oct(os.stat(f"/dev/shm/{name}").st_mode & 0o777) == "0o600"

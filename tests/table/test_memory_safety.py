@@ -115,7 +115,8 @@ def test_every_mutator_waits_for_a_running_batch(paused_batch: Any) -> None:
         batch.queue(t.open),
         batch.queue(lambda: t.release(5)),
         batch.queue(lambda: t.dispatch(0, E.DRIVER_DRAINING)),
-        batch.queue(lambda: t.dispatch_many(np.array([1], np.int64), np.array([E.CLOSE], np.uint8))),
+        batch.queue(lambda: t.dispatch_many(np.array([1], np.int64),
+                                            np.array([E.CLOSE], np.uint8))),
         batch.queue(lambda: t.broadcast(E.EPOCH_BUMPED)),
     ]
     assert (t.states == before).all() and _testing.waiters(t) == len(calls)
@@ -226,7 +227,8 @@ def _observe_partial(t: StreamTable, run: Callable[[int], None]) -> bool:
 def test_dispatch_many_releases_the_gil() -> None:
     t = _active_table(N_GIL)
     slots = np.arange(N_GIL, dtype=np.int64)
-    go = (np.full(N_GIL, E.PRODUCER_DETACHED, np.uint8), np.full(N_GIL, E.PRODUCER_ATTACHED, np.uint8))
+    go = (np.full(N_GIL, E.PRODUCER_DETACHED, np.uint8),
+          np.full(N_GIL, E.PRODUCER_ATTACHED, np.uint8))
     assert _observe_partial(t, lambda k: t.dispatch_many(slots, go[k % 2]))
 
 

@@ -102,7 +102,8 @@ class TableVsReference(RuleBasedStateMachine):
         assert t.unhandled_total == self.total
         assert len(t) == len(self.ref)
         names = t.machine.state_names
-        got = {(names[s], EVENT_NAMES[e]): int(n) for s, e in zip(*np.nonzero(t.transition_counts), strict=True)
+        got = {(names[s], EVENT_NAMES[e]): int(n)
+               for s, e in zip(*np.nonzero(t.transition_counts), strict=True)
                for n in [t.transition_counts[s, e]]}
         assert got == self.transitions
         assert t.stats()["transitions"] == {f"{a}/{b}": n for (a, b), n in self.transitions.items()}

@@ -19,7 +19,8 @@ ROUNDS = 40
 
 def _occupancy_matches(t: StreamTable) -> bool:
     hist = np.bincount(t.states[t.states != FREE_SLOT], minlength=len(State))
-    return all(t.count(s) == hist[s] for s in (State.INIT, State.ACTIVE, State.DRAINING, State.CLOSED))
+    return all(t.count(s) == hist[s] for s in (State.INIT, State.ACTIVE, State.DRAINING,
+                                               State.CLOSED))
 
 
 def test_threads_on_one_table_equal_a_serial_replay() -> None:
@@ -87,7 +88,8 @@ def test_batches_on_two_tables_run_in_parallel_threads() -> None:
     for tb in tables:
         for _ in range(500):
             tb.open()
-    threads = [threading.Thread(target=lambda tb=tb: results.append(tb.dispatch_many(slots, events)))
+    threads = [threading.Thread(
+                   target=lambda tb=tb: results.append(tb.dispatch_many(slots, events)))
                for tb in tables]
     for th in threads:
         th.start()

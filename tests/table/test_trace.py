@@ -32,7 +32,8 @@ def test_records_only_transitions_with_their_handler() -> None:
     t.dispatch(0, Event.STREAM_PROVISIONED)          # Init -> Active, by Init
     t.dispatch(0, Event.EPOCH_BUMPED)                # handled in place: not a transition
     t.dispatch(0, Event.STREAM_PROVISIONED)          # unhandled: not a transition
-    t.dispatch_many(np.array([1, 0], np.int64), np.array([Event.CLOSE, Event.DRIVER_DRAINING], np.uint8))
+    t.dispatch_many(np.array([1, 0], np.int64),
+                    np.array([Event.CLOSE, Event.DRIVER_DRAINING], np.uint8))
     tr = t.trace()
     assert tr["seq"].tolist() == [0, 1, 2]
     assert tr["slot"].tolist() == [0, 1, 0]
@@ -78,7 +79,8 @@ def test_recording_allocates_nothing() -> None:
     assert sys.getallocatedblocks() - before <= 2
 
 
-@pytest.mark.parametrize(("size", "exc"), [(0, ValueError), (-1, ValueError), (1.5, TypeError), (2**31, ValueError)])
+@pytest.mark.parametrize(("size", "exc"),
+                         [(0, ValueError), (-1, ValueError), (1.5, TypeError), (2**31, ValueError)])
 def test_bad_sizes(size: object, exc: type) -> None:
     with pytest.raises(exc, match="size"):
         table().enable_trace(size)

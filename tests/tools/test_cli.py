@@ -26,6 +26,7 @@ def _one_error_line(err: str) -> str:
     return err[len("error: "):-1]
 
 
+@pytest.mark.smoke
 def test_demo_runs_as_a_module() -> None:
     proc = subprocess.run([sys.executable, "-m", "streamhsm", "demo", "--streams", "200",
                            "--clients", "800", "--seconds", "6"],

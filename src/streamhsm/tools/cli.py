@@ -227,7 +227,8 @@ def _check_counts(args: argparse.Namespace, limits: dict[str, tuple[int, int | N
 def _bench(args: argparse.Namespace) -> int:
     from .bench import format_rows, plot_scaling, plot_sizes, run_bench, write_json
 
-    _check_counts(args, {"streams": (1, MAX_CAPACITY), "events": (1, None), "leases": (1, MAX_CAPACITY)})
+    _check_counts(args,
+                  {"streams": (1, MAX_CAPACITY), "events": (1, None), "leases": (1, MAX_CAPACITY)})
     points = None
     if args.plot:  # fail early if matplotlib is missing
         try:
