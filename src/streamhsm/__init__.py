@@ -7,11 +7,12 @@ What a driver author imports::
     from streamhsm import MachineSpec                                   # machines of your own
 
 The public names are exactly ``__all__``: the engine (``MachineSpec``, ``HandlerDecl``,
-``CompiledMachine``, ``MachineTable``, ``MachineInstance``, ``ReferenceMachine``), the stream lifecycle, every error a
-public method raises, and the driver's public names (``streamhsm.driver.__all__``). The shared-memory
-reader lives in :mod:`streamhsm.shm`; the C API for ``cimport`` in ``streamhsm/capi.pxd``.
-Machines are declared as data (:class:`MachineSpec`), compiled into flat tables
-(:class:`CompiledMachine`), and run by a Cython core over struct-of-arrays state.
+``CompiledMachine``, ``MachineTable``, ``MachineInstance``, ``ReferenceMachine``), the stream
+lifecycle, every error a public method raises, and the driver's public names
+(``streamhsm.driver.__all__``). The shared-memory reader lives in :mod:`streamhsm.shm`; the C API
+for ``cimport`` in ``streamhsm/capi.pxd``. Machines are declared as data (:class:`MachineSpec`),
+compiled into flat tables (:class:`CompiledMachine`), and run by a Cython core over
+struct-of-arrays state.
 """
 
 from __future__ import annotations

@@ -102,5 +102,6 @@ class TableObserver:
         }
 
     def summary(self) -> dict[str, Any]:
-        """``{"occupancy": ..., "transitions": ...}``: the part of ``stats()`` every table shares."""
+        """``{"occupancy": ..., "transitions": ...}``: the part of ``stats()`` every table
+        shares."""
         return {"occupancy": self.occupancy(), "transitions": self.transition_counts()}

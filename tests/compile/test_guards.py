@@ -331,8 +331,8 @@ def test_random_machines_many_slots_match_one_reference_per_slot(data: st.DataOb
     if tracing:  # the ring holds the last TRACE_SIZE transitions
         got = table.trace()
         assert len(got) == min(len(trace), TRACE_SIZE)
-        assert list(zip(*(got[f].tolist() for f in ("slot", "event", "from_state", "to_state",
-                                                     "handled_by")), strict=True)) == trace[-TRACE_SIZE:]
+        fields = ("slot", "event", "from_state", "to_state", "handled_by")
+        assert list(zip(*(got[f].tolist() for f in fields), strict=True)) == trace[-TRACE_SIZE:]
 
 
 def test_generated_machines_use_every_feature() -> None:

@@ -23,7 +23,8 @@ def test_every_entry_point_shares_the_registered_machine() -> None:
     drain = registry.machine("stream", "drain_on_producer_loss")
     assert stream_machine(True) is drain and stream_machine(False) is registry.machine("stream")
     assert StreamTable(2, drain_on_producer_loss=True).machine is drain
-    assert StreamLifecycle(True).drain_on_producer_loss and not StreamLifecycle().drain_on_producer_loss
+    assert StreamLifecycle(True).drain_on_producer_loss
+    assert not StreamLifecycle().drain_on_producer_loss
     assert lease_machine() is registry.machine("lease")
     assert driver_machine() is registry.machine("driver")
 

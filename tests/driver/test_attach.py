@@ -223,7 +223,8 @@ def test_keepalive_extends_expiry_and_poll_expires() -> None:
     c = d.counters
     assert (c["leases_expired"], c["keepalives"]) == (1, 1)
     notice = d.drain_revoked()[0]
-    assert (notice["lease_id"], notice["reason"], notice["time_ns"]) == (b.lease_id, RevokeReason.EXPIRED, EXPIRY + 1)
+    assert (notice["lease_id"], notice["reason"], notice["time_ns"]) == (
+        b.lease_id, RevokeReason.EXPIRED, EXPIRY + 1)
 
 
 def test_revoke() -> None:

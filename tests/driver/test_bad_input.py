@@ -23,7 +23,8 @@ def snap_table(t: StreamTable) -> tuple[Any, ...]:
 
 def driver() -> Driver:
     d = Driver(DriverConfig(static_stream_ids=(1, 2), allow_dynamic_streams=True,
-                            dynamic_stream_id_range=(100, 110), stream_capacity=6, lease_capacity=6))
+                            dynamic_stream_id_range=(100, 110), stream_capacity=6,
+                            lease_capacity=6))
     d.attach(1, Role.PRODUCER, 10, 0)
     d.attach(1, Role.CONSUMER, 11, 0)
     d.attach(100, Role.CONSUMER, 12, 0, create=True)

@@ -66,7 +66,8 @@ def test_driver_round_trip_bumps_every_live_epoch_once(tmp_path: Path, policy: b
     # both drivers continue identically (apart from the epochs)
     for drv in (d, e):
         drv.poll(d._now_ns + 10 * SEC)
-    assert [i and i.state for i in observe(d)["streams"]] == [i and i.state for i in observe(e)["streams"]]
+    assert ([i and i.state for i in observe(d)["streams"]]
+            == [i and i.state for i in observe(e)["streams"]])
 
 
 def test_restored_draining_driver_still_shuts_down() -> None:

@@ -34,7 +34,8 @@ class RefDriver:
 
     def __init__(self, policy: bool, stream_cap: int, lease_cap: int, outbox: int,
                  token: str | None, timeout: int) -> None:
-        self.policy, self.stream_cap, self.lease_cap, self.outbox = policy, stream_cap, lease_cap, outbox
+        self.policy, self.stream_cap, self.lease_cap = policy, stream_cap, lease_cap
+        self.outbox = outbox
         self.token, self.timeout = token, timeout
         self.spec = stream_spec(policy)
         self.state = "Running"
@@ -48,7 +49,8 @@ class RefDriver:
         self.due: set[int] = set()
         self.c = dict.fromkeys(["attaches_ok", "attaches_rejected", "keepalives", "leases_detached",
                                 "leases_expired", "leases_revoked", "epoch_bumps",
-                                "streams_provisioned", "streams_closed", "revoke_notices_dropped"], 0)
+                                "streams_provisioned", "streams_closed",
+                                "revoke_notices_dropped"], 0)
         self.unhandled = 0
         for sid in STATIC:
             self.provision(sid, dynamic=False)
@@ -155,7 +157,8 @@ class RefDriver:
             self.notice(lid, sid, lease["client"], 2, reason, now)
         key = {RevokeReason.DETACHED: "leases_detached", RevokeReason.EXPIRED: "leases_expired"}
         self.c[key.get(reason, "leases_revoked")] += 1
-        if s["dynamic"] and not s["producer"] and not s["consumers"] and reason != RevokeReason.SHUTDOWN:
+        if (s["dynamic"] and not s["producer"] and not s["consumers"]
+                and reason != RevokeReason.SHUTDOWN):
             self.ev(sid, "StreamIdle")
             self.c["streams_closed"] += 1
 

@@ -807,7 +807,8 @@ def test_dispatch_many_reads_arrays_that_alias_the_table_as_they_were() -> None:
         for _ in range(3):
             t.open()
         t.dispatch_many(np.array([1, 2, 2]), np.array(
-            [Event.STREAM_PROVISIONED, Event.STREAM_PROVISIONED, Event.PRODUCER_DETACHED], np.uint8))
+            [Event.STREAM_PROVISIONED, Event.STREAM_PROVISIONED, Event.PRODUCER_DETACHED],
+            np.uint8))
         return t  # slot 0 Init (code 2), slot 1 Active (3), slot 2 Draining (4)
 
     aliased, copied = fresh(), fresh()

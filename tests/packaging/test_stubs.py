@@ -50,7 +50,8 @@ def test_precise_stubs_accept_user_code(tmp_path: Path) -> None:
 def test_precise_stubs_reject_wrong_user_code(tmp_path: Path) -> None:
     out, rc = _mypy(tmp_path, BAD)
     assert rc == 1
-    assert 'Incompatible types in assignment (expression has type "int", variable has type "str")' in out
+    assert ('Incompatible types in assignment (expression has type "int", variable has type "str")'
+            in out)
     assert '"no_such_key"' in out
     assert 'Argument 2 to "dispatch" of "MachineTable" has incompatible type "float"' in out
     assert '(expression has type "State", variable has type "str")' in out

@@ -184,7 +184,8 @@ def test_arrays_rewritten_during_dispatch_many_stop_the_batch(column: str, value
     batch.resume()
     err = batch.call.error
     assert isinstance(err, IndexError), err
-    assert "the first 3 events were dispatched" in str(err) and "changed during the batch" in str(err)
+    assert "the first 3 events were dispatched" in str(err)
+    assert "changed during the batch" in str(err)
     assert t.state(0) is S.ACTIVE and t.state(1) is S.DRAINING  # events 0..2 ran
     assert t.count(S.DRAINING) == 1 and t.count(S.ACTIVE) == 3
     _consistent(t)

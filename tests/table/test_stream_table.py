@@ -270,7 +270,8 @@ def test_stats_is_plain_data(table: StreamTable) -> None:
     # fixture: 0 Init, 1 Active, 2 Draining, 3 Closed
     table.dispatch(3, Event.STREAM_PROVISIONED)  # unhandled in Closed
     table.dispatch(3, Event.STREAM_PROVISIONED)
-    table.broadcast(Event.DRIVER_DRAINING)  # Init, Active -> Draining; Draining keeps; Closed misses
+    # Init, Active -> Draining; Draining keeps; Closed misses
+    table.broadcast(Event.DRIVER_DRAINING)
     st = table.stats()
     assert st["machine"] == "stream" and st["capacity"] == 8 and st["open"] == 4
     assert st["occupancy"] == {"Root": 4, "Live": 3, "Init": 0, "Active": 0, "Draining": 3,

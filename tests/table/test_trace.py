@@ -97,4 +97,5 @@ def test_trace_codes_name_their_members() -> None:
     m = t.machine
     assert (m.State(rec["from_state"]), m.State(rec["to_state"])) == (State.INIT, State.ACTIVE)
     assert m.Event(rec["event"]) is Event.STREAM_PROVISIONED
-    assert m.state_names[rec["handled_by"]] == "Init" and m.event_names[rec["event"]] == "StreamProvisioned"
+    assert m.state_names[rec["handled_by"]] == "Init"
+    assert m.event_names[rec["event"]] == "StreamProvisioned"

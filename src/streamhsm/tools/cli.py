@@ -299,9 +299,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code.
 
-    0 on success; 1 when ``stat`` finds the writer dead; 2 for a usage mistake or a failure the user can fix (bad numbers, unwritable
-    paths, missing Graphviz or shared table), reported as one ``error: ...`` line on stderr;
-    130 when interrupted.
+    0 on success; 1 when ``stat`` finds the writer dead; 2 for a usage mistake or a failure the
+    user can fix (bad numbers, unwritable paths, missing Graphviz or shared table), reported as one
+    ``error: ...`` line on stderr; 130 when interrupted.
     """
     args = build_parser().parse_args(argv)
     try:
