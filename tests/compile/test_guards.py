@@ -26,6 +26,8 @@ from streamhsm import (
 from streamhsm.compiler import CompiledMachine
 from streamhsm.machine import ROOT, HandlerDecl
 
+pytestmark = pytest.mark.smoke(False)  # not in the smoke suite: Hypothesis-generated machines
+
 MAX_DEPTH = 4
 NEXT = "Next"  # the event that walks the leaves in a cycle, so that every state is reachable
 #: A batch this long runs through the engine's chunked batch kernels (with batch-local transition

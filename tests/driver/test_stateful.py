@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -21,6 +22,8 @@ from streamhsm import (
     State,
     stream_spec,
 )
+
+pytestmark = pytest.mark.smoke(False)  # not in the smoke suite: stateful
 
 OK, REJ, INV = ResponseCode.OK, ResponseCode.REJECTED, ResponseCode.INVALID_PARAMS
 STATIC = (1, 2)

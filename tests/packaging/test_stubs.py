@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.smoke(False)  # not in the smoke suite: stub checks (mypy runs)
+
 api = pytest.importorskip("mypy.api")
 
 GOOD = '''

@@ -20,6 +20,8 @@ from streamhsm import Event, State, shm
 from streamhsm.shm import SharedStreamTable, SharedTableError, open_readonly, reclaim
 from streamhsm.tools.cli import main
 
+pytestmark = pytest.mark.smoke(False)  # not in the smoke suite: process lifetimes (seconds each)
+
 
 @pytest.fixture
 def name(request: pytest.FixtureRequest) -> Iterator[str]:

@@ -101,6 +101,7 @@ TABLE_CASES: list[tuple[str, Callable[[StreamTable], object], type[Exception], s
 ]
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize(("name", "call", "exc", "match"), TABLE_CASES,
                          ids=[c[0] for c in TABLE_CASES])
 def test_table_bad_input(name: str, call: Callable[[StreamTable], object], exc: type[Exception],

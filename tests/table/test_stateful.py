@@ -4,11 +4,14 @@ compared after every step with one reference interpreter per slot."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from streamhsm import FREE_SLOT, Event, ReferenceMachine, State, StreamTable, stream_spec
+
+pytestmark = pytest.mark.smoke(False)  # not in the smoke suite: stateful
 
 CAPACITY = 6
 EVENT_NAMES = [name for name in stream_spec().events]
