@@ -27,7 +27,8 @@ def _measuring(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if not _measuring(config):
         config.option.benchmark_disable = True
-    # the session fixture ``cython_driver`` (the Cython example, built once for tests and benchmarks)
+    # the session fixture ``cython_driver`` (the Cython example, built once for tests and
+    # benchmarks)
     example = Path(__file__).resolve().parent.parent / "tests" / "cython_example.py"
     runpy.run_path(str(example))["register"](config)
 

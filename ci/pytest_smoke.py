@@ -6,7 +6,9 @@ From every test module it keeps the tests marked ``smoke`` (pyproject's markers)
 has any; otherwise the first ``SMOKE_PER_MODULE`` (default 3) test functions in collection order,
 each with its first parametrisation only. So every layer the suite covers is exercised on every
 Python, whatever the folders the tests live in, in a small fraction of the full suite's time; a
-module's `smoke` marks make its choice explicit. The rest is deselected (pytest reports how many).
+module's `smoke` marks make its choice explicit, and ``pytestmark = pytest.mark.smoke(False)``
+keeps a whole module out (allocation, stateful, Hypothesis-heavy, build and stub tests). The rest is
+deselected (pytest reports how many).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         by_module.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
     keep: set[int] = set()
     for module_items in by_module.values():
-        marked = [i for i in module_items if i.get_closest_marker("smoke") is not None]
-        if marked:
-            keep.update(id(i) for i in marked)
+        marks = [i.get_closest_marker("smoke") for i in module_items]
+        if any(m is not None for m in marks):  # explicit: smoke(False) opts out
+            keep.update(id(i) for i, m in zip(module_items, marks, strict=True)
+                        if m is not None and m.args[:1] != (False,))
             continue
         seen: list[str] = []
         for item in module_items:

@@ -25,10 +25,10 @@ from streamhsm import (
     ReferenceMachine,
     State,
     StreamLifecycle,
+    _testing,
     stream_machine,
     stream_spec,
 )
-from streamhsm import _testing
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,7 +41,8 @@ def toy_spec() -> MachineSpec:
 
     Root > A > A1 > {A11, A12};  Root > A > A2;  Root > B > {B1, B2};  initial chain A > A1 > A11.
     """
-    spec = MachineSpec("toy", ["Self", "Up", "Down", "Cross", "Reset", "Grand", "Sib", "Local", "Noop"],
+    spec = MachineSpec("toy",
+                       ["Self", "Up", "Down", "Cross", "Reset", "Grand", "Sib", "Local", "Noop"],
                        initial="A")
     spec.state("A", initial="A1").state("A1", "A", initial="A11")
     spec.state("A11", "A1").state("A12", "A1").state("A2", "A")

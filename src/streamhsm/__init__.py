@@ -7,25 +7,26 @@ What a driver author imports::
     from streamhsm import MachineSpec                                   # machines of your own
 
 The public names are exactly ``__all__``: the engine (``MachineSpec``, ``HandlerDecl``,
-``CompiledMachine``, ``MachineTable``, ``MachineInstance``, ``ReferenceMachine``), the stream lifecycle, every error a
-public method raises, and the driver's public names (``streamhsm.driver.__all__``). The shared-memory
-reader lives in :mod:`streamhsm.shm`; the C API for ``cimport`` in ``streamhsm/capi.pxd``.
-Machines are declared as data (:class:`MachineSpec`), compiled into flat tables
-(:class:`CompiledMachine`), and run by a Cython core over struct-of-arrays state.
+``CompiledMachine``, ``MachineTable``, ``MachineInstance``, ``ReferenceMachine``), the stream
+lifecycle, every error a public method raises, and the driver's public names
+(``streamhsm.driver.__all__``). The shared-memory reader lives in :mod:`streamhsm.shm`; the C API
+for ``cimport`` in ``streamhsm/capi.pxd``. Machines are declared as data (:class:`MachineSpec`),
+compiled into flat tables (:class:`CompiledMachine`), and run by a Cython core over
+struct-of-arrays state.
 """
 
 from __future__ import annotations
 
 from . import driver as _driver
-from .codes import CodeEnum
+from . import registry as registry  # the submodule, as streamhsm.registry
 from ._instance import MachineInstance
 from ._table import MachineTable
+from .codes import CodeEnum
+from .compiler import CompiledMachine
 from .driver import *  # noqa: F403  (the driver's public names, listed in streamhsm.driver.__all__)
 from .errors import DriverClosedError, MachineDefinitionError, StreamHsmError, TableFullError
 from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machine, stream_spec
-from .compiler import CompiledMachine
 from .machine import FREE_SLOT, MAX_FLAGS, ROOT, HandlerDecl, MachineSpec
-from . import registry
 from .reference import ReferenceMachine
 from .shm import SharedTableError
 from .snapshot import SnapshotError

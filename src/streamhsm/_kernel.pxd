@@ -26,8 +26,8 @@ cdef extern from *:
 # test; machine codes, states and events, stay below it).
 cdef enum:
     HSM_FREE_SLOT = 255
-    HSM_CODE_ROWS = HSM_FREE_SLOT + 1      # rows per flag bitmask of every padded table: one
-                                           # per uint8 code
+    # rows per flag bitmask of every padded table: one per uint8 code
+    HSM_CODE_ROWS = HSM_FREE_SLOT + 1
     HSM_STEP_UNHANDLED = HSM_CODE_ROWS     # the step table's bits above the next leaf
     HSM_STEP_MOVED = HSM_STEP_UNHANDLED << 1
     # Batch loops prefetch the state byte this many events ahead on tables at least this large
@@ -79,9 +79,9 @@ cdef inline void hsm_trace(HsmTrace* t, Py_ssize_t slot, Py_ssize_t event, uint8
 ctypedef struct HsmCore:
     uint8_t* states            # [capacity] current leaf code, or HSM_FREE_SLOT
     uint8_t* flags             # [capacity] flag bitmask per slot (0 for free slots)
-    uint8_t* fpacked           # the same bitmasks packed, 1 << fpack_shift slots per byte
-                               # (hsm_set_flags writes both): what batch kernels read, 1/8 to
-                               # 1/2 the bytes, so a large table's flags stay in cache
+    # the same bitmasks packed, 1 << fpack_shift slots per byte (hsm_set_flags writes both):
+    # what batch kernels read, 1/8 to 1/2 the bytes, so a large table's flags stay in cache
+    uint8_t* fpacked
     int fpack_shift            # log2(slots per byte): 3 (1 flag), 2 (2 flags), 1 (3-4 flags)
     uint64_t* unhandled        # [capacity] unhandled events per slot
     int64_t* counts            # [HSM_CODE_ROWS] number of slots per state code
@@ -90,11 +90,13 @@ ctypedef struct HsmCore:
     const uint8_t* is_handled  # 1 if some state handled the event (0 on the free rows)
     const uint8_t* is_unhandled    # 1 if no state handled it (0 on the free rows)
     const uint8_t* kind        # HSM_KIND_* of each (row, event)
-    const uint16_t* step       # next leaf | HSM_STEP_UNHANDLED if unhandled | HSM_STEP_MOVED if
-                               # a transition (the batch kernel's one load per event)
+    # next leaf | HSM_STEP_UNHANDLED if unhandled | HSM_STEP_MOVED if a transition (the batch
+    # kernel's one load per event)
+    const uint16_t* step
     const int32_t* tcells      # the (row, event) cells that are transitions
-    uint32_t* local            # [rows x n_events] batch-local transition counts, all 0 between
-                               # batches; NULL: batches run event by event (see run_batch)
+    # [rows x n_events] batch-local transition counts, all 0 between batches; NULL: batches run
+    # event by event (see run_batch)
+    uint32_t* local
     HsmTrace* trace            # NULL unless tracing is on
     Py_ssize_t capacity
     Py_ssize_t n_events
@@ -139,7 +141,8 @@ cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhand
     return 0
 
 
-cdef inline uint8_t hsm_packed_flags(const uint8_t* fpacked, int shift, Py_ssize_t slot) noexcept nogil:
+cdef inline uint8_t hsm_packed_flags(const uint8_t* fpacked, int shift,
+                                     Py_ssize_t slot) noexcept nogil:
     """The flag bitmask of ``slot`` from the packed copy: ``1 << shift`` slots per byte, each
     ``8 >> shift`` bits wide."""
     cdef int width = 8 >> shift

@@ -84,7 +84,7 @@ class TableObserver:
         m = self.machine
         trans = np.array(self.transitions[: m.n_states], dtype=np.int64)
         return {f"{m.state_names[s]}/{m.event_names[e]}": int(trans[s, e])
-                for s, e in zip(*np.nonzero(trans))}
+                for s, e in zip(*np.nonzero(trans), strict=True)}
 
     def stats(self, capacity: int, n_open: int, unhandled: npt.NDArray[np.uint64],
               unhandled_total: int) -> TableStats:
@@ -102,5 +102,6 @@ class TableObserver:
         }
 
     def summary(self) -> dict[str, Any]:
-        """``{"occupancy": ..., "transitions": ...}``: the part of ``stats()`` every table shares."""
+        """``{"occupancy": ..., "transitions": ...}``: the part of ``stats()`` every table
+        shares."""
         return {"occupancy": self.occupancy(), "transitions": self.transition_counts()}

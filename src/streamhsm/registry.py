@@ -59,7 +59,8 @@ def machine(name: str, policy: str = DEFAULT_POLICY) -> CompiledMachine:
     factory = _FACTORIES.get(key)
     if factory is None:
         if name not in {n for n, _ in _FACTORIES}:
-            raise ValueError(f"unknown machine {name!r}; known: {sorted({n for n, _ in _FACTORIES})}")
+            known = sorted({n for n, _ in _FACTORIES})
+            raise ValueError(f"unknown machine {name!r}; known: {known}")
         raise ValueError(f"machine {name!r} has no policy {policy!r}; its policies: "
                          f"{policies(name)}")
     compiled = _COMPILED[key] = factory()

@@ -10,9 +10,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamhsm import (Event, LeaseEvent, LeaseState, MachineDefinitionError, MachineSpec,
-                       ReferenceMachine, State, StreamLifecycle, StreamTable, stream_machine,
-                       stream_spec)
+from streamhsm import (
+    Event,
+    LeaseEvent,
+    LeaseState,
+    MachineDefinitionError,
+    MachineSpec,
+    ReferenceMachine,
+    State,
+    StreamLifecycle,
+    StreamTable,
+    stream_machine,
+    stream_spec,
+)
 from streamhsm._codec import MachineCodec
 from streamhsm.machine import upper_to_camel
 
@@ -29,7 +39,8 @@ STATE_ENTRY_POINTS: dict[str, Callable[[Any], object]] = {
     "MachineTable.is_in": lambda v: _table().is_in(0, v),
     "MachineInstance.is_in": lambda v: StreamLifecycle().is_in(v),
     "CompiledMachine.state_code": lambda v: stream_machine().state_code(v),
-    "ReferenceMachine.in_state": lambda v: ReferenceMachine(stream_spec(), state_enum=State).in_state(v),
+    "ReferenceMachine.in_state":
+        lambda v: ReferenceMachine(stream_spec(), state_enum=State).in_state(v),
 }
 EVENT_ENTRY_POINTS: dict[str, Callable[[Any], object]] = {
     "MachineTable.dispatch": lambda v: _table().dispatch(0, v),
@@ -44,7 +55,8 @@ EVENT_ENTRY_POINTS: dict[str, Callable[[Any], object]] = {
 @pytest.mark.parametrize("bad", [Event.STREAM_PROVISIONED, LeaseState.ACTIVE, LeaseEvent(0)],
                          ids=["other kind", "other machine", "other machine's event"])
 def test_state_entry_points_refuse_foreign_enums(entry: str, bad: enum.IntEnum) -> None:
-    with pytest.raises(TypeError, match=rf"state {bad!r} belongs to {type(bad).__name__}, not to the states"):
+    with pytest.raises(TypeError,
+                       match=rf"state {bad!r} belongs to {type(bad).__name__}, not to the states"):
         STATE_ENTRY_POINTS[entry](bad)
 
 
@@ -52,7 +64,8 @@ def test_state_entry_points_refuse_foreign_enums(entry: str, bad: enum.IntEnum) 
 @pytest.mark.parametrize("bad", [State.ACTIVE, LeaseEvent(0), LeaseState.ACTIVE],
                          ids=["other kind", "other machine", "other machine's state"])
 def test_event_entry_points_refuse_foreign_enums(entry: str, bad: enum.IntEnum) -> None:
-    with pytest.raises(TypeError, match=rf"event {bad!r} belongs to {type(bad).__name__}, not to the events"):
+    with pytest.raises(TypeError,
+                       match=rf"event {bad!r} belongs to {type(bad).__name__}, not to the events"):
         EVENT_ENTRY_POINTS[entry](bad)
 
 

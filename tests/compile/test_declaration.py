@@ -15,6 +15,7 @@ def _names(machine, codes):  # type: ignore[no-untyped-def]
     return [machine.state_names[c] for c in codes]
 
 
+@pytest.mark.smoke
 def test_toy_matches_reference_for_every_leaf_and_event(toy_spec) -> None:  # type: ignore[no-untyped-def]
     spec = toy_spec()
     m = spec.compile()
@@ -78,6 +79,7 @@ def test_toy_steps_on_every_implementation(any_machine, toy_spec, leaf: str, eve
     assert m.state == nxt and m.unhandled == 0
 
 
+@pytest.mark.smoke
 def test_toy_unhandled_is_counted(any_machine, toy_spec) -> None:  # type: ignore[no-untyped-def]
     m = any_machine(toy_spec())
     assert m.state == "A11"
@@ -126,7 +128,8 @@ def test_minimal_machine_compiles() -> None:
 
 @pytest.mark.parametrize(("mutate", "match"), [
     (lambda s: s.state("C", parent="Nowhere"), "state 'C' has unknown parent 'Nowhere'"),
-    (lambda s: s.state("X", parent="Y").state("Y", parent="X"), "cycle in state parents: X -> Y -> X"),
+    (lambda s: s.state("X", parent="Y").state("Y", parent="X"),
+     "cycle in state parents: X -> Y -> X"),
     (lambda s: s.on("A", "Stop", "Nowhere"), r"handler \(A, Stop\) has unknown target 'Nowhere'"),
     (lambda s: s.on("Ghost", "Go", "A"), "handler for event 'Go' on unknown state 'Ghost'"),
     (lambda s: s.on("A", "Jump", "B"), "handler on state 'A' for unknown event 'Jump'"),
@@ -149,7 +152,8 @@ def test_validation_errors_name_the_culprit(mutate, match) -> None:  # type: ign
 def test_validation_of_root_and_sizes() -> None:
     with pytest.raises(MachineDefinitionError, match="declares no events"):
         MachineSpec("m", [], initial="A").state("A").compile()
-    with pytest.raises(MachineDefinitionError, match="the initial transition enters composite state 'P'"):
+    with pytest.raises(MachineDefinitionError,
+                       match="the initial transition enters composite state 'P'"):
         MachineSpec("m", ["E"], initial="P").state("P").state("Q", "P").compile()
     with pytest.raises(MachineDefinitionError, match="has unknown initial state 'Z'"):
         MachineSpec("m", ["E"], initial="Z").state("A").compile()

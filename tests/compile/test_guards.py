@@ -16,9 +16,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamhsm import MachineDefinitionError, MachineInstance, MachineSpec, MachineTable, ReferenceMachine
+from streamhsm import (
+    MachineDefinitionError,
+    MachineInstance,
+    MachineSpec,
+    MachineTable,
+    ReferenceMachine,
+)
 from streamhsm.compiler import CompiledMachine
 from streamhsm.machine import ROOT, HandlerDecl
+
+pytestmark = pytest.mark.smoke(False)  # not in the smoke suite: Hypothesis-generated machines
 
 MAX_DEPTH = 4
 NEXT = "Next"  # the event that walks the leaves in a cycle, so that every state is reachable
@@ -299,7 +307,7 @@ def test_random_machines_many_slots_match_one_reference_per_slot(data: st.DataOb
         elif action[0] == "many":
             _, slots, events = action
             expected = sum(ref_dispatch(s, desc.events[e])
-                           for s, e in zip(slots.tolist(), events.tolist()))
+                           for s, e in zip(slots.tolist(), events.tolist(), strict=True))
             assert table.dispatch_many(slots, events) == expected
         elif action[0] == "broadcast":
             expected = sum(ref_dispatch(s, action[1]) for s in sorted(refs))
@@ -325,8 +333,8 @@ def test_random_machines_many_slots_match_one_reference_per_slot(data: st.DataOb
     if tracing:  # the ring holds the last TRACE_SIZE transitions
         got = table.trace()
         assert len(got) == min(len(trace), TRACE_SIZE)
-        assert list(zip(*(got[f].tolist() for f in ("slot", "event", "from_state", "to_state",
-                                                     "handled_by")))) == trace[-TRACE_SIZE:]
+        fields = ("slot", "event", "from_state", "to_state", "handled_by")
+        assert list(zip(*(got[f].tolist() for f in fields), strict=True)) == trace[-TRACE_SIZE:]
 
 
 def test_generated_machines_use_every_feature() -> None:
@@ -362,8 +370,8 @@ def _deep() -> MachineSpec:
     """Root > A > A1 > A11 > A111; Root > B. Root's initial is A11 (deep), A11's is A111; A's
     initial is A11 too."""
     spec = MachineSpec("deep", ["Go", "Back", "Poke"], initial="A11")
-    spec.state("A", initial="A11").state("A1", "A", initial="A12").state("A11", "A1", initial="A111")
-    spec.state("A111", "A11").state("A12", "A1").state("B")
+    spec.state("A", initial="A11").state("A1", "A", initial="A12")
+    spec.state("A11", "A1", initial="A111").state("A111", "A11").state("A12", "A1").state("B")
     spec.flag("hot").flag("cold")
     spec.on("A111", "Go", "B", guard="hot").on("A111", "Go", "A12", guard="!cold")
     spec.on("A", "Go", "Root")

@@ -19,7 +19,8 @@ LEASE = [E.PRODUCER_ATTACHED, E.CONSUMER_ATTACHED, E.PRODUCER_DETACHED, E.CONSUM
 CLOSERS = [E.DRIVER_SHUTDOWN, E.STREAM_IDLE, E.CLOSE]
 
 
-def design_table(drain_on_producer_loss: bool) -> dict[tuple[State, Event], tuple[State, State | None]]:
+def design_table(
+        drain_on_producer_loss: bool) -> dict[tuple[State, Event], tuple[State, State | None]]:
     """(leaf, event) -> (next leaf, handling state or None), transcribed from DESIGN section 2."""
     t: dict[tuple[State, Event], tuple[State, State | None]] = {}
     for leaf in (S.INIT, S.ACTIVE, S.DRAINING, S.CLOSED):
@@ -62,7 +63,8 @@ CELLS = [(p, leaf, ev) for p in (False, True) for leaf in (S.INIT, S.ACTIVE, S.D
 
 
 @pytest.mark.parametrize(("policy", "leaf", "event"), CELLS,
-                         ids=[f"{'drain' if p else 'default'}-{l.name}-{e.name}" for p, l, e in CELLS])
+                         ids=[f"{'drain' if p else 'default'}-{leaf.name}-{e.name}"
+                              for p, leaf, e in CELLS])
 def test_every_cell_matches_design(policy: bool, leaf: State, event: Event) -> None:
     want_next, want_handler = design_table(policy)[leaf, event]
     machine = stream_machine(policy)
@@ -72,7 +74,8 @@ def test_every_cell_matches_design(policy: bool, leaf: State, event: Event) -> N
 
 
 @pytest.mark.parametrize(("policy", "leaf", "event"), CELLS,
-                         ids=[f"{'drain' if p else 'default'}-{l.name}-{e.name}" for p, l, e in CELLS])
+                         ids=[f"{'drain' if p else 'default'}-{leaf.name}-{e.name}"
+                              for p, leaf, e in CELLS])
 def test_every_cell_on_every_implementation(any_stream_machine: Callable[..., Any], policy: bool,
                                             leaf: State, event: Event) -> None:
     want_next, want_handler = design_table(policy)[leaf, event]
@@ -83,6 +86,7 @@ def test_every_cell_on_every_implementation(any_stream_machine: Callable[..., An
     assert m.unhandled == before + (want_handler is None)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("policy", [False, True])
 def test_compiled_equals_reference_interpreter(policy: bool) -> None:
     machine = stream_machine(policy)

@@ -12,7 +12,8 @@ import pytest
 
 from streamhsm import Driver, DriverConfig, Role
 
-pytestmark = pytest.mark.usefixtures("frozen_heap")
+# not in the smoke suite: allocation counts
+pytestmark = [pytest.mark.usefixtures("frozen_heap"), pytest.mark.smoke(False)]
 
 CYCLES = 10_000
 EXPIRY = 3_000

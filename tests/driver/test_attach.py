@@ -95,7 +95,8 @@ def test_lease_ids_are_never_reused() -> None:
 @pytest.mark.parametrize(("args", "kwargs", "code", "reason"), [
     ((500, Role.CONSUMER, 10, 0), {}, REJ, "unknown stream 500"),
     ((100, Role.CONSUMER, 10, 0), {}, REJ, "unknown stream 100"),  # create not asked
-    ((500, Role.CONSUMER, 10, 0), {"create": True}, INV, r"stream id 500 outside the dynamic range \[100, 163\]"),
+    ((500, Role.CONSUMER, 10, 0), {"create": True}, INV,
+     r"stream id 500 outside the dynamic range \[100, 163\]"),
     ((-1, Role.CONSUMER, 10, 0), {}, INV, "stream id -1 out of range"),
     ((2**31, Role.CONSUMER, 10, 0), {}, INV, f"stream id {2**31} out of range"),
     ((1, 7, 10, 0), {}, INV, "unknown role 7"),
@@ -222,7 +223,8 @@ def test_keepalive_extends_expiry_and_poll_expires() -> None:
     c = d.counters
     assert (c["leases_expired"], c["keepalives"]) == (1, 1)
     notice = d.drain_revoked()[0]
-    assert (notice["lease_id"], notice["reason"], notice["time_ns"]) == (b.lease_id, RevokeReason.EXPIRED, EXPIRY + 1)
+    assert (notice["lease_id"], notice["reason"], notice["time_ns"]) == (
+        b.lease_id, RevokeReason.EXPIRED, EXPIRY + 1)
 
 
 def test_revoke() -> None:

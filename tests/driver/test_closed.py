@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 import streamhsm
-from streamhsm import REVOKED_NOTICE_DTYPE, Driver, DriverClosedError, DriverConfig, Role, StreamHsmError
+from streamhsm import (
+    REVOKED_NOTICE_DTYPE,
+    Driver,
+    DriverClosedError,
+    DriverConfig,
+    Role,
+    StreamHsmError,
+)
 
 SEC = 1_000_000_000
 
@@ -82,7 +89,8 @@ def test_close_is_idempotent_and_the_error_is_public() -> None:
     d.close()
     d.close()
     assert d.closed and repr(d) == "<Driver closed>"
-    assert issubclass(DriverClosedError, StreamHsmError) and "DriverClosedError" in streamhsm.__all__
+    assert issubclass(DriverClosedError, StreamHsmError)
+    assert "DriverClosedError" in streamhsm.__all__
     with Driver() as fresh:
         assert not fresh.closed
     assert fresh.closed

@@ -29,7 +29,8 @@ def test_now_moves_the_clock_and_the_old_call_keeps_it() -> None:
     ("20", TypeError, "now_ns must be an int, got str '20'"),
     (True, TypeError, "now_ns must be an int, got bool True"),
 ])
-def test_bad_times_raise_and_change_nothing(now: object, error: type[Exception], match: str) -> None:
+def test_bad_times_raise_and_change_nothing(now: object, error: type[Exception],
+                                            match: str) -> None:
     d = driver()
     with pytest.raises(error, match=match):
         d.bump_epoch(1, now_ns=now)  # type: ignore[arg-type]

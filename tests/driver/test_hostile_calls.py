@@ -286,7 +286,8 @@ def test_array_subclass_values_are_copied_into_plain_arrays() -> None:
     (lambda s: s.__setitem__(SneakyStr("extra"), 1), "snapshot key 'extra' is not a str"),
     (lambda s: s.__setitem__(7, 1), "snapshot key 7 is not a str"),
     (lambda s: s.__setitem__("now_ns", object()), "'now_ns' holds a object, not plain data"),
-    (lambda s: s.__setitem__("epoch", np.array([1, None], object)), "'epoch' is an array of objects"),
+    (lambda s: s.__setitem__("epoch", np.array([1, None], object)),
+     "'epoch' is an array of objects"),
     (lambda s: s.__setitem__("config", ["x"]), "'config' holds a list"),
 ])
 def test_values_that_are_not_plain_data_are_refused(mutate: Any, match: str) -> None:

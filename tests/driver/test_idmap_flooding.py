@@ -93,7 +93,7 @@ def test_siphash13_matches_pythons_own_bytes_hash() -> None:
             "for v in sys.argv[1:]))")
     out = subprocess.run([sys.executable, "-c", code, *map(str, values)], check=True,
                          capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-    for v, h in zip(values, map(int, out.stdout.split())):
+    for v, h in zip(values, map(int, out.stdout.split()), strict=True):
         mine = _siphash13(0, 0, v)
         signed = mine - 2**64 if mine >= 2**63 else mine
         assert (signed if signed != -1 else -2) == h, v

@@ -69,7 +69,8 @@ def test_a_live_epoch_reaches_the_maximum_and_is_then_refused() -> None:
     assert d.epoch(2) == MAX
     before = frozen(d)
     r = d.bump_epoch(2)
-    assert r.code is ResponseCode.REJECTED and r.reason == f"epoch of stream 2 is at its maximum {MAX}"
+    assert r.code is ResponseCode.REJECTED
+    assert r.reason == f"epoch of stream 2 is at its maximum {MAX}"
     a = d.attach(2, Role.PRODUCER, 12, d.now_ns)  # (a refused attach still moves the clock)
     assert a.code is ResponseCode.REJECTED and "epoch of stream 2 is at its maximum" in a.reason
     assert frozen(d) == before
@@ -119,7 +120,8 @@ def test_the_last_lease_id_restores_and_the_next_attach_is_refused() -> None:
     r = Driver.restore(snap)
     before = frozen(r)
     a = r.attach(2, Role.CONSUMER, 12, r.now_ns)
-    assert a.code is ResponseCode.REJECTED and a.reason == f"lease ids exhausted (last lease id {MAX})"
+    assert a.code is ResponseCode.REJECTED
+    assert a.reason == f"lease ids exhausted (last lease id {MAX})"
     assert frozen(r) == before and r.counters["attaches_rejected"] == 1
     assert r.keepalive(1, 1, client_id=10)  # existing leases keep working
     assert Driver.restore(r.snapshot()).counters["attaches_rejected"] == 1
@@ -133,7 +135,8 @@ def test_max_time_is_computed_once() -> None:
     snap["now_ns"] = cfg.max_time_ns
     assert Driver.restore(snap).now_ns == cfg.max_time_ns
     snap["now_ns"] = cfg.max_time_ns + 1
-    with pytest.raises(SnapshotError, match=f"'now_ns' must be an int between 0 and {cfg.max_time_ns}"):
+    with pytest.raises(SnapshotError,
+                       match=f"'now_ns' must be an int between 0 and {cfg.max_time_ns}"):
         Driver.restore(snap)
 
 

@@ -4,7 +4,7 @@ drained."""
 
 from __future__ import annotations
 
-from streamhsm import (Announce, Driver, DriverConfig, RevokedNotice, RevokeReason, Role, State)
+from streamhsm import Announce, Driver, DriverConfig, RevokedNotice, RevokeReason, Role, State
 
 
 def driver() -> Driver:

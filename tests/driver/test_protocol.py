@@ -10,8 +10,8 @@ from streamhsm import (
     Driver,
     DriverConfig,
     DriverState,
-    Role,
     RevokeReason,
+    Role,
     ShutdownNotice,
     ShutdownReason,
 )
@@ -24,6 +24,7 @@ def make() -> Driver:
                                lease_expiry_grace_intervals=3, shutdown_timeout_ns=2 * SEC))
 
 
+@pytest.mark.smoke
 def test_attach_carries_the_lease_expiry() -> None:
     d = make()
     r = d.attach(1, Role.PRODUCER, 7, 5)
@@ -32,6 +33,7 @@ def test_attach_carries_the_lease_expiry() -> None:
     assert not rejected and rejected.expiry_ns == 0
 
 
+@pytest.mark.smoke
 def test_keepalive_and_detach_answer_the_stream_epoch() -> None:
     d = make()
     p = d.attach(1, Role.PRODUCER, 7, 0)
@@ -48,7 +50,8 @@ def test_stream_info_names_the_producer_client() -> None:
     assert d.stream_info(1).producer_client_id == 0  # type: ignore[union-attr]
     p = d.attach(1, Role.PRODUCER, 77, 0)
     info = d.stream_info(1)
-    assert info is not None and (info.producer_lease_id, info.producer_client_id) == (p.lease_id, 77)
+    assert info is not None
+    assert (info.producer_lease_id, info.producer_client_id) == (p.lease_id, 77)
 
 
 def test_revoke_notices_carry_the_client_and_the_chosen_reason() -> None:
@@ -59,7 +62,8 @@ def test_revoke_notices_carry_the_client_and_the_chosen_reason() -> None:
     d.revoke(b.lease_id, 1, reason=RevokeReason.EXPIRED)
     notices = d.drain_revoked()
     assert notices["client_id"].tolist() == [70, 71]
-    assert [RevokeReason(x) for x in notices["reason"]] == [RevokeReason.REVOKED, RevokeReason.EXPIRED]
+    assert [RevokeReason(x) for x in notices["reason"]] == [RevokeReason.REVOKED,
+                                                            RevokeReason.EXPIRED]
     assert [Role(x) for x in notices["role"]] == [Role.CONSUMER, Role.CONSUMER]
     # the reason decides the lease machine's event and the counter, whoever ends the lease
     assert (d.counters["leases_revoked"], d.counters["leases_expired"]) == (1, 1)

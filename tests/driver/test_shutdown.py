@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from streamhsm import Driver, DriverConfig, DriverState, LeaseState, ResponseCode, RevokeReason, Role, State
+from streamhsm import (
+    Driver,
+    DriverConfig,
+    DriverState,
+    LeaseState,
+    ResponseCode,
+    RevokeReason,
+    Role,
+    State,
+)
 
 SEC = 1_000_000_000
 

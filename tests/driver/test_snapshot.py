@@ -26,7 +26,8 @@ def busy_driver(policy: bool = False) -> Driver:
     for k in range(60):
         now += int(rng.integers(0, SEC // 2))
         sid = int(rng.choice([1, 2, 3, 100, 101, 102]))
-        r = d.attach(sid, Role.PRODUCER if k % 4 == 0 else Role.CONSUMER, 1 + k % 9, now, create=True)
+        r = d.attach(sid, Role.PRODUCER if k % 4 == 0 else Role.CONSUMER, 1 + k % 9, now,
+                     create=True)
         if k % 3 == 0 and r:
             d.detach(r.lease_id, now, client_id=1 + k % 9)
         d.poll(now)
@@ -48,9 +49,10 @@ def test_driver_round_trip_bumps_every_live_epoch_once(tmp_path: Path, policy: b
     d.save(tmp_path / "d.npz")
     e = Driver.load(tmp_path / "d.npz", shutdown_token="t")
     after = observe(e)
-    live = [info for info in before["streams"] if info and info.state in (State.ACTIVE, State.DRAINING)]
+    live = [info for info in before["streams"]
+            if info and info.state in (State.ACTIVE, State.DRAINING)]
     assert live
-    for b, a in zip(before["streams"], after["streams"]):
+    for b, a in zip(before["streams"], after["streams"], strict=True):
         if b is None:
             assert a is None
             continue
@@ -64,7 +66,8 @@ def test_driver_round_trip_bumps_every_live_epoch_once(tmp_path: Path, policy: b
     # both drivers continue identically (apart from the epochs)
     for drv in (d, e):
         drv.poll(d._now_ns + 10 * SEC)
-    assert [i and i.state for i in observe(d)["streams"]] == [i and i.state for i in observe(e)["streams"]]
+    assert ([i and i.state for i in observe(d)["streams"]]
+            == [i and i.state for i in observe(e)["streams"]])
 
 
 def test_restored_draining_driver_still_shuts_down() -> None:
@@ -91,7 +94,8 @@ def test_snapshot_does_not_hold_the_token_or_consume_outboxes() -> None:
 
 
 @pytest.mark.parametrize(("mutate", "match"), [
-    (lambda s: s.update(kind="MachineTable"), "this is a 'MachineTable' snapshot; it cannot be restored into a 'Driver'"),
+    (lambda s: s.update(kind="MachineTable"),
+     "this is a 'MachineTable' snapshot; it cannot be restored into a 'Driver'"),
     (lambda s: s.update(version=99), "format version 99"),
     (lambda s: s.update(fingerprint="x"), "fingerprint"),
     (lambda s: s.update(config="{not json"), "snapshot configuration is not valid JSON"),

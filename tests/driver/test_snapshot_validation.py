@@ -64,7 +64,8 @@ def _extremes(arr: np.ndarray) -> list[tuple[str, np.ndarray]]:
     info = np.iinfo(arr.dtype) if arr.dtype.kind in "iu" else None
     out = []
     if info is not None and arr.size:
-        for name, value in (("min", info.min), ("max", info.max), ("minus1", -1 if info.min < 0 else 0)):
+        for name, value in (("min", info.min), ("max", info.max),
+                            ("minus1", -1 if info.min < 0 else 0)):
             a = arr.copy()
             a[:] = value
             out.append((name, a))
@@ -105,7 +106,8 @@ SCALAR_CASES = [(key, v) for key, value in BASE.items() if not isinstance(value,
                 for v in SCALAR_VALUES]
 
 
-@pytest.mark.parametrize(("key", "value"), SCALAR_CASES, ids=[f"{k}={v!r}" for k, v in SCALAR_CASES])
+@pytest.mark.parametrize(("key", "value"), SCALAR_CASES,
+                         ids=[f"{k}={v!r}" for k, v in SCALAR_CASES])
 def test_every_scalar_field_at_its_extremes(key: str, value: object) -> None:
     restore_or_refuse(key, value)
 
@@ -125,7 +127,8 @@ def test_every_scalar_field_at_its_extremes(key: str, value: object) -> None:
     (lambda s: s["lease_id"].__setitem__(0, 2**62), "lease id is not between 1 and last_lease_id"),
     (lambda s: s.update(closed_dynamic=0), "closed_dynamic 0 does not match"),
     (lambda s: s["epoch"].__setitem__(0, 2**63 - 1), "epoch at stream slot 0 is at its maximum"),
-    (lambda s: s.update(shutdown_deadline=5), "running driver's snapshot must have no shutdown deadline"),
+    (lambda s: s.update(shutdown_deadline=5),
+     "running driver's snapshot must have no shutdown deadline"),
 ])
 def test_crafted_cross_references_are_refused(mutate: Any, match: str) -> None:
     snap = fresh()
@@ -203,10 +206,12 @@ def test_compressed_members_are_refused(tmp_path: Path) -> None:
 
 
 def test_kind_is_checked_before_the_configuration() -> None:
-    with pytest.raises(SnapshotError, match="this is a 'MachineTable' snapshot; it cannot be restored "
+    with pytest.raises(SnapshotError,
+                       match="this is a 'MachineTable' snapshot; it cannot be restored "
                                             "into a 'Driver'"):
         Driver.restore(StreamTable(4).snapshot())
-    with pytest.raises(SnapshotError, match="this is a 'Driver' snapshot; it cannot be restored into "
+    with pytest.raises(SnapshotError,
+                       match="this is a 'Driver' snapshot; it cannot be restored into "
                                             "a 'MachineTable'"):
         StreamTable(4).restore(fresh())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -18,10 +19,11 @@ from streamhsm import (
     ReferenceMachine,
     ResponseCode,
     RevokeReason,
-    Role,
     State,
     stream_spec,
 )
+
+pytestmark = pytest.mark.smoke(False)  # not in the smoke suite: stateful
 
 OK, REJ, INV = ResponseCode.OK, ResponseCode.REJECTED, ResponseCode.INVALID_PARAMS
 STATIC = (1, 2)
@@ -35,7 +37,8 @@ class RefDriver:
 
     def __init__(self, policy: bool, stream_cap: int, lease_cap: int, outbox: int,
                  token: str | None, timeout: int) -> None:
-        self.policy, self.stream_cap, self.lease_cap, self.outbox = policy, stream_cap, lease_cap, outbox
+        self.policy, self.stream_cap, self.lease_cap = policy, stream_cap, lease_cap
+        self.outbox = outbox
         self.token, self.timeout = token, timeout
         self.spec = stream_spec(policy)
         self.state = "Running"
@@ -49,7 +52,8 @@ class RefDriver:
         self.due: set[int] = set()
         self.c = dict.fromkeys(["attaches_ok", "attaches_rejected", "keepalives", "leases_detached",
                                 "leases_expired", "leases_revoked", "epoch_bumps",
-                                "streams_provisioned", "streams_closed", "revoke_notices_dropped"], 0)
+                                "streams_provisioned", "streams_closed",
+                                "revoke_notices_dropped"], 0)
         self.unhandled = 0
         for sid in STATIC:
             self.provision(sid, dynamic=False)
@@ -72,7 +76,8 @@ class RefDriver:
         self.due.add(sid)
 
     def recycle(self) -> None:
-        for sid in [k for k, s in self.streams.items() if s["dynamic"] and self.sstate(k) == "Closed"]:
+        for sid in [k for k, s in self.streams.items()
+                    if s["dynamic"] and self.sstate(k) == "Closed"]:
             del self.streams[sid]
 
     def provision(self, sid: int, dynamic: bool) -> None:
@@ -90,7 +95,8 @@ class RefDriver:
 
     def attach(self, sid: int, role: int, client: int, now: int, create: bool) -> tuple:  # type: ignore[type-arg]
         if self.state != "Running":
-            return self.reject(REJ, "driver draining" if self.state == "Draining" else "driver stopped")
+            return self.reject(REJ, "driver draining" if self.state == "Draining"
+                               else "driver stopped")
         if role not in (1, 2):
             return self.reject(INV, f"unknown role {role!r}")
         if not 0 <= sid < 2**31:
@@ -106,7 +112,8 @@ class RefDriver:
                 return self.reject(REJ, f"unknown stream {sid}")
             if not DYN[0] <= sid <= DYN[1]:
                 return self.reject(INV, "outside the dynamic range")
-            closed = sum(1 for k, x in self.streams.items() if x["dynamic"] and self.sstate(k) == "Closed")
+            closed = sum(1 for k, x in self.streams.items()
+                         if x["dynamic"] and self.sstate(k) == "Closed")
             if self.stream_cap - len(self.streams) + closed == 0:
                 return self.reject(REJ, "stream capacity exhausted")
         else:
@@ -153,7 +160,8 @@ class RefDriver:
             self.notice(lid, sid, lease["client"], 2, reason, now)
         key = {RevokeReason.DETACHED: "leases_detached", RevokeReason.EXPIRED: "leases_expired"}
         self.c[key.get(reason, "leases_revoked")] += 1
-        if s["dynamic"] and not s["producer"] and not s["consumers"] and reason != RevokeReason.SHUTDOWN:
+        if (s["dynamic"] and not s["producer"] and not s["consumers"]
+                and reason != RevokeReason.SHUTDOWN):
             self.ev(sid, "StreamIdle")
             self.c["streams_closed"] += 1
 
@@ -177,7 +185,8 @@ class RefDriver:
         if lid in self.leases and client is not None and self.leases[lid]["client"] != client:
             return REJ, "unknown lease"  # another client's lease: as if unknown
         if lid not in self.leases:
-            return (OK, "lease already ended") if 0 < lid <= self.last_lid else (REJ, "unknown lease")
+            return ((OK, "lease already ended") if 0 < lid <= self.last_lid
+                    else (REJ, "unknown lease"))
         self.end(lid, reason, now)
         return OK, ""
 

@@ -31,13 +31,21 @@ PENDING: dict[str, str] = {}
 CASES = sorted(p.relative_to(CASES_DIR).as_posix() for p in CASES_DIR.glob("*/*") if p.is_file())
 
 
+#: the smoke suite replays the first input of each target
+SMOKE = {min(c for c in CASES if c.startswith(t + "/")) for t in TARGETS
+         if any(c.startswith(t + "/") for c in CASES)}
+
+
 def _param(case: str) -> object:
     if case in PENDING:
         return pytest.param(case, marks=pytest.mark.xfail(
             strict=True, reason=f"fixed by {PENDING[case]}"))
+    if case in SMOKE:
+        return pytest.param(case, marks=pytest.mark.smoke)
     return case
 
 
+@pytest.mark.smoke
 def test_the_corpus_is_well_formed() -> None:
     assert CASES, f"no regression inputs under {CASES_DIR}"
     assert {c.split("/")[0] for c in CASES} <= set(TARGETS), CASES

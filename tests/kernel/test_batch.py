@@ -10,9 +10,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from streamhsm import Event, State, StreamTable
+from streamhsm import Event, State, StreamTable, _testing
 from streamhsm import _table as _engine
-from streamhsm import _testing
 
 KERNELS = _engine._simd_supported()
 N_STREAMS = 3000
@@ -42,7 +41,7 @@ def _reference(t: StreamTable, slots: np.ndarray, events: np.ndarray) -> dict[st
     trans = t.transition_counts.astype(np.int64)
     kind_transition = (m.handled == 1) & (m.exit_path[:, :, 0] >= 0)
     handled = 0
-    for s, e in zip(slots.tolist(), events.tolist()):
+    for s, e in zip(slots.tolist(), events.tolist(), strict=True):
         old = states[s]
         if not m.handled[old, e]:
             unhandled[s] += 1
@@ -79,6 +78,7 @@ def test_batch_counters_are_exact(mix: str, n_events: int) -> None:
     _check(t, ref, t.dispatch_many(slots, events))
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("sdt", [np.int32, np.int64])
 @pytest.mark.parametrize("edt", [np.uint8, np.int32, np.int64])
 def test_batch_counters_every_dtype(sdt: type, edt: type, kernel: str) -> None:

@@ -15,8 +15,8 @@ from streamhsm.machine import MAX_EVENTS, MAX_STATES
 
 ENGINE_FILES = ("_kernel.pxd", "_batch.pxd", "_checks.pxd", "_table.pyx", "_table.pxd",
                 "_table.pyi", "_instance.pyx", "_instance.pyi", "_testing.pyx", "_codec.py",
-                "_limits.py", "_views.py", "_observe.py", "compiler.py", "machine.py", "reference.py",
-                "lifecycle.py", "errors.py")
+                "_limits.py", "_views.py", "_observe.py", "compiler.py", "machine.py",
+                "reference.py", "lifecycle.py", "errors.py")
 
 
 def test_free_slot_value_is_written_once_in_the_engine() -> None:

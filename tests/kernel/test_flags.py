@@ -77,8 +77,9 @@ def test_every_path_reads_each_slots_own_flags(k: int, cap: int) -> None:
         slots = rng.integers(0, cap, 4096)
         events = rng.integers(0, len(EVENTS), 4096).astype(np.uint8)
         handled = batch.dispatch_many(slots, events)
-        assert handled == sum(single.dispatch(int(s), int(e)) for s, e in zip(slots, events))
-        for s, e in zip(slots, events):
+        assert handled == sum(single.dispatch(int(s), int(e))
+                              for s, e in zip(slots, events, strict=True))
+        for s, e in zip(slots, events, strict=True):
             instances[int(s)].dispatch(int(e))
         _same(batch, single)
         assert [int(i.current) for i in instances] == batch.states.tolist()
@@ -99,6 +100,7 @@ def test_every_path_reads_each_slots_own_flags(k: int, cap: int) -> None:
         batch = restored
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_broadcast_uses_each_slots_flags(k: int) -> None:
     m = flagged(k)

@@ -28,11 +28,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamhsm import FREE_SLOT, MachineInstance, MachineSpec, MachineTable
+from streamhsm import FREE_SLOT, MachineInstance, MachineSpec, MachineTable, _testing
 from streamhsm.compiler import table_layout
 from streamhsm.errors import MachineDefinitionError
 from streamhsm.snapshot import SnapshotError, load_snapshot, save_snapshot
-from streamhsm import _testing
 
 # --------------------------------------------------------------------------- the machines
 
@@ -121,15 +120,18 @@ REJECTED: list[tuple[str, Callable[[MachineTable], Any], type[BaseException], st
     ("slot 2**100", lambda t: t.set_flag(2**100, "f0", True), IndexError, "out of range"),
     ("slot np.uint64 max", lambda t: t.set_flag(np.uint64(2**64 - 1), "f0", True), IndexError,
      "18446744073709551615"),
-    ("bool slot", lambda t: t.set_flag(True, "f0", True), TypeError, "slot must be an int, got bool"),
+    ("bool slot", lambda t: t.set_flag(True, "f0", True), TypeError,
+     "slot must be an int, got bool"),
     ("np.bool_ slot", lambda t: t.set_flag(np.True_, "f0", True), TypeError,
      r"got bool_? (np\.True_|True)$"),
     ("float slot", lambda t: t.set_flag(0.0, "f0", True), TypeError, "got float 0.0"),
     ("unknown flag", lambda t: t.set_flag(0, "f9", True), ValueError, "unknown flag 'f9'"),
     ("flag name ''", lambda t: t.set_flag(0, "", True), ValueError, "unknown flag ''"),
-    ("guard syntax as name", lambda t: t.set_flag(0, "!f0", True), ValueError, "unknown flag '!f0'"),
+    ("guard syntax as name", lambda t: t.set_flag(0, "!f0", True), ValueError,
+     "unknown flag '!f0'"),
     ("bytes flag name", lambda t: t.set_flag(0, b"f0", True), TypeError, "got bytes b'f0'"),
-    ("int flag name", lambda t: t.set_flag(0, 0, True), TypeError, "flag name must be a str, got int 0"),
+    ("int flag name", lambda t: t.set_flag(0, 0, True), TypeError,
+     "flag name must be a str, got int 0"),
     # flag
     ("flag of a free slot", lambda t: t.flag(3, "f0"), IndexError, "slot 3 is not open"),
     ("flag of slot -1", lambda t: t.flag(-1, "f0"), IndexError, "slot -1 out of range"),
@@ -246,7 +248,8 @@ def test_accepted_calls_change_only_their_slots(what: str, call: Callable[[Machi
     rest = (t.states.tobytes(), t.unhandled.tobytes(), t.transition_counts.tobytes(), len(t))
     call(t)
     assert t.flags.tolist() == want.tolist()
-    assert (t.states.tobytes(), t.unhandled.tobytes(), t.transition_counts.tobytes(), len(t)) == rest
+    assert (t.states.tobytes(), t.unhandled.tobytes(), t.transition_counts.tobytes(),
+            len(t)) == rest
 
 
 def test_flags_view_is_read_only_and_follows_the_table() -> None:
@@ -281,7 +284,8 @@ def test_a_flag_free_machine_has_no_flags(call: Callable[[MachineTable], Any]) -
     t = MachineTable(flag_free(), 5)
     t.open()
     before = everything(t)
-    with pytest.raises(ValueError, match=r"unknown flag 'f0' for machine 'plain'; its flags are \[\]"):
+    with pytest.raises(ValueError,
+                       match=r"unknown flag 'f0' for machine 'plain'; its flags are \[\]"):
         call(t)
     assert everything(t) == before and t.flags.tolist() == [0] * 5
 
@@ -289,7 +293,8 @@ def test_a_flag_free_machine_has_no_flags(call: Callable[[MachineTable], Any]) -
 def test_instance_flags_reject_what_the_table_rejects() -> None:
     inst = MachineInstance(flagged(2))
     assert inst.flags == 0 and not inst.flag("f1")
-    for value, match in ((1, "got int 1"), (None, "got NoneType"), (np.uint8(1), r"got uint8 (np\.uint8\(1\)|1)$")):
+    for value, match in ((1, "got int 1"), (None, "got NoneType"),
+                         (np.uint8(1), r"got uint8 (np\.uint8\(1\)|1)$")):
         with pytest.raises(TypeError, match=match):
             inst.set_flag("f0", value)
     with pytest.raises(ValueError, match="unknown flag 'f2'"):
@@ -316,7 +321,8 @@ def test_instance_flags_reject_what_the_table_rejects() -> None:
     ("1", TypeError, "got str '1'"),
     (None, TypeError, "got NoneType None"),
 ])
-def test_exits_and_entries_refuse_bad_masks(flags: Any, exc: type[BaseException], match: str) -> None:
+def test_exits_and_entries_refuse_bad_masks(flags: Any, exc: type[BaseException],
+                                            match: str) -> None:
     m = flagged(2)
     for fn in (m.exits, m.entries):
         with pytest.raises(exc, match=match):
@@ -370,9 +376,11 @@ def _snap_variants(base: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]
          "snapshot flags 4 at slot 0 are not a flag bitmask of machine 'flags2' \\(2 flags\\)"),
         ("255", with_(flags=at(7, 255)), "snapshot flags 255 at slot 7"),
         ("128", with_(flags=at(1, 128)), "snapshot flags 128 at slot 1"),
-        ("on a released slot", with_(flags=at(3, 1)), "snapshot flags 1 at slot 3 .* on an open slot"),
+        ("on a released slot", with_(flags=at(3, 1)),
+         "snapshot flags 1 at slot 3 .* on an open slot"),
         ("on a never-opened slot", with_(flags=at(10, 2)), "snapshot flags 2 at slot 10"),
-        ("version 2 with bad flags", with_(version=2, flags=at(0, 4)), "snapshot flags 4 at slot 0"),
+        ("version 2 with bad flags", with_(version=2, flags=at(0, 4)),
+         "snapshot flags 4 at slot 0"),
         ("version 1", with_(version=1), "version 1 is not supported"),
         ("version 4", with_(version=4), "version 4 is not supported"),
     ]
@@ -604,7 +612,7 @@ def _drive(k: int, cap: int, rounds: int, batch: int, seed: int, per_event_chunk
                 values = vals.astype(bool) if rng.random() < 0.5 else vals
             for t in (a, b):
                 t.set_flag_many(slots, f"f{name}", values)
-            for s, v in zip(slots.tolist(), vals.tolist()):
+            for s, v in zip(slots.tolist(), vals.tolist(), strict=True):
                 model[s] = (int(model[s]) & ~(1 << name)) | (v << name)
         for s in rng.choice(open_slots, 5).tolist() + [int(open_slots[-1])]:
             name, v = int(rng.integers(0, k)), bool(rng.integers(0, 2))
@@ -644,7 +652,7 @@ def _drive(k: int, cap: int, rounds: int, batch: int, seed: int, per_event_chunk
         got = a.dispatch_many(sl, ev)
         want = 0
         if per_event_chunk == 1:
-            for s, e in zip(slots.tolist(), ev.tolist()):
+            for s, e in zip(slots.tolist(), ev.tolist(), strict=True):
                 want += b.dispatch(s, e)
         else:
             for lo in range(0, batch, per_event_chunk):
@@ -783,7 +791,8 @@ def test_set_flag_many_holds_the_table_lock() -> None:
     inst.set_flag("f0", seen[0])
     e0 = m.event_code("E0")
     want = sum(inst.dispatch(e0) for _ in range(2048 + 7))
-    assert t.dispatch_many(np.full(2048 + 7, last, np.int64), np.full(2048 + 7, e0, np.uint8)) == want
+    assert t.dispatch_many(np.full(2048 + 7, last, np.int64),
+                           np.full(2048 + 7, e0, np.uint8)) == want
     assert t.state(last) is inst.current
 
 
@@ -798,7 +807,8 @@ def test_dispatch_many_reads_arrays_that_alias_the_table_as_they_were() -> None:
         for _ in range(3):
             t.open()
         t.dispatch_many(np.array([1, 2, 2]), np.array(
-            [Event.STREAM_PROVISIONED, Event.STREAM_PROVISIONED, Event.PRODUCER_DETACHED], np.uint8))
+            [Event.STREAM_PROVISIONED, Event.STREAM_PROVISIONED, Event.PRODUCER_DETACHED],
+            np.uint8))
         return t  # slot 0 Init (code 2), slot 1 Active (3), slot 2 Draining (4)
 
     aliased, copied = fresh(), fresh()

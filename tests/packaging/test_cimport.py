@@ -12,6 +12,7 @@ import pytest
 from streamhsm import Event, State, StreamTable
 
 
+@pytest.mark.smoke
 def test_cython_consumer_matches_python_dispatch(cython_driver: ModuleType) -> None:
     rng = np.random.default_rng(5)
     a, b = StreamTable(32), StreamTable(32)
@@ -48,7 +49,8 @@ def test_repeat_one(cython_driver: ModuleType) -> None:
         cython_driver.repeat_one(t, 1, 0, 1)
 
 
-def test_flags_set_through_the_c_api_keep_the_packed_copy_in_step(cython_driver: ModuleType) -> None:
+def test_flags_set_through_the_c_api_keep_the_packed_copy_in_step(
+        cython_driver: ModuleType) -> None:
     """``hsm_set_flags`` (capi.pxd) writes both flag copies: a batch (which reads the packed
     copy) then does what the Python-level ``set_flag`` path does."""
     from streamhsm import MachineSpec, MachineTable

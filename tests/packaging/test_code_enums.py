@@ -21,7 +21,7 @@ def test_every_code_enum_prints_its_names(cls: type[CodeEnum]) -> None:
         assert str(member) == f"{cls.__name__}.{member.name}"
         assert f"{member}" == str(member)
         assert f"{member:>40}".strip() == str(member)
-        assert "%s" % member == str(member)  # noqa: UP031  (the %-format itself is tested)
+        assert "%s" % member == str(member)  # noqa: UP031  (%-formatting is the check)
 
 
 @pytest.mark.parametrize("cls", ENUMS, ids=lambda c: c.__name__)
@@ -29,7 +29,7 @@ def test_code_enums_stay_ints(cls: type[CodeEnum]) -> None:
     for member in cls:
         value = int(member)
         assert member == value and hash(member) == hash(value)
-        assert "%d" % member == str(value)  # noqa: UP031  (the %-format itself is tested)
+        assert "%d" % member == str(value)  # noqa: UP031  (%-formatting is the check)
         assert json.dumps(member) == str(value)
         assert member + 0 == value
 

@@ -28,6 +28,7 @@ def installed_distribution() -> metadata.Distribution:
     return dist
 
 
+@pytest.mark.smoke
 def test_the_license_ships_in_the_wheel(dist: metadata.Distribution) -> None:
     assert dist.metadata["License-Expression"] == "MIT"
     assert dist.metadata.get_all("License-File") == ["LICENSE"]

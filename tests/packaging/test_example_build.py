@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.smoke(False)  # not in the smoke suite: compiler builds
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cython_driver" / "build.py"
 
 

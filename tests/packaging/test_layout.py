@@ -78,10 +78,11 @@ def test_every_error_class_is_exported() -> None:
             if (exc.name or "").startswith("streamhsm"):
                 raise
             continue
-        for name, obj in vars(module).items():
+        for obj in vars(module).values():
             if inspect.isclass(obj) and issubclass(obj, streamhsm.StreamHsmError):
                 found.add(obj.__name__)
-    assert found >= {"SnapshotError", "SharedTableError", "TableFullError", "MachineDefinitionError"}
+    assert found >= {"SnapshotError", "SharedTableError", "TableFullError",
+                     "MachineDefinitionError"}
     assert sorted(found - set(streamhsm.__all__)) == []
 
 

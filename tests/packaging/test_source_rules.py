@@ -19,7 +19,8 @@ def test_no_pickle_anywhere() -> None:
     assert len(sources) >= 10  # the installed package ships its sources, .pyx included
     pattern = re.compile(r"\b(import pickle|from pickle|import marshal|import shelve|"
                          r"allow_pickle\s*=\s*True|pickle\.loads?)\b")
-    offenders = [f"{p.name}: {m.group(0)}" for p in sources for m in pattern.finditer(p.read_text())]
+    offenders = [f"{p.name}: {m.group(0)}" for p in sources
+                 for m in pattern.finditer(p.read_text())]
     assert offenders == []
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.smoke(False)  # not in the smoke suite: stub checks (mypy runs)
+
 api = pytest.importorskip("mypy.api")
 
 GOOD = '''
@@ -50,7 +52,8 @@ def test_precise_stubs_accept_user_code(tmp_path: Path) -> None:
 def test_precise_stubs_reject_wrong_user_code(tmp_path: Path) -> None:
     out, rc = _mypy(tmp_path, BAD)
     assert rc == 1
-    assert 'Incompatible types in assignment (expression has type "int", variable has type "str")' in out
+    assert ('Incompatible types in assignment (expression has type "int", variable has type "str")'
+            in out)
     assert '"no_such_key"' in out
     assert 'Argument 2 to "dispatch" of "MachineTable" has incompatible type "float"' in out
     assert '(expression has type "State", variable has type "str")' in out

@@ -9,6 +9,7 @@ test instead of killing or hanging the whole run."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -23,8 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamhsm import Event, State
-from streamhsm import shm
+from streamhsm import Event, State, shm
 from streamhsm.shm import (
     HEADER_SIZE,
     SharedStreamTable,
@@ -138,8 +138,8 @@ HEADER_ONLY = {"writer_pid", "heartbeat_ns", "unhandled_total", "publish_count",
                "writer_alive", "stale"}
 
 
-ALL = {"states", "flags", "unhandled", "writer_pid", "heartbeat_ns", "unhandled_total", "publish_count",
-       "closed", "writer_alive", "stale", "count", "slots_in", "stats"}
+ALL = {"states", "flags", "unhandled", "writer_pid", "heartbeat_ns", "unhandled_total",
+       "publish_count", "closed", "writer_alive", "stale", "count", "slots_in", "stats"}
 HEADER_ONLY = {"writer_pid", "heartbeat_ns", "unhandled_total", "publish_count", "closed",
                "writer_alive", "stale"}
 
@@ -177,8 +177,9 @@ def test_every_accessor_after_truncation_in_process(name: str) -> None:
     """The same, in this process (the reader never maps the segment, so this cannot SIGBUS)."""
     with _table(name) as t, open_readonly(name) as r:
         os.truncate(t.path, 0)
-        for key, call in _accessors(r).items():
-            with pytest.raises(SharedTableError, match=rf"segment '{name}' shrank.*now has 0 bytes"):
+        for call in _accessors(r).values():
+            with pytest.raises(SharedTableError,
+                               match=rf"segment '{name}' shrank.*now has 0 bytes"):
                 call()
         assert r.capacity == 64 and r.name == name  # plain attributes stay
 
@@ -213,7 +214,8 @@ def test_a_header_rewritten_in_place_is_detected(name: str) -> None:
         finally:
             os.close(fd)
         for key in ("writer_pid", "closed", "stale", "stats"):
-            with pytest.raises(SharedTableError, match=rf"segment '{name}' changed under the reader"):
+            with pytest.raises(SharedTableError,
+                               match=rf"segment '{name}' changed under the reader"):
                 _accessors(r)[key]()
         assert len(r.states) == 64  # columns are read as opened: consistent shape
         with pytest.raises(SharedTableError, match="capacity 1099511627776 out of range"):
@@ -317,7 +319,7 @@ def test_non_regular_files_in_the_stat_command(name: str) -> None:
         return [rc, err.getvalue()]
 
     for extra in ([], ["--reclaim"]):
-        rc, err = in_child(lambda: run(extra), timeout=10)
+        rc, err = in_child(functools.partial(run, extra), timeout=10)
         assert rc == 2 and err.count("\n") == 1
         assert err.startswith(f"error: segment {name!r} is not a regular file") and "a FIFO" in err
 
@@ -327,7 +329,8 @@ def test_a_symlink_is_refused_even_to_a_valid_segment(name: str) -> None:
         link = f"/dev/shm/{name}-link"
         os.symlink(t.path, link)
         try:
-            with pytest.raises(SharedTableError, match=r"is not a regular file \(.* is a symlink\)"):
+            with pytest.raises(SharedTableError,
+                               match=r"is not a regular file \(.* is a symlink\)"):
                 open_readonly(f"{name}-link")
             with pytest.raises(SharedTableError, match="is a symlink"):
                 reclaim(f"{name}-link")
@@ -410,7 +413,8 @@ def test_longest_names_are_accepted() -> None:
 # -- hostile writer pids -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("pid", [0, 2**64 - 1, 2**63, 2**40, 2**32, 2**22 + 1, -1])
-def test_hostile_writer_pids_mean_a_dead_writer(name: str, pid: int, monkeypatch: pytest.MonkeyPatch,
+def test_hostile_writer_pids_mean_a_dead_writer(name: str, pid: int,
+                                                monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     signalled: list[int] = []
     real_kill = os.kill
@@ -423,7 +427,8 @@ def test_hostile_writer_pids_mean_a_dead_writer(name: str, pid: int, monkeypatch
     with _table(name) as t:
         fd = os.open(t.path, os.O_WRONLY)
         try:
-            os.pwrite(fd, struct.pack("<Q", pid % 2**64), _OFF_PID)  # -1 as the writer would store it
+            # -1 as the writer would store it
+            os.pwrite(fd, struct.pack("<Q", pid % 2**64), _OFF_PID)
         finally:
             os.close(fd)
         with open_readonly(name) as r:
@@ -552,4 +557,4 @@ def test_close_during_a_read_never_reads_another_file(name: str, monkeypatch: py
             os.close(fd)
         assert states.tolist() == t.states.tolist() != [0x77] * 4  # the segment, not the decoy
         with pytest.raises(SharedTableError, match="is closed"):
-            r.states
+            _ = r.states

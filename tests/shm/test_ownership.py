@@ -16,10 +16,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from streamhsm import Event, State
-from streamhsm import shm
+from streamhsm import Event, State, shm
 from streamhsm.shm import SharedStreamTable, SharedTableError, open_readonly, reclaim
 from streamhsm.tools.cli import main
+
+pytestmark = pytest.mark.smoke(False)  # not in the smoke suite: process lifetimes (seconds each)
 
 
 @pytest.fixture
@@ -79,7 +80,8 @@ def test_the_creator_removes_a_forgotten_table(name: str) -> None:
     assert not os.path.exists(f"/dev/shm/{name}")
 
 
-def test_close_is_exception_safe_when_marking_fails(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_close_is_exception_safe_when_marking_fails(name: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     t = SharedStreamTable(name, 4)
 
     def boom(mm: object) -> None:
@@ -94,7 +96,8 @@ def test_close_is_exception_safe_when_marking_fails(name: str, monkeypatch: pyte
         t.publish()
 
 
-def test_close_is_exception_safe_when_unlink_fails(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_close_is_exception_safe_when_unlink_fails(name: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     t = SharedStreamTable(name, 4)
     r = open_readonly(name)
     closed_fds: list[int] = []
@@ -160,7 +163,8 @@ def _child_writer(name: str) -> tuple[int, int]:
     return pid, go_w
 
 
-def test_reclaim_a_segment_left_by_a_killed_writer(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_reclaim_a_segment_left_by_a_killed_writer(name: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     pid, go = _child_writer(name)
     try:
         with pytest.raises(SharedTableError, match=rf"'{name}' belongs to live writer pid {pid}"):

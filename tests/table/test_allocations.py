@@ -12,7 +12,8 @@ import pytest
 
 from streamhsm import Event, StreamLifecycle, StreamTable
 
-pytestmark = pytest.mark.usefixtures("frozen_heap")
+# not in the smoke suite: allocation counts
+pytestmark = [pytest.mark.usefixtures("frozen_heap"), pytest.mark.smoke(False)]
 
 SLOTS = 1000
 

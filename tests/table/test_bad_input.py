@@ -40,11 +40,13 @@ RO.flags.writeable = False
 
 TABLE_CASES: list[tuple[str, Callable[[StreamTable], object], type[Exception], str]] = [
     # slots: wrong type, negative, out of range, huge, NaN, float, released
-    ("dispatch slot str", lambda t: t.dispatch("0", 0), TypeError, "slot must be an int, got str '0'"),
+    ("dispatch slot str", lambda t: t.dispatch("0", 0), TypeError,
+     "slot must be an int, got str '0'"),
     ("dispatch slot float", lambda t: t.dispatch(0.0, 0), TypeError, "got float 0.0"),
     ("dispatch slot nan", lambda t: t.dispatch(NAN, 0), TypeError, "got float nan"),
     ("dispatch slot None", lambda t: t.dispatch(None, 0), TypeError, "got NoneType None"),
-    ("dispatch slot negative", lambda t: t.dispatch(-1, 0), IndexError, "slot -1 out of range for capacity 8"),
+    ("dispatch slot negative", lambda t: t.dispatch(-1, 0), IndexError,
+     "slot -1 out of range for capacity 8"),
     ("dispatch slot too big", lambda t: t.dispatch(8, 0), IndexError, "slot 8 out of range"),
     ("dispatch slot huge", lambda t: t.dispatch(BIG, 0), IndexError, f"slot {BIG} out of range"),
     ("dispatch slot released", lambda t: t.dispatch(5, 0), IndexError, "slot 5 is not open"),
@@ -53,7 +55,8 @@ TABLE_CASES: list[tuple[str, Callable[[StreamTable], object], type[Exception], s
     ("dispatch event code", lambda t: t.dispatch(1, 10), ValueError, "unknown event code 10"),
     ("dispatch event negative", lambda t: t.dispatch(1, -1), ValueError, "unknown event code -1"),
     ("dispatch event huge", lambda t: t.dispatch(1, BIG), ValueError, f"unknown event code {BIG}"),
-    ("dispatch event name", lambda t: t.dispatch(1, "Provisioned"), ValueError, "unknown event name 'Provisioned'"),
+    ("dispatch event name", lambda t: t.dispatch(1, "Provisioned"), ValueError,
+     "unknown event name 'Provisioned'"),
     ("dispatch event float", lambda t: t.dispatch(1, 1.0), TypeError, "got float 1.0"),
     ("dispatch event nan", lambda t: t.dispatch(1, NAN), TypeError, "got float nan"),
     ("dispatch event bool", lambda t: t.dispatch(1, True), TypeError, "got bool True"),
@@ -64,29 +67,43 @@ TABLE_CASES: list[tuple[str, Callable[[StreamTable], object], type[Exception], s
     ("release released", lambda t: t.release(5), IndexError, "slot 5 is not open"),
     ("release float", lambda t: t.release(1.5), TypeError, "got float 1.5"),
     ("state released", lambda t: t.state(6), IndexError, "slot 6 is not open"),
-    ("is_in bad state", lambda t: t.is_in(1, "Nowhere"), ValueError, "unknown state name 'Nowhere'"),
+    ("is_in bad state", lambda t: t.is_in(1, "Nowhere"), ValueError,
+     "unknown state name 'Nowhere'"),
     ("is_in state code", lambda t: t.is_in(1, 77), ValueError, "unknown state code 77"),
     ("count bad state", lambda t: t.count(2.0), TypeError, "state must be an int code"),
     ("slots_in bad state", lambda t: t.slots_in(-3), ValueError, "unknown state code -3"),
     ("is_open float", lambda t: t.is_open(1.0), TypeError, "slot must be an int"),
     # batches: wrong dtype, shape, contiguity, lengths, values; read-only inputs are fine
-    ("many list", lambda t: t.dispatch_many([0, 1], U8), TypeError, "slots must be a numpy array, got list"),
-    ("many float dtype", lambda t: t.dispatch_many(I64.astype(float), U8), TypeError, "got float64"),
-    ("many uint16 events", lambda t: t.dispatch_many(I64, U8.astype(np.uint16)), TypeError, "got uint16"),
-    ("many object dtype", lambda t: t.dispatch_many(I64.astype(object), U8), TypeError, "got object"),
+    ("many list", lambda t: t.dispatch_many([0, 1], U8), TypeError,
+     "slots must be a numpy array, got list"),
+    ("many float dtype", lambda t: t.dispatch_many(I64.astype(float), U8), TypeError,
+     "got float64"),
+    ("many uint16 events", lambda t: t.dispatch_many(I64, U8.astype(np.uint16)), TypeError,
+     "got uint16"),
+    ("many object dtype", lambda t: t.dispatch_many(I64.astype(object), U8), TypeError,
+     "got object"),
     ("many big-endian", lambda t: t.dispatch_many(I64.astype(">i8"), U8), TypeError, "got >i8"),
-    ("many 2-D", lambda t: t.dispatch_many(np.zeros((2, 1), np.int64), U8), ValueError, "1-dimensional"),
+    ("many 2-D", lambda t: t.dispatch_many(np.zeros((2, 1), np.int64), U8), ValueError,
+     "1-dimensional"),
     ("many 0-D", lambda t: t.dispatch_many(np.int64(0), U8), TypeError, "numpy array, got int64"),
-    ("many strided", lambda t: t.dispatch_many(np.arange(4, dtype=np.int64)[::2], U8), ValueError, "C-contiguous"),
-    ("many lengths", lambda t: t.dispatch_many(I64, np.ones(3, np.uint8)), ValueError, "same length, got 2 and 3"),
-    ("many released", lambda t: t.dispatch_many(np.array([1, 5], np.int64), U8), IndexError, r"slots\[1\]: slot 5 is not open"),
-    ("many negative", lambda t: t.dispatch_many(np.array([-1, 1], np.int64), U8), IndexError, r"slots\[0\]: slot -1 out of range"),
-    ("many event", lambda t: t.dispatch_many(RO, np.array([1, 200], np.uint8)), ValueError, r"events\[1\]: unknown event code 200"),
-    ("many event negative", lambda t: t.dispatch_many(RO, np.array([1, -7], np.int64)), ValueError, r"events\[1\]: unknown event code -7"),
+    ("many strided", lambda t: t.dispatch_many(np.arange(4, dtype=np.int64)[::2], U8), ValueError,
+     "C-contiguous"),
+    ("many lengths", lambda t: t.dispatch_many(I64, np.ones(3, np.uint8)), ValueError,
+     "same length, got 2 and 3"),
+    ("many released", lambda t: t.dispatch_many(np.array([1, 5], np.int64), U8), IndexError,
+     r"slots\[1\]: slot 5 is not open"),
+    ("many negative", lambda t: t.dispatch_many(np.array([-1, 1], np.int64), U8), IndexError,
+     r"slots\[0\]: slot -1 out of range"),
+    ("many event", lambda t: t.dispatch_many(RO, np.array([1, 200], np.uint8)), ValueError,
+     r"events\[1\]: unknown event code 200"),
+    ("many event negative", lambda t: t.dispatch_many(RO, np.array([1, -7], np.int64)), ValueError,
+     r"events\[1\]: unknown event code -7"),
 ]
 
 
-@pytest.mark.parametrize(("name", "call", "exc", "match"), TABLE_CASES, ids=[c[0] for c in TABLE_CASES])
+@pytest.mark.smoke
+@pytest.mark.parametrize(("name", "call", "exc", "match"), TABLE_CASES,
+                         ids=[c[0] for c in TABLE_CASES])
 def test_table_bad_input(name: str, call: Callable[[StreamTable], object], exc: type[Exception],
                          match: str) -> None:
     t = table()
@@ -104,8 +121,10 @@ def test_atomic_batches_with_injected_invalid_elements(data: st.DataObject) -> N
     t = table()
     n = data.draw(st.integers(1, 60))
     open_slots = [0, 1, 2, 3, 4]
-    slots = np.array(data.draw(st.lists(st.sampled_from(open_slots), min_size=n, max_size=n)), np.int64)
-    events = np.array(data.draw(st.lists(st.integers(0, len(Event) - 1), min_size=n, max_size=n)), np.uint8)
+    slots = np.array(data.draw(st.lists(st.sampled_from(open_slots), min_size=n, max_size=n)),
+                     np.int64)
+    events = np.array(data.draw(st.lists(st.integers(0, len(Event) - 1), min_size=n, max_size=n)),
+                      np.uint8)
     k = data.draw(st.integers(1, 3))
     for _ in range(k):
         pos = data.draw(st.integers(0, n - 1))

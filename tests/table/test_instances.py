@@ -24,6 +24,7 @@ def test_machine_instance_costs_at_most_64_bytes() -> None:
     assert lifecycle_bytes(N, lambda: MachineInstance(m)) <= 64
 
 
+@pytest.mark.smoke
 def test_instances_share_the_machine_tables_but_not_their_state() -> None:
     a, b = StreamLifecycle(), StreamLifecycle()
     a.dispatch(Event.STREAM_PROVISIONED)
@@ -65,7 +66,7 @@ def test_uninitialised_instance_raises() -> None:
     with pytest.raises(RuntimeError, match="not initialised"):
         m.dispatch(0)
     with pytest.raises(RuntimeError, match="not initialised"):
-        m.current
+        _ = m.current
     with pytest.raises(RuntimeError, match="called twice"):
         StreamLifecycle()._bind(stream_machine(), False)
 

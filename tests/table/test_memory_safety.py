@@ -9,17 +9,15 @@ bounded polls for a condition that a correct build reaches at once; none asserts
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
-from streamhsm import FREE_SLOT, Event, State, StreamTable, TableFullError
-from streamhsm.compiler import table_layout
+from streamhsm import FREE_SLOT, Event, State, StreamTable, TableFullError, _testing
 from streamhsm._views import readonly_view
-from streamhsm import _testing
+from streamhsm.compiler import table_layout
 
 E, S = Event, State
 
@@ -117,7 +115,8 @@ def test_every_mutator_waits_for_a_running_batch(paused_batch: Any) -> None:
         batch.queue(t.open),
         batch.queue(lambda: t.release(5)),
         batch.queue(lambda: t.dispatch(0, E.DRIVER_DRAINING)),
-        batch.queue(lambda: t.dispatch_many(np.array([1], np.int64), np.array([E.CLOSE], np.uint8))),
+        batch.queue(lambda: t.dispatch_many(np.array([1], np.int64),
+                                            np.array([E.CLOSE], np.uint8))),
         batch.queue(lambda: t.broadcast(E.EPOCH_BUMPED)),
     ]
     assert (t.states == before).all() and _testing.waiters(t) == len(calls)
@@ -185,7 +184,8 @@ def test_arrays_rewritten_during_dispatch_many_stop_the_batch(column: str, value
     batch.resume()
     err = batch.call.error
     assert isinstance(err, IndexError), err
-    assert "the first 3 events were dispatched" in str(err) and "changed during the batch" in str(err)
+    assert "the first 3 events were dispatched" in str(err)
+    assert "changed during the batch" in str(err)
     assert t.state(0) is S.ACTIVE and t.state(1) is S.DRAINING  # events 0..2 ran
     assert t.count(S.DRAINING) == 1 and t.count(S.ACTIVE) == 3
     _consistent(t)
@@ -228,7 +228,8 @@ def _observe_partial(t: StreamTable, run: Callable[[int], None]) -> bool:
 def test_dispatch_many_releases_the_gil() -> None:
     t = _active_table(N_GIL)
     slots = np.arange(N_GIL, dtype=np.int64)
-    go = (np.full(N_GIL, E.PRODUCER_DETACHED, np.uint8), np.full(N_GIL, E.PRODUCER_ATTACHED, np.uint8))
+    go = (np.full(N_GIL, E.PRODUCER_DETACHED, np.uint8),
+          np.full(N_GIL, E.PRODUCER_ATTACHED, np.uint8))
     assert _observe_partial(t, lambda k: t.dispatch_many(slots, go[k % 2]))
 
 

@@ -30,6 +30,7 @@ def same(a: StreamTable, b: StreamTable) -> bool:
             and all(a.count(s) == b.count(s) for s in State))
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("policy", [False, True])
 def test_round_trip_through_a_file(tmp_path: Path, policy: bool) -> None:
     t = busy_table(policy)
@@ -70,18 +71,23 @@ def _bad(mutate) -> dict:  # type: ignore[no-untyped-def,type-arg]
 
 
 @pytest.mark.parametrize(("mutate", "match"), [
-    (lambda s: s.update(kind="Driver"), "this is a 'Driver' snapshot; it cannot be restored into a 'MachineTable'"),
+    (lambda s: s.update(kind="Driver"),
+     "this is a 'Driver' snapshot; it cannot be restored into a 'MachineTable'"),
     (lambda s: s.update(version=99), "format version 99 is not supported"),
     (lambda s: s.update(fingerprint="0" * 16), "not '"),
     (lambda s: s.update(capacity=32), "snapshot capacity 32 != table capacity 64"),
     (lambda s: s["states"].__setitem__(5, 1), "snapshot state 1 at slot 5 is not a leaf state"),
     (lambda s: s["states"].__setitem__(6, 0), "snapshot state 0 at slot 6 is not a leaf state"),
     (lambda s: s["states"].__setitem__(7, 200), "snapshot state 200 at slot 7"),
-    (lambda s: s.update(states=s["states"].astype(np.int64)), "'states' must be uint8 of shape \\(64,\\), got int64"),
-    (lambda s: s.update(unhandled=s["unhandled"][:10]), "'unhandled' must be uint64 of shape \\(64,\\)"),
-    (lambda s: s.update(unhandled_total=-1), "unhandled_total -1 is not an int between the per-slot sum"),
+    (lambda s: s.update(states=s["states"].astype(np.int64)),
+     "'states' must be uint8 of shape \\(64,\\), got int64"),
+    (lambda s: s.update(unhandled=s["unhandled"][:10]),
+     "'unhandled' must be uint64 of shape \\(64,\\)"),
+    (lambda s: s.update(unhandled_total=-1),
+     "unhandled_total -1 is not an int between the per-slot sum"),
     # F20: a total near 2**64 would wrap below the per-slot sum at the next unhandled event
-    (lambda s: s.update(unhandled_total=2**64 - 1), "unhandled_total 18446744073709551615 is not an int between"),
+    (lambda s: s.update(unhandled_total=2**64 - 1),
+     "unhandled_total 18446744073709551615 is not an int between"),
     # per-slot counters whose uint64 sum wraps: the exact sum is compared
     (lambda s: s.update(unhandled=np.full_like(s["unhandled"], 2**63), unhandled_total=2**63 - 1),
      "is not an int between the per-slot sum"),
@@ -97,7 +103,8 @@ def test_restore_rejects_bad_snapshots(mutate, match) -> None:  # type: ignore[n
     with pytest.raises(SnapshotError, match=match):
         target.restore(_bad(mutate))
     after = target.snapshot()
-    assert np.array_equal(before["states"], after["states"]) and before["unhandled_total"] == after["unhandled_total"]
+    assert np.array_equal(before["states"], after["states"])
+    assert before["unhandled_total"] == after["unhandled_total"]
 
 
 def test_snapshot_of_another_policy_is_rejected() -> None:
@@ -126,7 +133,8 @@ def test_faulty_files(tmp_path: Path) -> None:
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, kind=np.array("MachineTable"), version=np.array(1),
              states=np.array([{"evil": 1}], dtype=object))
-    with pytest.raises(SnapshotError, match="is not a readable snapshot: member .states.npy. has dtype object"):
+    with pytest.raises(SnapshotError,
+                       match="is not a readable snapshot: member .states.npy. has dtype object"):
         load_snapshot(pickled)
     with pytest.raises(SnapshotError, match="field 'bad' is not plain data"):
         save_snapshot({"kind": "x", "version": 1, "bad": [object()]}, tmp_path / "x.npz")

@@ -4,11 +4,14 @@ compared after every step with one reference interpreter per slot."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from streamhsm import FREE_SLOT, Event, ReferenceMachine, State, StreamTable, stream_spec
+
+pytestmark = pytest.mark.smoke(False)  # not in the smoke suite: stateful
 
 CAPACITY = 6
 EVENT_NAMES = [name for name in stream_spec().events]
@@ -61,7 +64,7 @@ class TableVsReference(RuleBasedStateMachine):
         slots = data.draw(st.lists(st.sampled_from(sorted(self.ref)), min_size=n, max_size=n))
         events = data.draw(st.lists(st.integers(0, len(Event) - 1), min_size=n, max_size=n))
         dt = data.draw(st.sampled_from([np.uint8, np.int32, np.int64]))
-        expected = sum(self._ref_dispatch(s, e) for s, e in zip(slots, events))
+        expected = sum(self._ref_dispatch(s, e) for s, e in zip(slots, events, strict=True))
         assert self.table.dispatch_many(np.array(slots, np.int64), np.array(events, dt)) == expected
 
     @rule(event=st.sampled_from(list(Event)))
@@ -102,7 +105,8 @@ class TableVsReference(RuleBasedStateMachine):
         assert t.unhandled_total == self.total
         assert len(t) == len(self.ref)
         names = t.machine.state_names
-        got = {(names[s], EVENT_NAMES[e]): int(n) for s, e in zip(*np.nonzero(t.transition_counts))
+        got = {(names[s], EVENT_NAMES[e]): int(n)
+               for s, e in zip(*np.nonzero(t.transition_counts), strict=True)
                for n in [t.transition_counts[s, e]]}
         assert got == self.transitions
         assert t.stats()["transitions"] == {f"{a}/{b}": n for (a, b), n in self.transitions.items()}

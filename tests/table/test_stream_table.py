@@ -28,6 +28,7 @@ def table() -> StreamTable:
     return t  # slots: 0 Init, 1 Active, 2 Draining, 3 Closed, 4..7 free
 
 
+@pytest.mark.smoke
 def test_open_release_and_len() -> None:
     t = StreamTable(3)
     assert len(t) == 0 and t.capacity == 3
@@ -80,7 +81,7 @@ def test_dispatch_many_matches_dispatch_one_by_one() -> None:
     slots = rng.integers(0, 64, 5000)
     events = rng.integers(0, len(E), 5000).astype(np.uint8)
     handled = a.dispatch_many(slots, events)
-    assert handled == sum(b.dispatch(int(s), int(e)) for s, e in zip(slots, events))
+    assert handled == sum(b.dispatch(int(s), int(e)) for s, e in zip(slots, events, strict=True))
     sa, sb = _snapshot(a), _snapshot(b)
     assert sa[0].tolist() == sb[0].tolist() and sa[1].tolist() == sb[1].tolist()
     assert sa[2:] == sb[2:]
@@ -147,7 +148,8 @@ def test_bad_slots(table: StreamTable, slot: object, exc: type, match: str) -> N
 
 
 def test_numpy_integer_slot_is_accepted(table: StreamTable) -> None:
-    assert table.dispatch(np.int32(0), E.STREAM_PROVISIONED) and table.state(np.int64(0)) is S.ACTIVE
+    assert table.dispatch(np.int32(0), E.STREAM_PROVISIONED)
+    assert table.state(np.int64(0)) is S.ACTIVE
 
 
 @pytest.mark.parametrize(("event", "exc", "match"), [
@@ -183,8 +185,10 @@ def _ok_events() -> np.ndarray:
      "events must have dtype uint8 or int32 or int64, got float32"),
     (_ok_slots().astype(np.uint64), _ok_events(), TypeError, "got uint64"),
     (_ok_slots(), _ok_events().astype(bool), TypeError, "got bool"),
-    (_ok_slots().reshape(3, 1), _ok_events(), ValueError, r"slots must be 1-dimensional, got shape \(3, 1\)"),
-    (np.array([0, 9, 1, 9, 2], np.int64)[::2], _ok_events(), ValueError, "slots must be C-contiguous"),
+    (_ok_slots().reshape(3, 1), _ok_events(), ValueError,
+     r"slots must be 1-dimensional, got shape \(3, 1\)"),
+    (np.array([0, 9, 1, 9, 2], np.int64)[::2], _ok_events(), ValueError,
+     "slots must be C-contiguous"),
     (_ok_slots(), np.array([0, 1], np.uint8), ValueError,
      "slots and events must have the same length, got 3 and 2"),
     (np.array([0, 1, 4], np.int64), _ok_events(), IndexError, r"slots\[2\]: slot 4 is not open"),
@@ -193,7 +197,8 @@ def _ok_events() -> np.ndarray:
     (np.array([0, -3, 1], np.int32), _ok_events(), IndexError, r"slots\[1\]: slot -3 out of range"),
     (_ok_slots(), np.array([0, 1, 10], np.uint8), ValueError,
      r"events\[2\]: unknown event code 10 for machine 'stream'"),
-    (_ok_slots(), np.array([-1, 1, 2], np.int64), ValueError, r"events\[0\]: unknown event code -1"),
+    (_ok_slots(), np.array([-1, 1, 2], np.int64), ValueError,
+     r"events\[0\]: unknown event code -1"),
 ])
 def test_dispatch_many_rejects_bad_batches_atomically(table, slots, events, exc, match) -> None:  # type: ignore[no-untyped-def]
     before = _snapshot(table)
@@ -265,7 +270,8 @@ def test_stats_is_plain_data(table: StreamTable) -> None:
     # fixture: 0 Init, 1 Active, 2 Draining, 3 Closed
     table.dispatch(3, Event.STREAM_PROVISIONED)  # unhandled in Closed
     table.dispatch(3, Event.STREAM_PROVISIONED)
-    table.broadcast(Event.DRIVER_DRAINING)  # Init, Active -> Draining; Draining keeps; Closed misses
+    # Init, Active -> Draining; Draining keeps; Closed misses
+    table.broadcast(Event.DRIVER_DRAINING)
     st = table.stats()
     assert st["machine"] == "stream" and st["capacity"] == 8 and st["open"] == 4
     assert st["occupancy"] == {"Root": 4, "Live": 3, "Init": 0, "Active": 0, "Draining": 3,

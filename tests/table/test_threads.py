@@ -19,7 +19,8 @@ ROUNDS = 40
 
 def _occupancy_matches(t: StreamTable) -> bool:
     hist = np.bincount(t.states[t.states != FREE_SLOT], minlength=len(State))
-    return all(t.count(s) == hist[s] for s in (State.INIT, State.ACTIVE, State.DRAINING, State.CLOSED))
+    return all(t.count(s) == hist[s] for s in (State.INIT, State.ACTIVE, State.DRAINING,
+                                               State.CLOSED))
 
 
 def test_threads_on_one_table_equal_a_serial_replay() -> None:
@@ -73,8 +74,8 @@ def test_threads_on_one_table_equal_a_serial_replay() -> None:
 
 def test_batches_on_two_tables_run_in_parallel_threads() -> None:
     """Different tables are independent: concurrent batches give the serial results. (That the
-    batches really release the GIL is proven in table/test_memory_safety.py, by a test that fails when
-    they do not.)"""
+    batches really release the GIL is proven in table/test_memory_safety.py, by a test that fails
+    when they do not.)"""
     rng = np.random.default_rng(11)
     slots = rng.integers(0, 500, 200_000)
     events = rng.integers(0, len(Event), 200_000).astype(np.uint8)
@@ -87,7 +88,8 @@ def test_batches_on_two_tables_run_in_parallel_threads() -> None:
     for tb in tables:
         for _ in range(500):
             tb.open()
-    threads = [threading.Thread(target=lambda tb=tb: results.append(tb.dispatch_many(slots, events)))
+    threads = [threading.Thread(
+                   target=lambda tb=tb: results.append(tb.dispatch_many(slots, events)))
                for tb in tables]
     for th in threads:
         th.start()

@@ -32,7 +32,8 @@ def test_records_only_transitions_with_their_handler() -> None:
     t.dispatch(0, Event.STREAM_PROVISIONED)          # Init -> Active, by Init
     t.dispatch(0, Event.EPOCH_BUMPED)                # handled in place: not a transition
     t.dispatch(0, Event.STREAM_PROVISIONED)          # unhandled: not a transition
-    t.dispatch_many(np.array([1, 0], np.int64), np.array([Event.CLOSE, Event.DRIVER_DRAINING], np.uint8))
+    t.dispatch_many(np.array([1, 0], np.int64),
+                    np.array([Event.CLOSE, Event.DRIVER_DRAINING], np.uint8))
     tr = t.trace()
     assert tr["seq"].tolist() == [0, 1, 2]
     assert tr["slot"].tolist() == [0, 1, 0]
@@ -78,7 +79,8 @@ def test_recording_allocates_nothing() -> None:
     assert sys.getallocatedblocks() - before <= 2
 
 
-@pytest.mark.parametrize(("size", "exc"), [(0, ValueError), (-1, ValueError), (1.5, TypeError), (2**31, ValueError)])
+@pytest.mark.parametrize(("size", "exc"),
+                         [(0, ValueError), (-1, ValueError), (1.5, TypeError), (2**31, ValueError)])
 def test_bad_sizes(size: object, exc: type) -> None:
     with pytest.raises(exc, match="size"):
         table().enable_trace(size)
@@ -95,4 +97,5 @@ def test_trace_codes_name_their_members() -> None:
     m = t.machine
     assert (m.State(rec["from_state"]), m.State(rec["to_state"])) == (State.INIT, State.ACTIVE)
     assert m.Event(rec["event"]) is Event.STREAM_PROVISIONED
-    assert m.state_names[rec["handled_by"]] == "Init" and m.event_names[rec["event"]] == "StreamProvisioned"
+    assert m.state_names[rec["handled_by"]] == "Init"
+    assert m.event_names[rec["event"]] == "StreamProvisioned"

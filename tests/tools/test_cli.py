@@ -27,6 +27,7 @@ def _one_error_line(err: str) -> str:
     return err[len("error: "):-1]
 
 
+@pytest.mark.smoke
 def test_demo_runs_as_a_module() -> None:
     proc = subprocess.run([sys.executable, "-m", "streamhsm", "demo", "--streams", "200",
                            "--clients", "800", "--seconds", "6"],
@@ -76,7 +77,8 @@ def test_diagram_lists_every_state_and_handler(machine: str, fmt: str,
 
 def test_diagram_policy_only_for_streams(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["diagram", "--machine", "lease", "--policy", "drain_on_producer_loss"]) == 2
-    assert "machine 'lease' has no policy 'drain_on_producer_loss'; its policies: ['default']" in capsys.readouterr().err
+    assert ("machine 'lease' has no policy 'drain_on_producer_loss'; its policies: ['default']"
+            in capsys.readouterr().err)
     assert main(["diagram", "--policy", "drain_on_producer_loss"]) == 0
     assert "Active --> Draining : ProducerDetached" in capsys.readouterr().out
 
@@ -112,7 +114,8 @@ def test_bench_command_small(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert op in text
     data = json.loads(out.read_text())
     rows = {r["operation"].split(" (")[0]: r for r in data["rows"]}
-    assert rows["per-stream state"]["time_ns"] == 14  # uint8 state + uint8 flags + uint64 counter + int32 free
+    # uint8 state + uint8 flags + uint64 counter + int32 free
+    assert rows["per-stream state"]["time_ns"] == 14
     assert all(r["time_ns"] > 0 for r in data["rows"])
     assert rows["StreamTable.dispatch"]["ratio"] > 0
     # 2,000 streams fit in the caches: the batch rows keep their ratios but carry no verdict
@@ -206,7 +209,8 @@ def test_unwritable_outputs(fmt: str, tmp_path: Path, monkeypatch: pytest.Monkey
     (["diagram", "--format", "svg"], "--format svg needs --output PATH"),
     (["diagram", "--format", "png"], "--format png needs --output PATH"),
     (["diagram", "--machine", "driver", "--policy", "drain_on_producer_loss", "--format", "png",
-      "--output", "x.png"], "machine 'driver' has no policy 'drain_on_producer_loss'; its policies: ['default']"),
+      "--output", "x.png"],
+     "machine 'driver' has no policy 'drain_on_producer_loss'; its policies: ['default']"),
 ])
 def test_bad_format_combinations(argv: list[str], message: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,7 +231,8 @@ def test_dot_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_missing_graphviz_is_one_line_and_writes_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no 'dot' anywhere
     for fmt in ("svg", "png"):
         out = tmp_path / f"x.{fmt}"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from streamhsm import registry
 from streamhsm.compiler import CompiledMachine
 from streamhsm.machine import MachineSpec
-from streamhsm import registry
 from streamhsm.tools.cli import main
 from streamhsm.tools.diagram import render_image, to_dot, to_mermaid
 
@@ -134,6 +134,7 @@ def test_initial_pseudo_states(machine: CompiledMachine) -> None:
             assert attrs.get("style") == "invis"  # only the layout edges that sink the anchor
 
 
+@pytest.mark.smoke
 def test_stream_machine_edges_read_like_mermaid() -> None:
     """Live --> Closed leaves Live's border; Live --> Draining leaves the border and comes back in
     to Draining; nothing visible leads from the start into Draining."""

@@ -227,7 +227,8 @@ def _check_counts(args: argparse.Namespace, limits: dict[str, tuple[int, int | N
 def _bench(args: argparse.Namespace) -> int:
     from .bench import format_rows, plot_scaling, plot_sizes, run_bench, write_json
 
-    _check_counts(args, {"streams": (1, MAX_CAPACITY), "events": (1, None), "leases": (1, MAX_CAPACITY)})
+    _check_counts(args,
+                  {"streams": (1, MAX_CAPACITY), "events": (1, None), "leases": (1, MAX_CAPACITY)})
     points = None
     if args.plot:  # fail early if matplotlib is missing
         try:
@@ -298,9 +299,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code.
 
-    0 on success; 1 when ``stat`` finds the writer dead; 2 for a usage mistake or a failure the user can fix (bad numbers, unwritable
-    paths, missing Graphviz or shared table), reported as one ``error: ...`` line on stderr;
-    130 when interrupted.
+    0 on success; 1 when ``stat`` finds the writer dead; 2 for a usage mistake or a failure the
+    user can fix (bad numbers, unwritable paths, missing Graphviz or shared table), reported as one
+    ``error: ...`` line on stderr; 130 when interrupted.
     """
     args = build_parser().parse_args(argv)
     try:
