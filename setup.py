@@ -58,6 +58,7 @@ SHARED_UTILITY = "streamhsm._cyutility"
 
 
 def _extension(name: str, sources: list[str]) -> Extension:
+    """One extension module with the build's flags (every module, the shared one included)."""
     return Extension(
         name,
         sources,
@@ -68,6 +69,8 @@ def _extension(name: str, sources: list[str]) -> Extension:
 
 
 extensions = [_extension(name, ["src/" + name.replace(".", "/") + ".pyx"]) for name in MODULES]
+# the shared module's C: cythonize writes it under build_dir (build/cython/src/streamhsm/); no such
+# file exists in src/
 extensions.append(_extension(SHARED_UTILITY, ["src/" + SHARED_UTILITY.replace(".", "/") + ".c"]))
 
 setup(
