@@ -2,8 +2,9 @@
 # One manylinux wheel into wheelhouse/: `python -m build --wheel` (isolated: the build
 # requirements come from [build-system]) from the sdist in wheelhouse/ (ci/build-sdist.sh, run
 # first) with CPython VERSION (ci/pythons.sh), repaired by `auditwheel repair`. The extensions
-# are compiled with -g0 (setup.py); the wheel is checked for its tag, its 4 modules and no
-# .debug_* section. Several versions can build at once (separate work directories).
+# are compiled with -g0 (setup.py); the wheel is checked for its tag, its modules (one per .pyx,
+# plus Cython's shared utility module streamhsm._cyutility) and no .debug_* section. Several
+# versions can build at once (separate work directories).
 #
 #   ci/build-wheel.sh 3.12
 #
@@ -44,7 +45,8 @@ echo "== $tag: auditwheel repair"
 auditwheel repair --wheel-dir "$out" "$raw" > "$tmp/repair.log" 2>&1 \
     || { cat "$tmp/repair.log"; exit 1; }
 fixed=$(ls "$out"/streamhsm-*-"$tag"-*.whl)
-modules=$(find "$srcdir/src" -name "*.pyx" | wc -l)  # one compiled module per .pyx
+# one compiled module per .pyx, plus the shared utility module (setup.py SHARED_UTILITY)
+modules=$(( $(find "$srcdir/src" -name "*.pyx" | wc -l) + 1 ))
 python - "$raw" "$fixed" "$((SECONDS - t0))" "$modules" <<'PY'
 """Tag, size and debug-info check of one repaired wheel."""
 import io, os, sys, zipfile
@@ -58,7 +60,8 @@ def so_bytes(path):
         return {n: z.read(n) for n in z.namelist() if n.endswith(".so")}
 sos = so_bytes(fixed)
 if len(sos) != int(modules):
-    sys.exit(f"{fixed}: expected {modules} extension modules (one per .pyx), found {sorted(sos)}")
+    sys.exit(f"{fixed}: expected {modules} extension modules (one per .pyx and "
+             f"streamhsm/_cyutility), found {sorted(sos)}")
 debug = {n: [s.name for s in ELFFile(io.BytesIO(b)).iter_sections() if s.name.startswith(".debug")]
          for n, b in sos.items()}
 debug = {n: d for n, d in debug.items() if d}

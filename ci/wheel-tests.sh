@@ -31,7 +31,13 @@ need = ["streamhsm/py.typed", "streamhsm/_kernel.pxd", "streamhsm/_table.pxd",
         "streamhsm/_table.pyi", "streamhsm/driver/_core.pyi", "streamhsm/driver/_idmap.pyi",
         "streamhsm/tools/_floor.pyi"]
 compiled = [n for n in names if n.endswith(".so")]
-need += [re.sub(r"\.cpython-.*\.so$", ".pyi", n) for n in compiled]  # a stub for each
+# a stub for each, except Cython's shared utility module (setup.py SHARED_UTILITY): it has no
+# Python API of its own (the memoryview type and helpers the other modules import), and it must
+# be there, since every other module imports it
+need += [re.sub(r"\.cpython-.*\.so$", ".pyi", n) for n in compiled
+         if not n.startswith("streamhsm/_cyutility.")]
+if not any(n.startswith("streamhsm/_cyutility.") for n in compiled):
+    need.append("streamhsm/_cyutility.*.so")
 missing = sorted(set(need) - names)
 if not any(n.endswith(".dist-info/licenses/LICENSE") for n in names):
     missing.append("streamhsm-*.dist-info/licenses/LICENSE")
