@@ -27,7 +27,8 @@ from .machine import (
 )
 
 __all__ = ["CODE_ROWS", "CompiledMachine", "EngineTables", "KIND_INTERNAL", "KIND_TRANSITION",
-           "KIND_UNHANDLED", "STEP_MOVED", "STEP_UNHANDLED", "compile_spec", "pack_flags",
+           "KIND_UNHANDLED", "STEP_MOVED", "STEP_UNHANDLED", "compile_spec", "local_scratch",
+           "pack_flags",
            "table_arrays", "table_layout"]
 
 #: Rows of every padded engine table per flag bitmask: one per ``uint8`` code (the free code
@@ -163,6 +164,17 @@ def table_arrays(capacity: int, n_events: int,
             raise ValueError(f"arrays[{name!r}] must be a writeable C-contiguous {dtype} "
                              f"array of shape {shape}")
     return arrays
+
+
+def local_scratch(machine: CompiledMachine, stack_cells: int, max_cells: int) -> np.ndarray | None:
+    """The zeroed scratch array of a table's batch-local transition counts (uint32, one per
+    (row, event) cell), or None if the cells fit in ``stack_cells`` on the stack or exceed
+    ``max_cells`` (batches then run event by event): the kernel's ``HSM_STACK_CELLS`` and
+    ``HSM_LOCAL_MAX_CELLS``."""
+    cells = (CODE_ROWS << machine.n_flags) * machine.n_events
+    if cells <= stack_cells or cells > max_cells:
+        return None
+    return np.zeros(cells, np.uint32)
 
 
 def pack_flags(flags: np.ndarray, shift: int, size: int) -> np.ndarray:
