@@ -318,7 +318,7 @@ cdef class MachineTable:
         self._observer = TableObserver(machine, self._states_view, readonly_view(counts),
                                        self._transitions_view)
         self._initial = machine.initial_leaf
-        self._state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
+        self._state_members = machine.state_members + (None,) * (HSM_CODE_ROWS - machine.n_states)
         self._codec = machine.codec
         self._event_enum, self._state_enum = machine.Event, machine.State
         self._n_states = machine.n_states

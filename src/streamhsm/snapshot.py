@@ -31,8 +31,8 @@ from .errors import SnapshotError
 from .machine import FREE_SLOT
 
 __all__ = ["SNAPSHOT_VERSION", "STR_DTYPE", "SUPPORTED_VERSIONS", "SnapshotError", "check_header",
-           "check_kind", "check_table_snapshot", "load_snapshot", "read_table_file", "save_snapshot",
-           "table_snapshot"]
+           "check_kind", "check_table_snapshot", "current_fingerprint", "load_snapshot", "read_table_file",
+           "rename_fingerprint", "save_snapshot", "table_snapshot"]
 
 #: Format version written into every snapshot (3: tables carry their per-slot flags).
 SNAPSHOT_VERSION = 3
@@ -66,10 +66,26 @@ def check_kind(snap: object, kind: str) -> dict[str, Any]:
     return snap
 
 
+_RENAMED: dict[str, str] = {}
+
+
+def rename_fingerprint(old: str, new: str) -> None:
+    """Accept snapshots that carry ``old``, the fingerprint an earlier streamhsm computed for the
+    machine whose fingerprint is now ``new`` (the registry does this for its built-in machines)."""
+    _RENAMED[old] = new
+
+
+def current_fingerprint(fingerprint: object) -> object:
+    """``fingerprint`` as this version computes it: an earlier version's fingerprint of a
+    built-in machine (see :func:`rename_fingerprint`) is mapped; anything else is unchanged."""
+    return _RENAMED.get(fingerprint, fingerprint) if type(fingerprint) is str else fingerprint
+
+
 def check_header(snap: object, kind: str, fingerprint: str) -> dict[str, Any]:
-    """Validate the header fields of ``snap`` (kind, version, machine fingerprint); return it."""
+    """Validate the header fields of ``snap`` (kind, version, machine fingerprint, an earlier
+    version's fingerprint of a built-in machine mapped); return it."""
     snap = check_kind(snap, kind)
-    if snap.get("fingerprint") != fingerprint:
+    if current_fingerprint(snap.get("fingerprint")) != fingerprint:
         raise SnapshotError(
             f"snapshot is of machine {snap.get('machine')!r} with fingerprint "
             f"{snap.get('fingerprint')!r}, not {fingerprint!r}")
