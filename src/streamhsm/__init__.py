@@ -28,6 +28,7 @@ from .machine import FREE_SLOT, MAX_FLAGS, ROOT, HandlerDecl, MachineSpec
 from . import registry
 from .reference import ReferenceMachine
 from .shm import SharedTableError
+from ._trace import TraceRecord
 from .snapshot import SnapshotError
 
 __version__ = "0.2.0"
@@ -53,6 +54,7 @@ __all__ = [
     "StreamLifecycle",
     "StreamTable",
     "TableFullError",
+    "TraceRecord",
     "__version__",
     "stream_machine",
     "stream_spec",
