@@ -187,7 +187,7 @@ class StreamTable(MachineTable):
         return _drains(self.machine)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str],  # type: ignore[override]
+    def load(cls, path: str | os.PathLike[str],
              machine: CompiledMachine | None = None) -> StreamTable:
         """A new table restored from a file written by :meth:`save` (policy and capacity taken
         from the file; the machine fingerprint must match one of the stream policies, or
