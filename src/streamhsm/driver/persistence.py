@@ -97,7 +97,8 @@ def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapsh
     config = _config(header, shutdown_token)
     expected = fingerprint(config.drain_on_producer_loss)
     got = header.get("fingerprint")  # 0.2's fingerprints of the three machines map to today's
-    if type(got) is not str or "/".join(str(current_fingerprint(p)) for p in got.split("/")) != expected:
+    now = "/".join(str(current_fingerprint(p)) for p in got.split("/")) if type(got) is str else got
+    if now != expected:
         raise SnapshotError(
             f"snapshot is of machines with fingerprint {header.get('fingerprint')!r}, not "
             f"{expected!r} (another streamhsm version or stream policy)")
