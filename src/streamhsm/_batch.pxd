@@ -460,7 +460,8 @@ cdef inline Py_ssize_t run_broadcast_flagged(HsmCore* c, Py_ssize_t event) noexc
     """:func:`run_broadcast` for a machine with flags: what a slot does depends on its own flag
     byte, so every slot goes through the kernel (free slots map to themselves and count nothing).
     """
-    cdef Py_ssize_t i, n_unhandled = 0, open_slots = c.capacity - <Py_ssize_t>c.counts[HSM_FREE_SLOT]
+    cdef Py_ssize_t i, n_unhandled = 0
+    cdef Py_ssize_t open_slots = c.capacity - <Py_ssize_t>c.counts[HSM_FREE_SLOT]
     for i in range(c.capacity):
         n_unhandled += 1 - hsm_step(c, i, event)  # a free slot counts as handled
     return open_slots - n_unhandled

@@ -5,7 +5,8 @@ A caller's object may run code whenever it is read (a ``dict`` subclass's ``get`
 Every snapshot restore (tables, the driver) first copies the whole mapping with :func:`own` into
 values of exact types whose methods are Python's and numpy's own, then validates the copies, then
 builds from them: nothing checked can change afterwards, and no caller code runs while a lock is
-held. :func:`as_array` does the same for the arrays of a batch call. :func:`shown` formats a caller's object for an error message without running its code.
+held. :func:`as_array` does the same for the arrays of a batch call. :func:`shown` formats a
+caller's object for an error message without running its code.
 """
 
 from __future__ import annotations

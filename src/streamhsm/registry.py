@@ -14,7 +14,8 @@ from collections.abc import Callable
 from .compiler import CompiledMachine
 from .snapshot import rename_fingerprint
 
-__all__ = ["DEFAULT_POLICY", "V02_FINGERPRINTS", "by_fingerprint", "known", "machine", "policies", "register"]
+__all__ = ["DEFAULT_POLICY", "V02_FINGERPRINTS", "by_fingerprint", "known", "machine", "policies",
+           "register"]
 
 #: Policy name of a machine that has no variants.
 DEFAULT_POLICY = "default"

@@ -31,8 +31,8 @@ from .errors import SnapshotError
 from .machine import FREE_SLOT
 
 __all__ = ["SNAPSHOT_VERSION", "STR_DTYPE", "SUPPORTED_VERSIONS", "SnapshotError", "check_header",
-           "check_kind", "check_table_snapshot", "current_fingerprint", "load_snapshot", "read_table_file",
-           "rename_fingerprint", "save_snapshot", "table_snapshot"]
+           "check_kind", "check_table_snapshot", "current_fingerprint", "load_snapshot",
+           "read_table_file", "rename_fingerprint", "save_snapshot", "table_snapshot"]
 
 #: Format version written into every snapshot (3: tables carry their per-slot flags).
 SNAPSHOT_VERSION = 3
