@@ -9,8 +9,13 @@ import enum
 
 import pytest
 
-from streamhsm import MachineDefinitionError, MachineInstance, MachineTable, MachineSpec
-from streamhsm import ReferenceMachine
+from streamhsm import (
+    MachineDefinitionError,
+    MachineInstance,
+    MachineSpec,
+    MachineTable,
+    ReferenceMachine,
+)
 
 
 class Door(enum.IntEnum):
