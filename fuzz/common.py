@@ -186,6 +186,74 @@ def table_invariants(table: MachineTable, what: str = "table") -> None:
                       f"{int(flags[free_flagged[0]])}")
 
 
+class LyingArray(np.ndarray):
+    """An ndarray subclass whose Python-level ``shape``, ``ndim``, ``size`` and ``reshape`` lie
+    or run code (issue 19 class 1): the engine must read its buffer, never these. ``on_call``,
+    if set, runs inside ``reshape`` (a harness points it at the table under test)."""
+
+    on_call: Callable[[], Any] | None = None
+
+    @property  # type: ignore[misc]
+    def shape(self) -> tuple[int, ...]:
+        return (int(np.ndarray.__len__(self)) * 8 + 8,) if np.ndarray.__len__(self) else (64,)
+
+    @property  # type: ignore[misc]
+    def ndim(self) -> int:
+        return 1
+
+    @property  # type: ignore[misc]
+    def size(self) -> int:
+        return 1 << 20
+
+    def reshape(self, *args: Any, **kwargs: Any) -> Any:
+        if LyingArray.on_call is not None:
+            LyingArray.on_call()
+        return np.ndarray.reshape(np.asarray(self), 1 << 20)  # a lie as well
+
+
+class HostileDict(dict):  # type: ignore[type-arg]
+    """A snapshot mapping whose ``get``/``__getitem__`` rewrite every array it holds (in place,
+    to crafted values) and answer with a crafted array: the engine must read ``dict``'s own
+    storage once and never these (issue 19 class 1)."""
+
+    def get(self, key: Any, default: Any = None) -> Any:  # type: ignore[override]
+        for value in dict.values(self):
+            if isinstance(value, np.ndarray) and value.size and value.dtype.kind in "iu":
+                value[...] = np.iinfo(value.dtype).max
+        value = dict.get(self, key, default)
+        return np.full_like(value, 2**7) if isinstance(value, np.ndarray) else value
+
+    __getitem__ = get  # type: ignore[assignment]
+
+
+class LyingStr(str):
+    """A str whose comparisons and length lie."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+    __hash__ = str.__hash__
+
+    def __len__(self) -> int:
+        return 0
+
+
+def hostile(snap: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``snap`` as a :class:`HostileDict` whose strs are :class:`LyingStr` and whose
+    arrays are :class:`LyingArray` views of copies (restoring it must equal restoring ``snap``)."""
+    out: dict[str, Any] = {}
+    for k, v in snap.items():
+        if type(v) is str:
+            v = LyingStr(v)
+        elif isinstance(v, np.ndarray) and v.ndim == 1:
+            v = v.copy().view(LyingArray)
+        out[k] = v
+    return HostileDict(out)
+
+
 def table_state(table: MachineTable) -> tuple[bytes, ...]:
     """Everything observable about a table, to check that a rejected call changed nothing."""
     return (np.array(table.states).tobytes(), np.array(table.unhandled).tobytes(),

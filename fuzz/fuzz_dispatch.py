@@ -7,7 +7,8 @@ dtypes and values, on a ``StreamTable``, on a ``MachineTable`` of the lease mach
 The input bytes drive a sequence of operations (``common.Provider``). Arrays get any dtype
 (wrong widths, signed/unsigned, big-endian, float, bool, complex, strings, structured, object),
 any length (mismatched too), 0-d and 2-d shapes, negative and non-unit strides, read-only
-buffers, ``np.ndarray`` subclasses and non-arrays; values are open slots, free slots and extremes.
+buffers, ``np.ndarray`` subclasses (``common.LyingArray`` lies about its shape: the engine must
+read the buffer), and non-arrays; values are open slots, free slots and extremes.
 
 Oracles, after every operation:
 - a raised ``TypeError``/``ValueError``/``IndexError`` (or a project error) left the table
@@ -39,6 +40,7 @@ from streamhsm.driver import lease_machine
 from common import (
     PROJECT_ERRORS,
     Finding,
+    LyingArray,
     Provider,
     byte_mutate,
     flagged_machine,
@@ -125,6 +127,8 @@ def _array(p: Provider, table: MachineTable, open_slots: list[int], events: bool
             if arr.dtype.kind in "iub" else arr       # unaligned
     elif form == 9:
         arr = memoryview(np.ascontiguousarray(arr)) if arr.dtype.kind in "iu" else arr
+    elif form in (10, 11):
+        arr = arr.view(LyingArray)                      # lies about shape, ndim, size (issue 19)
     return arr
 
 
@@ -210,7 +214,11 @@ def _flag_values(p: Provider, table: MachineTable, n: int) -> Any:
         arr = np.ma.masked_array(arr)
     elif form == 13 and arr.size:
         arr = np.asarray(arr[0])
-    return arr                                          # 14..19: a uint8 array
+    elif form == 14:
+        arr = arr.view(LyingArray)                      # lies about its length (issue 19)
+    elif form == 15 and arr.size:
+        arr = np.repeat(arr, 3)[::3].view(np.bool_)     # a strided bool view
+    return arr                                          # 16..19: a uint8 array
 
 
 def _flag_op(p: Provider, table: MachineTable, open_slots: list[int], op: int) -> None:

@@ -1,5 +1,7 @@
 """Harness 1: ``StreamTable.load``, ``Driver.load`` and ``MachineTable.restore`` of a machine with
-flags (issue 13) on mutated snapshot files.
+flags (issue 13) on mutated snapshot files; each file's snapshot also restored through a hostile
+mapping (``common.hostile``: lying ``get``/``__getitem__``, strs and arrays, issue 19), and, now
+and then, ``MachineTable.load``/``StreamTable.load`` of paths that are not regular files.
 
 The input is the file itself (an ``.npz``). Seeds are real snapshots of small tables and drivers,
 generated at fuzz time. Besides libFuzzer's byte mutations (which hit the zip container and,
@@ -45,8 +47,10 @@ from streamhsm.snapshot import SnapshotError, load_snapshot
 
 from common import (
     Finding,
+    LyingArray,
     byte_mutate,
     flagged_machine,
+    hostile,
     libfuzzer_bytes,
     scratch_dir,
     table_invariants,
@@ -330,7 +334,62 @@ class _watch_shm:
             self.created.append(self.name)
 
 
+def _restored(table: StreamTable, snap: Any) -> bool:
+    """``table.restore(snap)``: True if accepted, False if refused with SnapshotError."""
+    try:
+        table.restore(snap)
+    except SnapshotError:
+        return False
+    return True
+
+
+def _hostile_restore(path: str) -> None:
+    """Issue 19 class 1: the file's snapshot restored through a mapping whose ``get`` and
+    ``__getitem__`` rewrite its arrays, strs whose comparisons lie and arrays whose ``shape`` and
+    ``reshape`` lie (``reshape`` touching the table: a call under the table lock would deadlock)
+    gives exactly what the plain snapshot gives, accepted or refused."""
+    try:
+        snap = load_snapshot(path)
+    except SnapshotError:
+        return
+    cap = snap.get("capacity")
+    cap = cap if type(cap) is int and 0 < cap <= 4096 else 8
+    for policy in (False, True):
+        honest, lying = StreamTable(cap, policy), StreamTable(cap, policy)
+        ok = _restored(honest, snap)
+        LyingArray.on_call = lambda: lying.open()
+        try:
+            got = _restored(lying, hostile(snap))
+        finally:
+            LyingArray.on_call = None
+        if got != ok or table_state(honest) != table_state(lying):
+            raise Finding(f"a hostile mapping restored differently (plain: {ok}, hostile: {got})")
+
+
+_NOT_REGULAR = ("/dev/zero", "/dev/null", "/", "fifo")
+
+
+def _load_not_regular(which: int) -> None:
+    """``MachineTable.load`` and ``StreamTable.load`` of a path that is not a regular file: a
+    device (``/dev/zero`` would read until memory runs out), a directory, a FIFO (a blocking
+    open would hang) are refused with SnapshotError, never read."""
+    path = _NOT_REGULAR[which % len(_NOT_REGULAR)]
+    if path == "fifo":
+        path = os.path.join(scratch_dir(), f"fifo-{os.getpid()}")
+        if not os.path.exists(path):
+            os.mkfifo(path)
+    for load in (lambda: MachineTable.load(path, StreamTable(1).machine),
+                 lambda: StreamTable.load(path)):
+        try:
+            load()
+        except SnapshotError:
+            continue
+        raise Finding(f"a load of {path!r} (not a regular file) returned")
+
+
 def test_one_input(data: bytes) -> None:
+    if data and data[-1] % 16 == 0:
+        _load_not_regular(data[0])
     path = os.path.join(scratch_dir(), f"in-{os.getpid()}.npz")
     with open(path, "wb") as fh:
         fh.write(data)
@@ -338,6 +397,7 @@ def test_one_input(data: bytes) -> None:
         table = _load(StreamTable.load, path, False)
         if table is not None:
             _check_table(table)
+        _hostile_restore(path)
         flagged = _load(_restore_flagged, path, False)
         if flagged is not None:
             _check_flagged(flagged)

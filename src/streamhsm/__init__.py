@@ -29,6 +29,7 @@ from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machin
 from .machine import FREE_SLOT, MAX_FLAGS, ROOT, HandlerDecl, MachineSpec
 from .reference import ReferenceMachine
 from .shm import SharedTableError
+from ._trace import TraceRecord
 from .snapshot import SnapshotError
 
 __version__ = "0.2.0"
@@ -54,6 +55,7 @@ __all__ = [
     "StreamLifecycle",
     "StreamTable",
     "TableFullError",
+    "TraceRecord",
     "__version__",
     "stream_machine",
     "stream_spec",

@@ -19,7 +19,8 @@ from libc.string cimport memset
 from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION, HSM_PREFETCH_DISTANCE,
     HSM_PREFETCH_MIN_SLOTS, HSM_STEP_UNHANDLED, STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH,
-    HsmCore, HsmTrace, hsm_apply, hsm_packed_flags, hsm_set_flags, hsm_step, hsm_trace,
+    HsmCore, HsmTrace, hsm_add_unhandled, hsm_apply, hsm_packed_flags, hsm_sat_add, hsm_set_flags,
+    hsm_step, hsm_trace,
 )
 
 cdef extern from "_simd.h":
@@ -227,7 +228,8 @@ cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
             if c.kind[idx] == HSM_KIND_TRANSITION:
                 row = idx // c.n_events
                 state = row >> c.flag_bits
-                c.transitions[state * c.n_events + idx - row * c.n_events] += v
+                c.transitions[state * c.n_events + idx - row * c.n_events] = hsm_sat_add(
+                    c.transitions[state * c.n_events + idx - row * c.n_events], v)
                 c.counts[state] -= v
                 c.counts[c.next_state[idx]] += v
             local[idx] = 0
@@ -337,7 +339,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
             tprev = 0
         lo = hi
     fold_counts(c, local, used)
-    c.unhandled_total += <uint64_t>n_unhandled
+    hsm_add_unhandled(c, <uint64_t>n_unhandled)
     return n - n_unhandled
 
 
@@ -391,7 +393,7 @@ cdef inline Py_ssize_t run_batch_per_event(const slot_t* slots, const event_t* e
                 break
             n_unhandled += hsm_apply(states, counts, unhandled, transitions, next_state, kind,
                                      flags, fb, trace, n_events, s, e)
-    c.unhandled_total += n_unhandled
+    hsm_add_unhandled(c, <uint64_t>n_unhandled)
     return n - <Py_ssize_t>n_unhandled
 
 
@@ -420,7 +422,7 @@ cdef inline Py_ssize_t run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogi
             n_unhandled += c.counts[s] * c.is_unhandled[idx]
             moved[c.next_state[idx]] += c.counts[s]
             if c.kind[idx] == HSM_KIND_TRANSITION:
-                c.transitions[idx] += c.counts[s]
+                c.transitions[idx] = hsm_sat_add(c.transitions[idx], c.counts[s])
             changes = changes or c.kind[idx] != HSM_KIND_INTERNAL
     # per-slot pass on local pointers: a store through uint8_t* may alias the struct's fields
     cdef uint8_t* states = c.states
@@ -450,7 +452,7 @@ cdef inline Py_ssize_t run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogi
             unhandled[i] += unhandled_table[idx]
     for s in range(HSM_CODE_ROWS):
         c.counts[s] = moved[s]
-    c.unhandled_total += n_unhandled
+    hsm_add_unhandled(c, <uint64_t>n_unhandled)
     return handled
 
 
@@ -458,11 +460,11 @@ cdef inline Py_ssize_t run_broadcast_flagged(HsmCore* c, Py_ssize_t event) noexc
     """:func:`run_broadcast` for a machine with flags: what a slot does depends on its own flag
     byte, so every slot goes through the kernel (free slots map to themselves and count nothing).
     """
-    cdef Py_ssize_t i, open_slots = c.capacity - <Py_ssize_t>c.counts[HSM_FREE_SLOT]
-    cdef uint64_t before = c.unhandled_total
+    cdef Py_ssize_t i, n_unhandled = 0
+    cdef Py_ssize_t open_slots = c.capacity - <Py_ssize_t>c.counts[HSM_FREE_SLOT]
     for i in range(c.capacity):
-        hsm_step(c, i, event)
-    return open_slots - <Py_ssize_t>(c.unhandled_total - before)
+        n_unhandled += 1 - hsm_step(c, i, event)  # a free slot counts as handled
+    return open_slots - n_unhandled
 
 
 

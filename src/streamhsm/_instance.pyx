@@ -62,7 +62,7 @@ cdef class _InstanceTables:
             self.transitions_view = readonly_view(transitions[:machine.n_states])
             owners.append(transitions)
         self.owners = tuple(owners)
-        self.state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
+        self.state_members = machine.state_members + (None,) * (HSM_CODE_ROWS - machine.n_states)
         self.member = tables.member
         self.codec = machine.codec
         self.event_enum, self.state_enum = machine.Event, machine.State

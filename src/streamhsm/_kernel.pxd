@@ -2,7 +2,9 @@
 # objects, no classes). Private: Cython users cimport the small, stable subset in
 # ``streamhsm/capi.pxd``. The batch loops built on these kernels are in ``_batch.pxd``; the table
 # and instance classes that own the memory are in ``_table.pyx`` and ``_instance.pyx``.
-from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
+from libc.stdint cimport (
+    INT64_MAX, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t,
+)
 
 cdef extern from *:
     """
@@ -125,12 +127,14 @@ cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhand
     cdef Py_ssize_t idx = row * n_events + event
     cdef uint8_t k = kind[idx]
     cdef uint8_t new
+    cdef int64_t* t
     if k == HSM_KIND_INTERNAL:
         return 0
     if k == HSM_KIND_UNHANDLED:
         unhandled[slot] += 1
         return 1
-    transitions[<Py_ssize_t>old * n_events + event] += 1
+    t = &transitions[<Py_ssize_t>old * n_events + event]
+    t[0] += t[0] != INT64_MAX  # the transition counter saturates at 2**63-1
     new = next_state[idx]
     if trace != NULL:
         hsm_trace(trace, slot, event, old, new, idx)
@@ -139,6 +143,20 @@ cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhand
         counts[old] -= 1
         counts[new] += 1
     return 0
+
+
+cdef inline int64_t hsm_sat_add(int64_t count, int64_t n) noexcept nogil:
+    """``count + n`` for counters in ``0..2**63-1`` and ``n >= 0``, stopping at ``2**63 - 1``:
+    the engine's counters saturate (docs/design.md, "Counters and limits"), so a table's own
+    snapshot always restores."""
+    return INT64_MAX if n > INT64_MAX - count else count + n
+
+
+cdef inline void hsm_add_unhandled(HsmCore* c, uint64_t n) noexcept nogil:
+    """Add ``n`` to the table's unhandled total, saturating at ``2**63 - 1`` (the largest total a
+    snapshot restores)."""
+    c.unhandled_total = <uint64_t>hsm_sat_add(<int64_t>c.unhandled_total,
+                                              <int64_t>n if n <= <uint64_t>INT64_MAX else INT64_MAX)
 
 
 cdef inline uint8_t hsm_packed_flags(const uint8_t* fpacked, int shift,
@@ -171,5 +189,6 @@ cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept
             return -1
     unhandled = hsm_apply(c.states, c.counts, c.unhandled, c.transitions, c.next_state, c.kind,
                           c.flags, c.flag_bits, c.trace, c.n_events, slot, event)
-    c.unhandled_total += unhandled
+    if c.unhandled_total != <uint64_t>INT64_MAX:  # saturates at 2**63-1
+        c.unhandled_total += unhandled
     return 1 - unhandled

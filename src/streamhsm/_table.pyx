@@ -28,12 +28,14 @@ from streamhsm._kernel cimport (
 import numpy as np
 
 from ._observe import TableObserver
+from ._owned import as_array
 from ._views import readonly_view
 from .errors import TableFullError
 from ._limits import MAX_CAPACITY, check_index
-from ._trace import decode_ring, ring_columns
-from .compiler import pack_flags, table_arrays
-from .snapshot import check_table_snapshot, table_snapshot
+from ._trace import decode_ring, named_records, ring_columns
+from .compiler import CompiledMachine, local_scratch, pack_flags, table_arrays
+from .machine import MachineSpec
+from .snapshot import check_table_snapshot, read_table_file, save_snapshot, table_snapshot
 
 __all__ = ["FREE_SLOT", "MachineTable"]
 
@@ -79,16 +81,6 @@ cdef object _I64 = np.dtype(np.int64)
 cdef object _U8 = np.dtype(np.uint8)
 _SLOT_DTYPES = (np.dtype(np.int32), _I64)
 _EVENT_DTYPES = (_U8, np.dtype(np.int32), _I64)
-
-
-def _local_scratch(machine):
-    """The zeroed scratch array of a table's batch-local transition counts, or None if the
-    machine's (row, event) cells fit on the stack or are too many (its batches then run event
-    by event)."""
-    cells = (HSM_CODE_ROWS << machine.n_flags) * machine.n_events
-    if cells <= HSM_STACK_CELLS or cells > HSM_LOCAL_MAX_CELLS:
-        return None
-    return np.zeros(cells, np.uint32)
 
 
 cdef void _bind_core(HsmCore* c, object tables, object transitions, object scratch):
@@ -201,6 +193,9 @@ cdef object _set_flag_batch(MachineTable self, const slot_t[::1] slots, const ui
     cdef Py_ssize_t bad = -1, stop = -1, n = slots.shape[0]
     cdef const slot_t[::1] own_slots
     cdef const uint8_t[::1] own_values
+    if not single and values.shape[0] != n:  # lengths of the buffers themselves
+        raise ValueError(f"slots and values must have the same length, got {n} and "
+                         f"{values.shape[0]}")
     if n == 0:
         return None
     if (_shares_table(self, &slots[0], n * sizeof(slot_t))
@@ -231,19 +226,6 @@ cdef object _set_flag_batch(MachineTable self, const slot_t[::1] slots, const ui
                              f"{self.core.capacity}; nothing was changed")
         raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was changed")
     return None
-
-
-def _check_array(object arr, str what, tuple dtypes):
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{what} must be a numpy array, got {type(arr).__name__}")
-    if arr.ndim != 1:
-        raise ValueError(f"{what} must be 1-dimensional, got shape {arr.shape}")
-    if arr.dtype not in dtypes:
-        raise TypeError(
-            f"{what} must have dtype {' or '.join(str(d) for d in dtypes)}, got {arr.dtype}")
-    if not arr.flags.c_contiguous:
-        raise ValueError(f"{what} must be C-contiguous (got a strided view; use np.ascontiguousarray)")
-    return arr
 
 
 cdef class MachineTable:
@@ -293,6 +275,10 @@ cdef class MachineTable:
     def __init__(self, machine, capacity, *, arrays=None):
         if self.machine is not None:
             raise RuntimeError("MachineTable.__init__ called twice")
+        if not isinstance(machine, CompiledMachine):
+            hint = " (call spec.compile() first)" if isinstance(machine, MachineSpec) else ""
+            raise TypeError(f"machine must be a CompiledMachine, got "
+                            f"{type(machine).__name__}{hint}")
         cap = check_index(capacity, "capacity", 1, MAX_CAPACITY)
         tables = machine.engine_tables
         arrays = table_arrays(cap, tables.n_events, arrays)
@@ -318,7 +304,7 @@ cdef class MachineTable:
         self.core.fpacked = &fp[0]
         self.core.unhandled = &un[0]
         self.core.counts = &co[0]
-        self._scratch = _local_scratch(machine)
+        self._scratch = local_scratch(machine, HSM_STACK_CELLS, HSM_LOCAL_MAX_CELLS)
         _bind_core(&self.core, tables, transitions, self._scratch)
         self._free = &fr[0]
         self._n_free = cap
@@ -332,7 +318,7 @@ cdef class MachineTable:
         self._observer = TableObserver(machine, self._states_view, readonly_view(counts),
                                        self._transitions_view)
         self._initial = machine.initial_leaf
-        self._state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
+        self._state_members = machine.state_members + (None,) * (HSM_CODE_ROWS - machine.n_states)
         self._codec = machine.codec
         self._event_enum, self._state_enum = machine.Event, machine.State
         self._event_codes = dict(machine.codec.event_codes)
@@ -493,39 +479,36 @@ cdef class MachineTable:
 
     def flag(self, slot, name):
         """True if flag ``name`` of the open slot is set (errors as :meth:`set_flag`)."""
-        cdef Py_ssize_t v = self.slot_index(slot)
+        cdef Py_ssize_t v = self.slot_value(slot)  # every argument converted before the look-up
         cdef int bit = self.flag_bit(name)
-        return bool(self.core.flags[v] >> bit & 1)
+        return bool(self.core.flags[self.check_open(v, slot)] >> bit & 1)
 
     def set_flag_many(self, slots, name, values):
         """Set or clear flag ``name`` of many open slots, without the GIL.
 
         Args:
-            slots: 1-D C-contiguous int32 or int64 array of open slots (repeats allowed: the
-                last value wins).
+            slots: 1-D int32 or int64 array of open slots (repeats allowed: the last value
+                wins; a strided view is copied once).
             name: the flag.
             values: a bool or uint8 (0 or 1) array of the same length, or one bool for all
                 (uint8 is read in place; a bool array through a uint8 view made per call).
 
         Raises:
-            TypeError / ValueError / IndexError: wrong type, dtype, shape or contiguity,
-            mismatched lengths, a value other than 0 or 1, an unknown flag, or a slot out of
-            range or not open. The whole call is validated first: on error, nothing has changed.
+            TypeError / ValueError / IndexError: wrong type, dtype or shape, mismatched
+            lengths, a value other than 0 or 1, an unknown flag, or a slot out of range or not
+            open. The whole call is validated first: on error, nothing has changed.
         """
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        _check_array(slots, "slots", _SLOT_DTYPES)
+        slots = as_array(slots, "slots", _SLOT_DTYPES)
         cdef int bit = self.flag_bit(name)
         cdef uint8_t one = 0
-        cdef bint single = not isinstance(values, np.ndarray)
+        cdef bint single = not issubclass(type(values), np.ndarray)
         cdef const uint8_t[::1] vals = _NO_VALUES
         if single:
             one = flag_value(values)
         else:
-            _check_array(values, "values", _FLAG_DTYPES)
-            if values.shape[0] != slots.shape[0]:
-                raise ValueError(f"slots and values must have the same length, got "
-                                 f"{slots.shape[0]} and {values.shape[0]}")
+            values = as_array(values, "values", _FLAG_DTYPES)
             vals = values if values.dtype == _U8 else values.view(np.uint8)
         if slots.dtype == _I64:
             _set_flag_batch[int64_t](self, slots, vals, single, one, bit)
@@ -563,21 +546,22 @@ cdef class MachineTable:
         """Dispatch ``events[i]`` to ``slots[i]`` for every i, in order, without the GIL.
 
         Args:
-            slots: 1-D C-contiguous int32 or int64 array of open slots (repeats allowed).
-            events: 1-D C-contiguous uint8, int32 or int64 array of event codes, same length.
+            slots: 1-D int32 or int64 array of open slots (repeats allowed).
+            events: 1-D uint8, int32 or int64 array of event codes, same length (C-contiguous
+                arrays are read in place; a strided view is copied once).
 
         Returns:
             The number of events some state handled.
 
         Raises:
-            TypeError / ValueError / IndexError: wrong type, dtype, shape or contiguity,
-            mismatched lengths, an unknown event code, or a slot out of range or not open. The
-            whole batch is validated first: on error, nothing has changed.
+            TypeError / ValueError / IndexError: wrong type, dtype or shape, mismatched
+            lengths, an unknown event code, or a slot out of range or not open. The whole batch
+            is validated first: on error, nothing has changed.
         """
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        _check_array(slots, "slots", _SLOT_DTYPES)
-        _check_array(events, "events", _EVENT_DTYPES)
+        slots = as_array(slots, "slots", _SLOT_DTYPES)
+        events = as_array(events, "events", _EVENT_DTYPES)
         # explicit specialisation: no fused-def dispatcher (it builds tuples on every call)
         sdt, edt = slots.dtype, events.dtype
         if sdt == _I64:
@@ -652,13 +636,15 @@ cdef class MachineTable:
 
     def trace(self):
         """The recorded transitions, oldest first, as a new structured array with fields
-        ``seq, slot, event, from_state, to_state, handled_by`` (empty if tracing is off).
-
-        The fields hold codes; the machine's enums name them: ``table.machine.State(r["to_state"])``
-        and ``table.machine.Event(r["event"])`` are members (``State.ACTIVE``), and
-        ``table.machine.state_names[code]`` / ``event_names[code]`` the CamelCase names."""
+        ``seq, slot, event, from_state, to_state, handled_by`` of codes (empty if tracing is
+        off); :meth:`trace_records` names them."""
         cols = None if self._trace_owners is None else self._trace_owners[0]
         return decode_ring(cols, self._trace.size, self._trace.recorded)
+
+    def trace_records(self):
+        """The recorded transitions, oldest first, as :class:`~streamhsm.TraceRecord` named
+        tuples whose states and events are the machine's enum members (for people to read)."""
+        return named_records(self.trace(), self.machine)
 
     @property
     def tracing(self):
@@ -672,37 +658,56 @@ cdef class MachineTable:
         total."""
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        return table_snapshot(self.machine, self._states, self._flags, self._unhandled,
-                              self.core.unhandled_total, self._free_list[:self._n_free],
-                              self._transitions[:self._n_states])
+        self.lock_batch()  # a batch running in another thread finishes first: no torn copy
+        try:
+            return table_snapshot(self.machine, self._states, self._flags, self._unhandled,
+                                  self.core.unhandled_total, self._free_list[:self._n_free],
+                                  self._transitions[:self._n_states])
+        finally:
+            self.unlock_batch()
 
-    def restore(self, snap):
-        """Replace the table's state with a :meth:`snapshot` (validated first: on error nothing
-        changes). Occupancy is rebuilt from the states; the free-slot order is restored, so the
-        table then behaves exactly like the one the snapshot was taken from.
+    def save(self, path):
+        """Write :meth:`snapshot` to ``path`` (``.npz``, no pickles; :meth:`load` reads it)."""
+        save_snapshot(self.snapshot(), path)
+
+    @classmethod
+    def load(cls, path, machine):
+        """A new table of ``machine`` restored from a file written by :meth:`save` (capacity
+        from the file). Only a regular file is read, no more than its size.
 
         Raises:
-            SnapshotError: another kind, version, machine or capacity; wrong dtypes or shapes; a
-                state code that is not a leaf of the machine; a flag bitmask beyond the machine's
-                flags or set on a free slot; an unhandled total below the sum.
-
-        A version-2 snapshot (written before flags existed) has no flags: they restore as 0.
+            SnapshotError: unreadable or not a regular file, or a snapshot of another kind,
+                version or machine (checked before the table is allocated).
         """
+        if not isinstance(machine, CompiledMachine):
+            raise TypeError(f"machine must be a CompiledMachine, got {type(machine).__name__}")
+        snap, capacity = read_table_file(path, machine.fingerprint)
+        table = cls(machine, capacity)
+        table.restore(snap)
+        return table
+
+    def restore(self, snap):
+        """Replace the table's state with a :meth:`snapshot`: copied out of ``snap``, then
+        validated (``SnapshotError`` as ``streamhsm.snapshot.check_table_snapshot``: on error
+        nothing changes), then written under the lock. Occupancy is rebuilt from the states and
+        the free-slot order restored: the table behaves exactly like the one snapshotted."""
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
+        # owned copies, validated and converted before the lock: no caller code runs after
+        # the check, nor while the lock is held
         v = check_table_snapshot(snap, self.machine, self.core.capacity)
         states, flags, free = v["states"], v["flags"], v["free"]
+        packed = pack_flags(flags, self.core.fpack_shift, self._fpacked.shape[0])
         self.lock_batch()
         try:
             self._states[:] = states
             self._flags[:] = flags
-            self._fpacked[:] = pack_flags(flags, self.core.fpack_shift, self._fpacked.shape[0])
+            self._fpacked[:] = packed
             self._unhandled[:] = v["unhandled"]
             self._counts[:] = v["counts"]
             self._free_list[:free.size] = free
             self._n_free = free.size
-            self._transitions[:self.machine.n_states] = v["transitions"].reshape(
-                self.machine.n_states, self.machine.n_events)
+            self._transitions[:self._n_states] = v["transitions"]
             self.core.unhandled_total = v["unhandled_total"]
         finally:
             self.unlock_batch()
@@ -714,9 +719,9 @@ cdef class MachineTable:
 
     def is_in(self, slot, state):
         """True if the open slot's current state is ``state`` or one of its descendants."""
-        cdef Py_ssize_t s = self.slot_index(slot)
-        member = self._tables.member
-        return bool(member[self.state_index(state), self.core.states[s]])
+        cdef Py_ssize_t v = self.slot_value(slot)  # every argument converted before the look-up
+        cdef Py_ssize_t st = self.state_index(state)
+        return bool(self._tables.member[st, self.core.states[self.check_open(v, slot)]])
 
     def count(self, state):
         """Number of open slots in ``state`` (composite states count their descendants); O(1)."""

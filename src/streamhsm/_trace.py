@@ -7,12 +7,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["TRACE_DTYPE", "decode_ring", "ring_columns"]
+__all__ = ["TRACE_DTYPE", "TraceRecord", "decode_ring", "named_records", "ring_columns"]
 
 #: The fields of a decoded trace, in order (codes; the machine's enums name them).
 TRACE_DTYPE = np.dtype([("seq", np.uint64), ("slot", np.int64), ("event", np.uint8),
@@ -36,3 +36,25 @@ def decode_ring(columns: dict[str, npt.NDArray[Any]] | None, size: int,
     for name, col in columns.items():
         out[name] = col[order]
     return out
+
+
+class TraceRecord(NamedTuple):
+    """One recorded transition, named for a person to read (see ``MachineTable.trace_records``):
+    the machine's ``State``/``Event`` members, ``handled_by`` None if no handler ran."""
+
+    seq: int
+    slot: int
+    event: Any
+    from_state: Any
+    to_state: Any
+    handled_by: Any
+
+
+def named_records(trace: npt.NDArray[np.void], machine: Any) -> list[TraceRecord]:
+    """The rows of a decoded trace (:func:`decode_ring`) as :class:`TraceRecord` named tuples of
+    ``machine``'s enum members."""
+    state, event = machine.State, machine.Event
+    return [TraceRecord(int(r["seq"]), int(r["slot"]), event(int(r["event"])),
+                        state(int(r["from_state"])), state(int(r["to_state"])),
+                        None if r["handled_by"] < 0 else state(int(r["handled_by"])))
+            for r in trace]

@@ -27,7 +27,8 @@ from .machine import (
 )
 
 __all__ = ["CODE_ROWS", "CompiledMachine", "EngineTables", "KIND_INTERNAL", "KIND_TRANSITION",
-           "KIND_UNHANDLED", "STEP_MOVED", "STEP_UNHANDLED", "compile_spec", "pack_flags",
+           "KIND_UNHANDLED", "STEP_MOVED", "STEP_UNHANDLED", "compile_spec", "local_scratch",
+           "pack_flags",
            "table_arrays", "table_layout"]
 
 #: Rows of every padded engine table per flag bitmask: one per ``uint8`` code (the free code
@@ -165,6 +166,17 @@ def table_arrays(capacity: int, n_events: int,
     return arrays
 
 
+def local_scratch(machine: CompiledMachine, stack_cells: int, max_cells: int) -> np.ndarray | None:
+    """The zeroed scratch array of a table's batch-local transition counts (uint32, one per
+    (row, event) cell), or None if the cells fit in ``stack_cells`` on the stack or exceed
+    ``max_cells`` (batches then run event by event): the kernel's ``HSM_STACK_CELLS`` and
+    ``HSM_LOCAL_MAX_CELLS``."""
+    cells = (CODE_ROWS << machine.n_flags) * machine.n_events
+    if cells <= stack_cells or cells > max_cells:
+        return None
+    return np.zeros(cells, np.uint32)
+
+
 def pack_flags(flags: np.ndarray, shift: int, size: int) -> np.ndarray:
     """The packed copy of per-slot flag bitmasks a table keeps for its batch kernels (see
     ``hsm_packed_flags`` in ``_kernel.pxd``): ``1 << shift`` slots per byte, slot ``i`` in bits
@@ -245,6 +257,10 @@ class CompiledMachine(_Immutable):
         for s in range(self.n_states):
             under.append(tuple(l for l in range(self.n_states) if is_leaf[l] and self.is_ancestor_or_self(s, l)))
         self.leaves_under: tuple[tuple[int, ...], ...] = tuple(under)
+        #: ``State`` members by code (looked up by value: an enum may declare its members in
+        #: any order).
+        self.state_members: tuple[enum.IntEnum, ...] = tuple(
+            state_enum(code) for code in range(self.n_states))
         #: The one state/event conversion of this machine, shared by every engine entry point.
         self.codec = MachineCodec(self.name, self.state_names, self.event_names,
                                   state_enum, event_enum)
@@ -259,15 +275,21 @@ class CompiledMachine(_Immutable):
 
     @property
     def fingerprint(self) -> str:
-        """A short hex digest of the tables and names; equal fingerprints mean equal behaviour
-        (a machine with flags also hashes its flag names and guarded handlers)."""
+        """A short hex digest of everything that changes behaviour: the names, the tree, the
+        initial transition, and every table dispatching reads or reports (next leaf, handled,
+        handler, exit and entry paths, which also tell a transition from an event handled in
+        place); a machine with flags also hashes its flag names and guarded handlers. Equal
+        fingerprints mean equal behaviour. (streamhsm 0.2 hashed less: the registry maps the
+        built-in machines' 0.2 fingerprints to these, so their snapshots still load.)"""
         h = hashlib.sha256()
-        h.update(repr((self.state_names, self.event_names)).encode())
-        for arr in (self.parent, self.next_state, self.handled, self.handler):
+        h.update(repr((self.state_names, self.event_names, self.initial_entries)).encode())
+        for arr in (self.parent, self.next_state, self.handled, self.handler, self.exit_path,
+                    self.entry_path):
+            h.update(repr((arr.dtype.str, arr.shape)).encode())
             h.update(arr.tobytes())
         if self.n_flags:
             guards = [(d.state, d.event, d.target, d.guard) for d in self.spec.declared_handlers]
-            h.update(repr((self.flag_names, guards, self.initial_entries)).encode())
+            h.update(repr((self.flag_names, guards)).encode())
         return h.hexdigest()[:16]
 
     def is_ancestor_or_self(self, ancestor: int, state: int) -> bool:
@@ -435,32 +457,35 @@ def _check_names(spec: MachineSpec) -> None:
                   f"{MAX_FLAGS} flags are supported, declared {list(spec.flags)}")
     for what, names in (("state", states), ("event", spec.events), ("flag", spec.flags)):
         seen: set[str] = set()
+        members: dict[str, str] = {}
         for n in names:
             if not isinstance(n, str) or not n.isidentifier():
                 raise err(f"machine {name!r}: {what} name {n!r} is not an identifier")
             if n in seen:
                 raise err(f"machine {name!r}: duplicate {what} {n!r}")
             seen.add(n)
+            if what == "flag":
+                continue
+            # states and events become enum members: names the enum reserves (``_x``,
+            # ``__init__``) would not be members, and two names of one member would be one
+            member = camel_to_upper(n)
+            if member.startswith("_"):
+                raise err(f"machine {name!r}: {what} name {n!r} starts with an underscore, which "
+                          f"an enum reserves (its member {member!r} would not be a member)")
+            if member in members:
+                raise err(f"machine {name!r}: {what} names {members[member]!r} and {n!r} both "
+                          f"become the enum member {member!r}")
+            members[member] = n
 
 
 def _build_tree(spec: MachineSpec) -> _Tree:
     """Parents (known, acyclic), children, and initial states (each a proper descendant)."""
     err, name, states = MachineDefinitionError, spec.name, spec.states
+    spec.check_parents()  # known parents, no cycle (shared with the reference interpreter)
     code = {s: i for i, s in enumerate(states)}
     parent = np.full(len(states), -1, dtype=np.int16)
     for s, p in spec._states:
-        if p not in code:
-            raise err(f"machine {name!r}: state {s!r} has unknown parent {p!r}")
         parent[code[s]] = code[p]
-    for state_name in states[1:]:
-        seen_path = [state_name]
-        anc = int(parent[code[state_name]])
-        while anc != 0:
-            if states[anc] in seen_path:
-                cycle = " -> ".join([*seen_path, states[anc]])
-                raise err(f"machine {name!r}: cycle in state parents: {cycle}")
-            seen_path.append(states[anc])
-            anc = int(parent[anc])
     children: dict[int, list[int]] = {i: [] for i in range(len(states))}
     for i in range(1, len(states)):
         children[int(parent[i])].append(i)

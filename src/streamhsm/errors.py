@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["DriverClosedError", "MachineDefinitionError", "StreamHsmError", "TableFullError"]
+__all__ = ["DriverClosedError", "MachineDefinitionError", "SnapshotError", "StreamHsmError",
+           "TableFullError"]
 
 
 class StreamHsmError(Exception):
@@ -11,6 +12,11 @@ class StreamHsmError(Exception):
 
 class MachineDefinitionError(StreamHsmError, ValueError):
     """A machine declaration is invalid (raised by ``MachineSpec.compile``)."""
+
+
+class SnapshotError(StreamHsmError, ValueError):
+    """A snapshot (or snapshot file) is unreadable, of another kind, version or machine, or holds
+    values out of range."""
 
 
 class TableFullError(StreamHsmError, RuntimeError):

@@ -20,7 +20,7 @@ from .codes import CodeEnum
 from .compiler import CompiledMachine
 from .machine import MachineSpec
 from .registry import DEFAULT_POLICY, by_fingerprint, machine, register
-from .snapshot import SnapshotError, array, check_kind, load_snapshot, save_snapshot
+from .snapshot import SnapshotError, read_table_file
 
 __all__ = [
     "DRAIN_ON_PRODUCER_LOSS",
@@ -206,30 +206,22 @@ class StreamTable(MachineTable):
         """Whether this table uses the ``drain_on_producer_loss`` policy."""
         return _drains(self.machine)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`snapshot` to ``path`` (``.npz``, no pickles)."""
-        save_snapshot(self.snapshot(), path)
-
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> StreamTable:
+    def load(cls, path: str | os.PathLike[str],
+             machine: CompiledMachine | None = None) -> StreamTable:
         """A new table restored from a file written by :meth:`save` (policy and capacity taken
-        from the file; the machine fingerprint must match one of the stream policies).
+        from the file; the machine fingerprint must match one of the stream policies, or
+        ``machine`` if given).
 
         Raises:
             SnapshotError: unreadable file, or a snapshot of another kind, version or machine.
         """
-        snap = check_kind(load_snapshot(path), "MachineTable")
+        snap, capacity = read_table_file(path, None if machine is None else machine.fingerprint)
         found = by_fingerprint(snap.get("fingerprint"))
         if found is None or found[0] != "stream":
             raise SnapshotError(f"snapshot is of machine {snap.get('machine')!r} with fingerprint "
                                 f"{snap.get('fingerprint')!r}, not a stream lifecycle of this "
                                 f"streamhsm version")
-        policy = found[1] == DRAIN_ON_PRODUCER_LOSS
-        capacity = snap.get("capacity")
-        if type(capacity) is not int or not 0 < capacity <= MAX_CAPACITY:
-            raise SnapshotError(f"snapshot capacity {capacity!r} is not an int between 1 and "
-                                f"{MAX_CAPACITY}")
-        array(snap, "states", np.uint8, capacity)  # the file holds that many: allocation is bounded
-        table = cls(capacity, drain_on_producer_loss=policy)
+        table = cls(capacity, drain_on_producer_loss=found[1] == DRAIN_ON_PRODUCER_LOSS)
         table.restore(snap)
         return table

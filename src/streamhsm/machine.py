@@ -191,6 +191,28 @@ class MachineSpec:
         """Parent name of every declared state (``Root`` has none)."""
         return dict(self._states)
 
+    def check_parents(self) -> None:
+        """Every parent known and no cycle among them: the check ``compile()`` and the reference
+        interpreter share (a cycle would make walking up to Root loop forever).
+
+        Raises:
+            MachineDefinitionError: an unknown parent, or a cycle (the message shows it).
+        """
+        names, parent = set(self.states), dict(self._states)
+        for s, p in self._states:
+            if p not in names:
+                raise MachineDefinitionError(
+                    f"machine {self.name!r}: state {s!r} has unknown parent {p!r}")
+        for s, _ in self._states:
+            path, anc = [s], parent[s]
+            while anc != ROOT:
+                if anc in path:
+                    cycle = " -> ".join([*path, anc])
+                    raise MachineDefinitionError(
+                        f"machine {self.name!r}: cycle in state parents: {cycle}")
+                path.append(anc)
+                anc = parent[anc]
+
     @property
     def initials(self) -> dict[str, str]:
         """The state each composite state's initial transition enters (a child or a deeper

@@ -12,11 +12,24 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .compiler import CompiledMachine
+from .snapshot import rename_fingerprint
 
-__all__ = ["DEFAULT_POLICY", "by_fingerprint", "known", "machine", "policies", "register"]
+__all__ = ["DEFAULT_POLICY", "V02_FINGERPRINTS", "by_fingerprint", "known", "machine", "policies",
+           "register"]
 
 #: Policy name of a machine that has no variants.
 DEFAULT_POLICY = "default"
+
+#: The built-in machines' fingerprints as streamhsm 0.2 computed them (it hashed neither the
+#: initial state nor the exit and entry paths of a machine without flags, so two machines that
+#: differ only there shared one). Snapshots and segments that carry them still load: each is
+#: mapped to the machine's fingerprint now.
+V02_FINGERPRINTS: dict[tuple[str, str], str] = {
+    ("stream", DEFAULT_POLICY): "5bacb95cd39a373f",
+    ("stream", "drain_on_producer_loss"): "ae2a68c5bd3baf05",
+    ("lease", DEFAULT_POLICY): "026b09ffebcaabdb",
+    ("driver", DEFAULT_POLICY): "22c8a7f699304ad0",
+}
 
 _FACTORIES: dict[tuple[str, str], Callable[[], CompiledMachine]] = {}
 _COMPILED: dict[tuple[str, str], CompiledMachine] = {}
@@ -64,6 +77,9 @@ def machine(name: str, policy: str = DEFAULT_POLICY) -> CompiledMachine:
         raise ValueError(f"machine {name!r} has no policy {policy!r}; its policies: "
                          f"{policies(name)}")
     compiled = _COMPILED[key] = factory()
+    old = V02_FINGERPRINTS.get(key)
+    if old is not None:
+        rename_fingerprint(old, compiled.fingerprint)
     return compiled
 
 
@@ -79,9 +95,13 @@ def known() -> list[tuple[str, str]]:
 
 
 def by_fingerprint(fingerprint: object) -> tuple[str, str, CompiledMachine] | None:
-    """``(name, policy, machine)`` of the registered machine with this fingerprint, or None."""
+    """``(name, policy, machine)`` of the registered machine with this fingerprint (or with this
+    fingerprint in streamhsm 0.2, see :data:`V02_FINGERPRINTS`), or None."""
     if not isinstance(fingerprint, str):
         return None
+    for (name, policy), old in V02_FINGERPRINTS.items():
+        if old == fingerprint and (name, policy) in _FACTORIES:
+            return name, policy, machine(name, policy)
     for name, policy in _FACTORIES:
         compiled = machine(name, policy)
         if compiled.fingerprint == fingerprint:

@@ -25,12 +25,15 @@ from typing import Any
 import numpy as np
 
 from ._files import read_regular
-from .errors import StreamHsmError
+from ._limits import MAX_CAPACITY
+from ._owned import own
+from .errors import SnapshotError
 from .machine import FREE_SLOT
 
 __all__ = ["SNAPSHOT_VERSION", "STR_DTYPE", "SUPPORTED_VERSIONS", "SnapshotError", "check_header",
-           "check_kind", "check_leaf_codes", "check_table_snapshot", "load_snapshot",
-           "save_snapshot", "table_snapshot"]
+           "check_kind", "check_leaf_codes", "check_table_snapshot", "current_fingerprint",
+           "load_snapshot", "read_table_file", "rename_fingerprint", "save_snapshot",
+           "table_snapshot"]
 
 #: Format version written into every snapshot (3: tables carry their per-slot flags).
 SNAPSHOT_VERSION = 3
@@ -39,11 +42,6 @@ SUPPORTED_VERSIONS = (2, 3)
 #: How a str that ends in NUL is stored: a 1-D array of its UTF-32 code units (numpy's ``<U``
 #: strings drop trailing NULs). Any other str is a 0-d ``<U`` array.
 STR_DTYPE = np.dtype([("str", "<u4")])
-
-
-class SnapshotError(StreamHsmError, ValueError):
-    """A snapshot (or snapshot file) is unreadable, of another kind, version or machine, or holds
-    values out of range."""
 
 
 def check_kind(snap: object, kind: str) -> dict[str, Any]:
@@ -69,10 +67,26 @@ def check_kind(snap: object, kind: str) -> dict[str, Any]:
     return snap
 
 
+_RENAMED: dict[str, str] = {}
+
+
+def rename_fingerprint(old: str, new: str) -> None:
+    """Accept snapshots that carry ``old``, the fingerprint an earlier streamhsm computed for the
+    machine whose fingerprint is now ``new`` (the registry does this for its built-in machines)."""
+    _RENAMED[old] = new
+
+
+def current_fingerprint(fingerprint: object) -> object:
+    """``fingerprint`` as this version computes it: an earlier version's fingerprint of a
+    built-in machine (see :func:`rename_fingerprint`) is mapped; anything else is unchanged."""
+    return _RENAMED.get(fingerprint, fingerprint) if type(fingerprint) is str else fingerprint
+
+
 def check_header(snap: object, kind: str, fingerprint: str) -> dict[str, Any]:
-    """Validate the header fields of ``snap`` (kind, version, machine fingerprint); return it."""
+    """Validate the header fields of ``snap`` (kind, version, machine fingerprint, an earlier
+    version's fingerprint of a built-in machine mapped); return it."""
     snap = check_kind(snap, kind)
-    if snap.get("fingerprint") != fingerprint:
+    if current_fingerprint(snap.get("fingerprint")) != fingerprint:
         raise SnapshotError(
             f"snapshot is of machine {snap.get('machine')!r} with fingerprint "
             f"{snap.get('fingerprint')!r}, not {fingerprint!r}")
@@ -89,8 +103,9 @@ def array(snap: dict[str, Any], key: str, dtype: Any, length: int) -> np.ndarray
     return arr
 
 
-#: Largest unhandled total a restored snapshot may hold: counters restored from a file keep room
-#: to grow, so no later event can wrap them.
+#: Largest count a snapshot may hold (unhandled total, per-slot unhandled counts, transition
+#: counts): the table's counters saturate there (docs/design.md, "Counters and limits"), so every
+#: snapshot a table takes restores.
 MAX_RESTORED_COUNT = 2**63 - 1
 
 
@@ -132,11 +147,13 @@ def check_leaf_codes(states: np.ndarray, machine: Any, what: str = "") -> None:
 def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str, Any]:
     """Validate a :meth:`~streamhsm.MachineTable.snapshot` for a table of ``machine`` (a
     :class:`~streamhsm.CompiledMachine`) and ``capacity`` slots; return what ``restore``
-    writes: ``states``, ``flags``, ``unhandled``, ``unhandled_total``, ``transitions`` (flat,
-    ``n_states * n_events``), ``counts`` (occupancy per state code, rebuilt from the states)
+    writes: ``states``, ``flags``, ``unhandled``, ``unhandled_total``, ``transitions``
+    (``(n_states, n_events)``), ``counts`` (occupancy per state code, rebuilt from the states)
     and ``free`` (the free-slot stack).
 
     A version-2 snapshot (written before flags existed) has no flags: they come back as 0.
+    Every field is copied out of ``snap`` first (:func:`~streamhsm._owned.own`): what is
+    returned is owned, exact-type data that no method of the caller's objects can change.
 
     Raises:
         SnapshotError: another kind, version, machine or capacity; wrong dtypes or shapes; a
@@ -144,7 +161,7 @@ def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str,
             flags or set on a free slot; an unhandled total below the sum; a negative transition
             count; a free list that does not match the free slots.
     """
-    snap = check_header(snap, "MachineTable", machine.fingerprint)
+    snap = check_header(own(snap), "MachineTable", machine.fingerprint)
     cap = capacity
     got = snap.get("capacity")
     if isinstance(got, np.ndarray) and got.shape == () and got.dtype.kind in "iu":
@@ -168,14 +185,20 @@ def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str,
     # the exact per-slot sum (high and low halves summed apart cannot wrap in uint64)
     per_slot = ((int((unhandled >> np.uint64(32)).sum(dtype=np.uint64)) << 32)
                 + int((unhandled & np.uint64(0xFFFFFFFF)).sum(dtype=np.uint64)))
-    if type(total) is not int or not per_slot <= total <= MAX_RESTORED_COUNT:
+    if unhandled.size and int(unhandled.max()) > MAX_RESTORED_COUNT:
+        raise SnapshotError(f"snapshot unhandled count {int(unhandled.max())} at slot "
+                            f"{int(unhandled.argmax())} is above {MAX_RESTORED_COUNT}")
+    # the total saturates at the maximum, while the per-slot counters may go on past its sum
+    low = min(per_slot, MAX_RESTORED_COUNT)
+    if type(total) is not int or not low <= total <= MAX_RESTORED_COUNT:
         raise SnapshotError(
             f"snapshot unhandled_total {total!r} is not an int between the per-slot sum "
-            f"({per_slot}) and {MAX_RESTORED_COUNT} (counters keep room to grow)")
+            f"({per_slot}) and {MAX_RESTORED_COUNT} (the total saturates there)")
     n_cells = machine.n_states * machine.n_events
     transitions = array(snap, "transitions", np.int64, n_cells)
     if transitions.size and transitions.min() < 0:
         raise SnapshotError("snapshot transition counts must not be negative")
+    transitions = transitions.reshape(machine.n_states, machine.n_events)
     counts = np.bincount(states, minlength=FREE_SLOT + 1).astype(np.int64)
     n_free = int(counts[FREE_SLOT])
     free = array(snap, "free", np.int32, n_free)
@@ -183,6 +206,27 @@ def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str,
         raise SnapshotError("snapshot free-slot list does not match the free slots of its states")
     return {"states": states, "flags": flags, "unhandled": unhandled, "unhandled_total": total,
             "transitions": transitions, "counts": counts, "free": free}
+
+
+def read_table_file(path: str | os.PathLike[str], fingerprint: str | None = None
+                    ) -> tuple[dict[str, Any], int]:
+    """A table snapshot read from a file written by ``save`` (:func:`load_snapshot`), as owned
+    data, and its capacity: what every table kind's ``load`` builds its table from. With
+    ``fingerprint`` the machine is checked too. The capacity is checked against the states the
+    file holds, so the table allocated for it is bounded by the file's size.
+
+    Raises:
+        SnapshotError: unreadable file, another kind, version or machine, a bad capacity.
+    """
+    snap = check_kind(own(load_snapshot(path)), "MachineTable")
+    if fingerprint is not None:
+        check_header(snap, "MachineTable", fingerprint)
+    capacity = snap.get("capacity")
+    if type(capacity) is not int or not 0 < capacity <= MAX_CAPACITY:
+        raise SnapshotError(f"snapshot capacity {capacity!r} is not an int between 1 and "
+                            f"{MAX_CAPACITY}")
+    array(snap, "states", np.uint8, capacity)
+    return snap, capacity
 
 
 def _stored(value: Any) -> np.ndarray:

@@ -14,8 +14,8 @@ import pytest
 from streamhsm import MachineInstance, MachineTable, SnapshotError
 from streamhsm.compiler import CompiledMachine
 from streamhsm.machine import MachineSpec
-from streamhsm.registry import known, machine
-from streamhsm.snapshot import SNAPSHOT_VERSION
+from streamhsm.registry import V02_FINGERPRINTS, by_fingerprint, known, machine
+from streamhsm.snapshot import SNAPSHOT_VERSION, current_fingerprint
 
 EVENTS = ["Go", "Back", "Tick", "Stop"]
 
@@ -194,8 +194,9 @@ def test_a_shared_table_carries_its_flags_column() -> None:
 
 @pytest.mark.parametrize(("name", "policy"), known())
 def test_flag_free_machines_keep_their_tables_and_fingerprints(name: str, policy: str) -> None:
-    """The fingerprints of the built-in (flag-free) machines as release 0.1 (commit 032e80c)
-    computed them: snapshots and shared tables written before flags existed still match."""
+    """The fingerprints of the built-in (flag-free) machines as releases 0.1 (commit 032e80c)
+    and 0.2 computed them are still recognised (they map to today's, which also cover the
+    initial state and the exit/entry paths): snapshots and shared tables written then match."""
     import streamhsm.driver  # noqa: F401  (registers the driver's machines)
 
     before = {("stream", "default"): "5bacb95cd39a373f",
@@ -204,4 +205,6 @@ def test_flag_free_machines_keep_their_tables_and_fingerprints(name: str, policy
     m = machine(name, policy)
     assert m.n_flags == 0 and m.next_state.ndim == 2 and m.exit_path.ndim == 3
     assert m.engine_tables.next_state.shape == (256, m.n_events)
-    assert m.fingerprint == before[(name, policy)]
+    assert V02_FINGERPRINTS[(name, policy)] == before[(name, policy)] != m.fingerprint
+    assert by_fingerprint(before[(name, policy)]) == (name, policy, m)
+    assert current_fingerprint(before[(name, policy)]) == m.fingerprint

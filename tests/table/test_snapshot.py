@@ -88,8 +88,11 @@ def _bad(mutate) -> dict:  # type: ignore[no-untyped-def,type-arg]
     # F20: a total near 2**64 would wrap below the per-slot sum at the next unhandled event
     (lambda s: s.update(unhandled_total=2**64 - 1),
      "unhandled_total 18446744073709551615 is not an int between"),
-    # per-slot counters whose uint64 sum wraps: the exact sum is compared
+    # per-slot counters above the largest count (their uint64 sum would wrap)
     (lambda s: s.update(unhandled=np.full_like(s["unhandled"], 2**63), unhandled_total=2**63 - 1),
+     "unhandled count 9223372036854775808 at slot 0 is above 9223372036854775807"),
+    # a total below the exact per-slot sum (the sum above 2**64 in uint64)
+    (lambda s: s.update(unhandled=np.full_like(s["unhandled"], 2**62), unhandled_total=2**62),
      "is not an int between the per-slot sum"),
     (lambda s: s.update(unhandled_total=1.5), "unhandled_total 1.5"),
     (lambda s: s.pop("states"), "'states' must be uint8 of shape \\(64,\\), got NoneType"),

@@ -12,23 +12,9 @@ from __future__ import annotations
 
 import operator
 
+from .._owned import shown
+
 __all__ = ["plain_bool", "plain_int", "plain_str", "shown"]
-
-
-def shown(value: object) -> str:
-    """``repr`` of a value for an error message, running none of the value's own code."""
-    kind = type(value)
-    if issubclass(kind, bool):
-        return bool.__repr__(value)
-    if issubclass(kind, int):
-        return int.__repr__(value)
-    if issubclass(kind, str):
-        return str.__repr__(value)
-    if issubclass(kind, float):
-        return float.__repr__(value)
-    if value is None:
-        return "None"
-    return object.__repr__(value)
 
 
 def plain_int(name: str, value: object, low: int | None = None, high: int | None = None) -> int:

@@ -16,15 +16,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ..machine import FREE_SLOT
 from ..lifecycle import State, stream_machine
-from ..snapshot import SNAPSHOT_VERSION, SnapshotError, array, check_kind, check_leaf_codes
-from ._args import shown
+from .._owned import own
+from ..snapshot import (SNAPSHOT_VERSION, SnapshotError, array, check_kind, check_leaf_codes,
+                        current_fingerprint)
 from ._core import EPOCH_MAX, LEASE_ID_MAX, N_CORE_COUNTERS, NEVER, ValidatedState, driver_layout
 from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
 from .machines import DriverState, LeaseState, driver_machine, lease_machine
@@ -86,52 +87,6 @@ class DriverSnapshot:
 
 
 # ---------------------------------------------------------------------- the steps
-_PLAIN = (int, float, str, bool, bytes, type(None))
-_BASE_COPIES: tuple[tuple[type, Any], ...] = (
-    (int, int.__index__), (float, float.__float__), (str, str.__str__), (bytes, bytes.__bytes__))
-#: Numpy scalar types taken as plain values (exact types only, converted with ``.item()``).
-_NUMPY_SCALARS = frozenset(t for t in np.sctypeDict.values() if t is not np.object_)
-
-
-def own(snap: object) -> dict[str, Any]:
-    """Every field of a snapshot mapping copied into a new dict of owned, exact-type values.
-
-    The mapping is read through ``dict``'s own storage (a ``dict`` subclass's ``get``,
-    ``__getitem__`` or ``items`` never run); keys must be exact ``str``; a value must be a plain
-    ``int``, ``float``, ``str``, ``bool``, ``bytes`` or None (a subclass is copied into its base
-    type), a numpy scalar of an exact numpy type, or a numpy array without objects, which is
-    copied into a new C-contiguous base-class array.
-
-    Raises:
-        SnapshotError: not a dict, a key that is not a str, or a value that is not plain data.
-    """
-    if not issubclass(type(snap), dict):
-        raise SnapshotError(f"a snapshot is a dict, got {type(snap).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in dict.items(cast("dict[object, object]", snap)):
-        if type(key) is not str:
-            raise SnapshotError(f"snapshot key {shown(key)} is not a str")
-        out[key] = _owned(key, value)
-    return out
-
-
-def _owned(key: str, value: object) -> object:
-    kind = type(value)
-    if kind in _PLAIN:
-        return value
-    for base, copy_of in _BASE_COPIES:
-        if issubclass(kind, base):
-            return copy_of(value)  # the base type's own copy: no method of the subclass runs
-    if kind in _NUMPY_SCALARS:
-        return value.item()  # type: ignore[attr-defined]
-    if issubclass(kind, np.ndarray):
-        copy = np.array(value, copy=True, order="C", subok=False)
-        if type(copy) is not np.ndarray or copy.dtype.hasobject:
-            raise SnapshotError(f"snapshot field {key!r} is an array of objects, not plain data")
-        return copy
-    raise SnapshotError(f"snapshot field {key!r} holds a {kind.__name__}, not plain data")
-
-
 def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapshot:
     """Check a driver snapshot completely, allocating nothing proportional to what it claims,
     on an owned copy of it (:func:`own`) so that nothing checked can change afterwards.
@@ -142,7 +97,9 @@ def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapsh
     header = check_kind(own(snap), "Driver")
     config = _config(header, shutdown_token)
     expected = fingerprint(config.drain_on_producer_loss)
-    if header.get("fingerprint") != expected:
+    got = header.get("fingerprint")  # 0.2's fingerprints of the three machines map to today's
+    now = "/".join(str(current_fingerprint(p)) for p in got.split("/")) if type(got) is str else got
+    if now != expected:
         raise SnapshotError(
             f"snapshot is of machines with fingerprint {header.get('fingerprint')!r}, not "
             f"{expected!r} (another streamhsm version or stream policy)")
