@@ -49,7 +49,8 @@ if DEBUG:
 
 # The compiled modules, by dotted name; the source is the matching .pyx under src/.
 MODULES = ("streamhsm._table", "streamhsm._instance", "streamhsm._testing",
-           "streamhsm.driver._idmap", "streamhsm.driver._core", "streamhsm.tools._floor")
+           "streamhsm.driver._idmap", "streamhsm.driver._core", "streamhsm.driver._calls",
+           "streamhsm.tools._floor")
 
 extensions = [
     Extension(

@@ -7,4 +7,4 @@ python -m mypy
 # run stubtest from outside the tree so it inspects the installed package
 (cd "${TMPDIR:-/tmp}" && python -m mypy.stubtest streamhsm._table streamhsm._instance streamhsm._testing \
     streamhsm.driver._idmap \
-    streamhsm.tools._floor streamhsm.driver._core)
+    streamhsm.tools._floor streamhsm.driver._core streamhsm.driver._calls)
