@@ -22,7 +22,9 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject_GenericSetAttr
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
 
+from streamhsm._kernel cimport STREAMHSM_PREFETCH
 from streamhsm.driver._core cimport DriverCore, ONE_ENDED, ONE_EPOCH_MAX, ONE_UNKNOWN
+from streamhsm.driver._idmap cimport IdMap
 
 import numpy as np
 
@@ -75,6 +77,7 @@ cdef int P_CLIENT_ID = BatchReason.CLIENT_ID
 cdef int P_OUTSIDE = BatchReason.OUTSIDE_DYNAMIC_RANGE
 cdef int PRODUCER = Role.PRODUCER
 cdef Py_ssize_t C_REJECTED = Counter.ATTACHES_REJECTED
+cdef Py_ssize_t C_KEEPALIVES = Counter.KEEPALIVES
 cdef int CONSUMER = Role.CONSUMER
 cdef object R_OK = ResponseCode.OK
 cdef object R_REJECTED = ResponseCode.REJECTED
@@ -85,6 +88,9 @@ cdef object UNKNOWN_LEASE = Response(ResponseCode.REJECTED, "unknown lease")
 cdef object LEASE_ENDED = Response(ResponseCode.REJECTED, "lease ended")
 cdef object ALREADY_ENDED = Response(ResponseCode.OK, "lease already ended")
 DEF OK_CACHE = 1024
+# Rows a batch looks up together: their hash slots are prefetched, then their lease rows, so
+# that the cache misses of a chunk overlap instead of following each other.
+DEF CHUNK = 32
 
 
 cdef inline int64_t exact_i64(object value, int64_t outside) noexcept:
@@ -93,6 +99,53 @@ cdef inline int64_t exact_i64(object value, int64_t outside) noexcept:
     cdef int overflow = 0
     cdef long long v = PyLong_AsLongLongAndOverflow(value, &overflow)
     return outside if overflow else v
+
+
+cdef void keepalive_rows(DriverCore core, IdMap ids, const int64_t* lids,
+                         const int64_t* clients, Py_ssize_t n, int64_t expiry,
+                         LeaseRow* o) noexcept nogil:
+    """``o[i] = keepalive_one(lids[i], clients[i], expiry)`` for every row, in order, a chunk
+    at a time: first the chunk's hash homes (prefetched), then its lease slots (prefetched),
+    then the keepalives. Exact: a keepalive changes no map, so a chunk's look-ups may run before
+    its keepalives."""
+    cdef Py_ssize_t home[CHUNK]
+    cdef Py_ssize_t base, i, m, ls
+    cdef int64_t lid
+    for base in range(0, n, CHUNK):
+        m = CHUNK if n - base > CHUNK else n - base
+        for i in range(m):
+            lid = lids[base + i]
+            if lid > 0:
+                home[i] = ids.home(lid)
+                STREAMHSM_PREFETCH(&ids._keys[home[i]])
+                STREAMHSM_PREFETCH(&ids._vals[home[i]])
+        for i in range(m):
+            lid = lids[base + i]
+            ls = -1
+            if lid > 0 and clients[base + i] > 0:
+                ls = ids.lookup_from(lid, home[i])
+                if ls >= 0:
+                    STREAMHSM_PREFETCH(&core.lease_client[ls])
+                    STREAMHSM_PREFETCH(&core.lease_expiry[ls])
+                    STREAMHSM_PREFETCH(&core.lease_stream[ls])
+                    STREAMHSM_PREFETCH(&core.leases.core.states[ls])
+            home[i] = ls
+        for i in range(m):
+            ls = home[i]
+            if ls >= 0 and core.lease_client[ls] == clients[base + i]:
+                core.lease_expiry[ls] = expiry
+                core.step_lease(ls, core.ev_keepalive)
+                core.count(C_KEEPALIVES, 1)
+                o[base + i].code, o[base + i].reason = OK, 0
+                o[base + i].epoch = core.epoch[core.lease_stream[ls]]
+                o[base + i].expiry_ns = expiry
+                continue
+            lid = lids[base + i]
+            o[base + i].code, o[base + i].epoch, o[base + i].expiry_ns = REJECTED, 0, 0
+            if 0 < lid <= core.last_lease_id and ids.lookup(lid) < 0:
+                o[base + i].reason = B_ENDED
+            else:
+                o[base + i].reason = B_UNKNOWN
 
 
 cdef object attach_result(int64_t lease_id, object stream_id, int64_t epoch, int64_t expiry):
@@ -401,13 +454,16 @@ cdef class DriverBase:
             o = rows
         cdef DriverCore core = self._core
         cdef int64_t r, expiry = now + self._expiry_ns
-        cdef bint commit = False
+        cdef bint commit = not detach
+        cdef IdMap ids = core.by_id
         core.streams.lock_batch()
         try:
             core.leases.lock_batch()
             try:
                 with nogil:
-                    for i in range(n):
+                    if not detach:
+                        keepalive_rows(core, ids, &lids[0], &clients[0], n, expiry, &o[0])
+                    for i in range(n if detach else 0):
                         if detach:
                             r = core.detach_one(lids[i], clients[i], now)
                             o[i].expiry_ns = 0

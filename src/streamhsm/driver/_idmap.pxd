@@ -11,7 +11,9 @@ cdef class IdMap:
     cdef uint64_t _k0, _k1    # the map's hash key (from os.urandom; never saved)
     cdef Py_ssize_t home(self, int64_t key) noexcept nogil
     cdef Py_ssize_t find(self, int64_t key) noexcept nogil
+    cdef Py_ssize_t find_from(self, int64_t key, Py_ssize_t i) noexcept nogil
     cdef int64_t lookup(self, int64_t key) noexcept nogil
+    cdef int64_t lookup_from(self, int64_t key, Py_ssize_t home) noexcept nogil
     cdef int64_t remove(self, int64_t key) noexcept nogil
     cdef int insert(self, int64_t key, int64_t value) noexcept nogil
     cdef void clear(self) noexcept nogil

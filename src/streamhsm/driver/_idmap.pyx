@@ -94,7 +94,11 @@ cdef class IdMap:
 
     cdef Py_ssize_t find(self, int64_t key) noexcept nogil:
         """Index of ``key`` in the table, or -1."""
-        cdef Py_ssize_t i = self.home(key)
+        return self.find_from(key, self.home(key))
+
+    cdef Py_ssize_t find_from(self, int64_t key, Py_ssize_t i) noexcept nogil:
+        """:meth:`find` with ``key``'s home ``i = home(key)`` computed by the caller (a batch
+        computes the homes of a chunk first and prefetches them)."""
         while True:
             if self._keys[i] == key:
                 return i
@@ -105,6 +109,11 @@ cdef class IdMap:
     cdef int64_t lookup(self, int64_t key) noexcept nogil:
         """Value of ``key``, or -1 if absent."""
         cdef Py_ssize_t i = self.find(key)
+        return -1 if i < 0 else self._vals[i]
+
+    cdef int64_t lookup_from(self, int64_t key, Py_ssize_t home) noexcept nogil:
+        """:meth:`lookup` with ``home = home(key)`` computed by the caller."""
+        cdef Py_ssize_t i = self.find_from(key, home)
         return -1 if i < 0 else self._vals[i]
 
     cdef int insert(self, int64_t key, int64_t value) noexcept nogil:

@@ -22,7 +22,7 @@ from typing import TextIO
 import numpy as np
 
 from ._floor import KeepaliveFloor, NoopTarget, broadcast_floor, copy_floor, table_floor, table_floor_int32
-from ..driver import Driver, DriverConfig, Role, attach_requests, lease_results
+from ..driver import AttachResult, Driver, DriverConfig, Role, attach_requests, lease_results
 from .._table import MachineTable
 from ..lifecycle import Event, StreamLifecycle, StreamTable
 from ..compiler import CompiledMachine
@@ -432,7 +432,7 @@ def bench_driver_calls(streams: int = 20_000, repeat: int = 7) -> list[Row]:
         for sid, c in pairs:
             _py_attach(sid, consumer, c, now)
         best["py_attach"] = min(best["py_attach"], time.perf_counter() - start)
-        results = []
+        results: list[AttachResult] = []
         add = results.append
         start = time.perf_counter()
         for sid, c in pairs:
@@ -482,6 +482,7 @@ def bench_control_plane(leases: int = 1_000_000, keepalives: int = 100_000,
     beside the single call and beside the bare Cython loop (:class:`KeepaliveFloor`); and the
     headline: what 1,000,000 clients keeping alive once a second cost."""
     d, lids, clients = live_driver(leases)
+    keepalives = min(keepalives, leases)
     floor = KeepaliveFloor(lids, clients)
     lids, clients = lids[:keepalives].copy(), clients[:keepalives].copy()
     out = lease_results(keepalives)
