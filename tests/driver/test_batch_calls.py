@@ -145,16 +145,21 @@ def test_one_bad_row_is_answered_in_its_own_row() -> None:
     assert d.counters["attaches_rejected"] == 2
 
 
-def test_arrays_that_overlap_out_are_copied_first() -> None:
+@pytest.mark.parametrize("call", ["keepalive_many", "detach_many"])
+def test_arrays_that_overlap_out_are_copied_first(call: str) -> None:
     """Lease ids stored in ``out``'s own memory: the batch must read them as they were when
-    called, not as the rows before overwrite them (the epoch of row 0 lands on lease id 1)."""
-    d = three_leases()
-    out = lease_results(3)
-    ids = out.view(np.int64)[:3]
-    ids[:] = [1, 2, 3]
-    rows = d.keepalive_many(ids, 5, client_ids=np.array([10, 11, 12], np.int64), out=out)
-    assert rows["code"].tolist() == [OK, OK, OK]
-    assert d.counters["keepalives"] == 3
+    called, not as earlier rows overwrite them (each row's epoch lands on a later lease id;
+    100 rows span several of keepalive_many's look-up chunks)."""
+    d = driver(lease_capacity=128)
+    req = attach_requests(100)
+    req["stream_id"], req["role"], req["client_id"] = 1, Role.CONSUMER, np.arange(1000, 1100)
+    lease_ids = d.attach_many(req, 0)["lease_id"].copy()
+    out = lease_results(100)
+    ids = out.view(np.int64)[:100]
+    ids[:] = lease_ids
+    rows = getattr(d, call)(ids, 5, client_ids=req["client_id"].copy(), out=out)
+    assert rows["code"].tolist() == [OK] * 100
+    assert d.counters["keepalives" if call == "keepalive_many" else "leases_detached"] == 100
 
 
 def test_batches_wait_for_nothing_and_drive_the_state_machines() -> None:
