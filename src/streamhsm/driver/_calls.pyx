@@ -117,8 +117,7 @@ cdef void keepalive_rows(DriverCore core, IdMap ids, const int64_t* lids,
             lid = lids[base + i]
             if lid > 0:
                 home[i] = ids.home(lid)
-                STREAMHSM_PREFETCH(&ids._keys[home[i]])
-                STREAMHSM_PREFETCH(&ids._vals[home[i]])
+                STREAMHSM_PREFETCH(&ids._slots[home[i]])
         for i in range(m):
             lid = lids[base + i]
             ls = -1
