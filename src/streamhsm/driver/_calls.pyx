@@ -20,6 +20,9 @@ Unsafe directives are set in ``setup.py``, never here.
 cimport cython
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject_GenericSetAttr
+
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(object) noexcept
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
 
 from streamhsm._kernel cimport STREAMHSM_PREFETCH
@@ -157,6 +160,7 @@ cdef object attach_result(int64_t lease_id, object stream_id, int64_t epoch, int
     PyObject_GenericSetAttr(r, "epoch", epoch)
     PyObject_GenericSetAttr(r, "reason", "")
     PyObject_GenericSetAttr(r, "expiry_ns", expiry)
+    PyObject_GC_UnTrack(r)  # it holds ints, a str and an enum member: it cannot be in a cycle
     return r
 
 
