@@ -19,7 +19,9 @@ class DriverBase:
     _core: DriverCore
     _closed: bool
     _now_ns: int
-    max_time_ns: int
+    _max_time_ns: int
+    @property
+    def max_time_ns(self) -> int: ...
     _expiry_ns: int
     _running: bool
     def _own_arrays(self, arrays: Iterable[npt.NDArray[Any]]) -> None: ...

@@ -170,7 +170,7 @@ cdef class DriverBase:
     cdef public DriverCore _core
     cdef public bint _closed
     cdef public int64_t _now_ns
-    cdef public int64_t max_time_ns
+    cdef public int64_t _max_time_ns
     cdef public int64_t _expiry_ns
     cdef public bint _running
     cdef list _ok_cache
@@ -206,7 +206,13 @@ cdef class DriverBase:
         if type(now_ns) is not int or self._closed or self._core is None:
             return False
         now[0] = exact_i64(now_ns, -1)
-        return self._now_ns <= now[0] <= self.max_time_ns
+        return self._now_ns <= now[0] <= self._max_time_ns
+
+    @property
+    def max_time_ns(self):
+        """The largest ``now_ns`` any call accepts (:attr:`DriverConfig.max_time_ns`: the
+        largest time whose lease expiry and shutdown deadline still fit in int64)."""
+        return self._max_time_ns
 
     # ------------------------------------------------------------------ overridden by Driver
     def _keepalive_slow(self, lease_id, now_ns, client_id, stream_id, role):
@@ -339,8 +345,8 @@ cdef class DriverBase:
         if self._closed:
             raise DriverClosedError("this Driver is closed; every call on it raises (make a new "
                                     "one, or Driver.load a saved snapshot)")
-        if not 0 <= now <= self.max_time_ns:
-            raise ValueError(f"now_ns must be between 0 and {self.max_time_ns}, got {now}")
+        if not 0 <= now <= self._max_time_ns:
+            raise ValueError(f"now_ns must be between 0 and {self._max_time_ns}, got {now}")
         if now < self._now_ns:
             raise ValueError(f"now_ns went backwards: {now} < {self._now_ns}")
         return now

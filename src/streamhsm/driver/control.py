@@ -141,8 +141,7 @@ class Driver(DriverBase):
         self._closed = False
         self._running = False
         self.config = cfg
-        #: The largest ``now_ns`` any call accepts (:attr:`DriverConfig.max_time_ns`).
-        self.max_time_ns = cfg.max_time_ns
+        self._max_time_ns = cfg.max_time_ns
         self._now_ns = 0
         self._expiry_ns = cfg.lease_expiry_ns
         self._now_ns = self._check_now(start)
