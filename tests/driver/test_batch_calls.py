@@ -226,3 +226,11 @@ def test_batch_calls_are_allocation_free_with_out(frozen_heap: None) -> None:
     assert sum(s.size_diff for s in grown) == 0, grown[:5]
     assert d.counters["keepalives"] == n * 4_900 and d.live_leases == 0
     assert ATTACH_RESULT_DTYPE.itemsize == 32
+
+
+def test_batch_reasons_extend_the_attach_refusals() -> None:
+    """attach_many writes the core's AttachRefusal code as the row's reason."""
+    from streamhsm.driver.protocol import AttachRefusal
+
+    assert {r.name: int(r) for r in AttachRefusal}.items() <= {
+        r.name: int(r) for r in BatchReason}.items()

@@ -37,6 +37,7 @@ from .protocol import (
     ATTACH_REQUEST_DTYPE,
     ATTACH_RESULT_DTYPE,
     LEASE_RESULT_DTYPE,
+    REFUSALS,
     AttachResult,
     BatchReason,
     Counter,
@@ -150,15 +151,16 @@ cdef void keepalive_rows(DriverCore core, IdMap ids, const int64_t* lids,
                 o[base + i].reason = B_UNKNOWN
 
 
-cdef object attach_result(int64_t lease_id, object stream_id, int64_t epoch, int64_t expiry):
-    """``AttachResult(OK, lease_id, stream_id, epoch, "", expiry)`` without the frozen
+cdef object attach_result(object code, int64_t lease_id, object stream_id, int64_t epoch,
+                          str reason, int64_t expiry):
+    """``AttachResult(code, lease_id, stream_id, epoch, reason, expiry)`` without the frozen
     dataclass's ``__init__`` (its slots are set directly; same object, a fifth of the cost)."""
     r = new_object(AttachResult)
-    PyObject_GenericSetAttr(r, "code", R_OK)
+    PyObject_GenericSetAttr(r, "code", code)
     PyObject_GenericSetAttr(r, "lease_id", lease_id)
     PyObject_GenericSetAttr(r, "stream_id", stream_id)
     PyObject_GenericSetAttr(r, "epoch", epoch)
-    PyObject_GenericSetAttr(r, "reason", "")
+    PyObject_GenericSetAttr(r, "reason", reason)
     PyObject_GenericSetAttr(r, "expiry_ns", expiry)
     PyObject_GC_UnTrack(r)  # it holds ints, a str and an enum member: it cannot be in a cycle
     return r
@@ -334,7 +336,11 @@ cdef class DriverBase:
             if core.kernel_error:
                 core.raise_kernel_error()
             if lid > 0:
-                return attach_result(lid, stream_id, core.epoch[core.slot_c(sid)], expiry)
+                return attach_result(R_OK, lid, stream_id, core.epoch[core.slot_c(sid)], "",
+                                     expiry)
+            refusal = REFUSALS[-lid]
+            if "{" not in refusal[1]:  # a constant reason: no formatting
+                return attach_result(refusal[0], 0, stream_id, 0, refusal[1], 0)
             return self._refused(-lid, stream_id, role, client_id)
         return self._attach_slow(stream_id, role, client_id, now_ns, create)
 

@@ -40,10 +40,10 @@ from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
 from .machines import DriverEvent, DriverState, LeaseState, driver_machine, lease_machine
 from .protocol import (
     COUNTER_NAMES,
+    REFUSALS,
     MAX_SHUTDOWN_MESSAGE,
     REVOKED_NOTICE_DTYPE,
     Announce,
-    AttachRefusal,
     AttachResult,
     Counter,
     Response,
@@ -57,26 +57,9 @@ from .protocol import (
 
 __all__ = ["Driver", "StreamInfo"]
 
-_OK, _REJECTED, _INVALID = ResponseCode.OK, ResponseCode.REJECTED, ResponseCode.INVALID_PARAMS
+_OK, _REJECTED = ResponseCode.OK, ResponseCode.REJECTED
 _ROLE_NAMES = {"producer": Role.PRODUCER, "consumer": Role.CONSUMER}
 _INT64 = (-(2**63), 2**63 - 1)
-#: Response code and reason of each refusal of the core's attach rules ({sid}, {client},
-#: {role}, {first}, {last} and {max} are filled in).
-_REFUSALS: dict[int, tuple[ResponseCode, str]] = {
-    AttachRefusal.ROLE: (_INVALID, "unknown role {role}"),
-    AttachRefusal.STREAM_ID: (_INVALID, f"stream id {{sid}} out of range 0..{MAX_STREAM_ID}"),
-    AttachRefusal.CLIENT_ID: (_INVALID, f"client id {{client}} out of range 1..{MAX_CLIENT_ID}"),
-    AttachRefusal.CLIENT_HOLDS_LEASE: (_REJECTED, "client_id already attached"),
-    AttachRefusal.UNKNOWN_STREAM: (_REJECTED, "unknown stream {sid}"),
-    AttachRefusal.OUTSIDE_DYNAMIC_RANGE: (
-        _INVALID, "stream id {sid} outside the dynamic range [{first}, {last}]"),
-    AttachRefusal.STREAM_CAPACITY: (_REJECTED, "stream capacity exhausted"),
-    AttachRefusal.PRODUCER_ATTACHED: (_REJECTED, "producer already attached"),
-    AttachRefusal.STREAM_DRAINING: (_REJECTED, "stream draining"),
-    AttachRefusal.EPOCH_AT_MAXIMUM: (_REJECTED, "epoch of stream {sid} is at its maximum {max}"),
-    AttachRefusal.LEASE_CAPACITY: (_REJECTED, "lease capacity exhausted"),
-    AttachRefusal.LEASE_IDS_EXHAUSTED: (_REJECTED, "lease ids exhausted (last lease id {max})"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +230,7 @@ class Driver(DriverBase):
 
     def _refused(self, refusal: int, sid: int, role: object, client: int) -> AttachResult:
         """The answer to an attach the core refused (``refusal``: an ``AttachRefusal`` code)."""
-        code, reason = _REFUSALS[refusal]
+        code, reason = REFUSALS[refusal]
         return AttachResult(code, 0, sid, 0, reason.format(
             sid=sid, client=client, role=shown(role), first=self._core.dyn_first,
             last=self._core.dyn_last, max=EPOCH_MAX))

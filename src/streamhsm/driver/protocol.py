@@ -9,6 +9,7 @@ import numpy as np
 
 from ..codes import CodeEnum
 from ..lifecycle import State
+from .config import MAX_CLIENT_ID, MAX_STREAM_ID
 
 __all__ = ["ATTACH_REQUEST_DTYPE", "ATTACH_RESULT_DTYPE", "COUNTER_NAMES", "LEASE_RESULT_DTYPE",
            "MAX_SHUTDOWN_MESSAGE", "REVOKED_NOTICE_DTYPE", "Announce", "AttachResult",
@@ -132,6 +133,30 @@ def attach_results(n: int) -> np.ndarray:
 def lease_results(n: int) -> np.ndarray:
     """An ``out`` array for :meth:`Driver.keepalive_many` / :meth:`Driver.detach_many`."""
     return np.zeros(n, LEASE_RESULT_DTYPE)
+
+
+#: Response code and reason text of each :class:`AttachRefusal` (internal: ``{sid}``,
+#: ``{client}``, ``{role}``, ``{first}``, ``{last}`` and ``{max}`` are filled in; a reason with no
+#: field is answered as it stands).
+REFUSALS: dict[int, tuple[ResponseCode, str]] = {
+    AttachRefusal.ROLE: (ResponseCode.INVALID_PARAMS, "unknown role {role}"),
+    AttachRefusal.STREAM_ID: (ResponseCode.INVALID_PARAMS,
+                              f"stream id {{sid}} out of range 0..{MAX_STREAM_ID}"),
+    AttachRefusal.CLIENT_ID: (ResponseCode.INVALID_PARAMS,
+                              f"client id {{client}} out of range 1..{MAX_CLIENT_ID}"),
+    AttachRefusal.CLIENT_HOLDS_LEASE: (ResponseCode.REJECTED, "client_id already attached"),
+    AttachRefusal.UNKNOWN_STREAM: (ResponseCode.REJECTED, "unknown stream {sid}"),
+    AttachRefusal.OUTSIDE_DYNAMIC_RANGE: (
+        ResponseCode.INVALID_PARAMS, "stream id {sid} outside the dynamic range [{first}, {last}]"),
+    AttachRefusal.STREAM_CAPACITY: (ResponseCode.REJECTED, "stream capacity exhausted"),
+    AttachRefusal.PRODUCER_ATTACHED: (ResponseCode.REJECTED, "producer already attached"),
+    AttachRefusal.STREAM_DRAINING: (ResponseCode.REJECTED, "stream draining"),
+    AttachRefusal.EPOCH_AT_MAXIMUM: (ResponseCode.REJECTED,
+                                     "epoch of stream {sid} is at its maximum {max}"),
+    AttachRefusal.LEASE_CAPACITY: (ResponseCode.REJECTED, "lease capacity exhausted"),
+    AttachRefusal.LEASE_IDS_EXHAUSTED: (ResponseCode.REJECTED,
+                                        "lease ids exhausted (last lease id {max})"),
+}
 
 
 #: Longest message ``request_shutdown`` accepts (characters).
