@@ -234,9 +234,8 @@ cdef class DriverCore:
         return 0
 
     cdef int wait_idle(self) except -1:
-        """Wait (GIL released) while a batch call in another thread holds the tables; every
-        operation that changes the registry with the GIL held calls it first. Once it returns,
-        no batch can start before the caller releases the GIL."""
+        """Wait (GIL released) while a batch in another thread holds the tables (called first by
+        every change made with the GIL; no batch can start before the caller releases it)."""
         if self.streams._busy or self.leases._busy:
             self.streams.lock_batch()
             self.streams.unlock_batch()
