@@ -18,6 +18,7 @@ if [ "$what" != mypy ]; then
     t0=$SECONDS
     # run stubtest from outside the tree so it inspects the installed package
     (cd "${TMPDIR:-/tmp}" && python -m mypy.stubtest streamhsm._table streamhsm._instance \
-        streamhsm._testing streamhsm.driver._idmap streamhsm.tools._floor streamhsm.driver._core)
+        streamhsm._testing streamhsm.driver._idmap streamhsm.tools._floor streamhsm.driver._core \
+        streamhsm.driver._calls)
     echo "stubtest: $((SECONDS - t0)) s"
 fi

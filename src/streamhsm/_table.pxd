@@ -53,6 +53,7 @@ cdef class MachineTable:
     cdef Py_ssize_t check_open(self, Py_ssize_t v, object slot) except -1
     @cython.final
     cdef Py_ssize_t open_locked(self) except -1
+    cdef Py_ssize_t open_unchecked(self) noexcept nogil
     @cython.final
     cdef Py_ssize_t event_index(self, object event) except -1
     @cython.final

@@ -388,14 +388,24 @@ cdef class MachineTable:
 
     @cython.final
     cdef Py_ssize_t open_locked(self) except -1:
-        cdef Py_ssize_t s
+        cdef Py_ssize_t s = self.open_unchecked()
+        if s >= 0:
+            return s
         if self._n_free <= 0:
             raise TableFullError(f"table is full: all {self.core.capacity} slots are open")
+        raise RuntimeError(
+            f"free list entry {self._free[self._n_free - 1]} does not name a free slot: the "
+            f"table's arrays were changed from outside; nothing was opened")
+
+    cdef Py_ssize_t open_unchecked(self) noexcept nogil:
+        """Open a free slot (C-level form of :meth:`open`); -1 and nothing changed if none is
+        free or the free list names a slot that is not free."""
+        cdef Py_ssize_t s
+        if self._n_free <= 0:
+            return -1
         s = self._free[self._n_free - 1]
         if <size_t>s >= <size_t>self.core.capacity or self.core.states[s] != HSM_FREE_SLOT:
-            raise RuntimeError(
-                f"free list entry {s} does not name a free slot: the table's arrays were "
-                f"changed from outside; nothing was opened")
+            return -1
         self._n_free -= 1
         self.core.states[s] = self._initial
         hsm_set_flags(&self.core, s, 0)

@@ -19,11 +19,12 @@
 #   changed if the slot is out of range or already free).
 # - HSM_FREE_SLOT: the state code of a free slot.
 # - STREAMHSM_DEBUG_CHECKS: 1 in a debug build (STREAMHSM_CYTHON_DEBUG=1), 0 otherwise.
+# - STREAMHSM_PREFETCH(p): a cache hint (fetch the line holding *p ahead of its use).
 # The functions below take the table and run without the GIL; call them between lock_batch()
 # and unlock_batch() when other threads may use the table.
 from libc.stdint cimport uint8_t
 
-from streamhsm._kernel cimport HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS
+from streamhsm._kernel cimport HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH
 from streamhsm._kernel cimport hsm_set_flags as _set_flags_core, hsm_step as _step_core
 from streamhsm._table cimport MachineTable
 
@@ -64,3 +65,21 @@ cdef inline int hsm_set_flags(MachineTable table, Py_ssize_t slot, uint8_t mask)
         return -1
     _set_flags_core(&table.core, slot, mask)
     return 0
+
+
+cdef inline Py_ssize_t hsm_open(MachineTable table) noexcept nogil:
+    """Open a free slot in the machine's initial state (``table.open()`` without the GIL) and
+    return it; -1 and nothing changed if no slot is free (or the free list was written from
+    outside the table)."""
+    return table.open_unchecked()
+
+
+cdef inline Py_ssize_t hsm_open_count(MachineTable table) noexcept nogil:
+    """Number of open slots (``len(table)`` without the GIL)."""
+    return table.core.capacity - table.core.counts[HSM_FREE_SLOT]
+
+
+cdef inline void hsm_prefetch_state(MachineTable table, Py_ssize_t slot) noexcept nogil:
+    """Cache hint: fetch the line holding ``slot``'s state ahead of a step (no effect on results;
+    ``slot`` must be in range)."""
+    STREAMHSM_PREFETCH(&table.core.states[slot])

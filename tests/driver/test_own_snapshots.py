@@ -32,6 +32,8 @@ def stopped_after_a_restore(d: Driver) -> None:
     r = Driver.restore(d.snapshot())
     r.poll(10 * SEC)
     d.__dict__.update(r.__dict__)
+    for name in ("_core", "_now_ns", "_closed", "_running", "_max_time_ns", "_expiry_ns"):
+        setattr(d, name, getattr(r, name))  # the fields DriverBase keeps in C
 
 
 def idle_then_stopped(d: Driver) -> None:

@@ -23,7 +23,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.string cimport memmove
 
 from streamhsm.capi cimport (
-    HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, MachineTable, hsm_state, hsm_step,
+    HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, MachineTable, hsm_open, hsm_open_count, hsm_state,
+    hsm_step,
 )
 from streamhsm.driver._idmap cimport IdMap
 
@@ -128,7 +129,6 @@ cdef class ValidatedState:
         self.closed_dynamic = closed_dynamic
 
 
-@cython.final
 cdef class DriverCore:
     """The driver's registry columns and every operation that changes them.
 
@@ -143,29 +143,6 @@ cdef class DriverCore:
     Every ``def`` method checks the slots it is given (``IndexError``), so no call can reach
     memory out of range, and :meth:`attach` checks the attach rules.
     """
-    cdef readonly MachineTable streams, leases
-    cdef IdMap by_id, by_client, static_slot
-    cdef dict _columns
-    cdef int64_t[::1] stream_id, producer, epoch, dyn_epoch
-    cdef int32_t[::1] consumers, dyn_slot, due_slots
-    cdef uint8_t[::1] dynamic, due
-    cdef int64_t[::1] lease_id, lease_client, lease_expiry
-    cdef int32_t[::1] lease_stream
-    cdef uint8_t[::1] lease_role
-    cdef int64_t[::1] rv_lease, rv_stream, rv_client, rv_time
-    cdef uint8_t[::1] rv_role, rv_reason
-    cdef int32_t[::1] scratch
-    cdef int64_t[::1] ctr
-    cdef readonly int64_t last_lease_id
-    cdef readonly Py_ssize_t n_revoked, closed_dynamic
-    cdef Py_ssize_t n_due
-    cdef readonly int64_t dyn_first, dyn_last
-    cdef bint allow_dynamic, drain_on_loss
-    cdef Py_ssize_t n_streams, n_leases, n_dyn, outbox
-    cdef Py_ssize_t ev_provisioned, ev_producer_attached, ev_consumer_attached
-    cdef Py_ssize_t ev_producer_detached, ev_consumer_detached, ev_epoch_bumped, ev_stream_idle
-    cdef Py_ssize_t ev_attach_ok, ev_keepalive, ev_detach, ev_timeout, ev_revoke, ev_close
-    cdef int kernel_error  # a debug-build kernel index check failed inside a nogil path
 
     def __cinit__(self, MachineTable streams not None, MachineTable leases not None,
                   int64_t dyn_first, int64_t dyn_last, Py_ssize_t n_static, Py_ssize_t outbox,
@@ -214,11 +191,11 @@ cdef class DriverCore:
         self.ctr = c["counters"]
 
     # ------------------------------------------------------------------ kernel calls
-    cdef inline void step_stream(self, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
+    cdef void step_stream(self, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
         if hsm_step(self.streams, slot, event) < 0:
             self.kernel_error = 1
 
-    cdef inline void step_lease(self, Py_ssize_t ls, Py_ssize_t event) noexcept nogil:
+    cdef void step_lease(self, Py_ssize_t ls, Py_ssize_t event) noexcept nogil:
         if hsm_step(self.leases, ls, event) < 0:
             self.kernel_error = 1
 
@@ -233,6 +210,16 @@ cdef class DriverCore:
                              "(debug build check)")
         return 0
 
+    cdef int wait_idle(self) except -1:
+        """Wait (GIL released) while a batch in another thread holds the tables (called first by
+        every change made with the GIL; no batch can start before the caller releases it)."""
+        if self.streams._busy or self.leases._busy:
+            self.streams.lock_batch()
+            self.streams.unlock_batch()
+            self.leases.lock_batch()
+            self.leases.unlock_batch()
+        return 0
+
     cdef int check_stream_slot(self, Py_ssize_t slot) except -1:
         if not 0 <= slot < self.n_streams or hsm_state(self.streams, slot) == HSM_FREE_SLOT:
             raise IndexError(f"stream slot {slot} is not open")
@@ -244,7 +231,7 @@ cdef class DriverCore:
         return 0
 
     # ------------------------------------------------------------------ C-level paths
-    cdef inline void count(self, Py_ssize_t c, int64_t n) noexcept nogil:
+    cdef void count(self, Py_ssize_t c, int64_t n) noexcept nogil:
         """Add ``n`` (>= 0) to counter ``c``, stopping at ``2**63 - 1`` (counters saturate)."""
         if self.ctr[c] > C_MAX - n:
             self.ctr[c] = C_MAX
@@ -368,20 +355,34 @@ cdef class DriverCore:
         self.raise_kernel_error()
         return n
 
-    cdef void free_stream_slot(self, Py_ssize_t slot):
+    cdef void free_stream_slot(self, Py_ssize_t slot) noexcept nogil:
         """Recycle the slot of a Closed dynamic stream (its epoch stays in ``dyn_epoch``)."""
         self.dyn_slot[self.stream_id[slot] - self.dyn_first] = -1
         self.stream_id[slot] = -1
         self.dynamic[slot] = 0
         # the due flag stays: the slot may still be in the due list (take_announces clears it)
-        self.streams.release(slot)
+        self.streams.release_unchecked(slot)
         self.closed_dynamic -= 1
 
-    cdef Py_ssize_t provision(self, int64_t sid, bint dynamic) except -1:
+    cdef void recycle(self) noexcept nogil:
+        """Release the slots of dynamic streams that went Closed (idle cleanup)."""
         cdef Py_ssize_t slot
-        if len(self.streams) == self.n_streams:
-            self.recycle_closed()
-        slot = self.streams.open()
+        if self.closed_dynamic == 0:
+            return
+        for slot in range(self.n_streams):
+            if self.dynamic[slot] and hsm_state(self.streams, slot) == S_CLOSED:
+                self.free_stream_slot(slot)
+
+    cdef Py_ssize_t provision(self, int64_t sid, bint dynamic) noexcept nogil:
+        """Open a stream slot for ``sid`` (the caller checked there is room: a free slot or a
+        Closed dynamic one, recycled here), StreamProvisioned, first epoch bump."""
+        cdef Py_ssize_t slot
+        if hsm_open_count(self.streams) == self.n_streams:
+            self.recycle()
+        slot = hsm_open(self.streams)
+        if slot < 0:
+            self.kernel_error = 1
+            return -1
         self.step_stream(slot, self.ev_provisioned)
         self.stream_id[slot] = sid
         self.producer[slot] = 0
@@ -394,17 +395,19 @@ cdef class DriverCore:
             self.epoch[slot] = 0
         self.count(C_PROVISIONED, 1)
         self.bump(slot)
-        self.raise_kernel_error()
         return slot
 
     # ------------------------------------------------------------------ operations
-    cpdef Py_ssize_t slot_of(self, int64_t sid):
-        """Slot of a stream id (in any state, until its slot is recycled), or -1."""
+    cdef Py_ssize_t slot_c(self, int64_t sid) noexcept nogil:
         if self.dyn_first <= sid <= self.dyn_last:
             return self.dyn_slot[sid - self.dyn_first]
         if sid < 0:
             return -1
         return self.static_slot.lookup(sid)
+
+    cpdef Py_ssize_t slot_of(self, int64_t sid):
+        """Slot of a stream id (in any state, until its slot is recycled), or -1."""
+        return self.slot_c(sid)
 
     def provision_static(self, int64_t sid):
         """Provision a configured stream (at construction); return its slot."""
@@ -412,7 +415,9 @@ cdef class DriverCore:
             raise ValueError(f"stream id {sid} cannot be a new static stream")
         if len(self.streams) == self.n_streams:
             raise IndexError(f"no free stream slot for static stream {sid}")
+        self.wait_idle()
         cdef Py_ssize_t slot = self.provision(sid, False)
+        self.raise_kernel_error()
         if self.static_slot.insert(sid, slot) < 0:
             raise OverflowError(f"more static streams than declared (stream {sid})")
         return slot
@@ -422,7 +427,7 @@ cdef class DriverCore:
         """Stream slots an attach could provision now (free, or Closed dynamic and recyclable)."""
         return self.n_streams - len(self.streams) + self.closed_dynamic
 
-    cdef int attach_refusal(self, int64_t sid, int role, int64_t client, bint create):
+    cdef int attach_refusal(self, int64_t sid, int role, int64_t client, bint create) noexcept nogil:
         """The first attach rule the request breaks (an ``AttachRefusal`` code), or 0. The order
         is the one in docs/design.md section 5, rule 2; the driver lifecycle is checked before
         by ``Driver.attach``."""
@@ -436,13 +441,13 @@ cdef class DriverCore:
             return X_CLIENT_ID
         if self.by_client.lookup(client) >= 0:
             return X_CLIENT_HOLDS
-        slot = self.slot_of(sid)
+        slot = self.slot_c(sid)
         if slot < 0 or hsm_state(self.streams, slot) == S_CLOSED:  # the attach creates it
             if not (self.allow_dynamic and create):
                 return X_UNKNOWN
             if not self.dyn_first <= sid <= self.dyn_last:
                 return X_OUTSIDE
-            if self.n_streams - len(self.streams) + self.closed_dynamic == 0:
+            if self.n_streams - hsm_open_count(self.streams) + self.closed_dynamic == 0:
                 return X_STREAM_ROOM
             if self.dyn_epoch[sid - self.dyn_first] == C_MAX:
                 return X_EPOCH
@@ -454,36 +459,34 @@ cdef class DriverCore:
                 return X_DRAINING
             if role == PRODUCER and self.epoch[slot] == C_MAX:
                 return X_EPOCH
-        if len(self.leases) == self.n_leases:
+        if hsm_open_count(self.leases) == self.n_leases:
             return X_LEASE_ROOM
         if self.last_lease_id == C_MAX:
             return X_LEASE_IDS
         return 0
 
-    def attach(self, int64_t sid, int role, int64_t client, int64_t expiry, bint create):
-        """Check every attach rule, then (only if all pass) open a lease for ``client`` on stream
-        ``sid``. Returns the new lease id (> 0), or minus the ``AttachRefusal`` code of the first
-        rule broken, counted in ``attaches_rejected``; a refused attach changes nothing else.
-
-        With ``create`` a missing stream (absent, or Closed and waiting for recycling) in the
-        dynamic range is provisioned as a dynamic stream first, which bumps its epoch once;
-        otherwise a producer attaching to the stream bumps it. Then the lease machine gets
-        AttachOk, the stream ProducerAttached or ConsumerAttached, and the stream's announce is
-        due.
-        """
+    cdef int64_t attach_one(self, int64_t sid, int role, int64_t client, int64_t expiry,
+                            bint create) noexcept nogil:
+        """:meth:`attach` without the GIL (the caller holds the GIL with no batch running, or
+        both tables' batch locks)."""
         cdef int why = self.attach_refusal(sid, role, client, create)
         cdef Py_ssize_t slot, ls
         if why:
             self.count(C_REJECTED, 1)
             return -why
-        slot = self.slot_of(sid)
+        slot = self.slot_c(sid)
         if slot < 0 or hsm_state(self.streams, slot) == S_CLOSED:
             if slot >= 0:
                 self.free_stream_slot(slot)
             slot = self.provision(sid, True)
+            if slot < 0:
+                return -X_STREAM_ROOM
         elif role == PRODUCER:
             self.bump(slot)
-        ls = self.leases.open()
+        ls = hsm_open(self.leases)
+        if ls < 0:  # the rules checked for room: only a table changed from outside gets here
+            self.kernel_error = 1
+            return -X_LEASE_ROOM
         self.step_lease(ls, self.ev_attach_ok)
         self.last_lease_id += 1
         self.lease_id[ls] = self.last_lease_id
@@ -501,8 +504,62 @@ cdef class DriverCore:
             self.step_stream(slot, self.ev_consumer_attached)
         self.mark_due(slot)
         self.count(C_OK, 1)
-        self.raise_kernel_error()
         return self.last_lease_id
+
+    def attach(self, int64_t sid, int role, int64_t client, int64_t expiry, bint create):
+        """Check every attach rule, then (only if all pass) open a lease for ``client`` on stream
+        ``sid``. Returns the new lease id (> 0), or minus the ``AttachRefusal`` code of the first
+        rule broken, counted in ``attaches_rejected``; a refused attach changes nothing else.
+
+        With ``create`` a missing stream (absent, or Closed and waiting for recycling) in the
+        dynamic range is provisioned as a dynamic stream first, which bumps its epoch once;
+        otherwise a producer attaching to the stream bumps it. Then the lease machine gets
+        AttachOk, the stream ProducerAttached or ConsumerAttached, and the stream's announce is
+        due.
+        """
+        self.wait_idle()
+        cdef int64_t r = self.attach_one(sid, role, client, expiry, create)
+        self.raise_kernel_error()
+        return r
+
+    cdef Py_ssize_t live_slot(self, int64_t lease, int64_t client) noexcept nogil:
+        """Slot of live lease ``lease`` held by ``client`` (> 0), or -1."""
+        cdef Py_ssize_t ls
+        if lease <= 0 or client <= 0:
+            return -1
+        ls = self.by_id.lookup(lease)
+        if ls >= 0 and self.lease_client[ls] != client:
+            return -1
+        return ls
+
+    cdef int64_t keepalive_one(self, int64_t lease, int64_t client, int64_t expiry) noexcept nogil:
+        """Keep lease ``lease`` of ``client`` alive until ``expiry``: the stream's epoch, or
+        ``ONE_UNKNOWN`` / ``ONE_ENDED`` (nothing changed). Same locking rule as
+        :meth:`attach_one`."""
+        cdef Py_ssize_t ls = self.live_slot(lease, client)
+        if ls < 0:
+            if 0 < lease <= self.last_lease_id and self.by_id.lookup(lease) < 0:
+                return ONE_ENDED
+            return ONE_UNKNOWN
+        self.lease_expiry[ls] = expiry
+        self.step_lease(ls, self.ev_keepalive)
+        self.count(C_KEEPALIVES, 1)
+        return self.epoch[self.lease_stream[ls]]
+
+    cdef int64_t detach_one(self, int64_t lease, int64_t client, int64_t now) noexcept nogil:
+        """End lease ``lease`` of ``client`` (reason DETACHED): the stream's epoch afterwards, or
+        ``ONE_UNKNOWN`` / ``ONE_ENDED`` / ``ONE_EPOCH_MAX`` (nothing changed). Same locking rule
+        as :meth:`attach_one`."""
+        cdef Py_ssize_t slot, ls = self.live_slot(lease, client)
+        if ls < 0:
+            if 0 < lease <= self.last_lease_id and self.by_id.lookup(lease) < 0:
+                return ONE_ENDED
+            return ONE_UNKNOWN
+        if self.end_needs_bump_past_max(ls):
+            return ONE_EPOCH_MAX
+        slot = self.lease_stream[ls]
+        self.end_lease(ls, R_DETACHED, now)
+        return self.epoch[slot]
 
     def reject(self):
         """Count an attach rejected before the rules (the driver is not Running)."""
@@ -524,6 +581,7 @@ cdef class DriverCore:
 
     def keepalive(self, Py_ssize_t ls, int64_t expiry):
         """Extend live lease slot ``ls`` to ``expiry`` (Keepalive to its machine)."""
+        self.wait_idle()
         self.check_lease_slot(ls)
         self.lease_expiry[ls] = expiry
         self.step_lease(ls, self.ev_keepalive)
@@ -534,6 +592,7 @@ cdef class DriverCore:
         """End live lease slot ``ls`` for ``reason`` (a ``RevokeReason`` code). Returns True, or
         False (and changes nothing) if the lease is a producer's whose stream's epoch is at
         ``EPOCH_MAX``, so that its producer-loss bump is impossible."""
+        self.wait_idle()
         self.check_lease_slot(ls)
         if not R_DETACHED <= reason <= R_SHUTDOWN:
             raise ValueError(f"reason code {reason} is not a RevokeReason")
@@ -558,6 +617,7 @@ cdef class DriverCore:
     def bump_epoch(self, Py_ssize_t slot):
         """Bump the epoch of an open stream slot (EpochBumped, announce due); return it, or -1
         (nothing changed) if the epoch is at ``EPOCH_MAX``."""
+        self.wait_idle()
         self.check_stream_slot(slot)
         if self.epoch[slot] == C_MAX:
             return -1
@@ -567,19 +627,16 @@ cdef class DriverCore:
 
     def recycle_closed(self):
         """Release the slots of dynamic streams that went Closed (idle cleanup)."""
-        cdef Py_ssize_t slot
-        if self.closed_dynamic == 0:
-            return
-        for slot in range(self.n_streams):
-            if self.dynamic[slot] and hsm_state(self.streams, slot) == S_CLOSED:
-                self.free_stream_slot(slot)
+        self.wait_idle()
+        self.recycle()
 
     def drain(self):
         """The driver starts draining: recycle Closed dynamic streams, broadcast DriverDraining,
         and make every Live stream's final announce due."""
         cdef Py_ssize_t slot
         cdef uint8_t st
-        self.recycle_closed()
+        self.wait_idle()
+        self.recycle()
         self.streams.broadcast(Event.DRIVER_DRAINING)
         for slot in range(self.n_streams):
             st = hsm_state(self.streams, slot)
@@ -591,7 +648,7 @@ cdef class DriverCore:
         dynamic streams, and broadcast DriverShutdown (every stream -> Closed)."""
         cdef Py_ssize_t slot
         self._end_locked(False, R_SHUTDOWN, now)
-        self.recycle_closed()
+        self.recycle()
         self.count(C_CLOSED, self.streams.count(State.LIVE))
         self.streams.broadcast(Event.DRIVER_SHUTDOWN)
         # the dynamic streams the broadcast closed stay observable, counted as Closed dynamic
@@ -603,6 +660,7 @@ cdef class DriverCore:
     def restart_epochs(self):
         """After a restore: bump the epoch of every Live stream once (a driver restart). The
         snapshot's validation refused a Live stream whose epoch is at ``EPOCH_MAX``."""
+        self.wait_idle()
         cdef Py_ssize_t slot
         cdef uint8_t st
         for slot in range(self.n_streams):
@@ -621,6 +679,7 @@ cdef class DriverCore:
         """Write the stream ids of the due streams that are Live and provisioned (Active or
         Draining) into ``out``, in the order they became due, clear the due list and return how
         many were written. ``out`` must hold at least :attr:`n_announces_due` entries."""
+        self.wait_idle()
         cdef Py_ssize_t i, slot, n = 0
         cdef uint8_t st
         if out.shape[0] < self.n_due:
@@ -637,6 +696,7 @@ cdef class DriverCore:
 
     def consume_revoked(self, Py_ssize_t n):
         """Drop the ``n`` oldest pending revoke notices (the caller copied them out)."""
+        self.wait_idle()
         cdef Py_ssize_t rest
         if not 0 <= n <= self.n_revoked:
             raise ValueError(f"cannot consume {n} of {self.n_revoked} notices")
@@ -683,6 +743,11 @@ cdef class DriverCore:
         """A copy of the due list (stream slots, in the order they became due)."""
         return np.array(self._columns["due_slots"][:self.n_due])
 
+    def columns_view(self):
+        """Read-only views of every column (for address checks: a batch argument that overlaps
+        one is copied first)."""
+        return [readonly_view(arr) for arr in self._columns.values()]
+
     def columns_copy(self):
         """Copies of every column, by name."""
         return {name: arr.copy() for name, arr in self._columns.items()}
@@ -690,6 +755,7 @@ cdef class DriverCore:
     def restore(self, ValidatedState state not None):
         """Replace every column and count with a validated snapshot's (the stream and lease
         tables are restored by the caller first), and rebuild the lease and stream-id maps."""
+        self.wait_idle()
         cdef Py_ssize_t ls, slot
         for name, arr in self._columns.items():
             arr[:] = state.columns[name]

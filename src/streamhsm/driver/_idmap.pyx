@@ -75,13 +75,11 @@ cdef class IdMap:
         size = 8
         while size < 2 * max_entries:
             size *= 2
-        keys = np.full(size, _EMPTY, dtype=np.int64)
-        vals = np.zeros(size, dtype=np.int64)
-        cdef int64_t[::1] k = keys
-        cdef int64_t[::1] v = vals
-        self._keys = &k[0]
-        self._vals = &v[0]
-        self._owners = (keys, vals)
+        table = np.zeros((size, 2), dtype=np.int64)
+        table[:, 0] = _EMPTY
+        cdef int64_t[:, ::1] t = table
+        self._slots = <IdEntry*>&t[0, 0]
+        self._owners = table
         self._mask = size - 1
         self._n = 0
         self._max = max_entries
@@ -94,37 +92,46 @@ cdef class IdMap:
 
     cdef Py_ssize_t find(self, int64_t key) noexcept nogil:
         """Index of ``key`` in the table, or -1."""
-        cdef Py_ssize_t i = self.home(key)
+        return self.find_from(key, self.home(key))
+
+    cdef Py_ssize_t find_from(self, int64_t key, Py_ssize_t i) noexcept nogil:
+        """:meth:`find` with ``key``'s home ``i = home(key)`` computed by the caller (a batch
+        computes the homes of a chunk first and prefetches them)."""
         while True:
-            if self._keys[i] == key:
+            if self._slots[i].key == key:
                 return i
-            if self._keys[i] == _EMPTY:
+            if self._slots[i].key == _EMPTY:
                 return -1
             i = (i + 1) & self._mask
 
     cdef int64_t lookup(self, int64_t key) noexcept nogil:
         """Value of ``key``, or -1 if absent."""
         cdef Py_ssize_t i = self.find(key)
-        return -1 if i < 0 else self._vals[i]
+        return -1 if i < 0 else self._slots[i].val
+
+    cdef int64_t lookup_from(self, int64_t key, Py_ssize_t home) noexcept nogil:
+        """:meth:`lookup` with ``home = home(key)`` computed by the caller."""
+        cdef Py_ssize_t i = self.find_from(key, home)
+        return -1 if i < 0 else self._slots[i].val
 
     cdef int insert(self, int64_t key, int64_t value) noexcept nogil:
         """Store ``value`` for ``key`` (>= 0); return 0, or -1 if the map is full (unchanged)."""
         cdef Py_ssize_t i = self.home(key)
-        while self._keys[i] != _EMPTY and self._keys[i] != key:
+        while self._slots[i].key != _EMPTY and self._slots[i].key != key:
             i = (i + 1) & self._mask
-        if self._keys[i] == _EMPTY:
+        if self._slots[i].key == _EMPTY:
             if self._n >= self._max:
                 return -1
-            self._keys[i] = key
+            self._slots[i].key = key
             self._n += 1
-        self._vals[i] = value
+        self._slots[i].val = value
         return 0
 
     cdef void clear(self) noexcept nogil:
         """Remove every entry."""
         cdef Py_ssize_t i
         for i in range(self._mask + 1):
-            self._keys[i] = _EMPTY
+            self._slots[i].key = _EMPTY
         self._n = 0
 
     cdef int64_t remove(self, int64_t key) noexcept nogil:
@@ -134,20 +141,19 @@ cdef class IdMap:
         cdef int64_t value
         if i < 0:
             return -1
-        value = self._vals[i]
+        value = self._slots[i].val
         # backward-shift deletion: pull later members of the probe run into the hole
         j = i
         while True:
             j = (j + 1) & self._mask
-            if self._keys[j] == _EMPTY:
+            if self._slots[j].key == _EMPTY:
                 break
-            h = self.home(self._keys[j])
+            h = self.home(self._slots[j].key)
             # move j into the hole i unless its home lies cyclically in (i, j]
             if (i <= j and (h <= i or h > j)) or (i > j and (h <= i and h > j)):
-                self._keys[i] = self._keys[j]
-                self._vals[i] = self._vals[j]
+                self._slots[i] = self._slots[j]
                 i = j
-        self._keys[i] = _EMPTY
+        self._slots[i].key = _EMPTY
         self._n -= 1
         return value
 
@@ -157,8 +163,8 @@ cdef class IdMap:
         without a clock."""
         cdef Py_ssize_t i, d, total = 0, longest = 0
         for i in range(self._mask + 1):
-            if self._keys[i] != _EMPTY:
-                d = ((i - self.home(self._keys[i])) & self._mask) + 1
+            if self._slots[i].key != _EMPTY:
+                d = ((i - self.home(self._slots[i].key)) & self._mask) + 1
                 total += d
                 if d > longest:
                     longest = d

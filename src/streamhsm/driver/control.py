@@ -34,15 +34,16 @@ from ..shm import SharedStreamTable
 from ..snapshot import load_snapshot, save_snapshot
 from . import persistence
 from ._args import plain_bool, plain_int, plain_str, shown
+from ._calls import DriverBase
 from ._core import EPOCH_MAX, NEVER as NEVER_NS, DriverCore
 from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
 from .machines import DriverEvent, DriverState, LeaseState, driver_machine, lease_machine
 from .protocol import (
     COUNTER_NAMES,
+    REFUSALS,
     MAX_SHUTDOWN_MESSAGE,
     REVOKED_NOTICE_DTYPE,
     Announce,
-    AttachRefusal,
     AttachResult,
     Counter,
     Response,
@@ -56,26 +57,9 @@ from .protocol import (
 
 __all__ = ["Driver", "StreamInfo"]
 
-_OK, _REJECTED, _INVALID = ResponseCode.OK, ResponseCode.REJECTED, ResponseCode.INVALID_PARAMS
+_OK, _REJECTED = ResponseCode.OK, ResponseCode.REJECTED
 _ROLE_NAMES = {"producer": Role.PRODUCER, "consumer": Role.CONSUMER}
 _INT64 = (-(2**63), 2**63 - 1)
-#: Response code and reason of each refusal of the core's attach rules ({sid}, {client},
-#: {role}, {first}, {last} and {max} are filled in).
-_REFUSALS: dict[int, tuple[ResponseCode, str]] = {
-    AttachRefusal.ROLE: (_INVALID, "unknown role {role}"),
-    AttachRefusal.STREAM_ID: (_INVALID, f"stream id {{sid}} out of range 0..{MAX_STREAM_ID}"),
-    AttachRefusal.CLIENT_ID: (_INVALID, f"client id {{client}} out of range 1..{MAX_CLIENT_ID}"),
-    AttachRefusal.CLIENT_HOLDS_LEASE: (_REJECTED, "client_id already attached"),
-    AttachRefusal.UNKNOWN_STREAM: (_REJECTED, "unknown stream {sid}"),
-    AttachRefusal.OUTSIDE_DYNAMIC_RANGE: (
-        _INVALID, "stream id {sid} outside the dynamic range [{first}, {last}]"),
-    AttachRefusal.STREAM_CAPACITY: (_REJECTED, "stream capacity exhausted"),
-    AttachRefusal.PRODUCER_ATTACHED: (_REJECTED, "producer already attached"),
-    AttachRefusal.STREAM_DRAINING: (_REJECTED, "stream draining"),
-    AttachRefusal.EPOCH_AT_MAXIMUM: (_REJECTED, "epoch of stream {sid} is at its maximum {max}"),
-    AttachRefusal.LEASE_CAPACITY: (_REJECTED, "lease capacity exhausted"),
-    AttachRefusal.LEASE_IDS_EXHAUSTED: (_REJECTED, "lease ids exhausted (last lease id {max})"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +93,7 @@ def _i64(value: int, outside: int) -> int:
     return value if _INT64[0] <= value <= _INT64[1] else outside
 
 
-class Driver:
+class Driver(DriverBase):
     """The driver's control plane: streams, leases, epochs, draining and shutdown.
 
     Args:
@@ -124,6 +108,10 @@ class Driver:
     Times: ``now_ns`` must be between 0 and :attr:`max_time_ns` (the largest time whose lease
     expiry and shutdown deadline still fit in int64) and must not go back; otherwise the call
     raises ``ValueError`` and changes nothing.
+
+    ``keepalive``, ``detach``, ``attach`` and the batch calls ``keepalive_many``,
+    ``detach_many``, ``attach_many`` are implemented in Cython (``DriverBase``); their common
+    case makes one call into the core.
     """
 
     def __init__(self, config: DriverConfig | None = None, *, now_ns: int = 0,
@@ -134,10 +122,11 @@ class Driver:
         start = plain_int("now_ns", now_ns)
         name = cfg.shm_name if shm_name is None else plain_str("shm_name", shm_name)
         self._closed = False
+        self._running = False
         self.config = cfg
-        #: The largest ``now_ns`` any call accepts (:attr:`DriverConfig.max_time_ns`).
-        self.max_time_ns = cfg.max_time_ns
+        self._max_time_ns = cfg.max_time_ns
         self._now_ns = 0
+        self._expiry_ns = cfg.lease_expiry_ns
         self._now_ns = self._check_now(start)
         n_s, n_l = cfg.stream_capacity, cfg.lease_capacity
         self._shared: SharedStreamTable | None = None
@@ -163,8 +152,11 @@ class Driver:
         self._revoked = {name: self._core.column("revoked_" + name)
                          for name in REVOKED_NOTICE_DTYPE.names or ()}
         self._announce_buf = np.empty(n_s, np.int64)
+        self._own_arrays([*self._core.columns_view(), self._streams.states, self._leases.states,
+                          self._streams.unhandled, self._leases.unhandled])
         for sid in cfg.static_stream_ids:
             self._core.provision_static(sid)
+        self._running = True
 
     # ------------------------------------------------------------------ helpers
     def _check_open(self) -> None:
@@ -233,24 +225,19 @@ class Driver:
                                    "lease of its producer cannot end")
 
     # ------------------------------------------------------------------ control operations
-    def attach(self, stream_id: int, role: Role | int | str, client_id: int, now_ns: int,
-               create: bool = False) -> AttachResult:
-        """Grant a lease on a stream to a client.
+    def _draining(self) -> bool:
+        return self._lifecycle.current is DriverState.DRAINING
 
-        Rules: at most one producer per stream; a client id holds at most one live lease; a missing
-        stream is created only if dynamic streams are allowed, the id is in the dynamic range and
-        ``create`` is True; while the driver drains or after it stopped every attach is REJECTED.
-        Everything is validated before anything is created, so a rejected attach changes nothing
-        but the ``attaches_rejected`` counter (and the driver's clock).
+    def _refused(self, refusal: int, sid: int, role: object, client: int) -> AttachResult:
+        """The answer to an attach the core refused (``refusal``: an ``AttachRefusal`` code)."""
+        code, reason = REFUSALS[refusal]
+        return AttachResult(code, 0, sid, 0, reason.format(
+            sid=sid, client=client, role=shown(role), first=self._core.dyn_first,
+            last=self._core.dyn_last, max=EPOCH_MAX))
 
-        Returns:
-            An :class:`AttachResult`; on OK it carries the new lease id, the stream's epoch and
-            the lease's expiry time.
-
-        Raises:
-            TypeError: an argument has the wrong Python type.
-            ValueError: ``now_ns`` is out of range or earlier than a time already seen.
-        """
+    def _attach_slow(self, stream_id: object, role: object, client_id: object, now_ns: object,
+                     create: object = False) -> AttachResult:
+        """:meth:`attach` for every call its Cython fast path does not take."""
         sid = plain_int("stream_id", stream_id)
         client = plain_int("client_id", client_id)
         creating = plain_bool("create", create)
@@ -268,24 +255,13 @@ class Driver:
         lease_id = int(self._core.attach(_i64(sid, -1), role_code, _i64(client, 0), expiry,
                                          creating))
         if lease_id < 0:
-            code, reason = _REFUSALS[-lease_id]
-            return AttachResult(code, 0, sid, 0, reason.format(
-                sid=sid, client=client, role=shown(role), first=self._core.dyn_first,
-                last=self._core.dyn_last, max=EPOCH_MAX))
+            return self._refused(-lease_id, sid, role, client)
         slot = int(self._core.slot_of(sid))
         return AttachResult(_OK, lease_id, sid, int(self._epoch[slot]), "", expiry)
 
-    def keepalive(self, lease_id: int, now_ns: int, *, client_id: int,
-                  stream_id: int | None = None, role: Role | int | str | None = None) -> Response:
-        """Extend a live lease's expiry to ``now + interval * grace``.
-
-        Only the lease's own client may keep it alive (``client_id``; with ``stream_id`` and
-        ``role`` given, they must match too). A lease held by another client answers exactly like
-        an unknown lease. Works while draining.
-
-        Returns OK with the stream's epoch, REJECTED "lease ended" for a lease that ended, or
-        REJECTED "unknown lease".
-        """
+    def _keepalive_slow(self, lease_id: object, now_ns: object, client_id: object,
+                        stream_id: object, role: object) -> Response:
+        """:meth:`keepalive` for every call its Cython fast path does not take."""
         lid, now, client, sid, role_code = self._lease_args(lease_id, now_ns, client_id,
                                                              stream_id, role)
         now = self._check_now(now)
@@ -297,15 +273,9 @@ class Driver:
         self._core.keepalive(ls, now + self.config.lease_expiry_ns)
         return Response(_OK, "", int(self._epoch[self._lease_stream[ls]]))
 
-    def detach(self, lease_id: int, now_ns: int, *, client_id: int,
-               stream_id: int | None = None, role: Role | int | str | None = None) -> Response:
-        """End a lease at its client's request; idempotent.
-
-        Only the lease's own client may detach it (``client_id``; with ``stream_id`` and ``role``
-        given, they must match too); a live lease held by another client answers exactly like an
-        unknown lease. Returns OK with the stream's epoch afterwards, OK "lease already ended" for
-        a lease that already ended, or REJECTED "unknown lease".
-        """
+    def _detach_slow(self, lease_id: object, now_ns: object, client_id: object,
+                     stream_id: object, role: object) -> Response:
+        """:meth:`detach` for every call its Cython fast path does not take."""
         lid, now, client, sid, role_code = self._lease_args(lease_id, now_ns, client_id,
                                                              stream_id, role)
         now = self._check_now(now)
@@ -439,6 +409,7 @@ class Driver:
             return Response(_REJECTED, "invalid shutdown token")
         current = self._lifecycle.current
         self._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)
+        self._running = False
         if current is not DriverState.RUNNING:
             return Response(_OK, f"already {current.name.lower()}")
         self._shutdown_deadline = now + self.config.shutdown_timeout_ns
@@ -697,6 +668,7 @@ class Driver:
         self._shutdown_deadline = scalars["shutdown_deadline"]
         if scalars["driver_state"] != DriverState.RUNNING:
             self._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)
+            self._running = False
         if scalars["driver_state"] == DriverState.STOPPED:
             self._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
         self._shutdown = valid.shutdown

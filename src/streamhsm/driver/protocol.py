@@ -9,10 +9,13 @@ import numpy as np
 
 from ..codes import CodeEnum
 from ..lifecycle import State
+from .config import MAX_CLIENT_ID, MAX_STREAM_ID
 
-__all__ = ["COUNTER_NAMES", "MAX_SHUTDOWN_MESSAGE", "REVOKED_NOTICE_DTYPE", "Announce", "AttachResult",
-           "Counter", "Response", "ResponseCode", "RevokeReason", "RevokedNotice", "Role",
-           "ShutdownNotice", "ShutdownReason"]
+__all__ = ["ATTACH_REQUEST_DTYPE", "ATTACH_RESULT_DTYPE", "COUNTER_NAMES", "LEASE_RESULT_DTYPE",
+           "MAX_SHUTDOWN_MESSAGE", "REVOKED_NOTICE_DTYPE", "Announce", "AttachResult",
+           "BatchReason", "Counter", "Response", "ResponseCode", "RevokeReason", "RevokedNotice",
+           "Role", "ShutdownNotice", "ShutdownReason", "attach_requests", "attach_results",
+           "lease_results"]
 
 
 class Role(CodeEnum):
@@ -70,6 +73,90 @@ class AttachRefusal(CodeEnum):
     EPOCH_AT_MAXIMUM = 10
     LEASE_CAPACITY = 11
     LEASE_IDS_EXHAUSTED = 12
+
+
+class BatchReason(CodeEnum):
+    """Why a row of a batch call (``attach_many``, ``keepalive_many``, ``detach_many``) got its
+    answer: the ``reason`` column of ``ATTACH_RESULT_DTYPE`` and ``LEASE_RESULT_DTYPE`` rows.
+
+    ``NONE`` on an OK row. Codes 1 to 12 are the :class:`AttachRefusal` codes (the attach rule
+    refused; ``EPOCH_AT_MAXIMUM`` also answers a detach whose producer-loss bump is impossible).
+    The single calls' reason strings for the others: ``DRIVER_DRAINING`` "driver draining",
+    ``DRIVER_STOPPED`` "driver stopped", ``UNKNOWN_LEASE`` "unknown lease" (also a lease held by
+    another client), ``LEASE_ENDED`` "lease ended" (keepalive, REJECTED) or "lease already ended"
+    (detach, OK).
+    """
+
+    NONE = 0
+    ROLE = 1
+    STREAM_ID = 2
+    CLIENT_ID = 3
+    CLIENT_HOLDS_LEASE = 4
+    UNKNOWN_STREAM = 5
+    OUTSIDE_DYNAMIC_RANGE = 6
+    STREAM_CAPACITY = 7
+    PRODUCER_ATTACHED = 8
+    STREAM_DRAINING = 9
+    EPOCH_AT_MAXIMUM = 10
+    LEASE_CAPACITY = 11
+    LEASE_IDS_EXHAUSTED = 12
+    DRIVER_DRAINING = 13
+    DRIVER_STOPPED = 14
+    UNKNOWN_LEASE = 15
+    LEASE_ENDED = 16
+
+
+#: One request of :meth:`Driver.attach_many`: ``role`` a :class:`Role` code, ``create`` 0 or 1.
+ATTACH_REQUEST_DTYPE = np.dtype([("stream_id", np.int64), ("role", np.uint8),
+                                 ("client_id", np.int64), ("create", np.uint8)], align=True)
+#: One answer of :meth:`Driver.attach_many`: ``code`` a :class:`ResponseCode`, ``reason`` a
+#: :class:`BatchReason`; ``lease_id``, ``epoch`` and ``expiry_ns`` are 0 unless OK.
+ATTACH_RESULT_DTYPE = np.dtype([("code", np.uint8), ("reason", np.uint8), ("lease_id", np.int64),
+                                ("epoch", np.int64), ("expiry_ns", np.int64)], align=True)
+#: One answer of :meth:`Driver.keepalive_many` / :meth:`Driver.detach_many`: ``code``,
+#: ``reason`` (a :class:`BatchReason`), the stream's ``epoch`` (0 unless OK) and the new
+#: ``expiry_ns`` (keepalive OK rows only, else 0).
+LEASE_RESULT_DTYPE = np.dtype([("code", np.uint8), ("reason", np.uint8), ("epoch", np.int64),
+                               ("expiry_ns", np.int64)], align=True)
+
+
+def attach_requests(n: int) -> np.ndarray:
+    """``n`` zeroed ``ATTACH_REQUEST_DTYPE`` rows to fill in."""
+    return np.zeros(n, ATTACH_REQUEST_DTYPE)
+
+
+def attach_results(n: int) -> np.ndarray:
+    """An ``out`` array for :meth:`Driver.attach_many` with ``n`` rows."""
+    return np.zeros(n, ATTACH_RESULT_DTYPE)
+
+
+def lease_results(n: int) -> np.ndarray:
+    """An ``out`` array for :meth:`Driver.keepalive_many` / :meth:`Driver.detach_many`."""
+    return np.zeros(n, LEASE_RESULT_DTYPE)
+
+
+#: Response code and reason text of each :class:`AttachRefusal` (internal: ``{sid}``,
+#: ``{client}``, ``{role}``, ``{first}``, ``{last}`` and ``{max}`` are filled in; a reason with no
+#: field is answered as it stands).
+REFUSALS: dict[int, tuple[ResponseCode, str]] = {
+    AttachRefusal.ROLE: (ResponseCode.INVALID_PARAMS, "unknown role {role}"),
+    AttachRefusal.STREAM_ID: (ResponseCode.INVALID_PARAMS,
+                              f"stream id {{sid}} out of range 0..{MAX_STREAM_ID}"),
+    AttachRefusal.CLIENT_ID: (ResponseCode.INVALID_PARAMS,
+                              f"client id {{client}} out of range 1..{MAX_CLIENT_ID}"),
+    AttachRefusal.CLIENT_HOLDS_LEASE: (ResponseCode.REJECTED, "client_id already attached"),
+    AttachRefusal.UNKNOWN_STREAM: (ResponseCode.REJECTED, "unknown stream {sid}"),
+    AttachRefusal.OUTSIDE_DYNAMIC_RANGE: (
+        ResponseCode.INVALID_PARAMS, "stream id {sid} outside the dynamic range [{first}, {last}]"),
+    AttachRefusal.STREAM_CAPACITY: (ResponseCode.REJECTED, "stream capacity exhausted"),
+    AttachRefusal.PRODUCER_ATTACHED: (ResponseCode.REJECTED, "producer already attached"),
+    AttachRefusal.STREAM_DRAINING: (ResponseCode.REJECTED, "stream draining"),
+    AttachRefusal.EPOCH_AT_MAXIMUM: (ResponseCode.REJECTED,
+                                     "epoch of stream {sid} is at its maximum {max}"),
+    AttachRefusal.LEASE_CAPACITY: (ResponseCode.REJECTED, "lease capacity exhausted"),
+    AttachRefusal.LEASE_IDS_EXHAUSTED: (ResponseCode.REJECTED,
+                                        "lease ids exhausted (last lease id {max})"),
+}
 
 
 #: Longest message ``request_shutdown`` accepts (characters).

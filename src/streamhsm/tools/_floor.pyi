@@ -4,8 +4,9 @@ from typing import final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self
 
-__all__ = ["NoopTarget", "broadcast_floor", "copy_floor", "table_floor", "table_floor_int32"]
+__all__ = ["KeepaliveFloor", "NoopTarget", "broadcast_floor", "copy_floor", "table_floor", "table_floor_int32"]
 
 @final
 class NoopTarget:
@@ -29,3 +30,14 @@ def table_floor_int32(
     events: npt.NDArray[np.uint8],
 ) -> int: ...
 def copy_floor(dst: npt.NDArray[np.uint8], src: npt.NDArray[np.uint8]) -> int: ...
+
+@final
+class KeepaliveFloor:
+    """The floor of ``Driver.keepalive_many``: the bare look-up, owner check, expiry store loop."""
+
+    def __new__(
+        cls, lease_ids: npt.NDArray[np.int64], clients: npt.NDArray[np.int64]
+    ) -> Self: ...
+    def run(
+        self, lease_ids: npt.NDArray[np.int64], clients: npt.NDArray[np.int64], expiry: int
+    ) -> int: ...

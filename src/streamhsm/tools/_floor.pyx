@@ -7,7 +7,11 @@ cimport cython
 from libc.stdint cimport uint8_t, int32_t, int64_t
 from libc.string cimport memcpy
 
-__all__ = ["NoopTarget", "broadcast_floor", "copy_floor", "table_floor", "table_floor_int32"]
+from streamhsm.driver._idmap cimport IdMap
+
+import numpy as np
+
+__all__ = ["KeepaliveFloor", "NoopTarget", "broadcast_floor", "copy_floor", "table_floor", "table_floor_int32"]
 
 
 @cython.final
@@ -72,3 +76,47 @@ def copy_floor(uint8_t[::1] dst, const uint8_t[::1] src):
         with nogil:
             memcpy(&dst[0], &src[0], n)
     return n
+
+
+@cython.final
+cdef class KeepaliveFloor:
+    """The floor of ``Driver.keepalive_many``: a lease-id map (the driver's keyed
+    :class:`~streamhsm.driver._idmap.IdMap`), a client column and an expiry column, and
+    :meth:`run`, the bare loop over a batch that does the same hash look-ups, owner checks and
+    expiry stores without the GIL, and nothing else (no machine step, no counter, no answers).
+
+    Args:
+        lease_ids, clients: the live leases (lease ``lease_ids[i]`` held by ``clients[i]`` at
+            slot ``i``).
+    """
+    cdef IdMap ids
+    cdef object _client, _expiry
+    cdef const int64_t[::1] client
+    cdef int64_t[::1] expiry
+
+    def __cinit__(self, const int64_t[::1] lease_ids not None, const int64_t[::1] clients not None):
+        cdef Py_ssize_t i, n = lease_ids.shape[0]
+        if clients.shape[0] != n:
+            raise ValueError(f"clients has {clients.shape[0]} entries, lease_ids {n}")
+        self.ids = IdMap(max(1, n))
+        for i in range(n):
+            if lease_ids[i] < 0 or self.ids.insert(lease_ids[i], i) < 0:
+                raise ValueError(f"lease id {lease_ids[i]} cannot be stored")
+        self._client = np.array(clients, dtype=np.int64)
+        self._expiry = np.zeros(n, dtype=np.int64)
+        self.client = self._client
+        self.expiry = self._expiry
+
+    def run(self, const int64_t[::1] lease_ids not None, const int64_t[::1] clients not None,
+            int64_t expiry):
+        """Keep the leases of a batch alive until ``expiry``; return how many were found."""
+        cdef Py_ssize_t i, ls, found = 0, n = lease_ids.shape[0]
+        if clients.shape[0] != n:
+            raise ValueError(f"clients has {clients.shape[0]} entries, lease_ids {n}")
+        with nogil:
+            for i in range(n):
+                ls = self.ids.lookup(lease_ids[i])
+                if ls >= 0 and self.client[ls] == clients[i]:
+                    self.expiry[ls] = expiry
+                    found += 1
+        return found

@@ -23,13 +23,20 @@ import numpy as np
 
 from .._table import MachineTable
 from ..compiler import CompiledMachine
-from ..driver import Driver, DriverConfig, Role
+from ..driver import AttachResult, Driver, DriverConfig, Role, attach_requests, lease_results
 from ..lifecycle import Event, StreamLifecycle, StreamTable, stream_spec
 from ..reference import ReferenceMachine
-from ._floor import NoopTarget, broadcast_floor, copy_floor, table_floor, table_floor_int32
+from ._floor import (
+    KeepaliveFloor,
+    NoopTarget,
+    broadcast_floor,
+    copy_floor,
+    table_floor,
+    table_floor_int32,
+)
 
-__all__ = ["INT32_SLOTS_TARGET", "MIN_TARGET_STREAMS", "PLOT_SIZES", "Row", "format_rows",
-           "plot_scaling", "plot_sizes", "run_bench"]
+__all__ = ["INT32_SLOTS_TARGET", "MIN_TARGET_STREAMS", "PLOT_SIZES", "Row", "bench_control_plane",
+           "bench_driver_calls", "format_rows", "plot_scaling", "plot_sizes", "run_bench"]
 
 LEASE_EVENTS = np.array([Event.PRODUCER_ATTACHED, Event.CONSUMER_ATTACHED, Event.PRODUCER_DETACHED,
                          Event.CONSUMER_DETACHED, Event.EPOCH_BUMPED], np.uint8)
@@ -416,6 +423,122 @@ def plot_sizes(streams: int) -> list[int]:
     """The stream counts of a plot that goes up to ``streams``: the default sizes below it, then
     ``streams`` itself."""
     return [n for n in PLOT_SIZES if n < streams] + [streams]
+def _cpu() -> float:
+    """This thread's CPU time (s): the driver rows are timed with it, so that the time the
+    shared machine gives to other processes counts for neither side of a ratio."""
+    return time.thread_time()
+
+
+def _py_attach(stream_id: int, role: int, client_id: int, now_ns: int,
+               create: bool = False) -> None:
+    """The call floor of ``Driver.attach``: a Python function with the same arguments."""
+
+
+def _py_lease(lease_id: int, now_ns: int, *, client_id: int) -> None:
+    """The call floor of ``Driver.keepalive`` and ``Driver.detach``."""
+
+
+def bench_driver_calls(streams: int = 20_000, repeat: int = 7) -> list[Row]:
+    """Single ``attach``, ``keepalive`` and ``detach`` on ``streams`` streams (one consumer
+    lease each) beside a Python function taking the same arguments, round by round in turn."""
+    d = Driver(DriverConfig(static_stream_ids=tuple(range(1, streams + 1)),
+                            stream_capacity=streams, lease_capacity=streams,
+                            lease_keepalive_interval_ns=10**12, outbox_capacity=streams))
+    sids = list(range(1, streams + 1))
+    consumer = int(Role.CONSUMER)
+    best = dict.fromkeys(("py_attach", "attach", "py_keep", "keep", "py_detach", "detach"),
+                         float("inf"))
+    client, now = 0, 1
+    for _ in range(repeat):
+        clients = list(range(client + 1, client + streams + 1))
+        client += streams
+        pairs = list(zip(sids, clients, strict=True))
+        start = _cpu()
+        for sid, c in pairs:
+            _py_attach(sid, consumer, c, now)
+        best["py_attach"] = min(best["py_attach"], _cpu() - start)
+        results: list[AttachResult] = []
+        add = results.append
+        start = _cpu()
+        for sid, c in pairs:
+            add(d.attach(sid, consumer, c, now))
+        best["attach"] = min(best["attach"], _cpu() - start)
+        leases = [(r.lease_id, c) for r, c in zip(results, clients, strict=True)]
+        for name, fn in (("py_keep", _py_lease), ("keep", d.keepalive),
+                         ("py_detach", _py_lease), ("detach", d.detach)):
+            start = _cpu()
+            for lid, c in leases:
+                fn(lid, now, client_id=c)
+            best[name] = min(best[name], _cpu() - start)
+        d.drain_revoked()
+        d.drain_announces()
+        now += 1
+    ns = {k: v / streams * 1e9 for k, v in best.items()}
+    where = f"{streams:,} streams"
+    return [
+        Row(f"Driver.keepalive ({where})", "call", ns["keep"], "Python function, same arguments",
+            ns["py_keep"], "<= 4x", 4.0),
+        Row(f"Driver.detach ({where})", "call", ns["detach"], "Python function, same arguments",
+            ns["py_detach"], "<= 4x", 4.0),
+        Row(f"Driver.attach ({where})", "call", ns["attach"], "Python function, same arguments",
+            ns["py_attach"], "<= 8x", 8.0),
+    ]
+
+
+def live_driver(leases: int, streams: int = 1000, seed: int = 1) -> tuple[Driver, np.ndarray,
+                                                                          np.ndarray]:
+    """A driver with ``leases`` live consumer leases on ``streams`` streams (attached with
+    ``attach_many``); returns it with the lease ids and client ids in a random order."""
+    d = Driver(DriverConfig(static_stream_ids=tuple(range(1, streams + 1)),
+                            stream_capacity=streams, lease_capacity=leases,
+                            lease_keepalive_interval_ns=10**12, outbox_capacity=1024))
+    req = attach_requests(leases)
+    req["stream_id"] = 1 + np.arange(leases) % streams
+    req["role"] = Role.CONSUMER
+    req["client_id"] = np.arange(1, leases + 1)
+    rows = d.attach_many(req, 0)
+    order = np.random.default_rng(seed).permutation(leases)
+    return d, rows["lease_id"][order].copy(), req["client_id"][order].copy()
+
+
+def bench_control_plane(leases: int = 1_000_000, keepalives: int = 100_000,
+                        repeat: int = 5) -> list[Row]:
+    """``keepalive_many`` on ``leases`` live leases, ``keepalives`` in random lease order,
+    beside the single call and beside the bare Cython loop (:class:`KeepaliveFloor`); and the
+    headline: what 1,000,000 clients keeping alive once a second cost."""
+    d, lids, clients = live_driver(leases)
+    keepalives = min(keepalives, leases)
+    floor = KeepaliveFloor(lids, clients)
+    lids, clients = lids[:keepalives].copy(), clients[:keepalives].copy()
+    out = lease_results(keepalives)
+    py_lids, py_clients = lids.tolist(), clients.tolist()
+    single_n = min(keepalives, 20_000)
+    best = dict.fromkeys(("many", "floor", "single"), float("inf"))
+    now = 1
+    for _ in range(repeat):
+        start = _cpu()
+        d.keepalive_many(lids, now, client_ids=clients, out=out)
+        best["many"] = min(best["many"], (_cpu() - start) / keepalives)
+        start = _cpu()
+        floor.run(lids, clients, now)
+        best["floor"] = min(best["floor"], (_cpu() - start) / keepalives)
+        keep = d.keepalive
+        start = _cpu()
+        for i in range(single_n):
+            keep(py_lids[i], now, client_id=py_clients[i])
+        best["single"] = min(best["single"], (_cpu() - start) / single_n)
+        now += 1
+    assert (out["code"] == 0).all()
+    ns = {k: v * 1e9 for k, v in best.items()}
+    where = f"{leases:,} leases, random order"
+    return [
+        Row(f"keepalive_many ({where})", "keepalive", ns["many"], "Driver.keepalive, one call each",
+            ns["single"], ">= 10x cheaper (ratio <= 0.1)", 0.1),
+        Row(f"keepalive_many ({where})", "keepalive", ns["many"],
+            "bare Cython loop (look-up, owner check, expiry store)", ns["floor"], "<= 2x", 2.0),
+        Row("1,000,000 clients keeping alive once a second (keepalive_many)", "second",
+            ns["many"] * 1e6, "one core-second", 1e9, "share of one core = ratio"),
+    ]
 
 
 def run_bench(streams: int = 1_000_000, events: int = 10_000_000, leases: int = 1_000_000,
@@ -435,6 +558,8 @@ def run_bench(streams: int = 1_000_000, events: int = 10_000_000, leases: int = 
         ("calls", bench_calls),
         ("batches", lambda: _without_verdict(bench_batches(streams, events), small)),
         ("driver", lambda: bench_driver(leases)),
+        ("driver calls", bench_driver_calls),
+        ("driver control plane", lambda: bench_control_plane(leases)),
     )
     for name, fn in parts:
         if out is not None:

@@ -1,0 +1,83 @@
+"""The single calls' Cython fast paths (issue 22, target 2): they take exact ``int`` arguments
+only (a ``bool`` or any other type goes through the converting Python path and its errors), and
+answer, count and change exactly what the Python path does (Hypothesis, against a twin driver
+whose calls all take the Python path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamhsm import Driver, DriverConfig, Role
+
+IDS = st.one_of(st.integers(-2, 10), st.sampled_from([2**63 - 1, 2**63, -(2**63) - 1, 2**70]))
+
+
+def driver() -> Driver:
+    return Driver(DriverConfig(static_stream_ids=(1, 2), allow_dynamic_streams=True,
+                               dynamic_stream_id_range=(100, 102), stream_capacity=4,
+                               lease_capacity=5, lease_keepalive_interval_ns=1_000,
+                               outbox_capacity=4))
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda d: d.keepalive(True, 1, client_id=10), "lease_id must be an int, got bool True"),
+    (lambda d: d.keepalive(1, True, client_id=10), "now_ns must be an int, got bool True"),
+    (lambda d: d.keepalive(1, 1, client_id=True), "client_id must be an int, got bool True"),
+    (lambda d: d.detach(True, 1, client_id=10), "lease_id must be an int, got bool True"),
+    (lambda d: d.detach(1, 1, client_id=False), "client_id must be an int, got bool False"),
+    (lambda d: d.attach(True, Role.CONSUMER, 11, 1), "stream_id must be an int, got bool True"),
+    (lambda d: d.attach(1, True, 11, 1), "role must be an int, got bool True"),
+    (lambda d: d.attach(1, Role.CONSUMER, True, 1), "client_id must be an int, got bool True"),
+    (lambda d: d.attach(1, Role.CONSUMER, 11, True), "now_ns must be an int, got bool True"),
+    (lambda d: d.attach(1, Role.CONSUMER, 11, 1, create=1), "create must be a bool, got int 1"),
+])
+def test_bools_never_take_the_fast_path(call: Any, match: str) -> None:
+    d = driver()
+    assert d.attach(1, Role.PRODUCER, 10, 0).lease_id == 1
+    before = (d._core.columns_copy()["lease_expiry"].tobytes(), d.counters, d.now_ns)
+    with pytest.raises(TypeError, match=match):
+        call(d)
+    assert (d._core.columns_copy()["lease_expiry"].tobytes(), d.counters, d.now_ns) == before
+
+
+call = st.one_of(
+    st.tuples(st.just("attach"), st.tuples(st.sampled_from([0, 1, 2, 3, 100, 102, 103, -1, 2**63]),
+                                           st.sampled_from([0, 1, 2, 3, Role.PRODUCER]), IDS,
+                                           st.booleans())),
+    st.tuples(st.just("keepalive"), st.tuples(IDS, IDS)),
+    st.tuples(st.just("detach"), st.tuples(IDS, IDS)),
+    st.tuples(st.just("poll"), st.just(())),
+    st.tuples(st.just("shutdown"), st.just(())),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(calls=st.lists(st.tuples(call, st.integers(0, 2_000)), max_size=30))
+def test_fast_paths_answer_like_the_python_path(calls: list[Any]) -> None:
+    fast, slow = driver(), driver()
+    now = 0
+    for (kind, args), dt in calls:
+        now += dt
+        if kind == "attach":
+            sid, role, client, create = args
+            a = fast.attach(sid, role, client, now, create)
+            b = slow._attach_slow(sid, role, client, now, create)
+        elif kind in ("keepalive", "detach"):
+            lid, client = args
+            a = getattr(fast, kind)(lid, now, client_id=client)
+            b = getattr(slow, f"_{kind}_slow")(lid, now, client, None, None)
+        elif kind == "poll":
+            a, b = fast.poll(now), slow.poll(now)
+        else:
+            a, b = fast.request_shutdown(now), slow.request_shutdown(now)
+        assert a == b and type(a) is type(b)
+        assert fast.counters == slow.counters and fast.now_ns == slow.now_ns
+        assert np.array_equal(fast.drain_revoked(), slow.drain_revoked())
+        assert np.array_equal(fast.streams.states, slow.streams.states)
+    fa, sa = fast._core.columns_copy(), slow._core.columns_copy()
+    assert all(np.array_equal(fa[k], sa[k]) for k in fa)
