@@ -38,7 +38,10 @@ def shown(value: object) -> str:
 
 _PLAIN = (int, float, str, bool, bytes, type(None))
 _BASE_COPIES: tuple[tuple[type, Any], ...] = (
-    (int, int.__index__), (float, float.__float__), (str, str.__str__), (bytes, bytes.__bytes__))
+    (int, int.__index__), (float, float.__float__), (str, str.__str__),
+    # a bytes subclass's buffer is the base type's (Python code cannot override it); no
+    # bytes.__bytes__ before Python 3.11
+    (bytes, lambda value: bytes(memoryview(value))))
 #: Numpy scalar types taken as plain values (exact types only, converted with ``.item()``).
 _NUMPY_SCALARS = frozenset(t for t in np.sctypeDict.values() if t is not np.object_)
 
