@@ -235,3 +235,26 @@ def test_snapshot_values_that_are_not_plain_data_are_refused() -> None:
     with pytest.raises(SnapshotError, match="'states' is an array of objects"):
         t.restore(snap)
     assert len(t) == 0
+
+
+def test_plain_value_subclasses_are_copied_into_their_base_type() -> None:
+    """own() copies an int, float, str or bytes subclass into its exact base type without calling
+    the subclass's overridable conversions (bytes through its buffer: no bytes.__bytes__ before
+    Python 3.11)."""
+    from streamhsm._owned import own
+
+    class LyingBytes(bytes):
+        def __bytes__(self) -> bytes:
+            raise AssertionError("a caller's method ran")
+
+    class LyingInt(int):
+        def __index__(self) -> int:
+            raise AssertionError("a caller's method ran")
+
+    class LyingStr(str):
+        def __str__(self) -> str:
+            raise AssertionError("a caller's method ran")
+
+    out = own({"b": LyingBytes(b"ab\x00"), "i": LyingInt(7), "s": LyingStr("x")})
+    assert out == {"b": b"ab\x00", "i": 7, "s": "x"}
+    assert [type(v) for v in out.values()] == [bytes, int, str]
