@@ -62,7 +62,12 @@ def test_control_path_is_allocation_free() -> None:
         after = tracemalloc.take_snapshot().filter_traces(keep)
     finally:
         tracemalloc.stop()
-    grown = [s for s in after.compare_to(before, "lineno") if s.size_diff > 0]
+    # this file counts only inside the loop: tracemalloc's own snapshot-taking lines may keep a
+    # block of their own (seen on Python 3.10), which the driver has nothing to do with
+    loop = range(cycles.__code__.co_firstlineno, max(ln for _, _, ln in cycles.__code__.co_lines()
+                                                    if ln is not None) + 1)
+    grown = [s for s in after.compare_to(before, "lineno") if s.size_diff > 0
+             and (s.traceback[0].filename != __file__ or s.traceback[0].lineno in loop)]
     assert sum(s.size_diff for s in grown) == 0, grown[:5]
     c = d.counters
     assert c["attaches_ok"] == 2 * (2_000 + CYCLES // 4 + 2_000 + CYCLES)
