@@ -84,7 +84,7 @@ def test_keepalive_floor(benchmark: Any, live: Any) -> None:
 @pytest.mark.benchmark(group="control-plane")
 def test_keepalive_single_calls(benchmark: Any, live: Any) -> None:
     d, lids, clients, _ = live
-    pairs = list(zip(lids.tolist(), clients.tolist()))
+    pairs = list(zip(lids.tolist(), clients.tolist(), strict=True))
     keep = d.keepalive
 
     def run() -> None:

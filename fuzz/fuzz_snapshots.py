@@ -357,7 +357,7 @@ def _hostile_restore(path: str) -> None:
     for policy in (False, True):
         honest, lying = StreamTable(cap, policy), StreamTable(cap, policy)
         ok = _restored(honest, snap)
-        LyingArray.on_call = lambda: lying.open()
+        LyingArray.on_call = lying.open
         try:
             got = _restored(lying, hostile(snap))
         finally:

@@ -18,8 +18,18 @@ import numpy as np
 
 from streamhsm import Driver, ResponseCode, attach_requests
 
-from .wire import (ATTACH, DETACH, KEEPALIVE, MAX_RECORDS, NOTICE, NOTICE_KIND, REPLY,
-                   REPLY_KIND, REQUEST, RECORD)
+from .wire import (
+    ATTACH,
+    DETACH,
+    KEEPALIVE,
+    MAX_RECORDS,
+    NOTICE,
+    NOTICE_KIND,
+    RECORD,
+    REPLY,
+    REPLY_KIND,
+    REQUEST,
+)
 
 Address = Any
 
@@ -72,7 +82,7 @@ class DriverService(asyncio.DatagramProtocol):
         """One batch call per run of equal operations, in order."""
         ops = burst["op"]
         bounds = [0, *(np.flatnonzero(ops[1:] != ops[:-1]) + 1).tolist(), len(burst)]
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             run, out = burst[a:b], replies[a:b]
             op = int(ops[a])
             if op == ATTACH:
@@ -97,7 +107,7 @@ class DriverService(asyncio.DatagramProtocol):
         for i, (op, role, create, sid, client, lid) in enumerate(zip(
                 burst["op"].tolist(), burst["role"].tolist(), burst["create"].tolist(),
                 burst["stream_id"].tolist(), burst["client_id"].tolist(),
-                burst["lease_id"].tolist())):
+                burst["lease_id"].tolist(), strict=True)):
             if op == ATTACH:
                 r = d.attach(sid, role, client, now, create=bool(create))
                 replies[i] = (REPLY_KIND, r.code, 0, 0, replies["request_id"][i], r.lease_id,
@@ -115,7 +125,8 @@ class DriverService(asyncio.DatagramProtocol):
         if not len(attached):
             return
         sender = np.repeat(np.arange(len(pending)), [len(r) for r, _ in pending])
-        for i, client in zip(attached.tolist(), burst["client_id"][attached].tolist()):
+        for i, client in zip(attached.tolist(), burst["client_id"][attached].tolist(),
+                             strict=True):
             self.clients[client] = pending[sender[i]][1]
 
     def send_notices(self, notices: np.ndarray) -> None:

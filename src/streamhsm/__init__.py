@@ -21,6 +21,7 @@ from . import driver as _driver
 from . import registry as registry  # the submodule, as streamhsm.registry
 from ._instance import MachineInstance
 from ._table import MachineTable
+from ._trace import TraceRecord
 from .codes import CodeEnum
 from .compiler import CompiledMachine
 from .driver import *  # noqa: F403  (the driver's public names, listed in streamhsm.driver.__all__)
@@ -29,7 +30,6 @@ from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machin
 from .machine import FREE_SLOT, MAX_FLAGS, ROOT, HandlerDecl, MachineSpec
 from .reference import ReferenceMachine
 from .shm import SharedTableError
-from ._trace import TraceRecord
 from .snapshot import SnapshotError
 
 __version__ = "0.2.0"

@@ -7,14 +7,13 @@ handles are counted by the engine (the Root "handler"), never raised.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, SupportsIndex
 
 import numpy as np
 
 from ._instance import MachineInstance
-from ._limits import MAX_CAPACITY
 from ._table import MachineTable
 from .codes import CodeEnum
 from .compiler import CompiledMachine
@@ -139,9 +138,9 @@ class StreamLifecycle(MachineInstance):
             ``transition_counts`` (off by default: it costs a private array per instance).
 
     ``dispatch(event)`` returns True if some state handled the event and False if it went
-    unhandled (counted in ``unhandled``); ``current`` is always a leaf; ``is_in(State.LIVE)`` is true
-    for Init, Active and Draining. An instance holds only its state, its unhandled counter and a
-    reference to the tables every instance of the policy shares (56 bytes).
+    unhandled (counted in ``unhandled``); ``current`` is always a leaf; ``is_in(State.LIVE)`` is
+    true for Init, Active and Draining. An instance holds only its state, its unhandled counter and
+    a reference to the tables every instance of the policy shares (56 bytes).
     """
 
     __slots__ = ()

@@ -70,7 +70,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
 
@@ -112,7 +112,7 @@ def test_batches_answer_like_the_single_calls(steps: list[Any], policy: bool, ou
             out = np.zeros(len(arg) + 2, ATTACH_RESULT_DTYPE) if use_out else None
             rows = b.attach_many(req, now, out=out)
             assert len(rows) == len(arg)
-            for row, (sid, role, client, create) in zip(rows, arg):
+            for row, (sid, role, client, create) in zip(rows, arg, strict=True):
                 r = s.attach(sid, role, client, now, create=create)
                 assert (int(row["code"]), int(row["lease_id"]), int(row["epoch"]),
                         int(row["expiry_ns"])) == (r.code, r.lease_id, r.epoch, r.expiry_ns)
@@ -123,7 +123,7 @@ def test_batches_answer_like_the_single_calls(steps: list[Any], policy: bool, ou
             out = lease_results(len(arg) + 1) if use_out else None
             rows = getattr(b, kind + "_many")(lids, now, client_ids=clients, out=out)
             assert len(rows) == len(arg)
-            for row, (lid, client) in zip(rows, arg):
+            for row, (lid, client) in zip(rows, arg, strict=True):
                 r = getattr(s, kind)(lid, now, client_id=client)
                 assert (int(row["code"]), int(row["epoch"])) == (r.code, r.epoch), (row, r)
                 assert row["reason"] == reason_code(r.reason), r

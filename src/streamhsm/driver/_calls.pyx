@@ -17,7 +17,6 @@ and implements
 
 Unsafe directives are set in ``setup.py``, never here.
 """
-cimport cython
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject_GenericSetAttr
 
@@ -34,7 +33,6 @@ import numpy as np
 from ..errors import DriverClosedError
 from ._args import plain_int
 from .protocol import (
-    ATTACH_REQUEST_DTYPE,
     ATTACH_RESULT_DTYPE,
     LEASE_RESULT_DTYPE,
     REFUSALS,
@@ -456,7 +454,8 @@ cdef class DriverBase:
         cdef int64_t now = self.batch_now(now_ns)
         rows = self.out_rows(out, LEASE_RESULT_DTYPE, "LEASE_RESULT_DTYPE", 0)
         cdef LeaseRow[::1] o = rows
-        span = None if o.shape[0] == 0 else self.out_span(<uint8_t*>&o[0], o.shape[0] * sizeof(LeaseRow))
+        span = None if o.shape[0] == 0 else self.out_span(<uint8_t*>&o[0],
+                                                          o.shape[0] * sizeof(LeaseRow))
         cdef const int64_t[::1] lids = self.i64_column("lease_ids", lease_ids, span)
         cdef const int64_t[::1] clients = self.i64_column("client_ids", client_ids, span)
         cdef Py_ssize_t i, n = lids.shape[0]
@@ -526,7 +525,8 @@ cdef class DriverBase:
         cdef int64_t now = self.batch_now(now_ns)
         rows = self.out_rows(out, ATTACH_RESULT_DTYPE, "ATTACH_RESULT_DTYPE", 0)
         cdef AttachRow[::1] o = rows
-        span = None if o.shape[0] == 0 else self.out_span(<uint8_t*>&o[0], o.shape[0] * sizeof(AttachRow))
+        span = None if o.shape[0] == 0 else self.out_span(<uint8_t*>&o[0],
+                                                          o.shape[0] * sizeof(AttachRow))
         cdef const AttachRequest[::1] req = self.requests_column(requests, span)
         cdef Py_ssize_t i, n = req.shape[0]
         rows = self.out_rows(out, ATTACH_RESULT_DTYPE, "ATTACH_RESULT_DTYPE", n)

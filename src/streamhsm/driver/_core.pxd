@@ -49,7 +49,8 @@ cdef class DriverCore:
     cdef void count(self, Py_ssize_t c, int64_t n) noexcept nogil
     cdef void mark_due(self, Py_ssize_t slot) noexcept nogil
     cdef int64_t bump(self, Py_ssize_t slot) noexcept nogil
-    cdef void notice(self, Py_ssize_t ls, int64_t stream, uint8_t reason, int64_t now) noexcept nogil
+    cdef void notice(self, Py_ssize_t ls, int64_t stream, uint8_t reason,
+                     int64_t now) noexcept nogil
     cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now) noexcept nogil
     cdef bint end_needs_bump_past_max(self, Py_ssize_t ls) noexcept nogil
     cdef int64_t first_blocked_end(self, bint expired_only, int64_t now) noexcept nogil

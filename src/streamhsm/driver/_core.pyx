@@ -1,4 +1,5 @@
-"""The driver's registry, owned in C: every column, every count, and every operation that changes them.
+"""The driver's registry, owned in C: every column, every count, and every operation that changes
+them.
 
 Private module used by :class:`streamhsm.driver.Driver`. :class:`DriverCore` allocates its columns
 from one declaration (:func:`driver_layout`), hands out read-only views of them, and changes them
@@ -155,8 +156,8 @@ cdef class DriverCore:
         if outbox <= 0:
             raise ValueError(f"outbox capacity must be positive, got {outbox}")
         self.outbox = outbox
-        self._columns = {name: np.full(n, fill, dtype) for name, (dtype, n, fill)
-                         in driver_layout(self.n_streams, self.n_leases, self.n_dyn, outbox).items()}
+        layout = driver_layout(self.n_streams, self.n_leases, self.n_dyn, outbox)
+        self._columns = {name: np.full(n, fill, dtype) for name, (dtype, n, fill) in layout.items()}
         self._bind()
         self.scratch = np.empty(self.n_leases, np.int32)
         self.by_id = IdMap(self.n_leases)
@@ -260,7 +261,8 @@ cdef class DriverCore:
         self.mark_due(slot)
         return e
 
-    cdef void notice(self, Py_ssize_t ls, int64_t stream, uint8_t reason, int64_t now) noexcept nogil:
+    cdef void notice(self, Py_ssize_t ls, int64_t stream, uint8_t reason,
+                     int64_t now) noexcept nogil:
         cdef Py_ssize_t i = self.n_revoked
         if i == self.outbox:
             self.count(C_DROPPED, 1)
@@ -427,7 +429,8 @@ cdef class DriverCore:
         """Stream slots an attach could provision now (free, or Closed dynamic and recyclable)."""
         return self.n_streams - len(self.streams) + self.closed_dynamic
 
-    cdef int attach_refusal(self, int64_t sid, int role, int64_t client, bint create) noexcept nogil:
+    cdef int attach_refusal(self, int64_t sid, int role, int64_t client,
+                            bint create) noexcept nogil:
         """The first attach rule the request breaks (an ``AttachRefusal`` code), or 0. The order
         is the one in docs/design.md section 5, rule 2; the driver lifecycle is checked before
         by ``Driver.attach``."""
@@ -774,4 +777,3 @@ cdef class DriverCore:
             if hsm_state(self.streams, slot) != HSM_FREE_SLOT and not self.dynamic[slot]:
                 if self.static_slot.insert(self.stream_id[slot], slot) < 0:
                     raise OverflowError("more static streams than declared")
-

@@ -24,7 +24,7 @@ cdef inline uint64_t _rotl(uint64_t x, int b) noexcept nogil:
     return (x << b) | (x >> (64 - b))
 
 
-cdef inline uint64_t siphash13(uint64_t k0, uint64_t k1, uint64_t m) noexcept nogil:
+cdef uint64_t siphash13(uint64_t k0, uint64_t k1, uint64_t m) noexcept nogil:
     """SipHash-1-3 (one compression round, three finalisation rounds) of the 8-byte
     little-endian message ``m`` under the key ``(k0, k1)``."""
     cdef uint64_t v0 = k0 ^ <uint64_t>0x736f6d6570736575
@@ -32,25 +32,55 @@ cdef inline uint64_t siphash13(uint64_t k0, uint64_t k1, uint64_t m) noexcept no
     cdef uint64_t v2 = k0 ^ <uint64_t>0x6c7967656e657261
     cdef uint64_t v3 = k1 ^ <uint64_t>0x7465646279746573
     cdef uint64_t b = (<uint64_t>8) << 56  # message length 8, no tail bytes
-    cdef int r
+    cdef int _r
     v3 ^= m
-    v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
-    v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
-    v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
-    v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
+    v0 += v1
+    v1 = _rotl(v1, 13)
+    v1 ^= v0
+    v0 = _rotl(v0, 32)
+    v2 += v3
+    v3 = _rotl(v3, 16)
+    v3 ^= v2
+    v0 += v3
+    v3 = _rotl(v3, 21)
+    v3 ^= v0
+    v2 += v1
+    v1 = _rotl(v1, 17)
+    v1 ^= v2
+    v2 = _rotl(v2, 32)
     v0 ^= m
     v3 ^= b
-    v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
-    v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
-    v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
-    v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
+    v0 += v1
+    v1 = _rotl(v1, 13)
+    v1 ^= v0
+    v0 = _rotl(v0, 32)
+    v2 += v3
+    v3 = _rotl(v3, 16)
+    v3 ^= v2
+    v0 += v3
+    v3 = _rotl(v3, 21)
+    v3 ^= v0
+    v2 += v1
+    v1 = _rotl(v1, 17)
+    v1 ^= v2
+    v2 = _rotl(v2, 32)
     v0 ^= b
     v2 ^= 0xff
-    for r in range(3):
-        v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
-        v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
-        v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
-        v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
+    for _r in range(3):
+        v0 += v1
+        v1 = _rotl(v1, 13)
+        v1 ^= v0
+        v0 = _rotl(v0, 32)
+        v2 += v3
+        v3 = _rotl(v3, 16)
+        v3 ^= v2
+        v0 += v3
+        v3 = _rotl(v3, 21)
+        v3 ^= v0
+        v2 += v1
+        v1 = _rotl(v1, 17)
+        v1 ^= v2
+        v2 = _rotl(v2, 32)
     return v0 ^ v1 ^ v2 ^ v3
 
 

@@ -90,7 +90,8 @@ class DriverConfig:
         rng = self.dynamic_stream_id_range
         if rng is not None:
             if not isinstance(rng, tuple) or len(rng) != 2:
-                raise TypeError(f"dynamic_stream_id_range must be a (first, last) tuple, got {rng!r}")
+                raise TypeError(
+                    f"dynamic_stream_id_range must be a (first, last) tuple, got {rng!r}")
             first = _int("dynamic_stream_id_range first", rng[0], 0, MAX_STREAM_ID)
             last = _int("dynamic_stream_id_range last", rng[1], 0, MAX_STREAM_ID)
             if last < first:
@@ -121,7 +122,8 @@ class DriverConfig:
             # stored as plain ints: an int subclass's arithmetic never runs in the driver
             object.__setattr__(self, name, _int(name, getattr(self, name), low, high))
         if self.lease_keepalive_interval_ns * self.lease_expiry_grace_intervals >= 2**62:
-            raise ValueError("lease_keepalive_interval_ns * lease_expiry_grace_intervals is too large")
+            raise ValueError(
+                "lease_keepalive_interval_ns * lease_expiry_grace_intervals is too large")
         if self.shutdown_token is not None and (
                 not isinstance(self.shutdown_token, str) or not self.shutdown_token):
             raise ValueError(f"shutdown_token must be a non-empty str or None, got "

@@ -35,13 +35,14 @@ from ..snapshot import load_snapshot, save_snapshot
 from . import persistence
 from ._args import plain_bool, plain_int, plain_str, shown
 from ._calls import DriverBase
-from ._core import EPOCH_MAX, NEVER as NEVER_NS, DriverCore
+from ._core import EPOCH_MAX, DriverCore
+from ._core import NEVER as NEVER_NS
 from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
 from .machines import DriverEvent, DriverState, LeaseState, driver_machine, lease_machine
 from .protocol import (
     COUNTER_NAMES,
-    REFUSALS,
     MAX_SHUTDOWN_MESSAGE,
+    REFUSALS,
     REVOKED_NOTICE_DTYPE,
     Announce,
     AttachResult,
@@ -182,7 +183,8 @@ class Driver(DriverBase):
         return int(self._core.slot_of(stream_id))
 
     def _lease_args(self, lease_id: object, now_ns: object, client_id: object,
-                    stream_id: object, role: object) -> tuple[int, int, int, int | None, int | None]:
+                    stream_id: object, role: object
+                    ) -> tuple[int, int, int, int | None, int | None]:
         """The converted arguments of keepalive and detach (nothing looked up yet), with the
         driver checked open afterwards."""
         lid = plain_int("lease_id", lease_id)
@@ -517,7 +519,8 @@ class Driver(DriverBase):
     def counters(self) -> Mapping[str, int]:
         """A snapshot of the driver's counters (names in :data:`COUNTER_NAMES`)."""
         self._check_open()
-        out = dict(zip(COUNTER_NAMES, self._counters.tolist()))
+        # the core counts all but the last two (the two tables count their unhandled events)
+        out = dict(zip(COUNTER_NAMES, self._counters.tolist(), strict=False))
         out[COUNTER_NAMES[Counter.STREAM_HSM_UNHANDLED]] = self._streams.unhandled_total
         out[COUNTER_NAMES[Counter.LEASE_HSM_UNHANDLED]] = self._leases.unhandled_total
         return out

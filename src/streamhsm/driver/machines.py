@@ -68,7 +68,8 @@ class DriverEvent(CodeEnum):
 
 def lease_spec() -> MachineSpec:
     """The lease lifecycle declaration (DESIGN section 3)."""
-    spec = MachineSpec("lease", ["AttachOk", "Keepalive", "Detach", "LeaseTimeout", "Revoke", "Close"],
+    spec = MachineSpec("lease",
+                       ["AttachOk", "Keepalive", "Detach", "LeaseTimeout", "Revoke", "Close"],
                        initial="Live")
     spec.state("Live", initial="Init")
     for leaf in ("Init", "Active", "Detached", "Expired", "Revoked"):

@@ -4,9 +4,10 @@ A driver snapshot is plain data (see :mod:`streamhsm.snapshot`). Restoring one n
 :func:`validate` first copies every field out of the mapping into owned values of exact types
 (plain ``int``/``str``/``float``/``bool``, owned C-contiguous numpy arrays), reading the mapping
 only through ``dict``'s own storage, so no method of the caller's mapping, keys or values runs
-after that point and nothing checked can change afterwards. Then it checks the header, then the configuration, then that every column has the length
-the configuration implies (so a small file cannot make the driver allocate much), then every value
-range and every cross-reference between columns, all before a driver is built. Only a
+after that point and nothing checked can change afterwards. Then it checks the header, then the
+configuration, then that every column has the length the configuration implies (so a small file
+cannot make the driver allocate much), then every value range and every cross-reference between
+columns, all before a driver is built. Only a
 :class:`~streamhsm.driver._core.ValidatedState` reaches the Cython core. Every failure is a
 :class:`~streamhsm.errors.SnapshotError`.
 """
@@ -21,11 +22,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..machine import FREE_SLOT
-from ..lifecycle import State, stream_machine
 from .._owned import own
-from ..snapshot import (SNAPSHOT_VERSION, SnapshotError, array, check_kind, check_leaf_codes,
-                        current_fingerprint)
+from ..lifecycle import State, stream_machine
+from ..machine import FREE_SLOT
+from ..snapshot import (
+    SNAPSHOT_VERSION,
+    SnapshotError,
+    array,
+    check_kind,
+    check_leaf_codes,
+    current_fingerprint,
+)
 from ._core import EPOCH_MAX, LEASE_ID_MAX, N_CORE_COUNTERS, NEVER, ValidatedState, driver_layout
 from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
 from .machines import DriverState, LeaseState, driver_machine, lease_machine
@@ -171,7 +178,8 @@ def _columns(snap: dict[str, Any], layout: dict[str, tuple[np.dtype[Any], int, i
 def _tables(snap: dict[str, Any], config: DriverConfig) -> dict[str, dict[str, Any]]:
     """The two table snapshots, with their state arrays checked against the capacities."""
     out = {}
-    for prefix, capacity in zip(_TABLES, (config.stream_capacity, config.lease_capacity)):
+    capacities = (config.stream_capacity, config.lease_capacity)
+    for prefix, capacity in zip(_TABLES, capacities, strict=True):
         table = {k.split(".", 1)[1]: v for k, v in snap.items() if k.startswith(prefix + ".")}
         if type(table.get("capacity")) is not int or table.get("capacity") != capacity:
             raise SnapshotError(f"snapshot {prefix} table capacity {table.get('capacity')!r} "
@@ -184,8 +192,8 @@ def _tables(snap: dict[str, Any], config: DriverConfig) -> dict[str, dict[str, A
 def _scalars(snap: dict[str, Any], layout: dict[str, tuple[np.dtype[Any], int, int]],
              config: DriverConfig) -> dict[str, int]:
     limits = {"driver_state": int(max(DriverState)), "now_ns": config.max_time_ns,
-              "shutdown_deadline": NEVER, "last_lease_id": LEASE_ID_MAX, "n_revoked": layout["revoked_lease_id"][1],
-              "closed_dynamic": layout["stream_id"][1]}
+              "shutdown_deadline": NEVER, "last_lease_id": LEASE_ID_MAX,
+              "n_revoked": layout["revoked_lease_id"][1], "closed_dynamic": layout["stream_id"][1]}
     out = {}
     for key in SCALARS:
         value = snap.get(key)
@@ -211,7 +219,8 @@ def _check_streams(cols: dict[str, npt.NDArray[Any]], states: npt.NDArray[np.uin
     open_ = states != FREE_SLOT
     sid, dynamic, epoch = cols["stream_id"], cols["dynamic"], cols["epoch"]
     _fail_at(dynamic > 1, "dynamic flag at stream slot {slot} is not 0 or 1")
-    _fail_at(open_ & ((sid < 0) | (sid > MAX_STREAM_ID)), "stream slot {slot} has a stream id out of range")
+    _fail_at(open_ & ((sid < 0) | (sid > MAX_STREAM_ID)),
+             "stream slot {slot} has a stream id out of range")
     _fail_at(~open_ & (sid != -1), "free stream slot {slot} has a stream id")
     _fail_at(epoch < 0, "epoch at stream slot {slot} is out of range")
     # a restore bumps every Live epoch once (a restart): one at EPOCH_MAX cannot get a new one
@@ -247,7 +256,8 @@ def _check_leases(cols: dict[str, npt.NDArray[Any]], streams: npt.NDArray[np.uin
     if held.size and (held.max() >= len(streams)):
         raise SnapshotError("a snapshot lease belongs to a stream slot out of range")
     if held.size and not np.isin(streams[held], (State.ACTIVE, State.DRAINING)).all():
-        raise SnapshotError("a snapshot lease belongs to a stream slot that is not Active or Draining")
+        raise SnapshotError(
+            "a snapshot lease belongs to a stream slot that is not Active or Draining")
     role, lease_id, client = cols["lease_role"][ls], cols["lease_id"][ls], cols["lease_client"][ls]
     if not np.isin(role, (Role.PRODUCER, Role.CONSUMER)).all():
         raise SnapshotError("a snapshot lease has a role that is not a Role code")
@@ -258,7 +268,8 @@ def _check_leases(cols: dict[str, npt.NDArray[Any]], streams: npt.NDArray[np.uin
     if ((client <= 0) | (client > MAX_CLIENT_ID)).any():
         raise SnapshotError("a snapshot lease has a client id out of range")
     if len(np.unique(client)) != len(client):
-        raise SnapshotError(f"a snapshot client holds two leases (clients {sorted(client.tolist())[:5]}...)")
+        raise SnapshotError(
+            f"a snapshot client holds two leases (clients {sorted(client.tolist())[:5]}...)")
     if (cols["lease_expiry"][ls] < 0).any():
         raise SnapshotError("a snapshot lease has a negative expiry")
     n = len(streams)
@@ -268,9 +279,11 @@ def _check_leases(cols: dict[str, npt.NDArray[Any]], streams: npt.NDArray[np.uin
     expected = np.zeros(n, np.int64)
     expected[producers] = lease_id[role == Role.PRODUCER]
     open_ = streams != FREE_SLOT
-    _fail_at(open_ & (cols["producer"] != expected), "producer of stream slot {slot} does not match its leases")
+    _fail_at(open_ & (cols["producer"] != expected),
+             "producer of stream slot {slot} does not match its leases")
     counted = np.bincount(held[role == Role.CONSUMER], minlength=n)
-    _fail_at(open_ & (cols["consumers"] != counted), "consumer count of stream slot {slot} does not match its leases")
+    _fail_at(open_ & (cols["consumers"] != counted),
+             "consumer count of stream slot {slot} does not match its leases")
 
 
 def _check_announces(cols: dict[str, npt.NDArray[Any]], snap: dict[str, Any]) -> None:
@@ -278,7 +291,8 @@ def _check_announces(cols: dict[str, npt.NDArray[Any]], snap: dict[str, Any]) ->
     n = len(due_flags)
     value = snap.get("due_slots")
     if not isinstance(value, np.ndarray) or value.ndim != 1 or len(value) > n:
-        raise SnapshotError(f"snapshot field 'due_slots' must be an int32 array of at most {n} slots")
+        raise SnapshotError(
+            f"snapshot field 'due_slots' must be an int32 array of at most {n} slots")
     due = array(snap, "due_slots", np.int32, len(value))
     if due.size and (due.min() < 0 or due.max() >= n):
         raise SnapshotError("snapshot due_slots holds a slot out of range")

@@ -6,7 +6,8 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import Self
 
-__all__ = ["KeepaliveFloor", "NoopTarget", "broadcast_floor", "copy_floor", "table_floor", "table_floor_int32"]
+__all__ = ["KeepaliveFloor", "NoopTarget", "broadcast_floor", "copy_floor", "table_floor",
+           "table_floor_int32"]
 
 @final
 class NoopTarget:

@@ -11,7 +11,8 @@ from streamhsm.driver._idmap cimport IdMap
 
 import numpy as np
 
-__all__ = ["KeepaliveFloor", "NoopTarget", "broadcast_floor", "copy_floor", "table_floor", "table_floor_int32"]
+__all__ = ["KeepaliveFloor", "NoopTarget", "broadcast_floor", "copy_floor", "table_floor",
+           "table_floor_int32"]
 
 
 @cython.final
