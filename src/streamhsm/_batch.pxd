@@ -19,7 +19,8 @@ from libc.string cimport memset
 from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION, HSM_PREFETCH_DISTANCE,
     HSM_PREFETCH_MIN_SLOTS, HSM_STEP_UNHANDLED, STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH,
-    HsmCore, HsmTrace, hsm_apply, hsm_packed_flags, hsm_set_flags, hsm_step, hsm_trace,
+    HsmCore, HsmTrace, hsm_apply, hsm_apply_history, hsm_packed_flags, hsm_set_flags, hsm_step,
+    hsm_trace,
 )
 
 cdef extern from "_simd.h":
@@ -258,7 +259,10 @@ cdef inline Py_ssize_t run_batch(const slot_t* slots, const event_t* events, Py_
                                  Py_ssize_t* stop) noexcept nogil:
     """Dispatch a validated batch (:func:`run_batch_chunked`) with the loops of its kind of machine:
     a flag-free machine runs a function compiled without the flagged kernels (measured: sharing
-    one function with them cost flag-free lease traffic 1.1-1.2x)."""
+    one function with them cost flag-free lease traffic 1.1-1.2x). A machine with history
+    records runs event by event (:func:`run_batch_history`)."""
+    if c.hist != NULL:
+        return run_batch_history(slots, events, n, c, stop)
     if c.flag_bits:
         return run_batch_chunked(slots, events, n, c, n_states, stop, <_Flagged*>NULL)
     return run_batch_chunked(slots, events, n, c, n_states, stop, <_FlagFree*>NULL)
@@ -391,6 +395,26 @@ cdef inline Py_ssize_t run_batch_per_event(const slot_t* slots, const event_t* e
                 break
             n_unhandled += hsm_apply(states, counts, unhandled, transitions, next_state, kind, flags,
                                 fb, trace, n_events, s, e)
+    c.unhandled_total += n_unhandled
+    return n - <Py_ssize_t>n_unhandled
+
+
+cdef inline Py_ssize_t run_batch_history(const slot_t* slots, const event_t* events,
+                                        Py_ssize_t n, HsmCore* c,
+                                        Py_ssize_t* stop) noexcept nogil:
+    """:func:`run_batch_per_event` for a machine with history records (hsm_apply_history per
+    event; the same re-check of every index, see there)."""
+    cdef Py_ssize_t i, s, e
+    cdef uint64_t n_unhandled = 0
+    cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>c.n_events
+    for i in range(n):
+        s = <Py_ssize_t>slots[i]
+        e = <Py_ssize_t>events[i]
+        if <size_t>s >= cap or <size_t>e >= n_ev:
+            n = i
+            stop[0] = i
+            break
+        n_unhandled += hsm_apply_history(c, s, e)
     c.unhandled_total += n_unhandled
     return n - <Py_ssize_t>n_unhandled
 
