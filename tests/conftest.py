@@ -25,10 +25,10 @@ from streamhsm import (
     ReferenceMachine,
     State,
     StreamLifecycle,
+    _testing,
     stream_machine,
     stream_spec,
 )
-from streamhsm import _testing
 from streamhsm.machine import FREE_SLOT
 
 

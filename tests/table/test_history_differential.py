@@ -20,7 +20,13 @@ import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from streamhsm import MachineDefinitionError, MachineInstance, MachineSpec, MachineTable, ReferenceMachine
+from streamhsm import (
+    MachineDefinitionError,
+    MachineInstance,
+    MachineSpec,
+    MachineTable,
+    ReferenceMachine,
+)
 from streamhsm.compiler import CompiledMachine
 from streamhsm.machine import FREE_SLOT, ROOT
 
@@ -60,10 +66,21 @@ class Desc:
         return out
 
     def spec(self) -> MachineSpec:
-        scope: dict[str, object] = {"MachineSpec": MachineSpec}
-        exec("\n".join(self.lines()), scope)  # the printed form is the one that runs
-        spec = scope["spec"]
-        assert isinstance(spec, MachineSpec)
+        init = dict(self.initials)
+        spec = MachineSpec("rnd", self.events, initial=init[ROOT])
+        for s, p in self.states:
+            if s in self.finals:
+                spec.final(s, p)
+            else:
+                spec.state(s, p, initial=init.get(s))
+        for f in self.flags:
+            spec.flag(f)
+        for s, e, t, g, h in self.handlers:
+            spec.on(s, e, t, guard=g, history=h)
+        for s, t, g, h in self.completions:
+            spec.on_completion(s, t, guard=g, history=h)
+        for o, t, h in self.defaults:
+            spec.history_default(o, t, history=h)
         return spec
 
     def __repr__(self) -> str:
