@@ -78,7 +78,8 @@ class EngineTables(_Immutable):
       ``KIND_UNHANDLED``).
     - ``handler[row, e]`` (int16): the state whose handler ran, -1 if none.
     - ``step[row, e]`` (uint16): the next leaf, plus ``STEP_UNHANDLED`` (the first value above
-      every code) if unhandled, plus ``STEP_MOVED`` if a transition.
+      every code) if unhandled, plus ``STEP_MOVED`` if a transition (both bits: a history
+      cell, whose next leaf the kernels find by running its program).
     - ``tcells`` (int32): the flat indices ``row * n_events + e`` of the transition cells.
     - ``member[s, code]`` (bool, ``n_states`` rows of ``CODE_ROWS``): a slot in state ``code``
       is in state ``s`` (ancestors included).
@@ -158,6 +159,8 @@ class EngineTables(_Immutable):
                                              else pseudo.initial_records)
         step = (nxt.astype(np.uint16) | unhandled.astype(np.uint16) * STEP_UNHANDLED
                 | transition.astype(np.uint16) * STEP_MOVED)
+        # a history cell carries both bits: the chunk kernels run its program where it occurs
+        step[kind == KIND_HISTORY] |= STEP_UNHANDLED | STEP_MOVED
         tcells = np.flatnonzero(transition.ravel()).astype(np.int32)
         member = np.zeros((n_s, CODE_ROWS), dtype=bool)
         for s in range(n_s):
