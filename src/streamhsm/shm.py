@@ -507,7 +507,8 @@ class TableReader:
         per slot, ``FREE_SLOT`` where there is none); ``ValueError`` if ``owner`` keeps no
         record (see ``machine.history_owners``)."""
         i = self.machine.history_owner(owner)
-        return self._column("history")[i]
+        records: np.ndarray = self._column("history")[i]
+        return records
 
     @property
     def writer_pid(self) -> int:
