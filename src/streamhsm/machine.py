@@ -395,8 +395,13 @@ class MachineSpec:
                 a handler that can never run (the handlers declared before it always run
                 first), a guard naming an unknown flag, an initial state that is not a
                 descendant, a composite target or initial chain with no initial state, an
-                unreachable state, or too many states/events/flags. The message names the
-                culprit.
+                unreachable state, or too many states/events/flags; for history and
+                completion (see :meth:`final`, :meth:`on_completion`, :meth:`history_default`):
+                history on a state without children or on Root, a default that is not a proper
+                descendant of its owner or a second one of a kind, a final state with children,
+                an initial, handlers or completions, a completion of a composite without a final
+                child or of Root, a completion that can never run, a completion chain that
+                never rests. The message names the culprit.
         """
         from .compiler import compile_spec  # the one call up: a convenience, at call time
 
