@@ -23,9 +23,8 @@ def test_layout_3_records_the_history_owner_count() -> None:
             head = fh.read(128)
         assert LAYOUT_VERSION == 3 and struct.unpack_from("<I", head, 8)[0] == 3
         assert struct.unpack_from("<I", head, 120)[0] == t.machine.engine_tables.n_owners == 0
-        with open_readonly(name) as r:
-            with pytest.raises(ValueError, match="keeps no history record"):
-                r.history("Live")
+        with open_readonly(name) as r, pytest.raises(ValueError, match="keeps no history record"):
+            r.history("Live")
 
 
 def test_a_segment_whose_owner_count_disagrees_with_its_machine_is_refused() -> None:

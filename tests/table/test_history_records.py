@@ -81,7 +81,7 @@ def test_bad_records_are_refused_and_change_nothing(edit: Any, match: str) -> No
 
 
 def test_records_of_the_wrong_shape_or_dtype_are_refused() -> None:
-    m, t = _table()
+    _, t = _table()
     for bad in (np.zeros(4, np.uint8), np.zeros(5, np.int64), None):
         snap = dict(t.snapshot(), history=bad)
         with pytest.raises(SnapshotError, match="'history' must be uint8 of shape \\(5,\\)"):
