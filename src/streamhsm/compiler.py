@@ -627,29 +627,31 @@ def _check_reachable(tree: _Tree, tables: _Tables, initial: tuple[int, ...],
     every record it could find (no record, or a leaf already reached)."""
     nxt = tables.next_state.reshape(-1, *tables.next_state.shape[-2:])  # (masks, states, events)
     entered = tables.entry_path.reshape(-1, *tables.entry_path.shape[-3:])
+    by_leaf: dict[int, list[tuple[int, list[Any]]]] = {}
+    for (mask, s, _), ops in programs.items():
+        by_leaf.setdefault(s, []).append((mask, ops))
     reached = {initial[-1]}
     active = set(initial)
     frontier = [initial[-1]]
     while frontier:
-        leaf = frontier.pop()
-        new = {int(t) for t in np.unique(nxt[:, leaf, :])}
-        active.update(int(x) for x in np.unique(entered[:, leaf, :, :]) if x >= 0)
-        for (mask, s, e), ops in programs.items():
-            if s == leaf:
+        while frontier:
+            leaf = frontier.pop()
+            new = {int(t) for t in np.unique(nxt[:, leaf, :])}
+            active.update(int(x) for x in np.unique(entered[:, leaf, :, :]) if x >= 0)
+            for mask, ops in by_leaf.get(leaf, ()):
                 states, leaves = chains.explore(ops, mask, reached)
                 active |= states
                 new |= leaves
-        for t in new - reached:
-            reached.add(t)
-            frontier.append(t)
-        if not frontier and programs:  # later records may open new history outcomes
-            for (mask, s, e), ops in programs.items():
-                if s in reached:
-                    states, leaves = chains.explore(ops, mask, reached)
-                    active |= states
-                    for t in leaves - reached:
-                        reached.add(t)
-                        frontier.append(t)
+            for t in new - reached:
+                reached.add(t)
+                frontier.append(t)
+        for leaf in sorted(reached & by_leaf.keys()):  # later records open new outcomes
+            for mask, ops in by_leaf[leaf]:
+                states, leaves = chains.explore(ops, mask, reached)
+                active |= states
+                for t in leaves - reached:
+                    reached.add(t)
+                    frontier.append(t)
     active = {a for leaf in reached | active for a in tree.ancestors(leaf)}
     for sc in range(1, len(tree.states)):
         if sc not in active:
