@@ -69,6 +69,10 @@ TARGETS: tuple[tuple[str, str, str, str, float], ...] = (
      "test_many_with_flags", "test_many_without_flags", "<=", 1.5),
     ("dispatch_many with a flag / same machine without flags, transition-heavy",
      "test_many_transitions_with_flags", "test_many_transitions_without_flags", "<=", 1.5),
+    ("dispatch_many, history machine / same machine without history, history-free traffic",
+     "test_free_traffic_with_history", "test_free_traffic_without_history", "<=", 1.05),
+    ("dispatch_many, history cells / plain transition cells", "test_history_cells",
+     "test_plain_transition_cells", "<=", 2.0),
 )
 
 

@@ -29,6 +29,7 @@ from streamhsm import (
     stream_machine,
     stream_spec,
 )
+from streamhsm.machine import FREE_SLOT
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -161,6 +162,9 @@ class _Reference:
     def flag(self, name: Any) -> bool:
         return self.m.flag(name)
 
+    def history(self, owner: Any) -> str | None:
+        return self.m.history(owner)
+
 
 class _Instance:
     """A :class:`MachineInstance` (or a StreamLifecycle, its light twin for the stream machine)."""
@@ -190,6 +194,9 @@ class _Instance:
 
     def flag(self, name: Any) -> bool:
         return self.m.flag(name)
+
+    def history(self, owner: Any) -> str | None:
+        return self.m.history(owner)
 
 
 class _TableSlot:
@@ -239,6 +246,10 @@ class _TableSlot:
 
     def flag(self, name: Any) -> bool:
         return self.t.flag(self.SLOT, name)
+
+    def history(self, owner: Any) -> str | None:
+        leaf = int(self.t.history(owner)[self.SLOT])
+        return None if leaf == FREE_SLOT else self.machine.state_names[leaf]
 
 
 IMPLEMENTATIONS = ("reference", "instance", "table")

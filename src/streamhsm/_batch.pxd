@@ -18,9 +18,9 @@ from libc.string cimport memset
 
 from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION, HSM_PREFETCH_DISTANCE,
-    HSM_PREFETCH_MIN_SLOTS, HSM_STEP_UNHANDLED, STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH,
-    HsmCore, HsmTrace, hsm_add_unhandled, hsm_apply, hsm_packed_flags, hsm_sat_add, hsm_set_flags,
-    hsm_step, hsm_trace,
+    HSM_PREFETCH_MIN_SLOTS, HSM_STEP_MOVED, HSM_STEP_UNHANDLED, STREAMHSM_DEBUG_CHECKS,
+    STREAMHSM_PREFETCH, HsmCore, HsmTrace, hsm_add_unhandled, hsm_apply, hsm_apply_history,
+    hsm_packed_flags, hsm_sat_add, hsm_set_flags, hsm_step, hsm_trace,
 )
 
 cdef extern from "_simd.h":
@@ -103,7 +103,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
                                       uint32_t* local, const uint16_t* step,
                                       Py_ssize_t n_events, size_t cap,
                                       size_t n_ev, bint prefetch, Py_ssize_t* pos,
-                                      Py_ssize_t* moved) noexcept nogil:
+                                      Py_ssize_t* moved, HsmCore* c) noexcept nogil:
     """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
     transitions when they are frequent and random. Returns the events that went unhandled,
     ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
@@ -129,6 +129,9 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
         if v < HSM_STEP_UNHANDLED:  # handled in place (or a free slot): nothing to do
             continue
         if v & HSM_STEP_UNHANDLED:
+            if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
+                hsm_apply_history(c, s, e)
+                continue
             unhandled[s] += 1
             n_unhandled += 1
             continue
@@ -145,7 +148,7 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
                                    bint flagged, int fb, int shift, uint64_t* unhandled,
                                    uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
                                    size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
-                                   Py_ssize_t* pos) noexcept nogil:
+                                   Py_ssize_t* pos, HsmCore* c) noexcept nogil:
     """Like :func:`run_chunk_counted` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its cell of ``local`` (the
     fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
@@ -166,6 +169,9 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
         idx = row_cell(states, flags, flagged, fb, shift, s, e, n_events)
         v = step[idx]
         if v & HSM_STEP_UNHANDLED:
+            if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
+                hsm_apply_history(c, s, e)
+                continue
             unhandled[s] += 1
             n_unhandled += 1
         states[s] = <uint8_t>v
@@ -179,7 +185,7 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
                               const uint8_t* flags, uint64_t* unhandled, uint32_t* local,
                               const uint16_t* step, Py_ssize_t n_events, size_t cap, size_t n_ev,
                               bint prefetch, Py_ssize_t dist, Py_ssize_t* pos,
-                              Py_ssize_t* moved) noexcept nogil:
+                              Py_ssize_t* moved, HsmCore* c) noexcept nogil:
     """Run one chunk with the kernel chosen (``flat`` or branchy) for a machine with ``fb``
     flags. Every (kernel, number of flags) pair is its own loop, with the flag arithmetic
     (``fb`` and the packing shift, see hsm_packed_flags) as constants: measured, a loop that
@@ -187,32 +193,32 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
     if flat:
         if fb == 0:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos)
+                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 1:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos)
+                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 2:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos)
+                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 3:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos)
+                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
         return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                           step, n_events, cap, n_ev, prefetch, dist, pos)
+                           step, n_events, cap, n_ev, prefetch, dist, pos, c)
     if fb == 0:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved)
+                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 1:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved)
+                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 2:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved)
+                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 3:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved)
+                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
     return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                          step, n_events, cap, n_ev, prefetch, pos, moved)
+                          step, n_events, cap, n_ev, prefetch, pos, moved, c)
 
 
 cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
@@ -260,7 +266,9 @@ cdef inline Py_ssize_t run_batch(const slot_t* slots, const event_t* events, Py_
                                  Py_ssize_t* stop) noexcept nogil:
     """Dispatch a validated batch (:func:`run_batch_chunked`) with the loops of its kind of machine:
     a flag-free machine runs a function compiled without the flagged kernels (measured: sharing
-    one function with them cost flag-free lease traffic 1.1-1.2x)."""
+    one function with them cost flag-free lease traffic 1.1-1.2x). A machine with history
+    records runs the same loops: its history cells carry both step bits (see the chunk kernels)
+    and run their program where they occur."""
     if c.flag_bits:
         return run_batch_chunked(slots, events, n, c, n_states, stop, <_Flagged*>NULL)
     return run_batch_chunked(slots, events, n, c, n_states, stop, <_FlagFree*>NULL)
@@ -296,6 +304,8 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     cdef uint32_t* local = c.local
     if (c.trace != NULL or n < HSM_LOCAL_MIN_EVENTS or c.n_tcells > n
             or (cells > HSM_STACK_CELLS and local == NULL)):
+        if c.hist != NULL:
+            return run_batch_history(slots, events, n, c, stop)
         return run_batch_per_event(slots, events, n, c, stop)
     if cells <= HSM_STACK_CELLS:
         local = stack_local
@@ -318,7 +328,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
         moved = 0
         prefetch = big and hi + dist <= n
         n_unhandled += run_chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, step,
-                         n_events, cap, n_ev, prefetch, dist, &pos, &moved)
+                         n_events, cap, n_ev, prefetch, dist, &pos, &moved, c)
         if flat:  # the transition cells' sum gives the transitions the chunk took
             tsum = 0
             for j in range(c.n_tcells):
@@ -394,6 +404,26 @@ cdef inline Py_ssize_t run_batch_per_event(const slot_t* slots, const event_t* e
             n_unhandled += hsm_apply(states, counts, unhandled, transitions, next_state, kind,
                                      flags, fb, trace, n_events, s, e)
     hsm_add_unhandled(c, <uint64_t>n_unhandled)
+    return n - <Py_ssize_t>n_unhandled
+
+
+cdef inline Py_ssize_t run_batch_history(const slot_t* slots, const event_t* events,
+                                        Py_ssize_t n, HsmCore* c,
+                                        Py_ssize_t* stop) noexcept nogil:
+    """:func:`run_batch_per_event` for a machine with history records (hsm_apply_history per
+    event; the same re-check of every index, see there)."""
+    cdef Py_ssize_t i, s, e
+    cdef uint64_t n_unhandled = 0
+    cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>c.n_events
+    for i in range(n):
+        s = <Py_ssize_t>slots[i]
+        e = <Py_ssize_t>events[i]
+        if <size_t>s >= cap or <size_t>e >= n_ev:
+            n = i
+            stop[0] = i
+            break
+        n_unhandled += hsm_apply_history(c, s, e)
+    hsm_add_unhandled(c, n_unhandled)
     return n - <Py_ssize_t>n_unhandled
 
 

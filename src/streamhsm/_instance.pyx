@@ -7,10 +7,13 @@ Private module: users import :class:`streamhsm.MachineInstance` (or
 instance of the machine.
 """
 cimport cython
-from libc.stdint cimport uint8_t, int64_t, uint64_t, uintptr_t
+from libc.stdint cimport uint8_t, int32_t, int64_t, uint32_t, uint64_t, uintptr_t
 
 from streamhsm._checks cimport fast_code, flag_value
-from streamhsm._kernel cimport HSM_CODE_ROWS, HSM_KIND_INTERNAL, HSM_KIND_UNHANDLED
+from streamhsm._kernel cimport (
+    HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_HISTORY, HSM_KIND_INTERNAL, HSM_KIND_UNHANDLED,
+    HsmHistory, hsm_history_run,
+)
 
 import weakref
 
@@ -29,7 +32,9 @@ cdef inline uintptr_t _address(object arr):
 @cython.final
 cdef class _InstanceTables:
     """The machine-level part of :class:`MachineInstance`: borrowed pointers into the machine's
-    padded tables, its codec and state members; optionally an instance's own transition counts."""
+    padded tables, its codec and state members; optionally an instance's own transition counts.
+    A machine with history records gives every instance tables of its own, holding the
+    instance's records (``hist``)."""
     cdef readonly object machine
     cdef const uint8_t* next_state     # the machine's tables (rows as in _kernel.pxd)
     cdef const uint8_t* kind
@@ -43,6 +48,8 @@ cdef class _InstanceTables:
     cdef object event_enum, state_enum
     cdef dict event_codes, state_codes    # name -> code
     cdef object transitions_view       # read-only (n_states, n_events) view, or None
+    cdef HsmHistory hist               # history programs and this instance's records (stride 1)
+    cdef object records                # uint8 (n_owners,) or None without history
     cdef object __weakref__
 
     def __cinit__(self, machine, bint count_transitions):
@@ -61,6 +68,17 @@ cdef class _InstanceTables:
             self.transitions = <int64_t*>_address(transitions)
             self.transitions_view = readonly_view(transitions[:machine.n_states])
             owners.append(transitions)
+        self.records = None
+        self.hist.n_owners = tables.n_owners
+        if tables.n_owners:
+            self.records = np.array(tables.initial_records, dtype=np.uint8)
+            self.hist.start = <const int32_t*>_address(tables.hstart)
+            self.hist.arrive = <const int32_t*>_address(tables.harrive)
+            self.hist.prog = <const uint32_t*>_address(tables.hprog)
+            self.hist.lut = <const uint8_t*>_address(tables.hlut)
+            self.hist.records = <uint8_t*>_address(self.records)
+            self.hist.stride = 1
+            owners.append(self.records)
         self.owners = tuple(owners)
         self.state_members = machine.state_members + (None,) * (HSM_CODE_ROWS - machine.n_states)
         self.member = tables.member
@@ -119,8 +137,10 @@ cdef class MachineInstance:
         if self._tables is not None:
             raise RuntimeError("MachineInstance.__init__ called twice")
         cdef _InstanceTables tables
-        if count_transitions is False:
+        if count_transitions is False and not machine.engine_tables.n_owners:
             tables = _shared_tables(machine)
+        elif count_transitions is False:
+            tables = _InstanceTables(machine, False)  # its own records
         elif count_transitions is True:
             tables = _InstanceTables(machine, True)
         else:
@@ -156,8 +176,26 @@ cdef class MachineInstance:
             return False
         if k.transitions != NULL:
             k.transitions[<Py_ssize_t>self._state * k.n_events + e] += 1
-        self._state = k.next_state[idx]
+        if what == HSM_KIND_HISTORY:
+            self._state = hsm_history_run(&k.hist, 0, idx, k.flag_bits, self._flags)
+        else:
+            self._state = k.next_state[idx]
         return True
+
+    def history(self, owner):
+        """The name of the leaf recorded for history owner ``owner`` (a state that keeps a
+        record: see ``machine.history_owners``), or None if it has none (never exited, or
+        cleared by a final state).
+
+        Raises:
+            TypeError / ValueError: not a state of the machine, or one that keeps no record.
+        """
+        cdef _InstanceTables k = self._tables
+        if k is None:
+            raise RuntimeError("MachineInstance is not initialised (call __init__)")
+        cdef Py_ssize_t i = k.machine.history_owner(owner)
+        cdef uint8_t leaf = k.hist.records[i]
+        return None if leaf == HSM_FREE_SLOT else k.machine.state_names[leaf]
 
     def set_flag(self, name, value):
         """Set (``value`` True) or clear flag ``name``; dispatching never changes flags.

@@ -42,6 +42,15 @@ cdef enum:
     HSM_KIND_INTERNAL = 0      # handled without a transition (or a free slot): nothing to do
     HSM_KIND_TRANSITION = 1    # a handler with a target: exits and entries, maybe a new leaf
     HSM_KIND_UNHANDLED = 2     # no state handles it: counted
+    HSM_KIND_HISTORY = 3       # a transition that reads or writes history records: runs its
+                               # program (hsm_history_run); only machines with history have them
+
+# The ops of a history program (streamhsm._pseudo.OP_*): uint32 = op | a << 8 | b << 16.
+cdef enum:
+    HSM_OP_END = 0             # rest in leaf a
+    HSM_OP_SET = 1             # record of owner a := b (HSM_FREE_SLOT: cleared)
+    HSM_OP_READ = 2            # enter owner a through history: leaf = lut[b][record], then run
+                               # the arrival program of that leaf
 
 # Two layouts. The machine's tables (next_state, is_handled, is_unhandled, kind, step, the trace's
 # handler table; streamhsm.compiler.EngineTables) have one row per (state code, flag bitmask):
@@ -76,6 +85,41 @@ cdef inline void hsm_trace(HsmTrace* t, Py_ssize_t slot, Py_ssize_t event, uint8
     t.recorded += 1
 
 
+# A machine's history programs (streamhsm.compiler.EngineTables h*) and where the records live:
+# record of owner o for slot s at records[o * stride + s] (a table: stride = capacity, one
+# column per owner; an instance: stride 1).
+ctypedef struct HsmHistory:
+    const int32_t* start       # [rows x n_events] program of each HSM_KIND_HISTORY cell
+    const int32_t* arrive      # [rows] program after arriving at a leaf (row = leaf << k | mask)
+    const uint32_t* prog
+    const uint8_t* lut         # [2 * n_owners x HSM_CODE_ROWS]: record -> leaf
+    uint8_t* records
+    Py_ssize_t stride
+    Py_ssize_t n_owners
+
+
+cdef inline uint8_t hsm_history_run(const HsmHistory* h, Py_ssize_t slot, Py_ssize_t idx,
+                                    int flag_bits, uint8_t mask) noexcept nogil:
+    """Run the program of history cell ``idx`` for ``slot`` (writing its records); return the
+    leaf it rests in. The compiler refuses chains that never rest, so this ends."""
+    cdef Py_ssize_t pc = h.start[idx]
+    cdef uint8_t* rec = h.records + slot
+    cdef Py_ssize_t stride = h.stride
+    cdef uint32_t op
+    cdef uint8_t leaf
+    while True:
+        op = h.prog[pc]
+        pc += 1
+        if <uint8_t>op == HSM_OP_END:
+            return <uint8_t>(op >> 8)
+        if <uint8_t>op == HSM_OP_SET:
+            rec[<Py_ssize_t><uint8_t>(op >> 8) * stride] = <uint8_t>(op >> 16)
+        else:
+            leaf = h.lut[(<Py_ssize_t>(op >> 16) << 8)
+                         | rec[<Py_ssize_t><uint8_t>(op >> 8) * stride]]
+            pc = h.arrive[(<Py_ssize_t>leaf << flag_bits) | mask]
+
+
 # Borrowed pointers into the numpy arrays a MachineTable owns (and its machine's tables), plus
 # the running total.
 ctypedef struct HsmCore:
@@ -100,6 +144,7 @@ ctypedef struct HsmCore:
     # event by event (see run_batch)
     uint32_t* local
     HsmTrace* trace            # NULL unless tracing is on
+    HsmHistory* hist           # NULL unless the machine has history records
     Py_ssize_t capacity
     Py_ssize_t n_events
     Py_ssize_t n_tcells
@@ -159,6 +204,36 @@ cdef inline void hsm_add_unhandled(HsmCore* c, uint64_t n) noexcept nogil:
                                               <int64_t>n if n <= <uint64_t>INT64_MAX else INT64_MAX)
 
 
+cdef inline uint8_t hsm_apply_history(HsmCore* c, Py_ssize_t slot,
+                                      Py_ssize_t event) noexcept nogil:
+    """:func:`hsm_apply` for a machine with history records: a ``HSM_KIND_HISTORY`` cell runs
+    its program (reading and writing the slot's records) to find the next leaf; every other
+    kind does what it does in hsm_apply."""
+    cdef uint8_t old = c.states[slot]
+    cdef uint8_t mask = c.flags[slot] if c.flag_bits else 0
+    cdef Py_ssize_t idx = (((<Py_ssize_t>old) << c.flag_bits) | mask) * c.n_events + event
+    cdef uint8_t k = c.kind[idx]
+    cdef uint8_t new
+    if k == HSM_KIND_INTERNAL:
+        return 0
+    if k == HSM_KIND_UNHANDLED:
+        c.unhandled[slot] += 1
+        return 1
+    cdef int64_t* tc = &c.transitions[<Py_ssize_t>old * c.n_events + event]
+    tc[0] += tc[0] != INT64_MAX  # the transition counter saturates at 2**63-1
+    if k == HSM_KIND_HISTORY:
+        new = hsm_history_run(c.hist, slot, idx, c.flag_bits, mask)
+    else:
+        new = c.next_state[idx]
+    if c.trace != NULL:
+        hsm_trace(c.trace, slot, event, old, new, idx)
+    if new != old:
+        c.states[slot] = new
+        c.counts[old] -= 1
+        c.counts[new] += 1
+    return 0
+
+
 cdef inline uint8_t hsm_packed_flags(const uint8_t* fpacked, int shift,
                                      Py_ssize_t slot) noexcept nogil:
     """The flag bitmask of ``slot`` from the packed copy: ``1 << shift`` slots per byte, each
@@ -187,8 +262,11 @@ cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept
     if STREAMHSM_DEBUG_CHECKS:
         if slot < 0 or slot >= c.capacity or event < 0 or event >= c.n_events:
             return -1
-    unhandled = hsm_apply(c.states, c.counts, c.unhandled, c.transitions, c.next_state, c.kind,
-                          c.flags, c.flag_bits, c.trace, c.n_events, slot, event)
+    if c.hist != NULL:
+        unhandled = hsm_apply_history(c, slot, event)
+    else:
+        unhandled = hsm_apply(c.states, c.counts, c.unhandled, c.transitions, c.next_state,
+                              c.kind, c.flags, c.flag_bits, c.trace, c.n_events, slot, event)
     if c.unhandled_total != <uint64_t>INT64_MAX:  # saturates at 2**63-1
         c.unhandled_total += unhandled
     return 1 - unhandled

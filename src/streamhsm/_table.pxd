@@ -4,7 +4,7 @@ cimport cython
 from cpython.pythread cimport PyThread_type_lock
 from libc.stdint cimport uint8_t, int32_t
 
-from streamhsm._kernel cimport HsmCore, HsmTrace
+from streamhsm._kernel cimport HsmCore, HsmHistory, HsmTrace
 
 # A hook a batch calls after validating its input, holding the table lock with the GIL released
 # (NULL in normal use; only the test-only module streamhsm._testing sets it).
@@ -29,6 +29,10 @@ cdef class MachineTable:
     cdef dict _event_codes, _state_codes   # name -> code (names converted inline)
     cdef Py_ssize_t _n_states
     cdef HsmTrace _trace
+    cdef HsmHistory _hist          # history programs and records (core.hist, if the machine
+                                   # has history records)
+    cdef object _records, _records_view    # uint8 (n_owners, capacity) and its read-only view
+    cdef const uint8_t* _init_records      # the records of a freshly opened slot
     cdef object _trace_owners      # the ring's columns, or None when tracing is off
     # Batch paths (dispatch_many, broadcast, set_flag_many) run without the GIL under _lock;
     # while they do, _busy is 1 (set and cleared with the GIL held), and GIL-holding mutators

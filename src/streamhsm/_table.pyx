@@ -22,7 +22,7 @@ from streamhsm._batch cimport (
 )
 from streamhsm._checks cimport fast_code, flag_value, index_value
 from streamhsm._kernel cimport (
-    HSM_CODE_ROWS, HSM_FREE_SLOT, HsmCore, hsm_set_flags, hsm_step,
+    HSM_CODE_ROWS, HSM_FREE_SLOT, HsmCore, HsmHistory, hsm_set_flags, hsm_step,
 )
 
 import numpy as np
@@ -110,6 +110,30 @@ cdef void _bind_core(HsmCore* c, object tables, object transitions, object scrat
         c.local = &local[0]
 
 
+cdef void _bind_history(MachineTable t, object tables, object records):
+    """Point the table's HsmHistory at the machine's history programs and the table's record
+    columns, and the core at it (a machine without history records keeps core.hist NULL)."""
+    t.core.hist = NULL
+    t._init_records = NULL
+    if tables.n_owners == 0:
+        return
+    cdef const int32_t[:, ::1] start = tables.hstart
+    cdef const int32_t[::1] arrive = tables.harrive
+    cdef const uint32_t[::1] prog = tables.hprog
+    cdef const uint8_t[:, ::1] lut = tables.hlut
+    cdef const uint8_t[::1] init = tables.initial_records
+    cdef uint8_t[:, ::1] rec = records
+    t._hist.start = &start[0, 0]
+    t._hist.arrive = &arrive[0]
+    t._hist.prog = &prog[0]
+    t._hist.lut = &lut[0, 0]
+    t._hist.records = &rec[0, 0]
+    t._hist.stride = rec.shape[1]
+    t._hist.n_owners = rec.shape[0]
+    t._init_records = &init[0]
+    t.core.hist = &t._hist
+
+
 cdef inline int _raise_if_bad(int rc) except -1:
     if rc < 0:
         raise IndexError("internal error: HSM kernel index out of range (debug build check)")
@@ -130,7 +154,9 @@ cdef bint _shares_table(MachineTable t, const void* p, size_t nbytes) noexcept:
             or _overlaps(p, nbytes, t.core.counts, HSM_CODE_ROWS * sizeof(int64_t))
             or _overlaps(p, nbytes, t.core.transitions,
                          HSM_CODE_ROWS * <size_t>t.core.n_events * sizeof(int64_t))
-            or _overlaps(p, nbytes, t._free, cap * sizeof(int32_t)))
+            or _overlaps(p, nbytes, t._free, cap * sizeof(int32_t))
+            or (t.core.hist != NULL
+                and _overlaps(p, nbytes, t._hist.records, cap * <size_t>t._hist.n_owners)))
 
 
 cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
@@ -250,6 +276,8 @@ cdef class MachineTable:
         self._batch_hook = NULL
         self._batch_hook_arg = NULL
         self.core.trace = NULL
+        self.core.hist = NULL
+        self._init_records = NULL
         self._lock = PyThread_allocate_lock()
         if self._lock == NULL:
             raise MemoryError("cannot allocate the table lock")
@@ -281,7 +309,7 @@ cdef class MachineTable:
                             f"{type(machine).__name__}{hint}")
         cap = check_index(capacity, "capacity", 1, MAX_CAPACITY)
         tables = machine.engine_tables
-        arrays = table_arrays(cap, tables.n_events, arrays)
+        arrays = table_arrays(cap, tables.n_events, arrays, tables.n_owners)
         states, unhandled, counts = arrays["states"], arrays["unhandled"], arrays["counts"]
         free, transitions, flags = arrays["free"], arrays["transitions"], arrays["flags"]
         states[:] = HSM_FREE_SLOT
@@ -291,6 +319,9 @@ cdef class MachineTable:
         counts[HSM_FREE_SLOT] = cap
         free[:] = np.arange(cap - 1, -1, -1, dtype=np.int32)
         transitions[:] = 0
+        records = arrays.get("history")
+        if records is not None:
+            records[:] = HSM_FREE_SLOT
         cdef uint8_t[::1] st = states
         cdef uint8_t[::1] fl = flags
         cdef uint64_t[::1] un = unhandled
@@ -306,6 +337,9 @@ cdef class MachineTable:
         self.core.counts = &co[0]
         self._scratch = local_scratch(machine, HSM_STACK_CELLS, HSM_LOCAL_MAX_CELLS)
         _bind_core(&self.core, tables, transitions, self._scratch)
+        _bind_history(self, tables, records)
+        self._records = records
+        self._records_view = None if records is None else readonly_view(records)
         self._free = &fr[0]
         self._n_free = cap
         self._states, self._unhandled, self._counts = states, unhandled, counts
@@ -410,6 +444,10 @@ cdef class MachineTable:
         self.core.states[s] = self._initial
         hsm_set_flags(&self.core, s, 0)
         self.core.unhandled[s] = 0
+        cdef Py_ssize_t o
+        if self.core.hist != NULL:
+            for o in range(self._hist.n_owners):
+                self._hist.records[o * self._hist.stride + s] = self._init_records[o]
         self.core.counts[HSM_FREE_SLOT] -= 1
         self.core.counts[self._initial] += 1
         return s
@@ -449,6 +487,10 @@ cdef class MachineTable:
         self.core.states[s] = HSM_FREE_SLOT
         hsm_set_flags(&self.core, s, 0)
         self.core.unhandled[s] = 0
+        cdef Py_ssize_t o
+        if self.core.hist != NULL:
+            for o in range(self._hist.n_owners):
+                self._hist.records[o * self._hist.stride + s] = HSM_FREE_SLOT
         self._free[self._n_free] = <int32_t>s
         self._n_free += 1
         return 1
@@ -599,7 +641,7 @@ cdef class MachineTable:
             with nogil:
                 if self._batch_hook != NULL:
                     self._batch_hook(self._batch_hook_arg)
-                if self.core.flag_bits:
+                if self.core.flag_bits or self.core.hist != NULL:
                     handled = run_broadcast_flagged(&self.core, e)
                 else:
                     handled = run_broadcast(&self.core, e)
@@ -672,7 +714,7 @@ cdef class MachineTable:
         try:
             return table_snapshot(self.machine, self._states, self._flags, self._unhandled,
                                   self.core.unhandled_total, self._free_list[:self._n_free],
-                                  self._transitions[:self._n_states])
+                                  self._transitions[:self._n_states], self._records)
         finally:
             self.unlock_batch()
 
@@ -719,6 +761,8 @@ cdef class MachineTable:
             self._n_free = free.size
             self._transitions[:self._n_states] = v["transitions"]
             self.core.unhandled_total = v["unhandled_total"]
+            if self._records is not None:
+                self._records[:] = v["history"]
         finally:
             self.unlock_batch()
 
@@ -780,6 +824,20 @@ cdef class MachineTable:
     def unhandled(self):
         """Read-only view of the per-slot unhandled-event counters (uint64)."""
         return self._unhandled_view
+
+    def history(self, owner):
+        """Read-only uint8 view of the history records of ``owner`` (a state that keeps one:
+        see ``machine.history_owners``), one per slot: the leaf code recorded when the slot
+        last exited ``owner``, ``FREE_SLOT`` where there is none (never exited since ``open``,
+        cleared by a final state, or a free slot).
+
+        Raises:
+            TypeError / ValueError: not a state of the machine, or one that keeps no record.
+        """
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        i = self.machine.history_owner(owner)
+        return self._records_view[i]
 
     @property
     def unhandled_total(self):

@@ -20,150 +20,49 @@ from typing import Any
 import numpy as np
 
 from ._codec import MachineCodec
+from ._engine_tables import (
+    CODE_ROWS,
+    KIND_HISTORY,
+    KIND_INTERNAL,
+    KIND_TRANSITION,
+    KIND_UNHANDLED,
+    STEP_MOVED,
+    STEP_UNHANDLED,
+    EngineTables,
+    _Immutable,
+    pack_flags,
+    table_arrays,
+    table_layout,
+)
+from ._pseudo import Chains, Transit, check_pseudostates, encode, needs_records
 from ._views import readonly_view
 from .errors import MachineDefinitionError
 from .machine import (
-    FREE_SLOT, MAX_EVENTS, MAX_FLAGS, MAX_STATES, HandlerDecl, MachineSpec, camel_to_upper,
+    FREE_SLOT,
+    MAX_EVENTS,
+    MAX_FLAGS,
+    MAX_STATES,
+    HandlerDecl,
+    MachineSpec,
+    camel_to_upper,
 )
 
-__all__ = ["CODE_ROWS", "CompiledMachine", "EngineTables", "KIND_INTERNAL", "KIND_TRANSITION",
-           "KIND_UNHANDLED", "STEP_MOVED", "STEP_UNHANDLED", "compile_spec", "local_scratch",
-           "pack_flags",
-           "table_arrays", "table_layout"]
-
-#: Rows of every padded engine table per flag bitmask: one per ``uint8`` code (the free code
-#: included). The kernel's ``HSM_CODE_ROWS``.
-CODE_ROWS = FREE_SLOT + 1
-#: What dispatching an event in a state does (the ``kind`` table; the kernel's ``HSM_KIND_*``).
-KIND_INTERNAL = 0      # handled without a transition (or a free slot): nothing to do
-KIND_TRANSITION = 1    # a handler with a target: exits and entries, maybe a new leaf
-KIND_UNHANDLED = 2     # no state handles it: counted
-#: Bits of the ``step`` table above the next leaf (the kernel's ``HSM_STEP_UNHANDLED`` and
-#: ``HSM_STEP_MOVED``).
-STEP_UNHANDLED = CODE_ROWS
-STEP_MOVED = STEP_UNHANDLED << 1
-
-
-class _Immutable:
-    """Attributes are set in ``__init__`` only: afterwards every assignment or deletion raises
-    ``AttributeError`` (the engine binds raw pointers and sizes from them once)."""
-
-    __slots__ = ("_sealed",)
-
-    def _seal(self) -> None:
-        object.__setattr__(self, "_sealed", True)
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        if getattr(self, "_sealed", False):
-            raise AttributeError(f"{type(self).__name__} is immutable: cannot set {key!r}")
-        object.__setattr__(self, key, value)
-
-    def __delattr__(self, key: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {key!r}")
-
-
-class EngineTables(_Immutable):
-    """A machine's tables as the engine runs them: one row per (uint8 state code, flag bitmask),
-    ``row = code << flag_bits | mask`` (one row per code for a flag-free machine), so
-    ``CODE_ROWS << flag_bits`` rows of ``n_events`` columns, the free rows included (mapping to
-    themselves and counting nothing), all read-only.
-
-    - ``next_state[row, e]`` (uint8): the leaf after dispatching ``e``.
-    - ``handled[row, e]`` / ``unhandled[row, e]`` (uint8): 1 if some state handled / nobody
-      handled the event (both 0 on the free rows).
-    - ``kind[row, e]`` (uint8): what dispatching does (``KIND_INTERNAL``, ``KIND_TRANSITION``,
-      ``KIND_UNHANDLED``).
-    - ``handler[row, e]`` (int16): the state whose handler ran, -1 if none.
-    - ``step[row, e]`` (uint16): the next leaf, plus ``STEP_UNHANDLED`` (the first value above
-      every code) if unhandled, plus ``STEP_MOVED`` if a transition.
-    - ``tcells`` (int32): the flat indices ``row * n_events + e`` of the transition cells.
-    - ``member[s, code]`` (bool, ``n_states`` rows of ``CODE_ROWS``): a slot in state ``code``
-      is in state ``s`` (ancestors included).
-    - ``flag_bits``: the machine's number of flags; ``n_events``: its number of events.
-    """
-
-    __slots__ = ("flag_bits", "handled", "handler", "kind", "member", "n_events", "next_state",
-                 "step", "tcells", "unhandled")
-
-    next_state: np.ndarray
-    handled: np.ndarray
-    unhandled: np.ndarray
-    kind: np.ndarray
-    handler: np.ndarray
-    step: np.ndarray
-    tcells: np.ndarray
-    member: np.ndarray
-    flag_bits: int
-    n_events: int
-
-    def __init__(self, machine: CompiledMachine) -> None:
-        n_s, n_e, k = machine.n_states, machine.n_events, machine.n_flags
-        masks = 1 << k
-
-        def rows(table: np.ndarray, pad: Any, dtype: Any) -> np.ndarray:
-            # (masks, n_s, n_e) compiled -> (CODE_ROWS, masks, n_e) padded -> (rows, n_e)
-            out = np.empty((CODE_ROWS, masks, n_e), dtype=dtype)
-            out[:] = pad
-            out[:n_s] = (table if k else table[None]).transpose(1, 0, 2)
-            return out.reshape(CODE_ROWS * masks, n_e)
-
-        codes = np.arange(CODE_ROWS, dtype=np.uint8)[:, None, None]
-        nxt = rows(machine.next_state, codes, np.uint8)
-        handled = rows(machine.handled, 0, np.uint8)
-        handler = rows(machine.handler, -1, np.int16)
-        transition = rows(machine.exit_path[..., 0] >= 0, False, bool) & (handled == 1)
-        used = rows(np.ones(machine.handled.shape, np.uint8), 0, np.uint8)  # 0 on the free rows
-        unhandled = used & (handled ^ 1)
-        # the free rows: internal (nothing to do)
-        kind = np.where(unhandled == 1, KIND_UNHANDLED,
-                        np.where(transition, KIND_TRANSITION, KIND_INTERNAL)).astype(np.uint8)
-        step = (nxt.astype(np.uint16) | unhandled.astype(np.uint16) * STEP_UNHANDLED
-                | transition.astype(np.uint16) * STEP_MOVED)
-        tcells = np.flatnonzero(transition.ravel()).astype(np.int32)
-        member = np.zeros((n_s, CODE_ROWS), dtype=bool)
-        for s in range(n_s):
-            member[s, list(machine.leaves_under[s])] = True
-        self.next_state = readonly_view(nxt)
-        self.handled = readonly_view(handled)
-        self.unhandled = readonly_view(unhandled)
-        self.kind = readonly_view(kind)
-        self.handler = readonly_view(handler)
-        self.step = readonly_view(step)
-        self.tcells = readonly_view(tcells)
-        self.member = readonly_view(member)
-        self.flag_bits = k
-        self.n_events = n_e
-        self._seal()
-
-
-def table_layout(capacity: int, n_events: int) -> dict[str, tuple[np.dtype[Any], tuple[int, ...]]]:
-    """The per-table arrays of a :class:`~streamhsm.MachineTable` as ``name -> (dtype, shape)``,
-    in storage order (the shared-memory layout follows it)."""
-    return {
-        "counts": (np.dtype(np.int64), (CODE_ROWS,)),
-        "transitions": (np.dtype(np.int64), (CODE_ROWS, n_events)),
-        "unhandled": (np.dtype(np.uint64), (capacity,)),
-        "free": (np.dtype(np.int32), (capacity,)),
-        "flags": (np.dtype(np.uint8), (capacity,)),
-        "states": (np.dtype(np.uint8), (capacity,)),
-    }
-
-
-def table_arrays(capacity: int, n_events: int,
-                 arrays: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """The per-table arrays of :func:`table_layout`: new ones (``arrays`` None), or the
-    caller's storage (shared memory, say) checked to have exactly those dtypes and shapes,
-    C-contiguous and writeable (``ValueError`` naming the first that does not)."""
-    shapes = table_layout(capacity, n_events)
-    if arrays is None:
-        return {name: np.empty(shape, dtype) for name, (dtype, shape) in shapes.items()}
-    for name, (dtype, shape) in shapes.items():
-        arr = arrays.get(name)
-        if (not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape
-                or not arr.flags.c_contiguous or not arr.flags.writeable):
-            raise ValueError(f"arrays[{name!r}] must be a writeable C-contiguous {dtype} "
-                             f"array of shape {shape}")
-    return arrays
+__all__ = [
+    "CODE_ROWS",
+    "KIND_HISTORY",
+    "KIND_INTERNAL",
+    "KIND_TRANSITION",
+    "KIND_UNHANDLED",
+    "STEP_MOVED",
+    "STEP_UNHANDLED",
+    "CompiledMachine",
+    "EngineTables",
+    "compile_spec",
+    "local_scratch",
+    "pack_flags",
+    "table_arrays",
+    "table_layout",
+]
 
 
 def local_scratch(machine: CompiledMachine, stack_cells: int, max_cells: int) -> np.ndarray | None:
@@ -175,17 +74,6 @@ def local_scratch(machine: CompiledMachine, stack_cells: int, max_cells: int) ->
     if cells <= stack_cells or cells > max_cells:
         return None
     return np.zeros(cells, np.uint32)
-
-
-def pack_flags(flags: np.ndarray, shift: int, size: int) -> np.ndarray:
-    """The packed copy of per-slot flag bitmasks a table keeps for its batch kernels (see
-    ``hsm_packed_flags`` in ``_kernel.pxd``): ``1 << shift`` slots per byte, slot ``i`` in bits
-    ``(i % (1 << shift)) * (8 >> shift)`` and up of byte ``i >> shift``; ``size`` bytes."""
-    per, width = 1 << shift, 8 >> shift
-    padded = np.zeros(size * per, np.uint8)
-    padded[:flags.shape[0]] = flags
-    lanes = padded.reshape(size, per).astype(np.uint16) << (np.arange(per, dtype=np.uint16) * width)
-    return np.bitwise_or.reduce(lanes, axis=1).astype(np.uint8)  # type: ignore[no-any-return]
 
 
 class CompiledMachine(_Immutable):
@@ -223,6 +111,7 @@ class CompiledMachine(_Immutable):
         handler: np.ndarray,
         exit_path: np.ndarray,
         entry_path: np.ndarray,
+        pseudo: _PseudoTables | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -264,8 +153,20 @@ class CompiledMachine(_Immutable):
         #: The one state/event conversion of this machine, shared by every engine entry point.
         self.codec = MachineCodec(self.name, self.state_names, self.event_names,
                                   state_enum, event_enum)
+        #: Codes of the final states, in code order.
+        self.final_states: tuple[int, ...] = tuple(
+            sorted(self.codec.state(f) for f in spec.finals))
+        #: Codes of the states that keep a history record (column ``i`` of the records is
+        #: ``history_owners[i]``), in code order; empty for a machine without history.
+        self.history_owners: tuple[int, ...] = () if pseudo is None else pseudo.chains.owners
+        #: The records of a freshly opened slot: ``owner code -> leaf code`` (only owners a
+        #: completion chain of the initial transition exits; usually empty).
+        self.initial_records: dict[int, int] = ({} if pseudo is None else {
+            o: int(r) for o, r in zip(self.history_owners, pseudo.initial_records)
+            if r != FREE_SLOT})
+        self._pseudo = pseudo
         #: The tables the compiled engine runs (padded to one row per uint8 code, read-only).
-        self.engine_tables = EngineTables(self)
+        self.engine_tables = EngineTables(self, pseudo)
         self._seal()
 
     def __repr__(self) -> str:
@@ -290,6 +191,12 @@ class CompiledMachine(_Immutable):
         if self.n_flags:
             guards = [(d.state, d.event, d.target, d.guard) for d in self.spec.declared_handlers]
             h.update(repr((self.flag_names, guards)).encode())
+        spec = self.spec
+        if spec.finals or spec.completions or spec.history_owners:
+            pseudo = (spec.finals, spec.completions, spec.history_defaults,
+                      [(d.state, d.event, d.target, d.guard, d.history)
+                       for d in spec.declared_handlers])
+            h.update(repr(pseudo).encode())
         return h.hexdigest()[:16]
 
     def is_ancestor_or_self(self, ancestor: int, state: int) -> bool:
@@ -352,6 +259,81 @@ class CompiledMachine(_Immutable):
         """States entered (outermost first) when ``event`` is dispatched in ``leaf`` while the
         flag bitmask is ``flags``."""
         return self._path(self.entry_path, leaf, event, flags)
+
+    def history_owner(self, owner: object) -> int:
+        """Column of the history records of ``owner`` (a state given as a member, code or
+        name): its index in :attr:`history_owners`.
+
+        Raises:
+            TypeError / ValueError: not a state of this machine (see :meth:`state_code`).
+            ValueError: the state keeps no history record.
+        """
+        code = self.state_code(owner)
+        try:
+            return self.history_owners.index(code)
+        except ValueError:
+            owners = [self.state_names[o] for o in self.history_owners]
+            raise ValueError(f"state {self.state_names[code]!r} of machine {self.name!r} keeps "
+                             f"no history record; its history owners are {owners}") from None
+
+    def steps(self, state: object, event: object, flags: object = 0,
+              history: object = None) -> list[tuple[str, str]]:
+        """The ordered ``[("exit" | "enter", state_name), ...]`` of dispatching ``event`` in
+        leaf ``state`` under the flag bitmask ``flags``, completion chains included (final and
+        transient states appear like any other state); empty for an event handled without a
+        transition or unhandled.
+
+        ``history`` maps an owner (name, code or member) to its recorded leaf (None: no
+        record), for transitions that enter an owner through its history; owners not in it have
+        no record. Records the transition itself writes on the way are used by later reads.
+
+        Raises:
+            TypeError / ValueError: an unknown or mistyped state, event, flag bitmask or history
+                entry; ``state`` not a leaf; a history key that keeps no record, or a value that
+                is not a non-final leaf below its owner.
+        """
+        leaf, e = self.state_code(state), self.event_code(event)
+        mask = self.flag_mask(flags)
+        if leaf == 0 or not self.is_leaf[leaf]:
+            raise ValueError(f"state {self.state_names[leaf]!r} of machine {self.name!r} is not "
+                             f"a leaf state")
+        records = self._history_records(history)
+        key = (mask, leaf, e) if self.n_flags else (leaf, e)
+        src = int(self.handler[key])
+        if src < 0 or self._pseudo is None and self.exit_path[key][0] < 0:
+            return []
+        if self._pseudo is None:
+            path = [("exit", s) for s in self.exits(leaf, e, flags=mask)]
+            path += [("enter", s) for s in self.entries(leaf, e, flags=mask)]
+            return [(w, self.state_names[s]) for w, s in path]
+        chains, table = self._pseudo.chains, self._pseudo.handlers
+        target, hist = next((t, h) for g, t, h in table[(src, e)]
+                            if g is None or g.holds(mask))
+        if target is None:
+            return []
+        ops = chains.segment(leaf, Transit(src, target, hist), mask)
+        path, _ = chains.run(ops, mask, records)
+        return [(w, self.state_names[s]) for w, s in path]
+
+    def _history_records(self, history: object) -> dict[int, int | None]:
+        if history is None:
+            return {}
+        if not isinstance(history, dict):
+            raise TypeError(f"history must be a dict mapping an owner to its recorded leaf, got "
+                            f"{type(history).__name__} {history!r}")
+        records: dict[int, int | None] = {}
+        for owner, leaf in history.items():
+            code = self.history_owners[self.history_owner(owner)]
+            if leaf is None:
+                records[code] = None
+                continue
+            rec = self.state_code(leaf)
+            assert self._pseudo is not None
+            if not self._pseudo.chains.recordable(code, rec):
+                raise ValueError(f"history record {self.state_names[rec]!r} of "
+                                 f"{self.state_names[code]!r} is not a non-final leaf below it")
+            records[code] = rec
+        return records
 
 
 def _frozen(arr: np.ndarray) -> np.ndarray:
@@ -427,8 +409,24 @@ class _Guard:
         return bool(mask >> self.bit & 1) == self.value
 
 
-#: (state code, event code) -> [(guard or None, target code or None)] in declaration order
-_HandlerTable = dict[tuple[int, int], list[tuple["_Guard | None", "int | None"]]]
+#: (state code, event code) -> [(guard or None, target code or None, history kind or None)]
+#: in declaration order
+_HandlerTable = dict[tuple[int, int], list[tuple["_Guard | None", "int | None", "str | None"]]]
+
+
+@dataclass
+class _PseudoTables:
+    """History and completion of a compiled machine: the rules (``chains``), the handler table,
+    and the packed programs of the ``KIND_HISTORY`` cells (see :class:`EngineTables`)."""
+
+    chains: Chains
+    handlers: _HandlerTable
+    n_owners: int
+    cells: dict[tuple[int, int, int], int]       # (mask, leaf, event) -> program start
+    arrive: dict[tuple[int, int], int]           # (mask, leaf) -> program start
+    program: np.ndarray                          # uint32
+    lut: np.ndarray                              # uint8 (2 * n_owners, CODE_ROWS)
+    initial_records: np.ndarray                  # uint8 (n_owners,)
 
 
 @dataclass
@@ -504,15 +502,35 @@ def _build_tree(spec: MachineSpec) -> _Tree:
     return tree
 
 
-def _guard(spec: MachineSpec, h: HandlerDecl) -> _Guard | None:
+def _guard(spec: MachineSpec, h: Any, what: str = "") -> _Guard | None:
     if h.guard is None:
         return None
-    flag = h.guard[1:] if h.guard.startswith("!") else h.guard
+    flag = h.guard.removeprefix("!")
     if flag not in spec.flags:
+        what = what or f"handler ({h.state}, {h.label()})"
         raise MachineDefinitionError(
-            f"machine {spec.name!r}: handler ({h.state}, {h.label()}) names unknown flag "
+            f"machine {spec.name!r}: {what} names unknown flag "
             f"{flag!r}; declared flags: {list(spec.flags)}")
     return _Guard(spec.flags.index(flag), not h.guard.startswith("!"))
+
+
+def _completion_table(spec: MachineSpec, tree: _Tree,
+                      ) -> dict[int, list[tuple[_Guard | None, int, str | None]]]:
+    """``state -> [(guard, target, history)]`` of the completion transitions, in declaration
+    order, refusing one that can never run (an earlier one always runs first)."""
+    masks = range(1 << len(spec.flags))
+    out: dict[int, list[tuple[_Guard | None, int, str | None]]] = {}
+    for c in spec.completions:
+        what = f"completion of {c.state!r}{' ' + c.label() if c.guard else ''} -> {c.target!r}"
+        guard = _guard(spec, c, what)
+        rows = out.setdefault(tree.code[c.state], [])
+        if not any(guard is None or guard.holds(m)
+                   for m in masks if not any(g is None or g.holds(m) for g, _, _ in rows)):
+            raise MachineDefinitionError(
+                f"machine {spec.name!r}: {what} can never run: the completion transitions of "
+                f"{c.state!r} declared before it always run first")
+        rows.append((guard, tree.code[c.target], c.history))
+    return out
 
 
 def _handler_table(spec: MachineSpec, tree: _Tree) -> _HandlerTable:
@@ -540,94 +558,127 @@ def _handler_table(spec: MachineSpec, tree: _Tree) -> _HandlerTable:
                       f"unguarded handlers")
         rows = table.setdefault(key, [])
         if not any(guard is None or guard.holds(m)
-                   for m in masks if not any(g is None or g.holds(m) for g, _ in rows)):
+                   for m in masks if not any(g is None or g.holds(m) for g, _, _ in rows)):
             before = ", ".join(f"({d.state}, {d.label()})" for d in earlier)
             raise err(f"machine {name!r}: handler ({h.state}, {h.label()}) can never run: "
                       f"the handlers declared before it ({before}) always run first")
-        rows.append((guard, None if h.target is None else code[h.target]))
+        rows.append((guard, None if h.target is None else code[h.target], h.history))
         earlier.append(h)
     return table
 
 
 def _flatten_mask(
-    tree: _Tree, events: tuple[str, ...], table: _HandlerTable, mask: int, max_depth: int
-) -> _Tables:
+    tree: _Tree, events: tuple[str, ...], table: _HandlerTable, mask: int, chains: Chains,
+    programs: dict[tuple[int, int, int], list[Any]],
+) -> tuple[list[list[Any]], ...]:
     """Resolve every (leaf, event) under flag bitmask ``mask``: the handling state (innermost
     first, its first handler whose guard holds), the exits up to the least common ancestor, the
-    entries down to the target and on through initial states."""
-    states, parent = tree.states, tree.parent
+    entries down to the target and on through initial states and completion chains. A cell that
+    reads or writes history records goes into ``programs`` (its tables hold the outcome with no
+    record). Returns (next_state, handled, handler, exits, entries) as nested lists."""
+    states = tree.states
     n_s, n_e = len(states), len(events)
-    out = _Tables(
-        next_state=np.zeros((n_s, n_e), dtype=np.uint8),
-        handled=np.zeros((n_s, n_e), dtype=np.uint8),
-        handler=np.full((n_s, n_e), -1, dtype=np.int16),
-        exit_path=np.full((n_s, n_e, max_depth), -1, dtype=np.int16),
-        entry_path=np.full((n_s, n_e, max_depth), -1, dtype=np.int16),
-    )
+    nxt = [[leaf] * n_e for leaf in range(n_s)]
+    handled = [[0] * n_e for _ in range(n_s)]
+    handler = [[-1] * n_e for _ in range(n_s)]
+    exits: list[list[list[int]]] = [[[] for _ in range(n_e)] for _ in range(n_s)]
+    entries: list[list[list[int]]] = [[[] for _ in range(n_e)] for _ in range(n_s)]
 
-    def runs(s: int, e: int) -> tuple[bool, int | None]:
-        for guard, target in table.get((s, e), ()):
+    def runs(s: int, e: int) -> tuple[bool, int | None, str | None]:
+        for guard, target, history in table.get((s, e), ()):
             if guard is None or guard.holds(mask):
-                return True, target
-        return False, None
+                return True, target, history
+        return False, None, None
 
     for leaf in range(n_s):
+        if leaf in chains.finals and tree.parent[leaf] == 0:
+            continue  # a top-level final state: the machine has completed, nothing is handled
         up = tree.ancestors(leaf)
         for e in range(n_e):
-            out.next_state[leaf, e] = leaf
-            found = next(((s, r[1]) for s in up for r in [runs(s, e)] if r[0]), None)
+            found = next(((s, r) for s in up for r in [runs(s, e)] if r[0]), None)
             if found is None:
                 continue
-            src, target = found
-            out.handled[leaf, e] = 1
-            out.handler[leaf, e] = src
+            src, (_, target, history) = found
+            handled[leaf][e] = 1
+            handler[leaf][e] = src
             if target is None:
                 continue
-            # LCA: for a self-transition the parent (external); otherwise the first
-            # ancestor-or-self of the source that is an ancestor-or-self of the target.
-            target_up = tree.ancestors(target)
-            if src == target:
-                lca = int(parent[src]) if src != 0 else 0
-            else:
-                lca = next((s for s in tree.ancestors(src) if s in target_up), 0)
-            exits = up[: up.index(lca)]
-            entries = list(reversed(target_up[: target_up.index(lca)]))
             why = f"handler ({states[src]}, {events[e]}) -> {states[target]}"
-            new_leaf, drilled = tree.drill(target, why)
-            entries += drilled
-            out.next_state[leaf, e] = new_leaf
-            out.exit_path[leaf, e, : len(exits)] = exits
-            out.entry_path[leaf, e, : len(entries)] = entries
-    return out
+            ops = chains.segment(leaf, Transit(src, target, history, why), mask)
+            if needs_records(ops):
+                programs[(mask, leaf, e)] = ops
+            path, new_leaf = chains.run(ops, mask, {})
+            nxt[leaf][e] = new_leaf
+            exits[leaf][e] = [st for w, st in path if w == "exit"]
+            entries[leaf][e] = [st for w, st in path if w == "enter"]
+    return nxt, handled, handler, exits, entries
 
 
 def _flatten(
-    tree: _Tree, events: tuple[str, ...], table: _HandlerTable, n_flags: int
+    tree: _Tree, events: tuple[str, ...], table: _HandlerTable, n_flags: int, chains: Chains,
+    programs: dict[tuple[int, int, int], list[Any]],
 ) -> _Tables:
     """The tables of every flag bitmask, stacked on a leading axis of size ``2**n_flags``; a
     flag-free machine has no such axis."""
-    # deepest exit or entry path: a leaf's ancestors, or a drill below a deep target
+    per_mask = [_flatten_mask(tree, events, table, m, chains, programs)
+                for m in range(1 << n_flags)]
+    # deepest exit or entry path: a leaf's ancestors, or longer through completion chains
     max_depth = max(len(tree.ancestors(s)) for s in range(len(tree.states)))
-    per_mask = [_flatten_mask(tree, events, table, m, max_depth) for m in range(1 << n_flags)]
+    for t in per_mask:
+        for paths in (t[3], t[4]):
+            max_depth = max([max_depth, *(len(p) for row in paths for p in row)])
+
+    def padded(paths: list[list[list[int]]]) -> np.ndarray:
+        out = np.full((len(paths), len(events), max_depth), -1, dtype=np.int16)
+        for s, row in enumerate(paths):
+            for e, p in enumerate(row):
+                out[s, e, : len(p)] = p
+        return out
+
+    tabs = [_Tables(np.array(t[0], np.uint8).reshape(len(tree.states), len(events)),
+                    np.array(t[1], np.uint8).reshape(len(tree.states), len(events)),
+                    np.array(t[2], np.int16).reshape(len(tree.states), len(events)),
+                    padded(t[3]), padded(t[4])) for t in per_mask]
     if n_flags == 0:
-        return per_mask[0]
-    return _Tables(*(np.stack([getattr(t, f) for t in per_mask])
+        return tabs[0]
+    return _Tables(*(np.stack([getattr(t, f) for t in tabs])
                      for f in ("next_state", "handled", "handler", "exit_path", "entry_path")))
 
 
-def _check_reachable(tree: _Tree, next_state: np.ndarray, initial_leaf: int) -> None:
-    """Every state must be active at some point (a leaf reached under some flags, or an
-    ancestor of one)."""
-    nxt = next_state.reshape(-1, *next_state.shape[-2:])  # (masks, states, events)
-    reached = {initial_leaf}
-    frontier = [initial_leaf]
+def _check_reachable(tree: _Tree, tables: _Tables, initial: tuple[int, ...],
+                     chains: Chains, programs: dict[tuple[int, int, int], list[Any]]) -> None:
+    """Every state must be active at some point (a leaf reached under some flags, an ancestor
+    of one, or a state a completion chain passes through). A history entry can resolve to any
+    leaf recorded earlier, and a shallow one to a sibling's initial chain: each read counts
+    every record it could find (no record, or a leaf already reached)."""
+    nxt = tables.next_state.reshape(-1, *tables.next_state.shape[-2:])  # (masks, states, events)
+    entered = tables.entry_path.reshape(-1, *tables.entry_path.shape[-3:])
+    by_leaf: dict[int, list[tuple[int, list[Any]]]] = {}
+    for (mask, s, _), ops in programs.items():
+        by_leaf.setdefault(s, []).append((mask, ops))
+    reached = {initial[-1]}
+    active = set(initial)
+    frontier = [initial[-1]]
     while frontier:
-        leaf = frontier.pop()
-        for t in np.unique(nxt[:, leaf, :]):
-            if int(t) not in reached:
-                reached.add(int(t))
-                frontier.append(int(t))
-    active = {a for leaf in reached for a in tree.ancestors(leaf)}
+        while frontier:
+            leaf = frontier.pop()
+            new = {int(t) for t in np.unique(nxt[:, leaf, :])}
+            active.update(int(x) for x in np.unique(entered[:, leaf, :, :]) if x >= 0)
+            for mask, ops in by_leaf.get(leaf, ()):
+                states, leaves = chains.explore(ops, mask, reached)
+                active |= states
+                new |= leaves
+            for t in new - reached:
+                reached.add(t)
+                frontier.append(t)
+        for leaf in sorted(reached & by_leaf.keys()):  # later records open new outcomes
+            for mask, ops in by_leaf[leaf]:
+                states, leaves = chains.explore(ops, mask, reached)
+                active |= states
+                for t in leaves - reached:
+                    reached.add(t)
+                    frontier.append(t)
+    active = {a for leaf in reached | active for a in tree.ancestors(leaf)}
     for sc in range(1, len(tree.states)):
         if sc not in active:
             raise MachineDefinitionError(
@@ -667,10 +718,21 @@ def compile_spec(
     spec = copy.deepcopy(spec)
     _check_names(spec)
     tree = _build_tree(spec)
-    initial_leaf, initial_entries = tree.drill(0, "the initial transition")
+    check_pseudostates(spec, tree)
     table = _handler_table(spec, tree)
-    tables = _flatten(tree, spec.events, table, len(spec.flags))
-    _check_reachable(tree, tables.next_state, initial_leaf)
+    owners = [tree.code[o] for o in spec.history_owners]
+    defaults = {(tree.code[d.owner], d.history): tree.code[d.target]
+                for d in spec.history_defaults}
+    chains = Chains(tree, {tree.code[f] for f in spec.finals}, owners, defaults,
+                    _completion_table(spec, tree))
+    first_leaf, drilled = tree.drill(0, "the initial transition")
+    init_records: dict[int, int | None] = {}
+    path, _ = chains.run(chains.arrive(first_leaf, 0), 0, init_records)
+    initial_entries = drilled + [s for w, s in path if w == "enter"]
+    programs: dict[tuple[int, int, int], list[Any]] = {}
+    tables = _flatten(tree, spec.events, table, len(spec.flags), chains, programs)
+    pseudo = _pseudo_tables(spec, chains, table, programs, init_records)
+    _check_reachable(tree, tables, tuple(initial_entries), chains, programs)
     state_enum, event_enum = _enums(spec, state_enum, event_enum)
     return CompiledMachine(
         spec,
@@ -683,4 +745,35 @@ def compile_spec(
         handler=tables.handler,
         exit_path=tables.exit_path,
         entry_path=tables.entry_path,
+        pseudo=pseudo,
     )
+
+
+def _pseudo_tables(spec: MachineSpec, chains: Chains, table: _HandlerTable,
+                   programs: dict[tuple[int, int, int], list[Any]],
+                   init_records: dict[int, int | None]) -> _PseudoTables | None:
+    """The packed history programs (None for a machine without finals, completions or
+    history: it keeps exactly the tables it had before these existed)."""
+    if not (spec.finals or spec.completions or chains.owners):
+        return None
+    reads = {(op[1], op[2]) for ops in programs.values() for op in ops if op[0] == "read"}
+    masks = 1 << len(spec.flags)
+    leaves = [s for s in range(len(chains.tree.states))
+              if not chains.tree.children[s] and s != 0]
+    chains.check_reads(reads, masks)
+    arrive_ops = {(m, leaf): chains.arrive(leaf, m) for m in range(masks) for leaf in leaves}
+    reads |= {(ops[-1][1], ops[-1][2]) for ops in arrive_ops.values() if ops[-1][0] == "read"}
+    chains.check_reads(reads, masks)
+    program: list[int] = []
+    cells = {key: encode(chains, ops, program) for key, ops in programs.items()}
+    arrive = ({key: encode(chains, ops, program) for key, ops in arrive_ops.items()}
+              if reads else {})
+    n = len(chains.owners)
+    lut = np.zeros((2 * n, CODE_ROWS), np.uint8)
+    for owner, kind in reads:  # the kinds no transition reads stay 0 (never looked up)
+        lut[2 * chains.owner_index[owner] + (kind == "deep")] = chains.lut(owner, kind)
+    records = np.full(n, FREE_SLOT, np.uint8)
+    for owner, leaf in init_records.items():
+        records[chains.owner_index[owner]] = FREE_SLOT if leaf is None else leaf
+    return _PseudoTables(chains, table, n, cells, arrive,
+                         np.array(program or [0], np.uint32), lut, records)

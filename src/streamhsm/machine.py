@@ -24,8 +24,8 @@ from .errors import MachineDefinitionError
 if TYPE_CHECKING:
     from .compiler import CompiledMachine
 
-__all__ = ["FREE_SLOT", "MAX_FLAGS", "ROOT", "HandlerDecl", "MachineSpec", "camel_to_upper",
-           "upper_to_camel"]
+__all__ = ["FREE_SLOT", "HISTORY_KINDS", "MAX_FLAGS", "ROOT", "CompletionDecl", "HandlerDecl",
+           "HistoryDefault", "MachineSpec", "camel_to_upper", "upper_to_camel"]
 
 #: Name and code of the implicit root state of every machine.
 ROOT = "Root"
@@ -41,6 +41,9 @@ MAX_EVENTS = FREE_SLOT
 #: Largest number of flags a machine may declare (a slot's flags are one bitmask in a byte, and
 #: the compiled tables grow by a factor 2**k for k flags).
 MAX_FLAGS = 4
+#: The two kinds of history pseudostate: ``"shallow"`` (the last active direct child, then its
+#: initial chain) and ``"deep"`` (the last active leaf).
+HISTORY_KINDS = ("shallow", "deep")
 
 
 def camel_to_upper(name: str) -> str:
@@ -85,10 +88,61 @@ class HandlerDecl:
     event: str
     target: str | None
     guard: str | None = None
+    #: ``"shallow"`` or ``"deep"``: the transition enters ``target`` through its history
+    #: pseudostate; None: a normal entry.
+    history: str | None = None
 
     def label(self) -> str:
         """``"Event"``, or ``"Event [guard]"`` for a guarded handler (for messages, diagrams)."""
         return self.event if self.guard is None else f"{self.event} [{self.guard}]"
+
+
+@dataclass(frozen=True)
+class CompletionDecl:
+    """One declared completion transition: when ``state`` completes (a simple state as soon as
+    it is entered, a composite as soon as one of its final children is entered), go to
+    ``target`` if ``guard`` holds (through its history pseudostate if ``history`` is set)."""
+
+    state: str
+    target: str
+    guard: str | None = None
+    history: str | None = None
+
+    def label(self) -> str:
+        """``""``, or ``"[guard]"`` for a guarded completion (for messages, diagrams)."""
+        return "" if self.guard is None else f"[{self.guard}]"
+
+
+@dataclass(frozen=True)
+class HistoryDefault:
+    """The default edge of ``owner``'s ``history`` pseudostate: taken when the owner has no
+    record; ``target`` is a proper descendant of ``owner``."""
+
+    owner: str
+    target: str
+    history: str
+
+
+def _check_str(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_guard(guard: object) -> str | None:
+    if guard is not None and not isinstance(guard, str):
+        raise TypeError(f"guard must be a flag name str or None, got "
+                        f"{type(guard).__name__} {guard!r}")
+    return guard
+
+
+def _check_history(history: object, optional: bool) -> str | None:
+    if history is None and optional:
+        return None
+    if not isinstance(history, str) or history not in HISTORY_KINDS:
+        allowed = " or ".join(repr(k) for k in HISTORY_KINDS) + (" or None" if optional else "")
+        raise ValueError(f"history must be {allowed}, got {history!r}")
+    return history
 
 
 class MachineSpec:
@@ -129,6 +183,9 @@ class MachineSpec:
         self._initial: dict[str, str] = {ROOT: initial}
         self._handlers: list[HandlerDecl] = []
         self._flags: list[str] = []
+        self._finals: list[str] = []
+        self._completions: list[CompletionDecl] = []
+        self._history_defaults: list[HistoryDefault] = []
 
     def state(self, name: str, parent: str = ROOT, initial: str | None = None) -> MachineSpec:
         """Declare a state under ``parent`` (default ``Root``); ``initial`` names the state its
@@ -162,6 +219,7 @@ class MachineSpec:
         target: str | None = None,
         *,
         guard: str | None = None,
+        history: str | None = None,
     ) -> MachineSpec:
         """Declare that ``state`` handles ``events``: a transition to ``target``, or, when
         ``target`` is None, handled without a transition. ``state`` may be ``"Root"``.
@@ -170,14 +228,95 @@ class MachineSpec:
         (only while it is clear); None runs always. Handlers of one ``(state, event)`` are tried
         in declaration order.
 
+        ``history`` (``"shallow"`` or ``"deep"``) enters the composite ``target`` through its
+        history pseudostate: deep re-enters the last active leaf under ``target`` (the path down
+        to it, no initial transitions), shallow the last active direct child of ``target``, then
+        that child's initial chain. Without a record, the :meth:`history_default` of ``target``
+        is taken, else its normal initial entry.
+
         Returns the spec, so declarations can be chained.
+
+        Raises:
+            TypeError: ``guard`` is not a str or None.
+            ValueError: ``history`` is not ``"shallow"``, ``"deep"`` or None, or is given
+                without a target. (Unknown names are refused by :meth:`compile`.)
         """
-        if guard is not None and not isinstance(guard, str):
-            raise TypeError(f"guard must be a flag name str or None, got "
-                            f"{type(guard).__name__} {guard!r}")
+        _check_guard(guard)
+        _check_history(history, optional=True)
+        if history is not None and target is None:
+            raise ValueError(f"handler on {state!r} with history={history!r} needs a target "
+                             f"(the composite state whose history it enters)")
         names = (events,) if isinstance(events, str) else tuple(events)
         for ev in names:
-            self._handlers.append(HandlerDecl(state, ev, target, guard))
+            self._handlers.append(HandlerDecl(state, ev, target, guard, history))
+        return self
+
+    def final(self, name: str, parent: str = ROOT) -> MachineSpec:
+        """Declare a final state ``name`` under ``parent`` (default ``Root``; None means
+        ``Root`` too): a leaf with no handlers and no children of its own.
+
+        Entering a final state completes its parent (its :meth:`on_completion` transitions are
+        tried) and clears the parent's history record; events in a final state go to its
+        ancestors as usual. A top-level final state completes the machine: it handles nothing
+        (every event in it is unhandled, ``Root``'s handlers included).
+
+        Returns the spec.
+
+        Raises:
+            TypeError: ``name`` or ``parent`` is not a str.
+        """
+        _check_str(name, "final state name")
+        parent = ROOT if parent is None else _check_str(parent, "parent")
+        self._states.append((name, parent))
+        self._finals.append(name)
+        return self
+
+    def on_completion(
+        self,
+        state: str,
+        target: str,
+        *,
+        guard: str | None = None,
+        history: str | None = None,
+    ) -> MachineSpec:
+        """Declare a completion transition of ``state`` to ``target``: for a composite, taken as
+        soon as one of its final children is entered; for a simple state, as soon as it is
+        entered (a transient state). A state's completion transitions are tried in declaration
+        order, the first whose ``guard`` holds runs; if none holds the completion is discarded
+        (the machine rests where it is). ``history`` as in :meth:`on`.
+
+        Completions run inside the dispatch (or the initial transition) that caused them;
+        :meth:`compile` resolves every chain into the tables and refuses one that never rests.
+
+        Returns the spec.
+
+        Raises:
+            TypeError: ``state``, ``target`` or ``guard`` has the wrong type.
+            ValueError: ``history`` is not ``"shallow"``, ``"deep"`` or None.
+        """
+        _check_str(state, "completion state")
+        _check_str(target, "completion target")
+        _check_guard(guard)
+        _check_history(history, optional=True)
+        self._completions.append(CompletionDecl(state, target, guard, history))
+        return self
+
+    def history_default(self, owner: str, target: str, history: str = "shallow") -> MachineSpec:
+        """Declare the default edge of ``owner``'s ``history`` pseudostate (``"shallow"`` or
+        ``"deep"``): a transition that enters ``owner`` through it while ``owner`` has no record
+        enters ``target`` (a proper descendant of ``owner``), then follows its initial chain.
+        Declaring a default also makes ``owner`` keep a history record.
+
+        Returns the spec.
+
+        Raises:
+            TypeError: ``owner`` or ``target`` is not a str.
+            ValueError: ``history`` is not ``"shallow"`` or ``"deep"``.
+        """
+        _check_str(owner, "history owner")
+        _check_str(target, "history default target")
+        _check_history(history, optional=False)
+        self._history_defaults.append(HistoryDefault(owner, target, history))
         return self
 
     # ------------------------------------------------------------------ declaration queries
@@ -230,6 +369,31 @@ class MachineSpec:
         return tuple(self._handlers)
 
     @property
+    def finals(self) -> tuple[str, ...]:
+        """The final states, in declaration order."""
+        return tuple(self._finals)
+
+    @property
+    def completions(self) -> tuple[CompletionDecl, ...]:
+        """Every declared completion transition, in declaration order."""
+        return tuple(self._completions)
+
+    @property
+    def history_defaults(self) -> tuple[HistoryDefault, ...]:
+        """Every declared history default edge, in declaration order."""
+        return tuple(self._history_defaults)
+
+    @property
+    def history_owners(self) -> tuple[str, ...]:
+        """States that keep a history record, in declaration (code) order: every target of a
+        handler or completion with ``history``, and every owner of a history default. Names not
+        declared as states are left out (:meth:`compile` refuses them)."""
+        named = ({h.target for h in self._handlers if h.history is not None}
+                 | {c.target for c in self._completions if c.history is not None}
+                 | {d.owner for d in self._history_defaults})
+        return tuple(s for s in self.states if s in named)
+
+    @property
     def handlers(self) -> dict[tuple[str, str], str | None]:
         """``(state, event) -> target`` (None: handled without transition) of the unguarded
         handlers; a guarded machine is described by :attr:`declared_handlers`."""
@@ -253,8 +417,13 @@ class MachineSpec:
                 a handler that can never run (the handlers declared before it always run
                 first), a guard naming an unknown flag, an initial state that is not a
                 descendant, a composite target or initial chain with no initial state, an
-                unreachable state, or too many states/events/flags. The message names the
-                culprit.
+                unreachable state, or too many states/events/flags; for history and
+                completion (see :meth:`final`, :meth:`on_completion`, :meth:`history_default`):
+                history on a state without children or on Root, a default that is not a proper
+                descendant of its owner or a second one of a kind, a final state with children,
+                an initial, handlers or completions, a completion of a composite without a final
+                child or of Root, a completion that can never run, a completion chain that
+                never rests. The message names the culprit.
         """
         from .compiler import compile_spec  # the one call up: a convenience, at call time
 

@@ -13,6 +13,14 @@ first whose guard holds runs; if none holds, the event goes on to the parent sta
 A deep initial transition (``initial=X`` with ``X`` a grandchild or deeper) enters every state on
 the way from the composite state down to ``X``, without following those states' own initial
 transitions, then follows ``X``'s initial transitions down to a leaf.
+
+History and completion (UML 2.5 / PSSM as Hsm.jl's ``SEMANTICS.md`` reads them) are walked the
+same way, with the records in a dict: a transition that exits a history owner records the
+active leaf (a final leaf clears the record instead); entering a final state clears its
+parent's record and completes the parent; a simple state with completion transitions completes
+as soon as it is entered; a completion runs the first completion transition of the completed
+state whose guard holds (none: the machine rests), and so on, inside the same dispatch. In a
+top-level final state the machine has completed: every event is unhandled.
 """
 
 from __future__ import annotations
@@ -35,6 +43,12 @@ class Step:
     handler: str | None  # the state whose handler ran
     exits: list[str] = field(default_factory=list)  # innermost first
     entries: list[str] = field(default_factory=list)  # outermost first
+    #: exits and entries interleaved in the order they happened (completion chains included)
+    path: list[tuple[str, str]] = field(default_factory=list, repr=False)
+
+#: A completion chain that passes more states than this never rests (compile() refuses such a
+#: machine; the reference stops rather than loop).
+_MAX_CHAIN = 10_000
 
 
 class ReferenceMachine:
@@ -62,10 +76,19 @@ class ReferenceMachine:
         for h in spec.declared_handlers:
             self._handlers.setdefault((h.state, h.event), []).append(h)
         self._flags: dict[str, bool] = dict.fromkeys(spec.flags, False)
+        self._finals = set(spec.finals)
+        self._owners = set(spec.history_owners)
+        self._defaults = {(d.owner, d.history): d.target for d in spec.history_defaults}
+        self._completions: dict[str, list[tuple[str | None, str, str | None]]] = {}
+        for c in spec.completions:
+            self._completions.setdefault(c.state, []).append((c.guard, c.target, c.history))
+        #: owner -> recorded leaf (an owner without a record is absent)
+        self.records: dict[str, str] = {}
         self.unhandled = 0
         self.current = ROOT
         step = Step(True, None)
         self._enter_initial(ROOT, step)
+        self._complete(step)
         self._initial_step = step
 
     # ------------------------------------------------------------------ flags
@@ -128,6 +151,12 @@ class ReferenceMachine:
         s = leaf
         while s != lca and s != ROOT:
             step.exits.append(s)
+            step.path.append(("exit", s))
+            if s in self._owners:  # the owner records its active leaf (never a final one)
+                if leaf in self._finals:
+                    self.records.pop(s, None)
+                else:
+                    self.records[s] = leaf
             s = self._parent[s]
 
     def _do_entry(self, lca: str, target: str, step: Step) -> None:
@@ -138,6 +167,7 @@ class ReferenceMachine:
             path.append(s)
             s = self._parent[s]
         step.entries.extend(reversed(path))
+        step.path.extend(("enter", p) for p in reversed(path))
 
     def _enter_initial(self, state: str, step: Step) -> None:
         """``state`` has just been entered (or is Root): follow initial transitions to a leaf.
@@ -158,11 +188,60 @@ class ReferenceMachine:
             self._do_entry(state, target, step)
             state = target
 
-    def _transition(self, source: str, target: str, step: Step) -> None:
+    def _transition(self, source: str, target: str, step: Step,
+                    history: str | None = None) -> None:
         lca = self._lca(source, target)
         self._do_exit(self.current, lca, step)
         self._do_entry(lca, target, step)
-        self._enter_initial(target, step)
+        if history is None:
+            self._enter_initial(target, step)
+            return
+        record = self.records.get(target)
+        if record is not None and record != target and self._is_ancestor_or_self(target, record):
+            if history == "deep":  # the whole path down to the recorded leaf
+                self._do_entry(target, record, step)
+                self.current = record
+                return
+            child = record  # shallow: the recorded leaf's ancestor just below the owner
+            while self._parent[child] != target:
+                child = self._parent[child]
+            self._do_entry(target, child, step)
+            self._enter_initial(child, step)
+            return
+        default = self._defaults.get((target, history))
+        if default is None:
+            self._enter_initial(target, step)
+            return
+        self._do_entry(target, default, step)
+        self._enter_initial(default, step)
+
+    def _complete(self, step: Step) -> None:
+        """Run completion transitions from the leaf just reached until the machine rests."""
+        for _ in range(_MAX_CHAIN):
+            leaf = self.current
+            if leaf in self._finals:
+                parent = self._parent[leaf]
+                self.records.pop(parent, None)  # entering a final state clears its region
+                if parent == ROOT:
+                    return  # the machine has completed
+                source = parent
+            else:
+                source = leaf
+            chosen = next(((t, h) for g, t, h in self._completions.get(source, ())
+                           if self._holds(g)), None)
+            if chosen is None:
+                return  # no completion transition (or none enabled): discarded
+            self._transition(source, chosen[0], step, chosen[1])
+        raise RuntimeError(f"completion chain of machine {self._spec.name!r} never rests "
+                           f"(now in {self.current!r})")
+
+    def history(self, owner: object) -> str | None:
+        """The leaf recorded for history owner ``owner`` (a name, code or member), or None."""
+        name = self._spec.states[self._codec.state(owner)]
+        if name not in self._owners:
+            raise ValueError(f"state {name!r} of machine {self._spec.name!r} keeps no history "
+                             f"record; its history owners are {sorted(self._owners)}")
+        return self.records.get(name)
 
     # ------------------------------------------------------------------ queries and dispatch
     @property
@@ -182,12 +261,16 @@ class ReferenceMachine:
         counted. Flags are never changed."""
         name = self._spec.events[self._codec.event(event)]
         s = self.current
+        if s in self._finals and self._parent[s] == ROOT:  # the machine has completed
+            self.unhandled += 1
+            return Step(False, None)
         while True:
             for h in self._handlers.get((s, name), ()):
                 if self._holds(h.guard):
                     step = Step(True, s)
                     if h.target is not None:
-                        self._transition(s, h.target, step)
+                        self._transition(s, h.target, step, h.history)
+                        self._complete(step)
                     return step
             if s == ROOT:
                 self.unhandled += 1

@@ -38,6 +38,7 @@ Segment layout (little-endian)::
     72   publish count    uint64
     80   machine name     32 bytes ASCII, NUL padded
     112  closed           uint64   1 once the writer closed the table
+    120  history owners   uint32   columns of history records (0 without history)
     128  columns          64-byte aligned, in streamhsm.compiler.table_layout order
 """
 
@@ -72,15 +73,17 @@ __all__ = ["HEADER_SIZE", "LAYOUT_VERSION", "MAX_NAME_LENGTH", "SharedStreamTabl
 
 MAGIC = b"STRMHSM\x00"
 #: Version of the segment layout below; a reader rejects a segment of another version.
-LAYOUT_VERSION = 2  # 2: a per-slot flag column (machines with flags and guards)
+LAYOUT_VERSION = 3  # 2: a per-slot flag column; 3: history owners in the header and one
+#                     record column per owner (``history``, at the end)
 #: Bytes of the segment header; the first column starts after it.
 HEADER_SIZE = 128
 #: Longest segment name accepted (characters; also at most 255 bytes encoded).
 MAX_NAME_LENGTH = 200
-_HEADER = struct.Struct("<8sIIQII16sQqQQ32sQ")
+_HEADER = struct.Struct("<8sIIQII16sQqQQ32sQI")
 # offsets of the fields updated after creation (see the layout above)
 _OFF_PID, _OFF_HEARTBEAT, _OFF_UNHANDLED, _OFF_PUBLISHED, _OFF_CLOSED = 48, 56, 64, 72, 112
 _OFF_NAME = 80
+_OFF_OWNERS = 120
 _ALIGN = 64
 _SHM_DIR = "/dev/shm"
 _PID_MAX_FALLBACK = 2**22  # PID_MAX_LIMIT on 64-bit Linux
@@ -120,19 +123,20 @@ def _segment_path(name: object) -> str:
     return os.path.join(_SHM_DIR, check_segment_name(name))
 
 
-def _columns(capacity: int, n_events: int) -> tuple[dict[str, tuple[np.dtype[Any], tuple[int, ...], int]], int]:
+def _columns(capacity: int, n_events: int, n_owners: int = 0,
+             ) -> tuple[dict[str, tuple[np.dtype[Any], tuple[int, ...], int]], int]:
     """Column name -> (dtype, shape, offset), and the total segment size."""
     offset = HEADER_SIZE
     out = {}
-    for name, (dtype, shape) in table_layout(capacity, n_events).items():
+    for name, (dtype, shape) in table_layout(capacity, n_events, n_owners).items():
         out[name] = (dtype, shape, offset)
         size = dtype.itemsize * int(np.prod(shape))
         offset += (size + _ALIGN - 1) // _ALIGN * _ALIGN
     return out, offset
 
 
-def _views(buf: Any, capacity: int, n_events: int) -> dict[str, np.ndarray]:
-    cols, _ = _columns(capacity, n_events)
+def _views(buf: Any, capacity: int, n_events: int, n_owners: int = 0) -> dict[str, np.ndarray]:
+    cols, _ = _columns(capacity, n_events, n_owners)
     return {name: np.frombuffer(buf, dtype, int(np.prod(shape)), offset).reshape(shape)
             for name, (dtype, shape, offset) in cols.items()}
 
@@ -338,7 +342,8 @@ class SharedStreamTable(StreamTable):
         if cap <= 0 or cap > MAX_CAPACITY:
             raise ValueError(f"capacity must be between 1 and {MAX_CAPACITY}, got {capacity!r}")
         path = _segment_path(name)
-        _, size = _columns(cap, machine.n_events)
+        n_owners = machine.engine_tables.n_owners
+        _, size = _columns(cap, machine.n_events, n_owners)
         if os.path.lexists(path):  # fail fast (the link below is what decides)
             if not reclaim_stale:
                 raise _exists_error(name, path)
@@ -355,7 +360,7 @@ class SharedStreamTable(StreamTable):
             self._publish_count = 0
             self._write_header(machine, cap)
             super().__init__(cap, drain_on_producer_loss,
-                             arrays=_views(mm, cap, machine.n_events))
+                             arrays=_views(mm, cap, machine.n_events, n_owners))
             _link(fd, tmp, name, reclaim_stale)
         except BaseException:
             try:
@@ -376,7 +381,8 @@ class SharedStreamTable(StreamTable):
         name = machine.name.encode("ascii")[:32]
         _HEADER.pack_into(self._mm, 0, MAGIC, LAYOUT_VERSION, HEADER_SIZE, capacity,
                           machine.n_states, machine.n_events, machine.fingerprint.encode("ascii"),
-                          os.getpid(), time.time_ns(), 0, 0, name, 0)
+                          os.getpid(), time.time_ns(), 0, 0, name, 0,
+                          machine.engine_tables.n_owners)
 
     def publish(self) -> None:
         """Refresh the header: heartbeat (wall clock, ns), unhandled total, publish count."""
@@ -447,8 +453,9 @@ class TableReader:
         self.machine = machine
         fields = _HEADER.unpack_from(header)
         self.capacity = int(fields[3])
-        self._fixed = header[:_OFF_PID] + header[_OFF_NAME:_OFF_CLOSED]
-        self._cols, self._size = _columns(self.capacity, machine.n_events)
+        self._fixed = (header[:_OFF_PID] + header[_OFF_NAME:_OFF_CLOSED]
+                       + header[_OFF_OWNERS:_OFF_OWNERS + 4])
+        self._cols, self._size = _columns(self.capacity, machine.n_events, int(fields[13]))
 
     def _read(self, offset: int, n: int, what: str) -> bytes:
         with self._fd_lock:
@@ -469,7 +476,8 @@ class TableReader:
 
     def _header(self) -> tuple[Any, ...]:
         head = self._read(0, HEADER_SIZE, "the header")
-        if head[:_OFF_PID] + head[_OFF_NAME:_OFF_CLOSED] != self._fixed:
+        if (head[:_OFF_PID] + head[_OFF_NAME:_OFF_CLOSED]
+                + head[_OFF_OWNERS:_OFF_OWNERS + 4]) != self._fixed:
             raise SharedTableError(
                 f"segment {self.name!r} changed under the reader: its header no longer describes "
                 f"the table opened (capacity {self.capacity}, machine {self.machine.name!r})")
@@ -494,6 +502,14 @@ class TableReader:
     def unhandled(self) -> np.ndarray:
         """A fresh read-only copy of the per-slot unhandled counters (uint64)."""
         return self._column("unhandled")
+
+    def history(self, owner: object) -> np.ndarray:
+        """A fresh read-only copy of the history records of ``owner`` (uint8 leaf codes, one
+        per slot, ``FREE_SLOT`` where there is none); ``ValueError`` if ``owner`` keeps no
+        record (see ``machine.history_owners``)."""
+        i = self.machine.history_owner(owner)
+        records: np.ndarray = self._column("history")[i]
+        return records
 
     @property
     def writer_pid(self) -> int:
@@ -620,7 +636,11 @@ def open_readonly(name: str) -> TableReader:
             raise SharedTableError(f"segment {name!r} is of an unknown machine (fingerprint {fp!r})")
         if not 0 < capacity <= MAX_CAPACITY:
             raise SharedTableError(f"segment {name!r} has capacity {capacity} out of range")
-        _, need = _columns(int(capacity), int(n_events))
+        n_owners = int(header[13])
+        if n_owners != machine.engine_tables.n_owners:
+            raise SharedTableError(f"segment {name!r} has {n_owners} history columns, its machine "
+                                   f"{machine.name!r} {machine.engine_tables.n_owners}")
+        _, need = _columns(int(capacity), int(n_events), n_owners)
         size = os.fstat(fd).st_size
         if size < need:
             raise SharedTableError(f"segment {name!r} is truncated: {size} bytes, needs {need}")

@@ -35,10 +35,12 @@ __all__ = ["SNAPSHOT_VERSION", "STR_DTYPE", "SUPPORTED_VERSIONS", "SnapshotError
            "load_snapshot", "read_table_file", "rename_fingerprint", "save_snapshot",
            "table_snapshot"]
 
-#: Format version written into every snapshot (3: tables carry their per-slot flags).
-SNAPSHOT_VERSION = 3
-#: Format versions ``restore`` accepts: version 2 is version 3 without flags (they restore as 0).
-SUPPORTED_VERSIONS = (2, 3)
+#: Format version written into every snapshot (3: tables carry their per-slot flags; 4: and
+#: their history records).
+SNAPSHOT_VERSION = 4
+#: Format versions ``restore`` accepts: version 2 is version 3 without flags (they restore as 0),
+#: version 3 is version 4 without history records (they restore as none).
+SUPPORTED_VERSIONS = (2, 3, 4)
 #: How a str that ends in NUL is stored: a 1-D array of its UTF-32 code units (numpy's ``<U``
 #: strings drop trailing NULs). Any other str is a 0-d ``<U`` array.
 STR_DTYPE = np.dtype([("str", "<u4")])
@@ -110,13 +112,15 @@ MAX_RESTORED_COUNT = 2**63 - 1
 
 
 def table_snapshot(machine: Any, states: np.ndarray, flags: np.ndarray, unhandled: np.ndarray,
-                   unhandled_total: int, free: np.ndarray,
-                   transitions: np.ndarray) -> dict[str, Any]:
+                   unhandled_total: int, free: np.ndarray, transitions: np.ndarray,
+                   history: np.ndarray | None = None) -> dict[str, Any]:
     """A :class:`~streamhsm.MachineTable` snapshot (what its ``snapshot()`` returns): the kind,
     format version and machine fingerprint, with copies of the per-slot arrays, the free-slot
-    stack (in stack order: ``open()`` reuses the last), the transition counts (flat) and the
-    unhandled total."""
+    stack (in stack order: ``open()`` reuses the last), the transition counts (flat), the
+    unhandled total and the history records (flat, owner by owner; empty without history)."""
+    records = np.zeros(0, np.uint8) if history is None else history.ravel().copy()
     return {
+        "history": records,
         "kind": "MachineTable", "version": SNAPSHOT_VERSION, "machine": machine.name,
         "fingerprint": machine.fingerprint, "capacity": int(states.shape[0]),
         "states": states.copy(), "flags": flags.copy(), "unhandled": unhandled.copy(),
@@ -204,8 +208,34 @@ def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str,
     free = array(snap, "free", np.int32, n_free)
     if not np.array_equal(np.sort(free), np.flatnonzero(states == FREE_SLOT)):
         raise SnapshotError("snapshot free-slot list does not match the free slots of its states")
+    history = _check_history(snap, machine, states)
     return {"states": states, "flags": flags, "unhandled": unhandled, "unhandled_total": total,
-            "transitions": transitions, "counts": counts, "free": free}
+            "transitions": transitions, "counts": counts, "free": free, "history": history}
+
+
+def _check_history(snap: dict[str, Any], machine: Any, states: np.ndarray) -> np.ndarray:
+    """The history records of a snapshot as ``(n_owners, capacity)`` uint8: each ``FREE_SLOT``
+    or a non-final leaf below its owner, ``FREE_SLOT`` on every free slot. A snapshot of
+    version 2 or 3 has none (they restore as no record)."""
+    owners = machine.history_owners
+    cap = states.shape[0]
+    if snap["version"] < 4 and "history" not in snap:
+        return np.full((len(owners), cap), FREE_SLOT, np.uint8)
+    records = array(snap, "history", np.uint8, len(owners) * cap).reshape(len(owners), cap)
+    for i, owner in enumerate(owners):
+        valid = np.zeros(FREE_SLOT + 1, dtype=bool)
+        valid[FREE_SLOT] = True
+        for leaf in machine.leaves_under[owner]:
+            if leaf != owner and leaf not in machine.final_states:
+                valid[leaf] = True
+        bad = np.flatnonzero(~valid[records[i]] | ((records[i] != FREE_SLOT)
+                                                   & (states == FREE_SLOT)))
+        if bad.size:
+            raise SnapshotError(
+                f"snapshot history record {int(records[i, bad[0]])} of "
+                f"{machine.state_names[owner]!r} at slot {int(bad[0])} is not a non-final leaf "
+                f"below it on an open slot of machine {machine.name!r}")
+    return records
 
 
 def read_table_file(path: str | os.PathLike[str], fingerprint: str | None = None

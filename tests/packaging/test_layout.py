@@ -94,6 +94,7 @@ ENGINE_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("base", frozenset({"errors", "codes", "_files", "_views", "_limits", "_trace"})),
     ("owned copies", frozenset({"_owned"})),
     ("declaration", frozenset({"machine", "_codec"})),
+    ("compiler parts", frozenset({"_pseudo", "_engine_tables"})),
     ("compiler", frozenset({"compiler", "reference", "snapshot", "_observe"})),
     ("kernels", frozenset({"_kernel", "_checks"})),
     ("batch kernels", frozenset({"_batch"})),

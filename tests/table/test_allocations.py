@@ -141,3 +141,44 @@ def test_flagged_batches_and_flag_changes_are_allocation_free() -> None:
     # set_flag_many: no block stays allocated; tracemalloc is not asked here, because on the
     # CPython 3.13 CI wheel it saw 48 bytes (one block) kept on this line across warm calls
     assert _blocks_after(flag_batch) <= 0
+
+
+def _history_machine():  # type: ignore[no-untyped-def]
+    """A stream that leaves for maintenance and resumes where it was (deep history), a final
+    state that completes its composite, and a transient state: every HSM_KIND_HISTORY path."""
+    from streamhsm import MachineSpec
+
+    s = MachineSpec("resume", ["Next", "Maintain", "Resume", "Finish", "Restart"], "Live")
+    s.state("Live", initial="Idle").state("Idle", "Live").state("Busy", "Live")
+    s.final("Done", "Live").state("Maintenance").state("Check")
+    s.on("Idle", "Next", "Busy").on("Busy", "Next", "Idle").on("Live", "Maintain", "Maintenance")
+    s.on("Maintenance", "Resume", "Live", history="deep").on("Busy", "Finish", "Done")
+    s.on_completion("Live", "Check").on_completion("Check", "Live", history="shallow")
+    s.on("Root", "Restart", "Live")
+    return s.compile()
+
+
+def test_dispatch_with_history_is_allocation_free() -> None:
+    from streamhsm import MachineInstance, MachineTable
+
+    m = _history_machine()
+    t = MachineTable(m, SLOTS)
+    for _ in range(SLOTS):
+        t.open()
+    inst = MachineInstance(m)
+    rng = np.random.default_rng(6)
+    slots = rng.integers(0, SLOTS, 200_000)
+    events = rng.integers(0, m.n_events, 200_000).astype(np.uint8)
+    dispatch, idispatch = t.dispatch, inst.dispatch
+
+    def loop() -> None:
+        t.dispatch_many(slots, events)
+        t.broadcast("Maintain")
+        t.broadcast("Resume")
+        for i in range(2_000):
+            dispatch(i % 200, i % 5)
+            idispatch(i % 5)
+
+    assert (m.engine_tables.kind == 3).any()  # history cells run here
+    assert _blocks_after(loop) <= 0
+    assert _traced_growth(loop) == 0

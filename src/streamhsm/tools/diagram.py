@@ -9,6 +9,12 @@ for a negated guard) and drawn as an edge of its own, so several handlers of one
 edge labelled ``A / B``. An initial arrow points at the declared initial state, also when it is a
 deeper descendant (a deep initial transition). The DOT drawing is laid out to read like the
 Mermaid one (see :func:`to_dot`); Graphviz renders it without warnings.
+
+History and completion: each history owner shows its history pseudostates (``H`` shallow,
+``H*`` deep) inside it, with an unlabelled edge to its default when one is declared; a
+transition with history points at the pseudostate. A final state is drawn as the UML bull's-eye
+(a ``◉`` before its name in Mermaid, a ringed dot labelled with its name in DOT). A completion
+transition is an edge without an event: unlabelled, or labelled ``[guard]``.
 """
 
 from __future__ import annotations
@@ -31,7 +37,13 @@ IMAGE_FORMATS = ("svg", "png")
 class _Edge(NamedTuple):
     src: str  # the declaring state
     dst: str  # the target
-    labels: list[str]  # "Event" / "Event [guard]", in declaration order
+    labels: list[str]  # "Event" / "Event [guard]", in declaration order ("" / "[guard]" for a
+    #                    completion transition)
+    history: str | None = None  # the edge enters dst through this history pseudostate
+
+
+#: The history pseudostates' labels and node-name suffixes.
+_HISTORY = {"shallow": ("H", "__H"), "deep": ("H*", "__Hdeep")}
 
 
 class _Structure(NamedTuple):
@@ -40,6 +52,7 @@ class _Structure(NamedTuple):
     edges: list[_Edge]  # in the order of their first handler's declaration
     internal: dict[str, list[str]]  # state -> labels of the handlers without a transition
     owner: dict[tuple[str, str], str]  # (src, dst) -> the composite an edge is drawn in
+    pseudo: dict[str, list[tuple[str, str | None]]]  # owner -> [(kind, default target)]
 
 
 def _structure(machine: CompiledMachine) -> _Structure:
@@ -48,18 +61,28 @@ def _structure(machine: CompiledMachine) -> _Structure:
     for s, p in spec.parents.items():
         children[p].append(s)
     edges: list[_Edge] = []
-    unguarded: dict[tuple[str, str], _Edge] = {}  # (src, dst) -> the edge unguarded ones share
+    # (src, dst, history) -> the edge unguarded ones share
+    unguarded: dict[tuple[str, str, str | None], _Edge] = {}
     internal: dict[str, list[str]] = defaultdict(list)
     for decl in spec.declared_handlers:
         if decl.target is None:
             internal[decl.state].append(decl.label())
         elif decl.guard is not None:  # a guarded handler is an edge of its own
-            edges.append(_Edge(decl.state, decl.target, [decl.label()]))
-        elif (key := (decl.state, decl.target)) in unguarded:
+            edges.append(_Edge(decl.state, decl.target, [decl.label()], decl.history))
+        elif (key := (decl.state, decl.target, decl.history)) in unguarded:
             unguarded[key].labels.append(decl.label())
         else:
-            unguarded[key] = _Edge(decl.state, decl.target, [decl.label()])
+            unguarded[key] = _Edge(decl.state, decl.target, [decl.label()], decl.history)
             edges.append(unguarded[key])
+    for c in spec.completions:  # an edge without an event, each its own
+        edges.append(_Edge(c.state, c.target, [c.label()], c.history))
+    pseudo: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
+    defaults = {(d.owner, d.history): d.target for d in spec.history_defaults}
+    used = {(e.dst, e.history) for e in edges if e.history} | set(defaults)
+    for owner_name in spec.history_owners:
+        for kind in _HISTORY:
+            if (owner_name, kind) in used:
+                pseudo[owner_name].append((kind, defaults.get((owner_name, kind))))
     parent = dict(spec.parents)
 
     def chain(s: str) -> list[str]:  # s, its parent, ..., Root
@@ -70,16 +93,25 @@ def _structure(machine: CompiledMachine) -> _Structure:
 
     # the composite that owns an edge: the deepest common proper ancestor of both ends
     owner: dict[tuple[str, str], str] = {}
-    for src, dst, _ in edges:
+    for src, dst, *_ in edges:
         up_dst = chain(dst)
         owner[(src, dst)] = next((a for a in chain(src)[1:] if a in up_dst), ROOT)
-    return _Structure(dict(children), parent, edges, dict(internal), owner)
+    return _Structure(dict(children), parent, edges, dict(internal), owner, dict(pseudo))
+
+
+def _text(labels: list[str]) -> str:
+    return " / ".join(labels)
+
+
+def _hnode(owner: str, kind: str) -> str:
+    return owner + _HISTORY[kind][1]
 
 
 def _root_note(st: _Structure) -> str | None:
     """Handlers declared on Root itself (they apply in every state), as one line of text."""
     parts = list(st.internal.get(ROOT, []))
-    parts += [f"{' / '.join(labels)} -> {dst}" for src, dst, labels in st.edges if src == ROOT]
+    parts += [f"{_text(e.labels)} -> {e.dst}{' (' + _HISTORY[e.history][0] + ')' if e.history else ''}"
+              for e in st.edges if e.src == ROOT]
     return f"Root (any state) handles {', '.join(parts)}" if parts else None
 
 
@@ -88,22 +120,31 @@ def to_mermaid(machine: CompiledMachine) -> str:
     st = _structure(machine)
     children, edges, internal, owner = st.children, st.edges, st.internal, st.owner
     initials = machine.spec.initials
+    finals = set(machine.spec.finals)
     lines = ["stateDiagram-v2"]
 
     def block(state: str, indent: str) -> None:
         if state in initials:
             lines.append(f"{indent}[*] --> {initials[state]}")
+        for kind, default in st.pseudo.get(state, []):
+            lines.append(f'{indent}state "{_HISTORY[kind][0]}" as {_hnode(state, kind)}')
+            if default is not None:
+                lines.append(f"{indent}{_hnode(state, kind)} --> {default}")
         for child in children.get(state, []):
             if child in children:
                 lines.append(f"{indent}state {child} {{")
                 block(child, indent + "    ")
                 lines.append(f"{indent}}}")
+            elif child in finals:
+                lines.append(f'{indent}state "◉ {child}" as {child}')
         for child in children.get(state, []):
             if internal.get(child):
                 lines.append(f"{indent}{child} : handles {', '.join(internal[child])}")
-        for src, dst, labels in edges:
-            if owner[(src, dst)] == state and src != ROOT:
-                lines.append(f"{indent}{src} --> {dst} : {' / '.join(labels)}")
+        for e in edges:
+            if owner[(e.src, e.dst)] == state and e.src != ROOT:
+                dst = _hnode(e.dst, e.history) if e.history else e.dst
+                text = _text(e.labels)
+                lines.append(f"{indent}{e.src} --> {dst}" + (f" : {text}" if text else ""))
 
     block(ROOT, "    ")
     note = _root_note(st)
@@ -135,6 +176,7 @@ def to_dot(machine: CompiledMachine) -> str:
     st = _structure(machine)
     children, edges, internal, parent = st.children, st.edges, st.internal, st.parent
     initials = machine.spec.initials
+    finals = set(machine.spec.finals)
     lines = [
         f"digraph {_quote(machine.name)} {{",
         "    compound=true;",
@@ -170,6 +212,13 @@ def to_dot(machine: CompiledMachine) -> str:
     def block(state: str, indent: str) -> None:
         if state in initials:
             start(state, indent)
+        for kind, default in st.pseudo.get(state, []):
+            h = _hnode(state, kind)
+            lines.append(f'{indent}{h} [shape=circle, label="{_HISTORY[kind][0]}", width=0.3, '
+                         f'fixedsize=true];')
+            if default is not None:
+                attrs = f" [lhead=cluster_{default}]" if default in children else ""
+                lines.append(f"{indent}{h} -> {node(default)}{attrs};")
         for child in children.get(state, []):
             if child in children:
                 lines.append(f"{indent}subgraph cluster_{child} {{")
@@ -182,6 +231,9 @@ def to_dot(machine: CompiledMachine) -> str:
                     tail = f"{grand}__anchor" if grand in children else grand
                     lines.append(f"{indent}    {tail} -> {child}__anchor [style=invis];")
                 lines.append(f"{indent}}}")
+            elif child in finals:  # the UML bull's-eye
+                lines.append(f"{indent}{child} [shape=point, width=0.15, peripheries=2, "
+                             f"xlabel={_quote(child)}];")
             else:
                 lines.append(f"{indent}{child} [label={label(child)}];")
 
@@ -190,15 +242,17 @@ def to_dot(machine: CompiledMachine) -> str:
     if note is not None:
         lines.append(f"    Root__note [shape=note, label={_quote(note)}];")
     turns = 0
-    for src, dst, labels in edges:
+    for src, dst, labels, history in edges:
         if src == ROOT:
             continue  # in the note
-        text = f"label={_quote(' / '.join(labels))}"
+        text = f"label={_quote(_text(labels))}"
         tail, tail_attrs = src, []
         if src in children:
             tail, tail_attrs = f"{src}__anchor", [f"ltail=cluster_{src}"]
         head, head_attrs = node(dst), []
-        if dst in children and dst != ROOT:  # Root is the whole picture, not a cluster
+        if history is not None:  # into the history pseudostate, a node inside the cluster
+            head = _hnode(dst, history)
+        elif dst in children and dst != ROOT:  # Root is the whole picture, not a cluster
             head_attrs = [f"lhead=cluster_{dst}"]
         if (head_attrs and inside(src, dst)) or (
                 tail_attrs and (dst == src or inside(dst, src))):
