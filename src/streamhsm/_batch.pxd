@@ -250,8 +250,8 @@ cdef inline void fold_counts(HsmCore* c, uint32_t* local, Py_ssize_t used) noexc
     fold_counts_range(c, local, free_row * c.n_events, (free_row + (1 << c.flag_bits)) * c.n_events)
 
 
-# Compile-time markers: run_batch_chunked is specialised (as a fused function) for flag-free machines
-# and for machines with flags, so each is its own C function with only its own loops.
+# Compile-time markers: run_batch_chunked is specialised (as a fused function) for flag-free
+# machines and for machines with flags, so each is its own C function with only its own loops.
 ctypedef struct _FlagFree:
     char unused
 ctypedef struct _Flagged:
@@ -391,8 +391,8 @@ cdef inline Py_ssize_t run_batch_per_event(const slot_t* slots, const event_t* e
                 n = i
                 stop[0] = i
                 break
-            n_unhandled += hsm_apply(states, counts, unhandled, transitions, next_state, kind, flags,
-                                fb, trace, n_events, s, e)
+            n_unhandled += hsm_apply(states, counts, unhandled, transitions, next_state, kind,
+                                     flags, fb, trace, n_events, s, e)
     if stop[0] < 0:
         for i in range(start, n):
             s = <Py_ssize_t>slots[i]
@@ -401,8 +401,8 @@ cdef inline Py_ssize_t run_batch_per_event(const slot_t* slots, const event_t* e
                 n = i
                 stop[0] = i
                 break
-            n_unhandled += hsm_apply(states, counts, unhandled, transitions, next_state, kind, flags,
-                                fb, trace, n_events, s, e)
+            n_unhandled += hsm_apply(states, counts, unhandled, transitions, next_state, kind,
+                                     flags, fb, trace, n_events, s, e)
     c.unhandled_total += n_unhandled
     return n - <Py_ssize_t>n_unhandled
 

@@ -1,8 +1,9 @@
 # Binding a MachineTable's kernel structs to the machine's tables and the table's arrays
-# (cimported by _table.pyx only; GIL-holding setup code, run once per table).
+# (cimported by _table.pyx only: setup code run once per table, and the records of a slot that
+# opens or is released).
 from libc.stdint cimport uint8_t, uint16_t, int32_t, uint32_t, int64_t
 
-from streamhsm._kernel cimport HsmCore, HsmHistory
+from streamhsm._kernel cimport HSM_FREE_SLOT, HsmCore, HsmHistory
 
 
 cdef inline void bind_core(HsmCore* c, object tables, object transitions, object scratch):
@@ -56,3 +57,10 @@ cdef inline const uint8_t* bind_history(HsmCore* c, HsmHistory* h, object tables
     h.n_owners = rec.shape[0]
     c.hist = h
     return &init[0]
+
+
+cdef inline void set_records(HsmHistory* h, Py_ssize_t slot, const uint8_t* values) noexcept nogil:
+    """Set every record of ``slot`` to ``values`` (one per owner), or clear them (NULL)."""
+    cdef Py_ssize_t o
+    for o in range(h.n_owners):
+        h.records[o * h.stride + slot] = HSM_FREE_SLOT if values == NULL else values[o]

@@ -19,11 +19,12 @@ cdef inline Py_ssize_t index_value(object value, str what) except? -2:
     return <Py_ssize_t>v
 
 
-cdef inline Py_ssize_t fast_code(object value, object own_enum, Py_ssize_t n,
-                                 object convert) except -1:
-    """The code of a state or event: a plain int or a member of the machine's own enum in range
-    converts here; anything else (names, other types, errors) goes to ``convert``, the machine
-    codec's method (streamhsm._codec.MachineCodec), which gives the same code for these."""
+cdef inline Py_ssize_t fast_code(object value, object own_enum, Py_ssize_t n, dict names,
+                                 object codec, bint event) except -1:
+    """The code of a state or event (``event`` False: a state): a plain int or a member of the
+    machine's own enum in range, or a declared name (``names``: name -> code) converts here;
+    anything else (other types, errors) goes to the machine's codec
+    (streamhsm._codec.MachineCodec), which gives the same code for these."""
     cdef int overflow = 0
     cdef long long v
     cdef object t = type(value)
@@ -31,7 +32,11 @@ cdef inline Py_ssize_t fast_code(object value, object own_enum, Py_ssize_t n,
         v = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow == 0 and 0 <= v < n:
             return <Py_ssize_t>v
-    return convert(value)
+    elif t is str:
+        code = names.get(value)
+        if code is not None:
+            return <Py_ssize_t>code
+    return codec.event(value) if event else codec.state(value)
 
 
 cdef inline int flag_value(object value) except -1:

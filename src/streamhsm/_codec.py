@@ -8,7 +8,8 @@ compiled tables and instances convert plain int codes inline and hand everything
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,16 @@ class MachineCodec:
 
     def __delattr__(self, key: str) -> None:
         raise AttributeError(f"MachineCodec is immutable: cannot delete {key!r}")
+
+    @property
+    def state_codes(self) -> Mapping[str, int]:
+        """Read-only ``name -> code`` of the declared states."""
+        return MappingProxyType(self._state_by_name)
+
+    @property
+    def event_codes(self) -> Mapping[str, int]:
+        """Read-only ``name -> code`` of the declared events."""
+        return MappingProxyType(self._event_by_name)
 
     def state(self, state: object) -> int:
         """Code of ``state`` (see the class docstring)."""

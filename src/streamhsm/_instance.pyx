@@ -30,10 +30,10 @@ cdef inline uintptr_t _address(object arr):
 
 
 @cython.final
-cdef class _InstanceKind:
+cdef class _InstanceTables:
     """The machine-level part of :class:`MachineInstance`: borrowed pointers into the machine's
     padded tables, its codec and state members; optionally an instance's own transition counts.
-    A machine with history records gives every instance a kind of its own, holding the
+    A machine with history records gives every instance tables of its own, holding the
     instance's records (``hist``)."""
     cdef readonly object machine
     cdef const uint8_t* next_state     # the machine's tables (rows as in _kernel.pxd)
@@ -46,6 +46,7 @@ cdef class _InstanceKind:
     cdef object member                 # bool [n_states, HSM_CODE_ROWS]: is code under state
     cdef object codec                  # the machine's MachineCodec (names, enums, errors)
     cdef object event_enum, state_enum
+    cdef dict event_codes, state_codes    # name -> code
     cdef object transitions_view       # read-only (n_states, n_events) view, or None
     cdef HsmHistory hist               # history programs and this instance's records (stride 1)
     cdef object records                # uint8 (n_owners,) or None without history
@@ -83,26 +84,28 @@ cdef class _InstanceKind:
         self.member = tables.member
         self.codec = machine.codec
         self.event_enum, self.state_enum = machine.Event, machine.State
+        self.event_codes = dict(machine.codec.event_codes)
+        self.state_codes = dict(machine.codec.state_codes)
 
 
-# The shared _InstanceKind of each machine, by id(machine): an entry lives as long as some
+# The shared _InstanceTables of each machine, by id(machine): an entry lives as long as some
 # instance uses it (its machine cannot die before it, so the id is not reused meanwhile). Nothing
 # is written onto the (immutable) machine. The last one looked up is kept for the next call.
-cdef object _kinds = weakref.WeakValueDictionary()
-cdef _InstanceKind _last_kind = None
+cdef object _shared = weakref.WeakValueDictionary()
+cdef _InstanceTables _last_shared = None
 
 
-cdef _InstanceKind _shared_kind(object machine):
-    """The machine's shared _InstanceKind (no transition counts)."""
-    global _last_kind
-    if _last_kind is not None and _last_kind.machine is machine:
-        return _last_kind
-    kind = _kinds.get(id(machine))
-    if kind is None or (<_InstanceKind>kind).machine is not machine:
-        kind = _InstanceKind(machine, False)
-        _kinds[id(machine)] = kind
-    _last_kind = <_InstanceKind>kind
-    return _last_kind
+cdef _InstanceTables _shared_tables(object machine):
+    """The machine's shared _InstanceTables (no transition counts)."""
+    global _last_shared
+    if _last_shared is not None and _last_shared.machine is machine:
+        return _last_shared
+    tables = _shared.get(id(machine))
+    if tables is None or (<_InstanceTables>tables).machine is not machine:
+        tables = _InstanceTables(machine, False)
+        _shared[id(machine)] = tables
+    _last_shared = <_InstanceTables>tables
+    return _last_shared
 
 
 cdef class MachineInstance:
@@ -120,7 +123,7 @@ cdef class MachineInstance:
     # 8 + 8 + 2 bytes after the object header: the machine-level object, the unhandled counter,
     # the state code and the flag bitmask (no per-instance tables: occupancy of a single instance
     # is its state).
-    cdef _InstanceKind _kind
+    cdef _InstanceTables _tables
     cdef uint64_t _unhandled
     cdef uint8_t _state
     cdef uint8_t _flags
@@ -131,25 +134,25 @@ cdef class MachineInstance:
     def _bind(self, machine, count_transitions):
         """``__init__`` as a plain method: subclasses with their own ``__init__`` call this (a call
         through the ``__init__`` slot wrapper costs several times more)."""
-        if self._kind is not None:
+        if self._tables is not None:
             raise RuntimeError("MachineInstance.__init__ called twice")
-        cdef _InstanceKind kind
+        cdef _InstanceTables tables
         if count_transitions is False and not machine.engine_tables.n_owners:
-            kind = _shared_kind(machine)
+            tables = _shared_tables(machine)
         elif count_transitions is False:
-            kind = _InstanceKind(machine, False)  # its own records
+            tables = _InstanceTables(machine, False)  # its own records
         elif count_transitions is True:
-            kind = _InstanceKind(machine, True)
+            tables = _InstanceTables(machine, True)
         else:
             raise TypeError(f"count_transitions must be a bool, got "
                             f"{type(count_transitions).__name__} {count_transitions!r}")
         self._state = machine.initial_leaf
-        self._kind = kind
+        self._tables = tables
 
     @property
     def machine(self):
         """The :class:`~streamhsm.compiler.CompiledMachine` (None before ``__init__``)."""
-        return None if self._kind is None else self._kind.machine
+        return None if self._tables is None else self._tables.machine
 
     def dispatch(self, event):
         """Dispatch one event; return True if some state handled it, False if it went unhandled
@@ -159,11 +162,12 @@ cdef class MachineInstance:
             ValueError: unknown event code or name.
             TypeError: ``event`` has the wrong type.
         """
-        cdef _InstanceKind k = self._kind
+        cdef _InstanceTables k = self._tables
         if k is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        cdef Py_ssize_t e = fast_code(event, k.event_enum, k.n_events, k.codec.event)
-        cdef Py_ssize_t idx = ((<Py_ssize_t>self._state << k.flag_bits) | self._flags) * k.n_events + e
+        cdef Py_ssize_t e = fast_code(event, k.event_enum, k.n_events, k.event_codes, k.codec, True)
+        cdef Py_ssize_t idx = (((<Py_ssize_t>self._state << k.flag_bits) | self._flags)
+                               * k.n_events + e)
         cdef uint8_t what = k.kind[idx]
         if what == HSM_KIND_INTERNAL:
             return True
@@ -186,7 +190,7 @@ cdef class MachineInstance:
         Raises:
             TypeError / ValueError: not a state of the machine, or one that keeps no record.
         """
-        cdef _InstanceKind k = self._kind
+        cdef _InstanceTables k = self._tables
         if k is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
         cdef Py_ssize_t i = k.machine.history_owner(owner)
@@ -200,17 +204,17 @@ cdef class MachineInstance:
             ValueError: the machine has no flag ``name``.
             TypeError: ``value`` is not a bool or ``name`` not a str.
         """
-        if self._kind is None:
+        if self._tables is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        cdef int bit = self._kind.machine.flag_bit(name)
+        cdef int bit = self._tables.machine.flag_bit(name)
         cdef uint8_t on = flag_value(value)
         self._flags = (self._flags & ~(1 << bit)) | (on << bit)
 
     def flag(self, name):
         """True if flag ``name`` is set (all flags start False)."""
-        if self._kind is None:
+        if self._tables is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        return bool(self._flags >> self._kind.machine.flag_bit(name) & 1)
+        return bool(self._flags >> self._tables.machine.flag_bit(name) & 1)
 
     @property
     def flags(self):
@@ -220,9 +224,9 @@ cdef class MachineInstance:
     @property
     def current(self):
         """The current leaf state (a ``State`` member)."""
-        if self._kind is None:
+        if self._tables is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        return self._kind.state_members[self._state]
+        return self._tables.state_members[self._state]
 
     @property
     def unhandled(self):
@@ -233,19 +237,19 @@ cdef class MachineInstance:
     def transition_counts(self):
         """Read-only ``(n_states, n_events)`` int64 view of the transitions this instance took per
         (leaf state, event), or None unless it was created with ``count_transitions=True``."""
-        return None if self._kind is None else self._kind.transitions_view
+        return None if self._tables is None else self._tables.transitions_view
 
     def is_in(self, state):
         """True if the current state is ``state`` or one of its descendants (``is_in(Root)`` is
         always True)."""
-        if self._kind is None:
+        if self._tables is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
-        cdef Py_ssize_t code = fast_code(state, self._kind.state_enum, self._kind.n_states,
-                                         self._kind.codec.state)
-        return bool(self._kind.member[code, self._state])
+        cdef Py_ssize_t code = fast_code(state, self._tables.state_enum, self._tables.n_states,
+                                         self._tables.state_codes, self._tables.codec, False)
+        return bool(self._tables.member[code, self._state])
 
     def __repr__(self):
-        if self._kind is None:
+        if self._tables is None:
             return f"<{type(self).__name__} (uninitialised)>"
         return f"<{type(self).__name__} {self.current!r} unhandled={self._unhandled}>"
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MAX_CAPACITY", "check_index"]
+__all__ = ["INT32_MAX", "MAX_CAPACITY", "check_index"]
 
-#: Largest number of slots of a table (slot indices, free lists and stream ids are int32).
-MAX_CAPACITY = 2**31 - 1
+#: The largest int32: slot indices, free-list entries and stream ids are int32.
+INT32_MAX = 2**31 - 1
+#: Largest number of slots of a table.
+MAX_CAPACITY = INT32_MAX
 
 
 def check_index(value: object, what: str, low: int, high: int | None = None) -> int:

@@ -26,6 +26,7 @@ cdef class MachineTable:
     cdef object _state_members     # tuple: code -> State member
     cdef object _codec             # the machine's MachineCodec (names, enums, errors)
     cdef object _event_enum, _state_enum   # the machine's enums (codes converted inline)
+    cdef dict _event_codes, _state_codes   # name -> code (names converted inline)
     cdef Py_ssize_t _n_states
     cdef HsmTrace _trace
     cdef HsmHistory _hist          # history programs and records (core.hist, if the machine

@@ -20,7 +20,7 @@ from streamhsm._batch cimport (
     hsm_simd_set_cap, run_batch, run_broadcast, run_broadcast_flagged, set_flags_batch, slot_t,
     validate_batch,
 )
-from streamhsm._binding cimport bind_core, bind_history
+from streamhsm._binding cimport bind_core, bind_history, set_records
 from streamhsm._checks cimport fast_code, flag_value, index_value
 from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FREE_SLOT, HsmCore, HsmHistory, hsm_set_flags, hsm_step,
@@ -227,7 +227,7 @@ cdef class MachineTable:
 
     Args:
         machine: a :class:`~streamhsm.compiler.CompiledMachine`.
-        capacity: number of slots (1 to 2**31 - 1).
+        capacity: number of slots (1 to ``MAX_CAPACITY``, 2**31 - 1).
 
     Every slot starts free; :meth:`open` puts a slot in the machine's initial leaf. Per slot the
     table keeps the state code (uint8) and an unhandled-event counter (uint64); per state it keeps
@@ -319,6 +319,8 @@ cdef class MachineTable:
         self._state_members = tuple(machine.State) + (None,) * (HSM_CODE_ROWS - machine.n_states)
         self._codec = machine.codec
         self._event_enum, self._state_enum = machine.Event, machine.State
+        self._event_codes = dict(machine.codec.event_codes)
+        self._state_codes = dict(machine.codec.state_codes)
         self._n_states = machine.n_states
         self.machine = machine
         self.core.capacity = cap
@@ -326,12 +328,14 @@ cdef class MachineTable:
     cdef Py_ssize_t event_index(self, object event) except -1:
         if self._codec is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        return fast_code(event, self._event_enum, self.core.n_events, self._codec.event)
+        return fast_code(event, self._event_enum, self.core.n_events, self._event_codes,
+                         self._codec, True)
 
     cdef Py_ssize_t state_index(self, object state) except -1:
         if self._codec is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        return fast_code(state, self._state_enum, self._n_states, self._codec.state)
+        return fast_code(state, self._state_enum, self._n_states, self._state_codes, self._codec,
+                         False)
 
     cdef Py_ssize_t slot_index(self, object slot) except -1:
         return self.check_open(self.slot_value(slot), slot)
@@ -394,10 +398,8 @@ cdef class MachineTable:
         self.core.states[s] = self._initial
         hsm_set_flags(&self.core, s, 0)
         self.core.unhandled[s] = 0
-        cdef Py_ssize_t o
         if self.core.hist != NULL:
-            for o in range(self._hist.n_owners):
-                self._hist.records[o * self._hist.stride + s] = self._init_records[o]
+            set_records(&self._hist, s, self._init_records)
         self.core.counts[HSM_FREE_SLOT] -= 1
         self.core.counts[self._initial] += 1
         return s
@@ -437,10 +439,8 @@ cdef class MachineTable:
         self.core.states[s] = HSM_FREE_SLOT
         hsm_set_flags(&self.core, s, 0)
         self.core.unhandled[s] = 0
-        cdef Py_ssize_t o
         if self.core.hist != NULL:
-            for o in range(self._hist.n_owners):
-                self._hist.records[o * self._hist.stride + s] = HSM_FREE_SLOT
+            set_records(&self._hist, s, NULL)
         self._free[self._n_free] = <int32_t>s
         self._n_free += 1
         return 1
@@ -762,8 +762,7 @@ cdef class MachineTable:
         none. ``TypeError``/``ValueError``: not a state of the machine, or keeps no record."""
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        i = self.machine.history_owner(owner)
-        return self._records_view[i]
+        return self._records_view[self.machine.history_owner(owner)]
 
     @property
     def unhandled_total(self):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, SupportsIndex
 import numpy as np
 
 from ._instance import MachineInstance
+from ._limits import MAX_CAPACITY
 from ._table import MachineTable
 from .codes import CodeEnum
 from .compiler import CompiledMachine
@@ -206,9 +207,9 @@ class StreamTable(MachineTable):
                                 f"streamhsm version")
         policy = found[1] == DRAIN_ON_PRODUCER_LOSS
         capacity = snap.get("capacity")
-        if type(capacity) is not int or not 0 < capacity < 2**31:
+        if type(capacity) is not int or not 0 < capacity <= MAX_CAPACITY:
             raise SnapshotError(f"snapshot capacity {capacity!r} is not an int between 1 and "
-                                f"{2**31 - 1}")
+                                f"{MAX_CAPACITY}")
         array(snap, "states", np.uint8, capacity)  # the file holds that many: allocation is bounded
         table = cls(capacity, drain_on_producer_loss=policy)
         table.restore(snap)

@@ -60,6 +60,7 @@ import numpy as np
 
 from ._files import open_regular
 from ._files import pread_exact as _pread
+from ._limits import MAX_CAPACITY
 from ._observe import TableObserver
 from .errors import StreamHsmError
 from .lifecycle import StreamTable, stream_machine
@@ -338,8 +339,8 @@ class SharedStreamTable(StreamTable):
         self._closed = True  # until the segment exists (the finaliser then does nothing)
         machine = stream_machine(drain_on_producer_loss)
         cap = int(capacity) if isinstance(capacity, int) and not isinstance(capacity, bool) else 0
-        if cap <= 0 or cap > 2**31 - 1:
-            raise ValueError(f"capacity must be between 1 and {2**31 - 1}, got {capacity!r}")
+        if cap <= 0 or cap > MAX_CAPACITY:
+            raise ValueError(f"capacity must be between 1 and {MAX_CAPACITY}, got {capacity!r}")
         path = _segment_path(name)
         n_owners = machine.engine_tables.n_owners
         _, size = _columns(cap, machine.n_events, n_owners)
@@ -633,7 +634,7 @@ def open_readonly(name: str) -> TableReader:
         machine = None if found is None else found[2]
         if machine is None or machine.n_states != n_states or machine.n_events != n_events:
             raise SharedTableError(f"segment {name!r} is of an unknown machine (fingerprint {fp!r})")
-        if not 0 < capacity < 2**31:
+        if not 0 < capacity <= MAX_CAPACITY:
             raise SharedTableError(f"segment {name!r} has capacity {capacity} out of range")
         n_owners = int(header[13])
         if n_owners != machine.engine_tables.n_owners:

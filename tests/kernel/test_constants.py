@@ -63,3 +63,22 @@ def test_engine_tables_are_named_read_only_and_cached() -> None:
         except ValueError:
             continue
         raise AssertionError("an engine table can be made writeable")
+
+
+def test_the_int32_limit_is_written_once() -> None:
+    """``2**31 - 1`` (capacities, slot indices, stream ids) is defined once, in ``_limits.py``;
+    every other module uses ``MAX_CAPACITY`` / ``INT32_MAX`` (docstrings may quote the value)."""
+    from streamhsm._limits import INT32_MAX, MAX_CAPACITY
+    from streamhsm.driver.config import MAX_STREAM_ID
+
+    assert MAX_CAPACITY == INT32_MAX == MAX_STREAM_ID == np.iinfo(np.int32).max
+    root = Path(streamhsm.__file__).parent
+    hits = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix not in (".py", ".pyx", ".pxd"):
+            continue
+        for no, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#")[0]
+            if re.search(r"2\s*\*\*\s*31|2147483647", code) and "``" not in code:
+                hits.append(f"{path.relative_to(root)}:{no}: {line.strip()}")
+    assert hits == ["_limits.py:14: INT32_MAX = 2**31 - 1"], hits

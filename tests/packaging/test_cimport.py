@@ -3,6 +3,7 @@ table with no Python call per event (the numpy ``test_extending`` pattern)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -45,3 +46,45 @@ def test_repeat_one(cython_driver: ModuleType) -> None:
     assert t.unhandled[s] == 10
     with pytest.raises(IndexError, match="slot 1 is not open"):
         cython_driver.repeat_one(t, 1, 0, 1)
+
+
+def test_flags_set_through_the_c_api_keep_the_packed_copy_in_step(cython_driver: ModuleType) -> None:
+    """``hsm_set_flags`` (capi.pxd) writes both flag copies: a batch (which reads the packed
+    copy) then does what the Python-level ``set_flag`` path does."""
+    from streamhsm import MachineSpec, MachineTable
+
+    spec = MachineSpec("capi_flags", ["Go", "Back"], initial="A").state("A").state("B")
+    spec.flag("f").flag("g").on("A", "Go", "B", guard="f").on("B", "Back", "A", guard="!g")
+    m = spec.compile()
+    a, b = MachineTable(m, 5000), MachineTable(m, 5000)
+    rng = np.random.default_rng(7)
+    masks = rng.integers(0, 4, 5000)
+    for s, mask in enumerate(masks):
+        a.open(), b.open()
+        cython_driver.set_flags(a, s, int(mask))
+        b.set_flag(s, "f", bool(mask & 1))
+        b.set_flag(s, "g", bool(mask & 2))
+    assert (a.flags == b.flags).all()
+    slots = rng.integers(0, 5000, 20_000)
+    events = rng.integers(0, 2, 20_000).astype(np.uint8)
+    assert a.dispatch_many(slots, events) == b.dispatch_many(slots, events)
+    assert (a.states == b.states).all()
+    with pytest.raises(ValueError, match="mask 4 has a bit beyond"):
+        cython_driver.set_flags(a, 0, 4)
+    a.release(1)
+    with pytest.raises(ValueError, match="slot 1 is not open"):
+        cython_driver.set_flags(a, 1, 1)
+    with pytest.raises(ValueError, match="slot 5000 is not open"):
+        cython_driver.set_flags(a, 5000, 1)
+    assert (a.flags[:1] == b.flags[:1]).all() and a.flags[1] == 0
+
+
+def test_the_c_api_exposes_no_engine_internals() -> None:
+    """capi.pxd names the small contract only: no HsmCore, tables, scratch or trace pointers."""
+    import streamhsm
+
+    text = (Path(streamhsm.__file__).parent / "capi.pxd").read_text(encoding="utf-8")
+    code = "\n".join(line.split("#")[0] for line in text.splitlines())
+    for private in ("HsmCore", "HsmTrace", "next_state", "fpacked", "local", "trace", "kind",
+                    "_batch", "tcells"):
+        assert private not in code, private

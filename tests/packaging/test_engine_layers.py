@@ -121,3 +121,26 @@ def test_the_reference_interpreter_imports_with_the_extensions_blocked() -> None
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          cwd="/", check=False)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_instances_share_their_machines_tables_without_keeping_dead_machines() -> None:
+    """MachineInstance shares one machine-level object per machine (cached beside the engine,
+    not on the immutable machine); once a machine's instances are gone and another machine was
+    used since, nothing keeps it alive."""
+    import gc
+    import weakref
+
+    from streamhsm import MachineInstance
+
+    def machine(name: str) -> CompiledMachine:
+        return MachineSpec(name, ["Go"], initial="A").state("A").state("B").on(
+            "A", "Go", "B").compile()
+
+    a = machine("a")
+    first, second = MachineInstance(a), MachineInstance(a)
+    assert first.dispatch("Go") and first.current == a.State.B and second.current == a.State.A
+    dead = weakref.ref(a)
+    del a, first, second
+    MachineInstance(machine("b"))  # the engine's one-entry cache moves on
+    gc.collect()
+    assert dead() is None

@@ -90,8 +90,8 @@ def test_every_error_class_is_exported() -> None:
 # whose public modules build on each other). The declaration's ``MachineSpec.compile`` calls the
 # compiler at call time (an import inside the method), the one call up.
 ENGINE_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("base", frozenset({"errors", "codes", "_files", "_views", "_limits", "_codec", "_trace"})),
-    ("declaration", frozenset({"machine"})),
+    ("base", frozenset({"errors", "codes", "_files", "_views", "_limits", "_trace"})),
+    ("declaration", frozenset({"machine", "_codec"})),
     ("compiler parts", frozenset({"_pseudo", "_engine_tables"})),
     ("compiler", frozenset({"compiler", "reference", "snapshot", "_observe"})),
     ("kernels", frozenset({"_kernel", "_checks"})),
@@ -159,7 +159,7 @@ def test_engine_layers_point_down(path: Path) -> None:
 
 
 def test_the_reference_imports_only_the_declaration() -> None:
-    assert _module_level_engine_imports(PKG / "reference.py") <= {"machine", "_codec", "errors"}
+    assert _module_level_engine_imports(PKG / "reference.py") <= ENGINE_LAYERS[1][1]
 
 
 def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
@@ -167,3 +167,13 @@ def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
     bad.write_text("from ._table import MachineTable\nfrom .machine import ROOT\n"
                    "def f():\n    from ._instance import MachineInstance\n")
     assert _module_level_engine_imports(bad) == {"_table", "machine"}
+
+
+@pytest.mark.parametrize("path", sorted(p for p in SOURCES if p.suffix in (".pyx", ".pxd")
+                                        and p.parent != PKG), ids=lambda p: p.name)
+def test_compiled_code_outside_the_engine_cimports_only_the_c_api(path: Path) -> None:
+    """The driver and tools use the engine's C level through ``capi.pxd`` alone."""
+    text = path.read_text(encoding="utf-8")
+    engine = {m for m in re.findall(r"^\s*from\s+streamhsm\.(\w+)\s+cimport", text, re.M)
+              if m not in ("driver", "tools")}
+    assert engine <= {"capi"}, f"{path.name} cimports streamhsm.{sorted(engine - {'capi'})}"

@@ -105,7 +105,7 @@ def test_bench_command_small(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     out = tmp_path / "bench.json"
     assert main(["bench", "--streams", "2000", "--events", "20000", "--leases", "2000",
                  "--json", str(out)]) == 0
-    text = capsys.readouterr().out
+    text, err = capsys.readouterr()
     for op in ("StreamTable.dispatch", "dispatch_many", "broadcast", "driver poll",
                "per-stream state"):
         assert op in text
@@ -114,6 +114,31 @@ def test_bench_command_small(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert rows["per-stream state"]["time_ns"] == 14  # uint8 state + uint8 flags + uint64 counter + int32 free
     assert all(r["time_ns"] > 0 for r in data["rows"])
     assert rows["StreamTable.dispatch"]["ratio"] > 0
+    # 2,000 streams fit in the caches: the batch rows keep their ratios but carry no verdict
+    batch = [r for r in data["rows"] if r["operation"].startswith(("dispatch_many", "broadcast"))]
+    assert batch and all(r["status"] == "" and r["target"] == "n/a below 100,000 streams"
+                         for r in batch if r["ratio"] is not None)
+    assert "carry no verdict" in err
+
+
+def test_bench_plot_goes_up_to_streams() -> None:
+    from streamhsm.tools.bench import PLOT_SIZES, plot_sizes
+
+    assert plot_sizes(2000) == [1_000, 2000]
+    assert plot_sizes(1_000_000) == [1_000, 10_000, 100_000, 1_000_000]
+    assert plot_sizes(500) == [500]
+    assert plot_sizes(10**8)[:-1] == list(PLOT_SIZES)
+
+
+def test_argparse_mistakes_end_in_an_error_line_after_the_usage(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """What the README says: argparse's own refusals print the usage, then one error line."""
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--streams", "abc"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("usage:") and len([ln for ln in err if "error:" in ln]) == 1
+    assert err[-1].endswith("error: argument --streams: invalid int value: 'abc'")
 
 
 def test_image_formats_call_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

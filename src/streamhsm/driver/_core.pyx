@@ -22,8 +22,9 @@ cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.string cimport memmove
 
-from streamhsm._kernel cimport HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, hsm_step
-from streamhsm._table cimport MachineTable
+from streamhsm.capi cimport (
+    HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, MachineTable, hsm_state, hsm_step,
+)
 from streamhsm.driver._idmap cimport IdMap
 
 import numpy as np
@@ -214,11 +215,11 @@ cdef class DriverCore:
 
     # ------------------------------------------------------------------ kernel calls
     cdef inline void step_stream(self, Py_ssize_t slot, Py_ssize_t event) noexcept nogil:
-        if hsm_step(&self.streams.core, slot, event) < 0:
+        if hsm_step(self.streams, slot, event) < 0:
             self.kernel_error = 1
 
     cdef inline void step_lease(self, Py_ssize_t ls, Py_ssize_t event) noexcept nogil:
-        if hsm_step(&self.leases.core, ls, event) < 0:
+        if hsm_step(self.leases, ls, event) < 0:
             self.kernel_error = 1
 
     cdef int raise_kernel_error(self) except -1:
@@ -233,7 +234,7 @@ cdef class DriverCore:
         return 0
 
     cdef int check_stream_slot(self, Py_ssize_t slot) except -1:
-        if not 0 <= slot < self.n_streams or self.streams.core.states[slot] == HSM_FREE_SLOT:
+        if not 0 <= slot < self.n_streams or hsm_state(self.streams, slot) == HSM_FREE_SLOT:
             raise IndexError(f"stream slot {slot} is not open")
         return 0
 
@@ -436,7 +437,7 @@ cdef class DriverCore:
         if self.by_client.lookup(client) >= 0:
             return X_CLIENT_HOLDS
         slot = self.slot_of(sid)
-        if slot < 0 or self.streams.core.states[slot] == S_CLOSED:  # the attach creates it
+        if slot < 0 or hsm_state(self.streams, slot) == S_CLOSED:  # the attach creates it
             if not (self.allow_dynamic and create):
                 return X_UNKNOWN
             if not self.dyn_first <= sid <= self.dyn_last:
@@ -446,7 +447,7 @@ cdef class DriverCore:
             if self.dyn_epoch[sid - self.dyn_first] == C_MAX:
                 return X_EPOCH
         else:
-            st = self.streams.core.states[slot]
+            st = hsm_state(self.streams, slot)
             if role == PRODUCER and self.producer[slot] != 0:
                 return X_PRODUCER
             if st == S_DRAINING and not (role == PRODUCER and self.drain_on_loss):
@@ -476,7 +477,7 @@ cdef class DriverCore:
             self.count(C_REJECTED, 1)
             return -why
         slot = self.slot_of(sid)
-        if slot < 0 or self.streams.core.states[slot] == S_CLOSED:
+        if slot < 0 or hsm_state(self.streams, slot) == S_CLOSED:
             if slot >= 0:
                 self.free_stream_slot(slot)
             slot = self.provision(sid, True)
@@ -570,7 +571,7 @@ cdef class DriverCore:
         if self.closed_dynamic == 0:
             return
         for slot in range(self.n_streams):
-            if self.dynamic[slot] and self.streams.core.states[slot] == S_CLOSED:
+            if self.dynamic[slot] and hsm_state(self.streams, slot) == S_CLOSED:
                 self.free_stream_slot(slot)
 
     def drain(self):
@@ -581,7 +582,7 @@ cdef class DriverCore:
         self.recycle_closed()
         self.streams.broadcast(Event.DRIVER_DRAINING)
         for slot in range(self.n_streams):
-            st = self.streams.core.states[slot]
+            st = hsm_state(self.streams, slot)
             if st == S_ACTIVE or st == S_DRAINING or st == State.INIT:
                 self.mark_due(slot)
 
@@ -596,7 +597,7 @@ cdef class DriverCore:
         # the dynamic streams the broadcast closed stay observable, counted as Closed dynamic
         # streams (a stopped driver's snapshot must restore: fuzz finding, issue 19 class 10)
         for slot in range(self.n_streams):
-            if self.dynamic[slot] and self.streams.core.states[slot] == S_CLOSED:
+            if self.dynamic[slot] and hsm_state(self.streams, slot) == S_CLOSED:
                 self.closed_dynamic += 1
 
     def restart_epochs(self):
@@ -605,7 +606,7 @@ cdef class DriverCore:
         cdef Py_ssize_t slot
         cdef uint8_t st
         for slot in range(self.n_streams):
-            st = self.streams.core.states[slot]
+            st = hsm_state(self.streams, slot)
             if st != HSM_FREE_SLOT and st != S_CLOSED:
                 self.bump(slot)
         self.raise_kernel_error()
@@ -627,7 +628,7 @@ cdef class DriverCore:
         for i in range(self.n_due):
             slot = self.due_slots[i]
             self.due[slot] = 0
-            st = self.streams.core.states[slot]
+            st = hsm_state(self.streams, slot)
             if st == S_ACTIVE or st == S_DRAINING:
                 out[n] = self.stream_id[slot]
                 n += 1
@@ -704,7 +705,7 @@ cdef class DriverCore:
                 self.by_id.insert(self.lease_id[ls], ls)
                 self.by_client.insert(self.lease_client[ls], ls)
         for slot in range(self.n_streams):
-            if self.streams.core.states[slot] != HSM_FREE_SLOT and not self.dynamic[slot]:
+            if hsm_state(self.streams, slot) != HSM_FREE_SLOT and not self.dynamic[slot]:
                 if self.static_slot.insert(self.stream_id[slot], slot) < 0:
                     raise OverflowError("more static streams than declared")
 

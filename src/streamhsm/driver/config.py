@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .._limits import INT32_MAX, MAX_CAPACITY
 from ..shm import check_segment_name
 from ._args import plain_int, shown
 
@@ -19,7 +20,7 @@ __all__ = [
 NEVER = 2**63 - 1
 
 #: Largest stream id (stream ids are non-negative int32, as in Aeron).
-MAX_STREAM_ID = 2**31 - 1
+MAX_STREAM_ID = INT32_MAX
 #: Largest client id (client ids are positive int64; 0 means "no client").
 MAX_CLIENT_ID = 2**63 - 1
 #: Largest number of ids in the dynamic stream range (epochs are kept per id for the driver's
@@ -115,8 +116,8 @@ class DriverConfig:
                                 # at most 2**62: with the lease expiry below it, every time up to
                                 # max_time_ns (about 2**62) keeps its deadlines inside int64
                                 ("shutdown_timeout_ns", 0, 2**62),
-                                ("stream_capacity", 1, 2**31 - 1),
-                                ("lease_capacity", 1, 2**31 - 1)):
+                                ("stream_capacity", 1, MAX_CAPACITY),
+                                ("lease_capacity", 1, MAX_CAPACITY)):
             # stored as plain ints: an int subclass's arithmetic never runs in the driver
             object.__setattr__(self, name, _int(name, getattr(self, name), low, high))
         if self.lease_keepalive_interval_ns * self.lease_expiry_grace_intervals >= 2**62:
@@ -138,7 +139,7 @@ class DriverConfig:
         if self.outbox_capacity is None:
             object.__setattr__(self, "outbox_capacity", self.lease_capacity)
         object.__setattr__(self, "outbox_capacity",
-                           _int("outbox_capacity", self.outbox_capacity, 1, 2**31 - 1))
+                           _int("outbox_capacity", self.outbox_capacity, 1, MAX_CAPACITY))
 
     @property
     def lease_expiry_ns(self) -> int:

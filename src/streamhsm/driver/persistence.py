@@ -26,7 +26,7 @@ from ..lifecycle import State, stream_machine
 from ..snapshot import SNAPSHOT_VERSION, SnapshotError, array, check_kind
 from ._args import shown
 from ._core import EPOCH_MAX, LEASE_ID_MAX, N_CORE_COUNTERS, NEVER, ValidatedState, driver_layout
-from .config import MAX_CLIENT_ID, DriverConfig
+from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
 from .machines import DriverState, LeaseState, driver_machine, lease_machine
 from .protocol import MAX_SHUTDOWN_MESSAGE, RevokeReason, Role, ShutdownNotice, ShutdownReason
 
@@ -266,7 +266,7 @@ def _check_streams(cols: dict[str, npt.NDArray[Any]], states: npt.NDArray[np.uin
     open_ = states != FREE_SLOT
     sid, dynamic, epoch = cols["stream_id"], cols["dynamic"], cols["epoch"]
     _fail_at(dynamic > 1, "dynamic flag at stream slot {slot} is not 0 or 1")
-    _fail_at(open_ & ((sid < 0) | (sid > 2**31 - 1)), "stream slot {slot} has a stream id out of range")
+    _fail_at(open_ & ((sid < 0) | (sid > MAX_STREAM_ID)), "stream slot {slot} has a stream id out of range")
     _fail_at(~open_ & (sid != -1), "free stream slot {slot} has a stream id")
     _fail_at(epoch < 0, "epoch at stream slot {slot} is out of range")
     # a restore bumps every Live epoch once (a restart): one at EPOCH_MAX cannot get a new one

@@ -14,12 +14,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import __version__, driver, registry  # noqa: F401  (driver registers its machines)
+from .._limits import INT32_MAX, MAX_CAPACITY
 from ..errors import StreamHsmError
 
 #: Bounds of the ``demo`` numbers: the dynamic id range holds ``2 * streams + 1`` ids (at most
 #: ``MAX_DYNAMIC_RANGE``), client ids and lease slots are int32-sized, and simulated nanoseconds
 #: must fit an int64.
-DEMO_LIMITS = {"streams": (1, 8_388_607), "clients": (1, 2**31 - 2), "seconds": (1, 1_000_000)}
+DEMO_LIMITS = {"streams": (1, 8_388_607), "clients": (1, INT32_MAX - 1), "seconds": (1, 1_000_000)}
 #: Longest ``stat --interval`` accepted (seconds: one day).
 MAX_STAT_INTERVAL = 86_400.0
 #: Exit code of ``stat`` when the screen it printed shows the writer ``[DEAD]`` (it stops there
@@ -82,7 +83,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                        help="leases for the driver poll")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="PATH",
-                       help="also write a PNG of time per event vs streams (needs matplotlib)")
+                       help="also write a PNG of time per event vs streams, from 1,000 up to "
+                            "--streams (needs matplotlib)")
     stat = sub.add_parser(
         "stat", help="watch a shared-memory stream table (like AeronStat)",
         description="Print what a reader of a live shared-memory stream table sees: writer "
@@ -223,9 +225,9 @@ def _check_counts(args: argparse.Namespace, limits: dict[str, tuple[int, int | N
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import format_rows, plot_scaling, run_bench, write_json
+    from .bench import format_rows, plot_scaling, plot_sizes, run_bench, write_json
 
-    _check_counts(args, {"streams": (1, 2**31 - 1), "events": (1, None), "leases": (1, 2**31 - 1)})
+    _check_counts(args, {"streams": (1, MAX_CAPACITY), "events": (1, None), "leases": (1, MAX_CAPACITY)})
     points = None
     if args.plot:  # fail early if matplotlib is missing
         try:
@@ -236,7 +238,7 @@ def _bench(args: argparse.Namespace) -> int:
     rows = run_bench(args.streams, args.events, args.leases, out=sys.stderr)
     print(format_rows(rows))
     if args.plot:
-        points = plot_scaling(args.plot, out=sys.stderr)
+        points = plot_scaling(args.plot, plot_sizes(args.streams), out=sys.stderr)
         print(f"plot written to {args.plot}")
     if args.json:
         write_json(args.json, rows, {"scaling": points} if points else None)
