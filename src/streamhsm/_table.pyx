@@ -20,6 +20,7 @@ from streamhsm._batch cimport (
     hsm_simd_set_cap, run_batch, run_broadcast, run_broadcast_flagged, set_flags_batch, slot_t,
     validate_batch,
 )
+from streamhsm._binding cimport bind_core, bind_history, set_records
 from streamhsm._checks cimport fast_code, flag_value, index_value
 from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FREE_SLOT, HsmCore, HsmHistory, hsm_set_flags, hsm_step,
@@ -83,55 +84,6 @@ _SLOT_DTYPES = (np.dtype(np.int32), _I64)
 _EVENT_DTYPES = (_U8, np.dtype(np.int32), _I64)
 
 
-cdef void _bind_core(HsmCore* c, object tables, object transitions, object scratch):
-    """Point the core at the machine's tables (``machine.engine_tables``, read-only, kept alive
-    by the table) and the table's transition counters and batch scratch."""
-    cdef const uint8_t[:, ::1] nxt = tables.next_state
-    cdef const uint8_t[:, ::1] handled = tables.handled
-    cdef const uint8_t[:, ::1] unhandled = tables.unhandled
-    cdef const uint8_t[:, ::1] kind = tables.kind
-    cdef const uint16_t[:, ::1] step = tables.step
-    cdef const int32_t[::1] tcells = tables.tcells
-    cdef int64_t[:, ::1] trans = transitions
-    cdef uint32_t[::1] local
-    c.next_state = &nxt[0, 0]
-    c.is_handled = &handled[0, 0]
-    c.is_unhandled = &unhandled[0, 0]
-    c.kind = &kind[0, 0]
-    c.step = &step[0, 0]
-    c.n_tcells = tcells.shape[0]
-    c.tcells = &tcells[0] if c.n_tcells else NULL
-    c.transitions = &trans[0, 0]
-    c.n_events = nxt.shape[1]
-    c.flag_bits = tables.flag_bits
-    c.local = NULL
-    if scratch is not None:
-        local = scratch
-        c.local = &local[0]
-
-
-cdef void _bind_history(MachineTable t, object tables, object records):
-    """Point the table's HsmHistory at the machine's history programs and the table's record
-    columns, and the core at it (a machine without history records keeps core.hist NULL)."""
-    t.core.hist = NULL
-    t._init_records = NULL
-    if tables.n_owners == 0:
-        return
-    cdef const int32_t[:, ::1] start = tables.hstart
-    cdef const int32_t[::1] arrive = tables.harrive
-    cdef const uint32_t[::1] prog = tables.hprog
-    cdef const uint8_t[:, ::1] lut = tables.hlut
-    cdef const uint8_t[::1] init = tables.initial_records
-    cdef uint8_t[:, ::1] rec = records
-    t._hist.start = &start[0, 0]
-    t._hist.arrive = &arrive[0]
-    t._hist.prog = &prog[0]
-    t._hist.lut = &lut[0, 0]
-    t._hist.records = &rec[0, 0]
-    t._hist.stride = rec.shape[1]
-    t._hist.n_owners = rec.shape[0]
-    t._init_records = &init[0]
-    t.core.hist = &t._hist
 
 
 cdef inline int _raise_if_bad(int rc) except -1:
@@ -336,8 +288,8 @@ cdef class MachineTable:
         self.core.unhandled = &un[0]
         self.core.counts = &co[0]
         self._scratch = local_scratch(machine, HSM_STACK_CELLS, HSM_LOCAL_MAX_CELLS)
-        _bind_core(&self.core, tables, transitions, self._scratch)
-        _bind_history(self, tables, records)
+        bind_core(&self.core, tables, transitions, self._scratch)
+        self._init_records = bind_history(&self.core, &self._hist, tables, records)
         self._records = records
         self._records_view = None if records is None else readonly_view(records)
         self._free = &fr[0]
@@ -444,10 +396,8 @@ cdef class MachineTable:
         self.core.states[s] = self._initial
         hsm_set_flags(&self.core, s, 0)
         self.core.unhandled[s] = 0
-        cdef Py_ssize_t o
         if self.core.hist != NULL:
-            for o in range(self._hist.n_owners):
-                self._hist.records[o * self._hist.stride + s] = self._init_records[o]
+            set_records(&self._hist, s, self._init_records)
         self.core.counts[HSM_FREE_SLOT] -= 1
         self.core.counts[self._initial] += 1
         return s
@@ -487,10 +437,8 @@ cdef class MachineTable:
         self.core.states[s] = HSM_FREE_SLOT
         hsm_set_flags(&self.core, s, 0)
         self.core.unhandled[s] = 0
-        cdef Py_ssize_t o
         if self.core.hist != NULL:
-            for o in range(self._hist.n_owners):
-                self._hist.records[o * self._hist.stride + s] = HSM_FREE_SLOT
+            set_records(&self._hist, s, NULL)
         self._free[self._n_free] = <int32_t>s
         self._n_free += 1
         return 1
@@ -826,18 +774,12 @@ cdef class MachineTable:
         return self._unhandled_view
 
     def history(self, owner):
-        """Read-only uint8 view of the history records of ``owner`` (a state that keeps one:
-        see ``machine.history_owners``), one per slot: the leaf code recorded when the slot
-        last exited ``owner``, ``FREE_SLOT`` where there is none (never exited since ``open``,
-        cleared by a final state, or a free slot).
-
-        Raises:
-            TypeError / ValueError: not a state of the machine, or one that keeps no record.
-        """
+        """Read-only uint8 view of ``owner``'s history records (``machine.history_owners``),
+        one per slot: the leaf the slot was in when it last exited ``owner``, ``FREE_SLOT`` if
+        none. ``TypeError``/``ValueError``: not a state of the machine, or keeps no record."""
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
-        i = self.machine.history_owner(owner)
-        return self._records_view[i]
+        return self._records_view[self.machine.history_owner(owner)]
 
     @property
     def unhandled_total(self):

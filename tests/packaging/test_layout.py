@@ -97,7 +97,7 @@ ENGINE_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("compiler parts", frozenset({"_pseudo", "_engine_tables"})),
     ("compiler", frozenset({"compiler", "reference", "snapshot", "_observe"})),
     ("kernels", frozenset({"_kernel", "_checks"})),
-    ("batch kernels", frozenset({"_batch"})),
+    ("batch kernels", frozenset({"_batch", "_binding"})),
     ("table and instance classes", frozenset({"_table", "_instance"})),
     ("Python API", frozenset({"_testing", "capi", "registry", "lifecycle", "shm", "__init__",
                               "__main__"})),
