@@ -135,6 +135,21 @@ def test_the_readme_states_the_int32_target_bench_checks() -> None:
     assert claim and float(claim.group(1)) == INT32_SLOTS_TARGET
 
 
+def test_the_bench_duration_is_stated_alike_everywhere() -> None:
+    """README, docs/performance.md and `bench --help` give the same duration for the bench."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    perf = (root / "docs" / "performance.md").read_text(encoding="utf-8")
+    help_text = " ".join(cli.build_parser().format_help().split())
+    said = {re.search(r"streamhsm bench` times every hot path .*?\(about (\d+) seconds\)",
+                      readme).group(1),  # type: ignore[union-attr]
+            re.search(r"met / missed \(about (\d+) s\)", perf).group(1),  # type: ignore[union-attr]
+            re.search(r"beside its floor \(about (\d+) seconds\)", help_text).group(1)}  # type: ignore[union-attr]
+    assert len(said) == 1, said
+
+
 def test_bench_plot_goes_up_to_streams() -> None:
     from streamhsm.tools.bench import PLOT_SIZES, plot_sizes
 

@@ -74,7 +74,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                            f"1 to {DEMO_LIMITS['seconds'][1]}")
     demo.add_argument("--seed", type=int, default=1, metavar="S", help="random seed, >= 0")
     demo.add_argument("--quiet", action="store_true", help="print only the final summary")
-    bench = sub.add_parser("bench", help="time every hot path beside its floor (under a minute)")
+    bench = sub.add_parser("bench", help="time every hot path beside its floor (about 20 seconds)")
     bench.add_argument("--streams", type=int, default=1_000_000, metavar="N",
                        help="streams for dispatch_many/broadcast")
     bench.add_argument("--events", type=int, default=10_000_000, metavar="N",
