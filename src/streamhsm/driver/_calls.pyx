@@ -89,6 +89,8 @@ cdef object new_object = object.__new__
 cdef object UNKNOWN_LEASE = Response(ResponseCode.REJECTED, "unknown lease")
 cdef object LEASE_ENDED = Response(ResponseCode.REJECTED, "lease ended")
 cdef object ALREADY_ENDED = Response(ResponseCode.OK, "lease already ended")
+cdef str CLOSED = ("this Driver is closed; every call on it raises (make a new one, or "
+                   "Driver.load a saved snapshot)")
 DEF OK_CACHE = 1024
 # Rows a batch looks up together: their hash slots are prefetched, then their lease rows, so
 # that the cache misses of a chunk overlap instead of following each other.
@@ -208,6 +210,13 @@ cdef class DriverBase:
         now[0] = exact_i64(now_ns, -1)
         return self._now_ns <= now[0] <= self._max_time_ns
 
+    cdef inline bint still_now(self, int64_t now) noexcept:
+        """After a wait for a batch (``wait_idle``): True if the driver is still open and ``now``
+        still not earlier than its clock (another thread may have closed it or moved the clock
+        meanwhile; the slow path then raises the right error). The GIL is held from here to the
+        commit, so the check and the commit see the same clock."""
+        return not self._closed and self._now_ns <= now
+
     @property
     def max_time_ns(self):
         """The largest ``now_ns`` any call accepts (:attr:`DriverConfig.max_time_ns`: the
@@ -257,6 +266,8 @@ cdef class DriverBase:
                 and role is None and self.fast_now(now_ns, &now)):
             core = self._core
             core.wait_idle()
+            if not self.still_now(now):
+                return self._keepalive_slow(lease_id, now_ns, client_id, stream_id, role)
             r = core.keepalive_one(exact_i64(lease_id, -1), exact_i64(client_id, 0),
                                    now + self._expiry_ns)
             self._now_ns = now
@@ -287,6 +298,8 @@ cdef class DriverBase:
                 and role is None and self.fast_now(now_ns, &now)):
             core = self._core
             core.wait_idle()
+            if not self.still_now(now):
+                return self._detach_slow(lease_id, now_ns, client_id, stream_id, role)
             r = core.detach_one(exact_i64(lease_id, -1), exact_i64(client_id, 0), now)
             if core.kernel_error:
                 core.raise_kernel_error()
@@ -329,6 +342,8 @@ cdef class DriverBase:
             sid = exact_i64(stream_id, -1)
             expiry = now + self._expiry_ns
             core.wait_idle()
+            if not (self._running and self.still_now(now)):
+                return self._attach_slow(stream_id, role, client_id, now_ns, create)
             lid = core.attach_one(sid, code, exact_i64(client_id, 0), expiry, create is True)
             self._now_ns = now
             if core.kernel_error:
@@ -347,13 +362,24 @@ cdef class DriverBase:
         """Convert and check a batch's time (the driver checked open afterwards)."""
         cdef object now = plain_int("now_ns", now_ns)
         if self._closed:
-            raise DriverClosedError("this Driver is closed; every call on it raises (make a new "
-                                    "one, or Driver.load a saved snapshot)")
+            raise DriverClosedError(CLOSED)
         if not 0 <= now <= self._max_time_ns:
             raise ValueError(f"now_ns must be between 0 and {self._max_time_ns}, got {now}")
         if now < self._now_ns:
             raise ValueError(f"now_ns went backwards: {now} < {self._now_ns}")
         return now
+
+    cdef int batch_locked(self, int64_t now) except -1:
+        """``batch_now``'s checks again, once the batch holds both tables' batch locks (GIL held):
+        while it waited for them another thread may have closed the driver or accepted a later
+        time. Then commit the batch's time, before its rows run, so that the clock never goes
+        backwards and a later call's rows never run before an earlier time's."""
+        if self._closed:
+            raise DriverClosedError(CLOSED)
+        if now < self._now_ns:
+            raise ValueError(f"now_ns went backwards: {now} < {self._now_ns}")
+        self._now_ns = now
+        return 0
 
     cdef bint overlaps(self, const void* p, Py_ssize_t nbytes, tuple out_span):
         """True if ``nbytes`` at ``p`` overlap ``out_span`` or an array the driver owns."""
@@ -470,10 +496,13 @@ cdef class DriverBase:
         cdef int64_t r, expiry = now + self._expiry_ns
         cdef bint commit = not detach
         cdef IdMap ids = core.by_id
+        cdef int64_t before
         core.streams.lock_batch()
         try:
             core.leases.lock_batch()
             try:
+                before = self._now_ns
+                self.batch_locked(now)
                 with nogil:
                     if not detach:
                         keepalive_rows(core, ids, &lids[0], &clients[0], n, expiry, &o[0])
@@ -500,8 +529,8 @@ cdef class DriverBase:
                 core.leases.unlock_batch()
         finally:
             core.streams.unlock_batch()
-        if commit:
-            self._now_ns = now
+        if not commit and self._now_ns == now:  # every row EPOCH_MAX: not even the clock moved
+            self._now_ns = before
         core.raise_kernel_error()
         return rows if rows.shape[0] == n else rows[:n]
 
@@ -537,12 +566,13 @@ cdef class DriverBase:
         cdef DriverCore core = self._core
         cdef int64_t lid, expiry = now + self._expiry_ns
         cdef int role, why
-        cdef uint8_t stopped = 0 if self._running else (
-            B_DRAINING if self._draining() else B_STOPPED)
+        cdef uint8_t stopped
         core.streams.lock_batch()
         try:
             core.leases.lock_batch()
             try:
+                self.batch_locked(now)
+                stopped = 0 if self._running else (B_DRAINING if self._draining() else B_STOPPED)
                 with nogil:
                     for i in range(n):
                         o[i].lease_id, o[i].epoch, o[i].expiry_ns = 0, 0, 0
@@ -567,6 +597,5 @@ cdef class DriverBase:
                 core.leases.unlock_batch()
         finally:
             core.streams.unlock_batch()
-        self._now_ns = now
         core.raise_kernel_error()
         return rows if rows.shape[0] == n else rows[:n]
