@@ -33,8 +33,7 @@ from ._views import readonly_view
 from .errors import TableFullError
 from ._limits import MAX_CAPACITY, check_index
 from ._trace import decode_ring, named_records, ring_columns
-from .compiler import CompiledMachine, local_scratch, pack_flags, table_arrays
-from .machine import MachineSpec
+from .compiler import check_machine, local_scratch, pack_flags, table_arrays
 from .snapshot import check_table_snapshot, read_table_file, save_snapshot, table_snapshot
 
 __all__ = ["FREE_SLOT", "MachineTable"]
@@ -83,7 +82,8 @@ _SLOT_DTYPES = (np.dtype(np.int32), _I64)
 _EVENT_DTYPES = (_U8, np.dtype(np.int32), _I64)
 
 
-cdef void _bind_core(HsmCore* c, object tables, object transitions, object scratch):
+cdef void _bind_core(HsmCore* c, object tables, object transitions, object scratch,
+                     int flag_bits):
     """Point the core at the machine's tables (``machine.engine_tables``, read-only, kept alive
     by the table) and the table's transition counters and batch scratch."""
     cdef const uint8_t[:, ::1] nxt = tables.next_state
@@ -103,7 +103,7 @@ cdef void _bind_core(HsmCore* c, object tables, object transitions, object scrat
     c.tcells = &tcells[0] if c.n_tcells else NULL
     c.transitions = &trans[0, 0]
     c.n_events = nxt.shape[1]
-    c.flag_bits = tables.flag_bits
+    c.flag_bits = flag_bits
     c.local = NULL
     if scratch is not None:
         local = scratch
@@ -115,7 +115,7 @@ cdef void _bind_history(MachineTable t, object tables, object records):
     columns, and the core at it (a machine without history records keeps core.hist NULL)."""
     t.core.hist = NULL
     t._init_records = NULL
-    if tables.n_owners == 0:
+    if records is None:
         return
     cdef const int32_t[:, ::1] start = tables.hstart
     cdef const int32_t[::1] arrive = tables.harrive
@@ -303,13 +303,11 @@ cdef class MachineTable:
     def __init__(self, machine, capacity, *, arrays=None):
         if self.machine is not None:
             raise RuntimeError("MachineTable.__init__ called twice")
-        if not isinstance(machine, CompiledMachine):
-            hint = " (call spec.compile() first)" if isinstance(machine, MachineSpec) else ""
-            raise TypeError(f"machine must be a CompiledMachine, got "
-                            f"{type(machine).__name__}{hint}")
+        check_machine(machine)
         cap = check_index(capacity, "capacity", 1, MAX_CAPACITY)
         tables = machine.engine_tables
-        arrays = table_arrays(cap, tables.n_events, arrays, tables.n_owners)
+        n_s, n_e, k = tables.sizes(machine)  # sizes from the arrays bound below, checked
+        arrays = table_arrays(cap, n_e, arrays, tables.initial_records.shape[0])
         states, unhandled, counts = arrays["states"], arrays["unhandled"], arrays["counts"]
         free, transitions, flags = arrays["free"], arrays["transitions"], arrays["flags"]
         states[:] = HSM_FREE_SLOT
@@ -329,14 +327,14 @@ cdef class MachineTable:
         cdef int32_t[::1] fr = free
         self.core.states = &st[0]
         self.core.flags = &fl[0]
-        self.core.fpack_shift = 3 if machine.n_flags <= 1 else 2 if machine.n_flags == 2 else 1
+        self.core.fpack_shift = 3 if k <= 1 else 2 if k == 2 else 1
         self._fpacked = np.zeros(((cap >> self.core.fpack_shift) + 1,), np.uint8)
         cdef uint8_t[::1] fp = self._fpacked
         self.core.fpacked = &fp[0]
         self.core.unhandled = &un[0]
         self.core.counts = &co[0]
         self._scratch = local_scratch(machine, HSM_STACK_CELLS, HSM_LOCAL_MAX_CELLS)
-        _bind_core(&self.core, tables, transitions, self._scratch)
+        _bind_core(&self.core, tables, transitions, self._scratch, k)
         _bind_history(self, tables, records)
         self._records = records
         self._records_view = None if records is None else readonly_view(records)
@@ -348,16 +346,16 @@ cdef class MachineTable:
         self._states_view = readonly_view(states)
         self._flags_view = readonly_view(flags)
         self._unhandled_view = readonly_view(unhandled)
-        self._transitions_view = readonly_view(transitions[:machine.n_states])
+        self._transitions_view = readonly_view(transitions[:n_s])
         self._observer = TableObserver(machine, self._states_view, readonly_view(counts),
                                        self._transitions_view)
         self._initial = machine.initial_leaf
-        self._state_members = machine.state_members + (None,) * (HSM_CODE_ROWS - machine.n_states)
+        self._state_members = machine.state_members + (None,) * (HSM_CODE_ROWS - n_s)
         self._codec = machine.codec
         self._event_enum, self._state_enum = machine.Event, machine.State
         self._event_codes = dict(machine.codec.event_codes)
         self._state_codes = dict(machine.codec.state_codes)
-        self._n_states = machine.n_states
+        self._n_states = n_s
         self.machine = machine
         self.core.capacity = cap
 
@@ -731,8 +729,7 @@ cdef class MachineTable:
             SnapshotError: unreadable or not a regular file, or a snapshot of another kind,
                 version or machine (checked before the table is allocated).
         """
-        if not isinstance(machine, CompiledMachine):
-            raise TypeError(f"machine must be a CompiledMachine, got {type(machine).__name__}")
+        check_machine(machine)
         snap, capacity = read_table_file(path, machine.fingerprint)
         table = cls(machine, capacity)
         table.restore(snap)

@@ -57,6 +57,7 @@ __all__ = [
     "STEP_UNHANDLED",
     "CompiledMachine",
     "EngineTables",
+    "check_machine",
     "compile_spec",
     "local_scratch",
     "pack_flags",
@@ -74,6 +75,14 @@ def local_scratch(machine: CompiledMachine, stack_cells: int, max_cells: int) ->
     if cells <= stack_cells or cells > max_cells:
         return None
     return np.zeros(cells, np.uint32)
+
+
+def check_machine(machine: object) -> None:
+    """Raise ``TypeError`` unless ``machine`` is a :class:`CompiledMachine` (the engines' entry
+    check; an uncompiled :class:`~streamhsm.machine.MachineSpec` gets a hint to compile it)."""
+    if not isinstance(machine, CompiledMachine):
+        hint = " (call spec.compile() first)" if isinstance(machine, MachineSpec) else ""
+        raise TypeError(f"machine must be a CompiledMachine, got {type(machine).__name__}{hint}")
 
 
 class CompiledMachine(_Immutable):
