@@ -13,7 +13,9 @@
 #   run_batch_per_event  the alternative for small batches, wide machines and tracing: one
 #                        hsm_apply per event
 # broadcast (one event to every slot) and set_flag_many have their own loops below.
-from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
+from libc.stdint cimport (
+    INT64_MAX, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t,
+)
 from libc.string cimport memset
 
 from streamhsm._kernel cimport (
@@ -132,7 +134,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
                 hsm_apply_history(c, s, e)
                 continue
-            unhandled[s] += 1
+            unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
             continue
         trans += 1
@@ -172,7 +174,7 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
                 hsm_apply_history(c, s, e)
                 continue
-            unhandled[s] += 1
+            unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
         states[s] = <uint8_t>v
         local[idx] += 1
@@ -468,7 +470,7 @@ cdef inline Py_ssize_t run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogi
             if kind[idx] == HSM_KIND_TRANSITION:
                 hsm_trace(c.trace, i, event, old, next_state[idx], idx)
             states[i] = next_state[idx]
-            unhandled[i] += unhandled_table[idx]
+            unhandled[i] += unhandled_table[idx] & (unhandled[i] < <uint64_t>INT64_MAX)
     elif not changes:
         pass  # every occupied state handles the event in place: no slot changes
     elif n_unhandled == 0:  # no per-slot counter to touch: a byte map, SIMD where the CPU has it
@@ -479,7 +481,7 @@ cdef inline Py_ssize_t run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogi
         for i in range(capacity):
             idx = <Py_ssize_t>states[i] * n_events + event
             states[i] = next_state[idx]
-            unhandled[i] += unhandled_table[idx]
+            unhandled[i] += unhandled_table[idx] & (unhandled[i] < <uint64_t>INT64_MAX)
     for s in range(HSM_CODE_ROWS):
         c.counts[s] = moved[s]
     hsm_add_unhandled(c, <uint64_t>n_unhandled)

@@ -7,7 +7,7 @@ Private module: users import :class:`streamhsm.MachineInstance` (or
 instance of the machine.
 """
 cimport cython
-from libc.stdint cimport uint8_t, int32_t, int64_t, uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport INT64_MAX, uint8_t, int32_t, int64_t, uint32_t, uint64_t, uintptr_t
 
 from streamhsm._checks cimport fast_code, flag_value
 from streamhsm._kernel cimport (
@@ -173,13 +173,15 @@ cdef class MachineInstance:
         cdef Py_ssize_t idx = (((<Py_ssize_t>self._state << k.flag_bits) | self._flags)
                                * k.n_events + e)
         cdef uint8_t what = k.kind[idx]
+        cdef int64_t* t
         if what == HSM_KIND_INTERNAL:
             return True
         if what == HSM_KIND_UNHANDLED:
-            self._unhandled += 1
+            self._unhandled += self._unhandled < <uint64_t>INT64_MAX  # saturates at 2**63-1
             return False
         if k.transitions != NULL:
-            k.transitions[<Py_ssize_t>self._state * k.n_events + e] += 1
+            t = &k.transitions[<Py_ssize_t>self._state * k.n_events + e]
+            t[0] += t[0] != INT64_MAX  # saturates at 2**63-1
         if what == HSM_KIND_HISTORY:
             self._state = hsm_history_run(&k.hist, 0, idx, k.flag_bits, self._flags)
         else:

@@ -176,7 +176,7 @@ cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhand
     if k == HSM_KIND_INTERNAL:
         return 0
     if k == HSM_KIND_UNHANDLED:
-        unhandled[slot] += 1
+        unhandled[slot] += unhandled[slot] < <uint64_t>INT64_MAX  # saturates at 2**63-1
         return 1
     t = &transitions[<Py_ssize_t>old * n_events + event]
     t[0] += t[0] != INT64_MAX  # the transition counter saturates at 2**63-1
@@ -217,7 +217,7 @@ cdef inline uint8_t hsm_apply_history(HsmCore* c, Py_ssize_t slot,
     if k == HSM_KIND_INTERNAL:
         return 0
     if k == HSM_KIND_UNHANDLED:
-        c.unhandled[slot] += 1
+        c.unhandled[slot] += c.unhandled[slot] < <uint64_t>INT64_MAX  # saturates at 2**63-1
         return 1
     cdef int64_t* tc = &c.transitions[<Py_ssize_t>old * c.n_events + event]
     tc[0] += tc[0] != INT64_MAX  # the transition counter saturates at 2**63-1
