@@ -463,16 +463,13 @@ def _check_names(spec: MachineSpec) -> None:
         raise err(f"machine {name!r}: flag {spec.flags[MAX_FLAGS]!r} is one too many; at most "
                   f"{MAX_FLAGS} flags are supported, declared {list(spec.flags)}")
     for what, names in (("state", states), ("event", spec.events), ("flag", spec.flags)):
-        seen: set[str] = set()
-        members: dict[str, str] = {}
         for n in names:
             if not isinstance(n, str) or not n.isidentifier():
                 raise err(f"machine {name!r}: {what} name {n!r} is not an identifier")
-            if n in seen:
-                raise err(f"machine {name!r}: duplicate {what} {n!r}")
-            seen.add(n)
-            if what == "flag":
-                continue
+    spec.check_unique()  # shared with the reference interpreter
+    for what, names in (("state", states), ("event", spec.events)):
+        members: dict[str, str] = {}
+        for n in names:
             # states and events become enum members: names the enum reserves (``_x``,
             # ``__init__``) would not be members, and two names of one member would be one
             member = camel_to_upper(n)
@@ -499,14 +496,8 @@ def _build_tree(spec: MachineSpec) -> _Tree:
     if not children[0]:
         raise err(f"machine {name!r} declares no states")
     tree = _Tree(name, states, code, parent, children, {})
+    spec.check_initials()  # known, proper descendants (shared likewise)
     for s, target in spec._initial.items():
-        if s not in code:
-            raise err(f"machine {name!r}: initial state declared for unknown state {s!r}")
-        if target not in code:
-            raise err(f"machine {name!r}: state {s!r} has unknown initial state {target!r}")
-        if target == s or code[s] not in tree.ancestors(code[target]):
-            raise err(f"machine {name!r}: initial state {target!r} of {s!r} is not a descendant "
-                      f"of {s!r}")
         tree.initial[code[s]] = code[target]
     return tree
 

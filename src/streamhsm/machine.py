@@ -352,6 +352,52 @@ class MachineSpec:
                 path.append(anc)
                 anc = parent[anc]
 
+    def check_unique(self) -> None:
+        """No state, event or flag name declared twice (a check ``compile()`` and the reference
+        interpreter share: a second declaration would silently replace the first).
+
+        Raises:
+            MachineDefinitionError: the first duplicate.
+        """
+        for what, names in (("state", self.states), ("event", self.events),
+                            ("flag", self.flags)):
+            seen: set[object] = set()
+            for n in names:
+                if n in seen:
+                    raise MachineDefinitionError(f"machine {self.name!r}: duplicate {what} {n!r}")
+                seen.add(n)
+
+    def check_initials(self) -> None:
+        """Every initial transition declared for a known state enters a known proper descendant
+        of it (shared by ``compile()`` and the reference interpreter; call after
+        :meth:`check_parents`).
+
+        Raises:
+            MachineDefinitionError: an unknown state or target, or a target not below its state.
+        """
+        parent, name = dict(self._states), self.name
+        for s, target in self._initial.items():
+            if s != ROOT and s not in parent:
+                raise MachineDefinitionError(
+                    f"machine {name!r}: initial state declared for unknown state {s!r}")
+            if target not in parent:
+                raise MachineDefinitionError(
+                    f"machine {name!r}: state {s!r} has unknown initial state {target!r}")
+            anc = parent[target]
+            while anc != s and anc != ROOT:
+                anc = parent[anc]
+            if anc != s:
+                raise MachineDefinitionError(f"machine {name!r}: initial state {target!r} of "
+                                             f"{s!r} is not a descendant of {s!r}")
+
+    def check_structure(self) -> None:
+        """:meth:`check_unique`, :meth:`check_parents` and :meth:`check_initials`: the
+        declaration checks without which the state tree is ill-defined (what the reference
+        interpreter runs; ``compile()`` runs them among its own)."""
+        self.check_unique()
+        self.check_parents()
+        self.check_initials()
+
     @property
     def initials(self) -> dict[str, str]:
         """The state each composite state's initial transition enters (a child or a deeper
