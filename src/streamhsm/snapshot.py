@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._files import read_regular
+from ._files import create_regular, read_regular
 from ._limits import MAX_CAPACITY
 from ._owned import own
 from .errors import SnapshotError
@@ -270,12 +270,24 @@ def _stored(value: Any) -> np.ndarray:
 
 def save_snapshot(snap: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write a snapshot to ``path`` as an uncompressed ``.npz`` (scalars as 0-d arrays; every
-    str, trailing NULs included, reads back equal)."""
+    str, trailing NULs included, reads back equal).
+
+    Only a regular file is written (created or truncated): an existing FIFO, device, directory or
+    socket, or a symlink to one, is refused without blocking and without being opened for
+    writing.
+
+    Raises:
+        SnapshotError: a field is not plain data, or ``path`` is not a regular file (the message
+            names its kind).
+        OSError: the file cannot be created or written (``PermissionError``, ``ENOSPC``, ...).
+    """
     arrays = {k: _stored(v) for k, v in snap.items()}
     for k, v in arrays.items():
         if v.dtype == object:
             raise SnapshotError(f"snapshot field {k!r} is not plain data")
-    with open(path, "wb") as fh:
+    name = os.fspath(path)
+    fd = create_regular(name, f"snapshot file {name!r}", SnapshotError)
+    with os.fdopen(fd, "wb") as fh:
         np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
