@@ -20,6 +20,7 @@ from streamhsm._batch cimport (
     hsm_simd_set_cap, run_batch, run_broadcast, run_broadcast_flagged, set_flags_batch, slot_t,
     validate_batch,
 )
+from streamhsm._binding cimport bind_core, bind_history, shares_core
 from streamhsm._checks cimport fast_code, flag_value, index_value
 from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FREE_SLOT, HsmCore, HsmHistory, hsm_set_flags, hsm_step,
@@ -82,81 +83,10 @@ _SLOT_DTYPES = (np.dtype(np.int32), _I64)
 _EVENT_DTYPES = (_U8, np.dtype(np.int32), _I64)
 
 
-cdef void _bind_core(HsmCore* c, object tables, object transitions, object scratch,
-                     int flag_bits):
-    """Point the core at the machine's tables (``machine.engine_tables``, read-only, kept alive
-    by the table) and the table's transition counters and batch scratch."""
-    cdef const uint8_t[:, ::1] nxt = tables.next_state
-    cdef const uint8_t[:, ::1] handled = tables.handled
-    cdef const uint8_t[:, ::1] unhandled = tables.unhandled
-    cdef const uint8_t[:, ::1] kind = tables.kind
-    cdef const uint16_t[:, ::1] step = tables.step
-    cdef const int32_t[::1] tcells = tables.tcells
-    cdef int64_t[:, ::1] trans = transitions
-    cdef uint32_t[::1] local
-    c.next_state = &nxt[0, 0]
-    c.is_handled = &handled[0, 0]
-    c.is_unhandled = &unhandled[0, 0]
-    c.kind = &kind[0, 0]
-    c.step = &step[0, 0]
-    c.n_tcells = tcells.shape[0]
-    c.tcells = &tcells[0] if c.n_tcells else NULL
-    c.transitions = &trans[0, 0]
-    c.n_events = nxt.shape[1]
-    c.flag_bits = flag_bits
-    c.local = NULL
-    if scratch is not None:
-        local = scratch
-        c.local = &local[0]
-
-
-cdef void _bind_history(MachineTable t, object tables, object records):
-    """Point the table's HsmHistory at the machine's history programs and the table's record
-    columns, and the core at it (a machine without history records keeps core.hist NULL)."""
-    t.core.hist = NULL
-    t._init_records = NULL
-    if records is None:
-        return
-    cdef const int32_t[:, ::1] start = tables.hstart
-    cdef const int32_t[::1] arrive = tables.harrive
-    cdef const uint32_t[::1] prog = tables.hprog
-    cdef const uint8_t[:, ::1] lut = tables.hlut
-    cdef const uint8_t[::1] init = tables.initial_records
-    cdef uint8_t[:, ::1] rec = records
-    t._hist.start = &start[0, 0]
-    t._hist.arrive = &arrive[0]
-    t._hist.prog = &prog[0]
-    t._hist.lut = &lut[0, 0]
-    t._hist.records = &rec[0, 0]
-    t._hist.stride = rec.shape[1]
-    t._hist.n_owners = rec.shape[0]
-    t._init_records = &init[0]
-    t.core.hist = &t._hist
-
-
 cdef inline int _raise_if_bad(int rc) except -1:
     if rc < 0:
         raise IndexError("internal error: HSM kernel index out of range (debug build check)")
     return rc
-
-
-cdef inline bint _overlaps(const void* a, size_t a_len, const void* b, size_t b_len) noexcept:
-    return <const char*>a < <const char*>b + b_len and <const char*>b < <const char*>a + a_len
-
-
-cdef bint _shares_table(MachineTable t, const void* p, size_t nbytes) noexcept:
-    """True if the ``nbytes`` at ``p`` overlap one of the table's own columns (which a caller
-    can pass back through their read-only views)."""
-    cdef size_t cap = <size_t>t.core.capacity
-    return (_overlaps(p, nbytes, t.core.states, cap)
-            or _overlaps(p, nbytes, t.core.flags, cap)
-            or _overlaps(p, nbytes, t.core.unhandled, cap * sizeof(uint64_t))
-            or _overlaps(p, nbytes, t.core.counts, HSM_CODE_ROWS * sizeof(int64_t))
-            or _overlaps(p, nbytes, t.core.transitions,
-                         HSM_CODE_ROWS * <size_t>t.core.n_events * sizeof(int64_t))
-            or _overlaps(p, nbytes, t._free, cap * sizeof(int32_t))
-            or (t.core.hist != NULL
-                and _overlaps(p, nbytes, t._hist.records, cap * <size_t>t._hist.n_owners)))
 
 
 cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
@@ -172,8 +102,8 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
             f"slots and events must have the same length, got {n} and {events.shape[0]}")
     if n == 0:
         return 0
-    if (_shares_table(self, &slots[0], n * sizeof(slot_t))
-            or _shares_table(self, &events[0], n * sizeof(event_t))):
+    if (shares_core(&self.core, self._free, &slots[0], n * sizeof(slot_t))
+            or shares_core(&self.core, self._free, &events[0], n * sizeof(event_t))):
         # views of the table's own arrays (t.states as events, say) would change under the
         # batch: read them as they are now
         own_slots = np.array(slots)
@@ -224,8 +154,8 @@ cdef object _set_flag_batch(MachineTable self, const slot_t[::1] slots, const ui
                          f"{values.shape[0]}")
     if n == 0:
         return None
-    if (_shares_table(self, &slots[0], n * sizeof(slot_t))
-            or (not single and _shares_table(self, &values[0], n))):
+    if (shares_core(&self.core, self._free, &slots[0], n * sizeof(slot_t))
+            or (not single and shares_core(&self.core, self._free, &values[0], n))):
         # views of the table's own arrays (t.flags as values, say) would change under the
         # call: read them as they are now
         own_slots = np.array(slots)
@@ -334,8 +264,8 @@ cdef class MachineTable:
         self.core.unhandled = &un[0]
         self.core.counts = &co[0]
         self._scratch = local_scratch(machine, HSM_STACK_CELLS, HSM_LOCAL_MAX_CELLS)
-        _bind_core(&self.core, tables, transitions, self._scratch, k)
-        _bind_history(self, tables, records)
+        bind_core(&self.core, tables, transitions, self._scratch, k)
+        self._init_records = bind_history(&self.core, &self._hist, tables, records)
         self._records = records
         self._records_view = None if records is None else readonly_view(records)
         self._free = &fr[0]

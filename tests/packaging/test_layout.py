@@ -98,6 +98,7 @@ ENGINE_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("compiler", frozenset({"compiler", "reference", "snapshot", "_observe"})),
     ("kernels", frozenset({"_kernel", "_checks"})),
     ("batch kernels", frozenset({"_batch"})),
+    ("core binding", frozenset({"_binding"})),
     ("table and instance classes", frozenset({"_table", "_instance"})),
     ("Python API", frozenset({"_testing", "capi", "registry", "lifecycle", "shm", "__init__",
                               "__main__"})),
