@@ -89,8 +89,8 @@ cdef inline Py_ssize_t validate_batch(const slot_t* slots, const event_t* events
 
 
 cdef inline Py_ssize_t row_cell(const uint8_t* states, const uint8_t* flags, bint flagged, int fb,
-                             int shift, Py_ssize_t s, Py_ssize_t e,
-                             Py_ssize_t n_events) noexcept nogil:
+                                int shift, Py_ssize_t s, Py_ssize_t e,
+                                Py_ssize_t n_events) noexcept nogil:
     """The (row, event) cell of slot ``s`` and event ``e``; ``flags`` is the packed copy.
     ``flagged`` is a constant at every call site, so a flag-free machine never loads flags."""
     if flagged:
@@ -100,12 +100,12 @@ cdef inline Py_ssize_t row_cell(const uint8_t* states, const uint8_t* flags, bin
 
 
 cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
-                                      Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
-                                      bint flagged, int fb, int shift, uint64_t* unhandled,
-                                      uint32_t* local, const uint16_t* step,
-                                      Py_ssize_t n_events, size_t cap,
-                                      size_t n_ev, bint prefetch, Py_ssize_t* pos,
-                                      Py_ssize_t* moved, HsmCore* c) noexcept nogil:
+                                         Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
+                                         bint flagged, int fb, int shift, uint64_t* unhandled,
+                                         uint32_t* local, const uint16_t* step,
+                                         Py_ssize_t n_events, size_t cap,
+                                         size_t n_ev, bint prefetch, Py_ssize_t* pos,
+                                         Py_ssize_t* moved, HsmCore* c) noexcept nogil:
     """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
     transitions when they are frequent and random. Returns the events that went unhandled,
     ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
@@ -146,11 +146,11 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
 
 
 cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
-                                   Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
-                                   bint flagged, int fb, int shift, uint64_t* unhandled,
-                                   uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
-                                   size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
-                                   Py_ssize_t* pos, HsmCore* c) noexcept nogil:
+                                      Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
+                                      bint flagged, int fb, int shift, uint64_t* unhandled,
+                                      uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
+                                      size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
+                                      Py_ssize_t* pos, HsmCore* c) noexcept nogil:
     """Like :func:`run_chunk_counted` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its cell of ``local`` (the
     fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
@@ -183,11 +183,11 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
 
 
 cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const event_t* ev,
-                              Py_ssize_t lo, Py_ssize_t hi, uint8_t* states,
-                              const uint8_t* flags, uint64_t* unhandled, uint32_t* local,
-                              const uint16_t* step, Py_ssize_t n_events, size_t cap, size_t n_ev,
-                              bint prefetch, Py_ssize_t dist, Py_ssize_t* pos,
-                              Py_ssize_t* moved, HsmCore* c) noexcept nogil:
+                                 Py_ssize_t lo, Py_ssize_t hi, uint8_t* states,
+                                 const uint8_t* flags, uint64_t* unhandled, uint32_t* local,
+                                 const uint16_t* step, Py_ssize_t n_events, size_t cap, size_t n_ev,
+                                 bint prefetch, Py_ssize_t dist, Py_ssize_t* pos,
+                                 Py_ssize_t* moved, HsmCore* c) noexcept nogil:
     """Run one chunk with the kernel chosen (``flat`` or branchy) for a machine with ``fb``
     flags. Every (kernel, number of flags) pair is its own loop, with the flag arithmetic
     (``fb`` and the packing shift, see hsm_packed_flags) as constants: measured, a loop that
@@ -195,36 +195,36 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
     if flat:
         if fb == 0:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 1:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 2:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 3:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                           step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                              step, n_events, cap, n_ev, prefetch, dist, pos, c)
     if fb == 0:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 1:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 2:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 3:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                          step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                             step, n_events, cap, n_ev, prefetch, pos, moved, c)
 
 
 cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
-                      Py_ssize_t hi) noexcept nogil:
+                                   Py_ssize_t hi) noexcept nogil:
     """Fold cells [lo, hi) of ``local`` into the table and clear them: a transition cell
     counted v times moved v slots from its row's state to its next state (the other cells
     counted events handled in place or unhandled, already accounted for)."""
@@ -330,7 +330,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
         moved = 0
         prefetch = big and hi + dist <= n
         n_unhandled += run_chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, step,
-                         n_events, cap, n_ev, prefetch, dist, &pos, &moved, c)
+                                 n_events, cap, n_ev, prefetch, dist, &pos, &moved, c)
         if flat:  # the transition cells' sum gives the transitions the chunk took
             tsum = 0
             for j in range(c.n_tcells):
@@ -410,8 +410,8 @@ cdef inline Py_ssize_t run_batch_per_event(const slot_t* slots, const event_t* e
 
 
 cdef inline Py_ssize_t run_batch_history(const slot_t* slots, const event_t* events,
-                                        Py_ssize_t n, HsmCore* c,
-                                        Py_ssize_t* stop) noexcept nogil:
+                                         Py_ssize_t n, HsmCore* c,
+                                         Py_ssize_t* stop) noexcept nogil:
     """:func:`run_batch_per_event` for a machine with history records (hsm_apply_history per
     event; the same re-check of every index, see there)."""
     cdef Py_ssize_t i, s, e
@@ -499,7 +499,6 @@ cdef inline Py_ssize_t run_broadcast_flagged(HsmCore* c, Py_ssize_t event) noexc
     return open_slots - n_unhandled
 
 
-
 cdef inline Py_ssize_t set_flags_batch(const slot_t* slots, const uint8_t* values, Py_ssize_t n,
                                        bint single, uint8_t one, int bit, HsmCore* c,
                                        Py_ssize_t* stop) noexcept nogil:
@@ -521,5 +520,3 @@ cdef inline Py_ssize_t set_flags_batch(const slot_t* slots, const uint8_t* value
             return -1
         hsm_set_flags(c, s, (c.flags[s] & keep) | <uint8_t>(v << bit))
     return -1
-
-

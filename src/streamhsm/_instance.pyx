@@ -258,4 +258,3 @@ cdef class MachineInstance:
         if self._tables is None:
             return f"<{type(self).__name__} (uninitialised)>"
         return f"<{type(self).__name__} {self.current!r} unhandled={self._unhandled}>"
-

@@ -13,7 +13,7 @@ from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
     PyThread_release_lock,
 )
-from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, int16_t, int32_t, int64_t, uint64_t
 
 from streamhsm._batch cimport (
     HSM_LOCAL_MAX_CELLS, HSM_STACK_CELLS, event_t, hsm_map, hsm_simd_detect, hsm_simd_level,
@@ -23,7 +23,7 @@ from streamhsm._batch cimport (
 from streamhsm._binding cimport bind_core, bind_history, shares_core
 from streamhsm._checks cimport fast_code, flag_value, index_value
 from streamhsm._kernel cimport (
-    HSM_CODE_ROWS, HSM_FREE_SLOT, HsmCore, HsmHistory, hsm_set_flags, hsm_step,
+    HSM_CODE_ROWS, HSM_FREE_SLOT, hsm_set_flags, hsm_step,
 )
 
 import numpy as np
@@ -69,7 +69,8 @@ def _set_simd_kernel(name):
 
 
 def _map_bytes(uint8_t[::1] data, const uint8_t[::1] lut):
-    """Test hook: ``data[i] = lut[data[i]]`` in place with the current kernel (``lut``: one byte per code)."""
+    """Test hook: ``data[i] = lut[data[i]]`` in place with the current kernel (``lut``: one
+    byte per code)."""
     if lut.shape[0] != HSM_CODE_ROWS:
         raise ValueError(f"lut must have {HSM_CODE_ROWS} entries, got {lut.shape[0]}")
     if data.shape[0] > 0:
@@ -143,7 +144,7 @@ cdef object _NO_VALUES = np.zeros(1, np.uint8)
 
 
 cdef object _set_flag_batch(MachineTable self, const slot_t[::1] slots, const uint8_t[::1] values,
-                        bint single, uint8_t one, int bit):
+                            bint single, uint8_t one, int bit):
     """``set_flag_many`` on validated arrays: check the whole call under the table lock, then
     apply it."""
     cdef Py_ssize_t bad = -1, stop = -1, n = slots.shape[0]
@@ -794,5 +795,3 @@ cdef class MachineTable:
             return f"<{type(self).__name__} (uninitialised)>"
         return (f"<{type(self).__name__} machine={self.machine.name!r} "
                 f"open={len(self)}/{self.core.capacity}>")
-
-

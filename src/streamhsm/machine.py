@@ -47,7 +47,8 @@ HISTORY_KINDS = ("shallow", "deep")
 
 
 def camel_to_upper(name: str) -> str:
-    """Turn a CamelCase name (``"StreamProvisioned"``) into UPPER_SNAKE (``"STREAM_PROVISIONED"``)."""
+    """Turn a CamelCase name (``"StreamProvisioned"``) into UPPER_SNAKE
+    (``"STREAM_PROVISIONED"``)."""
     out: list[str] = []
     for i, ch in enumerate(name):
         if ch.isupper() and i > 0 and not name[i - 1].isupper():
@@ -70,7 +71,7 @@ def _names_of(event_enum: type[enum.IntEnum]) -> tuple[str, ...]:
             f"event enum {event_enum.__name__} must have the codes 0..{len(members) - 1}, "
             f"got {[int(m) for m in members]}")
     names = tuple(upper_to_camel(m.name) for m in members)
-    for m, n in zip(members, names):
+    for m, n in zip(members, names, strict=True):
         if camel_to_upper(n) != m.name:
             raise MachineDefinitionError(
                 f"event enum member {event_enum.__name__}.{m.name} has no CamelCase name "

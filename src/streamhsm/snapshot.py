@@ -55,7 +55,8 @@ def check_kind(snap: object, kind: str) -> dict[str, Any]:
         raise SnapshotError(f"a snapshot is a dict, got {type(snap).__name__}")
     got_kind = snap.get("kind")
     if not isinstance(got_kind, str) or got_kind != kind:
-        what = f"a {got_kind!r} snapshot" if isinstance(got_kind, str) else "not a streamhsm snapshot"
+        what = (f"a {got_kind!r} snapshot" if isinstance(got_kind, str)
+                else "not a streamhsm snapshot")
         raise SnapshotError(f"this is {what}; it cannot be restored into a {kind!r}")
     version = snap.get("version")
     if type(version) is not int or version not in SUPPORTED_VERSIONS:

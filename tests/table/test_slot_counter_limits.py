@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamhsm import MachineInstance, MachineSpec, MachineTable
+from streamhsm import MachineSpec, MachineTable
 
 MAX = 2**63 - 1
 
