@@ -13,7 +13,9 @@
 #   run_batch_per_event  the alternative for small batches, wide machines and tracing: one
 #                        hsm_apply per event
 # broadcast (one event to every slot) and set_flag_many have their own loops below.
-from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
+from libc.stdint cimport (
+    INT64_MAX, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t,
+)
 from libc.string cimport memset
 
 from streamhsm._kernel cimport (
@@ -87,8 +89,8 @@ cdef inline Py_ssize_t validate_batch(const slot_t* slots, const event_t* events
 
 
 cdef inline Py_ssize_t row_cell(const uint8_t* states, const uint8_t* flags, bint flagged, int fb,
-                             int shift, Py_ssize_t s, Py_ssize_t e,
-                             Py_ssize_t n_events) noexcept nogil:
+                                int shift, Py_ssize_t s, Py_ssize_t e,
+                                Py_ssize_t n_events) noexcept nogil:
     """The (row, event) cell of slot ``s`` and event ``e``; ``flags`` is the packed copy.
     ``flagged`` is a constant at every call site, so a flag-free machine never loads flags."""
     if flagged:
@@ -98,12 +100,12 @@ cdef inline Py_ssize_t row_cell(const uint8_t* states, const uint8_t* flags, bin
 
 
 cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
-                                      Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
-                                      bint flagged, int fb, int shift, uint64_t* unhandled,
-                                      uint32_t* local, const uint16_t* step,
-                                      Py_ssize_t n_events, size_t cap,
-                                      size_t n_ev, bint prefetch, Py_ssize_t* pos,
-                                      Py_ssize_t* moved, HsmCore* c) noexcept nogil:
+                                         Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
+                                         bint flagged, int fb, int shift, uint64_t* unhandled,
+                                         uint32_t* local, const uint16_t* step,
+                                         Py_ssize_t n_events, size_t cap,
+                                         size_t n_ev, bint prefetch, Py_ssize_t* pos,
+                                         Py_ssize_t* moved, HsmCore* c) noexcept nogil:
     """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
     transitions when they are frequent and random. Returns the events that went unhandled,
     ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
@@ -132,7 +134,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
                 hsm_apply_history(c, s, e)
                 continue
-            unhandled[s] += 1
+            unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
             continue
         trans += 1
@@ -144,11 +146,11 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
 
 
 cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
-                                   Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
-                                   bint flagged, int fb, int shift, uint64_t* unhandled,
-                                   uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
-                                   size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
-                                   Py_ssize_t* pos, HsmCore* c) noexcept nogil:
+                                      Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
+                                      bint flagged, int fb, int shift, uint64_t* unhandled,
+                                      uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
+                                      size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
+                                      Py_ssize_t* pos, HsmCore* c) noexcept nogil:
     """Like :func:`run_chunk_counted` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its cell of ``local`` (the
     fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
@@ -172,7 +174,7 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
                 hsm_apply_history(c, s, e)
                 continue
-            unhandled[s] += 1
+            unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
         states[s] = <uint8_t>v
         local[idx] += 1
@@ -181,11 +183,11 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
 
 
 cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const event_t* ev,
-                              Py_ssize_t lo, Py_ssize_t hi, uint8_t* states,
-                              const uint8_t* flags, uint64_t* unhandled, uint32_t* local,
-                              const uint16_t* step, Py_ssize_t n_events, size_t cap, size_t n_ev,
-                              bint prefetch, Py_ssize_t dist, Py_ssize_t* pos,
-                              Py_ssize_t* moved, HsmCore* c) noexcept nogil:
+                                 Py_ssize_t lo, Py_ssize_t hi, uint8_t* states,
+                                 const uint8_t* flags, uint64_t* unhandled, uint32_t* local,
+                                 const uint16_t* step, Py_ssize_t n_events, size_t cap, size_t n_ev,
+                                 bint prefetch, Py_ssize_t dist, Py_ssize_t* pos,
+                                 Py_ssize_t* moved, HsmCore* c) noexcept nogil:
     """Run one chunk with the kernel chosen (``flat`` or branchy) for a machine with ``fb``
     flags. Every (kernel, number of flags) pair is its own loop, with the flag arithmetic
     (``fb`` and the packing shift, see hsm_packed_flags) as constants: measured, a loop that
@@ -193,36 +195,36 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
     if flat:
         if fb == 0:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 1:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 2:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 3:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                               step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                           step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                              step, n_events, cap, n_ev, prefetch, dist, pos, c)
     if fb == 0:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 1:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 2:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 3:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                          step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                             step, n_events, cap, n_ev, prefetch, pos, moved, c)
 
 
 cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
-                      Py_ssize_t hi) noexcept nogil:
+                                   Py_ssize_t hi) noexcept nogil:
     """Fold cells [lo, hi) of ``local`` into the table and clear them: a transition cell
     counted v times moved v slots from its row's state to its next state (the other cells
     counted events handled in place or unhandled, already accounted for)."""
@@ -328,7 +330,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
         moved = 0
         prefetch = big and hi + dist <= n
         n_unhandled += run_chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, step,
-                         n_events, cap, n_ev, prefetch, dist, &pos, &moved, c)
+                                 n_events, cap, n_ev, prefetch, dist, &pos, &moved, c)
         if flat:  # the transition cells' sum gives the transitions the chunk took
             tsum = 0
             for j in range(c.n_tcells):
@@ -408,8 +410,8 @@ cdef inline Py_ssize_t run_batch_per_event(const slot_t* slots, const event_t* e
 
 
 cdef inline Py_ssize_t run_batch_history(const slot_t* slots, const event_t* events,
-                                        Py_ssize_t n, HsmCore* c,
-                                        Py_ssize_t* stop) noexcept nogil:
+                                         Py_ssize_t n, HsmCore* c,
+                                         Py_ssize_t* stop) noexcept nogil:
     """:func:`run_batch_per_event` for a machine with history records (hsm_apply_history per
     event; the same re-check of every index, see there)."""
     cdef Py_ssize_t i, s, e
@@ -468,7 +470,7 @@ cdef inline Py_ssize_t run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogi
             if kind[idx] == HSM_KIND_TRANSITION:
                 hsm_trace(c.trace, i, event, old, next_state[idx], idx)
             states[i] = next_state[idx]
-            unhandled[i] += unhandled_table[idx]
+            unhandled[i] += unhandled_table[idx] & (unhandled[i] < <uint64_t>INT64_MAX)
     elif not changes:
         pass  # every occupied state handles the event in place: no slot changes
     elif n_unhandled == 0:  # no per-slot counter to touch: a byte map, SIMD where the CPU has it
@@ -479,7 +481,7 @@ cdef inline Py_ssize_t run_broadcast(HsmCore* c, Py_ssize_t event) noexcept nogi
         for i in range(capacity):
             idx = <Py_ssize_t>states[i] * n_events + event
             states[i] = next_state[idx]
-            unhandled[i] += unhandled_table[idx]
+            unhandled[i] += unhandled_table[idx] & (unhandled[i] < <uint64_t>INT64_MAX)
     for s in range(HSM_CODE_ROWS):
         c.counts[s] = moved[s]
     hsm_add_unhandled(c, <uint64_t>n_unhandled)
@@ -495,7 +497,6 @@ cdef inline Py_ssize_t run_broadcast_flagged(HsmCore* c, Py_ssize_t event) noexc
     for i in range(c.capacity):
         n_unhandled += 1 - hsm_step(c, i, event)  # a free slot counts as handled
     return open_slots - n_unhandled
-
 
 
 cdef inline Py_ssize_t set_flags_batch(const slot_t* slots, const uint8_t* values, Py_ssize_t n,
@@ -519,5 +520,3 @@ cdef inline Py_ssize_t set_flags_batch(const slot_t* slots, const uint8_t* value
             return -1
         hsm_set_flags(c, s, (c.flags[s] & keep) | <uint8_t>(v << bit))
     return -1
-
-

@@ -1,12 +1,15 @@
-# Binding a MachineTable's kernel structs to the machine's tables and the table's arrays
-# (cimported by _table.pyx only: setup code run once per table, and the records of a slot that
-# opens or is released).
-from libc.stdint cimport uint8_t, uint16_t, int32_t, uint32_t, int64_t
+# Binding a table's HsmCore to its arrays: pointing the core (and its HsmHistory) into the
+# machine's read-only engine tables and the table's own columns, and telling whether a caller's
+# buffer overlaps the memory so bound; setting a slot's history records. Inline functions over
+# the kernel's structs, used by MachineTable (_table.pyx) at construction, at its batch entries
+# and when a slot opens or is released.
+from libc.stdint cimport uint8_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
 
-from streamhsm._kernel cimport HSM_FREE_SLOT, HsmCore, HsmHistory
+from streamhsm._kernel cimport HSM_CODE_ROWS, HSM_FREE_SLOT, HsmCore, HsmHistory
 
 
-cdef inline void bind_core(HsmCore* c, object tables, object transitions, object scratch):
+cdef inline void bind_core(HsmCore* c, object tables, object transitions, object scratch,
+                           int flag_bits):
     """Point the core at the machine's tables (``machine.engine_tables``, read-only, kept alive
     by the table) and the table's transition counters and batch scratch."""
     cdef const uint8_t[:, ::1] nxt = tables.next_state
@@ -26,7 +29,7 @@ cdef inline void bind_core(HsmCore* c, object tables, object transitions, object
     c.tcells = &tcells[0] if c.n_tcells else NULL
     c.transitions = &trans[0, 0]
     c.n_events = nxt.shape[1]
-    c.flag_bits = tables.flag_bits
+    c.flag_bits = flag_bits
     c.local = NULL
     if scratch is not None:
         local = scratch
@@ -35,12 +38,11 @@ cdef inline void bind_core(HsmCore* c, object tables, object transitions, object
 
 cdef inline const uint8_t* bind_history(HsmCore* c, HsmHistory* h, object tables,
                                         object records):
-    """Point ``h`` at the machine's history programs and the table's record columns
-    (``records``: uint8 ``(n_owners, capacity)``), and the core at ``h``; return the records of
-    a freshly opened slot. A machine without history records keeps ``c.hist`` NULL (and gets
-    NULL)."""
+    """Point ``h`` at the machine's history programs and the table's record columns, and the
+    core at ``h``; return the records of a freshly opened slot. A machine without history
+    records (``records`` None) keeps ``core.hist`` NULL and gets NULL."""
     c.hist = NULL
-    if tables.n_owners == 0:
+    if records is None:
         return NULL
     cdef const int32_t[:, ::1] start = tables.hstart
     cdef const int32_t[::1] arrive = tables.harrive
@@ -57,6 +59,27 @@ cdef inline const uint8_t* bind_history(HsmCore* c, HsmHistory* h, object tables
     h.n_owners = rec.shape[0]
     c.hist = h
     return &init[0]
+
+
+cdef inline bint overlaps(const void* a, size_t a_len, const void* b, size_t b_len) noexcept:
+    return <const char*>a < <const char*>b + b_len and <const char*>b < <const char*>a + a_len
+
+
+cdef inline bint shares_core(const HsmCore* c, const int32_t* free, const void* p,
+                             size_t nbytes) noexcept:
+    """True if the ``nbytes`` at ``p`` overlap one of the columns the core is bound to, or the
+    table's free-slot stack ``free`` (a caller can pass them back through their read-only
+    views)."""
+    cdef size_t cap = <size_t>c.capacity
+    return (overlaps(p, nbytes, c.states, cap)
+            or overlaps(p, nbytes, c.flags, cap)
+            or overlaps(p, nbytes, c.unhandled, cap * sizeof(uint64_t))
+            or overlaps(p, nbytes, c.counts, HSM_CODE_ROWS * sizeof(int64_t))
+            or overlaps(p, nbytes, c.transitions,
+                        HSM_CODE_ROWS * <size_t>c.n_events * sizeof(int64_t))
+            or overlaps(p, nbytes, free, cap * sizeof(int32_t))
+            or (c.hist != NULL
+                and overlaps(p, nbytes, c.hist.records, cap * <size_t>c.hist.n_owners)))
 
 
 cdef inline void set_records(HsmHistory* h, Py_ssize_t slot, const uint8_t* values) noexcept nogil:

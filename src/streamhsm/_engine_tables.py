@@ -177,6 +177,42 @@ class EngineTables(_Immutable):
         self.n_events = n_e
         self._seal()
 
+    def sizes(self, machine: Any) -> tuple[int, int, int]:
+        """``(n_states, n_events, flag_bits)`` read from the shapes of the arrays themselves (the
+        sizes the engine indexes them with), after checking that every array the engine binds
+        agrees with them and with ``machine``'s attributes: a ``ValueError`` names a mismatch
+        (an attribute rewritten behind the machine's seal, say)."""
+        rows, n_e = self.next_state.shape
+        n_s = self.member.shape[0]
+        k = (rows // CODE_ROWS).bit_length() - 1
+        found = {"next_state rows": rows, "member columns": self.member.shape[1]}
+        want = {"next_state rows": CODE_ROWS << k, "member columns": CODE_ROWS}
+        for name in ("handled", "unhandled", "kind", "step", "hstart"):
+            found[f"{name} shape"] = getattr(self, name).shape
+            want[f"{name} shape"] = (rows, n_e)
+        found["harrive shape"], want["harrive shape"] = self.harrive.shape, (rows,)
+        n_o = self.initial_records.shape[0]
+        found["hlut shape"], want["hlut shape"] = self.hlut.shape, (2 * n_o, CODE_ROWS)
+        attrs = {"n_states": n_s, "n_events": n_e, "n_flags": k}
+        for name, value in attrs.items():
+            found[f"machine.{name}"], want[f"machine.{name}"] = getattr(machine, name), value
+        found["state_members"] = len(machine.state_members)
+        want["state_members"] = n_s
+        found["tables.n_events"], want["tables.n_events"] = self.n_events, n_e
+        found["tables.flag_bits"], want["tables.flag_bits"] = self.flag_bits, k
+        found["tables.n_owners"], want["tables.n_owners"] = self.n_owners, n_o
+        for name, value in found.items():
+            if type(value) is not type(want[name]) or value != want[name]:
+                raise ValueError(f"machine tables disagree: {name} is {value!r}, but the engine "
+                                 f"tables' shapes give {want[name]!r}")
+        if not 0 <= machine.initial_leaf < n_s:
+            raise ValueError(f"machine tables disagree: initial leaf {machine.initial_leaf!r} is "
+                             f"not a state code below {n_s}")
+        if not 0 < n_s <= CODE_ROWS - 1 or self.tcells.size and (
+                int(self.tcells.min()) < 0 or int(self.tcells.max()) >= rows * n_e):
+            raise ValueError(f"machine tables disagree: {n_s} states or tcells out of range")
+        return n_s, n_e, k
+
 
 def table_layout(capacity: int, n_events: int,
                  n_owners: int = 0) -> dict[str, tuple[np.dtype[Any], tuple[int, ...]]]:

@@ -1,10 +1,12 @@
-"""Opening a user-named path for reading: regular files only, never blocking, reads bounded.
+"""Opening a user-named path: regular files only, never blocking, reads bounded.
 
 The one place that opens a path a caller names (snapshot files, shared-memory segments): every
 loader goes through :func:`open_regular` (or :func:`read_regular`), so a FIFO, a device, a
 directory or a socket is refused with an error naming the path and what it is, before anything is
 read; opening never blocks (``O_NONBLOCK``, cleared once the file is known to be regular), and
-what is read is bounded by the file's size as ``fstat`` reported it when it was opened.
+what is read is bounded by the file's size as ``fstat`` reported it when it was opened. Savers
+open through :func:`create_regular`: an existing FIFO, device, directory or socket (or a symlink to
+one) is refused the same way, never opened for writing, never truncated.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import fcntl
 import os
 import stat as _stat
 
-__all__ = ["file_kind", "open_regular", "pread_exact", "read_regular"]
+__all__ = ["create_regular", "file_kind", "open_regular", "pread_exact", "read_regular"]
 
 _READ_CHUNK = 1 << 30  # Linux returns at most ~2 GiB per read
 
@@ -91,3 +93,40 @@ def read_regular(path: str, what: str, error: type[Exception]) -> bytes:
     if len(data) != st.st_size:
         raise error(f"{what} shrank while being read ({len(data)} of {st.st_size} bytes)")
     return data
+
+
+def create_regular(path: str, what: str, error: type[Exception]) -> int:
+    """Open ``path`` for writing, creating it (mode 0o666 less the umask) or truncating it, if it
+    is (or becomes) a regular file; return the descriptor (blocking, close-on-exec).
+
+    An existing path is inspected first (following symlinks, as the loaders do): anything but a
+    regular file is refused before it is opened. The open itself is ``O_NONBLOCK`` (a FIFO
+    swapped in meanwhile cannot block it; with no reader it fails with ``ENXIO``) and its
+    ``fstat`` is checked again before the file is truncated.
+
+    Raises:
+        OSError: the path cannot be inspected, created or opened (``PermissionError``,
+            ``FileNotFoundError`` for a missing directory, ...).
+        error: ``what`` exists and is not a regular file (the message names its kind), or was
+            replaced by one that is not while being opened.
+    """
+    try:
+        before = os.stat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not _stat.S_ISREG(before.st_mode):
+            raise error(f"{what} is not a regular file ({path} is {file_kind(before.st_mode)}); "
+                        "refusing to write to it")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            raise error(f"{what} was replaced while being opened (it is now "
+                        f"{file_kind(st.st_mode)}); refusing to write to it")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -7,7 +7,7 @@ Private module: users import :class:`streamhsm.MachineInstance` (or
 instance of the machine.
 """
 cimport cython
-from libc.stdint cimport uint8_t, int32_t, int64_t, uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport INT64_MAX, uint8_t, int32_t, int64_t, uint32_t, uint64_t, uintptr_t
 
 from streamhsm._checks cimport fast_code, flag_value
 from streamhsm._kernel cimport (
@@ -20,6 +20,7 @@ import weakref
 import numpy as np
 
 from ._views import readonly_view
+from .compiler import check_machine
 
 __all__ = ["MachineInstance"]
 
@@ -54,23 +55,25 @@ cdef class _InstanceTables:
 
     def __cinit__(self, machine, bint count_transitions):
         tables = machine.engine_tables
+        n_s, n_e, k = tables.sizes(machine)  # sizes from the arrays bound below, checked
+        n_owners = tables.initial_records.shape[0]
         self.machine = machine
         self.next_state = <const uint8_t*>_address(tables.next_state)
         self.kind = <const uint8_t*>_address(tables.kind)
-        self.n_events = tables.n_events
-        self.n_states = machine.n_states
-        self.flag_bits = tables.flag_bits
+        self.n_events = n_e
+        self.n_states = n_s
+        self.flag_bits = k
         self.transitions = NULL
         self.transitions_view = None
         owners = [tables]
         if count_transitions:
             transitions = np.zeros((HSM_CODE_ROWS, self.n_events), dtype=np.int64)
             self.transitions = <int64_t*>_address(transitions)
-            self.transitions_view = readonly_view(transitions[:machine.n_states])
+            self.transitions_view = readonly_view(transitions[:n_s])
             owners.append(transitions)
         self.records = None
-        self.hist.n_owners = tables.n_owners
-        if tables.n_owners:
+        self.hist.n_owners = n_owners
+        if n_owners:
             self.records = np.array(tables.initial_records, dtype=np.uint8)
             self.hist.start = <const int32_t*>_address(tables.hstart)
             self.hist.arrive = <const int32_t*>_address(tables.harrive)
@@ -80,7 +83,7 @@ cdef class _InstanceTables:
             self.hist.stride = 1
             owners.append(self.records)
         self.owners = tuple(owners)
-        self.state_members = machine.state_members + (None,) * (HSM_CODE_ROWS - machine.n_states)
+        self.state_members = machine.state_members + (None,) * (HSM_CODE_ROWS - n_s)
         self.member = tables.member
         self.codec = machine.codec
         self.event_enum, self.state_enum = machine.Event, machine.State
@@ -137,6 +140,7 @@ cdef class MachineInstance:
         if self._tables is not None:
             raise RuntimeError("MachineInstance.__init__ called twice")
         cdef _InstanceTables tables
+        check_machine(machine)
         if count_transitions is False and not machine.engine_tables.n_owners:
             tables = _shared_tables(machine)
         elif count_transitions is False:
@@ -169,13 +173,15 @@ cdef class MachineInstance:
         cdef Py_ssize_t idx = (((<Py_ssize_t>self._state << k.flag_bits) | self._flags)
                                * k.n_events + e)
         cdef uint8_t what = k.kind[idx]
+        cdef int64_t* t
         if what == HSM_KIND_INTERNAL:
             return True
         if what == HSM_KIND_UNHANDLED:
-            self._unhandled += 1
+            self._unhandled += self._unhandled < <uint64_t>INT64_MAX  # saturates at 2**63-1
             return False
         if k.transitions != NULL:
-            k.transitions[<Py_ssize_t>self._state * k.n_events + e] += 1
+            t = &k.transitions[<Py_ssize_t>self._state * k.n_events + e]
+            t[0] += t[0] != INT64_MAX  # saturates at 2**63-1
         if what == HSM_KIND_HISTORY:
             self._state = hsm_history_run(&k.hist, 0, idx, k.flag_bits, self._flags)
         else:
@@ -252,4 +258,3 @@ cdef class MachineInstance:
         if self._tables is None:
             return f"<{type(self).__name__} (uninitialised)>"
         return f"<{type(self).__name__} {self.current!r} unhandled={self._unhandled}>"
-

@@ -42,15 +42,17 @@ cdef enum:
     HSM_KIND_INTERNAL = 0      # handled without a transition (or a free slot): nothing to do
     HSM_KIND_TRANSITION = 1    # a handler with a target: exits and entries, maybe a new leaf
     HSM_KIND_UNHANDLED = 2     # no state handles it: counted
-    HSM_KIND_HISTORY = 3       # a transition that reads or writes history records: runs its
-                               # program (hsm_history_run); only machines with history have them
+    # a transition that reads or writes history records: runs its program (hsm_history_run);
+    # only machines with history have them
+    HSM_KIND_HISTORY = 3
 
 # The ops of a history program (streamhsm._pseudo.OP_*): uint32 = op | a << 8 | b << 16.
 cdef enum:
     HSM_OP_END = 0             # rest in leaf a
     HSM_OP_SET = 1             # record of owner a := b (HSM_FREE_SLOT: cleared)
-    HSM_OP_READ = 2            # enter owner a through history: leaf = lut[b][record], then run
-                               # the arrival program of that leaf
+    # enter owner a through history: leaf = lut[b][record], then run the arrival program of
+    # that leaf
+    HSM_OP_READ = 2
 
 # Two layouts. The machine's tables (next_state, is_handled, is_unhandled, kind, step, the trace's
 # handler table; streamhsm.compiler.EngineTables) have one row per (state code, flag bitmask):
@@ -176,7 +178,7 @@ cdef inline uint8_t hsm_apply(uint8_t* states, int64_t* counts, uint64_t* unhand
     if k == HSM_KIND_INTERNAL:
         return 0
     if k == HSM_KIND_UNHANDLED:
-        unhandled[slot] += 1
+        unhandled[slot] += unhandled[slot] < <uint64_t>INT64_MAX  # saturates at 2**63-1
         return 1
     t = &transitions[<Py_ssize_t>old * n_events + event]
     t[0] += t[0] != INT64_MAX  # the transition counter saturates at 2**63-1
@@ -217,7 +219,7 @@ cdef inline uint8_t hsm_apply_history(HsmCore* c, Py_ssize_t slot,
     if k == HSM_KIND_INTERNAL:
         return 0
     if k == HSM_KIND_UNHANDLED:
-        c.unhandled[slot] += 1
+        c.unhandled[slot] += c.unhandled[slot] < <uint64_t>INT64_MAX  # saturates at 2**63-1
         return 1
     cdef int64_t* tc = &c.transitions[<Py_ssize_t>old * c.n_events + event]
     tc[0] += tc[0] != INT64_MAX  # the transition counter saturates at 2**63-1

@@ -216,7 +216,7 @@ class Chains:
         record themselves, which is then known)."""
         records = {} if records is None else records
         states: set[int] = set()
-        for i, op in enumerate(ops):
+        for op in ops:
             if op[0] == "enter":
                 states.add(op[1])
             elif op[0] == "set":

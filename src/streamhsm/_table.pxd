@@ -29,8 +29,8 @@ cdef class MachineTable:
     cdef dict _event_codes, _state_codes   # name -> code (names converted inline)
     cdef Py_ssize_t _n_states
     cdef HsmTrace _trace
-    cdef HsmHistory _hist          # history programs and records (core.hist, if the machine
-                                   # has history records)
+    # history programs and records (core.hist, if the machine has history records)
+    cdef HsmHistory _hist
     cdef object _records, _records_view    # uint8 (n_owners, capacity) and its read-only view
     cdef const uint8_t* _init_records      # the records of a freshly opened slot
     cdef object _trace_owners      # the ring's columns, or None when tracing is off
@@ -49,23 +49,35 @@ cdef class MachineTable:
     cdef batch_hook_t _batch_hook  # NULL unless streamhsm._testing paused batches
     cdef void* _batch_hook_arg
     cdef object _batch_hook_owner  # keeps the hook's argument alive
+
     @cython.final
     cdef Py_ssize_t slot_index(self, object slot) except -1
+
     @cython.final
     cdef Py_ssize_t slot_value(self, object slot) except -2
+
     @cython.final
     cdef Py_ssize_t check_open(self, Py_ssize_t v, object slot) except -1
+
     @cython.final
     cdef Py_ssize_t open_locked(self) except -1
+
     cdef Py_ssize_t open_unchecked(self) noexcept nogil
+
     @cython.final
     cdef Py_ssize_t event_index(self, object event) except -1
+
     @cython.final
     cdef Py_ssize_t state_index(self, object state) except -1
+
     @cython.final
     cdef object observer(self)
+
     @cython.final
     cdef int flag_bit(self, object name) except -1
+
     cdef int lock_batch(self) except -1
+
     cdef void unlock_batch(self) noexcept
+
     cdef int release_unchecked(self, Py_ssize_t slot) noexcept nogil

@@ -13,17 +13,17 @@ from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
     PyThread_release_lock,
 )
-from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, int16_t, int32_t, int64_t, uint64_t
 
 from streamhsm._batch cimport (
     HSM_LOCAL_MAX_CELLS, HSM_STACK_CELLS, event_t, hsm_map, hsm_simd_detect, hsm_simd_level,
     hsm_simd_set_cap, run_batch, run_broadcast, run_broadcast_flagged, set_flags_batch, slot_t,
     validate_batch,
 )
-from streamhsm._binding cimport bind_core, bind_history, set_records
+from streamhsm._binding cimport bind_core, bind_history, set_records, shares_core
 from streamhsm._checks cimport fast_code, flag_value, index_value
 from streamhsm._kernel cimport (
-    HSM_CODE_ROWS, HSM_FREE_SLOT, HsmCore, HsmHistory, hsm_set_flags, hsm_step,
+    HSM_CODE_ROWS, HSM_FREE_SLOT, hsm_set_flags, hsm_step,
 )
 
 import numpy as np
@@ -34,8 +34,7 @@ from ._views import readonly_view
 from .errors import TableFullError
 from ._limits import MAX_CAPACITY, check_index
 from ._trace import decode_ring, named_records, ring_columns
-from .compiler import CompiledMachine, local_scratch, pack_flags, table_arrays
-from .machine import MachineSpec
+from .compiler import check_machine, local_scratch, pack_flags, table_arrays
 from .snapshot import check_table_snapshot, read_table_file, save_snapshot, table_snapshot
 
 __all__ = ["FREE_SLOT", "MachineTable"]
@@ -70,7 +69,8 @@ def _set_simd_kernel(name):
 
 
 def _map_bytes(uint8_t[::1] data, const uint8_t[::1] lut):
-    """Test hook: ``data[i] = lut[data[i]]`` in place with the current kernel (``lut``: one byte per code)."""
+    """Test hook: ``data[i] = lut[data[i]]`` in place with the current kernel (``lut``: one
+    byte per code)."""
     if lut.shape[0] != HSM_CODE_ROWS:
         raise ValueError(f"lut must have {HSM_CODE_ROWS} entries, got {lut.shape[0]}")
     if data.shape[0] > 0:
@@ -84,31 +84,10 @@ _SLOT_DTYPES = (np.dtype(np.int32), _I64)
 _EVENT_DTYPES = (_U8, np.dtype(np.int32), _I64)
 
 
-
-
 cdef inline int _raise_if_bad(int rc) except -1:
     if rc < 0:
         raise IndexError("internal error: HSM kernel index out of range (debug build check)")
     return rc
-
-
-cdef inline bint _overlaps(const void* a, size_t a_len, const void* b, size_t b_len) noexcept:
-    return <const char*>a < <const char*>b + b_len and <const char*>b < <const char*>a + a_len
-
-
-cdef bint _shares_table(MachineTable t, const void* p, size_t nbytes) noexcept:
-    """True if the ``nbytes`` at ``p`` overlap one of the table's own columns (which a caller
-    can pass back through their read-only views)."""
-    cdef size_t cap = <size_t>t.core.capacity
-    return (_overlaps(p, nbytes, t.core.states, cap)
-            or _overlaps(p, nbytes, t.core.flags, cap)
-            or _overlaps(p, nbytes, t.core.unhandled, cap * sizeof(uint64_t))
-            or _overlaps(p, nbytes, t.core.counts, HSM_CODE_ROWS * sizeof(int64_t))
-            or _overlaps(p, nbytes, t.core.transitions,
-                         HSM_CODE_ROWS * <size_t>t.core.n_events * sizeof(int64_t))
-            or _overlaps(p, nbytes, t._free, cap * sizeof(int32_t))
-            or (t.core.hist != NULL
-                and _overlaps(p, nbytes, t._hist.records, cap * <size_t>t._hist.n_owners)))
 
 
 cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
@@ -124,8 +103,8 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
             f"slots and events must have the same length, got {n} and {events.shape[0]}")
     if n == 0:
         return 0
-    if (_shares_table(self, &slots[0], n * sizeof(slot_t))
-            or _shares_table(self, &events[0], n * sizeof(event_t))):
+    if (shares_core(&self.core, self._free, &slots[0], n * sizeof(slot_t))
+            or shares_core(&self.core, self._free, &events[0], n * sizeof(event_t))):
         # views of the table's own arrays (t.states as events, say) would change under the
         # batch: read them as they are now
         own_slots = np.array(slots)
@@ -165,7 +144,7 @@ cdef object _NO_VALUES = np.zeros(1, np.uint8)
 
 
 cdef object _set_flag_batch(MachineTable self, const slot_t[::1] slots, const uint8_t[::1] values,
-                        bint single, uint8_t one, int bit):
+                            bint single, uint8_t one, int bit):
     """``set_flag_many`` on validated arrays: check the whole call under the table lock, then
     apply it."""
     cdef Py_ssize_t bad = -1, stop = -1, n = slots.shape[0]
@@ -176,8 +155,8 @@ cdef object _set_flag_batch(MachineTable self, const slot_t[::1] slots, const ui
                          f"{values.shape[0]}")
     if n == 0:
         return None
-    if (_shares_table(self, &slots[0], n * sizeof(slot_t))
-            or (not single and _shares_table(self, &values[0], n))):
+    if (shares_core(&self.core, self._free, &slots[0], n * sizeof(slot_t))
+            or (not single and shares_core(&self.core, self._free, &values[0], n))):
         # views of the table's own arrays (t.flags as values, say) would change under the
         # call: read them as they are now
         own_slots = np.array(slots)
@@ -255,13 +234,11 @@ cdef class MachineTable:
     def __init__(self, machine, capacity, *, arrays=None):
         if self.machine is not None:
             raise RuntimeError("MachineTable.__init__ called twice")
-        if not isinstance(machine, CompiledMachine):
-            hint = " (call spec.compile() first)" if isinstance(machine, MachineSpec) else ""
-            raise TypeError(f"machine must be a CompiledMachine, got "
-                            f"{type(machine).__name__}{hint}")
+        check_machine(machine)
         cap = check_index(capacity, "capacity", 1, MAX_CAPACITY)
         tables = machine.engine_tables
-        arrays = table_arrays(cap, tables.n_events, arrays, tables.n_owners)
+        n_s, n_e, k = tables.sizes(machine)  # sizes from the arrays bound below, checked
+        arrays = table_arrays(cap, n_e, arrays, tables.initial_records.shape[0])
         states, unhandled, counts = arrays["states"], arrays["unhandled"], arrays["counts"]
         free, transitions, flags = arrays["free"], arrays["transitions"], arrays["flags"]
         states[:] = HSM_FREE_SLOT
@@ -281,14 +258,14 @@ cdef class MachineTable:
         cdef int32_t[::1] fr = free
         self.core.states = &st[0]
         self.core.flags = &fl[0]
-        self.core.fpack_shift = 3 if machine.n_flags <= 1 else 2 if machine.n_flags == 2 else 1
+        self.core.fpack_shift = 3 if k <= 1 else 2 if k == 2 else 1
         self._fpacked = np.zeros(((cap >> self.core.fpack_shift) + 1,), np.uint8)
         cdef uint8_t[::1] fp = self._fpacked
         self.core.fpacked = &fp[0]
         self.core.unhandled = &un[0]
         self.core.counts = &co[0]
         self._scratch = local_scratch(machine, HSM_STACK_CELLS, HSM_LOCAL_MAX_CELLS)
-        bind_core(&self.core, tables, transitions, self._scratch)
+        bind_core(&self.core, tables, transitions, self._scratch, k)
         self._init_records = bind_history(&self.core, &self._hist, tables, records)
         self._records = records
         self._records_view = None if records is None else readonly_view(records)
@@ -300,16 +277,16 @@ cdef class MachineTable:
         self._states_view = readonly_view(states)
         self._flags_view = readonly_view(flags)
         self._unhandled_view = readonly_view(unhandled)
-        self._transitions_view = readonly_view(transitions[:machine.n_states])
+        self._transitions_view = readonly_view(transitions[:n_s])
         self._observer = TableObserver(machine, self._states_view, readonly_view(counts),
                                        self._transitions_view)
         self._initial = machine.initial_leaf
-        self._state_members = machine.state_members + (None,) * (HSM_CODE_ROWS - machine.n_states)
+        self._state_members = machine.state_members + (None,) * (HSM_CODE_ROWS - n_s)
         self._codec = machine.codec
         self._event_enum, self._state_enum = machine.Event, machine.State
         self._event_codes = dict(machine.codec.event_codes)
         self._state_codes = dict(machine.codec.state_codes)
-        self._n_states = machine.n_states
+        self._n_states = n_s
         self.machine = machine
         self.core.capacity = cap
 
@@ -679,8 +656,7 @@ cdef class MachineTable:
             SnapshotError: unreadable or not a regular file, or a snapshot of another kind,
                 version or machine (checked before the table is allocated).
         """
-        if not isinstance(machine, CompiledMachine):
-            raise TypeError(f"machine must be a CompiledMachine, got {type(machine).__name__}")
+        check_machine(machine)
         snap, capacity = read_table_file(path, machine.fingerprint)
         table = cls(machine, capacity)
         table.restore(snap)
@@ -809,5 +785,3 @@ cdef class MachineTable:
             return f"<{type(self).__name__} (uninitialised)>"
         return (f"<{type(self).__name__} machine={self.machine.name!r} "
                 f"open={len(self)}/{self.core.capacity}>")
-
-

@@ -57,6 +57,7 @@ __all__ = [
     "STEP_UNHANDLED",
     "CompiledMachine",
     "EngineTables",
+    "check_machine",
     "compile_spec",
     "local_scratch",
     "pack_flags",
@@ -76,6 +77,14 @@ def local_scratch(machine: CompiledMachine, stack_cells: int, max_cells: int) ->
     return np.zeros(cells, np.uint32)
 
 
+def check_machine(machine: object) -> None:
+    """Raise ``TypeError`` unless ``machine`` is a :class:`CompiledMachine` (the engines' entry
+    check; an uncompiled :class:`~streamhsm.machine.MachineSpec` gets a hint to compile it)."""
+    if not isinstance(machine, CompiledMachine):
+        hint = " (call spec.compile() first)" if isinstance(machine, MachineSpec) else ""
+        raise TypeError(f"machine must be a CompiledMachine, got {type(machine).__name__}{hint}")
+
+
 class CompiledMachine(_Immutable):
     """A machine flattened into numpy tables indexed by ``(state code, event code)``.
 
@@ -86,7 +95,8 @@ class CompiledMachine(_Immutable):
     Rows exist for every state code but only leaf rows are ever used (the current state is always
     a leaf). Attributes (all read-only numpy arrays):
 
-    - ``next_state[s, e]`` (uint8): the leaf the machine is in after dispatching ``e`` in leaf ``s``.
+    - ``next_state[s, e]`` (uint8): the leaf the machine is in after dispatching ``e`` in leaf
+      ``s``.
     - ``handled[s, e]`` (uint8): 1 if some state handled the event, 0 if it went unhandled.
     - ``handler[s, e]`` (int16): code of the state whose handler ran, -1 if unhandled.
     - ``exit_path[s, e, :]`` / ``entry_path[s, e, :]`` (int16): states exited (innermost first)
@@ -144,7 +154,8 @@ class CompiledMachine(_Immutable):
         # leaves under each state (itself if a leaf): count(composite) = sum over these
         under: list[tuple[int, ...]] = []
         for s in range(self.n_states):
-            under.append(tuple(l for l in range(self.n_states) if is_leaf[l] and self.is_ancestor_or_self(s, l)))
+            under.append(tuple(leaf for leaf in range(self.n_states)
+                               if is_leaf[leaf] and self.is_ancestor_or_self(s, leaf)))
         self.leaves_under: tuple[tuple[int, ...], ...] = tuple(under)
         #: ``State`` members by code (looked up by value: an enum may declare its members in
         #: any order).
@@ -162,7 +173,7 @@ class CompiledMachine(_Immutable):
         #: The records of a freshly opened slot: ``owner code -> leaf code`` (only owners a
         #: completion chain of the initial transition exits; usually empty).
         self.initial_records: dict[int, int] = ({} if pseudo is None else {
-            o: int(r) for o, r in zip(self.history_owners, pseudo.initial_records)
+            o: int(r) for o, r in zip(self.history_owners, pseudo.initial_records, strict=True)
             if r != FREE_SLOT})
         self._pseudo = pseudo
         #: The tables the compiled engine runs (padded to one row per uint8 code, read-only).
@@ -244,7 +255,8 @@ class CompiledMachine(_Immutable):
                              f"with {self.n_flags} flags (valid: 0..{(1 << self.n_flags) - 1})")
         return int(flags)
 
-    def _path(self, table: np.ndarray, leaf: object, event: object, flags: object) -> tuple[int, ...]:
+    def _path(self, table: np.ndarray, leaf: object, event: object,
+              flags: object) -> tuple[int, ...]:
         key = (self.state_code(leaf), self.event_code(event))
         mask = self.flag_mask(flags)
         row = table[(mask, *key)] if self.n_flags else table[key]
@@ -449,21 +461,19 @@ def _check_names(spec: MachineSpec) -> None:
     if not spec.events:
         raise err(f"machine {name!r} declares no events")
     if len(spec.events) > MAX_EVENTS:
-        raise err(f"machine {name!r} has {len(spec.events)} events; at most {MAX_EVENTS} are supported")
+        raise err(f"machine {name!r} has {len(spec.events)} events; at most {MAX_EVENTS} are "
+                  "supported")
     if len(spec.flags) > MAX_FLAGS:
         raise err(f"machine {name!r}: flag {spec.flags[MAX_FLAGS]!r} is one too many; at most "
                   f"{MAX_FLAGS} flags are supported, declared {list(spec.flags)}")
     for what, names in (("state", states), ("event", spec.events), ("flag", spec.flags)):
-        seen: set[str] = set()
-        members: dict[str, str] = {}
         for n in names:
             if not isinstance(n, str) or not n.isidentifier():
                 raise err(f"machine {name!r}: {what} name {n!r} is not an identifier")
-            if n in seen:
-                raise err(f"machine {name!r}: duplicate {what} {n!r}")
-            seen.add(n)
-            if what == "flag":
-                continue
+    spec.check_unique()  # shared with the reference interpreter
+    for what, names in (("state", states), ("event", spec.events)):
+        members: dict[str, str] = {}
+        for n in names:
             # states and events become enum members: names the enum reserves (``_x``,
             # ``__init__``) would not be members, and two names of one member would be one
             member = camel_to_upper(n)
@@ -490,14 +500,8 @@ def _build_tree(spec: MachineSpec) -> _Tree:
     if not children[0]:
         raise err(f"machine {name!r} declares no states")
     tree = _Tree(name, states, code, parent, children, {})
+    spec.check_initials()  # known, proper descendants (shared likewise)
     for s, target in spec._initial.items():
-        if s not in code:
-            raise err(f"machine {name!r}: initial state declared for unknown state {s!r}")
-        if target not in code:
-            raise err(f"machine {name!r}: state {s!r} has unknown initial state {target!r}")
-        if target == s or code[s] not in tree.ancestors(code[target]):
-            raise err(f"machine {name!r}: initial state {target!r} of {s!r} is not a descendant "
-                      f"of {s!r}")
         tree.initial[code[s]] = code[target]
     return tree
 
@@ -543,12 +547,15 @@ def _handler_table(spec: MachineSpec, tree: _Tree) -> _HandlerTable:
     decls: dict[tuple[int, int], list[HandlerDecl]] = {}
     for h in spec._handlers:
         if h.state not in code:
-            raise err(f"machine {name!r}: handler for event {h.event!r} on unknown state {h.state!r}")
+            raise err(f"machine {name!r}: handler for event {h.event!r} on unknown state "
+                      f"{h.state!r}")
         if h.event not in ev_code:
-            raise err(f"machine {name!r}: handler on state {h.state!r} for unknown event {h.event!r}")
+            raise err(f"machine {name!r}: handler on state {h.state!r} for unknown event "
+                      f"{h.event!r}")
         if h.target is not None and h.target not in code:
             raise err(
-                f"machine {name!r}: handler ({h.state}, {h.label()}) has unknown target {h.target!r}"
+                f"machine {name!r}: handler ({h.state}, {h.label()}) has unknown target "
+                f"{h.target!r}"
             )
         guard = _guard(spec, h)
         key = (code[h.state], ev_code[h.event])
@@ -682,7 +689,8 @@ def _check_reachable(tree: _Tree, tables: _Tables, initial: tuple[int, ...],
     for sc in range(1, len(tree.states)):
         if sc not in active:
             raise MachineDefinitionError(
-                f"machine {tree.name!r}: state {tree.states[sc]!r} is unreachable from the initial state"
+                f"machine {tree.name!r}: state {tree.states[sc]!r} is unreachable from the "
+                "initial state"
             )
 
 

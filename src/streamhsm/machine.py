@@ -47,7 +47,8 @@ HISTORY_KINDS = ("shallow", "deep")
 
 
 def camel_to_upper(name: str) -> str:
-    """Turn a CamelCase name (``"StreamProvisioned"``) into UPPER_SNAKE (``"STREAM_PROVISIONED"``)."""
+    """Turn a CamelCase name (``"StreamProvisioned"``) into UPPER_SNAKE
+    (``"STREAM_PROVISIONED"``)."""
     out: list[str] = []
     for i, ch in enumerate(name):
         if ch.isupper() and i > 0 and not name[i - 1].isupper():
@@ -70,7 +71,7 @@ def _names_of(event_enum: type[enum.IntEnum]) -> tuple[str, ...]:
             f"event enum {event_enum.__name__} must have the codes 0..{len(members) - 1}, "
             f"got {[int(m) for m in members]}")
     names = tuple(upper_to_camel(m.name) for m in members)
-    for m, n in zip(members, names):
+    for m, n in zip(members, names, strict=True):
         if camel_to_upper(n) != m.name:
             raise MachineDefinitionError(
                 f"event enum member {event_enum.__name__}.{m.name} has no CamelCase name "
@@ -351,6 +352,52 @@ class MachineSpec:
                         f"machine {self.name!r}: cycle in state parents: {cycle}")
                 path.append(anc)
                 anc = parent[anc]
+
+    def check_unique(self) -> None:
+        """No state, event or flag name declared twice (a check ``compile()`` and the reference
+        interpreter share: a second declaration would silently replace the first).
+
+        Raises:
+            MachineDefinitionError: the first duplicate.
+        """
+        for what, names in (("state", self.states), ("event", self.events),
+                            ("flag", self.flags)):
+            seen: set[object] = set()
+            for n in names:
+                if n in seen:
+                    raise MachineDefinitionError(f"machine {self.name!r}: duplicate {what} {n!r}")
+                seen.add(n)
+
+    def check_initials(self) -> None:
+        """Every initial transition declared for a known state enters a known proper descendant
+        of it (shared by ``compile()`` and the reference interpreter; call after
+        :meth:`check_parents`).
+
+        Raises:
+            MachineDefinitionError: an unknown state or target, or a target not below its state.
+        """
+        parent, name = dict(self._states), self.name
+        for s, target in self._initial.items():
+            if s != ROOT and s not in parent:
+                raise MachineDefinitionError(
+                    f"machine {name!r}: initial state declared for unknown state {s!r}")
+            if target not in parent:
+                raise MachineDefinitionError(
+                    f"machine {name!r}: state {s!r} has unknown initial state {target!r}")
+            anc = parent[target]
+            while anc != s and anc != ROOT:
+                anc = parent[anc]
+            if anc != s:
+                raise MachineDefinitionError(f"machine {name!r}: initial state {target!r} of "
+                                             f"{s!r} is not a descendant of {s!r}")
+
+    def check_structure(self) -> None:
+        """:meth:`check_unique`, :meth:`check_parents` and :meth:`check_initials`: the
+        declaration checks without which the state tree is ill-defined (what the reference
+        interpreter runs; ``compile()`` runs them among its own)."""
+        self.check_unique()
+        self.check_parents()
+        self.check_initials()
 
     @property
     def initials(self) -> dict[str, str]:

@@ -64,7 +64,7 @@ class ReferenceMachine:
     """
 
     def __init__(self, spec: MachineSpec, *, state_enum: type[enum.IntEnum] | None = None) -> None:
-        spec.check_parents()  # as compile() does: walking up a cycle would never end
+        spec.check_structure()  # as compile() does: the tree is ill-defined otherwise
         self._spec = spec
         self._codec = MachineCodec(spec.name, spec.states, spec.events, state_enum,
                                    spec.event_enum)

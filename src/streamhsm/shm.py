@@ -1,8 +1,8 @@
 """Live stream tables in named shared memory, readable by another process while the driver runs.
 
 Like Aeron's counters file read by AeronStat: the writer's :class:`SharedStreamTable` keeps its
-arrays (state codes, flag bitmasks, unhandled counters, occupancy, transition counts, free list) in a named
-POSIX shared-memory segment (the file ``/dev/shm/NAME``) behind a versioned header;
+arrays (state codes, flag bitmasks, unhandled counters, occupancy, transition counts, free list)
+in a named POSIX shared-memory segment (the file ``/dev/shm/NAME``) behind a versioned header;
 :func:`open_readonly` validates the header and returns a :class:`TableReader`, which copies what it
 reads with ``pread`` (the segment is never mapped in the reader, so a writer or anyone else
 truncating, growing or rewriting the segment cannot crash it: a read that no longer fits raises
@@ -62,9 +62,9 @@ from ._files import open_regular
 from ._files import pread_exact as _pread
 from ._limits import MAX_CAPACITY
 from ._observe import TableObserver
+from .compiler import CompiledMachine, table_layout
 from .errors import StreamHsmError
 from .lifecycle import StreamTable, stream_machine
-from .compiler import CompiledMachine, table_layout
 from .registry import by_fingerprint
 
 __all__ = ["HEADER_SIZE", "LAYOUT_VERSION", "MAX_NAME_LENGTH", "SharedStreamTable",
@@ -471,7 +471,8 @@ class TableReader:
         if len(data) != n:
             raise SharedTableError(
                 f"segment {self.name!r} shrank: {what} needs bytes {offset}..{offset + n}, the "
-                f"segment now has {now} ({self._opened_size} when opened, table needs {self._size})")
+                f"segment now has {now} ({self._opened_size} when opened, table needs "
+                f"{self._size})")
         return data
 
     def _header(self) -> tuple[Any, ...]:
@@ -633,7 +634,8 @@ def open_readonly(name: str) -> TableReader:
         found = by_fingerprint(fp)
         machine = None if found is None else found[2]
         if machine is None or machine.n_states != n_states or machine.n_events != n_events:
-            raise SharedTableError(f"segment {name!r} is of an unknown machine (fingerprint {fp!r})")
+            raise SharedTableError(
+                f"segment {name!r} is of an unknown machine (fingerprint {fp!r})")
         if not 0 < capacity <= MAX_CAPACITY:
             raise SharedTableError(f"segment {name!r} has capacity {capacity} out of range")
         n_owners = int(header[13])

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._files import read_regular
+from ._files import create_regular, read_regular
 from ._limits import MAX_CAPACITY
 from ._owned import own
 from .errors import SnapshotError
@@ -55,7 +55,8 @@ def check_kind(snap: object, kind: str) -> dict[str, Any]:
         raise SnapshotError(f"a snapshot is a dict, got {type(snap).__name__}")
     got_kind = snap.get("kind")
     if not isinstance(got_kind, str) or got_kind != kind:
-        what = f"a {got_kind!r} snapshot" if isinstance(got_kind, str) else "not a streamhsm snapshot"
+        what = (f"a {got_kind!r} snapshot" if isinstance(got_kind, str)
+                else "not a streamhsm snapshot")
         raise SnapshotError(f"this is {what}; it cannot be restored into a {kind!r}")
     version = snap.get("version")
     if type(version) is not int or version not in SUPPORTED_VERSIONS:
@@ -270,12 +271,24 @@ def _stored(value: Any) -> np.ndarray:
 
 def save_snapshot(snap: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write a snapshot to ``path`` as an uncompressed ``.npz`` (scalars as 0-d arrays; every
-    str, trailing NULs included, reads back equal)."""
+    str, trailing NULs included, reads back equal).
+
+    Only a regular file is written (created or truncated): an existing FIFO, device, directory or
+    socket, or a symlink to one, is refused without blocking and without being opened for
+    writing.
+
+    Raises:
+        SnapshotError: a field is not plain data, or ``path`` is not a regular file (the message
+            names its kind).
+        OSError: the file cannot be created or written (``PermissionError``, ``ENOSPC``, ...).
+    """
     arrays = {k: _stored(v) for k, v in snap.items()}
     for k, v in arrays.items():
         if v.dtype == object:
             raise SnapshotError(f"snapshot field {k!r} is not plain data")
-    with open(path, "wb") as fh:
+    name = os.fspath(path)
+    fd = create_regular(name, f"snapshot file {name!r}", SnapshotError)
+    with os.fdopen(fd, "wb") as fh:
         np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 

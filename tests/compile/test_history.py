@@ -265,13 +265,15 @@ def test_declaration_refuses_and_records_nothing(call: Any, exc: type, match: st
 
 
 @pytest.mark.parametrize(("mutate", "match"), [
-    (lambda s: s.on("A1", "Back", "A2", history="deep"), "targets 'A2' with history, but it has no children"),
+    (lambda s: s.on("A1", "Back", "A2", history="deep"),
+     "targets 'A2' with history, but it has no children"),
     (lambda s: s.on("B", "Go", "Root", history="shallow"), "Root keeps no history"),
     (lambda s: s.history_default("A", "B"), "'B' of 'A' is not a proper descendant"),
     (lambda s: s.history_default("A", "A"), "'A' of 'A' is not a proper descendant"),
     (lambda s: s.history_default("A", "Nope"), "unknown target 'Nope'"),
     (lambda s: s.history_default("Nope", "A1"), "names unknown state 'Nope'"),
-    (lambda s: s.history_default("A", "A1").history_default("A", "A2"), "two shallow history defaults for 'A'"),
+    (lambda s: s.history_default("A", "A1").history_default("A", "A2"),
+     "two shallow history defaults for 'A'"),
     (lambda s: s.final("F", "A1"), "composite state 'A1', which has no initial state"),
     (lambda s: s.final("F", "A").state("X", "F", initial=None), "final state 'F' has children"),
     (lambda s: s.final("F", "A").on("F", "Go", "B"), "final state 'F' has a handler for 'Go'"),
@@ -280,9 +282,12 @@ def test_declaration_refuses_and_records_nothing(call: Any, exc: type, match: st
     (lambda s: s.on_completion("Root", "B"), "Root has no completion transition"),
     (lambda s: s.on_completion("Nope", "B"), "completion transition on unknown state 'Nope'"),
     (lambda s: s.on_completion("A2", "Nope"), "completion transition of 'A2' has unknown target"),
-    (lambda s: s.on_completion("A2", "B", guard="nope"), "completion of 'A2' \\[nope\\] -> 'B' names unknown flag 'nope'"),
-    (lambda s: s.on_completion("A2", "B").on_completion("A2", "A1"), "completion of 'A2' -> 'A1' can never run"),
-    (lambda s: s.on_completion("A2", "A1").on_completion("A1", "A2"), "completion chain never rests: A1 -> A2 -> A1"),
+    (lambda s: s.on_completion("A2", "B", guard="nope"),
+     "completion of 'A2' \\[nope\\] -> 'B' names unknown flag 'nope'"),
+    (lambda s: s.on_completion("A2", "B").on_completion("A2", "A1"),
+     "completion of 'A2' -> 'A1' can never run"),
+    (lambda s: s.on_completion("A2", "A1").on_completion("A1", "A2"),
+     "completion chain never rests: A1 -> A2 -> A1"),
     (lambda s: s.on_completion("A2", "A2"), "completion chain never rests: A2 -> A2"),
     (lambda s: s.state("C", initial="C1").state("C1", "C").on("B", "Go", "C")
      .on_completion("C1", "B").on_completion("B", "C", history="deep"), "never rests"),

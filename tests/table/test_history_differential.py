@@ -145,7 +145,7 @@ the i-th final state,
     for i, leaf in enumerate(plain):
         handlers.append((leaf, NEXT, plain[(i + 1) % len(plain)], None, None))
     fins = tuple(f"{FIN}{i}" for i in range(len(finals)))
-    for fin, f in zip(fins, finals):
+    for fin, f in zip(fins, finals, strict=True):
         handlers.append((ROOT, fin, f, None, None))
     completions: list[tuple[str, str, str | None, str | None]] = []
     completing = [*plain, *(c for c in composites if any(parent_of[f] == c for f in finals))]
@@ -286,7 +286,7 @@ def test_table_slots_match_one_reference_each_records_included(data: st.DataObje
         elif action[0] == "many":
             _, slots, events = action
             expected = sum(ref_dispatch(s, desc.events[e])
-                           for s, e in zip(slots.tolist(), events.tolist()))
+                           for s, e in zip(slots.tolist(), events.tolist(), strict=True))
             assert table.dispatch_many(slots, events) == expected
         elif action[0] == "broadcast":
             expected = sum(ref_dispatch(s, action[1]) for s in sorted(refs))

@@ -47,7 +47,7 @@ def test_records_travel_with_snapshots_and_files(tmp_path: Path) -> None:
     save_snapshot(snap, tmp_path / "t.npz")
     u = MachineTable(m, 5)
     u.restore(load_snapshot(tmp_path / "t.npz"))
-    assert all(np.array_equal(a, b) for a, b in zip(_everything(t), _everything(u)))
+    assert all(np.array_equal(a, b) for a, b in zip(_everything(t), _everything(u), strict=True))
     u.dispatch(1, "Resume")
     assert u.state(1) == m.State.BUSY  # the restored record is read
 
@@ -77,7 +77,7 @@ def test_bad_records_are_refused_and_change_nothing(edit: Any, match: str) -> No
     before = _everything(t)
     with pytest.raises(SnapshotError, match=match):
         t.restore(snap)
-    assert all(np.array_equal(a, b) for a, b in zip(before, _everything(t)))
+    assert all(np.array_equal(a, b) for a, b in zip(before, _everything(t), strict=True))
 
 
 def test_records_of_the_wrong_shape_or_dtype_are_refused() -> None:

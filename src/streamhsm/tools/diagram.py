@@ -110,7 +110,8 @@ def _hnode(owner: str, kind: str) -> str:
 def _root_note(st: _Structure) -> str | None:
     """Handlers declared on Root itself (they apply in every state), as one line of text."""
     parts = list(st.internal.get(ROOT, []))
-    parts += [f"{_text(e.labels)} -> {e.dst}{' (' + _HISTORY[e.history][0] + ')' if e.history else ''}"
+    parts += [f"{_text(e.labels)} -> {e.dst}"
+              f"{' (' + _HISTORY[e.history][0] + ')' if e.history else ''}"
               for e in st.edges if e.src == ROOT]
     return f"Root (any state) handles {', '.join(parts)}" if parts else None
 
