@@ -65,7 +65,10 @@ nitpick_ignore_regex = [
     (r"py:exc", r"[A-Za-z]+(Error|Exception)( / [A-Za-z]+(Error|Exception))+"),
     # private helper types that the stubs name in signatures (argument aliases, the engine's
     # internal table and codec classes, the stats TypedDict): shown, not linked
-    (r"py:class", r"(_Code|IntEnum|TableStats|streamhsm\._\w+\.\w+)"),
+    (r"py:class", r"(_Code|IntEnum|TableStats|streamhsm\._\w+\.\w+|streamhsm\.driver\._\w+\.\w+"
+                  r"|streamhsm\.\w+\._\w+)"),
+    # autodoc splits a dataclass field's nested annotation at its comma (Step.path)
+    (r"py:class", r"list\[tuple\[str"),
 ]
 
 graphviz_output_format = "svg"

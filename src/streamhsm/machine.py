@@ -5,7 +5,7 @@ A machine is a tree of states under an implicit ``Root`` (code 0), a list of eve
 by ``(state, event)``: either a transition to a target state or "handled, no transition". A handler
 on a composite state applies to every descendant that does not handle the event itself.
 
-:meth:`MachineSpec.compile` hands the declaration to the compiler (:mod:`streamhsm.compiler`),
+:meth:`MachineSpec.compile` hands the declaration to the compiler (``streamhsm.compiler``),
 which validates it and flattens it (UML / Hsm.jl run-to-completion rules, see
 ``docs/design.md``) into tables indexed by ``(leaf state, event)``, so that dispatch is one table
 lookup whatever the depth of the hierarchy. This module imports nothing of the engine: the

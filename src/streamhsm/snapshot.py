@@ -157,7 +157,7 @@ def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str,
     and ``free`` (the free-slot stack).
 
     A version-2 snapshot (written before flags existed) has no flags: they come back as 0.
-    Every field is copied out of ``snap`` first (:func:`~streamhsm._owned.own`): what is
+    Every field is copied out of ``snap`` first (``streamhsm._owned.own``): what is
     returned is owned, exact-type data that no method of the caller's objects can change.
 
     Raises:

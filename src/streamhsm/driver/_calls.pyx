@@ -451,8 +451,9 @@ cdef class DriverBase:
         ``UNKNOWN_LEASE``; an ended one REJECTED ``LEASE_ENDED``).
 
         Args:
-            lease_ids, client_ids: 1-D C-contiguous int64 arrays of the same length (copied
-                first if they overlap ``out`` or the driver's own arrays).
+            lease_ids: a 1-D C-contiguous int64 array (copied first if it overlaps ``out`` or
+                the driver's own arrays).
+            client_ids: the same, one client id per lease id.
             now_ns: the time of every request (checked once, like the single call's).
             out: optional ``LEASE_RESULT_DTYPE`` array with at least as many rows; with it
                 nothing is allocated.

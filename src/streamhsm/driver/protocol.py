@@ -79,7 +79,7 @@ class BatchReason(CodeEnum):
     """Why a row of a batch call (``attach_many``, ``keepalive_many``, ``detach_many``) got its
     answer: the ``reason`` column of ``ATTACH_RESULT_DTYPE`` and ``LEASE_RESULT_DTYPE`` rows.
 
-    ``NONE`` on an OK row. Codes 1 to 12 are the :class:`AttachRefusal` codes (the attach rule
+    ``NONE`` on an OK row. Codes 1 to 12 are the ``AttachRefusal`` codes (the attach rule
     refused; ``EPOCH_AT_MAXIMUM`` also answers a detach whose producer-loss bump is impossible).
     The single calls' reason strings for the others: ``DRIVER_DRAINING`` "driver draining",
     ``DRIVER_STOPPED`` "driver stopped", ``UNKNOWN_LEASE`` "unknown lease" (also a lease held by
