@@ -17,10 +17,11 @@ from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t,
 from libc.string cimport memset
 
 from streamhsm._kernel cimport (
-    HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION, HSM_PREFETCH_DISTANCE,
-    HSM_PREFETCH_MIN_SLOTS, HSM_STEP_MOVED, HSM_STEP_UNHANDLED, STREAMHSM_DEBUG_CHECKS,
-    STREAMHSM_PREFETCH, HsmCore, HsmTrace, hsm_add_unhandled, hsm_apply, hsm_apply_history,
-    hsm_packed_flags, hsm_sat_add, hsm_set_flags, hsm_step, hsm_trace,
+    HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_HISTORY, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION,
+    HSM_PREFETCH_DISTANCE, HSM_PREFETCH_MIN_SLOTS, HSM_STEP_MOVED, HSM_STEP_UNHANDLED,
+    STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH, HsmCore, HsmTrace, hsm_add_unhandled, hsm_apply,
+    hsm_apply_history, hsm_history_batch, hsm_packed_flags, hsm_sat_add, hsm_set_flags, hsm_step,
+    hsm_trace,
 )
 
 cdef extern from "_simd.h":
@@ -130,7 +131,10 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
             continue
         if v & HSM_STEP_UNHANDLED:
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
-                hsm_apply_history(c, s, e)
+                states[s] = hsm_history_batch(
+                    c.hist, c.counts, s, idx, fb,
+                    hsm_packed_flags(flags, shift, s) if flagged else 0)
+                local[idx] += 1  # folded like a transition cell (see fold_counts_range)
                 continue
             unhandled[s] += 1
             n_unhandled += 1
@@ -170,10 +174,11 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
         v = step[idx]
         if v & HSM_STEP_UNHANDLED:
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
-                hsm_apply_history(c, s, e)
-                continue
-            unhandled[s] += 1
-            n_unhandled += 1
+                v = hsm_history_batch(c.hist, c.counts, s, idx, fb,
+                                      hsm_packed_flags(flags, shift, s) if flagged else 0)
+            else:
+                unhandled[s] += 1
+                n_unhandled += 1
         states[s] = <uint8_t>v
         local[idx] += 1
     pos[0] = hi
@@ -238,6 +243,12 @@ cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
                     c.transitions[state * c.n_events + idx - row * c.n_events], v)
                 c.counts[state] -= v
                 c.counts[c.next_state[idx]] += v
+            elif c.kind[idx] == HSM_KIND_HISTORY:  # its leaf was counted on the spot
+                row = idx // c.n_events
+                state = row >> c.flag_bits
+                c.transitions[state * c.n_events + idx - row * c.n_events] = hsm_sat_add(
+                    c.transitions[state * c.n_events + idx - row * c.n_events], v)
+                c.counts[state] -= v
             local[idx] = 0
 
 

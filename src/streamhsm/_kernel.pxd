@@ -120,6 +120,18 @@ cdef inline uint8_t hsm_history_run(const HsmHistory* h, Py_ssize_t slot, Py_ssi
             pc = h.arrive[(<Py_ssize_t>leaf << flag_bits) | mask]
 
 
+cdef inline uint8_t hsm_history_batch(const HsmHistory* h, int64_t* counts, Py_ssize_t slot,
+                                      Py_ssize_t idx, int flag_bits,
+                                      uint8_t mask) noexcept nogil:
+    """A history cell in the chunked batch kernels: run its program and count the slot into
+    the leaf it rests in on the spot (that leaf depends on the records); the caller counts the
+    cell in its batch-local array, whose fold counts the transition and takes the slot out of
+    the row's state, as for a plain transition cell."""
+    cdef uint8_t new = hsm_history_run(h, slot, idx, flag_bits, mask)
+    counts[new] += 1
+    return new
+
+
 # Borrowed pointers into the numpy arrays a MachineTable owns (and its machine's tables), plus
 # the running total.
 ctypedef struct HsmCore:
