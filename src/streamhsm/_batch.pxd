@@ -133,7 +133,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
                 states[s] = hsm_history_batch(
                     c.hist, c.counts, s, idx, fb,
-                    hsm_packed_flags(flags, shift, s) if flagged else 0)
+                    hsm_packed_flags(flags, shift, s) if flagged else 0, <uint8_t>v)
                 local[idx] += 1  # folded like a transition cell (see fold_counts_range)
                 continue
             unhandled[s] += 1
@@ -175,7 +175,8 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
         if v & HSM_STEP_UNHANDLED:
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
                 v = hsm_history_batch(c.hist, c.counts, s, idx, fb,
-                                      hsm_packed_flags(flags, shift, s) if flagged else 0)
+                                      hsm_packed_flags(flags, shift, s) if flagged else 0,
+                                      <uint8_t>v)
             else:
                 unhandled[s] += 1
                 n_unhandled += 1
@@ -243,12 +244,14 @@ cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
                     c.transitions[state * c.n_events + idx - row * c.n_events], v)
                 c.counts[state] -= v
                 c.counts[c.next_state[idx]] += v
-            elif c.kind[idx] == HSM_KIND_HISTORY:  # its leaf was counted on the spot
+            elif c.kind[idx] == HSM_KIND_HISTORY:  # see hsm_history_batch
                 row = idx // c.n_events
                 state = row >> c.flag_bits
                 c.transitions[state * c.n_events + idx - row * c.n_events] = hsm_sat_add(
                     c.transitions[state * c.n_events + idx - row * c.n_events], v)
                 c.counts[state] -= v
+                if <uint8_t>c.step[idx] != HSM_FREE_SLOT:  # reads no record: a static leaf
+                    c.counts[<uint8_t>c.step[idx]] += v
             local[idx] = 0
 
 

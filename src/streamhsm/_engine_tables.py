@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._views import readonly_view
+from ._pseudo import OP_END, OP_SET
 from .machine import FREE_SLOT
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ class EngineTables(_Immutable):
     - ``handler[row, e]`` (int16): the state whose handler ran, -1 if none.
     - ``step[row, e]`` (uint16): the next leaf, plus ``STEP_UNHANDLED`` (the first value above
       every code) if unhandled, plus ``STEP_MOVED`` if a transition (both bits: a history
-      cell, whose next leaf the kernels find by running its program).
+      cell, whose next leaf the kernels find by running its program; below the bits, the leaf
+      it rests in if it only writes records, ``FREE_SLOT`` if it reads one).
     - ``tcells`` (int32): the flat indices ``row * n_events + e`` of the transition cells.
     - ``member[s, code]`` (bool, ``n_states`` rows of ``CODE_ROWS``): a slot in state ``code``
       is in state ``s`` (ancestors included).
@@ -159,8 +161,12 @@ class EngineTables(_Immutable):
                                              else pseudo.initial_records)
         step = (nxt.astype(np.uint16) | unhandled.astype(np.uint16) * STEP_UNHANDLED
                 | transition.astype(np.uint16) * STEP_MOVED)
-        # a history cell carries both bits: the chunk kernels run its program where it occurs
-        step[kind == KIND_HISTORY] |= STEP_UNHANDLED | STEP_MOVED
+        # a history cell carries both bits: the chunk kernels run its program where it occurs;
+        # below them the leaf it rests in when no record is read (FREE_SLOT when it reads one)
+        if pseudo is not None and pseudo.n_owners:
+            for (mask, leaf, e), start in pseudo.cells.items():
+                step[leaf << k | mask, e] = (_static_leaf(pseudo.program, start)
+                                             | STEP_UNHANDLED | STEP_MOVED)
         tcells = np.flatnonzero(transition.ravel()).astype(np.int32)
         member = np.zeros((n_s, CODE_ROWS), dtype=bool)
         for s in range(n_s):
@@ -223,3 +229,11 @@ def pack_flags(flags: np.ndarray, shift: int, size: int) -> np.ndarray:
     return np.bitwise_or.reduce(lanes, axis=1).astype(np.uint8)  # type: ignore[no-any-return]
 
 
+def _static_leaf(program: np.ndarray, pc: int) -> int:
+    """The leaf a history program starting at ``pc`` rests in if it reads no record (only
+    ``OP_SET`` ops before its ``OP_END``), else ``FREE_SLOT``: the batch kernels count a
+    write-only cell's arrival in the fold, a reading cell's on the spot."""
+    while int(program[pc]) & 0xFF == OP_SET:
+        pc += 1
+    op = int(program[pc])
+    return (op >> 8) & 0xFF if op & 0xFF == OP_END else FREE_SLOT

@@ -121,14 +121,16 @@ cdef inline uint8_t hsm_history_run(const HsmHistory* h, Py_ssize_t slot, Py_ssi
 
 
 cdef inline uint8_t hsm_history_batch(const HsmHistory* h, int64_t* counts, Py_ssize_t slot,
-                                      Py_ssize_t idx, int flag_bits,
-                                      uint8_t mask) noexcept nogil:
-    """A history cell in the chunked batch kernels: run its program and count the slot into
-    the leaf it rests in on the spot (that leaf depends on the records); the caller counts the
-    cell in its batch-local array, whose fold counts the transition and takes the slot out of
-    the row's state, as for a plain transition cell."""
+                                      Py_ssize_t idx, int flag_bits, uint8_t mask,
+                                      uint8_t static_leaf) noexcept nogil:
+    """A history cell in the chunked batch kernels: run its program; return the leaf it rests
+    in. The caller counts the cell in its batch-local array, whose fold counts the transition
+    and takes the slot out of the row's state, as for a plain transition cell, and counts it
+    into ``static_leaf`` (the step table's leaf of a cell that reads no record). A cell that
+    reads a record (``static_leaf`` HSM_FREE_SLOT) counts the slot into its leaf on the spot."""
     cdef uint8_t new = hsm_history_run(h, slot, idx, flag_bits, mask)
-    counts[new] += 1
+    if static_leaf == HSM_FREE_SLOT:
+        counts[new] += 1
     return new
 
 
