@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._views import readonly_view
-from ._pseudo import OP_END, OP_SET
 from .machine import FREE_SLOT
 
 if TYPE_CHECKING:
@@ -164,8 +163,8 @@ class EngineTables(_Immutable):
         # a history cell carries both bits: the chunk kernels run its program where it occurs;
         # below them the leaf it rests in when no record is read (FREE_SLOT when it reads one)
         if pseudo is not None and pseudo.n_owners:
-            for (mask, leaf, e), start in pseudo.cells.items():
-                step[leaf << k | mask, e] = (_static_leaf(pseudo.program, start)
+            for mask, leaf, e in pseudo.cells:
+                step[leaf << k | mask, e] = (pseudo.static[mask, leaf, e]
                                              | STEP_UNHANDLED | STEP_MOVED)
         tcells = np.flatnonzero(transition.ravel()).astype(np.int32)
         member = np.zeros((n_s, CODE_ROWS), dtype=bool)
@@ -227,13 +226,3 @@ def pack_flags(flags: np.ndarray, shift: int, size: int) -> np.ndarray:
     padded[:flags.shape[0]] = flags
     lanes = padded.reshape(size, per).astype(np.uint16) << (np.arange(per, dtype=np.uint16) * width)
     return np.bitwise_or.reduce(lanes, axis=1).astype(np.uint8)  # type: ignore[no-any-return]
-
-
-def _static_leaf(program: np.ndarray, pc: int) -> int:
-    """The leaf a history program starting at ``pc`` rests in if it reads no record (only
-    ``OP_SET`` ops before its ``OP_END``), else ``FREE_SLOT``: the batch kernels count a
-    write-only cell's arrival in the fold, a reading cell's on the spot."""
-    while int(program[pc]) & 0xFF == OP_SET:
-        pc += 1
-    op = int(program[pc])
-    return (op >> 8) & 0xFF if op & 0xFF == OP_END else FREE_SLOT
