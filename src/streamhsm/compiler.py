@@ -427,7 +427,7 @@ class _PseudoTables:
     program: np.ndarray                          # uint32
     lut: np.ndarray                              # uint8 (2 * n_owners, CODE_ROWS)
     initial_records: np.ndarray                  # uint8 (n_owners,)
-    static: dict[tuple[int, int, int], int]      # cells' leaf if they read no record, else 255
+    static: dict[tuple[int, int, int], int]      # cells' leaf if they read no record, or FREE_SLOT
 
 
 @dataclass
