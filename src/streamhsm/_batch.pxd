@@ -131,10 +131,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
             continue
         if v & HSM_STEP_UNHANDLED:
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
-                states[s] = hsm_history_batch(
-                    c.hist, c.counts, s, idx, fb,
-                    hsm_packed_flags(flags, shift, s) if flagged else 0, <uint8_t>v)
-                local[idx] += 1  # folded like a transition cell (see fold_counts_range)
+                hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
                 continue
             unhandled[s] += 1
             n_unhandled += 1
@@ -174,12 +171,10 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
         v = step[idx]
         if v & HSM_STEP_UNHANDLED:
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
-                v = hsm_history_batch(c.hist, c.counts, s, idx, fb,
-                                      hsm_packed_flags(flags, shift, s) if flagged else 0,
-                                      <uint8_t>v)
-            else:
-                unhandled[s] += 1
-                n_unhandled += 1
+                hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
+                continue
+            unhandled[s] += 1
+            n_unhandled += 1
         states[s] = <uint8_t>v
         local[idx] += 1
     pos[0] = hi

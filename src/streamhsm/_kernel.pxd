@@ -120,18 +120,20 @@ cdef inline uint8_t hsm_history_run(const HsmHistory* h, Py_ssize_t slot, Py_ssi
             pc = h.arrive[(<Py_ssize_t>leaf << flag_bits) | mask]
 
 
-cdef inline uint8_t hsm_history_batch(const HsmHistory* h, int64_t* counts, Py_ssize_t slot,
-                                      Py_ssize_t idx, int flag_bits, uint8_t mask,
-                                      uint8_t static_leaf) noexcept nogil:
-    """A history cell in the chunked batch kernels: run its program; return the leaf it rests
-    in. The caller counts the cell in its batch-local array, whose fold counts the transition
-    and takes the slot out of the row's state, as for a plain transition cell, and counts it
-    into ``static_leaf`` (the step table's leaf of a cell that reads no record). A cell that
-    reads a record (``static_leaf`` HSM_FREE_SLOT) counts the slot into its leaf on the spot."""
-    cdef uint8_t new = hsm_history_run(h, slot, idx, flag_bits, mask)
-    if static_leaf == HSM_FREE_SLOT:
-        counts[new] += 1
-    return new
+cdef inline void hsm_history_batch(HsmCore* c, uint32_t* local, Py_ssize_t slot,
+                                   Py_ssize_t idx) noexcept nogil:
+    """A history cell ``idx`` in the chunked batch kernels: run its program for ``slot`` and
+    count the cell in the batch-local array ``local``, whose fold counts the transition and
+    takes the slot out of the row's state, as for a plain transition cell. A cell that reads no
+    record has its leaf in the step table (below the step bits) and the fold counts the slot
+    into it too; a cell that reads one (HSM_FREE_SLOT there) counts it on the spot. Takes only
+    values the kernels hold anyway, so their loops keep their registers."""
+    cdef uint8_t mask = c.flags[slot] if c.flag_bits else 0
+    cdef uint8_t new = hsm_history_run(c.hist, slot, idx, c.flag_bits, mask)
+    if <uint8_t>c.step[idx] == HSM_FREE_SLOT:
+        c.counts[new] += 1
+    c.states[slot] = new
+    local[idx] += 1
 
 
 # Borrowed pointers into the numpy arrays a MachineTable owns (and its machine's tables), plus
