@@ -19,10 +19,11 @@ from libc.stdint cimport (
 from libc.string cimport memset
 
 from streamhsm._kernel cimport (
-    HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION, HSM_PREFETCH_DISTANCE,
-    HSM_PREFETCH_MIN_SLOTS, HSM_STEP_MOVED, HSM_STEP_UNHANDLED, STREAMHSM_DEBUG_CHECKS,
-    STREAMHSM_PREFETCH, HsmCore, HsmTrace, hsm_add_unhandled, hsm_apply, hsm_apply_history,
-    hsm_packed_flags, hsm_sat_add, hsm_set_flags, hsm_step, hsm_trace,
+    HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_HISTORY, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION,
+    HSM_PREFETCH_DISTANCE, HSM_PREFETCH_MIN_SLOTS, HSM_STEP_MOVED, HSM_STEP_UNHANDLED,
+    STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH, HsmCore, HsmTrace, hsm_add_unhandled, hsm_apply,
+    hsm_apply_history, hsm_history_batch, hsm_packed_flags, hsm_sat_add, hsm_set_flags, hsm_step,
+    hsm_trace,
 )
 
 cdef extern from "_simd.h":
@@ -132,7 +133,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
             continue
         if v & HSM_STEP_UNHANDLED:
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
-                hsm_apply_history(c, s, e)
+                hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
                 continue
             unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
@@ -172,7 +173,7 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
         v = step[idx]
         if v & HSM_STEP_UNHANDLED:
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
-                hsm_apply_history(c, s, e)
+                hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
                 continue
             unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
@@ -240,6 +241,14 @@ cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
                     c.transitions[state * c.n_events + idx - row * c.n_events], v)
                 c.counts[state] -= v
                 c.counts[c.next_state[idx]] += v
+            elif c.kind[idx] == HSM_KIND_HISTORY:  # see hsm_history_batch
+                row = idx // c.n_events
+                state = row >> c.flag_bits
+                c.transitions[state * c.n_events + idx - row * c.n_events] = hsm_sat_add(
+                    c.transitions[state * c.n_events + idx - row * c.n_events], v)
+                c.counts[state] -= v
+                if <uint8_t>c.step[idx] != HSM_FREE_SLOT:  # reads no record: a static leaf
+                    c.counts[<uint8_t>c.step[idx]] += v
             local[idx] = 0
 
 

@@ -79,7 +79,8 @@ class EngineTables(_Immutable):
     - ``handler[row, e]`` (int16): the state whose handler ran, -1 if none.
     - ``step[row, e]`` (uint16): the next leaf, plus ``STEP_UNHANDLED`` (the first value above
       every code) if unhandled, plus ``STEP_MOVED`` if a transition (both bits: a history
-      cell, whose next leaf the kernels find by running its program).
+      cell, whose next leaf the kernels find by running its program; below the bits, the leaf
+      it rests in if it only writes records, ``FREE_SLOT`` if it reads one).
     - ``tcells`` (int32): the flat indices ``row * n_events + e`` of the transition cells.
     - ``member[s, code]`` (bool, ``n_states`` rows of ``CODE_ROWS``): a slot in state ``code``
       is in state ``s`` (ancestors included).
@@ -159,8 +160,12 @@ class EngineTables(_Immutable):
                                              else pseudo.initial_records)
         step = (nxt.astype(np.uint16) | unhandled.astype(np.uint16) * STEP_UNHANDLED
                 | transition.astype(np.uint16) * STEP_MOVED)
-        # a history cell carries both bits: the chunk kernels run its program where it occurs
-        step[kind == KIND_HISTORY] |= STEP_UNHANDLED | STEP_MOVED
+        # a history cell carries both bits: the chunk kernels run its program where it occurs;
+        # below them the leaf it rests in when no record is read (FREE_SLOT when it reads one)
+        if pseudo is not None and pseudo.n_owners:
+            for mask, leaf, e in pseudo.cells:
+                step[leaf << k | mask, e] = (pseudo.static[mask, leaf, e]
+                                             | STEP_UNHANDLED | STEP_MOVED)
         tcells = np.flatnonzero(transition.ravel()).astype(np.int32)
         member = np.zeros((n_s, CODE_ROWS), dtype=bool)
         for s in range(n_s):
@@ -257,5 +262,3 @@ def pack_flags(flags: np.ndarray, shift: int, size: int) -> np.ndarray:
     padded[:flags.shape[0]] = flags
     lanes = padded.reshape(size, per).astype(np.uint16) << (np.arange(per, dtype=np.uint16) * width)
     return np.bitwise_or.reduce(lanes, axis=1).astype(np.uint8)  # type: ignore[no-any-return]
-
-

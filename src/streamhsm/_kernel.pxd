@@ -122,6 +122,22 @@ cdef inline uint8_t hsm_history_run(const HsmHistory* h, Py_ssize_t slot, Py_ssi
             pc = h.arrive[(<Py_ssize_t>leaf << flag_bits) | mask]
 
 
+cdef inline void hsm_history_batch(HsmCore* c, uint32_t* local, Py_ssize_t slot,
+                                   Py_ssize_t idx) noexcept nogil:
+    """A history cell ``idx`` in the chunked batch kernels: run its program for ``slot`` and
+    count the cell in the batch-local array ``local``, whose fold counts the transition and
+    takes the slot out of the row's state, as for a plain transition cell. A cell that reads no
+    record has its leaf in the step table (below the step bits) and the fold counts the slot
+    into it too; a cell that reads one (HSM_FREE_SLOT there) counts it on the spot. Takes only
+    values the kernels hold anyway, so their loops keep their registers."""
+    cdef uint8_t mask = c.flags[slot] if c.flag_bits else 0
+    cdef uint8_t new = hsm_history_run(c.hist, slot, idx, c.flag_bits, mask)
+    if <uint8_t>c.step[idx] == HSM_FREE_SLOT:
+        c.counts[new] += 1
+    c.states[slot] = new
+    local[idx] += 1
+
+
 # Borrowed pointers into the numpy arrays a MachineTable owns (and its machine's tables), plus
 # the running total.
 ctypedef struct HsmCore:

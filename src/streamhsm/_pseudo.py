@@ -360,3 +360,12 @@ def check_pseudostates(spec: MachineSpec, tree: Any) -> None:
                       f"never run: it has no final child")
         if c.history is not None:
             composite(c.target, f"completion of {c.state!r} history={c.history!r}")
+
+
+def static_leaf(program: list[int], pc: int) -> int:
+    """The leaf the history program starting at ``pc`` rests in if it reads no record (only
+    ``OP_SET`` ops before its ``OP_END``), else ``FREE_SLOT``: the batch kernels count a
+    write-only cell's arrival in the fold, a reading cell's on the spot (``EngineTables.step``)."""
+    while program[pc] & 0xFF == OP_SET:
+        pc += 1
+    return (program[pc] >> 8) & 0xFF if program[pc] & 0xFF == OP_END else FREE_SLOT

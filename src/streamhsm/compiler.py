@@ -34,7 +34,7 @@ from ._engine_tables import (
     table_arrays,
     table_layout,
 )
-from ._pseudo import Chains, Transit, check_pseudostates, encode, needs_records
+from ._pseudo import Chains, Transit, check_pseudostates, encode, needs_records, static_leaf
 from ._views import readonly_view
 from .errors import MachineDefinitionError
 from .machine import (
@@ -439,6 +439,7 @@ class _PseudoTables:
     program: np.ndarray                          # uint32
     lut: np.ndarray                              # uint8 (2 * n_owners, CODE_ROWS)
     initial_records: np.ndarray                  # uint8 (n_owners,)
+    static: dict[tuple[int, int, int], int]      # cells' leaf if they read no record, or FREE_SLOT
 
 
 @dataclass
@@ -783,5 +784,6 @@ def _pseudo_tables(spec: MachineSpec, chains: Chains, table: _HandlerTable,
     records = np.full(n, FREE_SLOT, np.uint8)
     for owner, leaf in init_records.items():
         records[chains.owner_index[owner]] = FREE_SLOT if leaf is None else leaf
+    static = {key: static_leaf(program, start) for key, start in cells.items()}
     return _PseudoTables(chains, table, n, cells, arrive,
-                         np.array(program or [0], np.uint32), lut, records)
+                         np.array(program or [0], np.uint32), lut, records, static)

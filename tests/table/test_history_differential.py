@@ -308,6 +308,10 @@ def test_table_slots_match_one_reference_each_records_included(data: st.DataObje
             got = [int(table.history(o)[s]) for o in m.history_owners]
             assert got == _records(m, ref), (action, s)
         assert np.array_equal(table.transition_counts, counts), action
+        leaves = [m.state_code(ref.current) for ref in refs.values()]
+        for code, name in enumerate(m.state_names):  # occupancy, composites included
+            want = sum(leaf in m.leaves_under[code] for leaf in leaves)
+            assert table.count(name) == want, (action, name)
 
 
 def test_generated_machines_use_every_feature() -> None:
