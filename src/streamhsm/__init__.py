@@ -21,13 +21,23 @@ from . import driver as _driver
 from . import registry as registry  # the submodule, as streamhsm.registry
 from ._instance import MachineInstance
 from ._table import MachineTable
+from ._timer_tables import FIRED_DTYPE, NEVER
 from ._trace import TraceRecord
 from .codes import CodeEnum
 from .compiler import CompiledMachine
 from .driver import *  # noqa: F403  (the driver's public names, listed in streamhsm.driver.__all__)
 from .errors import DriverClosedError, MachineDefinitionError, StreamHsmError, TableFullError
 from .lifecycle import Event, State, StreamLifecycle, StreamTable, stream_machine, stream_spec
-from .machine import FREE_SLOT, MAX_FLAGS, ROOT, HandlerDecl, MachineSpec
+from .machine import (
+    FREE_SLOT,
+    MAX_DELAY_NS,
+    MAX_FLAGS,
+    MAX_TIMERS,
+    ROOT,
+    HandlerDecl,
+    MachineSpec,
+    TimerDecl,
+)
 from .reference import ReferenceMachine
 from .shm import SharedTableError
 from .snapshot import SnapshotError
@@ -35,8 +45,12 @@ from .snapshot import SnapshotError
 __version__ = "0.2.0"
 
 __all__ = [
+    "FIRED_DTYPE",
     "FREE_SLOT",
+    "MAX_DELAY_NS",
     "MAX_FLAGS",
+    "MAX_TIMERS",
+    "NEVER",
     "ROOT",
     "CodeEnum",
     "CompiledMachine",
@@ -55,6 +69,7 @@ __all__ = [
     "StreamLifecycle",
     "StreamTable",
     "TableFullError",
+    "TimerDecl",
     "TraceRecord",
     "__version__",
     "stream_machine",

@@ -22,8 +22,8 @@ from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_HISTORY, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION,
     HSM_PREFETCH_DISTANCE, HSM_PREFETCH_MIN_SLOTS, HSM_STEP_MOVED, HSM_STEP_UNHANDLED,
     STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH, HsmCore, HsmTrace, hsm_add_unhandled, hsm_apply,
-    hsm_apply_history, hsm_history_batch, hsm_packed_flags, hsm_sat_add, hsm_set_flags, hsm_step,
-    hsm_trace,
+    hsm_apply_history, hsm_apply_timed, hsm_history_batch, hsm_packed_flags, hsm_sat_add,
+    hsm_set_flags, hsm_step, hsm_trace,
 )
 
 cdef extern from "_simd.h":
@@ -279,7 +279,10 @@ cdef inline Py_ssize_t run_batch(const slot_t* slots, const event_t* events, Py_
     a flag-free machine runs a function compiled without the flagged kernels (measured: sharing
     one function with them cost flag-free lease traffic 1.1-1.2x). A machine with history
     records runs the same loops: its history cells carry both step bits (see the chunk kernels)
-    and run their program where they occur."""
+    and run their program where they occur. A machine with timers goes one event at a time
+    (:func:`run_batch_timed`)."""
+    if c.timers != NULL:
+        return run_batch_timed(slots, events, n, c, stop)
     if c.flag_bits:
         return run_batch_chunked(slots, events, n, c, n_states, stop, <_Flagged*>NULL)
     return run_batch_chunked(slots, events, n, c, n_states, stop, <_FlagFree*>NULL)
@@ -434,6 +437,27 @@ cdef inline Py_ssize_t run_batch_history(const slot_t* slots, const event_t* eve
             stop[0] = i
             break
         n_unhandled += hsm_apply_history(c, s, e)
+    hsm_add_unhandled(c, n_unhandled)
+    return n - <Py_ssize_t>n_unhandled
+
+
+cdef inline Py_ssize_t run_batch_timed(const slot_t* slots, const event_t* events,
+                                       Py_ssize_t n, HsmCore* c,
+                                       Py_ssize_t* stop) noexcept nogil:
+    """:func:`run_batch_per_event` for a machine with timers (hsm_apply_timed per event, which
+    arms and cancels the slot's timers at the table's clock; the same re-check of every index,
+    see there)."""
+    cdef Py_ssize_t i, s, e
+    cdef uint64_t n_unhandled = 0
+    cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>c.n_events
+    for i in range(n):
+        s = <Py_ssize_t>slots[i]
+        e = <Py_ssize_t>events[i]
+        if <size_t>s >= cap or <size_t>e >= n_ev:
+            n = i
+            stop[0] = i
+            break
+        n_unhandled += hsm_apply_timed(c, s, e)
     hsm_add_unhandled(c, n_unhandled)
     return n - <Py_ssize_t>n_unhandled
 

@@ -27,6 +27,7 @@ __all__ = [
     "KIND_UNHANDLED",
     "STEP_MOVED",
     "STEP_UNHANDLED",
+    "TIMER_BLOCK",
     "EngineTables",
     "pack_flags",
     "table_arrays",
@@ -219,12 +220,25 @@ class EngineTables(_Immutable):
         return n_s, n_e, k
 
 
-def table_layout(capacity: int, n_events: int,
-                 n_owners: int = 0) -> dict[str, tuple[np.dtype[Any], tuple[int, ...]]]:
+#: Slots per block of a table's deadline summary (the kernel's ``1 << HSM_TIMER_BLOCK_SHIFT``).
+TIMER_BLOCK = 1 << 10
+
+
+def table_layout(capacity: int, n_events: int, n_owners: int = 0,
+                 n_timers: int = 0) -> dict[str, tuple[np.dtype[Any], tuple[int, ...]]]:
     """The per-table arrays of a :class:`~streamhsm.MachineTable` as ``name -> (dtype, shape)``,
     in storage order (the shared-memory layout follows it); a machine with ``n_owners`` history
-    owners adds ``history`` (uint8, one column of ``capacity`` records per owner) at the end."""
+    owners adds ``history`` (uint8, one column of ``capacity`` records per owner) at the end, a
+    machine with ``n_timers`` timers adds ``deadlines`` (int64, one column per timer),
+    ``clock`` (int64: the clock, then a lower bound of every armed deadline),
+    ``timer_blocks`` (int64: a lower bound per block of :data:`TIMER_BLOCK` slots) and
+    ``skipped`` (int64: periods skipped, per timer)."""
     extra = {"history": (np.dtype(np.uint8), (n_owners, capacity))} if n_owners else {}
+    if n_timers:
+        i64 = np.dtype(np.int64)
+        extra.update(deadlines=(i64, (n_timers, capacity)), clock=(i64, (2,)),
+                     timer_blocks=(i64, (-(-capacity // TIMER_BLOCK),)),
+                     skipped=(i64, (n_timers,)))
     return {
         "counts": (np.dtype(np.int64), (CODE_ROWS,)),
         "transitions": (np.dtype(np.int64), (CODE_ROWS, n_events)),
@@ -237,11 +251,11 @@ def table_layout(capacity: int, n_events: int,
 
 
 def table_arrays(capacity: int, n_events: int, arrays: dict[str, np.ndarray] | None = None,
-                 n_owners: int = 0) -> dict[str, np.ndarray]:
+                 n_owners: int = 0, n_timers: int = 0) -> dict[str, np.ndarray]:
     """The per-table arrays of :func:`table_layout`: new ones (``arrays`` None), or the
     caller's storage (shared memory, say) checked to have exactly those dtypes and shapes,
     C-contiguous and writeable (``ValueError`` naming the first that does not)."""
-    shapes = table_layout(capacity, n_events, n_owners)
+    shapes = table_layout(capacity, n_events, n_owners, n_timers)
     if arrays is None:
         return {name: np.empty(shape, dtype) for name, (dtype, shape) in shapes.items()}
     for name, (dtype, shape) in shapes.items():

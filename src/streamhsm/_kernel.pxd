@@ -16,12 +16,26 @@ cdef extern from *:
     #else
     #define STREAMHSM_PREFETCH(p) ((void)0)
     #endif
+    #define HSM_NEVER INT64_MAX
+    #if defined(__GNUC__) || defined(__clang__)
+    #define STREAMHSM_CTZ64(x) __builtin_ctzll(x)
+    #else
+    static int STREAMHSM_CTZ64(unsigned long long x) {
+        int n = 0;
+        while (!(x & 1)) { x >>= 1; n++; }
+        return n;
+    }
+    #endif
     """
     # 1 in a debug build (STREAMHSM_CYTHON_DEBUG=1): the kernel bounds-checks its indices and
     # returns -1 instead of touching memory out of range.
     const int STREAMHSM_DEBUG_CHECKS
     # A cache hint (no effect on results): fetch the line holding *p ahead of its use.
     void STREAMHSM_PREFETCH(const void* p) noexcept nogil
+    # The deadline of a timer that is not armed (streamhsm._timer_tables.NEVER, 2**63 - 1).
+    const int64_t HSM_NEVER
+    # Index of the lowest set bit of a non-zero mask.
+    int STREAMHSM_CTZ64(uint64_t x) noexcept nogil
 
 # State code of a free (released or never opened) slot in a table: the one source of this value
 # in compiled code (the pure-Python layers have ``streamhsm.machine.FREE_SLOT``, held equal by a
@@ -138,6 +152,30 @@ cdef inline void hsm_history_batch(HsmCore* c, uint32_t* local, Py_ssize_t slot,
     local[idx] += 1
 
 
+# A machine's timers (streamhsm._timer_tables.TimerTables) and where their state lives: the
+# deadline of timer i for slot s at deadlines[i * stride + s] (HSM_NEVER: not armed); the clock
+# words (clock[0] the table's clock, clock[1] a lower bound of every armed deadline, the summary
+# that makes an advance with nothing due O(1)); block_min[b]: a lower bound of the deadlines of
+# slots b << HSM_TIMER_BLOCK_SHIFT and up (an advance visits only the blocks it must).
+ctypedef struct HsmTimers:
+    const uint64_t* arm        # [rows x n_events] timers a cell arms (restarts included)
+    const uint64_t* cancel     # [rows x n_events] timers a cell cancels
+    const int64_t* delay       # [n_timers] delay or period, ns
+    const uint8_t* event       # [n_timers] event fired
+    const uint8_t* periodic    # [n_timers] 1 if periodic
+    int64_t* deadlines
+    int64_t* clock
+    int64_t* block_min
+    int64_t* skipped           # [n_timers] periods skipped by periodic timers (saturating)
+    uint64_t open_arm          # timers armed when a slot opens
+    Py_ssize_t stride
+    Py_ssize_t n_timers
+    Py_ssize_t n_blocks
+
+cdef enum:
+    HSM_TIMER_BLOCK_SHIFT = 10     # 1024 slots per block of the deadline summary
+
+
 # Borrowed pointers into the numpy arrays a MachineTable owns (and its machine's tables), plus
 # the running total.
 ctypedef struct HsmCore:
@@ -163,6 +201,7 @@ ctypedef struct HsmCore:
     uint32_t* local
     HsmTrace* trace            # NULL unless tracing is on
     HsmHistory* hist           # NULL unless the machine has history records
+    HsmTimers* timers          # NULL unless the machine has timers
     Py_ssize_t capacity
     Py_ssize_t n_events
     Py_ssize_t n_tcells
@@ -252,6 +291,57 @@ cdef inline uint8_t hsm_apply_history(HsmCore* c, Py_ssize_t slot,
     return 0
 
 
+cdef inline void hsm_timers_set(HsmTimers* t, Py_ssize_t slot, uint64_t cancel,
+                                uint64_t arm) noexcept nogil:
+    """Cancel the timers of ``cancel`` and arm those of ``arm`` (to the clock plus their delay)
+    for ``slot``, keeping the summaries lower bounds of every armed deadline."""
+    cdef int64_t* d = t.deadlines + slot
+    cdef int64_t at
+    cdef int64_t* low = &t.block_min[slot >> HSM_TIMER_BLOCK_SHIFT]
+    cdef Py_ssize_t i
+    while cancel:
+        i = STREAMHSM_CTZ64(cancel)
+        cancel &= cancel - 1
+        d[i * t.stride] = HSM_NEVER
+    while arm:
+        i = STREAMHSM_CTZ64(arm)
+        arm &= arm - 1
+        at = t.clock[0] + t.delay[i]
+        d[i * t.stride] = at
+        if at < low[0]:
+            low[0] = at
+        if at < t.clock[1]:
+            t.clock[1] = at
+
+
+cdef inline uint8_t hsm_apply_timed(HsmCore* c, Py_ssize_t slot,
+                                    Py_ssize_t event) noexcept nogil:
+    """:func:`hsm_apply` for a machine with timers: the cell also cancels and arms the slot's
+    timers (its two masks, at the table's clock)."""
+    cdef uint8_t old = c.states[slot]
+    cdef uint8_t mask = c.flags[slot] if c.flag_bits else 0
+    cdef Py_ssize_t idx = (((<Py_ssize_t>old) << c.flag_bits) | mask) * c.n_events + event
+    cdef uint8_t k = c.kind[idx]
+    cdef uint8_t new
+    cdef int64_t* tc
+    if k == HSM_KIND_UNHANDLED:
+        c.unhandled[slot] += c.unhandled[slot] < <uint64_t>INT64_MAX  # saturates at 2**63-1
+        return 1
+    if k != HSM_KIND_INTERNAL:
+        tc = &c.transitions[<Py_ssize_t>old * c.n_events + event]
+        tc[0] += tc[0] != INT64_MAX  # the transition counter saturates at 2**63-1
+        new = c.next_state[idx]
+        if c.trace != NULL:
+            hsm_trace(c.trace, slot, event, old, new, idx)
+        if new != old:
+            c.states[slot] = new
+            c.counts[old] -= 1
+            c.counts[new] += 1
+    if c.timers.cancel[idx] | c.timers.arm[idx]:
+        hsm_timers_set(c.timers, slot, c.timers.cancel[idx], c.timers.arm[idx])
+    return 0
+
+
 cdef inline uint8_t hsm_packed_flags(const uint8_t* fpacked, int shift,
                                      Py_ssize_t slot) noexcept nogil:
     """The flag bitmask of ``slot`` from the packed copy: ``1 << shift`` slots per byte, each
@@ -282,6 +372,8 @@ cdef inline int hsm_step(HsmCore* c, Py_ssize_t slot, Py_ssize_t event) noexcept
             return -1
     if c.hist != NULL:
         unhandled = hsm_apply_history(c, slot, event)
+    elif c.timers != NULL:
+        unhandled = hsm_apply_timed(c, slot, event)
     else:
         unhandled = hsm_apply(c.states, c.counts, c.unhandled, c.transitions, c.next_state,
                               c.kind, c.flags, c.flag_bits, c.trace, c.n_events, slot, event)

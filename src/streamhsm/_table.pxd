@@ -4,7 +4,7 @@ cimport cython
 from cpython.pythread cimport PyThread_type_lock
 from libc.stdint cimport uint8_t, int32_t
 
-from streamhsm._kernel cimport HsmCore, HsmHistory, HsmTrace
+from streamhsm._kernel cimport HsmCore, HsmHistory, HsmTimers, HsmTrace
 
 # A hook a batch calls after validating its input, holding the table lock with the GIL released
 # (NULL in normal use; only the test-only module streamhsm._testing sets it).
@@ -34,6 +34,10 @@ cdef class MachineTable:
     cdef object _records, _records_view    # uint8 (n_owners, capacity) and its read-only view
     cdef const uint8_t* _init_records      # the records of a freshly opened slot
     cdef object _trace_owners      # the ring's columns, or None when tracing is off
+    # timers (core.timers, if the machine has timers): their columns (``table_layout``'s
+    # deadlines, clock, timer_blocks, skipped) and the read-only deadline views, or None
+    cdef HsmTimers _tm
+    cdef object _timer_arrays, _deadline_views
     # Batch paths (dispatch_many, broadcast, set_flag_many) run without the GIL under _lock;
     # while they do, _busy is 1 (set and cleared with the GIL held), and GIL-holding mutators
     # wait for _lock first. A Cython caller that mutates the table without the GIL brackets its

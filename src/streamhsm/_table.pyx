@@ -13,18 +13,19 @@ from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
     PyThread_release_lock,
 )
-from libc.stdint cimport uint8_t, int16_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
 
 from streamhsm._batch cimport (
     HSM_LOCAL_MAX_CELLS, HSM_STACK_CELLS, event_t, hsm_map, hsm_simd_detect, hsm_simd_level,
     hsm_simd_set_cap, run_batch, run_broadcast, run_broadcast_flagged, set_flags_batch, slot_t,
     validate_batch,
 )
-from streamhsm._binding cimport bind_core, bind_history, set_records, shares_core
-from streamhsm._checks cimport fast_code, flag_value, index_value
-from streamhsm._kernel cimport (
-    HSM_CODE_ROWS, HSM_FREE_SLOT, hsm_set_flags, hsm_step,
+from streamhsm._binding cimport (
+    bind_core, bind_history, bind_timers, bind_trace, set_records, shares_core,
 )
+from streamhsm._checks cimport fast_code, flag_value, index_value
+from streamhsm._kernel cimport HSM_CODE_ROWS, HSM_FREE_SLOT, hsm_set_flags, hsm_step
+from streamhsm._timer_kernel cimport HsmFired, hsm_advance, hsm_timers_clear, hsm_timers_open
 
 import numpy as np
 
@@ -33,7 +34,9 @@ from ._owned import as_array
 from ._views import readonly_view
 from .errors import TableFullError
 from ._limits import MAX_CAPACITY, check_index
+from ._refusals import dispatch_batch_refusal, flag_batch_refusal
 from ._trace import decode_ring, named_records, ring_columns
+from ._timer_tables import check_advance, check_fired_out, timer_index, timer_restore
 from .compiler import check_machine, local_scratch, pack_flags, table_arrays
 from .snapshot import check_table_snapshot, read_table_file, save_snapshot, table_snapshot
 
@@ -120,22 +123,9 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
                 handled = run_batch(&slots[0], &events[0], n, &self.core, n_states, &stop)
     finally:
         self.unlock_batch()
-    if stop >= 0:
-        raise IndexError(
-            f"slots[{stop}] or events[{stop}] left the valid range while dispatch_many ran "
-            f"(now slot {int(slots[stop])}, event {int(events[stop])}): the caller's arrays were "
-            f"changed during the batch; the first {stop} events were dispatched, the rest were not")
-    if bad >= 0:
-        s, e = int(slots[bad]), int(events[bad])
-        if not 0 <= e < self.core.n_events:
-            raise ValueError(
-                f"events[{bad}]: unknown event code {e} for machine {self.machine.name!r} "
-                f"(valid: 0..{self.core.n_events - 1}); nothing was dispatched")
-        if not 0 <= s < self.core.capacity:
-            raise IndexError(
-                f"slots[{bad}]: slot {s} out of range for capacity {self.core.capacity}; "
-                f"nothing was dispatched")
-        raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was dispatched")
+    if stop >= 0 or bad >= 0:
+        dispatch_batch_refusal(stop, bad, slots, events, self.core.n_events,
+                               self.core.capacity, self.machine.name)
     return handled
 
 
@@ -168,20 +158,8 @@ cdef object _set_flag_batch(MachineTable self, const slot_t[::1] slots, const ui
             bad = set_flags_batch(&slots[0], &values[0], n, single, one, bit, &self.core, &stop)
     finally:
         self.unlock_batch()
-    if stop >= 0:
-        raise IndexError(
-            f"slots[{stop}] or values[{stop}] changed while set_flag_many ran (now slot "
-            f"{int(slots[stop])}): the caller's arrays were changed during the call; the first "
-            f"{stop} flags were set, the rest were not")
-    if bad >= 0:
-        s = int(slots[bad])
-        if not single and values[bad] > 1:
-            raise ValueError(f"values[{bad}]: flag value {int(values[bad])} is not 0 or 1; "
-                             f"nothing was changed")
-        if not 0 <= s < self.core.capacity:
-            raise IndexError(f"slots[{bad}]: slot {s} out of range for capacity "
-                             f"{self.core.capacity}; nothing was changed")
-        raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was changed")
+    if stop >= 0 or bad >= 0:
+        flag_batch_refusal(stop, bad, slots, None if single else values, self.core.capacity)
     return None
 
 
@@ -208,6 +186,7 @@ cdef class MachineTable:
         self._batch_hook_arg = NULL
         self.core.trace = NULL
         self.core.hist = NULL
+        self.core.timers = NULL
         self._init_records = NULL
         self._lock = PyThread_allocate_lock()
         if self._lock == NULL:
@@ -231,14 +210,16 @@ cdef class MachineTable:
         self._busy = 0
         PyThread_release_lock(self._lock)
 
-    def __init__(self, machine, capacity, *, arrays=None):
+    def __init__(self, machine, capacity, *, arrays=None, now_ns=0):
         if self.machine is not None:
             raise RuntimeError("MachineTable.__init__ called twice")
         check_machine(machine)
         cap = check_index(capacity, "capacity", 1, MAX_CAPACITY)
-        tables = machine.engine_tables
+        tables, timers = machine.engine_tables, machine.timers
         n_s, n_e, k = tables.sizes(machine)  # sizes from the arrays bound below, checked
-        arrays = table_arrays(cap, n_e, arrays, tables.initial_records.shape[0])
+        now = 0 if timers is None and now_ns == 0 else check_advance(machine, now_ns)
+        arrays = table_arrays(cap, n_e, arrays, tables.initial_records.shape[0],
+                              0 if timers is None else timers.n_timers)
         states, unhandled, counts = arrays["states"], arrays["unhandled"], arrays["counts"]
         free, transitions, flags = arrays["free"], arrays["transitions"], arrays["flags"]
         states[:] = HSM_FREE_SLOT
@@ -269,6 +250,10 @@ cdef class MachineTable:
         self._init_records = bind_history(&self.core, &self._hist, tables, records)
         self._records = records
         self._records_view = None if records is None else readonly_view(records)
+        bind_timers(&self.core, &self._tm, timers, arrays, now)
+        if timers is not None:
+            self._timer_arrays = {name: arrays[name] for name in timer_restore(None)}
+            self._deadline_views = readonly_view(arrays["deadlines"])
         self._free = &fr[0]
         self._n_free = cap
         self._states, self._unhandled, self._counts = states, unhandled, counts
@@ -375,6 +360,8 @@ cdef class MachineTable:
         self.core.unhandled[s] = 0
         if self.core.hist != NULL:
             set_records(&self._hist, s, self._init_records)
+        if self.core.timers != NULL:
+            hsm_timers_open(self.core.timers, s)
         self.core.counts[HSM_FREE_SLOT] -= 1
         self.core.counts[self._initial] += 1
         return s
@@ -416,6 +403,8 @@ cdef class MachineTable:
         self.core.unhandled[s] = 0
         if self.core.hist != NULL:
             set_records(&self._hist, s, NULL)
+        if self.core.timers != NULL:
+            hsm_timers_clear(self.core.timers, s)
         self._free[self._n_free] = <int32_t>s
         self._n_free += 1
         return 1
@@ -461,20 +450,10 @@ cdef class MachineTable:
         return bool(self.core.flags[self.check_open(v, slot)] >> bit & 1)
 
     def set_flag_many(self, slots, name, values):
-        """Set or clear flag ``name`` of many open slots, without the GIL.
-
-        Args:
-            slots: 1-D int32 or int64 array of open slots (repeats allowed: the last value
-                wins; a strided view is copied once).
-            name: the flag.
-            values: a bool or uint8 (0 or 1) array of the same length, or one bool for all
-                (uint8 is read in place; a bool array through a uint8 view made per call).
-
-        Raises:
-            TypeError / ValueError / IndexError: wrong type, dtype or shape, mismatched
-            lengths, a value other than 0 or 1, an unknown flag, or a slot out of range or not
-            open. The whole call is validated first: on error, nothing has changed.
-        """
+        """Set or clear flag ``name`` of many open slots, without the GIL. ``slots``: a 1-D
+        int32 or int64 array (repeats allowed: the last value wins); ``values``: a bool or uint8
+        (0 or 1) array of the same length, or one bool for all. The whole call is validated
+        first (``TypeError`` / ``ValueError`` / ``IndexError``): on error nothing changes."""
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
         slots = as_array(slots, "slots", _SLOT_DTYPES)
@@ -566,7 +545,7 @@ cdef class MachineTable:
             with nogil:
                 if self._batch_hook != NULL:
                     self._batch_hook(self._batch_hook_arg)
-                if self.core.flag_bits or self.core.hist != NULL:
+                if self.core.flag_bits or self.core.hist != NULL or self.core.timers != NULL:
                     handled = run_broadcast_flagged(&self.core, e)
                 else:
                     handled = run_broadcast(&self.core, e)
@@ -582,22 +561,10 @@ cdef class MachineTable:
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
         cols = ring_columns(n)
-        handler = self._tables.handler  # one row per (state, flag bitmask)
-        cdef uint64_t[::1] seq = cols["seq"]
-        cdef int64_t[::1] slot = cols["slot"]
-        cdef uint8_t[::1] event = cols["event"]
-        cdef uint8_t[::1] src = cols["from_state"]
-        cdef uint8_t[::1] dst = cols["to_state"]
-        cdef int16_t[::1] by = cols["handled_by"]
-        cdef const int16_t[:, ::1] table = handler
         self.lock_batch()
         try:
-            self._trace.seq, self._trace.slot, self._trace.event = &seq[0], &slot[0], &event[0]
-            self._trace.src, self._trace.dst, self._trace.handler = &src[0], &dst[0], &by[0]
-            self._trace.handler_table = &table[0, 0]
-            self._trace.size = n
-            self._trace.recorded = 0
-            self._trace_owners = (cols, handler)
+            bind_trace(&self._trace, cols, self._tables.handler)
+            self._trace_owners = (cols, self._tables.handler)
             self.core.trace = &self._trace
         finally:
             self.unlock_batch()
@@ -639,7 +606,8 @@ cdef class MachineTable:
         try:
             return table_snapshot(self.machine, self._states, self._flags, self._unhandled,
                                   self.core.unhandled_total, self._free_list[:self._n_free],
-                                  self._transitions[:self._n_states], self._records)
+                                  self._transitions[:self._n_states], self._records,
+                                  self._timer_arrays)
         finally:
             self.unlock_batch()
 
@@ -650,12 +618,8 @@ cdef class MachineTable:
     @classmethod
     def load(cls, path, machine):
         """A new table of ``machine`` restored from a file written by :meth:`save` (capacity
-        from the file). Only a regular file is read, no more than its size.
-
-        Raises:
-            SnapshotError: unreadable or not a regular file, or a snapshot of another kind,
-                version or machine (checked before the table is allocated).
-        """
+        from the file; only a regular file, no more than its size). ``SnapshotError``: not
+        readable, or another kind, version or machine (checked before allocating)."""
         check_machine(machine)
         snap, capacity = read_table_file(path, machine.fingerprint)
         table = cls(machine, capacity)
@@ -687,8 +651,56 @@ cdef class MachineTable:
             self.core.unhandled_total = v["unhandled_total"]
             if self._records is not None:
                 self._records[:] = v["history"]
+            if self._timer_arrays is not None:
+                for name, value in timer_restore(v).items():
+                    self._timer_arrays[name][...] = value
         finally:
             self.unlock_batch()
+
+    # ------------------------------------------------------------------ timers
+    def advance(self, now_ns, out=None):
+        """Move the clock to ``now_ns`` and fire every due timer without the GIL (per slot in
+        deadline order, ties in declaration order, each dispatched with the clock at its
+        deadline); return the number fired. ``out``: a preallocated 1-D ``FIRED_DTYPE`` array
+        receiving the first ``len(out)`` (nothing is allocated). ``ValueError``/``TypeError``:
+        no timers, ``now_ns`` backwards, too large or not an int, a bad ``out`` (nothing
+        changes). See docs/timers.md."""
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        cdef int64_t now = check_advance(self.machine, now_ns)
+        cdef Py_ssize_t addr = 0, n_out = 0, fired
+        if out is not None:
+            addr, n_out = check_fired_out(out)
+        self.lock_batch()
+        try:  # the clock is read under the lock: a concurrent advance cannot slip between
+            if now < self.core.timers.clock[0]:
+                raise ValueError(f"now_ns {now} is before the table's clock "
+                                 f"{self.core.timers.clock[0]}: time does not go backwards")
+            with nogil:
+                if self._batch_hook != NULL:
+                    self._batch_hook(self._batch_hook_arg)
+                fired = hsm_advance(&self.core, now, <HsmFired*>addr, n_out)
+        finally:
+            self.unlock_batch()
+        return fired
+
+    @property
+    def now_ns(self):
+        """The table's clock (ns; None without timers): what dispatching arms timers from."""
+        return None if self.core.timers == NULL else self.core.timers.clock[0]
+
+    def deadlines(self, name):
+        """Read-only int64 view of timer ``name``'s deadlines, one per slot (``NEVER``: not
+        armed). ``TypeError``/``ValueError``: not a str, or no timer of the machine."""
+        if self.machine is None:
+            raise RuntimeError("MachineTable is not initialised (call __init__)")
+        return self._deadline_views[timer_index(self.machine, name)]
+
+    @property
+    def skipped_periods(self):
+        """Periods each timer skipped (an advance fires a periodic timer at most once)."""
+        arrays = self._timer_arrays
+        return () if arrays is None else tuple(int(x) for x in arrays["skipped"])
 
     # ------------------------------------------------------------------ queries
     def state(self, slot):
@@ -770,11 +782,12 @@ cdef class MachineTable:
     @property
     def nbytes_per_slot(self):
         """Bytes of per-slot state (state code, flag bitmask, unhandled counter, free-list
-        entry)."""
+        entry, history records, timer deadlines)."""
         if self.machine is None:
             return 0
         return (self._states.itemsize + self._flags.itemsize + self._unhandled.itemsize
-                + self._free_list.itemsize)
+                + self._free_list.itemsize + self._hist.n_owners * (self.core.hist != NULL)
+                + 8 * (0 if self.core.timers == NULL else self.core.timers.n_timers))
 
     def __len__(self):
         """Number of open slots."""

@@ -35,6 +35,7 @@ from ._engine_tables import (
     table_layout,
 )
 from ._pseudo import Chains, Transit, check_pseudostates, encode, needs_records, static_leaf
+from ._timer_tables import check_timers, compile_timers
 from ._views import readonly_view
 from .errors import MachineDefinitionError
 from .machine import (
@@ -178,6 +179,8 @@ class CompiledMachine(_Immutable):
         self._pseudo = pseudo
         #: The tables the compiled engine runs (padded to one row per uint8 code, read-only).
         self.engine_tables = EngineTables(self, pseudo)
+        #: The machine's timers (:class:`~streamhsm._timer_tables.TimerTables`), or None.
+        self.timers = compile_timers(self)
         self._seal()
 
     def __repr__(self) -> str:
@@ -208,6 +211,8 @@ class CompiledMachine(_Immutable):
                       [(d.state, d.event, d.target, d.guard, d.history)
                        for d in spec.declared_handlers])
             h.update(repr(pseudo).encode())
+        if spec.timers:  # a machine without timers keeps its fingerprint
+            h.update(repr((spec.timers, [d.restart for d in spec.declared_handlers])).encode())
         return h.hexdigest()[:16]
 
     def is_ancestor_or_self(self, ancestor: int, state: int) -> bool:
@@ -728,6 +733,7 @@ def compile_spec(
     _check_names(spec)
     tree = _build_tree(spec)
     check_pseudostates(spec, tree)
+    check_timers(spec)
     table = _handler_table(spec, tree)
     owners = [tree.code[o] for o in spec.history_owners]
     defaults = {(tree.code[d.owner], d.history): tree.code[d.target]

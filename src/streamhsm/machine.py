@@ -24,8 +24,9 @@ from .errors import MachineDefinitionError
 if TYPE_CHECKING:
     from .compiler import CompiledMachine
 
-__all__ = ["FREE_SLOT", "HISTORY_KINDS", "MAX_FLAGS", "ROOT", "CompletionDecl", "HandlerDecl",
-           "HistoryDefault", "MachineSpec", "camel_to_upper", "upper_to_camel"]
+__all__ = ["FREE_SLOT", "HISTORY_KINDS", "MAX_DELAY_NS", "MAX_FLAGS", "MAX_TIMERS", "ROOT",
+           "CompletionDecl", "HandlerDecl", "HistoryDefault", "MachineSpec", "TimerDecl",
+           "camel_to_upper", "format_ns", "upper_to_camel"]
 
 #: Name and code of the implicit root state of every machine.
 ROOT = "Root"
@@ -44,6 +45,12 @@ MAX_FLAGS = 4
 #: The two kinds of history pseudostate: ``"shallow"`` (the last active direct child, then its
 #: initial chain) and ``"deep"`` (the last active leaf).
 HISTORY_KINDS = ("shallow", "deep")
+#: Largest number of timers a machine may declare: what a transition arms and cancels is a
+#: ``uint64`` bitmask per table cell.
+MAX_TIMERS = 64
+#: Longest delay or period of a timer, in nanoseconds (2**62, about 146 years): a table's clock
+#: can then run to ``2**63 - 1 - MAX_DELAY_NS`` before ``clock + delay`` could overflow int64.
+MAX_DELAY_NS = 1 << 62
 
 
 def camel_to_upper(name: str) -> str:
@@ -92,6 +99,9 @@ class HandlerDecl:
     #: ``"shallow"`` or ``"deep"``: the transition enters ``target`` through its history
     #: pseudostate; None: a normal entry.
     history: str | None = None
+    #: names of the timers the handler restarts (armed afresh from the clock if their owner is
+    #: active after the transition)
+    restart: tuple[str, ...] = ()
 
     def label(self) -> str:
         """``"Event"``, or ``"Event [guard]"`` for a guarded handler (for messages, diagrams)."""
@@ -122,6 +132,53 @@ class HistoryDefault:
     owner: str
     target: str
     history: str
+
+
+@dataclass(frozen=True)
+class TimerDecl:
+    """One declared timer: owned by ``state``, armed to ``clock + delay_ns`` whenever ``state``
+    is entered (and when a slot opens in it), cancelled whenever it is exited; when due,
+    ``event`` is dispatched to the slot. A ``periodic`` timer is re-armed on its phase after
+    firing (:meth:`MachineSpec.every`), a one-shot one is not (:meth:`MachineSpec.after`)."""
+
+    name: str
+    state: str
+    delay_ns: int
+    event: str
+    periodic: bool = False
+
+    def label(self) -> str:
+        """``"after 2 s"`` or ``"every 500 ms"`` (for diagrams and messages)."""
+        return f"{'every' if self.periodic else 'after'} {format_ns(self.delay_ns)}"
+
+
+def format_ns(ns: int) -> str:
+    """A duration in nanoseconds for people: ``"2 s"``, ``"1.5 ms"``, ``"250 us"``, ``"7 ns"``
+    (the largest unit that keeps at least 1, at most three decimals)."""
+    for unit, size in (("h", 3_600_000_000_000), ("min", 60_000_000_000), ("s", 1_000_000_000),
+                       ("ms", 1_000_000), ("us", 1_000)):
+        if ns >= size:
+            return f"{round(ns / size, 3):g} {unit}"
+    return f"{ns} ns"
+
+
+def _check_delay(delay_ns: object, what: str) -> int:
+    if type(delay_ns) is bool or not isinstance(delay_ns, int):
+        raise TypeError(f"{what} must be an int number of nanoseconds, got "
+                        f"{type(delay_ns).__name__} {delay_ns!r}")
+    if not 1 <= delay_ns <= MAX_DELAY_NS:
+        raise ValueError(f"{what} must be 1..{MAX_DELAY_NS} ns (2**62), got {delay_ns!r}")
+    return int(delay_ns)
+
+
+def _check_restart(restart: object) -> tuple[str, ...]:
+    if restart is None:
+        return ()
+    names = (restart,) if isinstance(restart, str) else restart
+    if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"restart must be a timer name str, a sequence of them or None, got "
+                        f"{type(restart).__name__} {restart!r}")
+    return tuple(names)
 
 
 def _check_str(value: object, what: str) -> str:
@@ -187,6 +244,7 @@ class MachineSpec:
         self._finals: list[str] = []
         self._completions: list[CompletionDecl] = []
         self._history_defaults: list[HistoryDefault] = []
+        self._timers: list[TimerDecl] = []
 
     def state(self, name: str, parent: str = ROOT, initial: str | None = None) -> MachineSpec:
         """Declare a state under ``parent`` (default ``Root``); ``initial`` names the state its
@@ -221,6 +279,7 @@ class MachineSpec:
         *,
         guard: str | None = None,
         history: str | None = None,
+        restart: str | Sequence[str] | None = None,
     ) -> MachineSpec:
         """Declare that ``state`` handles ``events``: a transition to ``target``, or, when
         ``target`` is None, handled without a transition. ``state`` may be ``"Root"``.
@@ -235,21 +294,26 @@ class MachineSpec:
         that child's initial chain. Without a record, the :meth:`history_default` of ``target``
         is taken, else its normal initial entry.
 
+        ``restart`` names a timer (or several) the handler also restarts: armed again to
+        ``clock + delay`` after the transition, if the timer's owner is active then (a
+        keepalive that pushes an expiry back, say).
+
         Returns the spec, so declarations can be chained.
 
         Raises:
-            TypeError: ``guard`` is not a str or None.
+            TypeError: ``guard`` is not a str or None, ``restart`` not a name or names.
             ValueError: ``history`` is not ``"shallow"``, ``"deep"`` or None, or is given
                 without a target. (Unknown names are refused by :meth:`compile`.)
         """
         _check_guard(guard)
         _check_history(history, optional=True)
+        restarts = _check_restart(restart)
         if history is not None and target is None:
             raise ValueError(f"handler on {state!r} with history={history!r} needs a target "
                              f"(the composite state whose history it enters)")
         names = (events,) if isinstance(events, str) else tuple(events)
         for ev in names:
-            self._handlers.append(HandlerDecl(state, ev, target, guard, history))
+            self._handlers.append(HandlerDecl(state, ev, target, guard, history, restarts))
         return self
 
     def final(self, name: str, parent: str = ROOT) -> MachineSpec:
@@ -318,6 +382,42 @@ class MachineSpec:
         _check_str(target, "history default target")
         _check_history(history, optional=False)
         self._history_defaults.append(HistoryDefault(owner, target, history))
+        return self
+
+    def after(self, state: str, delay_ns: int, event: str, name: str | None = None) -> MachineSpec:
+        """Declare a one-shot timer owned by ``state``: armed to ``clock + delay_ns`` whenever
+        ``state`` is entered (directly or through a substate, and when a slot opens in it),
+        cancelled whenever ``state`` is exited; when it is due, ``event`` is dispatched to the
+        slot by the normal rules (the leaf's handlers first, then its ancestors'; unhandled is
+        counted). ``name`` (default ``"State.Event"``) is what ``restart=`` and ``deadlines()``
+        take. Returns the spec.
+
+        Raises:
+            TypeError: a name is not a str, or ``delay_ns`` not an int.
+            ValueError: ``delay_ns`` outside ``1..MAX_DELAY_NS``. (Unknown names, duplicate
+                timer names and more than :data:`MAX_TIMERS` timers are refused by
+                :meth:`compile`.)
+        """
+        return self._timer(state, delay_ns, event, name, False)
+
+    def every(self, state: str, period_ns: int, event: str, name: str | None = None) -> MachineSpec:
+        """Declare a periodic timer owned by ``state``: armed to ``clock + period_ns`` on entry
+        like :meth:`after`; after firing at deadline ``d`` its next deadline is the first
+        ``d + k * period_ns`` later than the ``advance``'s time (it fires at most once per
+        advance; the periods skipped are counted, not replayed). Returns the spec.
+
+        Raises:
+            TypeError / ValueError: as :meth:`after`.
+        """
+        return self._timer(state, period_ns, event, name, True)
+
+    def _timer(self, state: str, delay_ns: int, event: str, name: str | None,
+               periodic: bool) -> MachineSpec:
+        _check_str(state, "timer state")
+        _check_str(event, "timer event")
+        delay = _check_delay(delay_ns, "period_ns" if periodic else "delay_ns")
+        name = f"{state}.{event}" if name is None else _check_str(name, "timer name")
+        self._timers.append(TimerDecl(name, state, delay, event, periodic))
         return self
 
     # ------------------------------------------------------------------ declaration queries
@@ -429,6 +529,12 @@ class MachineSpec:
     def history_defaults(self) -> tuple[HistoryDefault, ...]:
         """Every declared history default edge, in declaration order."""
         return tuple(self._history_defaults)
+
+    @property
+    def timers(self) -> tuple[TimerDecl, ...]:
+        """Every declared timer, in declaration order (which breaks ties between timers of one
+        slot due at the same time)."""
+        return tuple(self._timers)
 
     @property
     def history_owners(self) -> tuple[str, ...]:

@@ -36,11 +36,12 @@ __all__ = ["SNAPSHOT_VERSION", "STR_DTYPE", "SUPPORTED_VERSIONS", "SnapshotError
            "table_snapshot"]
 
 #: Format version written into every snapshot (3: tables carry their per-slot flags; 4: and
-#: their history records).
-SNAPSHOT_VERSION = 4
+#: their history records; 5: and their clock and timer deadlines).
+SNAPSHOT_VERSION = 5
 #: Format versions ``restore`` accepts: version 2 is version 3 without flags (they restore as 0),
-#: version 3 is version 4 without history records (they restore as none).
-SUPPORTED_VERSIONS = (2, 3, 4)
+#: version 3 is version 4 without history records (they restore as none), version 4 is version
+#: 5 without timers (they restore with no timer armed and the clock at 0).
+SUPPORTED_VERSIONS = (2, 3, 4, 5)
 #: How a str that ends in NUL is stored: a 1-D array of its UTF-32 code units (numpy's ``<U``
 #: strings drop trailing NULs). Any other str is a 0-d ``<U`` array.
 STR_DTYPE = np.dtype([("str", "<u4")])
@@ -114,14 +115,22 @@ MAX_RESTORED_COUNT = 2**63 - 1
 
 def table_snapshot(machine: Any, states: np.ndarray, flags: np.ndarray, unhandled: np.ndarray,
                    unhandled_total: int, free: np.ndarray, transitions: np.ndarray,
-                   history: np.ndarray | None = None) -> dict[str, Any]:
+                   history: np.ndarray | None = None,
+                   timers: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """A :class:`~streamhsm.MachineTable` snapshot (what its ``snapshot()`` returns): the kind,
     format version and machine fingerprint, with copies of the per-slot arrays, the free-slot
     stack (in stack order: ``open()`` reuses the last), the transition counts (flat), the
-    unhandled total and the history records (flat, owner by owner; empty without history)."""
+    unhandled total, the history records (flat, owner by owner; empty without history) and,
+    from the table's timer columns (``timers``, see ``table_layout``), the clock ``now_ns``,
+    the ``deadlines`` (flat, timer by timer) and the ``skipped`` periods per timer (0 and empty
+    without timers)."""
     records = np.zeros(0, np.uint8) if history is None else history.ravel().copy()
+    clock = {"now_ns": 0, "deadlines": np.zeros(0, np.int64), "skipped": np.zeros(0, np.int64)}
+    if timers is not None:
+        clock = {"now_ns": int(timers["clock"][0]), "deadlines": timers["deadlines"].ravel().copy(),
+                 "skipped": timers["skipped"].copy()}
     return {
-        "history": records,
+        "history": records, **clock,
         "kind": "MachineTable", "version": SNAPSHOT_VERSION, "machine": machine.name,
         "fingerprint": machine.fingerprint, "capacity": int(states.shape[0]),
         "states": states.copy(), "flags": flags.copy(), "unhandled": unhandled.copy(),
@@ -211,7 +220,51 @@ def check_table_snapshot(snap: object, machine: Any, capacity: int) -> dict[str,
         raise SnapshotError("snapshot free-slot list does not match the free slots of its states")
     history = _check_history(snap, machine, states)
     return {"states": states, "flags": flags, "unhandled": unhandled, "unhandled_total": total,
-            "transitions": transitions, "counts": counts, "free": free, "history": history}
+            "transitions": transitions, "counts": counts, "free": free, "history": history,
+            **_check_timers(snap, machine, states)}
+
+
+def _check_timers(snap: dict[str, Any], machine: Any, states: np.ndarray) -> dict[str, Any]:
+    """The clock and timers of a snapshot: ``now_ns`` (an int the machine's timers accept),
+    ``deadlines`` as ``(n_timers, capacity)`` int64 (each ``NEVER``, or armed on an open slot
+    whose state is under the timer's owner, due after the clock and at most one delay later)
+    and ``skipped`` (non-negative, per timer). Before version 5 there are none: no timer armed,
+    the clock at 0."""
+    timers, cap = machine.timers, states.shape[0]
+    n = 0 if timers is None else timers.n_timers
+    never = np.iinfo(np.int64).max
+    if snap["version"] < 5 and "deadlines" not in snap:
+        return {"now_ns": 0, "deadlines": np.full((n, cap), never, np.int64),
+                "skipped": np.zeros(n, np.int64)}
+    now = snap.get("now_ns")
+    if isinstance(now, np.ndarray) and now.shape == () and now.dtype.kind in "iu":
+        now = now.item()  # a 0-d array, as a file may store it
+    if timers is None:
+        if type(now) is not int or now != 0:
+            raise SnapshotError(f"snapshot now_ns {now!r} must be 0: machine {machine.name!r} "
+                                f"has no timers")
+    else:
+        try:
+            now = timers.check_clock(now, "snapshot now_ns")
+        except (TypeError, ValueError) as exc:
+            raise SnapshotError(str(exc)) from None
+    deadlines = array(snap, "deadlines", np.int64, n * cap).reshape(n, cap)
+    skipped = array(snap, "skipped", np.int64, n)
+    if skipped.size and skipped.min() < 0:
+        raise SnapshotError("snapshot skipped periods must not be negative")
+    for i in range(n):
+        armed = deadlines[i] != never
+        owned = np.array([bool(timers.owned[s] >> i & 1) if s < machine.n_states else False
+                          for s in range(FREE_SLOT + 1)])
+        bad = np.flatnonzero(armed & (~owned[states] | (deadlines[i] <= now)
+                                      | (deadlines[i] > now + int(timers.delays[i]))))
+        if bad.size:
+            raise SnapshotError(
+                f"snapshot deadline {int(deadlines[i, bad[0]])} of timer {timers.names[i]!r} at "
+                f"slot {int(bad[0])} is not NEVER nor an armed deadline: the slot's state does "
+                f"not run the timer, or it is not in ({now}, {now + int(timers.delays[i])}] "
+                f"(after the clock, at most one delay later)")
+    return {"now_ns": now, "deadlines": deadlines, "skipped": skipped}
 
 
 def _check_history(snap: dict[str, Any], machine: Any, states: np.ndarray) -> np.ndarray:

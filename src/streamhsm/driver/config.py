@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .._limits import INT32_MAX, MAX_CAPACITY
+from .._timer_tables import NEVER as _NEVER
 from ..shm import check_segment_name
 from ._args import plain_int, shown
 
@@ -16,8 +17,9 @@ __all__ = [
     "DriverConfig",
 ]
 
-#: "No deadline": the largest int64 time. Lease expiries and the shutdown deadline use it.
-NEVER = 2**63 - 1
+#: "No deadline": the largest int64 time (the engine's timer ``NEVER``). Lease expiries and the
+#: shutdown deadline use it.
+NEVER = _NEVER
 
 #: Largest stream id (stream ids are non-negative int32, as in Aeron).
 MAX_STREAM_ID = INT32_MAX
