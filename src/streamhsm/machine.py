@@ -576,7 +576,10 @@ class MachineSpec:
                 descendant of its owner or a second one of a kind, a final state with children,
                 an initial, handlers or completions, a completion of a composite without a final
                 child or of Root, a completion that can never run, a completion chain that
-                never rests. The message names the culprit.
+                never rests; for timers (see :meth:`after`, :meth:`every`): an unknown owner
+                state or event, a duplicate timer name, more than :data:`MAX_TIMERS` timers, a
+                restart naming no declared timer, timers on a machine with history records. The
+                message names the culprit.
         """
         from .compiler import compile_spec  # the one call up: a convenience, at call time
 
