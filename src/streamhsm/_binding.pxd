@@ -92,6 +92,7 @@ cdef inline void bind_timers(HsmCore* c, HsmTimers* t, object timers, dict array
     t.deadlines, t.clock, t.block_min = &deadlines[0, 0], &clock[0], &blocks[0]
     t.skipped = &skipped[0]
     t.open_arm = <uint64_t>timers.open_arm
+    t.max_clock = HSM_NEVER - <int64_t>timers.max_delay
     t.stride = deadlines.shape[1]
     t.n_timers = deadlines.shape[0]
     t.n_blocks = blocks.shape[0]

@@ -168,6 +168,7 @@ ctypedef struct HsmTimers:
     int64_t* block_min
     int64_t* skipped           # [n_timers] periods skipped by periodic timers (saturating)
     uint64_t open_arm          # timers armed when a slot opens
+    int64_t max_clock          # the latest clock reading allowed (NEVER - longest delay)
     Py_ssize_t stride
     Py_ssize_t n_timers
     Py_ssize_t n_blocks

@@ -20,13 +20,16 @@
 # - HSM_FREE_SLOT: the state code of a free slot.
 # - STREAMHSM_DEBUG_CHECKS: 1 in a debug build (STREAMHSM_CYTHON_DEBUG=1), 0 otherwise.
 # - STREAMHSM_PREFETCH(p): a cache hint (fetch the line holding *p ahead of its use).
+# - HsmFired: one fired timer as hsm_advance records it (fields slot, time_ns, timer, event;
+#   the layout of streamhsm.FIRED_DTYPE).
 # The functions below take the table and run without the GIL; call them between lock_batch()
 # and unlock_batch() when other threads may use the table.
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, int64_t
 
 from streamhsm._kernel cimport HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH
 from streamhsm._kernel cimport hsm_set_flags as _set_flags_core, hsm_step as _step_core
 from streamhsm._table cimport MachineTable
+from streamhsm._timer_kernel cimport HsmFired, hsm_advance as _advance_core
 
 
 cdef inline Py_ssize_t hsm_capacity(MachineTable table) noexcept nogil:
@@ -83,3 +86,40 @@ cdef inline void hsm_prefetch_state(MachineTable table, Py_ssize_t slot) noexcep
     """Cache hint: fetch the line holding ``slot``'s state ahead of a step (no effect on results;
     ``slot`` must be in range)."""
     STREAMHSM_PREFETCH(&table.core.states[slot])
+
+
+cdef inline int64_t hsm_now(MachineTable table) noexcept nogil:
+    """The table's clock (``table.now_ns``), or -1 if its machine has no timers."""
+    if table.core.timers == NULL:
+        return -1
+    return table.core.timers.clock[0]
+
+
+cdef inline Py_ssize_t hsm_advance(MachineTable table, int64_t now, HsmFired* out,
+                                   Py_ssize_t out_len) noexcept nogil:
+    """``table.advance(now)`` without the GIL: move the clock to ``now`` and fire every due
+    timer, the first ``out_len`` recorded in ``out`` (may be NULL with 0); return the number
+    fired, or -1 and nothing changed if the machine has no timers or ``now`` is before the clock
+    or beyond the latest reading its delays allow."""
+    if (table.core.timers == NULL or now < table.core.timers.clock[0]
+            or now > table.core.timers.max_clock):
+        return -1
+    return _advance_core(&table.core, now, out, out_len)
+
+
+cdef inline int64_t hsm_next_due(MachineTable table) noexcept nogil:
+    """A lower bound of every armed deadline of the table (NEVER if none is armed; an advance to
+    a time before it fires nothing), or -1 if its machine has no timers."""
+    if table.core.timers == NULL:
+        return -1
+    return table.core.timers.clock[1]
+
+
+cdef inline int64_t hsm_deadline(MachineTable table, Py_ssize_t timer,
+                                 Py_ssize_t slot) noexcept nogil:
+    """Deadline of timer ``timer`` (its index in ``machine.timers.names``) of ``slot``: NEVER if
+    not armed, -1 if there is no such timer or slot."""
+    if (table.core.timers == NULL or <size_t>timer >= <size_t>table.core.timers.n_timers
+            or <size_t>slot >= <size_t>table.core.capacity):
+        return -1
+    return table.core.timers.deadlines[timer * table.core.timers.stride + slot]
