@@ -88,5 +88,13 @@ def test_a_02_driver_snapshot_loads() -> None:
     snap["fingerprint"] = "/".join(olds)
     for prefix, key in (("streams", ("stream", "default")), ("leases", ("lease", "default"))):
         snap[f"{prefix}.fingerprint"] = V02_FINGERPRINTS[key]
+    # before lease expiry was a timer: a lease_expiry column, lease tables without timers
+    expiry = np.full(d.config.lease_capacity, 2**63 - 1, np.int64)
+    expiry[0] = d.lease_expiry(1)
+    snap["lease_expiry"] = expiry
+    for key in ("leases.now_ns", "leases.deadlines", "leases.skipped"):
+        del snap[key]
+    snap["leases.version"] = 4
     e = Driver.restore(snap)
     assert e.stream_state(7) == d.stream_state(7)
+    assert e.lease_expiry(1) == d.lease_expiry(1) == 1 + d.config.lease_expiry_ns

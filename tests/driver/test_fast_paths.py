@@ -39,10 +39,10 @@ def driver() -> Driver:
 def test_bools_never_take_the_fast_path(call: Any, match: str) -> None:
     d = driver()
     assert d.attach(1, Role.PRODUCER, 10, 0).lease_id == 1
-    before = (d._core.columns_copy()["lease_expiry"].tobytes(), d.counters, d.now_ns)
+    before = (d._leases.deadlines("expiry").tobytes(), d.counters, d.now_ns)
     with pytest.raises(TypeError, match=match):
         call(d)
-    assert (d._core.columns_copy()["lease_expiry"].tobytes(), d.counters, d.now_ns) == before
+    assert (d._leases.deadlines("expiry").tobytes(), d.counters, d.now_ns) == before
 
 
 call = st.one_of(

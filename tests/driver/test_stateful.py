@@ -93,7 +93,16 @@ class RefDriver:
         self.c["attaches_rejected"] += 1
         return code, reason, 0, 0
 
+    def expire(self, now: int) -> int:
+        """Time first: every call with a time ends the leases whose expiry is before it (the
+        lease machine's expiry timer fires at expiry + 1)."""
+        expired = [lid for lid, lease in self.leases.items() if lease["expiry"] < now]
+        for lid in expired:
+            self.end(lid, RevokeReason.EXPIRED, now)
+        return len(expired)
+
     def attach(self, sid: int, role: int, client: int, now: int, create: bool) -> tuple:  # type: ignore[type-arg]
+        self.expire(now)
         if self.state != "Running":
             return self.reject(REJ, "driver draining" if self.state == "Draining"
                                else "driver stopped")
@@ -172,6 +181,7 @@ class RefDriver:
             self.notices.append((lid, sid, client, role, int(reason), now))
 
     def keepalive(self, lid: int, now: int, client: int) -> tuple[ResponseCode, str]:
+        self.expire(now)
         if lid in self.leases and self.leases[lid]["client"] != client:
             return REJ, "unknown lease"  # another client's lease: as if unknown
         if lid not in self.leases:
@@ -182,6 +192,7 @@ class RefDriver:
 
     def finish(self, lid: int, now: int, reason: RevokeReason,
                client: int | None = None) -> tuple[ResponseCode, str]:
+        self.expire(now)
         if lid in self.leases and client is not None and self.leases[lid]["client"] != client:
             return REJ, "unknown lease"  # another client's lease: as if unknown
         if lid not in self.leases:
@@ -193,9 +204,7 @@ class RefDriver:
     def poll(self, now: int) -> int:
         if self.state != "Stopped":
             self.recycle()
-        expired = [lid for lid, lease in self.leases.items() if lease["expiry"] < now]
-        for lid in expired:
-            self.end(lid, RevokeReason.EXPIRED, now)
+        expired = self.expire(now)
         if self.state == "Draining" and self.deadline is not None and now >= self.deadline:
             for lid in list(self.leases):
                 self.end(lid, RevokeReason.SHUTDOWN, now)
@@ -205,7 +214,7 @@ class RefDriver:
                     self.c["streams_closed"] += 1
                 self.ev(sid, "DriverShutdown")
             self.state = "Stopped"
-        return len(expired)
+        return expired
 
     def bump_epoch(self, sid: int) -> tuple[ResponseCode, str, int]:
         if sid not in self.streams:

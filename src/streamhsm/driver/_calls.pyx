@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import DriverClosedError
 from ._args import plain_int
+from ._core import EPOCH_MAX
 from .protocol import (
     ATTACH_RESULT_DTYPE,
     LEASE_RESULT_DTYPE,
@@ -129,15 +130,13 @@ cdef void keepalive_rows(DriverCore core, IdMap ids, const int64_t* lids,
                 ls = ids.lookup_from(lid, home[i])
                 if ls >= 0:
                     STREAMHSM_PREFETCH(&core.lease_client[ls])
-                    STREAMHSM_PREFETCH(&core.lease_expiry[ls])
                     STREAMHSM_PREFETCH(&core.lease_stream[ls])
                     hsm_prefetch_state(core.leases, ls)
             home[i] = ls
         for i in range(m):
             ls = home[i]
             if ls >= 0 and core.lease_client[ls] == clients[base + i]:
-                core.lease_expiry[ls] = expiry
-                core.step_lease(ls, core.ev_keepalive)
+                core.step_lease(ls, core.ev_keepalive)  # restarts its expiry timer
                 core.count(C_KEEPALIVES, 1)
                 o[base + i].code, o[base + i].reason = OK, 0
                 o[base + i].epoch = core.epoch[core.lease_stream[ls]]
@@ -266,7 +265,7 @@ cdef class DriverBase:
                 and role is None and self.fast_now(now_ns, &now)):
             core = self._core
             core.wait_idle()
-            if not self.still_now(now):
+            if not self.still_now(now) or core.advance_checked(now) < 0:
                 return self._keepalive_slow(lease_id, now_ns, client_id, stream_id, role)
             r = core.keepalive_one(exact_i64(lease_id, -1), exact_i64(client_id, 0),
                                    now + self._expiry_ns)
@@ -298,7 +297,7 @@ cdef class DriverBase:
                 and role is None and self.fast_now(now_ns, &now)):
             core = self._core
             core.wait_idle()
-            if not self.still_now(now):
+            if not self.still_now(now) or core.advance_checked(now) < 0:
                 return self._detach_slow(lease_id, now_ns, client_id, stream_id, role)
             r = core.detach_one(exact_i64(lease_id, -1), exact_i64(client_id, 0), now)
             if core.kernel_error:
@@ -342,7 +341,7 @@ cdef class DriverBase:
             sid = exact_i64(stream_id, -1)
             expiry = now + self._expiry_ns
             core.wait_idle()
-            if not (self._running and self.still_now(now)):
+            if not (self._running and self.still_now(now)) or core.advance_checked(now) < 0:
                 return self._attach_slow(stream_id, role, client_id, now_ns, create)
             lid = core.attach_one(sid, code, exact_i64(client_id, 0), expiry, create is True)
             self._now_ns = now
@@ -379,6 +378,19 @@ cdef class DriverBase:
         if now < self._now_ns:
             raise ValueError(f"now_ns went backwards: {now} < {self._now_ns}")
         self._now_ns = now
+        return 0
+
+    cdef int batch_advance(self, int64_t now, int64_t before) except -1:
+        """After ``batch_locked``: move the lease table's clock to the batch's time (ending the
+        leases expired before it), or, if one of them cannot end (a producer's whose stream's
+        epoch is at ``EPOCH_MAX``), put the driver's clock back to ``before`` and raise
+        OverflowError with nothing changed."""
+        cdef DriverCore core = self._core
+        if core.advance_checked(now) < 0:
+            self._now_ns = before
+            raise OverflowError(
+                f"the epoch of stream {core.first_blocked_end(True, now)} is at its maximum "
+                f"{EPOCH_MAX}: the lease of its producer cannot end; nothing was changed")
         return 0
 
     cdef bint overlaps(self, const void* p, Py_ssize_t nbytes, tuple out_span):
@@ -504,6 +516,7 @@ cdef class DriverBase:
             try:
                 before = self._now_ns
                 self.batch_locked(now)
+                self.batch_advance(now, before)
                 with nogil:
                     if not detach:
                         keepalive_rows(core, ids, &lids[0], &clients[0], n, expiry, &o[0])
@@ -565,14 +578,16 @@ cdef class DriverBase:
         if out is None:
             o = rows
         cdef DriverCore core = self._core
-        cdef int64_t lid, expiry = now + self._expiry_ns
+        cdef int64_t lid, before, expiry = now + self._expiry_ns
         cdef int role, why
         cdef uint8_t stopped
         core.streams.lock_batch()
         try:
             core.leases.lock_batch()
             try:
+                before = self._now_ns
                 self.batch_locked(now)
+                self.batch_advance(now, before)
                 stopped = 0 if self._running else (B_DRAINING if self._draining() else B_STOPPED)
                 with nogil:
                     for i in range(n):

@@ -3,7 +3,7 @@
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
-from streamhsm.capi cimport MachineTable
+from streamhsm.capi cimport HsmFired, MachineTable
 from streamhsm.driver._idmap cimport IdMap
 
 # Outcomes of the core's per-request operations below 0 (>= 0 is the stream's epoch).
@@ -21,12 +21,14 @@ cdef class DriverCore:
     cdef int64_t[::1] stream_id, producer, epoch, dyn_epoch
     cdef int32_t[::1] consumers, dyn_slot, due_slots
     cdef uint8_t[::1] dynamic, due
-    cdef int64_t[::1] lease_id, lease_client, lease_expiry
+    cdef int64_t[::1] lease_id, lease_client
     cdef int32_t[::1] lease_stream
     cdef uint8_t[::1] lease_role
     cdef int64_t[::1] rv_lease, rv_stream, rv_client, rv_time
     cdef uint8_t[::1] rv_role, rv_reason
     cdef int32_t[::1] scratch
+    cdef object fired_buf      # FIRED_DTYPE [n_leases]: the expiries one advance fires
+    cdef HsmFired* fired
     cdef int64_t[::1] ctr
     cdef readonly int64_t last_lease_id
     cdef readonly Py_ssize_t n_revoked, closed_dynamic
@@ -51,11 +53,14 @@ cdef class DriverCore:
     cdef int64_t bump(self, Py_ssize_t slot) noexcept nogil
     cdef void notice(self, Py_ssize_t ls, int64_t stream, uint8_t reason,
                      int64_t now) noexcept nogil
-    cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now) noexcept nogil
+    cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now,
+                        bint fired=*) noexcept nogil
     cdef bint end_needs_bump_past_max(self, Py_ssize_t ls) noexcept nogil
     cdef int64_t first_blocked_end(self, bint expired_only, int64_t now) noexcept nogil
     cdef Py_ssize_t end_matching(self, bint expired_only, int reason, int64_t now) noexcept nogil
     cdef Py_ssize_t _end_locked(self, bint expired_only, int reason, int64_t now) except -1
+    cdef Py_ssize_t advance_to(self, int64_t now) noexcept nogil
+    cdef int advance_checked(self, int64_t now) noexcept nogil
     cdef void free_stream_slot(self, Py_ssize_t slot) noexcept nogil
     cdef void recycle(self) noexcept nogil
     cdef Py_ssize_t provision(self, int64_t sid, bint dynamic) noexcept nogil

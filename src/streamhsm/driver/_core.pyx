@@ -23,14 +23,16 @@ cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.string cimport memmove
 
+from libc.stdint cimport uintptr_t
 from streamhsm.capi cimport (
-    HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, MachineTable, hsm_open, hsm_open_count, hsm_state,
-    hsm_step,
+    HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, HsmFired, MachineTable, hsm_advance, hsm_deadline,
+    hsm_next_due, hsm_now, hsm_open, hsm_open_count, hsm_state, hsm_step,
 )
 from streamhsm.driver._idmap cimport IdMap
 
 import numpy as np
 
+from .._timer_tables import FIRED_DTYPE
 from .._views import readonly_view
 from ..lifecycle import Event, State
 from .machines import LeaseEvent
@@ -86,8 +88,9 @@ def driver_layout(Py_ssize_t n_streams, Py_ssize_t n_leases, Py_ssize_t n_dynami
 
     Per stream slot: stream id (-1 free), producer lease id (0 none), consumer count, dynamic
     flag, epoch, announce-due flag and the due list. Per dynamic stream id: its slot (-1 none) and
-    epoch high-water mark. Per lease slot: lease id, stream slot (-1 free), role, client id,
-    expiry (``NEVER`` free). The lease-revoked outbox has one column per
+    epoch high-water mark. Per lease slot: lease id, stream slot (-1 free), role, client id (the
+    expiry is the lease table's ``expiry`` timer: time has one owner). The lease-revoked outbox
+    has one column per
     ``REVOKED_NOTICE_DTYPE`` field. Then the counters.
     """
     i8, i4, u1 = np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.uint8)
@@ -105,7 +108,6 @@ def driver_layout(Py_ssize_t n_streams, Py_ssize_t n_leases, Py_ssize_t n_dynami
         "lease_stream": (i4, n_leases, -1),
         "lease_role": (u1, n_leases, 0),
         "lease_client": (i8, n_leases, 0),
-        "lease_expiry": (i8, n_leases, NEVER),
     }
     for name in REVOKED_NOTICE_DTYPE.names:
         layout["revoked_" + name] = (REVOKED_NOTICE_DTYPE[name], outbox, 0)
@@ -160,6 +162,11 @@ cdef class DriverCore:
         self._columns = {name: np.full(n, fill, dtype) for name, (dtype, n, fill) in layout.items()}
         self._bind()
         self.scratch = np.empty(self.n_leases, np.int32)
+        if leases.machine.timers is None or leases.machine.timers.names != ("expiry",):
+            raise ValueError("the lease table's machine must have the one timer 'expiry' "
+                             "(streamhsm.driver.machines.lease_machine(expiry_ns))")
+        self.fired_buf = np.zeros(self.n_leases, FIRED_DTYPE)
+        self.fired = <HsmFired*><uintptr_t>self.fired_buf.ctypes.data
         self.by_id = IdMap(self.n_leases)
         self.by_client = IdMap(self.n_leases)
         self.static_slot = IdMap(max(1, n_static))
@@ -185,7 +192,7 @@ cdef class DriverCore:
         self.dyn_slot, self.dyn_epoch = c["dyn_slot"], c["dyn_epoch"]
         self.lease_id, self.lease_stream, self.lease_role = (
             c["lease_id"], c["lease_stream"], c["lease_role"])
-        self.lease_client, self.lease_expiry = c["lease_client"], c["lease_expiry"]
+        self.lease_client = c["lease_client"]
         self.rv_lease, self.rv_stream = c["revoked_lease_id"], c["revoked_stream_id"]
         self.rv_client, self.rv_time = c["revoked_client_id"], c["revoked_time_ns"]
         self.rv_role, self.rv_reason = c["revoked_role"], c["revoked_reason"]
@@ -275,15 +282,18 @@ cdef class DriverCore:
         self.rv_time[i] = now
         self.n_revoked = i + 1
 
-    cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now) noexcept nogil:
-        """End live lease slot ``ls`` (see docs/design.md section 5, rule 6)."""
+    cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now,
+                        bint fired=False) noexcept nogil:
+        """End live lease slot ``ls`` (see docs/design.md section 5, rule 6); ``fired``: its
+        expiry timer fired (the lease machine is in Expired already)."""
         cdef Py_ssize_t slot = self.lease_stream[ls]
         cdef int64_t sid = self.stream_id[slot]
         if reason == R_DETACHED:
             self.step_lease(ls, self.ev_detach)
             self.count(C_DETACHED, 1)
         elif reason == R_EXPIRED:
-            self.step_lease(ls, self.ev_timeout)
+            if not fired:  # (an expiry timer that fired has dispatched LeaseTimeout itself)
+                self.step_lease(ls, self.ev_timeout)
             self.count(C_EXPIRED, 1)
         else:
             self.step_lease(ls, self.ev_revoke)
@@ -301,7 +311,6 @@ cdef class DriverCore:
         self.leases.release_unchecked(ls)
         self.by_id.remove(self.lease_id[ls])
         self.by_client.remove(self.lease_client[ls])
-        self.lease_expiry[ls] = C_NEVER
         self.lease_stream[ls] = -1
         if (self.dynamic[slot] and self.producer[slot] == 0 and self.consumers[slot] == 0
                 and reason != R_SHUTDOWN):
@@ -318,21 +327,43 @@ cdef class DriverCore:
         an epoch past ``EPOCH_MAX``, or -1."""
         cdef Py_ssize_t i
         for i in range(self.n_leases):
-            if self.lease_stream[i] >= 0 and (not expired_only or self.lease_expiry[i] < now):
+            if self.lease_stream[i] >= 0 and (not expired_only
+                                              or hsm_deadline(self.leases, 0, i) <= now):
                 if self.end_needs_bump_past_max(i):
                     return self.stream_id[self.lease_stream[i]]
         return -1
 
     cdef Py_ssize_t end_matching(self, bint expired_only, int reason, int64_t now) noexcept nogil:
-        """End every live lease (or only those whose expiry is before ``now``); return how many.
-        Expired slots are collected first, so ending one cannot affect the scan."""
+        """End every live lease (``expired_only``: advance the lease table's clock to ``now``,
+        whose expiry timers end the leases expired before it); return how many. Slots are
+        collected first, so ending one cannot affect the scan."""
         cdef Py_ssize_t i, n = 0
+        if expired_only:
+            return self.advance_to(now)
         for i in range(self.n_leases):
-            if self.lease_stream[i] >= 0 and (not expired_only or self.lease_expiry[i] < now):
+            if self.lease_stream[i] >= 0:
                 self.scratch[n] = <int32_t>i
                 n += 1
         for i in range(n):
             self.end_lease(self.scratch[i], reason, now)
+        return n
+
+    cdef Py_ssize_t advance_to(self, int64_t now) noexcept nogil:
+        """Move the lease table's clock to ``now``: every lease whose expiry (its ``expiry``
+        timer's deadline minus one) is before ``now`` gets LeaseTimeout from its timer and is
+        ended here (reason EXPIRED), in slot order; return how many. The caller checked ``now``
+        (not before the clock, at most ``max_time_ns``) and, if anything is due, that no such
+        lease is blocked by an epoch at ``EPOCH_MAX`` (:meth:`first_blocked_end`). With nothing
+        due this is a clock store."""
+        cdef Py_ssize_t i, n
+        if now <= hsm_now(self.leases):  # (a refused batch may have put the driver's clock back)
+            return 0
+        n = hsm_advance(self.leases, now, self.fired, self.n_leases)
+        if n < 0:
+            self.kernel_error = 1
+            return 0
+        for i in range(n):
+            self.end_lease(self.fired[i].slot, R_EXPIRED, now, True)
         return n
 
     cdef Py_ssize_t _end_locked(self, bint expired_only, int reason, int64_t now) except -1:
@@ -496,7 +527,6 @@ cdef class DriverCore:
         self.lease_stream[ls] = <int32_t>slot
         self.lease_role[ls] = <uint8_t>role
         self.lease_client[ls] = client
-        self.lease_expiry[ls] = expiry
         self.by_id.insert(self.last_lease_id, ls)
         self.by_client.insert(client, ls)
         if role == PRODUCER:
@@ -535,8 +565,19 @@ cdef class DriverCore:
             return -1
         return ls
 
+    cdef int advance_checked(self, int64_t now) noexcept nogil:
+        """:meth:`advance_to` for a call's fast path: 0 once done, or -1 and nothing changed if
+        a lease due to expire is a producer's whose stream's epoch is at ``EPOCH_MAX`` (the
+        slow path raises for it)."""
+        if now >= hsm_next_due(self.leases) and self.first_blocked_end(True, now) >= 0:
+            return -1
+        self.advance_to(now)
+        return 0
+
     cdef int64_t keepalive_one(self, int64_t lease, int64_t client, int64_t expiry) noexcept nogil:
-        """Keep lease ``lease`` of ``client`` alive until ``expiry``: the stream's epoch, or
+        """Keep lease ``lease`` of ``client`` alive (its expiry timer restarts at the lease
+        table's clock: the caller moved it to now, :meth:`advance_checked`; ``expiry`` is what
+        that gives, for the caller's answer): the stream's epoch, or
         ``ONE_UNKNOWN`` / ``ONE_ENDED`` (nothing changed). Same locking rule as
         :meth:`attach_one`."""
         cdef Py_ssize_t ls = self.live_slot(lease, client)
@@ -544,8 +585,7 @@ cdef class DriverCore:
             if 0 < lease <= self.last_lease_id and self.by_id.lookup(lease) < 0:
                 return ONE_ENDED
             return ONE_UNKNOWN
-        self.lease_expiry[ls] = expiry
-        self.step_lease(ls, self.ev_keepalive)
+        self.step_lease(ls, self.ev_keepalive)  # restarts its expiry timer
         self.count(C_KEEPALIVES, 1)
         return self.epoch[self.lease_stream[ls]]
 
@@ -583,11 +623,11 @@ cdef class DriverCore:
         return client > 0 and self.by_client.lookup(client) >= 0
 
     def keepalive(self, Py_ssize_t ls, int64_t expiry):
-        """Extend live lease slot ``ls`` to ``expiry`` (Keepalive to its machine)."""
+        """Keepalive to live lease slot ``ls``'s machine: its expiry timer restarts at the lease
+        table's clock (:meth:`expire` moved it to now), giving ``expiry``."""
         self.wait_idle()
         self.check_lease_slot(ls)
-        self.lease_expiry[ls] = expiry
-        self.step_lease(ls, self.ev_keepalive)
+        self.step_lease(ls, self.ev_keepalive)  # restarts its expiry timer
         self.count(C_KEEPALIVES, 1)
         self.raise_kernel_error()
 
@@ -606,8 +646,10 @@ cdef class DriverCore:
         return True
 
     def expire(self, int64_t now):
-        """End every live lease whose expiry is before ``now``: one scan and the lease ends, all
-        without the GIL under both tables' batch locks. Returns the number expired."""
+        """Move the lease table's clock to ``now``: the expiry timers due fire and their leases
+        end (reason EXPIRED), all without the GIL under both tables' batch locks; nothing changes
+        (OverflowError) if one of them is a producer's whose stream's epoch is at EPOCH_MAX.
+        Returns the number expired."""
         return self._end_locked(True, R_EXPIRED, now)
 
     def end_blocked_by_epoch(self, bint expired_only, int64_t now):

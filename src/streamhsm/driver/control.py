@@ -136,7 +136,9 @@ class Driver(DriverBase):
             self._streams: StreamTable = self._shared
         else:
             self._streams = StreamTable(n_s, drain_on_producer_loss=cfg.drain_on_producer_loss)
-        self._leases = MachineTable(lease_machine(), n_l)
+        # the lease machine owns lease expiry (its ``expiry`` timer): the table's clock is the
+        # driver's, moved by every lease call and poll (DriverCore.expire)
+        self._leases = MachineTable(lease_machine(cfg.lease_expiry_ns), n_l, now_ns=start)
         self._lifecycle = MachineInstance(driver_machine())
         self._lifecycle.dispatch(DriverEvent.START)
         self._shutdown_deadline = NEVER_NS
@@ -148,7 +150,7 @@ class Driver(DriverBase):
         self._counters = self._core.column("counters")
         self._epoch = self._core.column("epoch")
         self._stream_id = self._core.column("stream_id")
-        self._lease_expiry = self._core.column("lease_expiry")
+        self._lease_deadline = self._leases.deadlines("expiry")
         self._lease_stream = self._core.column("lease_stream")
         self._revoked = {name: self._core.column("revoked_" + name)
                          for name in REVOKED_NOTICE_DTYPE.names or ()}
@@ -175,6 +177,21 @@ class Driver(DriverBase):
         if now < self._now_ns:
             raise ValueError(f"now_ns went backwards: {now} < {self._now_ns}")
         return now
+
+    def _advance(self, now: int, *, commit: bool = True) -> int:
+        """Time first: commit ``now`` as the driver's clock (``commit``), then move the lease
+        table's to it, which ends the leases that expired before it (``DriverCore.expire``);
+        return how many. OverflowError (and the clock put back) if one of them cannot end."""
+        before = self._now_ns
+        if commit:
+            self._now_ns = now
+        try:
+            n: int = self._core.expire(now)
+        except OverflowError:
+            if self._now_ns == now:
+                self._now_ns = before
+            raise
+        return n
 
     def _slot_of(self, stream_id: int) -> int:
         """Slot of a stream id (any state), or -1."""
@@ -247,7 +264,7 @@ class Driver(DriverBase):
         now = plain_int("now_ns", now_ns)
         self._check_open()
         now = self._check_now(now)
-        self._now_ns = now
+        self._advance(now)
         lifecycle = self._lifecycle.current
         if lifecycle is not DriverState.RUNNING:
             self._core.reject()
@@ -267,7 +284,7 @@ class Driver(DriverBase):
         lid, now, client, sid, role_code = self._lease_args(lease_id, now_ns, client_id,
                                                              stream_id, role)
         now = self._check_now(now)
-        self._now_ns = now
+        self._advance(now)
         ls = self._lease_slot(lid, client, sid, role_code)
         if ls < 0:
             ended = self._ended_not_live(lid)
@@ -281,6 +298,7 @@ class Driver(DriverBase):
         lid, now, client, sid, role_code = self._lease_args(lease_id, now_ns, client_id,
                                                              stream_id, role)
         now = self._check_now(now)
+        self._advance(now, commit=False)
         ls = self._lease_slot(lid, client, sid, role_code)
         if ls < 0:
             self._now_ns = now
@@ -306,6 +324,7 @@ class Driver(DriverBase):
         if code not in (RevokeReason.REVOKED, RevokeReason.EXPIRED):
             raise ValueError(f"revoke reason must be REVOKED or EXPIRED, got {shown(reason)}")
         now = self._check_now(now)
+        self._advance(now, commit=False)
         ls = self._live_slot(lid)
         if ls < 0:
             self._now_ns = now
@@ -587,7 +606,7 @@ class Driver(DriverBase):
         lid = plain_int("lease_id", lease_id)
         self._check_open()
         ls = self._live_slot(lid)
-        return None if ls < 0 else int(self._lease_expiry[ls])
+        return None if ls < 0 else int(self._lease_deadline[ls]) - 1  # the timer fires 1 ns later
 
     @property
     def live_leases(self) -> int:

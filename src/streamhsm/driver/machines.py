@@ -6,6 +6,8 @@ stream lifecycle, and run on the same engine.
 
 from __future__ import annotations
 
+import functools
+
 from ..codes import CodeEnum
 from ..compiler import CompiledMachine
 from ..machine import MachineSpec
@@ -66,8 +68,11 @@ class DriverEvent(CodeEnum):
     SHUTDOWN_TIMEOUT = 2
 
 
-def lease_spec() -> MachineSpec:
-    """The lease lifecycle declaration (DESIGN section 3)."""
+def lease_spec(expiry_ns: int | None = None) -> MachineSpec:
+    """The lease lifecycle declaration (DESIGN section 3). With ``expiry_ns`` (the
+    configuration's ``interval * grace``), Active owns the timer ``expiry``: LeaseTimeout
+    ``expiry_ns + 1`` ns after Active is entered or Keepalive restarts it, so a lease is live
+    through its last keepalive plus ``expiry_ns`` and expired one nanosecond later."""
     spec = MachineSpec("lease",
                        ["AttachOk", "Keepalive", "Detach", "LeaseTimeout", "Revoke", "Close"],
                        initial="Live")
@@ -76,7 +81,11 @@ def lease_spec() -> MachineSpec:
         spec.state(leaf, parent="Live")
     spec.state("Closed")
     spec.on("Init", "AttachOk", "Active")
-    spec.on("Active", "Keepalive")
+    if expiry_ns is None:
+        spec.on("Active", "Keepalive")
+    else:
+        spec.after("Active", expiry_ns + 1, "LeaseTimeout", name="expiry")
+        spec.on("Active", "Keepalive", restart="expiry")
     spec.on("Active", "Detach", "Detached")
     spec.on("Active", "LeaseTimeout", "Expired")
     spec.on("Active", "Revoke", "Revoked")
@@ -104,9 +113,18 @@ register("lease", lambda: lease_spec().compile(LeaseState, LeaseEvent))
 register("driver", lambda: driver_spec().compile(DriverState, DriverEvent))
 
 
-def lease_machine() -> CompiledMachine:
-    """The compiled lease lifecycle (compiled once, then shared)."""
-    return machine("lease")
+def lease_machine(expiry_ns: int | None = None) -> CompiledMachine:
+    """The compiled lease lifecycle (compiled once, then shared): without ``expiry_ns`` the
+    registered machine (no timers); with it, the driver's, whose ``expiry`` timer ends a lease
+    ``expiry_ns`` after its last keepalive (one compiled machine per expiry, kept)."""
+    if expiry_ns is None:
+        return machine("lease")
+    return _timed_lease(expiry_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _timed_lease(expiry_ns: int) -> CompiledMachine:
+    return lease_spec(expiry_ns).compile(LeaseState, LeaseEvent)
 
 
 def driver_machine() -> CompiledMachine:

@@ -51,9 +51,19 @@ SCALARS = ("driver_state", "now_ns", "shutdown_deadline", "last_lease_id", "n_re
 _TABLES = ("streams", "leases")
 
 
-def fingerprint(drain_on_producer_loss: bool) -> str:
-    """The fingerprint of a driver's three machines (stream policy, lease, driver)."""
-    return "/".join(m.fingerprint for m in (stream_machine(drain_on_producer_loss),
+def fingerprint(config: DriverConfig) -> str:
+    """The fingerprint of a driver's three machines (stream policy, lease with the configured
+    expiry timer, driver)."""
+    return "/".join(m.fingerprint for m in (stream_machine(config.drain_on_producer_loss),
+                                             lease_machine(config.lease_expiry_ns),
+                                             driver_machine()))
+
+
+def _before_timers(config: DriverConfig) -> str:
+    """What :func:`fingerprint` was before lease expiry moved onto the lease machine's timer
+    (snapshots with it keep their expiries in a ``lease_expiry`` column: see
+    :func:`_lease_timers`)."""
+    return "/".join(m.fingerprint for m in (stream_machine(config.drain_on_producer_loss),
                                              lease_machine(), driver_machine()))
 
 
@@ -66,7 +76,7 @@ def snapshot(driver: Driver, columns: dict[str, np.ndarray], due: np.ndarray,
     cfg["shm_name"] = None  # the restorer chooses its own segment
     snap: dict[str, object] = {
         "kind": "Driver", "version": SNAPSHOT_VERSION, "machine": "driver",
-        "fingerprint": fingerprint(driver.config.drain_on_producer_loss),
+        "fingerprint": fingerprint(driver.config),
         "config": json.dumps(cfg, sort_keys=True),
     }
     snap.update(scalars)
@@ -103,9 +113,12 @@ def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapsh
     """
     header = check_kind(own(snap), "Driver")
     config = _config(header, shutdown_token)
-    expected = fingerprint(config.drain_on_producer_loss)
+    expected = fingerprint(config)
     got = header.get("fingerprint")  # 0.2's fingerprints of the three machines map to today's
     now = "/".join(str(current_fingerprint(p)) for p in got.split("/")) if type(got) is str else got
+    untimed = now == _before_timers(config)
+    if untimed:
+        now = expected
     if now != expected:
         raise SnapshotError(
             f"snapshot is of machines with fingerprint {header.get('fingerprint')!r}, not "
@@ -114,6 +127,9 @@ def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapsh
     cols = _columns(header, layout)
     tables = _tables(header, config)
     scalars = _scalars(header, layout, config)
+    if untimed:
+        tables["leases"] = _lease_timers(tables["leases"], header, config, scalars["now_ns"])
+    _check_lease_clock(tables["leases"], scalars["now_ns"])
     streams, leases = tables["streams"]["states"], tables["leases"]["states"]
     check_leaf_codes(streams, stream_machine(config.drain_on_producer_loss), "stream ")
     check_leaf_codes(leases, lease_machine(), "lease ")
@@ -270,8 +286,6 @@ def _check_leases(cols: dict[str, npt.NDArray[Any]], streams: npt.NDArray[np.uin
     if len(np.unique(client)) != len(client):
         raise SnapshotError(
             f"a snapshot client holds two leases (clients {sorted(client.tolist())[:5]}...)")
-    if (cols["lease_expiry"][ls] < 0).any():
-        raise SnapshotError("a snapshot lease has a negative expiry")
     n = len(streams)
     producers = held[role == Role.PRODUCER]
     if len(np.unique(producers)) != len(producers):
@@ -284,6 +298,33 @@ def _check_leases(cols: dict[str, npt.NDArray[Any]], streams: npt.NDArray[np.uin
     counted = np.bincount(held[role == Role.CONSUMER], minlength=n)
     _fail_at(open_ & (cols["consumers"] != counted),
              "consumer count of stream slot {slot} does not match its leases")
+
+
+def _lease_timers(table: dict[str, Any], snap: dict[str, Any], config: DriverConfig,
+                  now: int) -> dict[str, Any]:
+    """A lease table snapshot written before lease expiry was a timer, brought to today's
+    format: its expiries (the old ``lease_expiry`` column) become ``expiry`` deadlines one
+    nanosecond later, the table's clock the driver's; a lease whose expiry had passed without a
+    poll expires at the first call after ``now``."""
+    machine = lease_machine(config.lease_expiry_ns)
+    cap = config.lease_capacity
+    expiry = array(snap, "lease_expiry", np.int64, cap)
+    states = array(table, "states", np.uint8, cap)
+    live = states != FREE_SLOT
+    if (live & (expiry < 0)).any():
+        raise SnapshotError("a snapshot lease has a negative expiry")
+    deadlines = np.full(cap, NEVER, np.int64)
+    deadlines[live] = np.clip(expiry[live], now, now + config.lease_expiry_ns) + 1
+    return {**table, "fingerprint": machine.fingerprint, "version": SNAPSHOT_VERSION,
+            "now_ns": now, "deadlines": deadlines, "skipped": np.zeros(1, np.int64)}
+
+
+def _check_lease_clock(table: dict[str, Any], now: int) -> None:
+    """The lease table's clock is the driver's, or behind it (never ahead)."""
+    clock = table.get("now_ns")
+    if type(clock) is not int or not 0 <= clock <= now:
+        raise SnapshotError(f"snapshot leases.now_ns {clock!r} must be an int between 0 and the "
+                            f"driver's now_ns {now}")
 
 
 def _check_announces(cols: dict[str, npt.NDArray[Any]], snap: dict[str, Any]) -> None:
