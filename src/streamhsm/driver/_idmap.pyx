@@ -146,7 +146,11 @@ cdef class IdMap:
 
     cdef int insert(self, int64_t key, int64_t value) noexcept nogil:
         """Store ``value`` for ``key`` (>= 0); return 0, or -1 if the map is full (unchanged)."""
-        cdef Py_ssize_t i = self.home(key)
+        return self.insert_from(key, value, self.home(key))
+
+    cdef int insert_from(self, int64_t key, int64_t value, Py_ssize_t i) noexcept nogil:
+        """:meth:`insert` with ``key``'s home ``i = home(key)`` computed by the caller (one hash
+        for a look-up and the insert after it)."""
         while self._slots[i].key != _EMPTY and self._slots[i].key != key:
             i = (i + 1) & self._mask
         if self._slots[i].key == _EMPTY:
@@ -166,7 +170,11 @@ cdef class IdMap:
 
     cdef int64_t remove(self, int64_t key) noexcept nogil:
         """Remove ``key`` and return its value, or -1 if it was absent."""
-        cdef Py_ssize_t i = self.find(key)
+        return self.remove_from(key, self.home(key))
+
+    cdef int64_t remove_from(self, int64_t key, Py_ssize_t home) noexcept nogil:
+        """:meth:`remove` with ``home = home(key)`` computed by the caller."""
+        cdef Py_ssize_t i = self.find_from(key, home)
         cdef Py_ssize_t j, h
         cdef int64_t value
         if i < 0:
