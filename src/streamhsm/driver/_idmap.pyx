@@ -193,7 +193,10 @@ cdef class IdMap:
         """:meth:`remove` with ``home = home(key)`` computed by the caller."""
         cdef Py_ssize_t i = self.find_from(key, home)
         cdef Py_ssize_t j, h
-        cdef int64_t value
+        cdef int64_t value, k
+        # the block of the last group met: a run of consecutive ids is hashed once, not per id
+        cdef uint64_t group = (<uint64_t>key) >> GROUP_BITS
+        cdef Py_ssize_t block = home & ~(<Py_ssize_t>(GROUP - 1))
         if i < 0:
             return -1
         value = self._slots[i].val
@@ -201,9 +204,13 @@ cdef class IdMap:
         j = i
         while True:
             j = (j + 1) & self._mask
-            if self._slots[j].key == _EMPTY:
+            k = self._slots[j].key
+            if k == _EMPTY:
                 break
-            h = self.home(self._slots[j].key)
+            if (<uint64_t>k) >> GROUP_BITS != group:
+                group = (<uint64_t>k) >> GROUP_BITS
+                block = self.home(k) & ~(<Py_ssize_t>(GROUP - 1))
+            h = block | <Py_ssize_t>(k & (GROUP - 1))
             # move j into the hole i unless its home lies cyclically in (i, j]
             if (i <= j and (h <= i or h > j)) or (i > j and (h <= i and h > j)):
                 self._slots[i] = self._slots[j]
