@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["IdMap"]
 
-cdef int64_t _EMPTY = -1
+DEF _EMPTY = -1  # the key of an empty slot
 # Ids whose values differ only in their low GROUP_BITS bits form a group: one keyed hash places
 # the group on GROUP consecutive slots (two cache lines of 16-byte entries).
 DEF GROUP_BITS = 3
@@ -144,12 +144,16 @@ cdef class IdMap:
     cdef Py_ssize_t find_from(self, int64_t key, Py_ssize_t i) noexcept nogil:
         """:meth:`find` with ``key``'s home ``i = home(key)`` computed by the caller (a batch
         computes the homes of a chunk first and prefetches them)."""
+        cdef IdEntry* slots = self._slots
+        cdef Py_ssize_t mask = self._mask
+        cdef int64_t k
         while True:
-            if self._slots[i].key == key:
+            k = slots[i].key
+            if k == key:
                 return i
-            if self._slots[i].key == _EMPTY:
+            if k == _EMPTY:
                 return -1
-            i = (i + 1) & self._mask
+            i = (i + 1) & mask
 
     cdef int64_t lookup(self, int64_t key) noexcept nogil:
         """Value of ``key``, or -1 if absent."""
@@ -192,19 +196,20 @@ cdef class IdMap:
     cdef int64_t remove_from(self, int64_t key, Py_ssize_t home) noexcept nogil:
         """:meth:`remove` with ``home = home(key)`` computed by the caller."""
         cdef Py_ssize_t i = self.find_from(key, home)
-        cdef Py_ssize_t j, h
+        cdef Py_ssize_t j, h, mask = self._mask
+        cdef IdEntry* slots = self._slots
         cdef int64_t value, k
         # the block of the last group met: a run of consecutive ids is hashed once, not per id
         cdef uint64_t group = (<uint64_t>key) >> GROUP_BITS
         cdef Py_ssize_t block = home & ~(<Py_ssize_t>(GROUP - 1))
         if i < 0:
             return -1
-        value = self._slots[i].val
+        value = slots[i].val
         # backward-shift deletion: pull later members of the probe run into the hole
         j = i
         while True:
-            j = (j + 1) & self._mask
-            k = self._slots[j].key
+            j = (j + 1) & mask
+            k = slots[j].key
             if k == _EMPTY:
                 break
             if (<uint64_t>k) >> GROUP_BITS != group:
@@ -212,10 +217,10 @@ cdef class IdMap:
                 block = self.home(k) & ~(<Py_ssize_t>(GROUP - 1))
             h = block | <Py_ssize_t>(k & (GROUP - 1))
             # move j into the hole i unless its home lies cyclically in (i, j]
-            if (i <= j and (h <= i or h > j)) or (i > j and (h <= i and h > j)):
-                self._slots[i] = self._slots[j]
+            if ((j - h) & mask) >= ((j - i) & mask):
+                slots[i] = slots[j]
                 i = j
-        self._slots[i].key = _EMPTY
+        slots[i].key = _EMPTY
         self._n -= 1
         return value
 
