@@ -277,6 +277,11 @@ cdef class DriverCore:
 
     cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now) noexcept nogil:
         """End live lease slot ``ls`` (see docs/design.md section 5, rule 6)."""
+        self.end_lease_from(ls, reason, now, self.by_id.home(self.lease_id[ls]))
+
+    cdef void end_lease_from(self, Py_ssize_t ls, int reason, int64_t now,
+                             Py_ssize_t id_home) noexcept nogil:
+        """:meth:`end_lease` with the lease id's home in ``by_id`` computed by the caller."""
         cdef Py_ssize_t slot = self.lease_stream[ls]
         cdef int64_t sid = self.stream_id[slot]
         if reason == R_DETACHED:
@@ -299,7 +304,7 @@ cdef class DriverCore:
             self.notice(ls, sid, <uint8_t>reason, now)
         self.step_lease(ls, self.ev_close)
         self.leases.release_unchecked(ls)
-        self.by_id.remove(self.lease_id[ls])
+        self.by_id.remove_from(self.lease_id[ls], id_home)
         self.by_client.remove(self.lease_client[ls])
         self.lease_expiry[ls] = C_NEVER
         self.lease_stream[ls] = -1
@@ -429,12 +434,12 @@ cdef class DriverCore:
         """Stream slots an attach could provision now (free, or Closed dynamic and recyclable)."""
         return self.n_streams - len(self.streams) + self.closed_dynamic
 
-    cdef int attach_refusal(self, int64_t sid, int role, int64_t client,
-                            bint create) noexcept nogil:
+    cdef int attach_refusal(self, int64_t sid, int role, int64_t client, bint create,
+                            Py_ssize_t slot, Py_ssize_t client_home) noexcept nogil:
         """The first attach rule the request breaks (an ``AttachRefusal`` code), or 0. The order
         is the one in docs/design.md section 5, rule 2; the driver lifecycle is checked before
-        by ``Driver.attach``."""
-        cdef Py_ssize_t slot
+        by ``Driver.attach``. ``slot`` is ``slot_c(sid)`` and ``client_home`` is
+        ``by_client.home(client)`` (the caller uses both again)."""
         cdef uint8_t st
         if role != PRODUCER and role != CONSUMER:
             return X_ROLE
@@ -442,9 +447,8 @@ cdef class DriverCore:
             return X_STREAM_ID
         if client <= 0:
             return X_CLIENT_ID
-        if self.by_client.lookup(client) >= 0:
+        if self.by_client.lookup_from(client, client_home) >= 0:
             return X_CLIENT_HOLDS
-        slot = self.slot_c(sid)
         if slot < 0 or hsm_state(self.streams, slot) == S_CLOSED:  # the attach creates it
             if not (self.allow_dynamic and create):
                 return X_UNKNOWN
@@ -469,15 +473,15 @@ cdef class DriverCore:
         return 0
 
     cdef int64_t attach_one(self, int64_t sid, int role, int64_t client, int64_t expiry,
-                            bint create) noexcept nogil:
+                            bint create, Py_ssize_t* stream_slot) noexcept nogil:
         """:meth:`attach` without the GIL (the caller holds the GIL with no batch running, or
-        both tables' batch locks)."""
-        cdef int why = self.attach_refusal(sid, role, client, create)
-        cdef Py_ssize_t slot, ls
+        both tables' batch locks). On success ``stream_slot[0]`` is the stream's slot."""
+        cdef Py_ssize_t slot = self.slot_c(sid)
+        cdef Py_ssize_t ls, client_home = self.by_client.home(client)
+        cdef int why = self.attach_refusal(sid, role, client, create, slot, client_home)
         if why:
             self.count(C_REJECTED, 1)
             return -why
-        slot = self.slot_c(sid)
         if slot < 0 or hsm_state(self.streams, slot) == S_CLOSED:
             if slot >= 0:
                 self.free_stream_slot(slot)
@@ -498,7 +502,7 @@ cdef class DriverCore:
         self.lease_client[ls] = client
         self.lease_expiry[ls] = expiry
         self.by_id.insert(self.last_lease_id, ls)
-        self.by_client.insert(client, ls)
+        self.by_client.insert_from(client, ls, client_home)
         if role == PRODUCER:
             self.producer[slot] = self.last_lease_id
             self.step_stream(slot, self.ev_producer_attached)
@@ -507,6 +511,7 @@ cdef class DriverCore:
             self.step_stream(slot, self.ev_consumer_attached)
         self.mark_due(slot)
         self.count(C_OK, 1)
+        stream_slot[0] = slot
         return self.last_lease_id
 
     def attach(self, int64_t sid, int role, int64_t client, int64_t expiry, bint create):
@@ -521,7 +526,8 @@ cdef class DriverCore:
         due.
         """
         self.wait_idle()
-        cdef int64_t r = self.attach_one(sid, role, client, expiry, create)
+        cdef Py_ssize_t slot
+        cdef int64_t r = self.attach_one(sid, role, client, expiry, create, &slot)
         self.raise_kernel_error()
         return r
 
@@ -553,15 +559,19 @@ cdef class DriverCore:
         """End lease ``lease`` of ``client`` (reason DETACHED): the stream's epoch afterwards, or
         ``ONE_UNKNOWN`` / ``ONE_ENDED`` / ``ONE_EPOCH_MAX`` (nothing changed). Same locking rule
         as :meth:`attach_one`."""
-        cdef Py_ssize_t slot, ls = self.live_slot(lease, client)
+        cdef Py_ssize_t slot, ls = -1, home = self.by_id.home(lease)
+        if lease > 0 and client > 0:  # live_slot, with the home kept for the removal
+            ls = self.by_id.lookup_from(lease, home)
+            if ls >= 0 and self.lease_client[ls] != client:
+                ls = -1
         if ls < 0:
-            if 0 < lease <= self.last_lease_id and self.by_id.lookup(lease) < 0:
+            if 0 < lease <= self.last_lease_id and self.by_id.lookup_from(lease, home) < 0:
                 return ONE_ENDED
             return ONE_UNKNOWN
         if self.end_needs_bump_past_max(ls):
             return ONE_EPOCH_MAX
         slot = self.lease_stream[ls]
-        self.end_lease(ls, R_DETACHED, now)
+        self.end_lease_from(ls, R_DETACHED, now, home)
         return self.epoch[slot]
 
     def reject(self):
