@@ -81,3 +81,32 @@ def test_fast_paths_answer_like_the_python_path(calls: list[Any]) -> None:
         assert np.array_equal(fast.streams.states, slow.streams.states)
     fa, sa = fast._core.columns_copy(), slow._core.columns_copy()
     assert all(np.array_equal(fa[k], sa[k]) for k in fa)
+
+
+def test_fast_attach_results_are_whole_attach_results() -> None:
+    """The fast path fills an AttachResult's slots directly: the object is the one the dataclass
+    builds (equal, same hash, frozen), and it holds one reference to each field, given back
+    when it dies (the stream id is the caller's own object)."""
+    import dataclasses
+    import sys
+
+    from streamhsm.driver.protocol import AttachResult, ResponseCode
+
+    big = 2**31 - 1  # not a cached small int
+    d = Driver(DriverConfig(static_stream_ids=(big,), stream_capacity=1, lease_capacity=2,
+                            lease_keepalive_interval_ns=1_000))
+    sid = int(str(big))  # a fresh int object, referenced only here
+    base = sys.getrefcount(sid)
+    ok = d.attach(sid, Role.PRODUCER, 7, 5)
+    refused = d.attach(sid, Role.PRODUCER, 8, 5)
+    assert type(ok) is AttachResult and type(refused) is AttachResult
+    assert ok == AttachResult(ResponseCode.OK, 1, big, 2, "", ok.expiry_ns) and ok.expiry_ns > 5
+    assert hash(ok) == hash(AttachResult(ResponseCode.OK, 1, big, 2, "", ok.expiry_ns))
+    assert refused == AttachResult(ResponseCode.REJECTED, 0, big, 0, refused.reason, 0)
+    assert refused.reason and not refused
+    assert ok.stream_id is sid and refused.stream_id is sid
+    assert sys.getrefcount(sid) == base + 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ok.lease_id = 2  # type: ignore[misc]
+    del ok, refused
+    assert sys.getrefcount(sid) == base

@@ -136,3 +136,27 @@ def test_every_map_has_its_own_key_and_no_snapshot_holds_one() -> None:
 def test_map_capacity_is_checked() -> None:
     with pytest.raises(ValueError, match="max_entries must be positive, got 0"):
         IdMap(0)
+
+
+def test_consecutive_ids_share_an_aligned_block_of_eight_slots() -> None:
+    """An id's group (the id without its low three bits) is hashed; the low bits pick the slot
+    in an aligned block of eight, so eight consecutive ids share two cache lines."""
+    m = IdMap(4096)
+    for group in (0, 1, 12345, 2**59 + 7):
+        base = m._home(group * 8)
+        assert base % 8 == 0
+        assert [m._home(group * 8 + i) for i in range(8)] == [base + i for i in range(8)]
+    # the groups themselves are spread by the keyed hash: 512 groups, many distinct blocks
+    assert len({m._home(8 * g) for g in range(512)}) > 300
+
+
+@pytest.mark.parametrize("stride", [8, 64, 8 * 8192])
+def test_ids_that_know_the_grouping_cost_what_ordinary_ids_cost(stride: int) -> None:
+    """An attacker who knows how ids are grouped, but not the key, can only pick groups: one id
+    per group (any stride), or whole groups, never ids that meet in one block."""
+    capacity = 2048
+    ordinary = mean_probes(attach_all(list(range(1, capacity + 1)), capacity))
+    d = attach_all([stride * (i + 1) for i in range(capacity)], capacity)
+    assert mean_probes(d) <= 2 * ordinary + 1
+    _, _, longest = d._core._map("client")._probe_stats()
+    assert longest < 64

@@ -53,8 +53,9 @@ cdef class DriverCore:
     cdef int64_t bump(self, Py_ssize_t slot) noexcept nogil
     cdef void notice(self, Py_ssize_t ls, int64_t stream, uint8_t reason,
                      int64_t now) noexcept nogil
-    cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now,
-                        bint fired=*) noexcept nogil
+    cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now) noexcept nogil
+    cdef void end_lease_from(self, Py_ssize_t ls, int reason, int64_t now,
+                             Py_ssize_t id_home, bint fired=*) noexcept nogil
     cdef bint end_needs_bump_past_max(self, Py_ssize_t ls) noexcept nogil
     cdef int64_t first_blocked_end(self, bint expired_only, int64_t now) noexcept nogil
     cdef Py_ssize_t end_matching(self, bint expired_only, int reason, int64_t now) noexcept nogil
@@ -66,9 +67,10 @@ cdef class DriverCore:
     cdef Py_ssize_t provision(self, int64_t sid, bint dynamic) noexcept nogil
     cdef Py_ssize_t slot_c(self, int64_t sid) noexcept nogil
     cpdef Py_ssize_t slot_of(self, int64_t sid)
-    cdef int attach_refusal(self, int64_t sid, int role, int64_t client, bint create) noexcept nogil
+    cdef int attach_refusal(self, int64_t sid, int role, int64_t client, bint create,
+                            Py_ssize_t slot, Py_ssize_t client_home) noexcept nogil
     cdef Py_ssize_t live_slot(self, int64_t lease, int64_t client) noexcept nogil
     cdef int64_t attach_one(self, int64_t sid, int role, int64_t client, int64_t expiry,
-                            bint create) noexcept nogil
+                            bint create, Py_ssize_t* stream_slot) noexcept nogil
     cdef int64_t keepalive_one(self, int64_t lease, int64_t client, int64_t expiry) noexcept nogil
     cdef int64_t detach_one(self, int64_t lease, int64_t client, int64_t now) noexcept nogil

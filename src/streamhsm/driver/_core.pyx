@@ -20,10 +20,9 @@ roles and lease-end reasons from ``Role`` / ``RevokeReason``, the events from th
 Unsafe directives are set in ``setup.py``, never here.
 """
 cimport cython
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
 from libc.string cimport memmove
 
-from libc.stdint cimport uintptr_t
 from streamhsm.capi cimport (
     HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, HsmFired, MachineTable, hsm_advance, hsm_deadline,
     hsm_next_due, hsm_now, hsm_open, hsm_open_count, hsm_state, hsm_step,
@@ -37,6 +36,7 @@ from .._views import readonly_view
 from ..lifecycle import Event, State
 from .machines import LeaseEvent
 from .config import MAX_STREAM_ID, NEVER
+from ._layout import N_CORE_COUNTERS, driver_layout
 from .protocol import REVOKED_NOTICE_DTYPE, AttachRefusal, Counter, RevokeReason, Role
 
 __all__ = ["EPOCH_MAX", "LEASE_ID_MAX", "NEVER", "DriverCore", "ValidatedState", "driver_layout"]
@@ -58,8 +58,6 @@ cdef Py_ssize_t C_BUMPS = Counter.EPOCH_BUMPS
 cdef Py_ssize_t C_PROVISIONED = Counter.STREAMS_PROVISIONED
 cdef Py_ssize_t C_CLOSED = Counter.STREAMS_CLOSED
 cdef Py_ssize_t C_DROPPED = Counter.REVOKE_NOTICES_DROPPED
-#: Counters kept in the core's column (the last ones are read from the tables).
-N_CORE_COUNTERS = Counter.STREAM_HSM_UNHANDLED
 cdef int R_DETACHED = RevokeReason.DETACHED
 cdef int R_EXPIRED = RevokeReason.EXPIRED
 cdef int R_SHUTDOWN = RevokeReason.SHUTDOWN
@@ -80,39 +78,6 @@ cdef int X_DRAINING = AttachRefusal.STREAM_DRAINING
 cdef int X_EPOCH = AttachRefusal.EPOCH_AT_MAXIMUM
 cdef int X_LEASE_ROOM = AttachRefusal.LEASE_CAPACITY
 cdef int X_LEASE_IDS = AttachRefusal.LEASE_IDS_EXHAUSTED
-
-
-def driver_layout(Py_ssize_t n_streams, Py_ssize_t n_leases, Py_ssize_t n_dynamic,
-                  Py_ssize_t outbox):
-    """Every column :class:`DriverCore` owns, as ``name -> (dtype, length, fill value)``.
-
-    Per stream slot: stream id (-1 free), producer lease id (0 none), consumer count, dynamic
-    flag, epoch, announce-due flag and the due list. Per dynamic stream id: its slot (-1 none) and
-    epoch high-water mark. Per lease slot: lease id, stream slot (-1 free), role, client id (the
-    expiry is the lease table's ``expiry`` timer: time has one owner). The lease-revoked outbox
-    has one column per
-    ``REVOKED_NOTICE_DTYPE`` field. Then the counters.
-    """
-    i8, i4, u1 = np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.uint8)
-    layout = {
-        "stream_id": (i8, n_streams, -1),
-        "producer": (i8, n_streams, 0),
-        "consumers": (i4, n_streams, 0),
-        "dynamic": (u1, n_streams, 0),
-        "epoch": (i8, n_streams, 0),
-        "due": (u1, n_streams, 0),
-        "due_slots": (i4, n_streams, 0),
-        "dyn_slot": (i4, n_dynamic, -1),
-        "dyn_epoch": (i8, n_dynamic, 0),
-        "lease_id": (i8, n_leases, 0),
-        "lease_stream": (i4, n_leases, -1),
-        "lease_role": (u1, n_leases, 0),
-        "lease_client": (i8, n_leases, 0),
-    }
-    for name in REVOKED_NOTICE_DTYPE.names:
-        layout["revoked_" + name] = (REVOKED_NOTICE_DTYPE[name], outbox, 0)
-    layout["counters"] = (i8, N_CORE_COUNTERS, 0)
-    return layout
 
 
 @cython.final
@@ -282,10 +247,14 @@ cdef class DriverCore:
         self.rv_time[i] = now
         self.n_revoked = i + 1
 
-    cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now,
-                        bint fired=False) noexcept nogil:
-        """End live lease slot ``ls`` (see docs/design.md section 5, rule 6); ``fired``: its
-        expiry timer fired (the lease machine is in Expired already)."""
+    cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now) noexcept nogil:
+        """End live lease slot ``ls`` (see docs/design.md section 5, rule 6)."""
+        self.end_lease_from(ls, reason, now, self.by_id.home(self.lease_id[ls]))
+
+    cdef void end_lease_from(self, Py_ssize_t ls, int reason, int64_t now,
+                             Py_ssize_t id_home, bint fired=False) noexcept nogil:
+        """:meth:`end_lease` with the lease id's home in ``by_id`` computed by the caller;
+        ``fired``: the lease's expiry timer fired (its machine is in Expired already)."""
         cdef Py_ssize_t slot = self.lease_stream[ls]
         cdef int64_t sid = self.stream_id[slot]
         if reason == R_DETACHED:
@@ -309,7 +278,7 @@ cdef class DriverCore:
             self.notice(ls, sid, <uint8_t>reason, now)
         self.step_lease(ls, self.ev_close)
         self.leases.release_unchecked(ls)
-        self.by_id.remove(self.lease_id[ls])
+        self.by_id.remove_from(self.lease_id[ls], id_home)
         self.by_client.remove(self.lease_client[ls])
         self.lease_stream[ls] = -1
         if (self.dynamic[slot] and self.producer[slot] == 0 and self.consumers[slot] == 0
@@ -355,7 +324,7 @@ cdef class DriverCore:
         (not before the clock, at most ``max_time_ns``) and, if anything is due, that no such
         lease is blocked by an epoch at ``EPOCH_MAX`` (:meth:`first_blocked_end`). With nothing
         due this is a clock store."""
-        cdef Py_ssize_t i, n
+        cdef Py_ssize_t i, n, ls
         if now <= hsm_now(self.leases):  # (a refused batch may have put the driver's clock back)
             return 0
         n = hsm_advance(self.leases, now, self.fired, self.n_leases)
@@ -363,7 +332,8 @@ cdef class DriverCore:
             self.kernel_error = 1
             return 0
         for i in range(n):
-            self.end_lease(self.fired[i].slot, R_EXPIRED, now, True)
+            ls = self.fired[i].slot
+            self.end_lease_from(ls, R_EXPIRED, now, self.by_id.home(self.lease_id[ls]), True)
         return n
 
     cdef Py_ssize_t _end_locked(self, bint expired_only, int reason, int64_t now) except -1:
@@ -460,12 +430,12 @@ cdef class DriverCore:
         """Stream slots an attach could provision now (free, or Closed dynamic and recyclable)."""
         return self.n_streams - len(self.streams) + self.closed_dynamic
 
-    cdef int attach_refusal(self, int64_t sid, int role, int64_t client,
-                            bint create) noexcept nogil:
+    cdef int attach_refusal(self, int64_t sid, int role, int64_t client, bint create,
+                            Py_ssize_t slot, Py_ssize_t client_home) noexcept nogil:
         """The first attach rule the request breaks (an ``AttachRefusal`` code), or 0. The order
         is the one in docs/design.md section 5, rule 2; the driver lifecycle is checked before
-        by ``Driver.attach``."""
-        cdef Py_ssize_t slot
+        by ``Driver.attach``. ``slot`` is ``slot_c(sid)`` and ``client_home`` is
+        ``by_client.home(client)`` (the caller uses both again)."""
         cdef uint8_t st
         if role != PRODUCER and role != CONSUMER:
             return X_ROLE
@@ -473,9 +443,8 @@ cdef class DriverCore:
             return X_STREAM_ID
         if client <= 0:
             return X_CLIENT_ID
-        if self.by_client.lookup(client) >= 0:
+        if self.by_client.lookup_from(client, client_home) >= 0:
             return X_CLIENT_HOLDS
-        slot = self.slot_c(sid)
         if slot < 0 or hsm_state(self.streams, slot) == S_CLOSED:  # the attach creates it
             if not (self.allow_dynamic and create):
                 return X_UNKNOWN
@@ -500,15 +469,15 @@ cdef class DriverCore:
         return 0
 
     cdef int64_t attach_one(self, int64_t sid, int role, int64_t client, int64_t expiry,
-                            bint create) noexcept nogil:
+                            bint create, Py_ssize_t* stream_slot) noexcept nogil:
         """:meth:`attach` without the GIL (the caller holds the GIL with no batch running, or
-        both tables' batch locks)."""
-        cdef int why = self.attach_refusal(sid, role, client, create)
-        cdef Py_ssize_t slot, ls
+        both tables' batch locks). On success ``stream_slot[0]`` is the stream's slot."""
+        cdef Py_ssize_t slot = self.slot_c(sid)
+        cdef Py_ssize_t ls, client_home = self.by_client.home(client)
+        cdef int why = self.attach_refusal(sid, role, client, create, slot, client_home)
         if why:
             self.count(C_REJECTED, 1)
             return -why
-        slot = self.slot_c(sid)
         if slot < 0 or hsm_state(self.streams, slot) == S_CLOSED:
             if slot >= 0:
                 self.free_stream_slot(slot)
@@ -528,7 +497,7 @@ cdef class DriverCore:
         self.lease_role[ls] = <uint8_t>role
         self.lease_client[ls] = client
         self.by_id.insert(self.last_lease_id, ls)
-        self.by_client.insert(client, ls)
+        self.by_client.insert_from(client, ls, client_home)
         if role == PRODUCER:
             self.producer[slot] = self.last_lease_id
             self.step_stream(slot, self.ev_producer_attached)
@@ -537,6 +506,7 @@ cdef class DriverCore:
             self.step_stream(slot, self.ev_consumer_attached)
         self.mark_due(slot)
         self.count(C_OK, 1)
+        stream_slot[0] = slot
         return self.last_lease_id
 
     def attach(self, int64_t sid, int role, int64_t client, int64_t expiry, bint create):
@@ -551,7 +521,8 @@ cdef class DriverCore:
         due.
         """
         self.wait_idle()
-        cdef int64_t r = self.attach_one(sid, role, client, expiry, create)
+        cdef Py_ssize_t slot
+        cdef int64_t r = self.attach_one(sid, role, client, expiry, create, &slot)
         self.raise_kernel_error()
         return r
 
@@ -593,15 +564,19 @@ cdef class DriverCore:
         """End lease ``lease`` of ``client`` (reason DETACHED): the stream's epoch afterwards, or
         ``ONE_UNKNOWN`` / ``ONE_ENDED`` / ``ONE_EPOCH_MAX`` (nothing changed). Same locking rule
         as :meth:`attach_one`."""
-        cdef Py_ssize_t slot, ls = self.live_slot(lease, client)
+        cdef Py_ssize_t slot, ls = -1, home = self.by_id.home(lease)
+        if lease > 0 and client > 0:  # live_slot, with the home kept for the removal
+            ls = self.by_id.lookup_from(lease, home)
+            if ls >= 0 and self.lease_client[ls] != client:
+                ls = -1
         if ls < 0:
-            if 0 < lease <= self.last_lease_id and self.by_id.lookup(lease) < 0:
+            if 0 < lease <= self.last_lease_id and self.by_id.lookup_from(lease, home) < 0:
                 return ONE_ENDED
             return ONE_UNKNOWN
         if self.end_needs_bump_past_max(ls):
             return ONE_EPOCH_MAX
         slot = self.lease_stream[ls]
-        self.end_lease(ls, R_DETACHED, now)
+        self.end_lease_from(ls, R_DETACHED, now, home)
         return self.epoch[slot]
 
     def reject(self):

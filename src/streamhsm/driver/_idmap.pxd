@@ -18,5 +18,7 @@ cdef class IdMap:
     cdef int64_t lookup(self, int64_t key) noexcept nogil
     cdef int64_t lookup_from(self, int64_t key, Py_ssize_t home) noexcept nogil
     cdef int64_t remove(self, int64_t key) noexcept nogil
+    cdef int64_t remove_from(self, int64_t key, Py_ssize_t home) noexcept nogil
     cdef int insert(self, int64_t key, int64_t value) noexcept nogil
+    cdef int insert_from(self, int64_t key, int64_t value, Py_ssize_t i) noexcept nogil
     cdef void clear(self) noexcept nogil
