@@ -15,7 +15,6 @@ NEVER: int
 EPOCH_MAX: int
 LEASE_ID_MAX: int
 COUNTER_MAX: int
-N_CORE_COUNTERS: int
 
 def driver_layout(
     n_streams: int, n_leases: int, n_dynamic: int, outbox: int

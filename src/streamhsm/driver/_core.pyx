@@ -36,8 +36,8 @@ from .._views import readonly_view
 from ..lifecycle import Event, State
 from .machines import LeaseEvent
 from .config import MAX_STREAM_ID, NEVER
-from ._layout import N_CORE_COUNTERS, driver_layout
-from .protocol import REVOKED_NOTICE_DTYPE, AttachRefusal, Counter, RevokeReason, Role
+from ._layout import driver_layout
+from .protocol import AttachRefusal, Counter, RevokeReason, Role
 
 __all__ = ["EPOCH_MAX", "LEASE_ID_MAX", "NEVER", "DriverCore", "ValidatedState", "driver_layout"]
 

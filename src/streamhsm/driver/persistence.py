@@ -33,7 +33,8 @@ from ..snapshot import (
     check_leaf_codes,
     current_fingerprint,
 )
-from ._core import EPOCH_MAX, LEASE_ID_MAX, N_CORE_COUNTERS, NEVER, ValidatedState, driver_layout
+from ._core import EPOCH_MAX, LEASE_ID_MAX, NEVER, ValidatedState
+from ._layout import N_CORE_COUNTERS, driver_layout
 from .config import MAX_CLIENT_ID, MAX_STREAM_ID, DriverConfig
 from .machines import DriverState, LeaseState, driver_machine, lease_machine
 from .protocol import MAX_SHUTDOWN_MESSAGE, RevokeReason, Role, ShutdownNotice, ShutdownReason
