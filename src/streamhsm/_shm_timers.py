@@ -90,10 +90,9 @@ class TimerReadout:
         blocks = self._column("timer_blocks")
         best: list[tuple[int, int, int]] = []  # (deadline, slot, timer index)
         for b in np.argsort(blocks, kind="stable").tolist():
-            low = int(blocks[b])
-            if low == NEVER or (len(best) == limit and best[-1][0] < low):
-                break  # every later block only holds later deadlines (or none)
-            start = b * TIMER_BLOCK
+            low, start = int(blocks[b]), b * TIMER_BLOCK
+            if low == NEVER or (len(best) == limit and best[-1][:2] < (low, start)):
+                break  # this block and every later one only hold deadlines ranked after best
             stop = min(start + TIMER_BLOCK, self.capacity)
             for t in range(timers.n_timers):
                 part = self._deadline_range(t, start, stop)
