@@ -664,3 +664,13 @@ def test_layout_3_is_read_as_a_table_without_timers(name: str, timed_machine: An
         with pytest.raises(SharedTableError,
                            match="has 0 timer columns, its machine 'shm-timed' 2"):
             open_readonly(name)
+
+
+def test_a_timer_count_rewritten_under_a_reader_is_detected(name: str, timed_machine: Any) -> None:
+    with _timed_table(name, timed_machine) as t, open_readonly(name) as r:
+        assert r.stats()["now_ns"] == 400
+        _pwrite(t.path, struct.pack("<I", 3), 124)
+        for call in (r.stats, lambda: r.writer_pid, lambda: r.closed):
+            with pytest.raises(SharedTableError, match=rf"segment '{name}' changed under the "
+                                                       "reader"):
+                call()

@@ -137,6 +137,22 @@ def test_next_deadlines_reads_only_the_blocks_it_needs(name: str, timed_machine:
         assert all(stop - start <= 1024 for _, start, stop in calls)
 
 
+def test_next_deadlines_breaks_ties_by_slot_across_blocks(name: str,
+                                                          timed_machine: CompiledMachine) -> None:
+    """A block whose lower bound equals the deadline found so far may still hold that deadline
+    at a lower slot: it is read (block 2's bound is stale after a cancel, so it comes first)."""
+    with SharedMachineTable(name, timed_machine, 3 * 1024) as t, open_readonly(name) as r:
+        for _ in range(3 * 1024):
+            t.open()
+        t.dispatch(2100, "Go")  # block 2 bound: 300
+        t.dispatch(2100, "Stop")  # cancelled; the bound stays 300
+        t.advance(10)
+        t.dispatch(2101, "Go")  # beat at 310 (block 2)
+        t.dispatch(5, "Go")  # beat at 310 (block 0, bound 310)
+        assert r.next_deadlines(1) == [(310, 5, BEAT)] == _expected_next(t, 1)
+        assert r.next_deadlines(3) == [(310, 5, BEAT), (310, 2101, BEAT), (1010, 5, TIMEOUT)]
+
+
 @pytest.mark.parametrize(("limit", "error", "match"), [
     (-1, ValueError, "limit must be >= 0, got -1"), ("3", TypeError, "limit must be an int"),
     (True, TypeError, "limit must be an int, got bool"), (2.0, TypeError, "got float 2.0"),
@@ -244,3 +260,28 @@ def test_a_reader_in_another_process_sees_advance(name: str, timed_machine: Comp
         assert t.advance(1010) == 2  # slots 0 and 4 time out at 1010
         third = child_sees()
         assert third == writer_has(t) and third["next"] == [] and third["now"] == 1010
+
+
+def test_the_documented_timer_line_is_what_stat_prints(name: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/running-a-driver.md shows the kettle example's ``stat`` line: it is the line printed
+    for the same table (the machine registered under another name than the page's)."""
+    from pathlib import Path
+
+    from streamhsm import registry
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "running-a-driver.md"
+    documented = [line for line in page.read_text(encoding="utf-8").splitlines()
+                  if line.startswith("  clock=")]
+    assert len(documented) == 1
+    if ("shm-kettle", registry.DEFAULT_POLICY) not in registry.known():
+        spec = MachineSpec("shm-kettle", ["Switch", "Boiled"], initial="Off")
+        spec.state("Off").state("Heating").on("Off", "Switch", "Heating")
+        spec.on("Heating", ["Switch", "Boiled"], "Off").after("Heating", 90 * 10**9, "Boiled")
+        registry.register("shm-kettle", spec.compile)
+    with SharedMachineTable(name, registry.machine("shm-kettle"), 4) as kettles:
+        kettles.dispatch(kettles.open(), "Switch")
+        kettles.advance(30 * 10**9)
+        kettles.dispatch(kettles.open(), "Switch")
+        assert main(["stat", name, "--count", "1"]) == 0
+    assert documented[0] in capsys.readouterr().out.splitlines()
