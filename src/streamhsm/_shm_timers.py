@@ -1,4 +1,5 @@
-"""The timer columns of a shared table segment, as a reader sees them (part of :mod:`streamhsm.shm`).
+"""The timer columns of a shared table segment as a reader sees them (part of
+:mod:`streamhsm.shm`).
 
 A segment of a machine with timers (layout 4, ``n_timers > 0`` in its header) holds the table's
 timer columns (see ``table_layout``): ``deadlines`` (int64, one row of ``capacity`` per timer,

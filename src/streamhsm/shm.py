@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import functools
 import mmap
 import os
 import secrets
@@ -71,6 +70,7 @@ from ._files import open_regular
 from ._files import pread_exact as _pread
 from ._limits import MAX_CAPACITY
 from ._observe import TableObserver
+from ._pids import pid_alive as _pid_alive
 from ._shm_timers import TimerReadout
 from ._table import MachineTable
 from .compiler import CompiledMachine, table_layout
@@ -100,7 +100,6 @@ _OFF_NAME = 80
 _OFF_OWNERS = 120  # then the number of timers (uint32) up to HEADER_SIZE
 _ALIGN = 64
 _SHM_DIR = "/dev/shm"
-_PID_MAX_FALLBACK = 2**22  # PID_MAX_LIMIT on 64-bit Linux
 #: Create segments unnamed (O_TMPFILE) and link them into place; else under a hidden temporary
 #: name (a test switches this off to exercise that path).
 _USE_TMPFILE = True
@@ -154,36 +153,6 @@ def _views(buf: Any, capacity: int, n_events: int, n_owners: int = 0,
     cols, _ = _columns(capacity, n_events, n_owners, n_timers)
     return {name: np.frombuffer(buf, dtype, int(np.prod(shape)), offset).reshape(shape)
             for name, (dtype, shape, offset) in cols.items()}
-
-
-@functools.lru_cache(maxsize=1)
-def _pid_max() -> int:
-    """The largest pid the kernel hands out (``/proc/sys/kernel/pid_max``, else 2**22)."""
-    try:
-        with open("/proc/sys/kernel/pid_max", "rb") as fh:
-            value = int(fh.read(32).strip())
-    except (OSError, ValueError):
-        return _PID_MAX_FALLBACK
-    return value if 0 < value <= _PID_MAX_FALLBACK else _PID_MAX_FALLBACK
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` names a running (not zombie) process. A pid outside 1..pid_max (0 would
-    signal our own process group, -1 every process) is never a live writer."""
-    if not 0 < pid <= _pid_max():
-        return False
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        pass  # exists, owned by someone else
-    except (OSError, OverflowError):
-        return False
-    try:  # a killed writer not yet reaped by its parent is a zombie: dead for us
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read(512)
-        return data[data.rindex(b")") + 2:][:1] != b"Z"
-    except (OSError, ValueError):
-        return True
 
 
 def _open_segment(path: str, name: str) -> tuple[int, os.stat_result]:
@@ -493,10 +462,11 @@ class TableReader(TimerReadout):
     Every accessor reads the segment afresh with ``pread`` into private memory: ``states`` and
     ``unhandled`` are new read-only copies on each access (their flags cannot be set writeable),
     not views of the segment; so are a machine with timers' clock (:attr:`now_ns`) and
-    deadlines (:meth:`deadlines`, :meth:`next_deadlines`). A segment that shrank, or whose header no longer describes the table
-    that was opened, raises :class:`SharedTableError` (naming the segment and sizes); it never
-    crashes the reader. The reader keeps the file it opened: if the name is removed or replaced,
-    it goes on reading the old segment (see :attr:`unlinked`).
+    deadlines (:meth:`deadlines`, :meth:`next_deadlines`). A segment that shrank, or whose
+    header no longer describes the table that was opened, raises :class:`SharedTableError`
+    (naming the segment and sizes); it never crashes the reader. The reader keeps the file it
+    opened: if the name is removed or replaced, it goes on reading the old segment (see
+    :attr:`unlinked`).
     """
 
     def __init__(self, name: str, path: str, fd: int, st: os.stat_result, header: bytes,

@@ -92,7 +92,7 @@ def test_every_error_class_is_exported() -> None:
 # compiler at call time (an import inside the method), the one call up.
 ENGINE_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("base", frozenset({"errors", "codes", "_files", "_views", "_limits", "_trace",
-                        "_refusals"})),
+                        "_refusals", "_pids"})),
     ("owned copies", frozenset({"_owned"})),
     ("declaration", frozenset({"machine", "_codec"})),
     ("compiler parts", frozenset({"_pseudo", "_engine_tables"})),

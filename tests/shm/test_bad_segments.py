@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamhsm import Event, State, shm
+from streamhsm import Event, State, _pids, shm
 from streamhsm.shm import (
     HEADER_SIZE,
     SharedStreamTable,
@@ -452,7 +452,7 @@ def test_hostile_writer_pids_mean_a_dead_writer(name: str, pid: int,
 def test_pid_max_bounds_liveness(name: str) -> None:
     with open("/proc/sys/kernel/pid_max") as fh:
         pid_max = int(fh.read())
-    assert shm._pid_max() == pid_max
+    assert _pids.pid_max() == pid_max
     assert shm._pid_alive(os.getpid()) and not shm._pid_alive(pid_max + 1)
     assert not shm._pid_alive(0) and not shm._pid_alive(-1)
 
@@ -467,13 +467,13 @@ def test_pid_max_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
             raise PermissionError(path)
         return real_open(path, *a, **k)
 
-    shm._pid_max.cache_clear()
+    _pids.pid_max.cache_clear()
     monkeypatch.setattr(builtins, "open", fake_open)
     try:
-        assert shm._pid_max() == 2**22
+        assert _pids.pid_max() == 2**22
     finally:
         monkeypatch.undo()
-        shm._pid_max.cache_clear()
+        _pids.pid_max.cache_clear()
 
 
 # -- the stat command's arguments -------------------------------------------------------------

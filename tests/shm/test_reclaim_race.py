@@ -242,7 +242,7 @@ def test_a_timer_table_is_complete_before_its_name_appears(
         real_link(fd, tmp, n, stale)
 
     monkeypatch.setattr(shm, "_link", link)
-    with SharedMachineTable(name, timed_machine, 8, now_ns=123) as t:  # type: ignore[arg-type]
+    with SharedMachineTable(name, timed_machine, 8, now_ns=123):  # type: ignore[arg-type]
         assert seen == [(False, 2, [123, NEVER], 16)]
         with open_readonly(name) as r:
             assert r.now_ns == 123

@@ -141,7 +141,9 @@ def test_a_restarted_writer_of_a_machine_with_timers_keeps_them(
     assert left["now"] == 1_500 and left["timeout"][1] == 2_000 and left["timeout"][4] == 2_500
     assert main(["stat", name, "--count", "1"]) == EXIT_WRITER_DEAD
     out = capsys.readouterr().out
-    assert f"writer={pid} [DEAD]" in out and "clock=1500 ns  next deadlines: beat slot 1 at 1" in out
+    assert f"writer={pid} [DEAD]" in out
+    assert ("clock=1500 ns  next deadlines: beat slot 1 at 1600 (+100 ns), beat slot 4 at 1800"
+            in out)
 
     assert main(["stat", name, "--reclaim"]) == 0
     with SharedMachineTable(name, timed_machine, 8) as t, open_readonly(name) as r:
@@ -149,6 +151,6 @@ def test_a_restarted_writer_of_a_machine_with_timers_keeps_them(
         t.restore(MachineTable.load(saved, timed_machine).snapshot())
         assert {"now": r.now_ns, "timeout": r.deadlines("Busy.Timeout").tolist(),
                 "beat": r.deadlines("beat").tolist(), "next": r.next_deadlines()} == left
-        assert t.advance(2_000) == 3  # the beats of slots 1 and 4 (1800), slot 1's timeout
+        assert t.advance(2_000) == 3  # slot 1's beat (1600) and timeout, slot 4's beat (1800)
         assert r.now_ns == 2_000 and r.states.tolist()[1] == t.states[1]
         assert r.deadlines("Busy.Timeout").tolist()[1] == NEVER

@@ -23,7 +23,6 @@ from streamhsm.shm import (
     LAYOUT_VERSION,
     SharedMachineTable,
     SharedStreamTable,
-    SharedTableError,
     TableReader,
     open_readonly,
 )
@@ -192,6 +191,7 @@ def test_stat_shows_the_clock_and_the_next_deadlines(name: str, timed_machine: C
         t.advance(2_000_000_100)
         assert main(["stat", name, "--count", "1"]) == 0
         out = capsys.readouterr().out
+        assert "\n  Idle=1  Busy=2\n" in out  # no "(Live=...)": the machine has no Live state
         assert ("  clock=2000000100 ns  next deadlines: beat slot 0 at 2000000300 (+200 ns), "
                 "beat slot 2 at 2000000300 (+200 ns), Busy.Timeout slot 0 at 2000001000 "
                 "(+900 ns), Busy.Timeout slot 2 at 2000001000 (+900 ns)\n") in out

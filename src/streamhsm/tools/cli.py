@@ -190,8 +190,8 @@ def _stat(args: argparse.Namespace) -> int:
                   f"capacity={st['capacity']} writer={st['writer_pid']} [{status}] "
                   f"heartbeat {age:.1f} s ago, published {st['publish_count']}x")
             occ = st["occupancy"]
-            print("  " + "  ".join(f"{n}={occ[n]}" for n in leaf_names(reader))
-                  + f"  (Live={occ.get('Live', 0)})")
+            live = f"  (Live={occ['Live']})" if "Live" in occ else ""  # the stream machine's
+            print("  " + "  ".join(f"{n}={occ[n]}" for n in leaf_names(reader)) + live)
             print(f"  unhandled total={st['unhandled_total']}")
             if "now_ns" in st:
                 print(_timer_line(st["now_ns"], st["next_deadlines"]))
