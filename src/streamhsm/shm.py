@@ -1,9 +1,10 @@
-"""Live stream tables in named shared memory, readable by another process while the driver runs.
+"""Live tables in named shared memory, readable by another process while the driver runs.
 
-Like Aeron's counters file read by AeronStat: the writer's :class:`SharedStreamTable` keeps its
-arrays (state codes, flag bitmasks, unhandled counters, occupancy, transition counts, free list)
-(and, for a machine with timers, its clock and deadline columns: see :mod:`streamhsm._shm_timers`)
-in a named POSIX shared-memory segment (the file ``/dev/shm/NAME``) behind a versioned header;
+Like Aeron's counters file read by AeronStat: the writer's :class:`SharedStreamTable` (or
+:class:`SharedMachineTable`, of any registered machine) keeps its arrays (state codes, flag
+bitmasks, unhandled counters, occupancy, transition counts, free list; history records; for a
+machine with timers, its clock and deadline columns, see ``streamhsm._shm_timers``) in a
+named POSIX shared-memory segment (the file ``/dev/shm/NAME``) behind a versioned header;
 :func:`open_readonly` validates the header and returns a :class:`TableReader`, which copies what it
 reads with ``pread`` (the segment is never mapped in the reader, so a writer or anyone else
 truncating, growing or rewriting the segment cannot crash it: a read that no longer fits raises
@@ -294,7 +295,7 @@ class SharedMachineTable(MachineTable):
     """A :class:`~streamhsm.MachineTable` of ``machine`` whose arrays live in the named
     shared-memory segment ``name`` (``capacity`` slots; ``now_ns``: the clock of a machine with
     timers, as for ``MachineTable``). The machine must be registered
-    (:func:`streamhsm.registry.register`): a reader finds it by the fingerprint in the header.
+    (``streamhsm.registry.register``): a reader finds it by the fingerprint in the header.
     A machine with timers keeps its clock and deadlines in the segment too, so a reader sees
     what ``advance`` and dispatching do to them (:attr:`TableReader.now_ns`,
     :meth:`TableReader.deadlines`, :meth:`TableReader.next_deadlines`).
@@ -602,7 +603,7 @@ class TableReader(TimerReadout):
     def stats(self) -> dict[str, Any]:
         """What the reader sees, as plain data (like :meth:`MachineTable.stats`); for a machine
         with timers also ``now_ns`` (the writer's clock) and ``next_deadlines`` (the earliest
-        :data:`~streamhsm._shm_timers.NEXT_DEADLINES`, see :meth:`next_deadlines`)."""
+        five, see :meth:`next_deadlines`)."""
         m = self.machine
         h = self._header()
         pid = int(h[7])
