@@ -199,6 +199,44 @@ def _guard_holds(guard: str | None, flags: tuple[str, ...], mask: int) -> bool:
     return bool(mask >> flags.index(guard.lstrip("!")) & 1) == want
 
 
+def _check_zero_delays(machine: CompiledMachine, arm: np.ndarray, owned: tuple[int, ...]) -> None:
+    """Refuse zero-delay timers that could fire each other forever: zero-delay timer ``t``
+    leads to zero-delay timer ``u`` if dispatching ``t``'s event in a leaf under ``t``'s owner
+    (any flags) arms ``u``, which is then due at the same time; a cycle of such edges would
+    keep one ``advance`` firing at one instant."""
+    spec, k = machine.spec, machine.n_flags
+    zero = [i for i, t in enumerate(spec.timers) if t.delay_ns == 0]
+    if not zero:
+        return
+    zmask = sum(1 << i for i in zero)
+    edges: dict[int, set[int]] = {}
+    for i in zero:
+        e = spec.events.index(spec.timers[i].event)
+        bits = 0
+        for leaf in range(1, machine.n_states):
+            if machine.is_leaf[leaf] and owned[leaf] >> i & 1:
+                for mask in range(1 << k):
+                    bits |= int(arm[leaf << k | mask, e])
+        edges[i] = {j for j in zero if (bits & zmask) >> j & 1}
+    state = dict.fromkeys(zero, 0)  # 0 new, 1 on the path, 2 done
+
+    def visit(i: int, path: list[int]) -> None:
+        state[i] = 1
+        for j in sorted(edges[i]):
+            if state[j] == 1:
+                cycle = [spec.timers[x].name for x in path[path.index(j):] + [j]]
+                raise MachineDefinitionError(
+                    f"machine {spec.name!r}: zero-delay timers re-arm each other in a cycle "
+                    f"({' -> '.join(cycle)}): one advance would never end")
+            if state[j] == 0:
+                visit(j, [*path, j])
+        state[i] = 2
+
+    for i in zero:
+        if state[i] == 0:
+            visit(i, [i])
+
+
 def compile_timers(machine: CompiledMachine) -> TimerTables | None:
     """The timer tables of a compiled machine, or None if it declares no timers (it keeps the
     engine's timer-free kernels)."""
@@ -254,6 +292,7 @@ def compile_timers(machine: CompiledMachine) -> TimerTables | None:
                 bits = next(b for g, b in restarts[(src, e)] if _guard_holds(g, spec.flags, mask))
                 a |= bits & owned[new]  # restarted if the owner is active after
                 arm[row, e], cancel[row, e] = a, c & ~a
+    _check_zero_delays(machine, arm, owned)
     return TimerTables(
         tuple(t.name for t in timers), owners,
         np.array([t.delay_ns for t in timers], np.int64),

@@ -162,12 +162,12 @@ def format_ns(ns: int) -> str:
     return f"{ns} ns"
 
 
-def _check_delay(delay_ns: object, what: str) -> int:
+def _check_delay(delay_ns: object, what: str, low: int) -> int:
     if type(delay_ns) is bool or not isinstance(delay_ns, int):
         raise TypeError(f"{what} must be an int number of nanoseconds, got "
                         f"{type(delay_ns).__name__} {delay_ns!r}")
-    if not 1 <= delay_ns <= MAX_DELAY_NS:
-        raise ValueError(f"{what} must be 1..{MAX_DELAY_NS} ns (2**62), got {delay_ns!r}")
+    if not low <= delay_ns <= MAX_DELAY_NS:
+        raise ValueError(f"{what} must be {low}..{MAX_DELAY_NS} ns (2**62), got {delay_ns!r}")
     return int(delay_ns)
 
 
@@ -390,13 +390,15 @@ class MachineSpec:
         cancelled whenever ``state`` is exited; when it is due, ``event`` is dispatched to the
         slot by the normal rules (the leaf's handlers first, then its ancestors'; unhandled is
         counted). ``name`` (default ``"State.Event"``) is what ``restart=`` and ``deadlines()``
-        take. Returns the spec.
+        take. A zero delay is due at once: the next ``advance``, even to the same time, fires
+        it (:meth:`compile` refuses zero-delay timers that could re-arm each other forever).
+        Returns the spec.
 
         Raises:
             TypeError: a name is not a str, or ``delay_ns`` not an int.
-            ValueError: ``delay_ns`` outside ``1..MAX_DELAY_NS``. (Unknown names, duplicate
-                timer names and more than :data:`MAX_TIMERS` timers are refused by
-                :meth:`compile`.)
+            ValueError: ``delay_ns`` outside ``0..MAX_DELAY_NS``. (Unknown names, duplicate
+                timer names, more than :data:`MAX_TIMERS` timers and cycles of zero-delay
+                timers are refused by :meth:`compile`.)
         """
         return self._timer(state, delay_ns, event, name, False)
 
@@ -407,7 +409,7 @@ class MachineSpec:
         advance; the periods skipped are counted, not replayed). Returns the spec.
 
         Raises:
-            TypeError / ValueError: as :meth:`after`.
+            TypeError / ValueError: as :meth:`after`; a period of at least 1 ns.
         """
         return self._timer(state, period_ns, event, name, True)
 
@@ -415,7 +417,7 @@ class MachineSpec:
                periodic: bool) -> MachineSpec:
         _check_str(state, "timer state")
         _check_str(event, "timer event")
-        delay = _check_delay(delay_ns, "period_ns" if periodic else "delay_ns")
+        delay = _check_delay(delay_ns, "period_ns" if periodic else "delay_ns", int(periodic))
         name = f"{state}.{event}" if name is None else _check_str(name, "timer name")
         self._timers.append(TimerDecl(name, state, delay, event, periodic))
         return self
@@ -578,8 +580,9 @@ class MachineSpec:
                 child or of Root, a completion that can never run, a completion chain that
                 never rests; for timers (see :meth:`after`, :meth:`every`): an unknown owner
                 state or event, a duplicate timer name, more than :data:`MAX_TIMERS` timers, a
-                restart naming no declared timer, timers on a machine with history records. The
-                message names the culprit.
+                restart naming no declared timer, timers on a machine with history records,
+                zero-delay timers whose events re-arm each other in a cycle (one ``advance``
+                would never end). The message names the culprit.
         """
         from .compiler import compile_spec  # the one call up: a convenience, at call time
 

@@ -1,8 +1,10 @@
-"""Live stream tables in named shared memory, readable by another process while the driver runs.
+"""Live tables in named shared memory, readable by another process while the driver runs.
 
-Like Aeron's counters file read by AeronStat: the writer's :class:`SharedStreamTable` keeps its
-arrays (state codes, flag bitmasks, unhandled counters, occupancy, transition counts, free list)
-in a named POSIX shared-memory segment (the file ``/dev/shm/NAME``) behind a versioned header;
+Like Aeron's counters file read by AeronStat: the writer's :class:`SharedStreamTable` (or
+:class:`SharedMachineTable`, of any registered machine) keeps its arrays (state codes, flag
+bitmasks, unhandled counters, occupancy, transition counts, free list; history records; for a
+machine with timers, its clock and deadline columns, see ``streamhsm._shm_timers``) in a
+named POSIX shared-memory segment (the file ``/dev/shm/NAME``) behind a versioned header;
 :func:`open_readonly` validates the header and returns a :class:`TableReader`, which copies what it
 reads with ``pread`` (the segment is never mapped in the reader, so a writer or anyone else
 truncating, growing or rewriting the segment cannot crash it: a read that no longer fits raises
@@ -39,14 +41,21 @@ Segment layout (little-endian)::
     80   machine name     32 bytes ASCII, NUL padded
     112  closed           uint64   1 once the writer closed the table
     120  history owners   uint32   columns of history records (0 without history)
-    128  columns          64-byte aligned, in streamhsm.compiler.table_layout order
+    124  timers           uint32   timer columns (0 without timers; layout 4)
+    128  columns          64-byte aligned, in streamhsm.compiler.table_layout order: counts,
+                          transitions, unhandled, free, flags, states, then history (one row
+                          per owner) or, with timers, deadlines (int64, one row per timer,
+                          NEVER where not armed), clock (int64: the table's clock, a lower
+                          bound of the armed deadlines), timer_blocks, skipped
+
+A reader also reads layout 3 (streamhsm before timers; bytes 124..128 unused), as a table
+without timers; every other version is refused (by :func:`open_readonly` and :func:`reclaim`).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import functools
 import mmap
 import os
 import secrets
@@ -62,31 +71,36 @@ from ._files import open_regular
 from ._files import pread_exact as _pread
 from ._limits import MAX_CAPACITY
 from ._observe import TableObserver
+from ._pids import pid_alive as _pid_alive
+from ._shm_timers import TimerReadout
+from ._table import MachineTable
 from .compiler import CompiledMachine, table_layout
 from .errors import StreamHsmError
 from .lifecycle import StreamTable, stream_machine
 from .registry import by_fingerprint
 
-__all__ = ["HEADER_SIZE", "LAYOUT_VERSION", "MAX_NAME_LENGTH", "SharedStreamTable",
-           "SharedTableError", "TableReader", "check_segment_name", "leaf_names", "open_readonly",
-           "reclaim"]
+__all__ = ["HEADER_SIZE", "LAYOUT_VERSION", "MAX_NAME_LENGTH", "READABLE_VERSIONS",
+           "SharedMachineTable", "SharedStreamTable", "SharedTableError", "TableReader",
+           "check_segment_name", "leaf_names", "open_readonly", "reclaim"]
 
 MAGIC = b"STRMHSM\x00"
 #: Version of the segment layout below; a reader rejects a segment of another version.
-LAYOUT_VERSION = 3  # 2: a per-slot flag column; 3: history owners in the header and one
-#                     record column per owner (``history``, at the end)
+LAYOUT_VERSION = 4  # 2: a per-slot flag column; 3: history owners in the header and one
+#                     record column per owner (``history``, at the end); 4: the number of timers
+#                     in the header and the timer columns (``deadlines``, ``clock``, ...) at the end
+#: Layout versions a reader opens (3: as a table without timers) and :func:`reclaim` removes.
+READABLE_VERSIONS = (3, LAYOUT_VERSION)
 #: Bytes of the segment header; the first column starts after it.
 HEADER_SIZE = 128
 #: Longest segment name accepted (characters; also at most 255 bytes encoded).
 MAX_NAME_LENGTH = 200
-_HEADER = struct.Struct("<8sIIQII16sQqQQ32sQI")
+_HEADER = struct.Struct("<8sIIQII16sQqQQ32sQII")
 # offsets of the fields updated after creation (see the layout above)
 _OFF_PID, _OFF_HEARTBEAT, _OFF_UNHANDLED, _OFF_PUBLISHED, _OFF_CLOSED = 48, 56, 64, 72, 112
 _OFF_NAME = 80
-_OFF_OWNERS = 120
+_OFF_OWNERS = 120  # then the number of timers (uint32) up to HEADER_SIZE
 _ALIGN = 64
 _SHM_DIR = "/dev/shm"
-_PID_MAX_FALLBACK = 2**22  # PID_MAX_LIMIT on 64-bit Linux
 #: Create segments unnamed (O_TMPFILE) and link them into place; else under a hidden temporary
 #: name (a test switches this off to exercise that path).
 _USE_TMPFILE = True
@@ -123,52 +137,23 @@ def _segment_path(name: object) -> str:
     return os.path.join(_SHM_DIR, check_segment_name(name))
 
 
-def _columns(capacity: int, n_events: int, n_owners: int = 0,
+def _columns(capacity: int, n_events: int, n_owners: int = 0, n_timers: int = 0,
              ) -> tuple[dict[str, tuple[np.dtype[Any], tuple[int, ...], int]], int]:
     """Column name -> (dtype, shape, offset), and the total segment size."""
     offset = HEADER_SIZE
     out = {}
-    for name, (dtype, shape) in table_layout(capacity, n_events, n_owners).items():
+    for name, (dtype, shape) in table_layout(capacity, n_events, n_owners, n_timers).items():
         out[name] = (dtype, shape, offset)
         size = dtype.itemsize * int(np.prod(shape))
         offset += (size + _ALIGN - 1) // _ALIGN * _ALIGN
     return out, offset
 
 
-def _views(buf: Any, capacity: int, n_events: int, n_owners: int = 0) -> dict[str, np.ndarray]:
-    cols, _ = _columns(capacity, n_events, n_owners)
+def _views(buf: Any, capacity: int, n_events: int, n_owners: int = 0,
+           n_timers: int = 0) -> dict[str, np.ndarray]:
+    cols, _ = _columns(capacity, n_events, n_owners, n_timers)
     return {name: np.frombuffer(buf, dtype, int(np.prod(shape)), offset).reshape(shape)
             for name, (dtype, shape, offset) in cols.items()}
-
-
-@functools.lru_cache(maxsize=1)
-def _pid_max() -> int:
-    """The largest pid the kernel hands out (``/proc/sys/kernel/pid_max``, else 2**22)."""
-    try:
-        with open("/proc/sys/kernel/pid_max", "rb") as fh:
-            value = int(fh.read(32).strip())
-    except (OSError, ValueError):
-        return _PID_MAX_FALLBACK
-    return value if 0 < value <= _PID_MAX_FALLBACK else _PID_MAX_FALLBACK
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` names a running (not zombie) process. A pid outside 1..pid_max (0 would
-    signal our own process group, -1 every process) is never a live writer."""
-    if not 0 < pid <= _pid_max():
-        return False
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        pass  # exists, owned by someone else
-    except (OSError, OverflowError):
-        return False
-    try:  # a killed writer not yet reaped by its parent is a zombie: dead for us
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read(512)
-        return data[data.rindex(b")") + 2:][:1] != b"Z"
-    except (OSError, ValueError):
-        return True
 
 
 def _open_segment(path: str, name: str) -> tuple[int, os.stat_result]:
@@ -306,8 +291,14 @@ def _mark_closed(mm: mmap.mmap) -> None:
     struct.pack_into("<Q", mm, _OFF_CLOSED, 1)
 
 
-class SharedStreamTable(StreamTable):
-    """A :class:`StreamTable` whose arrays live in the named shared-memory segment ``name``.
+class SharedMachineTable(MachineTable):
+    """A :class:`~streamhsm.MachineTable` of ``machine`` whose arrays live in the named
+    shared-memory segment ``name`` (``capacity`` slots; ``now_ns``: the clock of a machine with
+    timers, as for ``MachineTable``). The machine must be registered
+    (``streamhsm.registry.register``): a reader finds it by the fingerprint in the header.
+    A machine with timers keeps its clock and deadlines in the segment too, so a reader sees
+    what ``advance`` and dispatching do to them (:attr:`TableReader.now_ns`,
+    :meth:`TableReader.deadlines`, :meth:`TableReader.next_deadlines`).
 
     The segment ``/dev/shm/NAME`` is created with mode 0600 (set with ``fchmod``; the process
     umask is never changed) and every page reserved (``posix_fallocate``: a /dev/shm too small
@@ -326,7 +317,10 @@ class SharedStreamTable(StreamTable):
     only when its writer is dead or it is marked closed).
 
     Raises:
-        ValueError: an invalid name (see :func:`check_segment_name`) or capacity.
+        TypeError: ``machine`` is not a ``CompiledMachine``.
+        ValueError: an invalid name (see :func:`check_segment_name`) or capacity, a machine
+            that is not registered, or a bad ``now_ns`` (as for ``MachineTable``; nothing is
+            left behind).
         FileExistsError: a segment with this name exists (and was not reclaimed).
         OSError: ``errno.ENOSPC`` when the segment does not fit in /dev/shm (the message names
             its size and the free space; nothing is left behind), or another creation failure.
@@ -334,16 +328,22 @@ class SharedStreamTable(StreamTable):
             is not a streamhsm table.
     """
 
-    def __init__(self, name: str, capacity: int, drain_on_producer_loss: bool = False, *,
+    def __init__(self, name: str, machine: CompiledMachine, capacity: int, *, now_ns: int = 0,
                  reclaim_stale: bool = False) -> None:
         self._closed = True  # until the segment exists (the finaliser then does nothing)
-        machine = stream_machine(drain_on_producer_loss)
+        if not isinstance(machine, CompiledMachine):
+            raise TypeError(f"machine must be a CompiledMachine, got {type(machine).__name__}")
+        found = by_fingerprint(machine.fingerprint)
+        if found is None:
+            raise ValueError(f"machine {machine.name!r} (fingerprint {machine.fingerprint}) is "
+                             "not registered: register it (streamhsm.registry.register) so that "
+                             "readers of the segment can find it")
         cap = int(capacity) if isinstance(capacity, int) and not isinstance(capacity, bool) else 0
         if cap <= 0 or cap > MAX_CAPACITY:
             raise ValueError(f"capacity must be between 1 and {MAX_CAPACITY}, got {capacity!r}")
         path = _segment_path(name)
-        n_owners = machine.engine_tables.n_owners
-        _, size = _columns(cap, machine.n_events, n_owners)
+        n_owners, n_timers = machine.engine_tables.n_owners, _n_timers(machine)
+        _, size = _columns(cap, machine.n_events, n_owners, n_timers)
         if os.path.lexists(path):  # fail fast (the link below is what decides)
             if not reclaim_stale:
                 raise _exists_error(name, path)
@@ -359,8 +359,8 @@ class SharedStreamTable(StreamTable):
             # segment whose header is incomplete, and a failure leaves nothing behind
             self._publish_count = 0
             self._write_header(machine, cap)
-            super().__init__(cap, drain_on_producer_loss,
-                             arrays=_views(mm, cap, machine.n_events, n_owners))
+            MachineTable.__init__(self, machine, cap, now_ns=now_ns, arrays=_views(
+                mm, cap, machine.n_events, n_owners, n_timers))
             _link(fd, tmp, name, reclaim_stale)
         except BaseException:
             try:
@@ -382,7 +382,7 @@ class SharedStreamTable(StreamTable):
         _HEADER.pack_into(self._mm, 0, MAGIC, LAYOUT_VERSION, HEADER_SIZE, capacity,
                           machine.n_states, machine.n_events, machine.fingerprint.encode("ascii"),
                           os.getpid(), time.time_ns(), 0, 0, name, 0,
-                          machine.engine_tables.n_owners)
+                          machine.engine_tables.n_owners, _n_timers(machine))
 
     def publish(self) -> None:
         """Refresh the header: heartbeat (wall clock, ns), unhandled total, publish count."""
@@ -424,22 +424,50 @@ class SharedStreamTable(StreamTable):
     def __del__(self) -> None:
         self.close()  # an owner that forgot close() still removes its segment; a child never
 
-    def __enter__(self) -> SharedStreamTable:
+    def __enter__(self) -> SharedMachineTable:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class TableReader:
+class SharedStreamTable(SharedMachineTable, StreamTable):
+    """A :class:`StreamTable` (``capacity`` slots, the ``drain_on_producer_loss`` policy or
+    not) whose arrays live in the named shared-memory segment ``name``: a
+    :class:`SharedMachineTable` of the stream lifecycle (same segment, creation, closing and
+    errors; ``TypeError`` for a ``drain_on_producer_loss`` that is not a bool)."""
+
+    def __init__(self, name: str, capacity: int, drain_on_producer_loss: bool = False, *,
+                 reclaim_stale: bool = False) -> None:
+        self._closed = True  # the finaliser does nothing if the policy is refused
+        super().__init__(name, stream_machine(drain_on_producer_loss), capacity,
+                         reclaim_stale=reclaim_stale)
+
+    def __enter__(self) -> SharedStreamTable:
+        return self
+
+
+def _n_timers(machine: CompiledMachine) -> int:
+    return 0 if machine.timers is None else int(machine.timers.n_timers)
+
+
+def _fixed_part(head: bytes) -> bytes:
+    """The header fields a writer never changes after creation (all but pid, heartbeat, totals
+    and the closed flag)."""
+    return head[:_OFF_PID] + head[_OFF_NAME:_OFF_CLOSED] + head[_OFF_OWNERS:HEADER_SIZE]
+
+
+class TableReader(TimerReadout):
     """A read-only view of a shared table (from :func:`open_readonly`).
 
     Every accessor reads the segment afresh with ``pread`` into private memory: ``states`` and
     ``unhandled`` are new read-only copies on each access (their flags cannot be set writeable),
-    not views of the segment. A segment that shrank, or whose header no longer describes the table
-    that was opened, raises :class:`SharedTableError` (naming the segment and sizes); it never
-    crashes the reader. The reader keeps the file it opened: if the name is removed or replaced,
-    it goes on reading the old segment (see :attr:`unlinked`).
+    not views of the segment; so are a machine with timers' clock (:attr:`now_ns`) and
+    deadlines (:meth:`deadlines`, :meth:`next_deadlines`). A segment that shrank, or whose
+    header no longer describes the table that was opened, raises :class:`SharedTableError`
+    (naming the segment and sizes); it never crashes the reader. The reader keeps the file it
+    opened: if the name is removed or replaced, it goes on reading the old segment (see
+    :attr:`unlinked`).
     """
 
     def __init__(self, name: str, path: str, fd: int, st: os.stat_result, header: bytes,
@@ -453,9 +481,9 @@ class TableReader:
         self.machine = machine
         fields = _HEADER.unpack_from(header)
         self.capacity = int(fields[3])
-        self._fixed = (header[:_OFF_PID] + header[_OFF_NAME:_OFF_CLOSED]
-                       + header[_OFF_OWNERS:_OFF_OWNERS + 4])
-        self._cols, self._size = _columns(self.capacity, machine.n_events, int(fields[13]))
+        self._fixed = _fixed_part(header)
+        self._cols, self._size = _columns(self.capacity, machine.n_events, int(fields[13]),
+                                          _n_timers(machine))
 
     def _read(self, offset: int, n: int, what: str) -> bytes:
         with self._fd_lock:
@@ -477,8 +505,7 @@ class TableReader:
 
     def _header(self) -> tuple[Any, ...]:
         head = self._read(0, HEADER_SIZE, "the header")
-        if (head[:_OFF_PID] + head[_OFF_NAME:_OFF_CLOSED]
-                + head[_OFF_OWNERS:_OFF_OWNERS + 4]) != self._fixed:
+        if _fixed_part(head) != self._fixed:
             raise SharedTableError(
                 f"segment {self.name!r} changed under the reader: its header no longer describes "
                 f"the table opened (capacity {self.capacity}, machine {self.machine.name!r})")
@@ -574,7 +601,9 @@ class TableReader:
         return self._observer(with_states=True).slots_in(state)
 
     def stats(self) -> dict[str, Any]:
-        """What the reader sees, as plain data (like :meth:`MachineTable.stats`)."""
+        """What the reader sees, as plain data (like :meth:`MachineTable.stats`); for a machine
+        with timers also ``now_ns`` (the writer's clock) and ``next_deadlines`` (the earliest
+        five, see :meth:`next_deadlines`)."""
         m = self.machine
         h = self._header()
         pid = int(h[7])
@@ -584,6 +613,8 @@ class TableReader:
             "heartbeat_ns": int(h[8]), "publish_count": int(h[10]),
             "closed": bool(h[12]), "unhandled_total": int(h[9]),
             **self._observer().summary(),
+            **({} if m.timers is None else {"now_ns": self.now_ns,
+                                             "next_deadlines": self.next_deadlines()}),
         }
 
     def close(self) -> None:
@@ -626,10 +657,10 @@ def open_readonly(name: str) -> TableReader:
         magic, version, header_size, capacity, n_states, n_events, fingerprint = header[:7]
         if magic != MAGIC:
             raise SharedTableError(f"segment {name!r} is not a streamhsm table (magic {magic!r})")
-        if version != LAYOUT_VERSION or header_size != HEADER_SIZE:
+        if version not in READABLE_VERSIONS or header_size != HEADER_SIZE:
             raise SharedTableError(
                 f"segment {name!r} has layout version {version} (header {header_size} bytes); "
-                f"this reader understands version {LAYOUT_VERSION}")
+                f"this reader understands versions {READABLE_VERSIONS}")
         fp = fingerprint.decode("ascii", "replace")
         found = by_fingerprint(fp)
         machine = None if found is None else found[2]
@@ -642,10 +673,17 @@ def open_readonly(name: str) -> TableReader:
         if n_owners != machine.engine_tables.n_owners:
             raise SharedTableError(f"segment {name!r} has {n_owners} history columns, its machine "
                                    f"{machine.name!r} {machine.engine_tables.n_owners}")
-        _, need = _columns(int(capacity), int(n_events), n_owners)
+        n_timers = int(header[14]) if version > 3 else 0  # layout 3: no timers
+        if n_timers != _n_timers(machine):
+            raise SharedTableError(f"segment {name!r} has {n_timers} timer columns, its machine "
+                                   f"{machine.name!r} {_n_timers(machine)}")
+        cols, need = _columns(int(capacity), int(n_events), n_owners, n_timers)
         size = os.fstat(fd).st_size
         if size < need:
-            raise SharedTableError(f"segment {name!r} is truncated: {size} bytes, needs {need}")
+            cut = next((f"column {c!r}" for c, (dt, shape, at) in cols.items()
+                        if at + dt.itemsize * int(np.prod(shape)) > size), "its padding")
+            raise SharedTableError(f"segment {name!r} is truncated: {size} bytes, needs {need} "
+                                   f"({cut} does not fit)")
         return TableReader(name, path, fd, st, head, machine)
     except BaseException:
         os.close(fd)
@@ -714,9 +752,9 @@ def _reclaimable_header(fd: int, name: str) -> tuple[int, bool]:
         raise SharedTableError(f"segment {name!r} is not a streamhsm table ({len(head)} header "
                                f"bytes, magic {head[:8]!r}); not removing it")
     header = _HEADER.unpack_from(head)
-    if header[1] != LAYOUT_VERSION or header[2] != HEADER_SIZE:
+    if header[1] not in READABLE_VERSIONS or header[2] != HEADER_SIZE:
         raise SharedTableError(f"segment {name!r} has layout version {header[1]}; this "
-                               f"version ({LAYOUT_VERSION}) does not remove it")
+                               f"version (reading {READABLE_VERSIONS}) does not remove it")
     return int(header[7]), bool(header[12])
 
 

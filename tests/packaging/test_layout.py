@@ -92,7 +92,7 @@ def test_every_error_class_is_exported() -> None:
 # compiler at call time (an import inside the method), the one call up.
 ENGINE_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("base", frozenset({"errors", "codes", "_files", "_views", "_limits", "_trace",
-                        "_refusals"})),
+                        "_refusals", "_pids"})),
     ("owned copies", frozenset({"_owned"})),
     ("declaration", frozenset({"machine", "_codec"})),
     ("compiler parts", frozenset({"_pseudo", "_engine_tables"})),
@@ -102,8 +102,8 @@ ENGINE_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("batch kernels", frozenset({"_batch", "_timer_kernel"})),
     ("core binding", frozenset({"_binding"})),
     ("table and instance classes", frozenset({"_table", "_instance"})),
-    ("Python API", frozenset({"_testing", "capi", "registry", "lifecycle", "shm", "__init__",
-                              "__main__"})),
+    ("Python API", frozenset({"_testing", "capi", "registry", "lifecycle", "shm", "_shm_timers",
+                              "__init__", "__main__"})),
 )
 _RANK = {name: i for i, (_, names) in enumerate(ENGINE_LAYERS) for name in names}
 ENGINE_SOURCES = sorted(p for p in SOURCES if p.parent == PKG)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamhsm import Event, State, shm
+from streamhsm import Event, State, _pids, shm
 from streamhsm.shm import (
     HEADER_SIZE,
     SharedStreamTable,
@@ -452,7 +452,7 @@ def test_hostile_writer_pids_mean_a_dead_writer(name: str, pid: int,
 def test_pid_max_bounds_liveness(name: str) -> None:
     with open("/proc/sys/kernel/pid_max") as fh:
         pid_max = int(fh.read())
-    assert shm._pid_max() == pid_max
+    assert _pids.pid_max() == pid_max
     assert shm._pid_alive(os.getpid()) and not shm._pid_alive(pid_max + 1)
     assert not shm._pid_alive(0) and not shm._pid_alive(-1)
 
@@ -467,13 +467,13 @@ def test_pid_max_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
             raise PermissionError(path)
         return real_open(path, *a, **k)
 
-    shm._pid_max.cache_clear()
+    _pids.pid_max.cache_clear()
     monkeypatch.setattr(builtins, "open", fake_open)
     try:
-        assert shm._pid_max() == 2**22
+        assert _pids.pid_max() == 2**22
     finally:
         monkeypatch.undo()
-        shm._pid_max.cache_clear()
+        _pids.pid_max.cache_clear()
 
 
 # -- the stat command's arguments -------------------------------------------------------------
@@ -558,3 +558,119 @@ def test_close_during_a_read_never_reads_another_file(name: str, monkeypatch: py
         assert states.tolist() == t.states.tolist() != [0x77] * 4  # the segment, not the decoy
         with pytest.raises(SharedTableError, match="is closed"):
             _ = r.states
+
+
+# -- timer columns (issue 21, layout 4) --------------------------------------------------------
+
+def _timed_table(name: str, machine: Any, capacity: int = 40) -> Any:
+    t = shm.SharedMachineTable(name, machine, capacity, now_ns=7)
+    for _ in range(capacity):
+        t.open()
+    t.dispatch_many(np.arange(0, capacity, 3, dtype=np.int64),
+                    np.zeros(len(range(0, capacity, 3)), np.uint8))  # Go: arms both timers
+    t.advance(400)
+    return t
+
+
+def _pwrite(path: str, data: bytes, offset: int) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 2**32 - 1])
+def test_a_header_whose_timer_count_disagrees_is_refused(name: str, timed_machine: Any,
+                                                         count: int) -> None:
+    with _timed_table(name, timed_machine) as t:
+        _pwrite(t.path, struct.pack("<I", count), 124)
+        with pytest.raises(SharedTableError, match=rf"segment '{name}' has {count} timer columns, "
+                                                   r"its machine 'shm-timed' 2"):
+            open_readonly(name)
+    with SharedStreamTable(name, 4) as s:
+        _pwrite(s.path, struct.pack("<I", 1), 124)
+        with pytest.raises(SharedTableError, match="has 1 timer columns, its machine 'stream' 0"):
+            open_readonly(name)
+
+
+@pytest.mark.parametrize("column", ["deadlines", "clock", "timer_blocks", "skipped"])
+def test_truncated_timer_columns_are_refused(name: str, timed_machine: Any, column: str) -> None:
+    with _timed_table(name, timed_machine) as t:
+        cols, need = shm._columns(40, timed_machine.n_events, 0, 2)
+        _, _, offset = cols[column]
+        os.truncate(t.path, offset + 4)  # the column starts, but does not fit
+        with pytest.raises(SharedTableError, match=rf"segment '{name}' is truncated: {offset + 4} "
+                                                   rf"bytes, needs {need} \(column '{column}' "
+                                                   r"does not fit\)"):
+            open_readonly(name)
+
+
+def test_timer_columns_truncated_under_a_reader_raise(name: str, timed_machine: Any) -> None:
+    with _timed_table(name, timed_machine) as t, open_readonly(name) as r:
+        assert r.now_ns == 400 and len(r.next_deadlines()) == 5
+        cols, _ = shm._columns(40, timed_machine.n_events, 0, 2)
+        os.truncate(t.path, cols["deadlines"][2] + 8)
+        for call in (lambda: r.now_ns, lambda: r.deadlines("beat"), lambda: r.next_deadlines(),
+                     lambda: r.skipped_periods, lambda: r.stats()):
+            with pytest.raises(SharedTableError, match=rf"segment '{name}' shrank"):
+                call()
+        assert r.count("Busy") == 14  # the columns before the cut still read
+
+
+def test_garbage_in_timer_columns_never_crashes_the_reader(name: str, timed_machine: Any,
+                                                           capsys: Any) -> None:
+    with _timed_table(name, timed_machine, 3000) as t:
+        cols, size = shm._columns(3000, timed_machine.n_events, 0, 2)
+        start = cols["deadlines"][2]
+        rng = np.random.default_rng(5)
+        for trial in range(20):
+            data = rng.integers(0, 256, size - start, dtype=np.uint8)
+            if trial % 2:  # mostly NEVER, some values: lower bounds that lie
+                data = np.full((size - start) // 8, 2**63 - 1, np.int64)
+                data[rng.integers(0, data.size, 50)] = rng.integers(-2**63, 2**63 - 1, 50)
+                data = data.view(np.uint8)
+            _pwrite(t.path, data.tobytes(), start)
+            with open_readonly(name) as r:
+                got = r.next_deadlines(7)
+                assert len(got) <= 7 and all(n in ("Busy.Timeout", "beat") for _, _, n in got)
+                assert all(0 <= slot < 3000 for _, slot, _ in got)
+                assert isinstance(r.now_ns, int) and len(r.skipped_periods) == 2
+            assert main(["stat", name, "--count", "1"]) == 0
+        assert "next deadlines:" in capsys.readouterr().out
+
+
+def test_layout_3_is_read_as_a_table_without_timers(name: str, timed_machine: Any) -> None:
+    with _table(name, 8) as t:
+        before = _sweep(open_readonly(name))
+        _pwrite(t.path, struct.pack("<I", 3), 8)
+        _pwrite(t.path, struct.pack("<I", 0xDEAD), 124)  # unused in layout 3
+        with open_readonly(name) as r:
+            assert _sweep(r) == before and r.now_ns is None and r.next_deadlines() == []
+        _pwrite(t.path, struct.pack("<I", 5), 8)
+        with pytest.raises(SharedTableError, match=r"layout version 5 .* understands versions "
+                                                   r"\(3, 4\)"):
+            open_readonly(name)
+        with pytest.raises(SharedTableError, match="layout version 5; this version"):
+            reclaim(name)
+        _pwrite(t.path, struct.pack("<I", 3), 8)
+        with open(t.path, "rb") as fh:
+            data = fh.read()
+    with open(t.path, "wb") as fh:  # the same layout 3 table, left by a writer that closed it
+        fh.write(data[:112] + struct.pack("<Q", 1) + data[120:])
+    assert reclaim(name) is True  # a layout 3 leftover is removed
+    with _timed_table(name, timed_machine) as t:
+        _pwrite(t.path, struct.pack("<I", 3), 8)
+        with pytest.raises(SharedTableError,
+                           match="has 0 timer columns, its machine 'shm-timed' 2"):
+            open_readonly(name)
+
+
+def test_a_timer_count_rewritten_under_a_reader_is_detected(name: str, timed_machine: Any) -> None:
+    with _timed_table(name, timed_machine) as t, open_readonly(name) as r:
+        assert r.stats()["now_ns"] == 400
+        _pwrite(t.path, struct.pack("<I", 3), 124)
+        for call in (r.stats, lambda: r.writer_pid, lambda: r.closed):
+            with pytest.raises(SharedTableError, match=rf"segment '{name}' changed under the "
+                                                       "reader"):
+                call()

@@ -1,4 +1,4 @@
-"""Issue 20: the shared-memory layout carries history records (layout version 3)."""
+"""Issue 20: the shared-memory layout carries history records (since layout version 3)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ def _name() -> str:
     return f"streamhsm-test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
-def test_layout_3_records_the_history_owner_count() -> None:
+def test_the_layout_records_the_history_owner_count() -> None:
     name = _name()
     with SharedStreamTable(name, 4) as t:
         t.open()
         with open(t.path, "rb") as fh:
             head = fh.read(128)
-        assert LAYOUT_VERSION == 3 and struct.unpack_from("<I", head, 8)[0] == 3
+        assert LAYOUT_VERSION == 4 and struct.unpack_from("<I", head, 8)[0] == 4  # since 3
         assert struct.unpack_from("<I", head, 120)[0] == t.machine.engine_tables.n_owners == 0
         with open_readonly(name) as r, pytest.raises(ValueError, match="keeps no history record"):
             r.history("Live")

@@ -215,3 +215,46 @@ def test_a_forked_child_holding_the_table_keeps_the_segment(name: str) -> None:
         except SharedTableError:
             time.sleep(0.01)
     assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def test_a_timer_table_is_complete_before_its_name_appears(
+        name: str, timed_machine: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: when the segment gets its name, its header counts the timers and its clock and
+    deadlines are already set (a reader or reclaim never sees a clock that is not the writer's),
+    and reclaim removes a dead writer's timer segment like any other."""
+    import struct
+
+    import numpy as np
+
+    from streamhsm import NEVER
+    from streamhsm.shm import SharedMachineTable
+
+    cols, _ = shm._columns(8, 4, 0, 2)
+    seen: list[tuple[bool, int, list[int], int]] = []
+    real_link = shm._link
+
+    def link(fd: int, tmp: str | None, n: str, stale: bool) -> None:
+        clock = np.frombuffer(os.pread(fd, 16, cols["clock"][2]), np.int64).tolist()
+        deadlines = np.frombuffer(os.pread(fd, 2 * 8 * 8, cols["deadlines"][2]), np.int64)
+        timers = struct.unpack("<I", os.pread(fd, 4, 124))[0]
+        seen.append((os.path.lexists(f"/dev/shm/{n}"), timers, clock,
+                     int((deadlines == NEVER).sum())))
+        real_link(fd, tmp, n, stale)
+
+    monkeypatch.setattr(shm, "_link", link)
+    with SharedMachineTable(name, timed_machine, 8, now_ns=123):  # type: ignore[arg-type]
+        assert seen == [(False, 2, [123, NEVER], 16)]
+        with open_readonly(name) as r:
+            assert r.now_ns == 123
+    monkeypatch.undo()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - a writer that dies without closing
+        try:
+            kept = SharedMachineTable(name, timed_machine, 8)  # type: ignore[arg-type]
+            kept.dispatch(kept.open(), "Go")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    with open_readonly(name) as r:
+        assert r.now_ns == 0 and r.deadlines("beat")[0] == 300
+    assert reclaim(name) is True and not os.path.exists(f"/dev/shm/{name}")

@@ -88,7 +88,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     stat = sub.add_parser(
         "stat", help="watch a shared-memory stream table (like AeronStat)",
         description="Print what a reader of a live shared-memory stream table sees: writer "
-                    "status, occupancy, unhandled total, top transitions. With --reclaim, remove "
+                    "status, occupancy, unhandled total, top transitions, and for a machine "
+                    "with timers its clock and next deadlines. With --reclaim, remove "
                     "instead a segment left behind by a writer that died (never a live one). "
                     f"Exits {EXIT_WRITER_DEAD} as soon as a screen shows the writer [DEAD] "
                     "(run --reclaim before restarting it), 2 on an error.")
@@ -189,9 +190,11 @@ def _stat(args: argparse.Namespace) -> int:
                   f"capacity={st['capacity']} writer={st['writer_pid']} [{status}] "
                   f"heartbeat {age:.1f} s ago, published {st['publish_count']}x")
             occ = st["occupancy"]
-            print("  " + "  ".join(f"{n}={occ[n]}" for n in leaf_names(reader))
-                  + f"  (Live={occ.get('Live', 0)})")
+            live = f"  (Live={occ['Live']})" if "Live" in occ else ""  # the stream machine's
+            print("  " + "  ".join(f"{n}={occ[n]}" for n in leaf_names(reader)) + live)
             print(f"  unhandled total={st['unhandled_total']}")
+            if "now_ns" in st:
+                print(_timer_line(st["now_ns"], st["next_deadlines"]))
             top = sorted(st["transitions"].items(), key=lambda kv: -kv[1])[:6]
             print("  transitions: " + (", ".join(f"{k}={v}" for k, v in top) or "none"))
             if slots is not None:
@@ -212,6 +215,16 @@ def _stat(args: argparse.Namespace) -> int:
         return 0
     finally:
         reader.close()
+
+
+def _timer_line(now: int, due: list[tuple[int, int, str]]) -> str:
+    """The ``stat`` line of a machine with timers: its clock and the next armed deadlines."""
+    from ..machine import format_ns
+
+    def rel(d: int) -> str:
+        return f"+{format_ns(d - now)}" if d >= now else f"-{format_ns(now - d)}"
+    listed = ", ".join(f"{name} slot {slot} at {d} ({rel(d)})" for d, slot, name in due)
+    return f"  clock={now} ns  next deadlines: {listed or 'none armed'}"
 
 
 def _check_counts(args: argparse.Namespace, limits: dict[str, tuple[int, int | None]]) -> None:
