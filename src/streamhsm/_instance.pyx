@@ -4,21 +4,26 @@ MachineTable).
 Private module: users import :class:`streamhsm.MachineInstance` (or
 :class:`streamhsm.StreamLifecycle`). An instance reads the machine's tables (built and read-only in
 ``machine.engine_tables``) through pointers held by a machine-level object shared by every
-instance of the machine.
+instance of the machine. An instance of a machine with timers is a table of one slot in spirit:
+its own object holds a one-slot ``HsmCore`` (stride 1) over the instance's fields, its clock and
+deadlines, and runs the table's timer kernels (``hsm_apply_timed``, ``hsm_advance``) on it.
 """
 cimport cython
 from libc.stdint cimport INT64_MAX, uint8_t, int32_t, int64_t, uint32_t, uint64_t, uintptr_t
 
+from streamhsm._binding cimport bind_core, bind_timers
 from streamhsm._checks cimport fast_code, flag_value
 from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_HISTORY, HSM_KIND_INTERNAL, HSM_KIND_UNHANDLED,
-    HsmHistory, hsm_history_run,
+    HsmCore, HsmHistory, HsmTimers, hsm_apply_timed, hsm_history_run,
 )
+from streamhsm._timer_kernel cimport HsmFired, hsm_advance, hsm_timers_open
 
 import weakref
 
 import numpy as np
 
+from ._timer_tables import check_advance, check_fired_out, timer_index
 from ._views import readonly_view
 from .compiler import check_machine
 
@@ -30,12 +35,29 @@ cdef inline uintptr_t _address(object arr):
     return <uintptr_t>arr.__array_interface__["data"][0]
 
 
+# The counters a one-slot core writes that an instance does not keep: the kernels count slots per
+# state (``counts``) and, unless the instance counts its own, transitions per (state, event).
+# Shared by every instance of every machine with timers, written with the GIL held, never read.
+cdef object _sink = None
+
+
+cdef object _sink_array():
+    global _sink
+    if _sink is None:
+        _sink = np.zeros(HSM_CODE_ROWS * (HSM_CODE_ROWS + 1), dtype=np.int64)
+    return _sink
+
+
+cdef class MachineInstance
+
+
 @cython.final
 cdef class _InstanceTables:
     """The machine-level part of :class:`MachineInstance`: borrowed pointers into the machine's
     padded tables, its codec and state members; optionally an instance's own transition counts.
     A machine with history records gives every instance tables of its own, holding the
-    instance's records (``hist``)."""
+    instance's records (``hist``); a machine with timers gives every instance tables of its own,
+    holding a one-slot table core (``core``, ``tm``) over the instance's clock and deadlines."""
     cdef readonly object machine
     cdef const uint8_t* next_state     # the machine's tables (rows as in _kernel.pxd)
     cdef const uint8_t* kind
@@ -51,6 +73,12 @@ cdef class _InstanceTables:
     cdef object transitions_view       # read-only (n_states, n_events) view, or None
     cdef HsmHistory hist               # history programs and this instance's records (stride 1)
     cdef object records                # uint8 (n_owners,) or None without history
+    # a machine with timers: a one-slot table (stride 1) whose states, flags and unhandled point
+    # at the instance's fields (set before each kernel call), its timers at ``clock``; without
+    # timers core.timers is NULL (and nothing else of core is set)
+    cdef HsmCore core
+    cdef HsmTimers tm
+    cdef object timer_buf              # int64: deadlines, clock (2), block summary (1), skipped
     cdef object __weakref__
 
     def __cinit__(self, machine, bint count_transitions):
@@ -89,6 +117,37 @@ cdef class _InstanceTables:
         self.event_enum, self.state_enum = machine.Event, machine.State
         self.event_codes = dict(machine.codec.event_codes)
         self.state_codes = dict(machine.codec.state_codes)
+        self.core.timers = NULL
+        self.timer_buf = None
+
+    cdef start_timers(self, int64_t now):
+        """Give the tables a clock at ``now`` and the instance's timer columns, with the timers
+        of the initial states armed (the instance's ``open``). Called once, by the instance
+        whose tables these are."""
+        timers, tables = self.machine.timers, self.machine.engine_tables
+        cdef Py_ssize_t n = timers.n_timers
+        sink = _sink_array()
+        transitions = sink[HSM_CODE_ROWS:HSM_CODE_ROWS * (1 + self.n_events)]
+        if self.transitions != NULL:  # the instance's own counts (owners[1]: no history here)
+            transitions = self.owners[1]
+        bind_core(&self.core, tables, transitions.reshape(HSM_CODE_ROWS, self.n_events), None,
+                  self.flag_bits)
+        self.core.counts = <int64_t*>_address(sink)
+        self.core.trace = NULL
+        self.core.hist = NULL
+        self.core.capacity = 1
+        self.timer_buf = buf = np.empty(2 * n + 3, dtype=np.int64)
+        bind_timers(&self.core, &self.tm, timers,
+                    {"deadlines": buf[:n].reshape(n, 1), "clock": buf[n:n + 2],
+                     "timer_blocks": buf[n + 2:n + 3], "skipped": buf[n + 3:]}, now)
+        hsm_timers_open(&self.tm, 0)
+
+    cdef inline HsmCore* one_slot(self, MachineInstance inst):
+        """The one-slot core over ``inst``'s state, flags and unhandled counter."""
+        self.core.states = &inst._state
+        self.core.flags = &inst._flags
+        self.core.unhandled = &inst._unhandled
+        return &self.core
 
 
 # The shared _InstanceTables of each machine, by id(machine): an entry lives as long as some
@@ -116,11 +175,17 @@ cdef class MachineInstance:
 
     An instance holds only its state code, its unhandled-event counter and a reference to the
     machine-level tables shared by every instance of the machine (56 bytes in CPython 3.11).
+    An instance of a machine with timers (or history records) keeps the same 56 bytes and gets
+    a small object of its own beside them: its clock (:attr:`now_ns`) and its deadlines; the
+    timers of the initial states are armed at construction, :meth:`dispatch` arms and cancels
+    at the clock, :meth:`advance` moves it and fires what is due.
 
     Args:
         machine: a :class:`~streamhsm.compiler.CompiledMachine`.
         count_transitions: also count the transitions this instance takes per (state, event)
             (:attr:`transition_counts`); costs a private int64 array of one row per state code.
+        now_ns: the clock's start (machines with timers; any other value than 0 for a machine
+            without timers is a ``ValueError``).
     """
 
     # 8 + 8 + 2 bytes after the object header: the machine-level object, the unhandled counter,
@@ -131,17 +196,21 @@ cdef class MachineInstance:
     cdef uint8_t _state
     cdef uint8_t _flags
 
-    def __init__(self, machine, *, count_transitions=False):
-        self._bind(machine, count_transitions)
+    def __init__(self, machine, *, count_transitions=False, now_ns=0):
+        self._bind(machine, count_transitions, now_ns)
 
-    def _bind(self, machine, count_transitions):
+    def _bind(self, machine, count_transitions, now_ns=0):
         """``__init__`` as a plain method: subclasses with their own ``__init__`` call this (a call
         through the ``__init__`` slot wrapper costs several times more)."""
         if self._tables is not None:
             raise RuntimeError("MachineInstance.__init__ called twice")
         cdef _InstanceTables tables
+        cdef int64_t now = 0
         check_machine(machine)
-        if count_transitions is False and not machine.engine_tables.n_owners:
+        timed = machine.timers is not None
+        if timed or type(now_ns) is not int or now_ns != 0:
+            now = check_advance(machine, now_ns)  # ValueError for a machine without timers
+        if count_transitions is False and not machine.engine_tables.n_owners and not timed:
             tables = _shared_tables(machine)
         elif count_transitions is False:
             tables = _InstanceTables(machine, False)  # its own records
@@ -151,6 +220,8 @@ cdef class MachineInstance:
             raise TypeError(f"count_transitions must be a bool, got "
                             f"{type(count_transitions).__name__} {count_transitions!r}")
         self._state = machine.initial_leaf
+        if timed:
+            tables.start_timers(now)
         self._tables = tables
 
     @property
@@ -170,6 +241,8 @@ cdef class MachineInstance:
         if k is None:
             raise RuntimeError("MachineInstance is not initialised (call __init__)")
         cdef Py_ssize_t e = fast_code(event, k.event_enum, k.n_events, k.event_codes, k.codec, True)
+        if k.core.timers != NULL:  # the table kernel: the cell also arms and cancels timers
+            return hsm_apply_timed(k.one_slot(self), 0, e) == 0
         cdef Py_ssize_t idx = (((<Py_ssize_t>self._state << k.flag_bits) | self._flags)
                                * k.n_events + e)
         cdef uint8_t what = k.kind[idx]
@@ -187,6 +260,56 @@ cdef class MachineInstance:
         else:
             self._state = k.next_state[idx]
         return True
+
+    def advance(self, now_ns, out=None):
+        """Move the clock to ``now_ns`` and fire every due timer in deadline order (ties in
+        declaration order), each dispatched with the clock at its deadline, until none is due;
+        return the number fired (handled or not). ``out``: a preallocated 1-D
+        ``FIRED_DTYPE`` array receiving the first ``len(out)`` (slot 0; nothing is allocated).
+        As :meth:`MachineTable.advance <streamhsm.MachineTable.advance>`, for one slot.
+
+        Raises:
+            ValueError: the machine has no timers, ``now_ns`` is before the clock or too large,
+                a bad ``out`` (nothing changes).
+            TypeError: ``now_ns`` is not an int, ``out`` not an array.
+        """
+        cdef _InstanceTables k = self._tables
+        if k is None:
+            raise RuntimeError("MachineInstance is not initialised (call __init__)")
+        cdef int64_t now = check_advance(k.machine, now_ns)
+        cdef Py_ssize_t addr = 0, n_out = 0
+        if out is not None:
+            addr, n_out = check_fired_out(out)
+        if now < k.tm.clock[0]:
+            raise ValueError(f"now_ns {now} is before the instance's clock {k.tm.clock[0]}: "
+                             f"time does not go backwards")
+        return hsm_advance(k.one_slot(self), now, <HsmFired*>addr, n_out)
+
+    @property
+    def now_ns(self):
+        """The instance's clock (ns; None without timers): what dispatching arms timers from."""
+        cdef _InstanceTables k = self._tables
+        return None if k is None or k.core.timers == NULL else k.tm.clock[0]
+
+    def deadlines(self, name):
+        """The deadline of timer ``name`` (ns; ``NEVER``: not armed).
+
+        Raises:
+            TypeError / ValueError: not a str, or no timer of the machine.
+        """
+        cdef _InstanceTables k = self._tables
+        if k is None:
+            raise RuntimeError("MachineInstance is not initialised (call __init__)")
+        return k.tm.deadlines[<Py_ssize_t>timer_index(k.machine, name)]
+
+    @property
+    def skipped_periods(self):
+        """Periods each timer skipped (an advance fires a periodic timer at most once); ``()``
+        without timers."""
+        cdef _InstanceTables k = self._tables
+        if k is None or k.core.timers == NULL:
+            return ()
+        return tuple(k.tm.skipped[i] for i in range(k.tm.n_timers))
 
     def history(self, owner):
         """The name of the leaf recorded for history owner ``owner`` (a state that keeps a
