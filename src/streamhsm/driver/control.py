@@ -139,9 +139,10 @@ class Driver(DriverBase):
         # the lease machine owns lease expiry (its ``expiry`` timer): the table's clock is the
         # driver's, moved by every lease call and poll (DriverCore.expire)
         self._leases = MachineTable(lease_machine(cfg.lease_expiry_ns), n_l, now_ns=start)
-        self._lifecycle = MachineInstance(driver_machine())
+        # the driver machine owns the shutdown timeout (its ``shutdown`` timer, armed when
+        # Draining is entered); its clock follows the driver's at requests and polls
+        self._lifecycle = MachineInstance(driver_machine(cfg.shutdown_timeout_ns), now_ns=start)
         self._lifecycle.dispatch(DriverEvent.START)
-        self._shutdown_deadline = NEVER_NS
         self._shutdown: ShutdownNotice | None = None
         first, last = cfg.dynamic_stream_id_range or (1, 0)
         self._core = DriverCore(self._streams, self._leases, first, last,
@@ -192,6 +193,15 @@ class Driver(DriverBase):
                 self._now_ns = before
             raise
         return n
+
+    @property
+    def _shutdown_deadline(self) -> int:
+        """When the drain ends (NEVER while the driver runs): the driver machine's shutdown
+        timer while it drains, the request's time plus the timeout once stopped."""
+        deadline: int = self._lifecycle.deadlines("shutdown")
+        if deadline == NEVER_NS and self._shutdown is not None:
+            return self._shutdown.requested_ns + self.config.shutdown_timeout_ns
+        return deadline
 
     def _slot_of(self, stream_id: int) -> int:
         """Slot of a stream id (any state), or -1."""
@@ -352,8 +362,8 @@ class Driver(DriverBase):
         now = plain_int("now_ns", now_ns)
         self._check_open()
         now = self._check_now(now)
-        shutting_down = (self._lifecycle.current is DriverState.DRAINING
-                         and now >= self._shutdown_deadline)
+        # the drain ends in this poll if the driver machine's shutdown timer is due at now
+        shutting_down = now >= self._lifecycle.deadlines("shutdown")
         blocked = int(self._core.end_blocked_by_epoch(not shutting_down, now))
         if blocked >= 0:
             raise OverflowError(f"the epoch of stream {blocked} is at its maximum {EPOCH_MAX}: "
@@ -364,7 +374,8 @@ class Driver(DriverBase):
         n: int = self._core.expire(now)
         if shutting_down:
             self._core.shutdown(now)
-            self._lifecycle.dispatch(DriverEvent.SHUTDOWN_TIMEOUT)
+        self._lifecycle.advance(now)  # the shutdown timer fires: Draining -> Stopped
+        if shutting_down:
             if self._shutdown is not None:
                 self._shutdown = dataclasses.replace(self._shutdown, stopped_ns=now)
         if self._shared is not None:
@@ -429,11 +440,11 @@ class Driver(DriverBase):
         if expected is not None and given != expected:
             return Response(_REJECTED, "invalid shutdown token")
         current = self._lifecycle.current
-        self._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)
+        self._lifecycle.advance(now)  # (nothing is armed while Running: only the clock moves)
+        self._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)  # arms the shutdown timer
         self._running = False
         if current is not DriverState.RUNNING:
             return Response(_OK, f"already {current.name.lower()}")
-        self._shutdown_deadline = now + self.config.shutdown_timeout_ns
         self._shutdown = ShutdownNotice(ShutdownReason(code), text, now)
         self._core.drain()
         return Response(_OK, "draining")
@@ -687,7 +698,8 @@ class Driver(DriverBase):
         self._core.restore(valid.core)
         scalars = valid.scalars
         self._now_ns = scalars["now_ns"]
-        self._shutdown_deadline = scalars["shutdown_deadline"]
+        if scalars["driver_state"] == DriverState.DRAINING:  # the request again, at its time
+            self._lifecycle.advance(scalars["shutdown_deadline"] - self.config.shutdown_timeout_ns)
         if scalars["driver_state"] != DriverState.RUNNING:
             self._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)
             self._running = False

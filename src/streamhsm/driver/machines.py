@@ -94,9 +94,11 @@ def lease_spec(expiry_ns: int | None = None) -> MachineSpec:
     return spec
 
 
-def driver_spec() -> MachineSpec:
+def driver_spec(shutdown_timeout_ns: int | None = None) -> MachineSpec:
     """The driver lifecycle declaration: Init -> Running at start; Running + ShutdownRequested ->
-    Draining; Draining + ShutdownTimeout -> Stopped; repeated requests are handled no-ops."""
+    Draining; Draining + ShutdownTimeout -> Stopped; repeated requests are handled no-ops. With
+    ``shutdown_timeout_ns``, Draining owns the timer ``shutdown``: ShutdownTimeout that long
+    after the request (0: at the next poll)."""
     spec = MachineSpec("driver", ["Start", "ShutdownRequested", "ShutdownTimeout"], initial="Init")
     for s in ("Init", "Running", "Draining", "Stopped"):
         spec.state(s)
@@ -106,6 +108,8 @@ def driver_spec() -> MachineSpec:
     spec.on("Draining", "ShutdownRequested")
     spec.on("Draining", "ShutdownTimeout", "Stopped")
     spec.on("Stopped", ["ShutdownRequested", "ShutdownTimeout"])
+    if shutdown_timeout_ns is not None:
+        spec.after("Draining", shutdown_timeout_ns, "ShutdownTimeout", name="shutdown")
     return spec
 
 
@@ -127,6 +131,15 @@ def _timed_lease(expiry_ns: int) -> CompiledMachine:
     return lease_spec(expiry_ns).compile(LeaseState, LeaseEvent)
 
 
-def driver_machine() -> CompiledMachine:
-    """The compiled driver lifecycle (compiled once, then shared)."""
-    return machine("driver")
+def driver_machine(shutdown_timeout_ns: int | None = None) -> CompiledMachine:
+    """The compiled driver lifecycle (compiled once, then shared): without
+    ``shutdown_timeout_ns`` the registered machine (no timers); with it, the driver's, whose
+    ``shutdown`` timer ends the drain (one compiled machine per timeout, kept)."""
+    if shutdown_timeout_ns is None:
+        return machine("driver")
+    return _timed_driver(shutdown_timeout_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _timed_driver(shutdown_timeout_ns: int) -> CompiledMachine:
+    return driver_spec(shutdown_timeout_ns).compile(DriverState, DriverEvent)

@@ -57,7 +57,7 @@ def fingerprint(config: DriverConfig) -> str:
     expiry timer, driver)."""
     return "/".join(m.fingerprint for m in (stream_machine(config.drain_on_producer_loss),
                                              lease_machine(config.lease_expiry_ns),
-                                             driver_machine()))
+                                             driver_machine(config.shutdown_timeout_ns)))
 
 
 def _before_timers(config: DriverConfig) -> str:
@@ -138,7 +138,7 @@ def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapsh
     _check_leases(cols, streams, leases, scalars)
     _check_announces(cols, header)
     _check_outbox_and_counters(cols, scalars)
-    _check_driver_state(streams, leases, scalars)
+    _check_driver_state(streams, leases, scalars, config)
     if scalars["closed_dynamic"] != _closed_dynamic(cols, streams):
         raise SnapshotError(f"snapshot closed_dynamic {scalars['closed_dynamic']} does not match "
                             f"the Closed dynamic streams ({_closed_dynamic(cols, streams)})")
@@ -355,10 +355,15 @@ def _check_outbox_and_counters(cols: dict[str, npt.NDArray[Any]], scalars: dict[
 
 
 def _check_driver_state(streams: npt.NDArray[np.uint8], leases: npt.NDArray[np.uint8],
-                        scalars: dict[str, int]) -> None:
+                        scalars: dict[str, int], config: DriverConfig) -> None:
     state = scalars["driver_state"]
     if state == DriverState.RUNNING and scalars["shutdown_deadline"] != NEVER:
         raise SnapshotError("a running driver's snapshot must have no shutdown deadline")
+    timeout, deadline = config.shutdown_timeout_ns, scalars["shutdown_deadline"]
+    if state == DriverState.DRAINING and not timeout <= deadline <= scalars["now_ns"] + timeout:
+        raise SnapshotError(
+            f"a draining driver's shutdown deadline {deadline} must be its request's time (0 to "
+            f"now_ns {scalars['now_ns']}) plus shutdown_timeout_ns {timeout}")
     if state == DriverState.DRAINING and np.isin(streams, (State.INIT, State.ACTIVE)).any():
         raise SnapshotError("a draining driver's snapshot holds streams that are not draining")
     if state == DriverState.STOPPED and (np.isin(streams, (State.INIT, State.ACTIVE,
