@@ -585,7 +585,7 @@ def bench_timers(streams: int = 1_000_000, repeat: int = 5) -> list[Row]:
     """Timers on ``streams`` slots of the lease machine (``tools._timer_bench``): ``advance``
     with nothing due, with 1 % due beside the bare compiled loop (both from cold caches), and
     keepalives that restart the expiry timer beside the same machine without it; beside them
-    asyncio ``call_later``/``cancel`` and a ``heapq`` (at most 100,000 timers each: their costs
+    asyncio ``call_later``/``cancel`` and a ``heapq`` (at most 50,000 timers each: their costs
     per operation grow only with the log of the count) per restart and fire, and the bytes each
     holds per armed timer (the table: one int64 per timer and slot)."""
     t = spread_table(streams, 21)
@@ -615,7 +615,7 @@ def bench_timers(streams: int = 1_000_000, repeat: int = 5) -> list[Row]:
     zeros = np.zeros(len(keep), np.uint8)
     ka = {"timed": _best(lambda: t.dispatch_many(keep, zeros), repeat) / len(keep) * 1e9,
           "untimed": _best(lambda: untimed.dispatch_many(keep, zeros), repeat) / len(keep) * 1e9}
-    n_peer = min(streams, 100_000)
+    n_peer = min(streams, 50_000)
     aio = AsyncioTimers(n_peer)
     try:
         aio_restart, aio_fire = _peer_ns(aio, n_peer, repeat)
