@@ -244,9 +244,7 @@ def test_bytes_per_armed_timer(benchmark, record, sizes) -> None:  # type: ignor
     table = sum(dtype.itemsize * int(np.prod(shape)) for name, (dtype, shape) in layout.items()
                 if name in ("deadlines", "clock", "timer_blocks"))
     heap = traced_bytes(lambda: _heap(n, 1)) / n
-    loops: list[AsyncioTimers] = []
-    aio = traced_bytes(lambda: loops.append(_asyncio(n, 1)) or loops) / n
-    loops[0].close()
+    aio = traced_bytes(lambda: _asyncio(n, 1), AsyncioTimers.close) / n
     assert 8 <= table / sizes.streams < 8.1
     assert heap > 50 and aio > heap  # a tuple and two ints per entry; a handle is bigger
     for name, value in (("bytes_table", table / sizes.streams), ("bytes_heapq", heap),

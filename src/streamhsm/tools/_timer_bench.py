@@ -15,7 +15,7 @@ import gc
 import heapq
 import tracemalloc
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +25,8 @@ from ..machine import MachineSpec
 
 __all__ = ["EVENTS", "GROUPS", "LEASE_NS", "STEP_NS", "AsyncioTimers", "HeapTimers",
            "lease_machine", "plot_timers", "spread_table", "traced_bytes"]
+
+T = TypeVar("T")
 
 #: The lease machine's events, in code order.
 EVENTS = ("Keepalive", "Expire", "Detach")
@@ -69,8 +71,9 @@ def spread_table(n: int, seed: int, timers: bool = True) -> MachineTable:
     return t
 
 
-def traced_bytes(build: Callable[[], object]) -> int:
-    """Bytes ``build()`` leaves allocated (tracemalloc), its result kept alive while measured."""
+def traced_bytes(build: Callable[[], T], dispose: Callable[[T], object] | None = None) -> int:
+    """Bytes ``build()`` leaves allocated (tracemalloc), its result kept alive while measured and
+    then passed to ``dispose`` (if given)."""
     gc.collect()
     tracemalloc.start()
     try:
@@ -79,7 +82,8 @@ def traced_bytes(build: Callable[[], object]) -> int:
         after = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    del kept
+    if dispose is not None:
+        dispose(kept)
     return after - before
 
 
