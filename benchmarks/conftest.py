@@ -73,6 +73,24 @@ TARGETS: tuple[tuple[str, str, str, str, float], ...] = (
      "test_free_traffic_with_history", "test_free_traffic_without_history", "<=", 1.05),
     ("dispatch_many, history cells / plain transition cells", "test_history_cells",
      "test_plain_transition_cells", "<=", 2.0),
+    ("advance, nothing due, ns", "advance_idle_ns", "", "<=", 1000.0),
+    ("advance, 1 % due / bare compiled loop over the deadline column", "test_advance_one_percent",
+     "test_advance_floor", "<=", 1.5),
+)
+
+# (label, numerator, denominator): ratios printed without a verdict (no target is set).
+COMPARISONS: tuple[tuple[str, str, str], ...] = (
+    ("keepalives through dispatch_many, with the timer / without", "test_keepalives_with_timers",
+     "test_keepalives_without_timers"),
+    ("restart (keepalive), asyncio call_later+cancel / table", "restart_asyncio_ns",
+     "restart_table_ns"),
+    ("restart (keepalive), heapq push (lazy) / table", "restart_heapq_ns", "restart_table_ns"),
+    ("cancel, asyncio handle.cancel / table", "cancel_asyncio_ns", "cancel_table_ns"),
+    ("cancel, heapq (lazy) / table", "cancel_heapq_ns", "cancel_table_ns"),
+    ("fire, asyncio / table (advance, 1 % due)", "fire_asyncio_ns", "fire_table_ns"),
+    ("fire, heapq / table (advance, 1 % due)", "fire_heapq_ns", "fire_table_ns"),
+    ("bytes per armed timer, asyncio / table", "bytes_asyncio", "bytes_table"),
+    ("bytes per armed timer, heapq / table", "bytes_heapq", "bytes_table"),
 )
 
 
@@ -105,3 +123,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         ok = value <= bound if op == "<=" else value >= bound
         tr.write_line(f"{label}: {value:.3g} (target {op} {bound:g}) "
                       f"{'met' if ok else 'MISSED'}")
+    for label, num, den in COMPARISONS:
+        if num in RESULTS and den in RESULTS:
+            tr.write_line(f"{label}: {RESULTS[num] / RESULTS[den]:.3g} "
+                          f"({RESULTS[num]:.4g} / {RESULTS[den]:.4g}; no target)")
+    for name in sorted(k for k in RESULTS if k.endswith("_ns") or k.startswith("bytes_")):
+        tr.write_line(f"  {name} = {RESULTS[name]:.4g}")

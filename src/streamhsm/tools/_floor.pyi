@@ -7,7 +7,7 @@ import numpy.typing as npt
 from typing_extensions import Self
 
 __all__ = ["KeepaliveFloor", "NoopTarget", "broadcast_floor", "copy_floor", "table_floor",
-           "table_floor_int32"]
+           "table_floor_int32", "timer_floor"]
 
 @final
 class NoopTarget:
@@ -29,6 +29,13 @@ def table_floor_int32(
     next_state: npt.NDArray[np.uint8],
     slots: npt.NDArray[np.int32],
     events: npt.NDArray[np.uint8],
+) -> int: ...
+def timer_floor(
+    states: npt.NDArray[np.uint8],
+    next_state: npt.NDArray[np.uint8],
+    deadlines: npt.NDArray[np.int64],
+    now: int,
+    event: int,
 ) -> int: ...
 def copy_floor(dst: npt.NDArray[np.uint8], src: npt.NDArray[np.uint8]) -> int: ...
 

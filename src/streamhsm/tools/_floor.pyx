@@ -4,7 +4,7 @@ Private module, shipped so ``python -m streamhsm bench`` and ``benchmarks/`` can
 product beside its floor in one run.
 """
 cimport cython
-from libc.stdint cimport uint8_t, int32_t, int64_t
+from libc.stdint cimport INT64_MAX, uint8_t, int32_t, int64_t
 from libc.string cimport memcpy
 
 from streamhsm.driver._idmap cimport IdMap
@@ -12,7 +12,7 @@ from streamhsm.driver._idmap cimport IdMap
 import numpy as np
 
 __all__ = ["KeepaliveFloor", "NoopTarget", "broadcast_floor", "copy_floor", "table_floor",
-           "table_floor_int32"]
+           "table_floor_int32", "timer_floor"]
 
 
 @cython.final
@@ -77,6 +77,26 @@ def copy_floor(uint8_t[::1] dst, const uint8_t[::1] src):
         with nogil:
             memcpy(&dst[0], &src[0], n)
     return n
+
+
+def timer_floor(uint8_t[::1] states, const uint8_t[:, ::1] next_state, int64_t[::1] deadlines,
+                int64_t now, Py_ssize_t event):
+    """The floor of ``MachineTable.advance`` on a one-timer machine: the bare loop over the
+    deadline column without the GIL that finds the due slots (``deadline <= now``), disarms
+    them and applies ``states[slot] = next[states[slot], event]``: no summary, no clock, no
+    counters, no record. Returns the number fired."""
+    cdef Py_ssize_t s, fired = 0, n = deadlines.shape[0]
+    if states.shape[0] != n:
+        raise ValueError(f"states has {states.shape[0]} slots, deadlines {n}")
+    if not 0 <= event < next_state.shape[1]:
+        raise ValueError(f"event {event} is not a column of next_state")
+    with nogil:
+        for s in range(n):
+            if deadlines[s] <= now:
+                deadlines[s] = INT64_MAX
+                states[s] = next_state[states[s], event]
+                fired += 1
+    return fired
 
 
 @cython.final

@@ -33,10 +33,14 @@ from ._floor import (
     copy_floor,
     table_floor,
     table_floor_int32,
+    timer_floor,
+)
+from ._timer_bench import (
+    GROUPS, LEASE_NS, STEP_NS, AsyncioTimers, HeapTimers, spread_table, traced_bytes,
 )
 
 __all__ = ["INT32_SLOTS_TARGET", "MIN_TARGET_STREAMS", "PLOT_SIZES", "Row", "bench_control_plane",
-           "bench_driver_calls", "format_rows", "plot_scaling", "plot_sizes", "run_bench"]
+           "bench_driver_calls", "bench_timers", "format_rows", "plot_scaling", "plot_sizes", "run_bench"]
 
 LEASE_EVENTS = np.array([Event.PRODUCER_ATTACHED, Event.CONSUMER_ATTACHED, Event.PRODUCER_DETACHED,
                          Event.CONSUMER_DETACHED, Event.EPOCH_BUMPED], np.uint8)
@@ -541,6 +545,111 @@ def bench_control_plane(leases: int = 1_000_000, keepalives: int = 100_000,
     ]
 
 
+def _close(peer: HeapTimers | AsyncioTimers) -> None:
+    if isinstance(peer, AsyncioTimers):
+        peer.close()
+
+
+def _armed(peer: HeapTimers | AsyncioTimers) -> HeapTimers | AsyncioTimers:
+    """``peer`` with one timer armed per stream."""
+    n = len(peer.states)
+    if isinstance(peer, AsyncioTimers):
+        peer.arm(list(range(n)), LEASE_NS / 1e9)
+    else:
+        peer.arm(list(range(n)), [LEASE_NS + s for s in range(n)])
+    return peer
+
+
+def _peer_ns(peer: HeapTimers | AsyncioTimers, n: int, repeat: int) -> tuple[float, float]:
+    """Best ns per restart (cancel + arm) and per fire of a peer holding ``n`` armed timers, one
+    cohort (1 %) at a time, as :func:`bench_timers` measures the table."""
+    cohorts = [c.tolist() for c in np.array_split(np.random.default_rng(1).permutation(n), GROUPS)]
+    for g, cohort in enumerate(cohorts):
+        if isinstance(peer, AsyncioTimers):
+            peer.loop.now = g * STEP_NS / 1e9
+            peer.arm(cohort, LEASE_NS / 1e9)
+        else:
+            peer.arm(cohort, [g * STEP_NS + LEASE_NS] * len(cohort))
+    restart = fire = float("inf")
+    for g in range(repeat):
+        start = time.perf_counter()
+        if isinstance(peer, AsyncioTimers):
+            peer.loop.now = (GROUPS + g) * STEP_NS / 1e9
+            peer.arm(cohorts[-1 - g], LEASE_NS / 1e9)
+        else:
+            peer.arm(cohorts[-1 - g], [(GROUPS + g) * STEP_NS + LEASE_NS] * len(cohorts[-1 - g]))
+        restart = min(restart, (time.perf_counter() - start) / len(cohorts[-1 - g]))
+        start = time.perf_counter()
+        due = g * STEP_NS + LEASE_NS
+        k = peer.fire(due / 1e9) if isinstance(peer, AsyncioTimers) else peer.fire(due)
+        fire = min(fire, (time.perf_counter() - start) / k)
+    return restart * 1e9, fire * 1e9
+
+
+def bench_timers(streams: int = 1_000_000, repeat: int = 5) -> list[Row]:
+    """Timers on ``streams`` slots of the lease machine (``tools._timer_bench``): ``advance``
+    with nothing due, with 1 % due beside the bare compiled loop (both from cold caches), and
+    keepalives that restart the expiry timer beside the same machine without it; beside them
+    asyncio ``call_later``/``cancel`` and a ``heapq`` (at most 50,000 timers each: their costs
+    per operation grow only with the log of the count) per restart and fire, and the bytes each
+    holds per armed timer (the table: one int64 per timer and slot)."""
+    t = spread_table(streams, 21)
+    snap, due, cohort = t.snapshot(), LEASE_NS, streams // GROUPS
+    scratch = np.zeros(64 << 20, np.uint8)
+    deadlines0, states0 = np.array(t.deadlines("Active.Expire")), np.array(t.states)
+    deadlines, states = deadlines0.copy(), states0.copy()
+    nxt, idle = t.machine.engine_tables.next_state, t.now_ns
+    best = dict.fromkeys(("advance", "floor"), float("inf"))
+    for _ in range(repeat):
+        t.restore(snap)
+        scratch[::64] += 1  # both start from cold caches, as a periodic advance would
+        start = time.perf_counter()
+        assert t.advance(due) == cohort
+        best["advance"] = min(best["advance"], time.perf_counter() - start)
+        np.copyto(deadlines, deadlines0)
+        np.copyto(states, states0)
+        scratch[::64] += 1
+        start = time.perf_counter()
+        timer_floor(states, nxt, deadlines, due, 1)
+        best["floor"] = min(best["floor"], time.perf_counter() - start)
+    t.restore(snap)
+    idle_ns = _interleaved({"idle": "adv(now)"}, {"adv": t.advance, "now": idle}, 1000,
+                           20 * repeat)["idle"]
+    untimed = spread_table(streams, 21, timers=False)
+    keep = np.random.default_rng(22).integers(0, streams, max(1, streams // 10))
+    zeros = np.zeros(len(keep), np.uint8)
+    ka = {"timed": _best(lambda: t.dispatch_many(keep, zeros), repeat) / len(keep) * 1e9,
+          "untimed": _best(lambda: untimed.dispatch_many(keep, zeros), repeat) / len(keep) * 1e9}
+    n_peer = min(streams, 50_000)
+    aio = AsyncioTimers(n_peer)
+    try:
+        aio_restart, aio_fire = _peer_ns(aio, n_peer, repeat)
+    finally:
+        aio.close()
+    heap_restart, heap_fire = _peer_ns(HeapTimers(n_peer), n_peer, repeat)
+    fire_ns = best["advance"] / cohort * 1e9
+    aio_bytes = traced_bytes(lambda: _armed(AsyncioTimers(10_000)), _close) / 10_000
+    heap_bytes = traced_bytes(lambda: _armed(HeapTimers(10_000))) / 10_000
+    where = f"{streams:,} slots"
+    return [
+        Row(f"advance, nothing due ({where})", "call", idle_ns, "", None, "< 1 us", 1000.0),
+        Row(f"advance, 1 % due ({where})", "advance", best["advance"] * 1e9,
+            "bare compiled loop over the deadline column", best["floor"] * 1e9, "<= 1.5x", 1.5),
+        Row(f"keepalive restarting the lease timer (dispatch_many, {where})", "keepalive",
+            ka["timed"], "same machine without the timer", ka["untimed"], "cost of the timer"),
+        Row("asyncio call_later + cancel (a restart)", "restart", aio_restart,
+            "table keepalive with restart", ka["timed"], "speed-up = ratio"),
+        Row("heapq push, lazy cancel (a restart)", "restart", heap_restart,
+            "table keepalive with restart", ka["timed"], "speed-up = ratio"),
+        Row("asyncio fire (loop run on a fake clock)", "fire", aio_fire,
+            "table advance, 1 % due, per fired", fire_ns, "speed-up = ratio"),
+        Row("heapq fire (pop, check, expire)", "fire", heap_fire,
+            "table advance, 1 % due, per fired", fire_ns, "speed-up = ratio"),
+        Row("asyncio memory per armed timer (table: 8)", "bytes", aio_bytes),
+        Row("heapq memory per armed timer (table: 8)", "bytes", heap_bytes),
+    ]
+
+
 def run_bench(streams: int = 1_000_000, events: int = 10_000_000, leases: int = 1_000_000,
               out: TextIO | None = None) -> list[Row]:
     """Run the short suite; print progress to ``out``; return the rows.
@@ -560,6 +669,7 @@ def run_bench(streams: int = 1_000_000, events: int = 10_000_000, leases: int = 
         ("driver", lambda: bench_driver(leases)),
         ("driver calls", bench_driver_calls),
         ("driver control plane", lambda: bench_control_plane(leases)),
+        ("timers", lambda: _without_verdict(bench_timers(streams), small)),
     )
     for name, fn in parts:
         if out is not None:
