@@ -256,8 +256,9 @@ def _check_timers(snap: dict[str, Any], machine: Any, states: np.ndarray) -> dic
         armed = deadlines[i] != never
         owned = np.array([bool(timers.owned[s] >> i & 1) if s < machine.n_states else False
                           for s in range(FREE_SLOT + 1)])
-        bad = np.flatnonzero(armed & (~owned[states] | (deadlines[i] <= now)
-                                      | (deadlines[i] > now + int(timers.delays[i]))))
+        delay = int(timers.delays[i])  # a zero-delay timer may be armed at the clock itself
+        bad = np.flatnonzero(armed & (~owned[states] | (deadlines[i] < now + (delay > 0))
+                                      | (deadlines[i] > now + delay)))
         if bad.size:
             raise SnapshotError(
                 f"snapshot deadline {int(deadlines[i, bad[0]])} of timer {timers.names[i]!r} at "
