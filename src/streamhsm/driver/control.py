@@ -440,7 +440,8 @@ class Driver(DriverBase):
         if expected is not None and given != expected:
             return Response(_REJECTED, "invalid shutdown token")
         current = self._lifecycle.current
-        self._lifecycle.advance(now)  # (nothing is armed while Running: only the clock moves)
+        if current is DriverState.RUNNING:  # nothing is armed yet: only the clock moves (poll
+            self._lifecycle.advance(now)    # alone advances a draining driver's machine)
         self._lifecycle.dispatch(DriverEvent.SHUTDOWN_REQUESTED)  # arms the shutdown timer
         self._running = False
         if current is not DriverState.RUNNING:
