@@ -25,7 +25,14 @@ from streamhsm import FIRED_DTYPE
 from streamhsm._engine_tables import table_layout
 from streamhsm.tools._floor import timer_floor
 from streamhsm.tools._timer_bench import (
-    EVENTS, GROUPS, LEASE_NS, STEP_NS, AsyncioTimers, HeapTimers, spread_table, traced_bytes,
+    EVENTS,
+    GROUPS,
+    LEASE_NS,
+    STEP_NS,
+    AsyncioTimers,
+    HeapTimers,
+    spread_table,
+    traced_bytes,
 )
 
 ROUNDS = 12

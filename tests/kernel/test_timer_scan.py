@@ -77,7 +77,7 @@ def test_grouped_scan_fires_what_each_slot_fires_alone(timers: int, n: int) -> N
         np.testing.assert_array_equal(
             big.deadlines(name), np.concatenate([t.deadlines(name) for t in singles]))
     assert big.skipped_periods == tuple(
-        sum(col) for col in zip(*(t.skipped_periods for t in singles)))
+        sum(col) for col in zip(*(t.skipped_periods for t in singles), strict=True))
     assert big.now_ns == singles[0].now_ns
 
 

@@ -103,7 +103,7 @@ class HeapTimers:
     def arm(self, slots: list[int], deadlines: list[int]) -> None:
         """Arm (or re-arm) the timer of each slot to its deadline."""
         heap, deadline, push = self.heap, self.deadline, heapq.heappush
-        for s, d in zip(slots, deadlines):
+        for s, d in zip(slots, deadlines, strict=True):
             deadline[s] = d
             push(heap, (d, s))
 

@@ -36,11 +36,18 @@ from ._floor import (
     timer_floor,
 )
 from ._timer_bench import (
-    GROUPS, LEASE_NS, STEP_NS, AsyncioTimers, HeapTimers, spread_table, traced_bytes,
+    GROUPS,
+    LEASE_NS,
+    STEP_NS,
+    AsyncioTimers,
+    HeapTimers,
+    spread_table,
+    traced_bytes,
 )
 
 __all__ = ["INT32_SLOTS_TARGET", "MIN_TARGET_STREAMS", "PLOT_SIZES", "Row", "bench_control_plane",
-           "bench_driver_calls", "bench_timers", "format_rows", "plot_scaling", "plot_sizes", "run_bench"]
+           "bench_driver_calls", "bench_timers", "format_rows", "plot_scaling", "plot_sizes",
+           "run_bench"]
 
 LEASE_EVENTS = np.array([Event.PRODUCER_ATTACHED, Event.CONSUMER_ATTACHED, Event.PRODUCER_DETACHED,
                          Event.CONSUMER_DETACHED, Event.EPOCH_BUMPED], np.uint8)
