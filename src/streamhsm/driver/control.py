@@ -353,11 +353,14 @@ class Driver(DriverBase):
 
     def poll(self, now_ns: int) -> int:
         """The driver's duty cycle: recycle the slots of dynamic streams closed since the last
-        poll, expire every lease whose expiry is before ``now_ns`` (one vectorised scan), and after
-        the shutdown timeout revoke the remaining leases, broadcast DriverShutdown and stop.
+        poll, advance the lease table's clock to ``now_ns`` (the expiry timers of the leases
+        whose expiry is before it fire: they end), and advance the driver machine's (its
+        shutdown timer, due at the request plus the timeout, revokes the remaining leases,
+        broadcasts DriverShutdown and stops the driver).
 
         A stream closed by idle cleanup is thus observable as Closed until the next poll.
-        Returns the number of leases that expired.
+        Returns the number of leases that expired in this poll (a lease call with a later time
+        than the last poll expires the leases due before it too).
         """
         now = plain_int("now_ns", now_ns)
         self._check_open()
