@@ -26,7 +26,7 @@ def driver_layout(n_streams: int, n_leases: int, n_dynamic: int,
     has one column per ``REVOKED_NOTICE_DTYPE`` field. Then the counters.
     """
     i8, i4, u1 = np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.uint8)
-    layout = {
+    layout: dict[str, tuple[np.dtype[Any], int, int]] = {
         "stream_id": (i8, n_streams, -1),
         "producer": (i8, n_streams, 0),
         "consumers": (i4, n_streams, 0),
@@ -41,7 +41,7 @@ def driver_layout(n_streams: int, n_leases: int, n_dynamic: int,
         "lease_role": (u1, n_leases, 0),
         "lease_client": (i8, n_leases, 0),
     }
-    for name in REVOKED_NOTICE_DTYPE.names:
+    for name in REVOKED_NOTICE_DTYPE.names or ():
         layout["revoked_" + name] = (REVOKED_NOTICE_DTYPE[name], outbox, 0)
     layout["counters"] = (i8, N_CORE_COUNTERS, 0)
     return layout
