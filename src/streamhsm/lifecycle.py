@@ -7,6 +7,7 @@ handles are counted by the engine (the Root "handler"), never raised.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, SupportsIndex
@@ -63,8 +64,8 @@ class Event(CodeEnum):
 #: Policy name of the variant in which losing the producer drains the stream (plan S-2).
 DRAIN_ON_PRODUCER_LOSS = "drain_on_producer_loss"
 
-def stream_spec(drain_on_producer_loss: bool = False, *,
-                drain_flag: str | None = None) -> MachineSpec:
+def stream_spec(drain_on_producer_loss: bool = False, *, drain_flag: str | None = None,
+                announce_period_ns: int | None = None) -> MachineSpec:
     """The declaration of the stream lifecycle (DESIGN section 2), optionally with the
     ``drain_on_producer_loss`` policy (Active + ProducerDetached -> Draining,
     Draining + ProducerAttached -> Active).
@@ -73,6 +74,11 @@ def stream_spec(drain_on_producer_loss: bool = False, *,
     guard on that per-stream flag (machine ``stream[<flag> flag]``): a stream with the flag set
     behaves like ``drain_on_producer_loss``, one with it clear like the default, so one table can
     mix both policies.
+
+    With ``announce_period_ns`` the machine has one more event, ``AnnounceDue`` (code 10, after
+    the contract's :class:`Event` codes), and Live owns the periodic timer ``announce`` that
+    fires it every period, handled in place: the driver's announce cadence (machine
+    ``stream[... announce every N ns]``).
 
     Raises:
         ValueError: both ``drain_on_producer_loss`` and ``drain_flag`` are given.
@@ -85,6 +91,11 @@ def stream_spec(drain_on_producer_loss: bool = False, *,
     else:
         name = "stream" if not drain_on_producer_loss else f"stream[{DRAIN_ON_PRODUCER_LOSS}]"
     spec = MachineSpec(name, Event, initial="Live")
+    if announce_period_ns is not None:
+        name = f"{name}[announce every {announce_period_ns} ns]"
+        spec = MachineSpec(name, [*spec.events, "AnnounceDue"], initial="Live")
+        spec.every("Live", announce_period_ns, "AnnounceDue", name="announce")
+        spec.on("Live", "AnnounceDue")
     if drain_flag is not None:
         spec.flag(drain_flag)
     spec.state("Live", initial="Init")
@@ -115,17 +126,28 @@ register("stream", _compile_stream(False))
 register("stream", _compile_stream(True), DRAIN_ON_PRODUCER_LOSS)
 
 
-def stream_machine(drain_on_producer_loss: bool = False) -> CompiledMachine:
-    """The compiled stream lifecycle for a policy (compiled once, then shared)."""
+def stream_machine(drain_on_producer_loss: bool = False, *,
+                   announce_period_ns: int | None = None) -> CompiledMachine:
+    """The compiled stream lifecycle for a policy (compiled once, then shared); with
+    ``announce_period_ns``, the variant whose Live state announces periodically (see
+    :func:`stream_spec`; one compiled machine per policy and period, kept)."""
     if not isinstance(drain_on_producer_loss, bool):
         raise TypeError(
             f"drain_on_producer_loss must be a bool, got {type(drain_on_producer_loss).__name__}"
         )
+    if announce_period_ns is not None:
+        return _announcing(drain_on_producer_loss, announce_period_ns)
     return machine("stream", DRAIN_ON_PRODUCER_LOSS if drain_on_producer_loss else DEFAULT_POLICY)
 
 
+@functools.lru_cache(maxsize=64)
+def _announcing(drain_on_producer_loss: bool, period: int) -> CompiledMachine:
+    return stream_spec(drain_on_producer_loss, announce_period_ns=period).compile(State)
+
+
 def _drains(m: object) -> bool:
-    return m is machine("stream", DRAIN_ON_PRODUCER_LOSS)
+    return m is machine("stream", DRAIN_ON_PRODUCER_LOSS) or (
+        isinstance(m, CompiledMachine) and m.name.startswith(f"stream[{DRAIN_ON_PRODUCER_LOSS}]"))
 
 
 class StreamLifecycle(MachineInstance):
@@ -185,6 +207,8 @@ class StreamTable(MachineTable):
     Args:
         capacity: number of slots.
         drain_on_producer_loss: select the ``drain_on_producer_loss`` policy table.
+        announce_period_ns: the announcing variant of the machine (:func:`stream_spec`), whose
+            clock starts at ``now_ns``.
 
     ``open()`` returns a slot in ``State.INIT``; ``dispatch``, ``dispatch_many`` and ``broadcast``
     run the compiled table (the latter two without the GIL); ``states`` and ``unhandled`` are
@@ -192,8 +216,11 @@ class StreamTable(MachineTable):
     """
 
     def __init__(self, capacity: int, drain_on_producer_loss: bool = False, *,
-                 arrays: dict[str, np.ndarray] | None = None) -> None:
-        super().__init__(stream_machine(drain_on_producer_loss), capacity, arrays=arrays)
+                 arrays: dict[str, np.ndarray] | None = None,
+                 announce_period_ns: int | None = None, now_ns: int = 0) -> None:
+        super().__init__(stream_machine(drain_on_producer_loss,
+                                        announce_period_ns=announce_period_ns),
+                         capacity, arrays=arrays, now_ns=now_ns)
 
     if TYPE_CHECKING:  # the engine returns members of this machine's State enum
 

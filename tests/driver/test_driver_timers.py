@@ -142,3 +142,48 @@ def test_a_snapshot_from_before_timers_keeps_its_expiries() -> None:
     assert e.lease_expiry(b.lease_id) == 250 + TTL
     assert e.lease_state(a.lease_id) is LeaseState.ACTIVE
     assert e.poll(TTL + 1) == 1 and e.lease_state(a.lease_id) is LeaseState.CLOSED
+
+
+def test_each_stream_is_announced_on_its_own_phase() -> None:
+    d = Driver(DriverConfig(static_stream_ids=(1,), allow_dynamic_streams=True,
+                            dynamic_stream_id_range=(100, 200), announce_period_ns=100))
+    assert d.drain_announces().tolist() == [1]  # provisioned: due at once, as before
+    d.attach(150, Role.PRODUCER, 9, 30, create=True)
+    assert d.drain_announces().tolist() == [150]
+    seen = []
+    for t in (99, 100, 129, 130, 200, 230):
+        d.poll(t)
+        seen.append((t, d.drain_announces().tolist()))
+    assert seen == [(99, []), (100, [1]), (129, []), (130, [150]), (200, [1]), (230, [150])]
+    d.poll(1_000)  # a late poll: each fires once, its skipped periods counted
+    assert d.drain_announces().tolist() == [1, 150]
+    assert d.streams.deadlines("announce")[:2].tolist() == [1_100, 1_030]
+    e = Driver.restore(d.snapshot())  # the phases travel with snapshots
+    assert e.streams.deadlines("announce")[:2].tolist() == [1_100, 1_030]
+
+
+def test_a_lease_call_also_fires_the_announces_due_before_it() -> None:
+    d = Driver(DriverConfig(static_stream_ids=(1,), announce_period_ns=100))
+    d.drain_announces()
+    a = d.attach(1, Role.CONSUMER, 5, 10)
+    d.drain_announces()
+    d.keepalive(a.lease_id, 150, client_id=5)
+    assert d.drain_announces().tolist() == [1]
+
+
+def test_without_a_period_no_announce_repeats_and_the_stream_machine_has_no_timers() -> None:
+    d = Driver(DriverConfig(static_stream_ids=(1,)))
+    d.drain_announces()
+    d.poll(10**12)
+    assert d.drain_announces().tolist() == [] and d.streams.machine.timers is None
+
+
+@pytest.mark.parametrize(("kw", "err", "match"), [
+    ({"announce_period_ns": 0}, ValueError, "announce_period_ns must be"),
+    ({"announce_period_ns": 2**62 + 1}, ValueError, "announce_period_ns must be"),
+    ({"announce_period_ns": 1.5}, TypeError, "announce_period_ns must be an int"),
+    ({"announce_period_ns": 5, "shm_name": "seg"}, ValueError, "cannot be used with shm_name"),
+])
+def test_bad_announce_periods_are_refused(kw: dict[str, object], err: type, match: str) -> None:
+    with pytest.raises(err, match=match):
+        DriverConfig(**kw)  # type: ignore[arg-type]

@@ -130,7 +130,8 @@ cdef class DriverCore:
         if leases.machine.timers is None or leases.machine.timers.names != ("expiry",):
             raise ValueError("the lease table's machine must have the one timer 'expiry' "
                              "(streamhsm.driver.machines.lease_machine(expiry_ns))")
-        self.fired_buf = np.zeros(self.n_leases, FIRED_DTYPE)
+        # the expiries (or stream announces) one advance fires: at most one per slot
+        self.fired_buf = np.zeros(max(self.n_leases, self.n_streams), FIRED_DTYPE)
         self.fired = <HsmFired*><uintptr_t>self.fired_buf.ctypes.data
         self.by_id = IdMap(self.n_leases)
         self.by_client = IdMap(self.n_leases)
@@ -318,13 +319,16 @@ cdef class DriverCore:
         return n
 
     cdef Py_ssize_t advance_to(self, int64_t now) noexcept nogil:
-        """Move the lease table's clock to ``now``: every lease whose expiry (its ``expiry``
-        timer's deadline minus one) is before ``now`` gets LeaseTimeout from its timer and is
-        ended here (reason EXPIRED), in slot order; return how many. The caller checked ``now``
-        (not before the clock, at most ``max_time_ns``) and, if anything is due, that no such
-        lease is blocked by an epoch at ``EPOCH_MAX`` (:meth:`first_blocked_end`). With nothing
-        due this is a clock store."""
+        """Move the tables' clocks to ``now``: the streams whose announce timer fires are due;
+        every lease whose expiry (its timer's deadline - 1) is before ``now`` gets LeaseTimeout
+        from its timer and ends here (EXPIRED), in slot order; return how many. The caller
+        checked ``now`` and that no such lease is blocked by an epoch at ``EPOCH_MAX``
+        (:meth:`first_blocked_end`). With nothing due this is a clock store."""
         cdef Py_ssize_t i, n, ls
+        if now > hsm_now(self.streams) >= 0:  # the announce cadence: every fired stream is due
+            n = hsm_advance(self.streams, now, self.fired, self.n_streams)
+            for i in range(n):
+                self.mark_due(self.fired[i].slot)
         if now <= hsm_now(self.leases):  # (a refused batch may have put the driver's clock back)
             return 0
         n = hsm_advance(self.leases, now, self.fired, self.n_leases)

@@ -60,6 +60,12 @@ class DriverConfig:
         shm_name: if set, the stream table lives in the named shared-memory segment (see
             ``streamhsm.shm``), readable by ``python -m streamhsm stat NAME`` while the driver runs;
             ``poll`` publishes its heartbeat and ``Driver.close`` removes it.
+        announce_period_ns: if set (1 to 2**62), every Live stream's announce is due again each
+            period, on its own phase (from when it was provisioned): a periodic timer of the
+            stream machine that the driver's clock (every lease call and poll) fires into the
+            announce outbox. None (default): announces are due only when a stream's epoch or
+            state changes, and the transport keeps its own cadence (``announce_eligible``). Not
+            with ``shm_name`` (a shared segment holds the registered stream machines only).
     """
 
     static_stream_ids: tuple[int, ...] = ()
@@ -74,6 +80,7 @@ class DriverConfig:
     lease_capacity: int = 4096
     outbox_capacity: int | None = field(default=None)
     shm_name: str | None = None
+    announce_period_ns: int | None = None
 
     def __post_init__(self) -> None:
         ids = self.static_stream_ids
@@ -140,6 +147,12 @@ class DriverConfig:
                 check_segment_name(self.shm_name)
             except ValueError as exc:
                 raise ValueError(f"shm_name: {exc}") from None
+        if self.announce_period_ns is not None:
+            object.__setattr__(self, "announce_period_ns",
+                               _int("announce_period_ns", self.announce_period_ns, 1, 2**62))
+            if self.shm_name is not None:
+                raise ValueError("announce_period_ns cannot be used with shm_name: a shared "
+                                 "segment holds the registered stream machines only")
         if self.outbox_capacity is None:
             object.__setattr__(self, "outbox_capacity", self.lease_capacity)
         object.__setattr__(self, "outbox_capacity",
@@ -154,4 +167,5 @@ class DriverConfig:
     def max_time_ns(self) -> int:
         """The largest time a driver with this configuration accepts: its lease expiries and
         shutdown deadline still fit in int64 (the one place this limit is computed)."""
-        return NEVER - 1 - max(self.lease_expiry_ns, self.shutdown_timeout_ns)
+        return NEVER - 1 - max(self.lease_expiry_ns, self.shutdown_timeout_ns,
+                               self.announce_period_ns or 0)

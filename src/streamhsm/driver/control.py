@@ -135,7 +135,8 @@ class Driver(DriverBase):
             self._shared = SharedStreamTable(name, n_s, cfg.drain_on_producer_loss)
             self._streams: StreamTable = self._shared
         else:
-            self._streams = StreamTable(n_s, drain_on_producer_loss=cfg.drain_on_producer_loss)
+            self._streams = StreamTable(n_s, drain_on_producer_loss=cfg.drain_on_producer_loss,
+                                        announce_period_ns=cfg.announce_period_ns, now_ns=start)
         # the lease machine owns lease expiry (its ``expiry`` timer): the table's clock is the
         # driver's, moved by every lease call and poll (DriverCore.expire)
         self._leases = MachineTable(lease_machine(cfg.lease_expiry_ns), n_l, now_ns=start)

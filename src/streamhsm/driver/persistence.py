@@ -55,8 +55,9 @@ _TABLES = ("streams", "leases")
 def fingerprint(config: DriverConfig) -> str:
     """The fingerprint of a driver's three machines (stream policy, lease with the configured
     expiry timer, driver)."""
-    return "/".join(m.fingerprint for m in (stream_machine(config.drain_on_producer_loss),
-                                             lease_machine(config.lease_expiry_ns),
+    streams = stream_machine(config.drain_on_producer_loss,
+                             announce_period_ns=config.announce_period_ns)
+    return "/".join(m.fingerprint for m in (streams, lease_machine(config.lease_expiry_ns),
                                              driver_machine(config.shutdown_timeout_ns)))
 
 
@@ -130,7 +131,8 @@ def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapsh
     scalars = _scalars(header, layout, config)
     if untimed:
         tables["leases"] = _lease_timers(tables["leases"], header, config, scalars["now_ns"])
-    _check_lease_clock(tables["leases"], scalars["now_ns"])
+    for prefix in _TABLES:  # a table's clock is the driver's, or behind it
+        _check_lease_clock(tables[prefix], scalars["now_ns"], prefix)
     streams, leases = tables["streams"]["states"], tables["leases"]["states"]
     check_leaf_codes(streams, stream_machine(config.drain_on_producer_loss), "stream ")
     check_leaf_codes(leases, lease_machine(), "lease ")
@@ -320,11 +322,14 @@ def _lease_timers(table: dict[str, Any], snap: dict[str, Any], config: DriverCon
             "now_ns": now, "deadlines": deadlines, "skipped": np.zeros(1, np.int64)}
 
 
-def _check_lease_clock(table: dict[str, Any], now: int) -> None:
-    """The lease table's clock is the driver's, or behind it (never ahead)."""
-    clock = table.get("now_ns")
+def _check_lease_clock(table: dict[str, Any], now: int, prefix: str = "leases") -> None:
+    """A table's clock is the driver's, or behind it (never ahead); a table snapshot from before
+    timers has none (it restores at 0)."""
+    clock = table.get("now_ns", 0)
+    if isinstance(clock, np.ndarray) and clock.shape == () and clock.dtype.kind in "iu":
+        clock = clock.item()  # a 0-d array, as a file may store it
     if type(clock) is not int or not 0 <= clock <= now:
-        raise SnapshotError(f"snapshot leases.now_ns {clock!r} must be an int between 0 and the "
+        raise SnapshotError(f"snapshot {prefix}.now_ns {clock!r} must be an int between 0 and the "
                             f"driver's now_ns {now}")
 
 
