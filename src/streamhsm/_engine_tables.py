@@ -233,7 +233,8 @@ def table_layout(capacity: int, n_events: int, n_owners: int = 0,
     ``clock`` (int64: the clock, then a lower bound of every armed deadline),
     ``timer_blocks`` (int64: a lower bound per block of :data:`TIMER_BLOCK` slots) and
     ``skipped`` (int64: periods skipped, per timer)."""
-    extra = {"history": (np.dtype(np.uint8), (n_owners, capacity))} if n_owners else {}
+    extra: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = (
+        {"history": (np.dtype(np.uint8), (n_owners, capacity))} if n_owners else {})
     if n_timers:
         i64 = np.dtype(np.int64)
         extra.update(deadlines=(i64, (n_timers, capacity)), clock=(i64, (2,)),
