@@ -16,13 +16,14 @@ S = 1_000_000_000
 
 
 def _machine() -> CompiledMachine:
-    s = MachineSpec("leased", ["Keep", "Expire", "Beat", "Poll", "Done", "Open"], "Live")
+    s = MachineSpec("leased", ["Keep", "Expire", "Beat", "Poll", "Done", "Open", "Nudge"], "Live")
     s.flag("sticky")
     s.state("Live", initial="Fresh").state("Fresh", "Live").state("Stale", "Live")
     s.state("Gone")
     s.on("Live", "Keep", restart="lease")                       # internal, restarts
     s.on("Fresh", "Poll", "Stale", restart=["lease", "poll"])    # a transition that restarts
-    s.on("Stale", "Poll", "Fresh")                               # an unguarded edge of its own
+    s.on("Fresh", "Nudge", "Stale")      # same ends as the restart edge: drawn apart from it
+    s.on("Stale", "Poll", "Fresh")
     s.on("Live", "Expire", "Gone", guard="!sticky").on("Live", "Expire", guard="sticky")
     s.on("Gone", "Open", "Live").on("Root", "Beat").on("Live", "Done", "Gone")
     s.after("Live", 2 * S, "Expire", name="lease")
@@ -39,6 +40,7 @@ def test_mermaid_lists_timers_on_their_states_and_restarts_on_handlers() -> None
     assert "Gone : after 1.5 min -> Open" in lines
     assert "Live : handles Keep / restart lease, Expire [sticky]" in lines
     assert "Fresh --> Stale : Poll / restart lease, poll" in lines
+    assert "Fresh --> Stale : Nudge" in lines
     assert "Stale --> Fresh : Poll" in lines
     note = next(line for line in lines if line.startswith("note right of Live"))
     assert note == "note right of Live : Root (any state) handles Beat; every 1 s -> Beat"
@@ -55,6 +57,7 @@ def test_dot_lists_timers_in_the_state_box_and_restarts_on_edges(tmp_path: Path)
             in text)
     assert 'Gone [label=<Gone<BR/><FONT POINT-SIZE="10">after 1.5 min -&gt; Open</FONT>>];' in text
     assert 'Fresh -> Stale [label="Poll / restart lease, poll"];' in text
+    assert 'Fresh -> Stale [label="Nudge"];' in text
     assert 'Stale [label="Stale"];' in text
     assert ('Root__note [shape=note, label="Root (any state) handles Beat; every 1 s -> Beat"];'
             in text)
