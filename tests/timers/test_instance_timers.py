@@ -63,6 +63,7 @@ def test_the_initial_states_arm_at_construction_from_now_ns(machine) -> None:
     assert _deadlines(inst, machine) == [107, 110, 103, NEVER, NEVER]  # Root, A, A1 armed
     assert MachineInstance(machine).now_ns == 0
     assert MachineInstance(machine).deadlines("A1.Step") == 3
+    assert MachineInstance(machine, now_ns=np.int64(7)).deadlines("A1.Step") == 10
     assert inst.skipped_periods == (0, 0, 0, 0, 0)
 
 
@@ -253,6 +254,9 @@ def test_a_timer_free_instance_has_no_clock() -> None:
     with pytest.raises(ValueError, match="machine 'plain' has no timers"):
         MachineInstance(plain, now_ns=5)
     assert MachineInstance(plain, now_ns=0).dispatch("Go") is True
+    assert MachineInstance(plain, now_ns=np.int64(0)).now_ns is None  # as MachineTable
+    with pytest.raises(ValueError, match="machine 'plain' has no timers"):
+        MachineInstance(plain, now_ns=0.5)
 
 
 def test_stream_lifecycle_is_unaffected() -> None:
