@@ -1,7 +1,7 @@
 """Type stubs for the compiled instance class ``streamhsm._instance``."""
 
 from enum import IntEnum
-from typing import SupportsIndex, TypeAlias
+from typing import Any, SupportsIndex, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -19,9 +19,28 @@ class MachineInstance:
 
     @property
     def machine(self) -> CompiledMachine: ...
-    def __init__(self, machine: CompiledMachine, *, count_transitions: bool = False) -> None: ...
-    def _bind(self, machine: CompiledMachine, count_transitions: bool) -> None: ...
+    def __init__(
+        self,
+        machine: CompiledMachine,
+        *,
+        count_transitions: bool = False,
+        now_ns: int | np.integer[Any] = 0,
+    ) -> None: ...
+    def _bind(
+        self,
+        machine: CompiledMachine,
+        count_transitions: bool,
+        now_ns: int | np.integer[Any] = 0,
+    ) -> None: ...
     def dispatch(self, event: _Code) -> bool: ...
+    def advance(
+        self, now_ns: int | np.integer[Any], out: npt.NDArray[np.void] | None = None
+    ) -> int: ...
+    @property
+    def now_ns(self) -> int | None: ...
+    def deadlines(self, name: str) -> int: ...
+    @property
+    def skipped_periods(self) -> tuple[int, ...]: ...
     def set_flag(self, name: str, value: bool | np.bool_) -> None: ...
     def flag(self, name: str) -> bool: ...
     @property

@@ -208,7 +208,7 @@ cdef class MachineInstance:
         cdef int64_t now = 0
         check_machine(machine)
         timed = machine.timers is not None
-        if timed or type(now_ns) is not int or now_ns != 0:
+        if timed or not (isinstance(now_ns, (int, np.integer)) and now_ns == 0):
             now = check_advance(machine, now_ns)  # ValueError for a machine without timers
         if count_transitions is False and not machine.engine_tables.n_owners and not timed:
             tables = _shared_tables(machine)

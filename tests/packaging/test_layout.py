@@ -96,10 +96,11 @@ ENGINE_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("owned copies", frozenset({"_owned"})),
     ("declaration", frozenset({"machine", "_codec"})),
     ("compiler parts", frozenset({"_pseudo", "_engine_tables"})),
-    ("timer tables", frozenset({"_timer_tables"})),
+    ("timer tables", frozenset({"_timer_tables"})),  # reads the engine tables' layout
     ("compiler", frozenset({"compiler", "reference", "snapshot", "_observe"})),
     ("kernels", frozenset({"_kernel", "_checks"})),
-    ("batch kernels", frozenset({"_batch", "_timer_kernel"})),
+    ("timer kernels", frozenset({"_timer_kernel"})),  # built on the kernels' structs
+    ("batch kernels", frozenset({"_batch"})),
     ("core binding", frozenset({"_binding"})),
     ("table and instance classes", frozenset({"_table", "_instance"})),
     ("Python API", frozenset({"_testing", "capi", "registry", "lifecycle", "shm", "_shm_timers",

@@ -143,8 +143,8 @@ def test_compiled_signatures_come_from_the_stubs(apigen: ModuleType) -> None:
     assert (sig, ret) == ("(slot: SupportsIndex, event: _Code)", "bool")
     sig, ret = apigen.stub_signature("class", streamhsm.MachineTable)
     assert sig == ("(machine: CompiledMachine, capacity: int, *, "
-                   "arrays: dict[str, npt.NDArray[Any]] | None=None, now_ns: int=0)") \
-        and ret is None
+                   "arrays: dict[str, npt.NDArray[Any]] | None=None, "
+                   "now_ns: int | np.integer[Any]=0)") and ret is None
     assert apigen.property_type("streamhsm.StreamTable.states") == "npt.NDArray[np.uint8]"
     # pure-Python objects keep autodoc's own signature (from their annotations)
     assert apigen.stub_signature("method", streamhsm.Driver.poll) is None

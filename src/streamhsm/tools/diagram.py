@@ -15,6 +15,11 @@ History and completion: each history owner shows its history pseudostates (``H``
 transition with history points at the pseudostate. A final state is drawn as the UML bull's-eye
 (a ``◉`` before its name in Mermaid, a ringed dot labelled with its name in DOT). A completion
 transition is an edge without an event: unlabelled, or labelled ``[guard]``.
+
+Timers: a state that owns timers lists them on its state, one line each, ``after 2 s -> Event``
+or ``every 1 s -> Event`` (:meth:`~streamhsm.machine.TimerDecl.label`); timers of Root go in the
+Root note. A handler that restarts timers is labelled ``Event / restart name`` (an edge of its
+own, as a guarded handler, so that its action is not read as another event of the edge).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections import defaultdict
 from typing import NamedTuple
 
 from ..compiler import CompiledMachine
-from ..machine import ROOT
+from ..machine import ROOT, HandlerDecl
 
 __all__ = ["FORMATS", "IMAGE_FORMATS", "render", "render_image", "to_dot", "to_mermaid"]
 
@@ -53,6 +58,14 @@ class _Structure(NamedTuple):
     internal: dict[str, list[str]]  # state -> labels of the handlers without a transition
     owner: dict[tuple[str, str], str]  # (src, dst) -> the composite an edge is drawn in
     pseudo: dict[str, list[tuple[str, str | None]]]  # owner -> [(kind, default target)]
+    timers: dict[str, list[str]]  # owner -> "after 2 s -> Event", in declaration order
+
+
+def _handler_label(decl: HandlerDecl) -> str:
+    """``"Event"`` / ``"Event [guard]"``, then ``" / restart name, name"`` if it restarts
+    timers."""
+    restart = f" / restart {', '.join(decl.restart)}" if decl.restart else ""
+    return decl.label() + restart
 
 
 def _structure(machine: CompiledMachine) -> _Structure:
@@ -66,9 +79,9 @@ def _structure(machine: CompiledMachine) -> _Structure:
     internal: dict[str, list[str]] = defaultdict(list)
     for decl in spec.declared_handlers:
         if decl.target is None:
-            internal[decl.state].append(decl.label())
-        elif decl.guard is not None:  # a guarded handler is an edge of its own
-            edges.append(_Edge(decl.state, decl.target, [decl.label()], decl.history))
+            internal[decl.state].append(_handler_label(decl))
+        elif decl.guard is not None or decl.restart:  # an edge of its own
+            edges.append(_Edge(decl.state, decl.target, [_handler_label(decl)], decl.history))
         elif (key := (decl.state, decl.target, decl.history)) in unguarded:
             unguarded[key].labels.append(decl.label())
         else:
@@ -96,7 +109,11 @@ def _structure(machine: CompiledMachine) -> _Structure:
     for src, dst, *_ in edges:
         up_dst = chain(dst)
         owner[(src, dst)] = next((a for a in chain(src)[1:] if a in up_dst), ROOT)
-    return _Structure(dict(children), parent, edges, dict(internal), owner, dict(pseudo))
+    timers: dict[str, list[str]] = defaultdict(list)
+    for t in spec.timers:
+        timers[t.state].append(f"{t.label()} -> {t.event}")
+    return _Structure(dict(children), parent, edges, dict(internal), owner, dict(pseudo),
+                      dict(timers))
 
 
 def _text(labels: list[str]) -> str:
@@ -108,12 +125,15 @@ def _hnode(owner: str, kind: str) -> str:
 
 
 def _root_note(st: _Structure) -> str | None:
-    """Handlers declared on Root itself (they apply in every state), as one line of text."""
+    """Handlers declared on Root itself (they apply in every state) and the timers Root owns
+    (they run in every state), as one line of text."""
     parts = list(st.internal.get(ROOT, []))
     parts += [f"{_text(e.labels)} -> {e.dst}"
               f"{' (' + _HISTORY[e.history][0] + ')' if e.history else ''}"
               for e in st.edges if e.src == ROOT]
-    return f"Root (any state) handles {', '.join(parts)}" if parts else None
+    what = [f"handles {', '.join(parts)}"] if parts else []
+    what += st.timers.get(ROOT, [])
+    return f"Root (any state) {'; '.join(what)}" if what else None
 
 
 def to_mermaid(machine: CompiledMachine) -> str:
@@ -141,6 +161,8 @@ def to_mermaid(machine: CompiledMachine) -> str:
         for child in children.get(state, []):
             if internal.get(child):
                 lines.append(f"{indent}{child} : handles {', '.join(internal[child])}")
+            for timer in st.timers.get(child, []):
+                lines.append(f"{indent}{child} : {timer}")
         for e in edges:
             if owner[(e.src, e.dst)] == state and e.src != ROOT:
                 dst = _hnode(e.dst, e.history) if e.history else e.dst
@@ -193,12 +215,13 @@ def to_dot(machine: CompiledMachine) -> str:
                 return True
         return False
 
-    def label(s: str) -> str:
-        if not internal.get(s):
+    def label(s: str) -> str:  # the name, then what it handles and its timers in small print
+        small = textwrap.wrap("handles " + ", ".join(internal[s]), 40) if internal.get(s) else []
+        small += st.timers.get(s, [])
+        if not small:
             return _quote(s)
-        wrapped = textwrap.wrap("handles " + ", ".join(internal[s]), 40)
         return (f'<{_html(s)}<BR/><FONT POINT-SIZE="10">'
-                f'{"<BR/>".join(_html(w) for w in wrapped)}</FONT>>')
+                f'{"<BR/>".join(_html(w) for w in small)}</FONT>>')
 
     def node(s: str) -> str:  # the node an edge into s attaches to
         return f"{s}__start" if s in children else s
