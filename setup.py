@@ -7,7 +7,9 @@ index checks in (``STREAMHSM_DEBUG_CHECKS``), so a bad index raises instead of c
 Release builds carry no debug info: Python's own CFLAGS (``sysconfig``) usually contain ``-g``,
 which ``-g0`` after it cancels (otherwise about 7 MB of DWARF in the modules, and a quarter
 of the compile time). Cythonizing and compiling run one job per available CPU, also under
-``pip install .``; ``STREAMHSM_BUILD_JOBS=N`` overrides that (as does ``build_ext -j N``).
+``pip install .``; ``STREAMHSM_BUILD_JOBS=N`` overrides that (as does ``build_ext -j N``). The
+largest modules compile first, and the two without hot loops at -O2 (docs/performance.md, build
+time).
 
 The modules use no numpy C API (typed memoryviews only): no numpy include directory is needed.
 """
@@ -58,15 +60,32 @@ MODULES = ("streamhsm._table", "streamhsm._instance", "streamhsm._testing",
 SHARED_UTILITY = "streamhsm._cyutility"
 
 
+# Release builds compile at -O3, except modules with no hot loop: Cython's utility code (buffer and
+# memoryview set-up, once per call at most) and the test-only helpers, at -O2 (docs/performance.md,
+# build time: -O3 costs them CPU at every build and buys no run speed). The bare-loop floors in
+# tools._floor stay at -O3, like the product loops they are compared with.
+LIGHT_MODULES = frozenset({"streamhsm._cyutility", "streamhsm._testing"})
+
+
 def _extension(name: str, sources: list[str]) -> Extension:
     """One extension module with the build's flags (every module, the shared one included)."""
+    release = ["-O2" if name in LIGHT_MODULES else "-O3", "-g0"]
     return Extension(
         name,
         sources,
         define_macros=macros,
         include_dirs=["src/streamhsm"],  # _simd.h (run-time dispatched SIMD kernels, no -march)
-        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3", "-g0"],
+        extra_compile_args=["-O0", "-g"] if DEBUG else release,
     )
+
+
+def _largest_first(exts: list[Extension]) -> list[Extension]:
+    """The extensions by generated C size, largest first: build_ext's jobs take them in list order,
+    so the longest compiles start at once and the short ones fill the gaps (not one long compile
+    left running alone at the end)."""
+    def size(ext: Extension) -> int:
+        return sum(os.path.getsize(s) for s in ext.sources if os.path.exists(s))
+    return sorted(exts, key=size, reverse=True)
 
 
 extensions = [_extension(name, ["src/" + name.replace(".", "/") + ".pyx"]) for name in MODULES]
@@ -75,7 +94,7 @@ extensions = [_extension(name, ["src/" + name.replace(".", "/") + ".pyx"]) for n
 extensions.append(_extension(SHARED_UTILITY, ["src/" + SHARED_UTILITY.replace(".", "/") + ".c"]))
 
 setup(
-    ext_modules=cythonize(
+    ext_modules=_largest_first(cythonize(
         extensions,
         compiler_directives=directives,
         # apart, so switching STREAMHSM_CYTHON_DEBUG never reuses C generated with the other
@@ -84,7 +103,7 @@ setup(
         shared_utility_qualified_name=SHARED_UTILITY,
         nthreads=JOBS if JOBS > 1 else 0,
         annotate=os.environ.get("STREAMHSM_CYTHON_ANNOTATE", "") not in ("", "0"),
-    ),
+    )),
     # `-j` for build_ext, also when the build runs through pip / python -m build (PEP 517)
     options={"build_ext": {"parallel": JOBS}},
 )
