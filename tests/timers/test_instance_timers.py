@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 from streamhsm import (
-    FIRED_DTYPE, NEVER, MachineInstance, MachineSpec, MachineTable, StreamLifecycle,
+    FIRED_DTYPE,
+    NEVER,
+    MachineInstance,
+    MachineSpec,
+    MachineTable,
+    StreamLifecycle,
 )
 
 S = 1_000_000_000
