@@ -208,7 +208,7 @@ class StreamTable(MachineTable):
         capacity: number of slots.
         drain_on_producer_loss: select the ``drain_on_producer_loss`` policy table.
         announce_period_ns: the announcing variant of the machine (:func:`stream_spec`), whose
-            clock starts at ``now_ns``.
+            clock starts at ``now_ns`` (a table without it has no clock: ``now_ns`` is unused).
 
     ``open()`` returns a slot in ``State.INIT``; ``dispatch``, ``dispatch_many`` and ``broadcast``
     run the compiled table (the latter two without the GIL); ``states`` and ``unhandled`` are
@@ -220,7 +220,8 @@ class StreamTable(MachineTable):
                  announce_period_ns: int | None = None, now_ns: int = 0) -> None:
         super().__init__(stream_machine(drain_on_producer_loss,
                                         announce_period_ns=announce_period_ns),
-                         capacity, arrays=arrays, now_ns=now_ns)
+                         capacity, arrays=arrays,
+                         now_ns=0 if announce_period_ns is None else now_ns)
 
     if TYPE_CHECKING:  # the engine returns members of this machine's State enum
 
