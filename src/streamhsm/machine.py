@@ -15,6 +15,7 @@ reference interpreter reads declarations from here alone.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -166,9 +167,10 @@ def _check_delay(delay_ns: object, what: str, low: int) -> int:
     if type(delay_ns) is bool or not isinstance(delay_ns, int):
         raise TypeError(f"{what} must be an int number of nanoseconds, got "
                         f"{type(delay_ns).__name__} {delay_ns!r}")
-    if not low <= delay_ns <= MAX_DELAY_NS:
-        raise ValueError(f"{what} must be {low}..{MAX_DELAY_NS} ns (2**62), got {delay_ns!r}")
-    return int(delay_ns)
+    value = operator.index(delay_ns)  # the exact int: an int subclass's methods cannot lie
+    if not low <= value <= MAX_DELAY_NS:
+        raise ValueError(f"{what} must be {low}..{MAX_DELAY_NS} ns (2**62), got {value!r}")
+    return value
 
 
 def _check_restart(restart: object) -> tuple[str, ...]:

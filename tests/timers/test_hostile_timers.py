@@ -1,0 +1,65 @@
+"""Hostile input to the timers (issue 21): every refusal names the value, nothing changes."""
+
+from __future__ import annotations
+
+import pytest
+
+import streamhsm as s
+
+
+class _LyingInt(int):
+    """An int whose ``int()`` is another number (and whose comparisons may lie too)."""
+
+    lie = 0
+
+    def __int__(self) -> int:
+        return self.lie
+
+
+class _Zero(_LyingInt):
+    lie = 0
+
+
+class _Negative(_LyingInt):
+    lie = -7
+
+
+class _Huge(_LyingInt):
+    lie = 2**70
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+    def __le__(self, other: object) -> bool:
+        return True
+
+
+def _spec() -> s.MachineSpec:
+    sp = s.MachineSpec("hostile", ["Tick"], initial="A")
+    sp.state("A")
+    return sp
+
+
+@pytest.mark.parametrize(("value", "periodic", "match"), [
+    (_Negative(-5), False, r"delay_ns must be 0\.\.\d+ ns \(2\*\*62\), got -5"),
+    (_Huge(2**70), False, r"delay_ns must be 0\.\.\d+ ns \(2\*\*62\), got 1180591620717411303424"),
+    (_Huge(-3), True, r"period_ns must be 1\.\.\d+ ns \(2\*\*62\), got -3"),
+])
+def test_delay_int_subclass_checked_by_its_value(value: int, periodic: bool, match: str) -> None:
+    sp = _spec()
+    with pytest.raises(ValueError, match=match):
+        (sp.every if periodic else sp.after)("A", value, "Tick")
+    assert sp.timers == ()
+
+
+def test_delay_int_subclass_stored_as_its_value() -> None:
+    # a zero period that int() reported used to reach the kernel: (now - d) // 0, SIGFPE
+    sp = _spec()
+    sp.every("A", _Zero(5), "Tick")
+    (timer,) = sp.timers
+    assert type(timer.delay_ns) is int
+    assert timer.delay_ns == 5
+    table = s.MachineTable(sp.compile(), 2)
+    table.open()
+    assert table.advance(12) == 1
+    assert table.skipped_periods == (1,)
