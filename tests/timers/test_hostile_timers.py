@@ -63,3 +63,23 @@ def test_delay_int_subclass_stored_as_its_value() -> None:
     table.open()
     assert table.advance(12) == 1
     assert table.skipped_periods == (1,)
+
+
+@pytest.mark.parametrize(("requested", "deadline"), [(20, 90), (0, 70), (40, 60)])
+def test_a_draining_snapshot_deadline_must_be_its_request_plus_the_timeout(
+        requested: int, deadline: int) -> None:
+    # each pair passed the old range check (timeout <= deadline <= now + timeout); restored,
+    # the driver stopped at the crafted deadline while its notice and snapshot said another
+    from streamhsm.driver import Driver, DriverConfig
+
+    d = Driver(DriverConfig(static_stream_ids=(1, 2), shutdown_timeout_ns=50))
+    d.request_shutdown(20)
+    d.poll(40)
+    snap = d.snapshot()
+    assert (snap["shutdown_requested_ns"], snap["shutdown_deadline"]) == (20, 70)
+    assert Driver.restore(snap)._lifecycle.deadlines("shutdown") == 70
+    snap["shutdown_requested_ns"], snap["shutdown_deadline"] = requested, deadline
+    with pytest.raises(s.SnapshotError, match=(
+            rf"shutdown deadline {deadline} must be its request's time "
+            rf"\(shutdown_requested_ns {requested}\) plus shutdown_timeout_ns 50")):
+        Driver.restore(snap)
