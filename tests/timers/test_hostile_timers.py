@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import streamhsm as s
@@ -83,3 +84,40 @@ def test_a_draining_snapshot_deadline_must_be_its_request_plus_the_timeout(
             rf"shutdown deadline {deadline} must be its request's time "
             rf"\(shutdown_requested_ns {requested}\) plus shutdown_timeout_ns 50")):
         Driver.restore(snap)
+
+
+class _LongShape(np.ndarray):
+    @property
+    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return (1 << 40,)
+
+
+class _Elsewhere(np.ndarray):
+    @property
+    def ctypes(self) -> object:  # type: ignore[override]
+        return type("C", (), {"data": 16})()
+
+
+def _ticking() -> s.CompiledMachine:
+    sp = _spec()
+    sp.every("A", 10, "Tick")
+    return sp.compile()
+
+
+@pytest.mark.parametrize("cls", [_LongShape, _Elsewhere])
+@pytest.mark.parametrize("kind", ["table", "instance"])
+def test_advance_out_must_be_an_exact_ndarray(cls: type, kind: str) -> None:
+    # a subclass's lying shape made the kernel write 512 records into a 1-record buffer
+    machine = _ticking()
+    if kind == "table":
+        target: s.MachineTable | s.MachineInstance = s.MachineTable(machine, 512)
+        for _ in range(512):
+            target.open()
+    else:
+        target = s.MachineInstance(machine)
+    out = np.zeros(1, s.FIRED_DTYPE).view(cls)
+    with pytest.raises(TypeError, match=rf"out must be a numpy.ndarray \(not a subclass\) of "
+                                        rf"FIRED_DTYPE or None, got {cls.__name__}"):
+        target.advance(100, out=out)
+    assert target.now_ns == 0
+    assert target.advance(100, out=np.zeros(1, s.FIRED_DTYPE)) == (512 if kind == "table" else 1)
