@@ -121,3 +121,57 @@ def test_advance_out_must_be_an_exact_ndarray(cls: type, kind: str) -> None:
         target.advance(100, out=out)
     assert target.now_ns == 0
     assert target.advance(100, out=np.zeros(1, s.FIRED_DTYPE)) == (512 if kind == "table" else 1)
+
+
+def _layout_arrays(machine: s.CompiledMachine, capacity: int) -> dict[str, np.ndarray]:
+    from streamhsm._engine_tables import table_layout
+
+    return {name: np.zeros(shape, dtype) for name, (dtype, shape) in table_layout(
+        capacity, machine.n_events, 0, machine.timers.n_timers).items()}
+
+
+@pytest.mark.parametrize("column", ["clock", "timer_blocks", "skipped"])
+def test_table_arrays_judged_by_their_real_shape_not_a_subclass_property(column: str) -> None:
+    # a 1-element buffer whose subclass claimed the full shape was bound: the kernels wrote
+    # clock[1], the block summaries and skipped counts past its end
+    sp = _spec()
+    for i in range(3):
+        sp.every("A", 10 + i, "Tick", name=f"t{i}")
+    machine = sp.compile()
+    arrays = _layout_arrays(machine, 4096)
+    claimed = arrays[column].shape
+
+    class Liar(np.ndarray):
+        @property
+        def shape(self) -> tuple[int, ...]:  # type: ignore[override]
+            return claimed
+
+    arrays[column] = np.zeros(1, np.int64).view(Liar)
+    with pytest.raises(ValueError, match=rf"arrays\['{column}'\] must be a writeable "
+                                         rf"C-contiguous int64 array of shape \({claimed[0]},\)"):
+        s.MachineTable(machine, 4096, arrays=arrays)
+
+
+def test_table_arrays_read_once_from_a_mapping() -> None:
+    # a dict whose __getitem__ answered another (smaller) array than .get had shown
+    machine = _ticking()
+    arrays = _layout_arrays(machine, 64)
+
+    class Shifty(dict):  # type: ignore[type-arg]
+        def __getitem__(self, key: str) -> np.ndarray:
+            return np.zeros(1, dict.__getitem__(self, key).dtype)
+
+    table = s.MachineTable(machine, 64, arrays=Shifty(arrays))
+    for _ in range(64):
+        table.open()
+    assert (arrays["states"] != 255).all()  # the table runs on the memory it was checked on
+    assert table.advance(10) == 64 and (arrays["deadlines"] == 20).all()
+
+
+def test_table_arrays_subclass_memory_is_shared() -> None:
+    machine = _ticking()
+    arrays = {k: v.view(type("Sub", (np.ndarray,), {}))
+              for k, v in _layout_arrays(machine, 8).items()}
+    table = s.MachineTable(machine, 8, arrays=arrays)
+    table.open()
+    assert arrays["states"][0] == machine.initial_leaf and arrays["deadlines"][0, 0] == 10
