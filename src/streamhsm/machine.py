@@ -180,7 +180,7 @@ def _check_restart(restart: object) -> tuple[str, ...]:
     if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) for n in names):
         raise TypeError(f"restart must be a timer name str, a sequence of them or None, got "
                         f"{type(restart).__name__} {restart!r}")
-    return tuple(names)
+    return tuple(str.__str__(n) for n in names)  # exact strs: a subclass's __eq__ cannot lie
 
 
 def _check_str(value: object, what: str) -> str:
@@ -417,10 +417,10 @@ class MachineSpec:
 
     def _timer(self, state: str, delay_ns: int, event: str, name: str | None,
                periodic: bool) -> MachineSpec:
-        _check_str(state, "timer state")
-        _check_str(event, "timer event")
+        state = str.__str__(_check_str(state, "timer state"))  # exact strs, as restart's
+        event = str.__str__(_check_str(event, "timer event"))
         delay = _check_delay(delay_ns, "period_ns" if periodic else "delay_ns", int(periodic))
-        name = f"{state}.{event}" if name is None else _check_str(name, "timer name")
+        name = f"{state}.{event}" if name is None else str.__str__(_check_str(name, "timer name"))
         self._timers.append(TimerDecl(name, state, delay, event, periodic))
         return self
 

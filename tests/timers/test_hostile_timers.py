@@ -175,3 +175,34 @@ def test_table_arrays_subclass_memory_is_shared() -> None:
     table = s.MachineTable(machine, 8, arrays=arrays)
     table.open()
     assert arrays["states"][0] == machine.initial_leaf and arrays["deadlines"][0, 0] == 10
+
+
+class _Liar(str):
+    """A str equal to every other str, hashing as ``"a_go"``."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return hash("a_go")
+
+    __ne__ = None  # type: ignore[assignment]
+
+
+def test_restart_names_are_exact_strs() -> None:
+    # a str subclass equal to everything restarted timer "a_go" while the spec said "nope"
+    sp = _spec()
+    sp.after("A", 100, "Tick", name="a_go")
+    sp.on("A", "Tick", restart=_Liar("nope"))
+    assert [type(r) for h in sp.declared_handlers for r in h.restart] == [str]
+    with pytest.raises(s.MachineDefinitionError,
+                       match=r"handler \(A, Tick\) restarts unknown timer 'nope'"):
+        sp.compile()
+
+
+def test_timer_names_are_exact_strs() -> None:
+    sp = _spec()
+    sp.after(_Liar("A"), 100, _Liar("Tick"), name=_Liar("x"))
+    (timer,) = sp.timers
+    assert [type(v) for v in (timer.name, timer.state, timer.event)] == [str, str, str]
+    assert (timer.name, timer.state, timer.event) == ("x", "A", "Tick")
