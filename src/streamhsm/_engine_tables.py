@@ -255,17 +255,23 @@ def table_arrays(capacity: int, n_events: int, arrays: dict[str, np.ndarray] | N
                  n_owners: int = 0, n_timers: int = 0) -> dict[str, np.ndarray]:
     """The per-table arrays of :func:`table_layout`: new ones (``arrays`` None), or the
     caller's storage (shared memory, say) checked to have exactly those dtypes and shapes,
-    C-contiguous and writeable (``ValueError`` naming the first that does not)."""
+    C-contiguous and writeable (``ValueError`` naming the first that does not). Each is read
+    from ``arrays`` once and returned as a plain ``numpy.ndarray`` view of the same memory
+    (a subclass's ``shape`` or ``flags``, a mapping's ``__getitem__``, could lie about it)."""
     shapes = table_layout(capacity, n_events, n_owners, n_timers)
     if arrays is None:
         return {name: np.empty(shape, dtype) for name, (dtype, shape) in shapes.items()}
+    out = {}
     for name, (dtype, shape) in shapes.items():
         arr = arrays.get(name)
+        if isinstance(arr, np.ndarray):
+            arr = np.ndarray.view(arr, np.ndarray)  # the base class's view: no subclass code
         if (not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape
                 or not arr.flags.c_contiguous or not arr.flags.writeable):
             raise ValueError(f"arrays[{name!r}] must be a writeable C-contiguous {dtype} "
                              f"array of shape {shape}")
-    return arrays
+        out[name] = arr
+    return out
 
 
 def pack_flags(flags: np.ndarray, shift: int, size: int) -> np.ndarray:

@@ -59,10 +59,11 @@ def timer_index(machine: Any, name: object) -> int:
 
 def check_fired_out(out: object) -> tuple[int, int]:
     """The address and length of an ``advance`` record buffer: a writeable, C-contiguous 1-D
-    array of exactly :data:`FIRED_DTYPE` (``TypeError`` / ``ValueError`` otherwise)."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy array of FIRED_DTYPE or None, got "
-                        f"{type(out).__name__}")
+    numpy array (not a subclass, whose ``shape`` or ``ctypes`` could lie about the buffer the
+    kernel writes) of exactly :data:`FIRED_DTYPE` (``TypeError`` / ``ValueError`` otherwise)."""
+    if type(out) is not np.ndarray:
+        raise TypeError(f"out must be a numpy.ndarray (not a subclass) of FIRED_DTYPE or None, "
+                        f"got {type(out).__name__}")
     if out.dtype != FIRED_DTYPE or out.ndim != 1:
         raise ValueError(f"out must be a 1-D array of streamhsm.FIRED_DTYPE, got a "
                          f"{out.ndim}-D array of {out.dtype}")

@@ -15,6 +15,7 @@ reference interpreter reads declarations from here alone.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -166,9 +167,10 @@ def _check_delay(delay_ns: object, what: str, low: int) -> int:
     if type(delay_ns) is bool or not isinstance(delay_ns, int):
         raise TypeError(f"{what} must be an int number of nanoseconds, got "
                         f"{type(delay_ns).__name__} {delay_ns!r}")
-    if not low <= delay_ns <= MAX_DELAY_NS:
-        raise ValueError(f"{what} must be {low}..{MAX_DELAY_NS} ns (2**62), got {delay_ns!r}")
-    return int(delay_ns)
+    value = operator.index(delay_ns)  # the exact int: an int subclass's methods cannot lie
+    if not low <= value <= MAX_DELAY_NS:
+        raise ValueError(f"{what} must be {low}..{MAX_DELAY_NS} ns (2**62), got {value!r}")
+    return value
 
 
 def _check_restart(restart: object) -> tuple[str, ...]:
@@ -178,7 +180,7 @@ def _check_restart(restart: object) -> tuple[str, ...]:
     if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) for n in names):
         raise TypeError(f"restart must be a timer name str, a sequence of them or None, got "
                         f"{type(restart).__name__} {restart!r}")
-    return tuple(names)
+    return tuple(str.__str__(n) for n in names)  # exact strs: a subclass's __eq__ cannot lie
 
 
 def _check_str(value: object, what: str) -> str:
@@ -415,10 +417,10 @@ class MachineSpec:
 
     def _timer(self, state: str, delay_ns: int, event: str, name: str | None,
                periodic: bool) -> MachineSpec:
-        _check_str(state, "timer state")
-        _check_str(event, "timer event")
+        state = str.__str__(_check_str(state, "timer state"))  # exact strs, as restart's
+        event = str.__str__(_check_str(event, "timer event"))
         delay = _check_delay(delay_ns, "period_ns" if periodic else "delay_ns", int(periodic))
-        name = f"{state}.{event}" if name is None else _check_str(name, "timer name")
+        name = f"{state}.{event}" if name is None else str.__str__(_check_str(name, "timer name"))
         self._timers.append(TimerDecl(name, state, delay, event, periodic))
         return self
 

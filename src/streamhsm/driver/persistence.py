@@ -140,7 +140,8 @@ def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapsh
     _check_leases(cols, streams, leases, scalars)
     _check_announces(cols, header)
     _check_outbox_and_counters(cols, scalars)
-    _check_driver_state(streams, leases, scalars, config)
+    shutdown = _shutdown(header, scalars)
+    _check_driver_state(streams, leases, scalars, config, shutdown)
     if scalars["closed_dynamic"] != _closed_dynamic(cols, streams):
         raise SnapshotError(f"snapshot closed_dynamic {scalars['closed_dynamic']} does not match "
                             f"the Closed dynamic streams ({_closed_dynamic(cols, streams)})")
@@ -149,7 +150,7 @@ def validate(snap: object, *, shutdown_token: str | None = None) -> DriverSnapsh
     cols["due_slots"][:len(due)] = due
     core = ValidatedState(cols, scalars["last_lease_id"], scalars["n_revoked"], len(due),
                           scalars["closed_dynamic"])
-    return DriverSnapshot(config, tables, scalars, core, _shutdown(header, scalars))
+    return DriverSnapshot(config, tables, scalars, core, shutdown)
 
 
 def _config(snap: dict[str, Any], shutdown_token: str | None) -> DriverConfig:
@@ -360,15 +361,17 @@ def _check_outbox_and_counters(cols: dict[str, npt.NDArray[Any]], scalars: dict[
 
 
 def _check_driver_state(streams: npt.NDArray[np.uint8], leases: npt.NDArray[np.uint8],
-                        scalars: dict[str, int], config: DriverConfig) -> None:
+                        scalars: dict[str, int], config: DriverConfig,
+                        shutdown: ShutdownNotice | None) -> None:
     state = scalars["driver_state"]
     if state == DriverState.RUNNING and scalars["shutdown_deadline"] != NEVER:
         raise SnapshotError("a running driver's snapshot must have no shutdown deadline")
     timeout, deadline = config.shutdown_timeout_ns, scalars["shutdown_deadline"]
-    if state == DriverState.DRAINING and not timeout <= deadline <= scalars["now_ns"] + timeout:
+    requested = 0 if shutdown is None else shutdown.requested_ns  # 0..now_ns (_shutdown)
+    if state == DriverState.DRAINING and deadline != requested + timeout:
         raise SnapshotError(
-            f"a draining driver's shutdown deadline {deadline} must be its request's time (0 to "
-            f"now_ns {scalars['now_ns']}) plus shutdown_timeout_ns {timeout}")
+            f"a draining driver's shutdown deadline {deadline} must be its request's time "
+            f"(shutdown_requested_ns {requested}) plus shutdown_timeout_ns {timeout}")
     if state == DriverState.DRAINING and np.isin(streams, (State.INIT, State.ACTIVE)).any():
         raise SnapshotError("a draining driver's snapshot holds streams that are not draining")
     if state == DriverState.STOPPED and (np.isin(streams, (State.INIT, State.ACTIVE,
