@@ -16,7 +16,7 @@
 from libc.stdint cimport (
     INT64_MAX, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t,
 )
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_HISTORY, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION,
@@ -56,6 +56,10 @@ cdef enum:
     HSM_CHUNK = 1024               # events between two choices of the chunk kernel
     HSM_FOLD_EVENTS = 1 << 24
     HSM_FLAT_RATE = 16             # branch-free chunks once 1 event in this many transitions
+    # A batch validated as it runs (run_batch_chunked, ``snap``): its undo log holds this many
+    # per-slot unhandled counts; it runs so when the table has at most this many slots per event.
+    HSM_UNDO_LOG = 16 * HSM_CHUNK
+    HSM_SNAPSHOT_RATIO = 4
 
 
 cdef inline Py_ssize_t validate_batch(const slot_t* slots, const event_t* events, Py_ssize_t n,
@@ -106,7 +110,8 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
                                          uint32_t* local, const uint16_t* step,
                                          Py_ssize_t n_events, size_t cap,
                                          size_t n_ev, bint prefetch, Py_ssize_t* pos,
-                                         Py_ssize_t* moved, HsmCore* c) noexcept nogil:
+                                         Py_ssize_t* moved, int32_t* ulog, Py_ssize_t* logged,
+                                         HsmCore* c) noexcept nogil:
     """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
     transitions when they are frequent and random. Returns the events that went unhandled,
     ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
@@ -114,7 +119,8 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
     the table. ``step[idx]`` (see EngineTables) says all three cases in one load: below
     HSM_STEP_UNHANDLED it is an event handled in place."""
     cdef Py_ssize_t i, s, e, idx
-    cdef Py_ssize_t n_unhandled = 0, trans = 0
+    cdef Py_ssize_t n_unhandled = 0, trans = 0, n_log = 0
+    cdef uint64_t u, inc
     cdef uint16_t v
     for i in range(lo, hi):
         if prefetch:
@@ -126,6 +132,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
         if <size_t>s >= cap or <size_t>e >= n_ev:
             pos[0] = i
             moved[0] += trans
+            logged[0] += n_log
             return n_unhandled
         idx = row_cell(states, flags, flagged, fb, shift, s, e, n_events)
         v = step[idx]
@@ -135,7 +142,11 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
                 hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
                 continue
-            unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
+            u = unhandled[s]
+            inc = u < <uint64_t>INT64_MAX  # saturates at 2**63-1
+            unhandled[s] = u + inc
+            ulog[n_log] = <int32_t>s  # undo log: kept only if it counted
+            n_log += <Py_ssize_t>inc
             n_unhandled += 1
             continue
         trans += 1
@@ -143,6 +154,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
         states[s] = <uint8_t>v
     pos[0] = hi
     moved[0] += trans
+    logged[0] += n_log
     return n_unhandled
 
 
@@ -151,13 +163,15 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
                                       bint flagged, int fb, int shift, uint64_t* unhandled,
                                       uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
                                       size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
-                                      Py_ssize_t* pos, HsmCore* c) noexcept nogil:
+                                      Py_ssize_t* pos, int32_t* ulog, Py_ssize_t* logged,
+                                      HsmCore* c) noexcept nogil:
     """Like :func:`run_chunk_counted` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its cell of ``local`` (the
     fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
     bit: one load per event for both."""
     cdef Py_ssize_t i, s, e, idx
-    cdef Py_ssize_t n_unhandled = 0
+    cdef Py_ssize_t n_unhandled = 0, n_log = 0
+    cdef uint64_t u, inc
     cdef uint16_t v
     for i in range(lo, hi):
         if prefetch:
@@ -168,6 +182,7 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
         e = <Py_ssize_t>ev[i]
         if <size_t>s >= cap or <size_t>e >= n_ev:
             pos[0] = i
+            logged[0] += n_log
             return n_unhandled
         idx = row_cell(states, flags, flagged, fb, shift, s, e, n_events)
         v = step[idx]
@@ -175,11 +190,16 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
                 hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
                 continue
-            unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
+            u = unhandled[s]
+            inc = u < <uint64_t>INT64_MAX  # saturates at 2**63-1
+            unhandled[s] = u + inc
+            ulog[n_log] = <int32_t>s  # undo log: kept only if it counted
+            n_log += <Py_ssize_t>inc
             n_unhandled += 1
         states[s] = <uint8_t>v
         local[idx] += 1
     pos[0] = hi
+    logged[0] += n_log
     return n_unhandled
 
 
@@ -188,7 +208,8 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
                                  const uint8_t* flags, uint64_t* unhandled, uint32_t* local,
                                  const uint16_t* step, Py_ssize_t n_events, size_t cap, size_t n_ev,
                                  bint prefetch, Py_ssize_t dist, Py_ssize_t* pos,
-                                 Py_ssize_t* moved, HsmCore* c) noexcept nogil:
+                                 Py_ssize_t* moved, int32_t* ulog, Py_ssize_t* logged,
+                                 HsmCore* c) noexcept nogil:
     """Run one chunk with the kernel chosen (``flat`` or branchy) for a machine with ``fb``
     flags. Every (kernel, number of flags) pair is its own loop, with the flag arithmetic
     (``fb`` and the packing shift, see hsm_packed_flags) as constants: measured, a loop that
@@ -196,32 +217,32 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
     if flat:
         if fb == 0:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, ulog, logged, c)
         if fb == 1:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, ulog, logged, c)
         if fb == 2:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, ulog, logged, c)
         if fb == 3:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, ulog, logged, c)
         return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                              step, n_events, cap, n_ev, prefetch, dist, pos, ulog, logged, c)
     if fb == 0:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, ulog, logged, c)
     if fb == 1:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, ulog, logged, c)
     if fb == 2:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, ulog, logged, c)
     if fb == 3:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, ulog, logged, c)
     return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                             step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                             step, n_events, cap, n_ev, prefetch, pos, moved, ulog, logged, c)
 
 
 cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
@@ -272,25 +293,68 @@ ctypedef fused flag_mode_t:
     _Flagged
 
 
+cdef inline bint runs_chunked(const HsmCore* c, Py_ssize_t n) noexcept nogil:
+    """True if a batch of ``n`` events runs the chunk kernels (:func:`run_batch_chunked`), False
+    if it runs event by event: tracing on, a small batch (no fold to pay for), more transition
+    cells than events, or a machine too wide for the stack cells without a scratch array."""
+    cdef Py_ssize_t cells = (<Py_ssize_t>HSM_CODE_ROWS << c.flag_bits) * c.n_events
+    return not (c.trace != NULL or n < HSM_LOCAL_MIN_EVENTS or c.n_tcells > n
+                or (cells > HSM_STACK_CELLS and c.local == NULL))
+
+
+cdef inline bint validates_as_it_runs(const HsmCore* c, Py_ssize_t n) noexcept nogil:
+    """True if a batch of ``n`` events is validated chunk by chunk as it runs (see
+    :func:`run_batch_chunked`, ``snap``) instead of all at once before it runs: it runs the chunk
+    kernels, on a machine without history records, and the table's state bytes (the snapshot
+    an undo restores) are at most HSM_SNAPSHOT_RATIO bytes per event."""
+    return (c.hist == NULL and c.capacity <= HSM_SNAPSHOT_RATIO * n and runs_chunked(c, n))
+
+
 cdef inline Py_ssize_t run_batch(const slot_t* slots, const event_t* events, Py_ssize_t n,
-                                 HsmCore* c, Py_ssize_t n_states,
-                                 Py_ssize_t* stop) noexcept nogil:
-    """Dispatch a validated batch (:func:`run_batch_chunked`) with the loops of its kind of machine:
+                                 HsmCore* c, Py_ssize_t n_states, Py_ssize_t* stop,
+                                 uint8_t* snap, int32_t* ulog, Py_ssize_t* bad) noexcept nogil:
+    """Dispatch a batch (:func:`run_batch_chunked`) with the loops of its kind of machine:
     a flag-free machine runs a function compiled without the flagged kernels (measured: sharing
     one function with them cost flag-free lease traffic 1.1-1.2x). A machine with history
     records runs the same loops: its history cells carry both step bits (see the chunk kernels)
-    and run their program where they occur."""
+    and run their program where they occur. ``snap`` NULL: the batch was validated before; else
+    it is validated as it runs (see :func:`run_batch_chunked`)."""
     if c.flag_bits:
-        return run_batch_chunked(slots, events, n, c, n_states, stop, <_Flagged*>NULL)
-    return run_batch_chunked(slots, events, n, c, n_states, stop, <_FlagFree*>NULL)
+        return run_batch_chunked(slots, events, n, c, n_states, stop, snap, ulog, bad,
+                                 <_Flagged*>NULL)
+    return run_batch_chunked(slots, events, n, c, n_states, stop, snap, ulog, bad,
+                             <_FlagFree*>NULL)
+
+
+cdef inline void clear_counts(HsmCore* c, uint32_t* local, Py_ssize_t used) noexcept nogil:
+    """Zero the cells :func:`fold_counts` would fold, without folding them (an undone batch)."""
+    cdef Py_ssize_t free_row = <Py_ssize_t>HSM_FREE_SLOT << c.flag_bits
+    memset(local, 0, used * sizeof(uint32_t))
+    memset(&local[free_row * c.n_events], 0, (c.n_events << c.flag_bits) * sizeof(uint32_t))
+
+
+cdef inline Py_ssize_t undo_batch(HsmCore* c, const uint8_t* snap, const int32_t* ulog,
+                                  Py_ssize_t n_log, uint32_t* local, Py_ssize_t used,
+                                  Py_ssize_t at, Py_ssize_t* bad) noexcept nogil:
+    """Undo a batch that met an invalid element at index ``at`` before its last chunk ran:
+    the state bytes back from the snapshot, one per unhandled count the log holds taken off,
+    the batch-local counts dropped (nothing was folded into the table yet). Returns 0."""
+    cdef Py_ssize_t k
+    memcpy(c.states, snap, <size_t>c.capacity)
+    for k in range(n_log):
+        c.unhandled[ulog[k]] -= 1
+    clear_counts(c, local, used)
+    bad[0] = at
+    return 0
 
 
 cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* events,
                                          Py_ssize_t n, HsmCore* c, Py_ssize_t n_states,
-                                         Py_ssize_t* stop, flag_mode_t* mode) noexcept nogil:
-    """Dispatch every pair in order (the batch is validated); return the number handled. Every
-    open slot handles or counts each event, so the handled count is the number of events run
-    minus the unhandled events they added.
+                                         Py_ssize_t* stop, uint8_t* snap, int32_t* ulog,
+                                         Py_ssize_t* bad, flag_mode_t* mode) noexcept nogil:
+    """Dispatch every pair in order; return the number handled. Every open slot handles or
+    counts each event, so the handled count is the number of events run minus the unhandled
+    events they added.
 
     Transitions are counted per (row, event) in a batch-local array and occupancy is derived
     from them when the batch (or every HSM_FOLD_EVENTS events of it) ends: updating the per-state
@@ -300,10 +364,22 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     mispredicted branch), otherwise one that skips handled-in-place events without a store.
     Each kernel is specialised for each number of flags (see :func:`run_chunk`).
 
-    The arrays belong to the caller, who may rewrite them from another thread after validation:
-    each index is checked again (one unsigned compare, always on). On an index out of range the
-    run stops before it and ``stop[0]`` is set to its position (it stays -1 otherwise). A slot
-    rewritten to a free slot is harmless: the free rows of every table map to themselves.
+    Validation. With ``snap`` NULL the caller validated the whole batch before (validate_batch).
+    Otherwise ``snap`` (``capacity`` bytes) and ``ulog`` (HSM_UNDO_LOG int32) are scratch space
+    and the batch is validated as it runs, so it is read from memory once: the kernels' own
+    index checks catch an index out of range, and on a table with free slots each chunk is
+    checked (validate_batch, which brings it into the cache for the kernel) just before it runs.
+    The state bytes are copied to ``snap`` first and every per-slot unhandled count taken is
+    logged in ``ulog``; on an invalid element everything is undone (:func:`undo_batch`),
+    ``bad[0]`` is set to its index and 0 is returned. Before the first fold into the table's
+    counters, or when the log could fill up within the next chunk, the rest of the batch is
+    validated at once (the commit point); from there on the batch runs as a validated one.
+
+    The arrays belong to the caller, who may rewrite them from another thread: each index is
+    checked again (one unsigned compare, always on). After the commit point (or with ``snap``
+    NULL), on an index out of range the run stops before it and ``stop[0]`` is set to its
+    position (it stays -1 otherwise); before it, the batch is undone as for an invalid element.
+    A slot rewritten to a free slot is harmless: the free rows of every table map to themselves.
     """
     cdef Py_ssize_t n_events = c.n_events
     cdef int fb = 0
@@ -313,8 +389,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     cdef Py_ssize_t used = (n_states << fb) * n_events   # the cells of the machine's states
     cdef uint32_t stack_local[HSM_STACK_CELLS]
     cdef uint32_t* local = c.local
-    if (c.trace != NULL or n < HSM_LOCAL_MIN_EVENTS or c.n_tcells > n
-            or (cells > HSM_STACK_CELLS and local == NULL)):
+    if not runs_chunked(c, n):
         if c.hist != NULL:
             return run_batch_history(slots, events, n, c, stop)
         return run_batch_per_event(slots, events, n, c, stop)
@@ -331,15 +406,25 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>n_events
     cdef bint big = c.capacity >= HSM_PREFETCH_MIN_SLOTS
     cdef bint flat = False, prefetch
+    cdef bint checked = snap == NULL   # the batch is validated up to its end
+    cdef bint free_slots = c.counts[HSM_FREE_SLOT] != 0
     cdef Py_ssize_t lo = 0, hi, pos = 0, moved, n_unhandled = 0, since_fold = 0, j
+    cdef Py_ssize_t n_log = 0
     cdef Py_ssize_t dist = HSM_PREFETCH_DISTANCE
     cdef int64_t tsum, tprev = 0
+    if not checked:
+        memcpy(snap, states, cap)
     while lo < n:
         hi = min(lo + HSM_CHUNK, n)
+        if not checked and free_slots:
+            j = validate_batch(&sl[lo], &ev[lo], hi - lo, c)
+            if j >= 0:
+                return undo_batch(c, snap, ulog, n_log, local, used, lo + j, bad)
         moved = 0
         prefetch = big and hi + dist <= n
         n_unhandled += run_chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, step,
-                                 n_events, cap, n_ev, prefetch, dist, &pos, &moved, c)
+                                 n_events, cap, n_ev, prefetch, dist, &pos, &moved,
+                                 &ulog[n_log], &n_log, c)
         if flat:  # the transition cells' sum gives the transitions the chunk took
             tsum = 0
             for j in range(c.n_tcells):
@@ -350,10 +435,20 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
             tprev += moved
         flat = moved * HSM_FLAT_RATE >= hi - lo   # transitions frequent enough to mispredict
         if pos < hi:
+            if not checked:
+                return undo_batch(c, snap, ulog, n_log, local, used, pos, bad)
             stop[0] = pos
             n = pos
             break
         since_fold += hi - lo
+        if not checked and (since_fold >= HSM_FOLD_EVENTS
+                            or n_log > HSM_UNDO_LOG - 2 * HSM_CHUNK):
+            j = validate_batch(&sl[hi], &ev[hi], n - hi, c)  # the commit point
+            if j >= 0:
+                return undo_batch(c, snap, ulog, n_log, local, used, hi + j, bad)
+            checked = True
+        if checked:
+            n_log = 0  # the log only serves an undo
         if since_fold >= HSM_FOLD_EVENTS:
             fold_counts(c, local, used)
             since_fold = 0

@@ -6,8 +6,9 @@ from libc.stdint cimport uint8_t, int32_t
 
 from streamhsm._kernel cimport HsmCore, HsmHistory, HsmTrace
 
-# A hook a batch calls after validating its input, holding the table lock with the GIL released
-# (NULL in normal use; only the test-only module streamhsm._testing sets it).
+# A hook a batch calls after validating its input (a dispatch_many batch validated as it runs:
+# before it runs), holding the table lock with the GIL released (NULL in normal use; only the
+# test-only module streamhsm._testing sets it).
 ctypedef void (*batch_hook_t)(void* arg) noexcept nogil
 
 
@@ -18,6 +19,11 @@ cdef class MachineTable:
     cdef object _states, _flags, _unhandled, _counts, _free_list, _transitions, _tables
     cdef object _scratch           # the batch-local transition counts (core.local), or None
     cdef object _fpacked           # the packed flag bitmasks (core.fpacked)
+    # scratch of batches validated as they run (_batch.pxd run_batch_chunked): a snapshot of
+    # the state bytes, then the undo log (HSM_UNDO_LOG int32); made by the first such batch and
+    # never replaced (a running batch holds the pointer), None / NULL until then
+    cdef object _undo
+    cdef uint8_t* _undo_ptr
     cdef object _states_view, _flags_view, _unhandled_view, _transitions_view  # read-only bases
     cdef object _observer          # TableObserver over the read-only views
     cdef int32_t* _free            # stack of free slots

@@ -16,9 +16,9 @@ from cpython.pythread cimport (
 from libc.stdint cimport uint8_t, int16_t, int32_t, int64_t, uint64_t
 
 from streamhsm._batch cimport (
-    HSM_LOCAL_MAX_CELLS, HSM_STACK_CELLS, event_t, hsm_map, hsm_simd_detect, hsm_simd_level,
-    hsm_simd_set_cap, run_batch, run_broadcast, run_broadcast_flagged, set_flags_batch, slot_t,
-    validate_batch,
+    HSM_LOCAL_MAX_CELLS, HSM_SNAPSHOT_RATIO, HSM_STACK_CELLS, HSM_UNDO_LOG, event_t, hsm_map,
+    hsm_simd_detect, hsm_simd_level, hsm_simd_set_cap, run_batch, run_broadcast,
+    run_broadcast_flagged, set_flags_batch, slot_t, validate_batch, validates_as_it_runs,
 )
 from streamhsm._binding cimport bind_core, bind_history, set_records, shares_core
 from streamhsm._checks cimport fast_code, flag_value, index_value
@@ -92,12 +92,15 @@ cdef inline int _raise_if_bad(int rc) except -1:
 
 cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
                             const event_t[::1] events):
-    """``dispatch_many`` on arrays of checked dtypes: validate the whole batch under the table
-    lock (validate_batch), then run it (run_batch); nothing changes if any element is invalid."""
+    """``dispatch_many`` on arrays of checked dtypes, under the table lock: validate the whole
+    batch (validate_batch), then run it (run_batch); or, for a large batch on a table without
+    history records, validate it as it runs with an undo (run_batch with a snapshot, see
+    run_batch_chunked). Either way nothing changes if any element is invalid."""
     cdef Py_ssize_t bad = -1, handled = 0, stop = -1, n = slots.shape[0]
     cdef Py_ssize_t n_states = self._n_states
     cdef const slot_t[::1] own_slots
     cdef const event_t[::1] own_events
+    cdef uint8_t* snap = NULL
     if n != events.shape[0]:
         raise ValueError(
             f"slots and events must have the same length, got {n} and {events.shape[0]}")
@@ -110,14 +113,22 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
         own_slots = np.array(slots)
         own_events = np.array(events)
         return _dispatch_batch(self, own_slots, own_events)
+    if (self._undo_ptr == NULL and self.core.hist == NULL
+            and self.core.capacity <= HSM_SNAPSHOT_RATIO * n):
+        _make_undo(self)
     self.lock_batch()
     try:
         with nogil:
-            bad = validate_batch(&slots[0], &events[0], n, &self.core)
+            if self._undo_ptr != NULL and validates_as_it_runs(&self.core, n):
+                snap = self._undo_ptr
+            else:
+                bad = validate_batch(&slots[0], &events[0], n, &self.core)
             if bad < 0:
                 if self._batch_hook != NULL:
                     self._batch_hook(self._batch_hook_arg)
-                handled = run_batch(&slots[0], &events[0], n, &self.core, n_states, &stop)
+                handled = run_batch(&slots[0], &events[0], n, &self.core, n_states, &stop, snap,
+                                    <int32_t*>&snap[self.core.capacity] if snap != NULL else NULL,
+                                    &bad)
     finally:
         self.unlock_batch()
     if stop >= 0:
@@ -137,6 +148,18 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
                 f"nothing was dispatched")
         raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was dispatched")
     return handled
+
+
+cdef int _make_undo(MachineTable self) except -1:
+    """Give ``self`` the scratch of batches validated as they run (see ``_undo`` in
+    _table.pxd): once, and never replaced, so a batch holding the pointer keeps its memory."""
+    arr = np.empty(self.core.capacity + 4 * HSM_UNDO_LOG + 8, np.uint8)
+    cdef uint8_t[::1] buf = arr
+    if self._undo is None:  # np.empty may have let another thread make it meanwhile
+        self._undo = arr
+        # the log is int32: start it on a 4-byte boundary
+        self._undo_ptr = &buf[(-self.core.capacity) & 3]
+    return 0
 
 
 _FLAG_DTYPES = (np.dtype(np.bool_), _U8)
@@ -209,6 +232,7 @@ cdef class MachineTable:
         self.core.trace = NULL
         self.core.hist = NULL
         self._init_records = NULL
+        self._undo_ptr = NULL
         self._lock = PyThread_allocate_lock()
         if self._lock == NULL:
             raise MemoryError("cannot allocate the table lock")
