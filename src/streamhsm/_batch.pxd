@@ -302,17 +302,31 @@ cdef inline bint runs_chunked(const HsmCore* c, Py_ssize_t n) noexcept nogil:
                 or (cells > HSM_STACK_CELLS and c.local == NULL))
 
 
+cdef inline Py_ssize_t snapshot_bytes(const HsmCore* c) noexcept nogil:
+    """Bytes of what an undo restores per slot (the state byte and every history record), for
+    every slot, rounded up to 8 (the per-state counts follow them in the scratch)."""
+    cdef Py_ssize_t n_owners = c.hist.n_owners if c.hist != NULL else 0
+    return (c.capacity * (1 + n_owners) + 7) & ~(<Py_ssize_t>7)
+
+
+cdef inline Py_ssize_t undo_scratch_bytes(const HsmCore* c) noexcept nogil:
+    """Bytes of the scratch of a batch validated as it runs (:func:`run_batch_chunked`,
+    ``snap``; 8-byte aligned): the snapshot, the per-state counts, the unhandled log."""
+    return (snapshot_bytes(c) + HSM_CODE_ROWS * <Py_ssize_t>sizeof(int64_t)
+            + HSM_UNDO_LOG * <Py_ssize_t>sizeof(int32_t))
+
+
 cdef inline bint validates_as_it_runs(const HsmCore* c, Py_ssize_t n) noexcept nogil:
     """True if a batch of ``n`` events is validated chunk by chunk as it runs (see
     :func:`run_batch_chunked`, ``snap``) instead of all at once before it runs: it runs the chunk
-    kernels, on a machine without history records, and the table's state bytes (the snapshot
-    an undo restores) are at most HSM_SNAPSHOT_RATIO bytes per event."""
-    return (c.hist == NULL and c.capacity <= HSM_SNAPSHOT_RATIO * n and runs_chunked(c, n))
+    kernels and its snapshot (the state bytes and history records) is at most
+    HSM_SNAPSHOT_RATIO bytes per event."""
+    return snapshot_bytes(c) <= HSM_SNAPSHOT_RATIO * n and runs_chunked(c, n)
 
 
 cdef inline Py_ssize_t run_batch(const slot_t* slots, const event_t* events, Py_ssize_t n,
                                  HsmCore* c, Py_ssize_t n_states, Py_ssize_t* stop,
-                                 uint8_t* snap, int32_t* ulog, Py_ssize_t* bad) noexcept nogil:
+                                 uint8_t* snap, Py_ssize_t* bad) noexcept nogil:
     """Dispatch a batch (:func:`run_batch_chunked`) with the loops of its kind of machine:
     a flag-free machine runs a function compiled without the flagged kernels (measured: sharing
     one function with them cost flag-free lease traffic 1.1-1.2x). A machine with history
@@ -320,10 +334,8 @@ cdef inline Py_ssize_t run_batch(const slot_t* slots, const event_t* events, Py_
     and run their program where they occur. ``snap`` NULL: the batch was validated before; else
     it is validated as it runs (see :func:`run_batch_chunked`)."""
     if c.flag_bits:
-        return run_batch_chunked(slots, events, n, c, n_states, stop, snap, ulog, bad,
-                                 <_Flagged*>NULL)
-    return run_batch_chunked(slots, events, n, c, n_states, stop, snap, ulog, bad,
-                             <_FlagFree*>NULL)
+        return run_batch_chunked(slots, events, n, c, n_states, stop, snap, bad, <_Flagged*>NULL)
+    return run_batch_chunked(slots, events, n, c, n_states, stop, snap, bad, <_FlagFree*>NULL)
 
 
 cdef inline void clear_counts(HsmCore* c, uint32_t* local, Py_ssize_t used) noexcept nogil:
@@ -333,14 +345,29 @@ cdef inline void clear_counts(HsmCore* c, uint32_t* local, Py_ssize_t used) noex
     memset(&local[free_row * c.n_events], 0, (c.n_events << c.flag_bits) * sizeof(uint32_t))
 
 
+cdef inline void save_batch(HsmCore* c, uint8_t* snap) noexcept nogil:
+    """Copy what an undo restores to ``snap`` (see :func:`undo_scratch_bytes`): the state bytes,
+    the history records (history cells write them, and count record-reading arrivals in
+    ``counts`` on the spot), the per-state counts."""
+    cdef size_t cap = <size_t>c.capacity
+    memcpy(snap, c.states, cap)
+    if c.hist != NULL:
+        memcpy(&snap[cap], c.hist.records, cap * <size_t>c.hist.n_owners)
+    memcpy(&snap[snapshot_bytes(c)], c.counts, HSM_CODE_ROWS * sizeof(int64_t))
+
+
 cdef inline Py_ssize_t undo_batch(HsmCore* c, const uint8_t* snap, const int32_t* ulog,
                                   Py_ssize_t n_log, uint32_t* local, Py_ssize_t used,
                                   Py_ssize_t at, Py_ssize_t* bad) noexcept nogil:
-    """Undo a batch that met an invalid element at index ``at`` before its last chunk ran:
-    the state bytes back from the snapshot, one per unhandled count the log holds taken off,
-    the batch-local counts dropped (nothing was folded into the table yet). Returns 0."""
+    """Undo a batch that met an invalid element at index ``at`` before its commit point: what
+    :func:`save_batch` copied put back, one per unhandled count the log holds taken off, the
+    batch-local counts dropped (nothing was folded into the table yet). Returns 0."""
     cdef Py_ssize_t k
-    memcpy(c.states, snap, <size_t>c.capacity)
+    cdef size_t cap = <size_t>c.capacity
+    memcpy(c.states, snap, cap)
+    if c.hist != NULL:
+        memcpy(c.hist.records, &snap[cap], cap * <size_t>c.hist.n_owners)
+    memcpy(c.counts, &snap[snapshot_bytes(c)], HSM_CODE_ROWS * sizeof(int64_t))
     for k in range(n_log):
         c.unhandled[ulog[k]] -= 1
     clear_counts(c, local, used)
@@ -350,8 +377,8 @@ cdef inline Py_ssize_t undo_batch(HsmCore* c, const uint8_t* snap, const int32_t
 
 cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* events,
                                          Py_ssize_t n, HsmCore* c, Py_ssize_t n_states,
-                                         Py_ssize_t* stop, uint8_t* snap, int32_t* ulog,
-                                         Py_ssize_t* bad, flag_mode_t* mode) noexcept nogil:
+                                         Py_ssize_t* stop, uint8_t* snap, Py_ssize_t* bad,
+                                         flag_mode_t* mode) noexcept nogil:
     """Dispatch every pair in order; return the number handled. Every open slot handles or
     counts each event, so the handled count is the number of events run minus the unhandled
     events they added.
@@ -365,12 +392,13 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     Each kernel is specialised for each number of flags (see :func:`run_chunk`).
 
     Validation. With ``snap`` NULL the caller validated the whole batch before (validate_batch).
-    Otherwise ``snap`` (``capacity`` bytes) and ``ulog`` (HSM_UNDO_LOG int32) are scratch space
-    and the batch is validated as it runs, so it is read from memory once: the kernels' own
-    index checks catch an index out of range, and on a table with free slots each chunk is
-    checked (validate_batch, which brings it into the cache for the kernel) just before it runs.
-    The state bytes are copied to ``snap`` first and every per-slot unhandled count taken is
-    logged in ``ulog``; on an invalid element everything is undone (:func:`undo_batch`),
+    Otherwise ``snap`` is scratch space (:func:`undo_scratch_bytes`, 8-byte aligned) and the
+    batch is validated as it runs, so it is read from memory once: the kernels' own index
+    checks catch an index out of range, and on a table with free slots each chunk is checked
+    (validate_batch, which brings it into the cache for the kernel) just before it runs. What
+    the batch can change is copied to ``snap`` first (:func:`save_batch`) and every per-slot
+    unhandled count taken is logged after it (the slot, as an int32: capacities fit); on an
+    invalid element everything is undone (:func:`undo_batch`),
     ``bad[0]`` is set to its index and 0 is returned. Before the first fold into the table's
     counters, or when the log could fill up within the next chunk, the rest of the batch is
     validated at once (the commit point); from there on the batch runs as a validated one.
@@ -412,8 +440,13 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     cdef Py_ssize_t n_log = 0
     cdef Py_ssize_t dist = HSM_PREFETCH_DISTANCE
     cdef int64_t tsum, tprev = 0
-    if not checked:
-        memcpy(snap, states, cap)
+    cdef int32_t* ulog = NULL
+    cdef int32_t spare_log[HSM_CHUNK]   # the log's place in a validated batch (never read)
+    if checked:
+        ulog = spare_log
+    else:
+        save_batch(c, snap)
+        ulog = <int32_t*>&snap[snapshot_bytes(c) + HSM_CODE_ROWS * sizeof(int64_t)]
     while lo < n:
         hi = min(lo + HSM_CHUNK, n)
         if not checked and free_slots:

@@ -19,9 +19,9 @@ cdef class MachineTable:
     cdef object _states, _flags, _unhandled, _counts, _free_list, _transitions, _tables
     cdef object _scratch           # the batch-local transition counts (core.local), or None
     cdef object _fpacked           # the packed flag bitmasks (core.fpacked)
-    # scratch of batches validated as they run (_batch.pxd run_batch_chunked): a snapshot of
-    # the state bytes, then the undo log (HSM_UNDO_LOG int32); made by the first such batch and
-    # never replaced (a running batch holds the pointer), None / NULL until then
+    # scratch of batches validated as they run (_batch.pxd run_batch_chunked, undo_scratch_bytes:
+    # a snapshot of the state bytes, history records and per-state counts, then the unhandled
+    # log); made by the first such batch and never replaced (a running batch holds the pointer)
     cdef object _undo
     cdef uint8_t* _undo_ptr
     cdef object _states_view, _flags_view, _unhandled_view, _transitions_view  # read-only bases

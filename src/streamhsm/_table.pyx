@@ -16,9 +16,10 @@ from cpython.pythread cimport (
 from libc.stdint cimport uint8_t, int16_t, int32_t, int64_t, uint64_t
 
 from streamhsm._batch cimport (
-    HSM_LOCAL_MAX_CELLS, HSM_SNAPSHOT_RATIO, HSM_STACK_CELLS, HSM_UNDO_LOG, event_t, hsm_map,
-    hsm_simd_detect, hsm_simd_level, hsm_simd_set_cap, run_batch, run_broadcast,
-    run_broadcast_flagged, set_flags_batch, slot_t, validate_batch, validates_as_it_runs,
+    HSM_LOCAL_MAX_CELLS, HSM_SNAPSHOT_RATIO, HSM_STACK_CELLS, event_t, hsm_map, hsm_simd_detect,
+    hsm_simd_level, hsm_simd_set_cap, run_batch, run_broadcast, run_broadcast_flagged,
+    set_flags_batch, slot_t, snapshot_bytes, undo_scratch_bytes, validate_batch,
+    validates_as_it_runs,
 )
 from streamhsm._binding cimport bind_core, bind_history, set_records, shares_core
 from streamhsm._checks cimport fast_code, flag_value, index_value
@@ -93,9 +94,9 @@ cdef inline int _raise_if_bad(int rc) except -1:
 cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
                             const event_t[::1] events):
     """``dispatch_many`` on arrays of checked dtypes, under the table lock: validate the whole
-    batch (validate_batch), then run it (run_batch); or, for a large batch on a table without
-    history records, validate it as it runs with an undo (run_batch with a snapshot, see
-    run_batch_chunked). Either way nothing changes if any element is invalid."""
+    batch (validate_batch), then run it (run_batch); or, for a large batch, validate it as it
+    runs with an undo (run_batch with a snapshot, see run_batch_chunked). Either way nothing
+    changes if any element is invalid."""
     cdef Py_ssize_t bad = -1, handled = 0, stop = -1, n = slots.shape[0]
     cdef Py_ssize_t n_states = self._n_states
     cdef const slot_t[::1] own_slots
@@ -113,8 +114,7 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
         own_slots = np.array(slots)
         own_events = np.array(events)
         return _dispatch_batch(self, own_slots, own_events)
-    if (self._undo_ptr == NULL and self.core.hist == NULL
-            and self.core.capacity <= HSM_SNAPSHOT_RATIO * n):
+    if self._undo_ptr == NULL and snapshot_bytes(&self.core) <= HSM_SNAPSHOT_RATIO * n:
         _make_undo(self)
     self.lock_batch()
     try:
@@ -127,7 +127,6 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
                 if self._batch_hook != NULL:
                     self._batch_hook(self._batch_hook_arg)
                 handled = run_batch(&slots[0], &events[0], n, &self.core, n_states, &stop, snap,
-                                    <int32_t*>&snap[self.core.capacity] if snap != NULL else NULL,
                                     &bad)
     finally:
         self.unlock_batch()
@@ -153,12 +152,11 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
 cdef int _make_undo(MachineTable self) except -1:
     """Give ``self`` the scratch of batches validated as they run (see ``_undo`` in
     _table.pxd): once, and never replaced, so a batch holding the pointer keeps its memory."""
-    arr = np.empty(self.core.capacity + 4 * HSM_UNDO_LOG + 8, np.uint8)
+    arr = np.empty(undo_scratch_bytes(&self.core) + 8, np.uint8)
     cdef uint8_t[::1] buf = arr
     if self._undo is None:  # np.empty may have let another thread make it meanwhile
         self._undo = arr
-        # the log is int32: start it on a 4-byte boundary
-        self._undo_ptr = &buf[(-self.core.capacity) & 3]
+        self._undo_ptr = &buf[(-<size_t>&buf[0]) & 7]  # 8-byte aligned (counts, then the log)
     return 0
 
 

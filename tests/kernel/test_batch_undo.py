@@ -39,6 +39,26 @@ def wide_flagged() -> Any:
 WIDE = wide_flagged()
 
 
+def with_history() -> Any:
+    """Top > Mid > {A, B}, Top > C, and Out: leaving Top records where a slot was (deep and
+    shallow), coming back reads it; a flag picks the way back. History cells write records and
+    count record-reading arrivals on the spot: an undo puts both back."""
+    spec = MachineSpec("hist", ["Go", "Leave", "Deep", "Shallow", "Noop", "Miss", "Side"],
+                       initial="Top")
+    spec.flag("f")
+    spec.state("Top", initial="Mid").state("Mid", "Top", initial="A")
+    spec.state("A", "Mid").state("B", "Mid").state("C", "Top").state("Out")
+    spec.on("A", "Go", "B").on("B", "Go", "A").on("Mid", "Side", "C", guard="f")
+    spec.on("C", "Side", "Mid").on("Top", "Leave", "Out")
+    spec.on("Out", "Deep", "Top", history="deep").on("Out", "Shallow", "Top", history="shallow")
+    spec.on("Out", "Go", "Mid", history="shallow", guard="!f")
+    spec.on("Root", "Noop").on("A", "Miss", guard="f")
+    return spec.compile()
+
+
+HIST = with_history()
+
+
 def stream_table(free: bool, seed: int = 0) -> MachineTable:
     """A drain-policy StreamTable of CAP slots, every 7th released if ``free``, about half of
     the open ones Active."""
@@ -69,14 +89,32 @@ def flag_table(free: bool, seed: int = 0) -> MachineTable:
     return t
 
 
+def history_table(free: bool, seed: int = 0) -> MachineTable:
+    """A table of the history machine, random flags, some slots Out with records written."""
+    t = MachineTable(HIST, CAP)
+    for _ in range(CAP):
+        t.open()
+    if free:
+        for s in range(0, CAP, 7):
+            t.release(s)
+    rng = np.random.default_rng(seed)
+    opened = open_slots(t)
+    t.set_flag_many(opened, "f", rng.random(opened.size) < 0.5)
+    for s in opened[rng.random(opened.size) < 0.5].tolist():
+        t.dispatch(s, "Go")
+        t.dispatch(s, "Leave")
+    return t
+
+
 def open_slots(t: MachineTable) -> np.ndarray:
     return np.flatnonzero(np.asarray(t.states) != FREE_SLOT).astype(np.int64)
 
 
 def everything(t: MachineTable) -> tuple[Any, ...]:
     """All the counters and states a batch can change."""
+    records = tuple(t.history(o).tobytes() for o in t.machine.history_owners)
     return (t.states.tobytes(), t.unhandled.tobytes(), t.transition_counts.tobytes(),
-            tuple(t.count(s) for s in t.machine.State), int(t.unhandled_total), len(t))
+            tuple(t.count(s) for s in t.machine.State), int(t.unhandled_total), len(t), records)
 
 
 def per_event(t: MachineTable, slots: np.ndarray, events: np.ndarray) -> int:
@@ -135,10 +173,12 @@ def test_bad_element_anywhere_changes_nothing(pos: int, kind: str, mix: str) -> 
 
 
 @pytest.mark.parametrize("pos", [0, CHUNK, 7 * CHUNK + 5, N - 1])
-def test_bad_element_on_a_machine_with_scratch_counts(pos: int) -> None:
+@pytest.mark.parametrize("make", [flag_table, history_table])
+def test_bad_element_on_flagged_and_history_machines(pos: int, make: Any) -> None:
     """The wide flagged machine counts in the table's scratch array: an undone batch leaves it
-    all zero (the next batch's counters are exact)."""
-    t, ref = flag_table(free=False), flag_table(free=False)
+    all zero (the next batch's counters are exact). The history machine's batches write records
+    and counts as they go: both are put back."""
+    t, ref = make(free=False), make(free=False)
     rng = np.random.default_rng(pos)
     slots, events = traffic(t, N, rng)
     inject(t, slots, events, pos, "range")
@@ -217,7 +257,7 @@ def test_batches_match_the_per_event_path(data: st.DataObject) -> None:
     against the same events one by one: equal counters; with an invalid element injected at a
     chunk edge or anywhere, the batch raises naming it and changes nothing, and the next batch
     is exact again."""
-    make = data.draw(st.sampled_from([stream_table, flag_table]), label="machine")
+    make = data.draw(st.sampled_from([stream_table, flag_table, history_table]), label="machine")
     free = data.draw(st.booleans(), label="free slots")
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
     t, ref = make(free, seed), make(free, seed)
