@@ -22,8 +22,8 @@ from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_HISTORY, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION,
     HSM_PREFETCH_DISTANCE, HSM_PREFETCH_MIN_SLOTS, HSM_STEP_MOVED, HSM_STEP_UNHANDLED,
     STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH, HsmCore, HsmTrace, hsm_add_unhandled, hsm_apply,
-    hsm_apply_history, hsm_history_batch, hsm_packed_flags, hsm_sat_add, hsm_set_flags, hsm_step,
-    hsm_trace,
+    hsm_apply_history, hsm_history_batch, hsm_history_run, hsm_packed_flags, hsm_sat_add,
+    hsm_set_flags, hsm_step, hsm_trace,
 )
 
 cdef extern from "_simd.h":
@@ -56,9 +56,8 @@ cdef enum:
     HSM_CHUNK = 1024               # events between two choices of the chunk kernel
     HSM_FOLD_EVENTS = 1 << 24
     HSM_FLAT_RATE = 16             # branch-free chunks once 1 event in this many transitions
-    # A batch validated as it runs (run_batch_chunked, ``snap``): its undo log holds this many
-    # per-slot unhandled counts; it runs so when the table has at most this many slots per event.
-    HSM_UNDO_LOG = 16 * HSM_CHUNK
+    # a batch is validated as it runs (run_batch_chunked, ``snap``) when its table's snapshot is
+    # at most this many bytes per event
     HSM_SNAPSHOT_RATIO = 4
 
 
@@ -110,8 +109,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
                                          uint32_t* local, const uint16_t* step,
                                          Py_ssize_t n_events, size_t cap,
                                          size_t n_ev, bint prefetch, Py_ssize_t* pos,
-                                         Py_ssize_t* moved, int32_t* ulog, Py_ssize_t* logged,
-                                         HsmCore* c) noexcept nogil:
+                                         Py_ssize_t* moved, HsmCore* c) noexcept nogil:
     """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
     transitions when they are frequent and random. Returns the events that went unhandled,
     ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
@@ -119,8 +117,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
     the table. ``step[idx]`` (see EngineTables) says all three cases in one load: below
     HSM_STEP_UNHANDLED it is an event handled in place."""
     cdef Py_ssize_t i, s, e, idx
-    cdef Py_ssize_t n_unhandled = 0, trans = 0, n_log = 0
-    cdef uint64_t u, inc
+    cdef Py_ssize_t n_unhandled = 0, trans = 0
     cdef uint16_t v
     for i in range(lo, hi):
         if prefetch:
@@ -132,7 +129,6 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
         if <size_t>s >= cap or <size_t>e >= n_ev:
             pos[0] = i
             moved[0] += trans
-            logged[0] += n_log
             return n_unhandled
         idx = row_cell(states, flags, flagged, fb, shift, s, e, n_events)
         v = step[idx]
@@ -142,11 +138,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
                 hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
                 continue
-            u = unhandled[s]
-            inc = u < <uint64_t>INT64_MAX  # saturates at 2**63-1
-            unhandled[s] = u + inc
-            ulog[n_log] = <int32_t>s  # undo log: kept only if it counted
-            n_log += <Py_ssize_t>inc
+            unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
             continue
         trans += 1
@@ -154,7 +146,6 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
         states[s] = <uint8_t>v
     pos[0] = hi
     moved[0] += trans
-    logged[0] += n_log
     return n_unhandled
 
 
@@ -163,15 +154,13 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
                                       bint flagged, int fb, int shift, uint64_t* unhandled,
                                       uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
                                       size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
-                                      Py_ssize_t* pos, int32_t* ulog, Py_ssize_t* logged,
-                                      HsmCore* c) noexcept nogil:
+                                      Py_ssize_t* pos, HsmCore* c) noexcept nogil:
     """Like :func:`run_chunk_counted` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its cell of ``local`` (the
     fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
     bit: one load per event for both."""
     cdef Py_ssize_t i, s, e, idx
-    cdef Py_ssize_t n_unhandled = 0, n_log = 0
-    cdef uint64_t u, inc
+    cdef Py_ssize_t n_unhandled = 0
     cdef uint16_t v
     for i in range(lo, hi):
         if prefetch:
@@ -182,7 +171,6 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
         e = <Py_ssize_t>ev[i]
         if <size_t>s >= cap or <size_t>e >= n_ev:
             pos[0] = i
-            logged[0] += n_log
             return n_unhandled
         idx = row_cell(states, flags, flagged, fb, shift, s, e, n_events)
         v = step[idx]
@@ -190,16 +178,11 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
                 hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
                 continue
-            u = unhandled[s]
-            inc = u < <uint64_t>INT64_MAX  # saturates at 2**63-1
-            unhandled[s] = u + inc
-            ulog[n_log] = <int32_t>s  # undo log: kept only if it counted
-            n_log += <Py_ssize_t>inc
+            unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
         states[s] = <uint8_t>v
         local[idx] += 1
     pos[0] = hi
-    logged[0] += n_log
     return n_unhandled
 
 
@@ -208,8 +191,7 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
                                  const uint8_t* flags, uint64_t* unhandled, uint32_t* local,
                                  const uint16_t* step, Py_ssize_t n_events, size_t cap, size_t n_ev,
                                  bint prefetch, Py_ssize_t dist, Py_ssize_t* pos,
-                                 Py_ssize_t* moved, int32_t* ulog, Py_ssize_t* logged,
-                                 HsmCore* c) noexcept nogil:
+                                 Py_ssize_t* moved, HsmCore* c) noexcept nogil:
     """Run one chunk with the kernel chosen (``flat`` or branchy) for a machine with ``fb``
     flags. Every (kernel, number of flags) pair is its own loop, with the flag arithmetic
     (``fb`` and the packing shift, see hsm_packed_flags) as constants: measured, a loop that
@@ -217,32 +199,32 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
     if flat:
         if fb == 0:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, ulog, logged, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 1:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, ulog, logged, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 2:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, ulog, logged, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         if fb == 3:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, ulog, logged, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
         return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, dist, pos, ulog, logged, c)
+                              step, n_events, cap, n_ev, prefetch, dist, pos, c)
     if fb == 0:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, ulog, logged, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 1:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, ulog, logged, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 2:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, ulog, logged, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     if fb == 3:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, ulog, logged, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
     return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                             step, n_events, cap, n_ev, prefetch, pos, moved, ulog, logged, c)
+                             step, n_events, cap, n_ev, prefetch, pos, moved, c)
 
 
 cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
@@ -311,9 +293,8 @@ cdef inline Py_ssize_t snapshot_bytes(const HsmCore* c) noexcept nogil:
 
 cdef inline Py_ssize_t undo_scratch_bytes(const HsmCore* c) noexcept nogil:
     """Bytes of the scratch of a batch validated as it runs (:func:`run_batch_chunked`,
-    ``snap``; 8-byte aligned): the snapshot, the per-state counts, the unhandled log."""
-    return (snapshot_bytes(c) + HSM_CODE_ROWS * <Py_ssize_t>sizeof(int64_t)
-            + HSM_UNDO_LOG * <Py_ssize_t>sizeof(int32_t))
+    ``snap``; 8-byte aligned): the snapshot, then the per-state counts."""
+    return snapshot_bytes(c) + HSM_CODE_ROWS * <Py_ssize_t>sizeof(int64_t)
 
 
 cdef inline bint validates_as_it_runs(const HsmCore* c, Py_ssize_t n) noexcept nogil:
@@ -356,20 +337,55 @@ cdef inline void save_batch(HsmCore* c, uint8_t* snap) noexcept nogil:
     memcpy(&snap[snapshot_bytes(c)], c.counts, HSM_CODE_ROWS * sizeof(int64_t))
 
 
-cdef inline Py_ssize_t undo_batch(HsmCore* c, const uint8_t* snap, const int32_t* ulog,
-                                  Py_ssize_t n_log, uint32_t* local, Py_ssize_t used,
-                                  Py_ssize_t at, Py_ssize_t* bad) noexcept nogil:
-    """Undo a batch that met an invalid element at index ``at`` before its commit point: what
-    :func:`save_batch` copied put back, one per unhandled count the log holds taken off, the
-    batch-local counts dropped (nothing was folded into the table yet). Returns 0."""
-    cdef Py_ssize_t k
+cdef inline void take_back_unhandled(const slot_t* sl, const event_t* ev, Py_ssize_t at,
+                                     HsmCore* c) noexcept nogil:
+    """Replay events [0, at) of an undone batch from the restored state bytes (and records),
+    counting nothing, and take one off a slot's unhandled counter for each event it left
+    unhandled. Exact when no counter saturated during the batch: the table refuses to validate
+    a batch as it runs when one may (see MachineTable._high_unhandled). The kernels check an
+    index the caller rewrote meanwhile, and so does this replay (it skips it; a counter is never
+    taken below 0)."""
+    cdef Py_ssize_t i, s, e, idx
+    cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>c.n_events
+    cdef int fb = c.flag_bits
+    cdef uint8_t mask = 0
+    cdef uint16_t v
+    for i in range(at):
+        s = <Py_ssize_t>sl[i]
+        e = <Py_ssize_t>ev[i]
+        if <size_t>s >= cap or <size_t>e >= n_ev:
+            continue
+        if fb:
+            mask = c.flags[s]
+        idx = (((<Py_ssize_t>c.states[s]) << fb) | mask) * c.n_events + e
+        v = c.step[idx]
+        if not v & HSM_STEP_UNHANDLED:
+            c.states[s] = <uint8_t>v
+        elif v & HSM_STEP_MOVED:  # a history cell: its program gives the leaf
+            c.states[s] = hsm_history_run(c.hist, s, idx, fb, mask)
+        elif c.unhandled[s] != 0:
+            c.unhandled[s] -= 1
+
+
+cdef inline void restore_batch(HsmCore* c, const uint8_t* snap) noexcept nogil:
+    """Put back what :func:`save_batch` copied."""
     cdef size_t cap = <size_t>c.capacity
     memcpy(c.states, snap, cap)
     if c.hist != NULL:
         memcpy(c.hist.records, &snap[cap], cap * <size_t>c.hist.n_owners)
     memcpy(c.counts, &snap[snapshot_bytes(c)], HSM_CODE_ROWS * sizeof(int64_t))
-    for k in range(n_log):
-        c.unhandled[ulog[k]] -= 1
+
+
+cdef inline Py_ssize_t undo_batch(const slot_t* sl, const event_t* ev, Py_ssize_t at,
+                                  HsmCore* c, const uint8_t* snap, uint32_t* local,
+                                  Py_ssize_t used, Py_ssize_t* bad) noexcept nogil:
+    """Undo a batch that met an invalid element at index ``at`` before its commit point: the
+    unhandled counts its events [0, at) took given back (:func:`take_back_unhandled`, from the
+    state bytes and records as they were), what :func:`save_batch` copied put back, the
+    batch-local counts dropped (nothing was folded into the table yet). Returns 0."""
+    restore_batch(c, snap)
+    take_back_unhandled(sl, ev, at, c)
+    restore_batch(c, snap)
     clear_counts(c, local, used)
     bad[0] = at
     return 0
@@ -396,12 +412,12 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     batch is validated as it runs, so it is read from memory once: the kernels' own index
     checks catch an index out of range, and on a table with free slots each chunk is checked
     (validate_batch, which brings it into the cache for the kernel) just before it runs. What
-    the batch can change is copied to ``snap`` first (:func:`save_batch`) and every per-slot
-    unhandled count taken is logged after it (the slot, as an int32: capacities fit); on an
-    invalid element everything is undone (:func:`undo_batch`),
+    the batch can change is copied to ``snap`` first (:func:`save_batch`); on an invalid
+    element everything is undone (:func:`undo_batch`, which replays the batch up to the element
+    to give back the per-slot unhandled counts),
     ``bad[0]`` is set to its index and 0 is returned. Before the first fold into the table's
-    counters, or when the log could fill up within the next chunk, the rest of the batch is
-    validated at once (the commit point); from there on the batch runs as a validated one.
+    counters the rest of the batch is validated at once (the commit point); from there on the
+    batch runs as a validated one.
 
     The arrays belong to the caller, who may rewrite them from another thread: each index is
     checked again (one unsigned compare, always on). After the commit point (or with ``snap``
@@ -437,27 +453,20 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     cdef bint checked = snap == NULL   # the batch is validated up to its end
     cdef bint free_slots = c.counts[HSM_FREE_SLOT] != 0
     cdef Py_ssize_t lo = 0, hi, pos = 0, moved, n_unhandled = 0, since_fold = 0, j
-    cdef Py_ssize_t n_log = 0
     cdef Py_ssize_t dist = HSM_PREFETCH_DISTANCE
     cdef int64_t tsum, tprev = 0
-    cdef int32_t* ulog = NULL
-    cdef int32_t spare_log[HSM_CHUNK]   # the log's place in a validated batch (never read)
-    if checked:
-        ulog = spare_log
-    else:
+    if not checked:
         save_batch(c, snap)
-        ulog = <int32_t*>&snap[snapshot_bytes(c) + HSM_CODE_ROWS * sizeof(int64_t)]
     while lo < n:
         hi = min(lo + HSM_CHUNK, n)
         if not checked and free_slots:
             j = validate_batch(&sl[lo], &ev[lo], hi - lo, c)
             if j >= 0:
-                return undo_batch(c, snap, ulog, n_log, local, used, lo + j, bad)
+                return undo_batch(sl, ev, lo + j, c, snap, local, used, bad)
         moved = 0
         prefetch = big and hi + dist <= n
         n_unhandled += run_chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, step,
-                                 n_events, cap, n_ev, prefetch, dist, &pos, &moved,
-                                 &ulog[n_log], &n_log, c)
+                                 n_events, cap, n_ev, prefetch, dist, &pos, &moved, c)
         if flat:  # the transition cells' sum gives the transitions the chunk took
             tsum = 0
             for j in range(c.n_tcells):
@@ -469,19 +478,16 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
         flat = moved * HSM_FLAT_RATE >= hi - lo   # transitions frequent enough to mispredict
         if pos < hi:
             if not checked:
-                return undo_batch(c, snap, ulog, n_log, local, used, pos, bad)
+                return undo_batch(sl, ev, pos, c, snap, local, used, bad)
             stop[0] = pos
             n = pos
             break
         since_fold += hi - lo
-        if not checked and (since_fold >= HSM_FOLD_EVENTS
-                            or n_log > HSM_UNDO_LOG - 2 * HSM_CHUNK):
+        if not checked and since_fold >= HSM_FOLD_EVENTS:
             j = validate_batch(&sl[hi], &ev[hi], n - hi, c)  # the commit point
             if j >= 0:
-                return undo_batch(c, snap, ulog, n_log, local, used, hi + j, bad)
+                return undo_batch(sl, ev, hi + j, c, snap, local, used, bad)
             checked = True
-        if checked:
-            n_log = 0  # the log only serves an undo
         if since_fold >= HSM_FOLD_EVENTS:
             fold_counts(c, local, used)
             since_fold = 0

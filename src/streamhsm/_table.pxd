@@ -20,10 +20,14 @@ cdef class MachineTable:
     cdef object _scratch           # the batch-local transition counts (core.local), or None
     cdef object _fpacked           # the packed flag bitmasks (core.fpacked)
     # scratch of batches validated as they run (_batch.pxd run_batch_chunked, undo_scratch_bytes:
-    # a snapshot of the state bytes, history records and per-state counts, then the unhandled
-    # log); made by the first such batch and never replaced (a running batch holds the pointer)
+    # a snapshot of the state bytes, history records and per-state counts); made by the first
+    # such batch and never replaced (a running batch holds the pointer)
     cdef object _undo
     cdef uint8_t* _undo_ptr
+    # True once restore() gave some slot an unhandled counter above 2**62: a batch could then
+    # saturate it, which the undo of a batch validated as it runs cannot take back exactly, so
+    # batches are validated before they run (counting from 0, no counter gets there)
+    cdef bint _high_unhandled
     cdef object _states_view, _flags_view, _unhandled_view, _transitions_view  # read-only bases
     cdef object _observer          # TableObserver over the read-only views
     cdef int32_t* _free            # stack of free slots

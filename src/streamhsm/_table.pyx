@@ -119,7 +119,8 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
     self.lock_batch()
     try:
         with nogil:
-            if self._undo_ptr != NULL and validates_as_it_runs(&self.core, n):
+            if (self._undo_ptr != NULL and not self._high_unhandled
+                    and validates_as_it_runs(&self.core, n)):
                 snap = self._undo_ptr
             else:
                 bad = validate_batch(&slots[0], &events[0], n, &self.core)
@@ -159,6 +160,10 @@ cdef int _make_undo(MachineTable self) except -1:
         self._undo_ptr = &buf[(-<size_t>&buf[0]) & 7]  # 8-byte aligned (counts, then the log)
     return 0
 
+
+# A restored per-slot unhandled counter above this could saturate during a batch (see
+# MachineTable._high_unhandled); counting from 0 one never gets there (2**62 events).
+_HIGH_UNHANDLED = 1 << 62
 
 _FLAG_DTYPES = (np.dtype(np.bool_), _U8)
 cdef object _NO_VALUES = np.zeros(1, np.uint8)
@@ -231,6 +236,7 @@ cdef class MachineTable:
         self.core.hist = NULL
         self._init_records = NULL
         self._undo_ptr = NULL
+        self._high_unhandled = False
         self._lock = PyThread_allocate_lock()
         if self._lock == NULL:
             raise MemoryError("cannot allocate the table lock")
@@ -696,6 +702,7 @@ cdef class MachineTable:
         v = check_table_snapshot(snap, self.machine, self.core.capacity)
         states, flags, free = v["states"], v["flags"], v["free"]
         packed = pack_flags(flags, self.core.fpack_shift, self._fpacked.shape[0])
+        high = bool(v["unhandled"].max(initial=0) > _HIGH_UNHANDLED)
         self.lock_batch()
         try:
             self._states[:] = states
@@ -707,6 +714,7 @@ cdef class MachineTable:
             self._n_free = free.size
             self._transitions[:self._n_states] = v["transitions"]
             self.core.unhandled_total = v["unhandled_total"]
+            self._high_unhandled = high
             if self._records is not None:
                 self._records[:] = v["history"]
         finally:

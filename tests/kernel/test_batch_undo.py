@@ -1,8 +1,9 @@
 """Issue 22, target 3: large ``dispatch_many`` batches are validated as they run (the batch is
-read from memory once) and undone on an invalid element: a snapshot of the state bytes, a log of
-the per-slot unhandled counts taken, the batch-local transition counts dropped. Atomic wherever
-the bad element is (first, middle, last chunk, around a chunk boundary, after the commit points),
-and every counter exact against the per-event path."""
+read from memory once) and undone on an invalid element: a snapshot of the state bytes (history
+records, per-state counts) put back, the per-slot unhandled counts given back by replaying the
+batch up to the element, the batch-local transition counts dropped. Atomic wherever the bad
+element is (first, middle, last chunk, around a chunk boundary, after the commit point), and
+every counter exact against the per-event path."""
 
 from __future__ import annotations
 
@@ -192,9 +193,10 @@ def test_bad_element_on_flagged_and_history_machines(pos: int, make: Any) -> Non
 
 
 # --------------------------------------------------------------------------- saturation
-def test_undo_gives_back_only_the_unhandled_counts_taken() -> None:
-    """Per-slot unhandled counters saturate at 2**63-1: the undo takes back what was counted,
-    not what was dispatched (a saturated counter stays saturated, one 2 below stays there)."""
+def test_counters_near_saturation_stay_exact() -> None:
+    """Per-slot unhandled counters saturate at 2**63-1, and a replay cannot tell how many
+    counts a saturated one took: a table restored with a counter above 2**62 validates its
+    batches before they run (a saturated counter stays saturated, one 2 below stays there)."""
     t = stream_table(free=False)
     init = [int(s) for s in open_slots(t) if t.states[s] == t.machine.State.INIT][:4]
     snap = t.snapshot()
@@ -215,10 +217,9 @@ def test_undo_gives_back_only_the_unhandled_counts_taken() -> None:
 
 # --------------------------------------------------------------------------- commit points
 @pytest.mark.parametrize("pos", [None, 20_000, 39_999])
-def test_commit_point_when_the_undo_log_fills(pos: int | None) -> None:
-    """All-unhandled traffic fills the undo log after about 14 chunks: the rest of the batch
-    is validated at once there (a bad element later still changes nothing), then runs without
-    the log (counters still exact)."""
+def test_unhandled_heavy_batches_undo_exactly(pos: int | None) -> None:
+    """All-unhandled traffic: 40,000 per-slot counts taken on 40 chunks, every one given back
+    by the undo; without a bad element every counter is exact."""
     t, ref = stream_table(free=True), stream_table(free=True)
     init = np.array([s for s in open_slots(t) if t.states[s] == t.machine.State.INIT])
     rng = np.random.default_rng(9)
