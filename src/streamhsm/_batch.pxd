@@ -377,14 +377,16 @@ cdef inline void restore_batch(HsmCore* c, const uint8_t* snap) noexcept nogil:
 
 
 cdef inline Py_ssize_t undo_batch(const slot_t* sl, const event_t* ev, Py_ssize_t at,
-                                  HsmCore* c, const uint8_t* snap, uint32_t* local,
-                                  Py_ssize_t used, Py_ssize_t* bad) noexcept nogil:
-    """Undo a batch that met an invalid element at index ``at`` before its commit point: the
-    unhandled counts its events [0, at) took given back (:func:`take_back_unhandled`, from the
-    state bytes and records as they were), what :func:`save_batch` copied put back, the
-    batch-local counts dropped (nothing was folded into the table yet). Returns 0."""
+                                  Py_ssize_t ran, HsmCore* c, const uint8_t* snap,
+                                  uint32_t* local, Py_ssize_t used,
+                                  Py_ssize_t* bad) noexcept nogil:
+    """Undo a batch that met an invalid element at index ``at`` before its commit point, after
+    running its events [0, ran): the unhandled counts they took given back
+    (:func:`take_back_unhandled`, from the state bytes and records as they were), what
+    :func:`save_batch` copied put back, the batch-local counts dropped (nothing was folded into
+    the table yet). Returns 0."""
     restore_batch(c, snap)
-    take_back_unhandled(sl, ev, at, c)
+    take_back_unhandled(sl, ev, ran, c)
     restore_batch(c, snap)
     clear_counts(c, local, used)
     bad[0] = at
@@ -462,7 +464,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
         if not checked and free_slots:
             j = validate_batch(&sl[lo], &ev[lo], hi - lo, c)
             if j >= 0:
-                return undo_batch(sl, ev, lo + j, c, snap, local, used, bad)
+                return undo_batch(sl, ev, lo + j, lo, c, snap, local, used, bad)
         moved = 0
         prefetch = big and hi + dist <= n
         n_unhandled += run_chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, step,
@@ -478,7 +480,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
         flat = moved * HSM_FLAT_RATE >= hi - lo   # transitions frequent enough to mispredict
         if pos < hi:
             if not checked:
-                return undo_batch(sl, ev, pos, c, snap, local, used, bad)
+                return undo_batch(sl, ev, pos, pos, c, snap, local, used, bad)
             stop[0] = pos
             n = pos
             break
@@ -486,7 +488,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
         if not checked and since_fold >= HSM_FOLD_EVENTS:
             j = validate_batch(&sl[hi], &ev[hi], n - hi, c)  # the commit point
             if j >= 0:
-                return undo_batch(sl, ev, hi + j, c, snap, local, used, bad)
+                return undo_batch(sl, ev, hi + j, hi, c, snap, local, used, bad)
             checked = True
         if since_fold >= HSM_FOLD_EVENTS:
             fold_counts(c, local, used)

@@ -560,8 +560,9 @@ cdef class MachineTable:
 
         Raises:
             TypeError / ValueError / IndexError: wrong type, dtype or shape, mismatched
-            lengths, an unknown event code, or a slot out of range or not open. The whole batch
-            is validated first: on error, nothing has changed.
+            lengths, an unknown event code, or a slot out of range or not open. A batch is
+            atomic: on error, nothing has changed (it is validated before it runs or, when
+            large, as it runs with an undo).
         """
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
