@@ -93,15 +93,13 @@ cdef inline int _raise_if_bad(int rc) except -1:
 
 cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
                             const event_t[::1] events):
-    """``dispatch_many`` on arrays of checked dtypes, under the table lock: validate the whole
-    batch (validate_batch), then run it (run_batch); or, for a large batch, validate it as it
-    runs with an undo (run_batch with a snapshot, see run_batch_chunked). Either way nothing
-    changes if any element is invalid."""
+    """``dispatch_many`` on arrays of checked dtypes, under the table lock: validated, then run
+    (run_batch), or validated as it runs with an undo (run_batch_chunked); atomic either way."""
     cdef Py_ssize_t bad = -1, handled = 0, stop = -1, n = slots.shape[0]
-    cdef Py_ssize_t n_states = self._n_states
     cdef const slot_t[::1] own_slots
     cdef const event_t[::1] own_events
     cdef uint8_t* snap = NULL
+    cdef uint8_t[::1] scratch
     if n != events.shape[0]:
         raise ValueError(
             f"slots and events must have the same length, got {n} and {events.shape[0]}")
@@ -114,21 +112,23 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
         own_slots = np.array(slots)
         own_events = np.array(events)
         return _dispatch_batch(self, own_slots, own_events)
-    if self._undo_ptr == NULL and snapshot_bytes(&self.core) <= HSM_SNAPSHOT_RATIO * n:
-        _make_undo(self)
+    if self._undo is None and snapshot_bytes(&self.core) <= HSM_SNAPSHOT_RATIO * n:
+        scratch = np.empty(undo_scratch_bytes(&self.core) + 8, np.uint8)
+        if self._undo is None:  # np.empty may have let another thread make it meanwhile
+            self._undo = scratch.base  # made once, never replaced: a batch holds the pointer
+            self._undo_ptr = &scratch[(-<size_t>&scratch[0]) & 7]  # 8-byte aligned
     self.lock_batch()
     try:
         with nogil:
-            if (self._undo_ptr != NULL and not self._high_unhandled
-                    and validates_as_it_runs(&self.core, n)):
-                snap = self._undo_ptr
-            else:
+            if not self._high_unhandled and validates_as_it_runs(&self.core, n):
+                snap = self._undo_ptr  # NULL until made: then validated before it runs
+            if snap == NULL:
                 bad = validate_batch(&slots[0], &events[0], n, &self.core)
             if bad < 0:
                 if self._batch_hook != NULL:
                     self._batch_hook(self._batch_hook_arg)
-                handled = run_batch(&slots[0], &events[0], n, &self.core, n_states, &stop, snap,
-                                    &bad)
+                handled = run_batch(&slots[0], &events[0], n, &self.core, self._n_states, &stop,
+                                    snap, &bad)
     finally:
         self.unlock_batch()
     if stop >= 0:
@@ -149,21 +149,6 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
         raise IndexError(f"slots[{bad}]: slot {s} is not open; nothing was dispatched")
     return handled
 
-
-cdef int _make_undo(MachineTable self) except -1:
-    """Give ``self`` the scratch of batches validated as they run (see ``_undo`` in
-    _table.pxd): once, and never replaced, so a batch holding the pointer keeps its memory."""
-    arr = np.empty(undo_scratch_bytes(&self.core) + 8, np.uint8)
-    cdef uint8_t[::1] buf = arr
-    if self._undo is None:  # np.empty may have let another thread make it meanwhile
-        self._undo = arr
-        self._undo_ptr = &buf[(-<size_t>&buf[0]) & 7]  # 8-byte aligned (counts, then the log)
-    return 0
-
-
-# A restored per-slot unhandled counter above this could saturate during a batch (see
-# MachineTable._high_unhandled); counting from 0 one never gets there (2**62 events).
-_HIGH_UNHANDLED = 1 << 62
 
 _FLAG_DTYPES = (np.dtype(np.bool_), _U8)
 cdef object _NO_VALUES = np.zeros(1, np.uint8)
@@ -236,7 +221,6 @@ cdef class MachineTable:
         self.core.hist = NULL
         self._init_records = NULL
         self._undo_ptr = NULL
-        self._high_unhandled = False
         self._lock = PyThread_allocate_lock()
         if self._lock == NULL:
             raise MemoryError("cannot allocate the table lock")
@@ -561,8 +545,7 @@ cdef class MachineTable:
         Raises:
             TypeError / ValueError / IndexError: wrong type, dtype or shape, mismatched
             lengths, an unknown event code, or a slot out of range or not open. A batch is
-            atomic: on error, nothing has changed (it is validated before it runs or, when
-            large, as it runs with an undo).
+            atomic: on error, nothing has changed.
         """
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
@@ -703,7 +686,6 @@ cdef class MachineTable:
         v = check_table_snapshot(snap, self.machine, self.core.capacity)
         states, flags, free = v["states"], v["flags"], v["free"]
         packed = pack_flags(flags, self.core.fpack_shift, self._fpacked.shape[0])
-        high = bool(v["unhandled"].max(initial=0) > _HIGH_UNHANDLED)
         self.lock_batch()
         try:
             self._states[:] = states
@@ -715,7 +697,7 @@ cdef class MachineTable:
             self._n_free = free.size
             self._transitions[:self._n_states] = v["transitions"]
             self.core.unhandled_total = v["unhandled_total"]
-            self._high_unhandled = high
+            self._high_unhandled = v["unhandled"].max(initial=0) >> 62 != 0  # see _table.pxd
             if self._records is not None:
                 self._records[:] = v["history"]
         finally:
