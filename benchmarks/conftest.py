@@ -56,7 +56,7 @@ TARGETS: tuple[tuple[str, str, str, str, float], ...] = (
      "test_streamhsm_lifecycle_20", ">=", 300.0),
     ("dispatch_many lease traffic / bare loop", "test_dispatch_many", "test_many_floor", "<=", 1.5),
     ("dispatch_many transition-heavy / bare loop", "test_dispatch_many_transitions",
-     "test_many_transitions_floor", "<=", 1.5),
+     "test_many_transitions_floor", "<=", 1.25),
     ("dispatch_many int32 slots / bare loop (int64 slots)", "test_dispatch_many_int32",
      "test_many_floor", "<=", 1.25),
     ("dispatch_many int32 slots / bare loop on int32 slots", "test_dispatch_many_int32",

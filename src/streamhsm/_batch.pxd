@@ -16,14 +16,14 @@
 from libc.stdint cimport (
     INT64_MAX, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t,
 )
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_HISTORY, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION,
     HSM_PREFETCH_DISTANCE, HSM_PREFETCH_MIN_SLOTS, HSM_STEP_MOVED, HSM_STEP_UNHANDLED,
     STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH, HsmCore, HsmTrace, hsm_add_unhandled, hsm_apply,
-    hsm_apply_history, hsm_apply_timed, hsm_history_batch, hsm_packed_flags, hsm_sat_add,
-    hsm_set_flags, hsm_step, hsm_trace,
+    hsm_apply_history, hsm_apply_timed, hsm_history_batch, hsm_history_run, hsm_packed_flags,
+    hsm_sat_add, hsm_set_flags, hsm_step, hsm_trace,
 )
 
 cdef extern from "_simd.h":
@@ -56,6 +56,9 @@ cdef enum:
     HSM_CHUNK = 1024               # events between two choices of the chunk kernel
     HSM_FOLD_EVENTS = 1 << 24
     HSM_FLAT_RATE = 16             # branch-free chunks once 1 event in this many transitions
+    # a batch is validated as it runs (run_batch_chunked, ``snap``) when its table's snapshot is
+    # at most this many bytes per event
+    HSM_SNAPSHOT_RATIO = 4
 
 
 cdef inline Py_ssize_t validate_batch(const slot_t* slots, const event_t* events, Py_ssize_t n,
@@ -272,28 +275,135 @@ ctypedef fused flag_mode_t:
     _Flagged
 
 
+cdef inline bint runs_chunked(const HsmCore* c, Py_ssize_t n) noexcept nogil:
+    """True if a batch of ``n`` events runs the chunk kernels (:func:`run_batch_chunked`), False
+    if it runs event by event: tracing on, a machine with timers, a small batch (no fold to pay
+    for), more transition cells than events, or a machine too wide for the stack cells without a
+    scratch array."""
+    cdef Py_ssize_t cells = (<Py_ssize_t>HSM_CODE_ROWS << c.flag_bits) * c.n_events
+    return not (c.trace != NULL or c.timers != NULL or n < HSM_LOCAL_MIN_EVENTS
+                or c.n_tcells > n or (cells > HSM_STACK_CELLS and c.local == NULL))
+
+
+cdef inline Py_ssize_t snapshot_bytes(const HsmCore* c) noexcept nogil:
+    """Bytes of what an undo restores per slot (the state byte and every history record), for
+    every slot, rounded up to 8 (the per-state counts follow them in the scratch)."""
+    cdef Py_ssize_t n_owners = c.hist.n_owners if c.hist != NULL else 0
+    return (c.capacity * (1 + n_owners) + 7) & ~(<Py_ssize_t>7)
+
+
+cdef inline Py_ssize_t undo_scratch_bytes(const HsmCore* c) noexcept nogil:
+    """Bytes of the scratch of a batch validated as it runs (:func:`run_batch_chunked`,
+    ``snap``; 8-byte aligned): the snapshot, then the per-state counts."""
+    return snapshot_bytes(c) + HSM_CODE_ROWS * <Py_ssize_t>sizeof(int64_t)
+
+
+cdef inline bint validates_as_it_runs(const HsmCore* c, Py_ssize_t n) noexcept nogil:
+    """True if a batch of ``n`` events is validated chunk by chunk as it runs (see
+    :func:`run_batch_chunked`, ``snap``) instead of all at once before it runs: it runs the chunk
+    kernels and its snapshot (the state bytes and history records) is at most
+    HSM_SNAPSHOT_RATIO bytes per event."""
+    return snapshot_bytes(c) <= HSM_SNAPSHOT_RATIO * n and runs_chunked(c, n)
+
+
 cdef inline Py_ssize_t run_batch(const slot_t* slots, const event_t* events, Py_ssize_t n,
-                                 HsmCore* c, Py_ssize_t n_states,
-                                 Py_ssize_t* stop) noexcept nogil:
-    """Dispatch a validated batch (:func:`run_batch_chunked`) with the loops of its kind of machine:
+                                 HsmCore* c, Py_ssize_t n_states, Py_ssize_t* stop,
+                                 uint8_t* snap, Py_ssize_t* bad) noexcept nogil:
+    """Dispatch a batch (:func:`run_batch_chunked`) with the loops of its kind of machine:
     a flag-free machine runs a function compiled without the flagged kernels (measured: sharing
     one function with them cost flag-free lease traffic 1.1-1.2x). A machine with history
     records runs the same loops: its history cells carry both step bits (see the chunk kernels)
-    and run their program where they occur. A machine with timers goes one event at a time
-    (:func:`run_batch_timed`)."""
+    and run their program where they occur. ``snap`` NULL: the batch was validated before; else
+    it is validated as it runs (see :func:`run_batch_chunked`). A machine with timers goes one
+    event at a time (:func:`run_batch_timed`; its batches are validated before they run)."""
     if c.timers != NULL:
         return run_batch_timed(slots, events, n, c, stop)
     if c.flag_bits:
-        return run_batch_chunked(slots, events, n, c, n_states, stop, <_Flagged*>NULL)
-    return run_batch_chunked(slots, events, n, c, n_states, stop, <_FlagFree*>NULL)
+        return run_batch_chunked(slots, events, n, c, n_states, stop, snap, bad, <_Flagged*>NULL)
+    return run_batch_chunked(slots, events, n, c, n_states, stop, snap, bad, <_FlagFree*>NULL)
+
+
+cdef inline void clear_counts(HsmCore* c, uint32_t* local, Py_ssize_t used) noexcept nogil:
+    """Zero the cells :func:`fold_counts` would fold, without folding them (an undone batch)."""
+    cdef Py_ssize_t free_row = <Py_ssize_t>HSM_FREE_SLOT << c.flag_bits
+    memset(local, 0, used * sizeof(uint32_t))
+    memset(&local[free_row * c.n_events], 0, (c.n_events << c.flag_bits) * sizeof(uint32_t))
+
+
+cdef inline void save_batch(HsmCore* c, uint8_t* snap) noexcept nogil:
+    """Copy what an undo restores to ``snap`` (see :func:`undo_scratch_bytes`): the state bytes,
+    the history records (history cells write them, and count record-reading arrivals in
+    ``counts`` on the spot), the per-state counts."""
+    cdef size_t cap = <size_t>c.capacity
+    memcpy(snap, c.states, cap)
+    if c.hist != NULL:
+        memcpy(&snap[cap], c.hist.records, cap * <size_t>c.hist.n_owners)
+    memcpy(&snap[snapshot_bytes(c)], c.counts, HSM_CODE_ROWS * sizeof(int64_t))
+
+
+cdef inline void take_back_unhandled(const slot_t* sl, const event_t* ev, Py_ssize_t at,
+                                     HsmCore* c) noexcept nogil:
+    """Replay events [0, at) of an undone batch from the restored state bytes (and records),
+    counting nothing, and take one off a slot's unhandled counter for each event it left
+    unhandled. Exact when no counter saturated during the batch: the table refuses to validate
+    a batch as it runs when one may (see MachineTable._high_unhandled). The kernels check an
+    index the caller rewrote meanwhile, and so does this replay (it skips it; a counter is never
+    taken below 0)."""
+    cdef Py_ssize_t i, s, e, idx
+    cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>c.n_events
+    cdef int fb = c.flag_bits
+    cdef uint8_t mask = 0
+    cdef uint16_t v
+    for i in range(at):
+        s = <Py_ssize_t>sl[i]
+        e = <Py_ssize_t>ev[i]
+        if <size_t>s >= cap or <size_t>e >= n_ev:
+            continue
+        if fb:
+            mask = c.flags[s]
+        idx = (((<Py_ssize_t>c.states[s]) << fb) | mask) * c.n_events + e
+        v = c.step[idx]
+        if not v & HSM_STEP_UNHANDLED:
+            c.states[s] = <uint8_t>v
+        elif v & HSM_STEP_MOVED:  # a history cell: its program gives the leaf
+            c.states[s] = hsm_history_run(c.hist, s, idx, fb, mask)
+        elif c.unhandled[s] != 0:
+            c.unhandled[s] -= 1
+
+
+cdef inline void restore_batch(HsmCore* c, const uint8_t* snap) noexcept nogil:
+    """Put back what :func:`save_batch` copied."""
+    cdef size_t cap = <size_t>c.capacity
+    memcpy(c.states, snap, cap)
+    if c.hist != NULL:
+        memcpy(c.hist.records, &snap[cap], cap * <size_t>c.hist.n_owners)
+    memcpy(c.counts, &snap[snapshot_bytes(c)], HSM_CODE_ROWS * sizeof(int64_t))
+
+
+cdef inline Py_ssize_t undo_batch(const slot_t* sl, const event_t* ev, Py_ssize_t at,
+                                  Py_ssize_t ran, HsmCore* c, const uint8_t* snap,
+                                  uint32_t* local, Py_ssize_t used,
+                                  Py_ssize_t* bad) noexcept nogil:
+    """Undo a batch that met an invalid element at index ``at`` before its commit point, after
+    running its events [0, ran): the unhandled counts they took given back
+    (:func:`take_back_unhandled`, from the state bytes and records as they were), what
+    :func:`save_batch` copied put back, the batch-local counts dropped (nothing was folded into
+    the table yet). Returns 0."""
+    restore_batch(c, snap)
+    take_back_unhandled(sl, ev, ran, c)
+    restore_batch(c, snap)
+    clear_counts(c, local, used)
+    bad[0] = at
+    return 0
 
 
 cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* events,
                                          Py_ssize_t n, HsmCore* c, Py_ssize_t n_states,
-                                         Py_ssize_t* stop, flag_mode_t* mode) noexcept nogil:
-    """Dispatch every pair in order (the batch is validated); return the number handled. Every
-    open slot handles or counts each event, so the handled count is the number of events run
-    minus the unhandled events they added.
+                                         Py_ssize_t* stop, uint8_t* snap, Py_ssize_t* bad,
+                                         flag_mode_t* mode) noexcept nogil:
+    """Dispatch every pair in order; return the number handled. Every open slot handles or
+    counts each event, so the handled count is the number of events run minus the unhandled
+    events they added.
 
     Transitions are counted per (row, event) in a batch-local array and occupancy is derived
     from them when the batch (or every HSM_FOLD_EVENTS events of it) ends: updating the per-state
@@ -303,10 +413,23 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     mispredicted branch), otherwise one that skips handled-in-place events without a store.
     Each kernel is specialised for each number of flags (see :func:`run_chunk`).
 
-    The arrays belong to the caller, who may rewrite them from another thread after validation:
-    each index is checked again (one unsigned compare, always on). On an index out of range the
-    run stops before it and ``stop[0]`` is set to its position (it stays -1 otherwise). A slot
-    rewritten to a free slot is harmless: the free rows of every table map to themselves.
+    Validation. With ``snap`` NULL the caller validated the whole batch before (validate_batch).
+    Otherwise ``snap`` is scratch space (:func:`undo_scratch_bytes`, 8-byte aligned) and the
+    batch is validated as it runs, so it is read from memory once: the kernels' own index
+    checks catch an index out of range, and on a table with free slots each chunk is checked
+    (validate_batch, which brings it into the cache for the kernel) just before it runs. What
+    the batch can change is copied to ``snap`` first (:func:`save_batch`); on an invalid
+    element everything is undone (:func:`undo_batch`, which replays the batch up to the element
+    to give back the per-slot unhandled counts),
+    ``bad[0]`` is set to its index and 0 is returned. Before the first fold into the table's
+    counters the rest of the batch is validated at once (the commit point); from there on the
+    batch runs as a validated one.
+
+    The arrays belong to the caller, who may rewrite them from another thread: each index is
+    checked again (one unsigned compare, always on). After the commit point (or with ``snap``
+    NULL), on an index out of range the run stops before it and ``stop[0]`` is set to its
+    position (it stays -1 otherwise); before it, the batch is undone as for an invalid element.
+    A slot rewritten to a free slot is harmless: the free rows of every table map to themselves.
     """
     cdef Py_ssize_t n_events = c.n_events
     cdef int fb = 0
@@ -316,8 +439,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     cdef Py_ssize_t used = (n_states << fb) * n_events   # the cells of the machine's states
     cdef uint32_t stack_local[HSM_STACK_CELLS]
     cdef uint32_t* local = c.local
-    if (c.trace != NULL or n < HSM_LOCAL_MIN_EVENTS or c.n_tcells > n
-            or (cells > HSM_STACK_CELLS and local == NULL)):
+    if not runs_chunked(c, n):
         if c.hist != NULL:
             return run_batch_history(slots, events, n, c, stop)
         return run_batch_per_event(slots, events, n, c, stop)
@@ -334,11 +456,19 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     cdef size_t cap = <size_t>c.capacity, n_ev = <size_t>n_events
     cdef bint big = c.capacity >= HSM_PREFETCH_MIN_SLOTS
     cdef bint flat = False, prefetch
+    cdef bint checked = snap == NULL   # the batch is validated up to its end
+    cdef bint free_slots = c.counts[HSM_FREE_SLOT] != 0
     cdef Py_ssize_t lo = 0, hi, pos = 0, moved, n_unhandled = 0, since_fold = 0, j
     cdef Py_ssize_t dist = HSM_PREFETCH_DISTANCE
     cdef int64_t tsum, tprev = 0
+    if not checked:
+        save_batch(c, snap)
     while lo < n:
         hi = min(lo + HSM_CHUNK, n)
+        if not checked and free_slots:
+            j = validate_batch(&sl[lo], &ev[lo], hi - lo, c)
+            if j >= 0:
+                return undo_batch(sl, ev, lo + j, lo, c, snap, local, used, bad)
         moved = 0
         prefetch = big and hi + dist <= n
         n_unhandled += run_chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, step,
@@ -353,10 +483,17 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
             tprev += moved
         flat = moved * HSM_FLAT_RATE >= hi - lo   # transitions frequent enough to mispredict
         if pos < hi:
+            if not checked:
+                return undo_batch(sl, ev, pos, pos, c, snap, local, used, bad)
             stop[0] = pos
             n = pos
             break
         since_fold += hi - lo
+        if not checked and since_fold >= HSM_FOLD_EVENTS:
+            j = validate_batch(&sl[hi], &ev[hi], n - hi, c)  # the commit point
+            if j >= 0:
+                return undo_batch(sl, ev, hi + j, hi, c, snap, local, used, bad)
+            checked = True
         if since_fold >= HSM_FOLD_EVENTS:
             fold_counts(c, local, used)
             since_fold = 0

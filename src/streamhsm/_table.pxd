@@ -6,8 +6,9 @@ from libc.stdint cimport uint8_t, int32_t
 
 from streamhsm._kernel cimport HsmCore, HsmHistory, HsmTimers, HsmTrace
 
-# A hook a batch calls after validating its input, holding the table lock with the GIL released
-# (NULL in normal use; only the test-only module streamhsm._testing sets it).
+# A hook a batch calls after validating its input (a dispatch_many batch validated as it runs:
+# before it runs), holding the table lock with the GIL released (NULL in normal use; only the
+# test-only module streamhsm._testing sets it).
 ctypedef void (*batch_hook_t)(void* arg) noexcept nogil
 
 
@@ -18,6 +19,15 @@ cdef class MachineTable:
     cdef object _states, _flags, _unhandled, _counts, _free_list, _transitions, _tables
     cdef object _scratch           # the batch-local transition counts (core.local), or None
     cdef object _fpacked           # the packed flag bitmasks (core.fpacked)
+    # scratch of batches validated as they run (_batch.pxd run_batch_chunked, undo_scratch_bytes:
+    # a snapshot of the state bytes, history records and per-state counts); made by the first
+    # such batch and never replaced (a running batch holds the pointer)
+    cdef object _undo
+    cdef uint8_t* _undo_ptr
+    # True once restore() gave some slot an unhandled counter above 2**62: a batch could then
+    # saturate it, which the undo of a batch validated as it runs cannot take back exactly, so
+    # batches are validated before they run (counting from 0, no counter gets there)
+    cdef bint _high_unhandled
     cdef object _states_view, _flags_view, _unhandled_view, _transitions_view  # read-only bases
     cdef object _observer          # TableObserver over the read-only views
     cdef int32_t* _free            # stack of free slots

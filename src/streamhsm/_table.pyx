@@ -16,9 +16,10 @@ from cpython.pythread cimport (
 from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
 
 from streamhsm._batch cimport (
-    HSM_LOCAL_MAX_CELLS, HSM_STACK_CELLS, event_t, hsm_map, hsm_simd_detect, hsm_simd_level,
-    hsm_simd_set_cap, run_batch, run_broadcast, run_broadcast_flagged, set_flags_batch, slot_t,
-    validate_batch,
+    HSM_LOCAL_MAX_CELLS, HSM_SNAPSHOT_RATIO, HSM_STACK_CELLS, event_t, hsm_map, hsm_simd_detect,
+    hsm_simd_level, hsm_simd_set_cap, run_batch, run_broadcast, run_broadcast_flagged,
+    set_flags_batch, slot_t, snapshot_bytes, undo_scratch_bytes, validate_batch,
+    validates_as_it_runs,
 )
 from streamhsm._binding cimport (
     bind_core, bind_history, bind_timers, bind_trace, set_records, shares_core,
@@ -95,12 +96,13 @@ cdef inline int _raise_if_bad(int rc) except -1:
 
 cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
                             const event_t[::1] events):
-    """``dispatch_many`` on arrays of checked dtypes: validate the whole batch under the table
-    lock (validate_batch), then run it (run_batch); nothing changes if any element is invalid."""
+    """``dispatch_many`` on arrays of checked dtypes, under the table lock: validated, then run
+    (run_batch), or validated as it runs with an undo (run_batch_chunked); atomic either way."""
     cdef Py_ssize_t bad = -1, handled = 0, stop = -1, n = slots.shape[0]
-    cdef Py_ssize_t n_states = self._n_states
     cdef const slot_t[::1] own_slots
     cdef const event_t[::1] own_events
+    cdef uint8_t* snap = NULL
+    cdef uint8_t[::1] scratch
     if n != events.shape[0]:
         raise ValueError(
             f"slots and events must have the same length, got {n} and {events.shape[0]}")
@@ -113,14 +115,23 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
         own_slots = np.array(slots)
         own_events = np.array(events)
         return _dispatch_batch(self, own_slots, own_events)
+    if self._undo is None and snapshot_bytes(&self.core) <= HSM_SNAPSHOT_RATIO * n:
+        scratch = np.empty(undo_scratch_bytes(&self.core) + 8, np.uint8)
+        if self._undo is None:  # np.empty may have let another thread make it meanwhile
+            self._undo = scratch.base  # made once, never replaced: a batch holds the pointer
+            self._undo_ptr = &scratch[(-<size_t>&scratch[0]) & 7]  # 8-byte aligned
     self.lock_batch()
     try:
         with nogil:
-            bad = validate_batch(&slots[0], &events[0], n, &self.core)
+            if not self._high_unhandled and validates_as_it_runs(&self.core, n):
+                snap = self._undo_ptr  # NULL until made: then validated before it runs
+            if snap == NULL:
+                bad = validate_batch(&slots[0], &events[0], n, &self.core)
             if bad < 0:
                 if self._batch_hook != NULL:
                     self._batch_hook(self._batch_hook_arg)
-                handled = run_batch(&slots[0], &events[0], n, &self.core, n_states, &stop)
+                handled = run_batch(&slots[0], &events[0], n, &self.core, self._n_states, &stop,
+                                    snap, &bad)
     finally:
         self.unlock_batch()
     if stop >= 0 or bad >= 0:
@@ -188,6 +199,7 @@ cdef class MachineTable:
         self.core.hist = NULL
         self.core.timers = NULL
         self._init_records = NULL
+        self._undo_ptr = NULL
         self._lock = PyThread_allocate_lock()
         if self._lock == NULL:
             raise MemoryError("cannot allocate the table lock")
@@ -511,8 +523,8 @@ cdef class MachineTable:
 
         Raises:
             TypeError / ValueError / IndexError: wrong type, dtype or shape, mismatched
-            lengths, an unknown event code, or a slot out of range or not open. The whole batch
-            is validated first: on error, nothing has changed.
+            lengths, an unknown event code, or a slot out of range or not open. A batch is
+            atomic: on error, nothing has changed.
         """
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
@@ -649,6 +661,7 @@ cdef class MachineTable:
             self._n_free = free.size
             self._transitions[:self._n_states] = v["transitions"]
             self.core.unhandled_total = v["unhandled_total"]
+            self._high_unhandled = v["unhandled"].max(initial=0) >> 62 != 0  # see _table.pxd
             if self._records is not None:
                 self._records[:] = v["history"]
             if self._timer_arrays is not None:

@@ -1,8 +1,9 @@
 """Test-only hooks into MachineTable's batch lock (not part of the API; the test suite uses them).
 
 :func:`pause_batches` makes every batch (``dispatch_many``, ``broadcast``) that starts from then on
-stop after validating its input, holding the table lock with the GIL released, until
-:func:`resume_batches`: tests interleave threads with it deterministically. It works through the
+stop after validating its input (a ``dispatch_many`` batch validated as it runs: before it runs),
+holding the table lock with the GIL released, until :func:`resume_batches`: tests interleave
+threads with it deterministically. It works through the
 table's batch hook pointer, which nothing else sets, so a release build's batch path only tests a
 NULL pointer.
 """

@@ -113,17 +113,10 @@ def test_validation_names_the_first_offender(sdt: type, edt: type, kernel: str) 
         assert np.array_equal(t.states, before) and t.unhandled_total == 0
 
 
-def test_stop_mid_batch_keeps_counters_exact() -> None:
-    """A caller that rewrites its slots while the batch runs stops it at the bad index; the
-    events before it are applied and counted (occupancy folded), the rest are not."""
-    t = _table()
-    t.broadcast(Event.STREAM_PROVISIONED)
-    rng = np.random.default_rng(3)
-    slots = rng.integers(0, N_STREAMS, 20_000)
-    events = rng.choice(np.array([1, 2], np.uint8), 20_000)
-    ref_t = _table()
-    ref_t.broadcast(Event.STREAM_PROVISIONED)
-    ref = _reference(ref_t, slots[:12_345], events[:12_345])
+def _rewrite_at_the_gate(t: StreamTable, slots: np.ndarray, events: np.ndarray,
+                         at: int) -> list[BaseException]:
+    """Run ``t.dispatch_many(slots, events)`` in a thread, paused before it runs; rewrite
+    ``slots[at]`` out of range meanwhile; return what the batch raised."""
     _testing.pause_batches(t)
     errors: list[BaseException] = []
 
@@ -137,12 +130,53 @@ def test_stop_mid_batch_keeps_counters_exact() -> None:
     th.start()
     while not _testing.at_gate(t):
         pass
-    slots[12_345] = -5
+    slots[at] = -5
     _testing.resume_batches(t)
     th.join()
+    return errors
+
+
+def test_stop_mid_batch_keeps_counters_exact() -> None:
+    """A caller that rewrites its slots while a batch validated before it runs (a table with
+    more than HSM_SNAPSHOT_RATIO slots per event) runs it stops it at the bad index; the events
+    before it are applied and counted (occupancy folded), the rest are not."""
+    cap = 5 * 20_000  # more slots than 4 per event: validated before it runs
+    t = StreamTable(cap, drain_on_producer_loss=True)
+    ref_t = StreamTable(N_STREAMS, drain_on_producer_loss=True)
+    for table in (t, ref_t):
+        for _ in range(N_STREAMS):
+            table.open()
+        table.broadcast(Event.STREAM_PROVISIONED)
+    rng = np.random.default_rng(3)
+    slots = rng.integers(0, N_STREAMS, 20_000)
+    events = rng.choice(np.array([1, 2], np.uint8), 20_000)
+    ref = _reference(ref_t, slots[:12_345], events[:12_345])
+    errors = _rewrite_at_the_gate(t, slots, events, 12_345)
     assert len(errors) == 1 and "the first 12345 events were dispatched" in str(errors[0])
     ref["total"] = 12_345 - ref["handled"]  # type: ignore[operator]
+    ref["states"] = np.concatenate(  # type: ignore[call-overload]
+        [ref["states"], np.full(cap - N_STREAMS, 255)])
+    ref["unhandled"] = np.concatenate(  # type: ignore[call-overload]
+        [ref["unhandled"], np.zeros(cap - N_STREAMS, np.int64)])
     _check(t, ref, ref["handled"])  # type: ignore[arg-type]
+
+
+def test_rewrite_during_a_batch_validated_as_it_runs_undoes_it() -> None:
+    """The same rewrite on a batch validated as it runs (at most 4 slots per event): it meets
+    the bad index as it runs and undoes everything before it; nothing was dispatched."""
+    t = _table()
+    t.broadcast(Event.STREAM_PROVISIONED)
+    rng = np.random.default_rng(3)
+    slots = rng.integers(0, N_STREAMS, 20_000)
+    events = rng.choice(np.array([1, 2, 4, 0], np.uint8), 20_000)  # 0: unhandled on Active
+    before = (t.states.copy(), t.unhandled.copy(), t.transition_counts.copy())
+    errors = _rewrite_at_the_gate(t, slots, events, 12_345)
+    assert len(errors) == 1 and isinstance(errors[0], IndexError)
+    assert str(errors[0]) == ("slots[12345]: slot -5 out of range for capacity 3000; nothing was "
+                              "dispatched")
+    assert np.array_equal(t.states, before[0]) and np.array_equal(t.unhandled, before[1])
+    assert np.array_equal(t.transition_counts, before[2]) and t.unhandled_total == 0
+    assert t.count(State.ACTIVE) == N_STREAMS
 
 
 def test_traced_batch_counts_like_the_untraced_one() -> None:
