@@ -133,7 +133,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
             continue
         if v & HSM_STEP_UNHANDLED:
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
-                hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
+                hsm_history_batch(c, local, states, s, idx, v)  # counted in local, folded
                 continue
             unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
@@ -173,7 +173,7 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
         v = step[idx]
         if v & HSM_STEP_UNHANDLED:
             if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
-                hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
+                hsm_history_batch(c, local, states, s, idx, v)  # counted in local, folded
                 continue
             unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1

@@ -5,7 +5,9 @@
 # and when a slot opens or is released.
 from libc.stdint cimport uint8_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
 
-from streamhsm._kernel cimport HSM_CODE_ROWS, HSM_FREE_SLOT, HsmCore, HsmHistory
+from streamhsm._kernel cimport (
+    HSM_CODE_ROWS, HSM_FREE_SLOT, HsmCore, HsmHistory, hsm_history_run,
+)
 
 
 cdef inline void bind_core(HsmCore* c, object tables, object transitions, object scratch,
@@ -57,6 +59,7 @@ cdef inline const uint8_t* bind_history(HsmCore* c, HsmHistory* h, object tables
     h.records = &rec[0, 0]
     h.stride = rec.shape[1]
     h.n_owners = rec.shape[0]
+    h.run = hsm_history_run
     c.hist = h
     return &init[0]
 

@@ -32,6 +32,8 @@ cdef enum:
     HSM_CODE_ROWS = HSM_FREE_SLOT + 1
     HSM_STEP_UNHANDLED = HSM_CODE_ROWS     # the step table's bits above the next leaf
     HSM_STEP_MOVED = HSM_STEP_UNHANDLED << 1
+    # a history cell's fast code (streamhsm._pseudo.fast_code) in the step table's top bits
+    HSM_STEP_FAST_SHIFT = 10
     # Batch loops prefetch the state byte this many events ahead on tables at least this large
     # (measured: on smaller tables the state array is cache-resident and prefetching only costs).
     HSM_PREFETCH_DISTANCE = 32
@@ -53,6 +55,14 @@ cdef enum:
     # enter owner a through history: leaf = lut[b][record], then run the arrival program of
     # that leaf
     HSM_OP_READ = 2
+
+# The fast codes of history cells (streamhsm._pseudo.FAST_*, the step table's bits from
+# HSM_STEP_FAST_SHIFT up): 0 runs the program; HSM_FAST_WRITE + o: record of owner o := the
+# cell's leaf, then rest in the step table's leaf; HSM_FAST_READ + row: rest in lut[row][record]
+# of owner row >> 1.
+cdef enum:
+    HSM_FAST_WRITE = 1
+    HSM_FAST_READ = 32
 
 # Two layouts. The machine's tables (next_state, is_handled, is_unhandled, kind, step, the trace's
 # handler table; streamhsm.compiler.EngineTables) have one row per (state code, flag bitmask):
@@ -98,6 +108,10 @@ ctypedef struct HsmHistory:
     uint8_t* records
     Py_ssize_t stride
     Py_ssize_t n_owners
+    # hsm_history_run, called through this pointer by the batch kernels (hsm_history_batch) so
+    # that no compiler inlines the program loop into them
+    uint8_t (*run)(const HsmHistory* h, Py_ssize_t slot, Py_ssize_t idx, int flag_bits,
+                   uint8_t mask) noexcept nogil
 
 
 cdef inline uint8_t hsm_history_run(const HsmHistory* h, Py_ssize_t slot, Py_ssize_t idx,
@@ -122,19 +136,40 @@ cdef inline uint8_t hsm_history_run(const HsmHistory* h, Py_ssize_t slot, Py_ssi
             pc = h.arrive[(<Py_ssize_t>leaf << flag_bits) | mask]
 
 
-cdef inline void hsm_history_batch(HsmCore* c, uint32_t* local, Py_ssize_t slot,
-                                   Py_ssize_t idx) noexcept nogil:
-    """A history cell ``idx`` in the chunked batch kernels: run its program for ``slot`` and
-    count the cell in the batch-local array ``local``, whose fold counts the transition and
-    takes the slot out of the row's state, as for a plain transition cell. A cell that reads no
-    record has its leaf in the step table (below the step bits) and the fold counts the slot
-    into it too; a cell that reads one (HSM_FREE_SLOT there) counts it on the spot. Takes only
-    values the kernels hold anyway, so their loops keep their registers."""
-    cdef uint8_t mask = c.flags[slot] if c.flag_bits else 0
-    cdef uint8_t new = hsm_history_run(c.hist, slot, idx, c.flag_bits, mask)
-    if <uint8_t>c.step[idx] == HSM_FREE_SLOT:
-        c.counts[new] += 1
-    c.states[slot] = new
+cdef inline void hsm_history_batch(HsmCore* c, uint32_t* local, uint8_t* states,
+                                   Py_ssize_t slot, Py_ssize_t idx, uint16_t v) noexcept nogil:
+    """A history cell ``idx`` (step entry ``v``) in the chunked batch kernels: run it for
+    ``slot`` and count the cell in the batch-local array ``local``, whose fold counts the
+    transition and takes the slot out of the row's state, as for a plain transition cell. A
+    cell that reads no record has its leaf in the step table (below the step bits) and the fold
+    counts the slot into it too; a cell that reads one (HSM_FREE_SLOT there) counts it on the
+    spot. A cell with a fast code (above the step bits) runs no program: one record store, or
+    one record and one lut load. Takes only values the kernels hold anyway (``states`` is their
+    ``c.states``), so their loops keep their registers; every pointer is loaded before the
+    first store (a byte store may alias any of them)."""
+    cdef const HsmHistory* h = c.hist
+    cdef Py_ssize_t f = v >> HSM_STEP_FAST_SHIFT
+    cdef uint8_t* rec
+    cdef const uint8_t* lut
+    cdef int64_t* counts
+    cdef uint8_t new, mask
+    if f >= HSM_FAST_READ:  # rest where the owner's record resolves to
+        f -= HSM_FAST_READ
+        lut = h.lut
+        counts = c.counts
+        new = lut[(f << 8) | h.records[(f >> 1) * h.stride + slot]]
+        counts[new] += 1
+        states[slot] = new
+    elif f != 0:  # record the leaf it exits (exiting one owner), rest in the static leaf
+        rec = h.records + (f - HSM_FAST_WRITE) * h.stride + slot
+        rec[0] = states[slot]
+        states[slot] = <uint8_t>v
+    else:  # run the program (a call: the kernels' loops keep their registers)
+        mask = c.flags[slot] if c.flag_bits else 0
+        new = h.run(h, slot, idx, c.flag_bits, mask)
+        if <uint8_t>v == HSM_FREE_SLOT:
+            c.counts[new] += 1
+        states[slot] = new
     local[idx] += 1
 
 
