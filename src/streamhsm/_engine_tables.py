@@ -175,7 +175,8 @@ class EngineTables(_Immutable):
                 step[leaf << k | mask, e] = (pseudo.static[mask, leaf, e]
                                              | STEP_UNHANDLED | STEP_MOVED
                                              | fast << STEP_FAST_SHIFT)
-        tcells = np.flatnonzero(transition.ravel()).astype(np.int32)
+        # the cells the batch kernels count as transitions (history cells too: see the kernels)
+        tcells = np.flatnonzero((transition | (kind == KIND_HISTORY)).ravel()).astype(np.int32)
         member = np.zeros((n_s, CODE_ROWS), dtype=bool)
         for s in range(n_s):
             member[s, list(machine.leaves_under[s])] = True

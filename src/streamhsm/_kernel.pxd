@@ -108,7 +108,7 @@ ctypedef struct HsmHistory:
     uint8_t* records
     Py_ssize_t stride
     Py_ssize_t n_owners
-    # hsm_history_run, called through this pointer by the batch kernels (hsm_history_batch) so
+    # hsm_history_run, called through this pointer by the batch kernels (hsm_history_program) so
     # that no compiler inlines the program loop into them
     uint8_t (*run)(const HsmHistory* h, Py_ssize_t slot, Py_ssize_t idx, int flag_bits,
                    uint8_t mask) noexcept nogil
@@ -136,41 +136,27 @@ cdef inline uint8_t hsm_history_run(const HsmHistory* h, Py_ssize_t slot, Py_ssi
             pc = h.arrive[(<Py_ssize_t>leaf << flag_bits) | mask]
 
 
-cdef inline void hsm_history_batch(HsmCore* c, uint32_t* local, uint8_t* states,
-                                   Py_ssize_t slot, Py_ssize_t idx, uint16_t v) noexcept nogil:
-    """A history cell ``idx`` (step entry ``v``) in the chunked batch kernels: run it for
-    ``slot`` and count the cell in the batch-local array ``local``, whose fold counts the
-    transition and takes the slot out of the row's state, as for a plain transition cell. A
-    cell that reads no record has its leaf in the step table (below the step bits) and the fold
-    counts the slot into it too; a cell that reads one (HSM_FREE_SLOT there) counts it on the
-    spot. A cell with a fast code (above the step bits) runs no program: one record store, or
-    one record and one lut load. Takes only values the kernels hold anyway (``states`` is their
-    ``c.states``), so their loops keep their registers; every pointer is loaded before the
-    first store (a byte store may alias any of them)."""
+# How the chunked batch kernels (_batch.pxd) run a history cell ``idx`` (step entry ``v``) for
+# ``slot``: they write the records it writes, then store and count the leaf it rests in like a
+# plain transition's (in the batch-local array, whose fold counts the transition and takes the
+# slot out of the row's state). A cell that reads no record has its leaf in ``v`` (below the step
+# bits) and the fold counts the slot into it too; a cell that reads one (HSM_FREE_SLOT there)
+# counts it on the spot. A cell with a fast code (above the step bits) runs no program: the
+# kernels write its one record store, or its one record and lut load, out in their own loops
+# (measured: as a call, which a compiler may make of any function, each costs ~1.5 ns more);
+# the others run hsm_history_program.
+
+cdef inline uint16_t hsm_history_program(HsmCore* c, Py_ssize_t slot, Py_ssize_t idx,
+                                         uint16_t v) noexcept nogil:
+    """The leaf a history cell without a fast code rests in (see above): runs its program
+    through ``run`` (so no compiler inlines the program loop into the kernels) and counts the
+    leaf on the spot if ``v`` holds none."""
     cdef const HsmHistory* h = c.hist
-    cdef Py_ssize_t f = v >> HSM_STEP_FAST_SHIFT
-    cdef uint8_t* rec
-    cdef const uint8_t* lut
-    cdef int64_t* counts
-    cdef uint8_t new, mask
-    if f >= HSM_FAST_READ:  # rest where the owner's record resolves to
-        f -= HSM_FAST_READ
-        lut = h.lut
-        counts = c.counts
-        new = lut[(f << 8) | h.records[(f >> 1) * h.stride + slot]]
-        counts[new] += 1
-        states[slot] = new
-    elif f != 0:  # record the leaf it exits (exiting one owner), rest in the static leaf
-        rec = h.records + (f - HSM_FAST_WRITE) * h.stride + slot
-        rec[0] = states[slot]
-        states[slot] = <uint8_t>v
-    else:  # run the program (a call: the kernels' loops keep their registers)
-        mask = c.flags[slot] if c.flag_bits else 0
-        new = h.run(h, slot, idx, c.flag_bits, mask)
-        if <uint8_t>v == HSM_FREE_SLOT:
-            c.counts[new] += 1
-        states[slot] = new
-    local[idx] += 1
+    cdef uint8_t mask = c.flags[slot] if c.flag_bits else 0
+    cdef uint8_t new = h.run(h, slot, idx, c.flag_bits, mask)
+    if <uint8_t>v == HSM_FREE_SLOT:
+        c.counts[new] += 1
+    return new
 
 
 # Borrowed pointers into the numpy arrays a MachineTable owns (and its machine's tables), plus
