@@ -117,6 +117,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
     cdef Py_ssize_t i, s, e, idx
     cdef Py_ssize_t n_unhandled = 0, trans = 0, f
     cdef uint16_t v
+    cdef uint8_t new
     cdef const HsmHistory* h
     for i in range(lo, hi):
         if prefetch:
@@ -134,22 +135,25 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
         if v < HSM_STEP_UNHANDLED:  # handled in place (or a free slot): nothing to do
             continue
         if v & HSM_STEP_UNHANDLED:
-            if not v & HSM_STEP_MOVED:
-                unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
-                n_unhandled += 1
+            if v & HSM_STEP_MOVED:  # a history cell (machines with history only): a transition
+                local[idx] += 1  # (see hsm_history_program; the fast forms written out here)
+                trans += 1
+                h = c.hist
+                f = v >> HSM_STEP_FAST_SHIFT
+                if f >= HSM_FAST_READ:
+                    f -= HSM_FAST_READ
+                    new = h.lut[(f << 8) | h.records[(f >> 1) * h.stride + s]]
+                    c.counts[new] += 1
+                elif f != 0:
+                    h.records[(f - HSM_FAST_WRITE) * h.stride + s] = states[s]
+                    new = <uint8_t>v
+                else:
+                    new = hsm_history_program(c, s, idx, v)
+                states[s] = new
                 continue
-            # a history cell (machines with history only, see hsm_history_program): its
-            # records, then counted as a transition; its fast forms written out here
-            h = c.hist
-            f = v >> HSM_STEP_FAST_SHIFT
-            if f >= HSM_FAST_READ:
-                f -= HSM_FAST_READ
-                v = h.lut[(f << 8) | h.records[(f >> 1) * h.stride + s]]
-                c.counts[v] += 1
-            elif f != 0:
-                h.records[(f - HSM_FAST_WRITE) * h.stride + s] = states[s]
-            else:
-                v = hsm_history_program(c, s, idx, v)
+            unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
+            n_unhandled += 1
+            continue
         trans += 1
         local[idx] += 1
         states[s] = <uint8_t>v
@@ -171,6 +175,7 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
     cdef Py_ssize_t i, s, e, idx
     cdef Py_ssize_t n_unhandled = 0, f
     cdef uint16_t v
+    cdef uint8_t new
     cdef const HsmHistory* h
     for i in range(lo, hi):
         if prefetch:
@@ -186,19 +191,22 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
         v = step[idx]
         if v & HSM_STEP_UNHANDLED:
             if v & HSM_STEP_MOVED:  # a history cell: as in run_chunk_counted
+                local[idx] += 1
                 h = c.hist
                 f = v >> HSM_STEP_FAST_SHIFT
                 if f >= HSM_FAST_READ:
                     f -= HSM_FAST_READ
-                    v = h.lut[(f << 8) | h.records[(f >> 1) * h.stride + s]]
-                    c.counts[v] += 1
+                    new = h.lut[(f << 8) | h.records[(f >> 1) * h.stride + s]]
+                    c.counts[new] += 1
                 elif f != 0:
                     h.records[(f - HSM_FAST_WRITE) * h.stride + s] = states[s]
+                    new = <uint8_t>v
                 else:
-                    v = hsm_history_program(c, s, idx, v)
-            else:
-                unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
-                n_unhandled += 1
+                    new = hsm_history_program(c, s, idx, v)
+                states[s] = new
+                continue
+            unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
+            n_unhandled += 1
         states[s] = <uint8_t>v
         local[idx] += 1
     pos[0] = hi
