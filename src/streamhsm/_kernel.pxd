@@ -109,7 +109,8 @@ ctypedef struct HsmHistory:
     Py_ssize_t stride
     Py_ssize_t n_owners
     # hsm_history_run, called through this pointer by the batch kernels (hsm_history_program) so
-    # that no compiler inlines the program loop into them
+    # that no compiler inlines the program loop into them (set by bind_history; NULL in a
+    # MachineInstance, which calls hsm_history_run itself)
     uint8_t (*run)(const HsmHistory* h, Py_ssize_t slot, Py_ssize_t idx, int flag_bits,
                    uint8_t mask) noexcept nogil
 
@@ -146,8 +147,8 @@ cdef inline uint8_t hsm_history_run(const HsmHistory* h, Py_ssize_t slot, Py_ssi
 # (measured: as a call, which a compiler may make of any function, each costs ~1.5 ns more);
 # the others run hsm_history_program.
 
-cdef inline uint16_t hsm_history_program(HsmCore* c, Py_ssize_t slot, Py_ssize_t idx,
-                                         uint16_t v) noexcept nogil:
+cdef inline uint8_t hsm_history_program(HsmCore* c, Py_ssize_t slot, Py_ssize_t idx,
+                                        uint16_t v) noexcept nogil:
     """The leaf a history cell without a fast code rests in (see above): runs its program
     through ``run`` (so no compiler inlines the program loop into the kernels) and counts the
     leaf on the spot if ``v`` holds none."""
