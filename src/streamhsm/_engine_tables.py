@@ -170,8 +170,7 @@ class EngineTables(_Immutable):
         # below them the leaf it rests in when no record is read (FREE_SLOT when it reads one)
         if pseudo is not None and pseudo.n_owners:
             for (mask, leaf, e), start in pseudo.cells.items():
-                fast = fast_code(pseudo.program, start, leaf, pseudo.lut,
-                                 lambda x, m=mask: pseudo.arrive[m, x])
+                fast = fast_code(pseudo.program, start, leaf, mask, pseudo.lut, pseudo.arrive)
                 step[leaf << k | mask, e] = (pseudo.static[mask, leaf, e]
                                              | STEP_UNHANDLED | STEP_MOVED
                                              | fast << STEP_FAST_SHIFT)

@@ -381,18 +381,18 @@ def static_leaf(program: list[int], pc: int) -> int:
 FAST_WRITE, FAST_READ, FAST_CODES = 1, 32, 64
 
 
-def fast_code(program: list[int] | np.ndarray, pc: int, leaf: int, lut: np.ndarray,
-              arrive: Callable[[int], int]) -> int:
-    """The fast code (see ``FAST_WRITE``) of the history cell of ``leaf`` whose program starts
-    at ``pc``; ``arrive(leaf)`` is where the arrival program of a leaf starts under the cell's
-    flag bitmask. 0 when neither fast form fits (more than one op, a cleared record, an owner
-    or lut row beyond the codes, an arrival that completes or reads again)."""
+def fast_code(program: list[int] | np.ndarray, pc: int, leaf: int, mask: int, lut: np.ndarray,
+              arrive: dict[tuple[int, int], int]) -> int:
+    """The fast code (see ``FAST_WRITE``) of the history cell of ``leaf`` under flag bitmask
+    ``mask`` whose program starts at ``pc``; ``arrive[mask, leaf]`` is where the arrival
+    program of a leaf starts. 0 when neither fast form fits (more than one op, a cleared
+    record, an owner or lut row beyond the codes, an arrival that completes or reads again)."""
     op = int(program[pc])
     code, a, b = op & 0xFF, (op >> 8) & 0xFF, op >> 16
     if code == OP_SET and b == leaf and a < FAST_READ - FAST_WRITE:
         return FAST_WRITE + a if int(program[pc + 1]) & 0xFF == OP_END else 0
     if code == OP_READ and b < FAST_CODES - FAST_READ:
-        resting = all(int(program[arrive(int(x))]) == OP_END | int(x) << 8
+        resting = all(int(program[arrive[mask, int(x)]]) == OP_END | int(x) << 8
                       for x in np.unique(lut[b]))
         return FAST_READ + b if resting else 0
     return 0

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from streamhsm import MachineSpec, MachineTable
-from streamhsm.compiler import CompiledMachine
 from streamhsm._engine_tables import STEP_FAST_SHIFT, STEP_MOVED, STEP_UNHANDLED
 from streamhsm._pseudo import FAST_CODES, FAST_READ, FAST_WRITE
+from streamhsm.compiler import CompiledMachine
 
 EVENTS = ["Go", "Flip", "Maintain", "Resume", "Shallow", "Finish", "Nest", "Unnest", "Ping"]
 PING = EVENTS.index("Ping")
