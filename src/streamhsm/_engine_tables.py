@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._pseudo import fast_code
 from ._views import readonly_view
 from .machine import FREE_SLOT
 
@@ -46,8 +45,8 @@ KIND_HISTORY = 3       # a transition that reads or writes history records (runs
 #: ``HSM_STEP_MOVED``).
 STEP_UNHANDLED = CODE_ROWS
 STEP_MOVED = STEP_UNHANDLED << 1
-#: Where a history cell's fast code (``_pseudo.fast_code``) starts in the ``step`` table (the
-#: kernel's ``HSM_STEP_FAST_SHIFT``): the bits above ``STEP_MOVED``.
+#: Where a history cell's fast code (``_pseudo.Chains.fast_code``) starts in the ``step``
+#: table (the kernel's ``HSM_STEP_FAST_SHIFT``): the bits above ``STEP_MOVED``.
 STEP_FAST_SHIFT = STEP_MOVED.bit_length()
 
 
@@ -85,8 +84,8 @@ class EngineTables(_Immutable):
       every code) if unhandled, plus ``STEP_MOVED`` if a transition (both bits: a history
       cell, whose next leaf the kernels find by running its program; below the bits, the leaf
       it rests in if it only writes records, ``FREE_SLOT`` if it reads one; above them, from
-      ``STEP_FAST_SHIFT``, its fast code, ``_pseudo.fast_code``: a program the kernels need not
-      run).
+      ``STEP_FAST_SHIFT``, its fast code, ``_pseudo.Chains.fast_code``: a program the kernels
+      need not run).
     - ``tcells`` (int32): the flat indices ``row * n_events + e`` of the transition cells.
     - ``member[s, code]`` (bool, ``n_states`` rows of ``CODE_ROWS``): a slot in state ``code``
       is in state ``s`` (ancestors included).
@@ -170,7 +169,8 @@ class EngineTables(_Immutable):
         # below them the leaf it rests in when no record is read (FREE_SLOT when it reads one)
         if pseudo is not None and pseudo.n_owners:
             for (mask, leaf, e), start in pseudo.cells.items():
-                fast = fast_code(pseudo.program, start, leaf, mask, pseudo.lut, pseudo.arrive)
+                fast = pseudo.chains.fast_code(pseudo.program, start, leaf, mask, pseudo.lut,
+                                               pseudo.arrive)
                 step[leaf << k | mask, e] = (pseudo.static[mask, leaf, e]
                                              | STEP_UNHANDLED | STEP_MOVED
                                              | fast << STEP_FAST_SHIFT)

@@ -32,7 +32,7 @@ cdef enum:
     HSM_CODE_ROWS = HSM_FREE_SLOT + 1
     HSM_STEP_UNHANDLED = HSM_CODE_ROWS     # the step table's bits above the next leaf
     HSM_STEP_MOVED = HSM_STEP_UNHANDLED << 1
-    # a history cell's fast code (streamhsm._pseudo.fast_code) in the step table's top bits
+    # a history cell's fast code (streamhsm._pseudo.Chains.fast_code) in the step table's top bits
     HSM_STEP_FAST_SHIFT = 10
     # Batch loops prefetch the state byte this many events ahead on tables at least this large
     # (measured: on smaller tables the state array is cache-resident and prefetching only costs).

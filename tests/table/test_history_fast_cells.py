@@ -2,7 +2,7 @@
 
 A history cell whose program is one record write (exiting one owner) or one record read that
 rests where it resolves carries a fast code in the top bits of its step entry
-(``_pseudo.fast_code``), and the chunked batch kernels run no program for it
+(``_pseudo.Chains.fast_code``), and the chunked batch kernels run no program for it
 (``hsm_history_batch``); every other history cell runs its program. These tests pin which cells
 get which code, and check that a big batch through the chunked kernels leaves exactly what the
 same events leave dispatched one at a time (``hsm_apply_history``, which ignores the codes):
