@@ -19,10 +19,11 @@ from libc.stdint cimport (
 from libc.string cimport memcpy, memset
 
 from streamhsm._kernel cimport (
-    HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_KIND_HISTORY, HSM_KIND_INTERNAL, HSM_KIND_TRANSITION,
-    HSM_PREFETCH_DISTANCE, HSM_PREFETCH_MIN_SLOTS, HSM_STEP_MOVED, HSM_STEP_UNHANDLED,
-    STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH, HsmCore, HsmTrace, hsm_add_unhandled, hsm_apply,
-    hsm_apply_history, hsm_apply_timed, hsm_history_batch, hsm_history_run, hsm_packed_flags,
+    HSM_CODE_ROWS, HSM_FAST_READ, HSM_FAST_WRITE, HSM_FREE_SLOT, HSM_KIND_HISTORY,
+    HSM_KIND_INTERNAL, HSM_KIND_TRANSITION, HSM_PREFETCH_DISTANCE, HSM_PREFETCH_MIN_SLOTS,
+    HSM_STEP_FAST_SHIFT, HSM_STEP_MOVED, HSM_STEP_UNHANDLED, STREAMHSM_DEBUG_CHECKS,
+    STREAMHSM_PREFETCH, HsmCore, HsmHistory, HsmTrace, hsm_add_unhandled, hsm_apply,
+    hsm_apply_history, hsm_apply_timed, hsm_history_program, hsm_history_run, hsm_packed_flags,
     hsm_sat_add, hsm_set_flags, hsm_step, hsm_trace,
 )
 
@@ -117,8 +118,10 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
     the table. ``step[idx]`` (see EngineTables) says all three cases in one load: below
     HSM_STEP_UNHANDLED it is an event handled in place."""
     cdef Py_ssize_t i, s, e, idx
-    cdef Py_ssize_t n_unhandled = 0, trans = 0
+    cdef Py_ssize_t n_unhandled = 0, trans = 0, f
     cdef uint16_t v
+    cdef uint8_t new
+    cdef const HsmHistory* h
     for i in range(lo, hi):
         if prefetch:
             STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + HSM_PREFETCH_DISTANCE]])
@@ -135,8 +138,21 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
         if v < HSM_STEP_UNHANDLED:  # handled in place (or a free slot): nothing to do
             continue
         if v & HSM_STEP_UNHANDLED:
-            if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
-                hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
+            if v & HSM_STEP_MOVED:  # a history cell (machines with history only): a transition
+                local[idx] += 1  # (see hsm_history_program; the fast forms written out here)
+                trans += 1
+                h = c.hist
+                f = v >> HSM_STEP_FAST_SHIFT
+                if f >= HSM_FAST_READ:
+                    f -= HSM_FAST_READ
+                    new = h.lut[(f << 8) | h.records[(f >> 1) * h.stride + s]]
+                    c.counts[new] += 1
+                elif f != 0:
+                    h.records[(f - HSM_FAST_WRITE) * h.stride + s] = states[s]
+                    new = <uint8_t>v
+                else:
+                    new = hsm_history_program(c, s, idx, v)
+                states[s] = new
                 continue
             unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
@@ -160,8 +176,10 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
     fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
     bit: one load per event for both."""
     cdef Py_ssize_t i, s, e, idx
-    cdef Py_ssize_t n_unhandled = 0
+    cdef Py_ssize_t n_unhandled = 0, f
     cdef uint16_t v
+    cdef uint8_t new
+    cdef const HsmHistory* h
     for i in range(lo, hi):
         if prefetch:
             STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + dist]])
@@ -175,8 +193,20 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
         idx = row_cell(states, flags, flagged, fb, shift, s, e, n_events)
         v = step[idx]
         if v & HSM_STEP_UNHANDLED:
-            if v & HSM_STEP_MOVED:  # a history cell (machines with history only): its program
-                hsm_history_batch(c, local, s, idx)  # counted in local, folded like a transition
+            if v & HSM_STEP_MOVED:  # a history cell: as in run_chunk_counted
+                local[idx] += 1
+                h = c.hist
+                f = v >> HSM_STEP_FAST_SHIFT
+                if f >= HSM_FAST_READ:
+                    f -= HSM_FAST_READ
+                    new = h.lut[(f << 8) | h.records[(f >> 1) * h.stride + s]]
+                    c.counts[new] += 1
+                elif f != 0:
+                    h.records[(f - HSM_FAST_WRITE) * h.stride + s] = states[s]
+                    new = <uint8_t>v
+                else:
+                    new = hsm_history_program(c, s, idx, v)
+                states[s] = new
                 continue
             unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
@@ -244,7 +274,7 @@ cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
                     c.transitions[state * c.n_events + idx - row * c.n_events], v)
                 c.counts[state] -= v
                 c.counts[c.next_state[idx]] += v
-            elif c.kind[idx] == HSM_KIND_HISTORY:  # see hsm_history_batch
+            elif c.kind[idx] == HSM_KIND_HISTORY:  # see hsm_history_program
                 row = idx // c.n_events
                 state = row >> c.flag_bits
                 c.transitions[state * c.n_events + idx - row * c.n_events] = hsm_sat_add(

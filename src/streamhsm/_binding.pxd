@@ -6,8 +6,8 @@
 from libc.stdint cimport uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
 
 from streamhsm._kernel cimport (
-    HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_NEVER, HsmCore, HsmHistory, HsmTimers,
-    HsmTrace,
+    HSM_CODE_ROWS, HSM_FREE_SLOT, HSM_NEVER, HsmCore, HsmHistory, HsmTimers, HsmTrace,
+    hsm_history_run,
 )
 
 
@@ -60,6 +60,7 @@ cdef inline const uint8_t* bind_history(HsmCore* c, HsmHistory* h, object tables
     h.records = &rec[0, 0]
     h.stride = rec.shape[1]
     h.n_owners = rec.shape[0]
+    h.run = hsm_history_run
     c.hist = h
     return &init[0]
 

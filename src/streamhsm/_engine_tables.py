@@ -46,6 +46,9 @@ KIND_HISTORY = 3       # a transition that reads or writes history records (runs
 #: ``HSM_STEP_MOVED``).
 STEP_UNHANDLED = CODE_ROWS
 STEP_MOVED = STEP_UNHANDLED << 1
+#: Where a history cell's fast code (``_pseudo.Chains.fast_code``) starts in the ``step``
+#: table (the kernel's ``HSM_STEP_FAST_SHIFT``): the bits above ``STEP_MOVED``.
+STEP_FAST_SHIFT = STEP_MOVED.bit_length()
 
 
 class _Immutable:
@@ -81,7 +84,9 @@ class EngineTables(_Immutable):
     - ``step[row, e]`` (uint16): the next leaf, plus ``STEP_UNHANDLED`` (the first value above
       every code) if unhandled, plus ``STEP_MOVED`` if a transition (both bits: a history
       cell, whose next leaf the kernels find by running its program; below the bits, the leaf
-      it rests in if it only writes records, ``FREE_SLOT`` if it reads one).
+      it rests in if it only writes records, ``FREE_SLOT`` if it reads one; above them, from
+      ``STEP_FAST_SHIFT``, its fast code, ``_pseudo.Chains.fast_code``: a program the kernels
+      need not run).
     - ``tcells`` (int32): the flat indices ``row * n_events + e`` of the transition cells.
     - ``member[s, code]`` (bool, ``n_states`` rows of ``CODE_ROWS``): a slot in state ``code``
       is in state ``s`` (ancestors included).
@@ -164,10 +169,14 @@ class EngineTables(_Immutable):
         # a history cell carries both bits: the chunk kernels run its program where it occurs;
         # below them the leaf it rests in when no record is read (FREE_SLOT when it reads one)
         if pseudo is not None and pseudo.n_owners:
-            for mask, leaf, e in pseudo.cells:
+            for (mask, leaf, e), start in pseudo.cells.items():
+                fast = pseudo.chains.fast_code(pseudo.program, start, leaf, mask, pseudo.lut,
+                                               pseudo.arrive)
                 step[leaf << k | mask, e] = (pseudo.static[mask, leaf, e]
-                                             | STEP_UNHANDLED | STEP_MOVED)
-        tcells = np.flatnonzero(transition.ravel()).astype(np.int32)
+                                             | STEP_UNHANDLED | STEP_MOVED
+                                             | fast << STEP_FAST_SHIFT)
+        # the cells the batch kernels count as transitions (history cells too: see the kernels)
+        tcells = np.flatnonzero((transition | (kind == KIND_HISTORY)).ravel()).astype(np.int32)
         member = np.zeros((n_s, CODE_ROWS), dtype=bool)
         for s in range(n_s):
             member[s, list(machine.leaves_under[s])] = True

@@ -46,6 +46,8 @@ cdef enum:
     HSM_CODE_ROWS = HSM_FREE_SLOT + 1
     HSM_STEP_UNHANDLED = HSM_CODE_ROWS     # the step table's bits above the next leaf
     HSM_STEP_MOVED = HSM_STEP_UNHANDLED << 1
+    # a history cell's fast code (streamhsm._pseudo.Chains.fast_code) in the step table's top bits
+    HSM_STEP_FAST_SHIFT = 10
     # Batch loops prefetch the state byte this many events ahead on tables at least this large
     # (measured: on smaller tables the state array is cache-resident and prefetching only costs).
     HSM_PREFETCH_DISTANCE = 32
@@ -67,6 +69,14 @@ cdef enum:
     # enter owner a through history: leaf = lut[b][record], then run the arrival program of
     # that leaf
     HSM_OP_READ = 2
+
+# The fast codes of history cells (streamhsm._pseudo.FAST_*, the step table's bits from
+# HSM_STEP_FAST_SHIFT up): 0 runs the program; HSM_FAST_WRITE + o: record of owner o := the
+# cell's leaf, then rest in the step table's leaf; HSM_FAST_READ + row: rest in lut[row][record]
+# of owner row >> 1.
+cdef enum:
+    HSM_FAST_WRITE = 1
+    HSM_FAST_READ = 32
 
 # Two layouts. The machine's tables (next_state, is_handled, is_unhandled, kind, step, the trace's
 # handler table; streamhsm.compiler.EngineTables) have one row per (state code, flag bitmask):
@@ -112,6 +122,11 @@ ctypedef struct HsmHistory:
     uint8_t* records
     Py_ssize_t stride
     Py_ssize_t n_owners
+    # hsm_history_run, called through this pointer by the batch kernels (hsm_history_program) so
+    # that no compiler inlines the program loop into them (set by bind_history; NULL in a
+    # MachineInstance, which calls hsm_history_run itself)
+    uint8_t (*run)(const HsmHistory* h, Py_ssize_t slot, Py_ssize_t idx, int flag_bits,
+                   uint8_t mask) noexcept nogil
 
 
 cdef inline uint8_t hsm_history_run(const HsmHistory* h, Py_ssize_t slot, Py_ssize_t idx,
@@ -136,20 +151,27 @@ cdef inline uint8_t hsm_history_run(const HsmHistory* h, Py_ssize_t slot, Py_ssi
             pc = h.arrive[(<Py_ssize_t>leaf << flag_bits) | mask]
 
 
-cdef inline void hsm_history_batch(HsmCore* c, uint32_t* local, Py_ssize_t slot,
-                                   Py_ssize_t idx) noexcept nogil:
-    """A history cell ``idx`` in the chunked batch kernels: run its program for ``slot`` and
-    count the cell in the batch-local array ``local``, whose fold counts the transition and
-    takes the slot out of the row's state, as for a plain transition cell. A cell that reads no
-    record has its leaf in the step table (below the step bits) and the fold counts the slot
-    into it too; a cell that reads one (HSM_FREE_SLOT there) counts it on the spot. Takes only
-    values the kernels hold anyway, so their loops keep their registers."""
+# How the chunked batch kernels (_batch.pxd) run a history cell ``idx`` (step entry ``v``) for
+# ``slot``: they write the records it writes, then store and count the leaf it rests in like a
+# plain transition's (in the batch-local array, whose fold counts the transition and takes the
+# slot out of the row's state). A cell that reads no record has its leaf in ``v`` (below the step
+# bits) and the fold counts the slot into it too; a cell that reads one (HSM_FREE_SLOT there)
+# counts it on the spot. A cell with a fast code (above the step bits) runs no program: the
+# kernels write its one record store, or its one record and lut load, out in their own loops
+# (measured: as a call, which a compiler may make of any function, each costs ~1.5 ns more);
+# the others run hsm_history_program.
+
+cdef inline uint8_t hsm_history_program(HsmCore* c, Py_ssize_t slot, Py_ssize_t idx,
+                                        uint16_t v) noexcept nogil:
+    """The leaf a history cell without a fast code rests in (see above): runs its program
+    through ``run`` (so no compiler inlines the program loop into the kernels) and counts the
+    leaf on the spot if ``v`` holds none."""
+    cdef const HsmHistory* h = c.hist
     cdef uint8_t mask = c.flags[slot] if c.flag_bits else 0
-    cdef uint8_t new = hsm_history_run(c.hist, slot, idx, c.flag_bits, mask)
-    if <uint8_t>c.step[idx] == HSM_FREE_SLOT:
+    cdef uint8_t new = h.run(h, slot, idx, c.flag_bits, mask)
+    if <uint8_t>v == HSM_FREE_SLOT:
         c.counts[new] += 1
-    c.states[slot] = new
-    local[idx] += 1
+    return new
 
 
 # A machine's timers (streamhsm._timer_tables.TimerTables) and where their state lives: the

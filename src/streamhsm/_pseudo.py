@@ -34,6 +34,15 @@ __all__ = ["Chains", "Transit", "check_pseudostates", "encode"]
 
 #: Op codes of the packed programs (``uint32``: code | a << 8 | b << 16; the kernel's HSM_OP_*).
 OP_END, OP_SET, OP_READ = 0, 1, 2
+#: The fast codes of history cells (``Chains.fast_code``; the kernel's ``HSM_FAST_*``), kept
+#: in the bits of ``EngineTables.step`` from ``STEP_FAST_SHIFT`` up (6 bits): 0, none (the
+#: kernels run the program); ``FAST_WRITE + o`` (o < 31), the program is ``SET o leaf, END``
+#: where ``leaf`` is the cell's own leaf (exiting owner ``o``: the commonest history cell; the
+#: leaf it rests in is the static leaf below the step bits); ``FAST_READ + row`` (row < 32), the
+#: program is one ``READ`` through lut ``row`` and every leaf that row can resolve to rests
+#: there (its arrival program under the cell's flag bitmask is just ``END``): the next leaf is
+#: ``lut[row][record]``.
+FAST_WRITE, FAST_READ, FAST_CODES = 1, 32, 64
 
 Op = tuple[Any, ...]
 
@@ -173,6 +182,24 @@ class Chains:
             self._luts[key] = np.array([self.resolve(owner, kind, r)[1]
                                         for r in range(FREE_SLOT + 1)], dtype=np.uint8)
         return self._luts[key]
+
+    @staticmethod
+    def fast_code(program: list[int] | np.ndarray, pc: int, leaf: int, mask: int,
+                  lut: np.ndarray, arrive: dict[tuple[int, int], int]) -> int:
+        """The fast code (see ``FAST_WRITE``) of the history cell of ``leaf`` under flag bitmask
+        ``mask`` whose program starts at ``pc``; ``arrive[mask, leaf]`` is where the arrival
+        program of a leaf starts. 0 when neither fast form fits (more than one op, a cleared
+        record, an owner or lut row beyond the codes, an arrival that completes or reads
+        again)."""
+        op = int(program[pc])
+        code, a, b = op & 0xFF, (op >> 8) & 0xFF, op >> 16
+        if code == OP_SET and b == leaf and a < FAST_READ - FAST_WRITE:
+            return FAST_WRITE + a if int(program[pc + 1]) & 0xFF == OP_END else 0
+        if code == OP_READ and b < FAST_CODES - FAST_READ:
+            resting = all(int(program[arrive[mask, int(x)]]) == OP_END | int(x) << 8
+                          for x in np.unique(lut[b]))
+            return FAST_READ + b if resting else 0
+        return 0
 
     # ------------------------------------------------------------------ interpretation
     def run(self, ops: list[Op], mask: int, records: dict[int, int | None],
@@ -369,3 +396,4 @@ def static_leaf(program: list[int], pc: int) -> int:
     while program[pc] & 0xFF == OP_SET:
         pc += 1
     return (program[pc] >> 8) & 0xFF if program[pc] & 0xFF == OP_END else FREE_SLOT
+

@@ -27,6 +27,8 @@ from streamhsm import (
     MachineTable,
     ReferenceMachine,
 )
+from streamhsm._engine_tables import STEP_FAST_SHIFT
+from streamhsm._pseudo import FAST_READ
 from streamhsm.compiler import CompiledMachine
 from streamhsm.machine import FREE_SLOT, ROOT
 
@@ -317,7 +319,8 @@ def test_table_slots_match_one_reference_each_records_included(data: st.DataObje
 def test_generated_machines_use_every_feature() -> None:
     """The generator reaches every feature (a differential over machines without them would
     prove nothing): history reads of both kinds, defaults, finals, transient states and
-    completing composites all appear in compiled machines."""
+    completing composites all appear in compiled machines, and history cells of each kind the
+    chunked kernels run (fast write, fast read, program)."""
     seen: set[str] = set()
 
     @settings(max_examples=300, deadline=None, database=None,
@@ -339,7 +342,12 @@ def test_generated_machines_use_every_feature() -> None:
             seen.add("composite-completion")
         if (m.engine_tables.kind == 3).any():
             seen.add("history-cells")
+        codes = m.engine_tables.step[m.engine_tables.kind == 3] >> STEP_FAST_SHIFT
+        seen.update(name for name, hit in (("fast-write", (codes > 0) & (codes < FAST_READ)),
+                                           ("fast-read", codes >= FAST_READ),
+                                           ("program", codes == 0)) if hit.any())
 
     probe()
     assert seen >= {"owners", "read-shallow", "read-deep", "defaults", "finals", "transient",
-                    "composite-completion", "history-cells"}, seen
+                    "composite-completion", "history-cells", "fast-write", "fast-read",
+                    "program"}, seen
