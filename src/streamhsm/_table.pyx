@@ -330,11 +330,8 @@ cdef class MachineTable:
 
     # ------------------------------------------------------------------ slots
     def open(self):
-        """Open a free slot in the machine's initial state and return its index.
-
-        Raises:
-            TableFullError: every slot is open.
-        """
+        """Open a free slot in the machine's initial state (arming its timers at the clock) and
+        return its index. ``TableFullError``: every slot is open."""
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
         cdef bint locked = self._busy  # a batch runs in another thread: wait for it
@@ -400,11 +397,8 @@ cdef class MachineTable:
                 self.unlock_batch()
 
     cdef int release_unchecked(self, Py_ssize_t s) noexcept nogil:
-        """Free open slot ``s`` (the caller checked it); C-level form of :meth:`release`.
-
-        Returns 1, or 0 without changing anything if ``s`` is out of range, already free, or the
-        free list is full (only possible if the arrays were written from outside the table).
-        """
+        """Free open slot ``s`` (C-level :meth:`release`): 1, or 0 and nothing changed if ``s``
+        is out of range or free, or the free list is full (arrays written from outside)."""
         if (<size_t>s >= <size_t>self.core.capacity or self.core.states[s] == HSM_FREE_SLOT
                 or self._n_free >= self.core.capacity):
             return 0
@@ -511,21 +505,13 @@ cdef class MachineTable:
         return _raise_if_bad(rc) == 1
 
     def dispatch_many(self, slots, events):
-        """Dispatch ``events[i]`` to ``slots[i]`` for every i, in order, without the GIL.
-
-        Args:
-            slots: 1-D int32 or int64 array of open slots (repeats allowed).
-            events: 1-D uint8, int32 or int64 array of event codes, same length (C-contiguous
-                arrays are read in place; a strided view is copied once).
-
-        Returns:
-            The number of events some state handled.
-
-        Raises:
-            TypeError / ValueError / IndexError: wrong type, dtype or shape, mismatched
-            lengths, an unknown event code, or a slot out of range or not open. A batch is
-            atomic: on error, nothing has changed.
-        """
+        """Dispatch ``events[i]`` to ``slots[i]`` for every i, in order, without the GIL; return
+        the number of events some state handled. ``slots``: a 1-D int32 or int64 array of open
+        slots (repeats allowed); ``events``: a 1-D uint8, int32 or int64 array of event codes of
+        the same length (C-contiguous arrays are read in place, a strided view copied once).
+        ``TypeError`` / ``ValueError`` / ``IndexError``: a wrong type, dtype or shape, lengths
+        that differ, an unknown event code, a slot out of range or not open. A batch is atomic:
+        on error, nothing has changed."""
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
         slots = as_array(slots, "slots", _SLOT_DTYPES)

@@ -46,6 +46,8 @@ class RefDriver:
         self.streams: dict[int, dict[str, Any]] = {}
         self.hwm: dict[int, int] = {}
         self.leases: dict[int, dict[str, Any]] = {}
+        # the lease table's slots, as it hands them out: a stack of free slots, lowest on top
+        self.free_slots = list(range(lease_cap - 1, -1, -1))
         self.clients: dict[int, int] = {}
         self.last_lid = 0
         self.notices: list[tuple[int, int, int, int, int, int]] = []
@@ -96,7 +98,8 @@ class RefDriver:
     def expire(self, now: int) -> int:
         """Time first: every call with a time ends the leases whose expiry is before it (the
         lease machine's expiry timer fires at expiry + 1)."""
-        expired = [lid for lid, lease in self.leases.items() if lease["expiry"] < now]
+        expired = sorted((lid for lid, lease in self.leases.items() if lease["expiry"] < now),
+                         key=lambda lid: self.leases[lid]["slot"])  # the table's slot order
         for lid in expired:
             self.end(lid, RevokeReason.EXPIRED, now)
         return len(expired)
@@ -140,7 +143,8 @@ class RefDriver:
             self.bump(sid)
         self.last_lid += 1
         lid = self.last_lid
-        self.leases[lid] = {"sid": sid, "role": role, "client": client, "expiry": now + EXPIRY}
+        self.leases[lid] = {"sid": sid, "role": role, "client": client, "expiry": now + EXPIRY,
+                            "slot": self.free_slots.pop()}
         self.clients[client] = lid
         s = self.streams[sid]
         if role == 1:
@@ -155,6 +159,7 @@ class RefDriver:
 
     def end(self, lid: int, reason: RevokeReason, now: int) -> None:
         lease = self.leases.pop(lid)
+        self.free_slots.append(lease["slot"])
         del self.clients[lease["client"]]
         sid = lease["sid"]
         s = self.streams[sid]
