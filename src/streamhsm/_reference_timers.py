@@ -13,6 +13,7 @@ between counted as skipped; a one-shot one is disarmed.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -62,19 +63,21 @@ class ReferenceTimers:
         self.now_ns = 0
         if self.decls:
             self.now_ns = self.check_clock(now_ns)
-        elif now_ns != 0 or type(now_ns) is bool:
+        elif not (isinstance(now_ns, int) and now_ns == 0):
             raise ValueError(f"machine {spec.name!r} has no timers: now_ns must be 0, got "
                              f"{now_ns!r}")
 
     def check_clock(self, now_ns: object) -> int:
-        """``now_ns`` as an int clock reading: an int (not a bool) in ``0..NEVER - longest``."""
-        if type(now_ns) is bool or not isinstance(now_ns, int):
+        """``now_ns`` as an int clock reading: an integer (a numpy one too, not a bool) in
+        ``0..NEVER - longest``."""
+        if isinstance(now_ns, bool) or not isinstance(now_ns, numbers.Integral):
             raise TypeError(f"now_ns must be an int number of nanoseconds, got "
                             f"{type(now_ns).__name__} {now_ns!r}")
         limit = NEVER - self.longest
-        if not 0 <= now_ns <= limit:
-            raise ValueError(f"now_ns must be 0..{limit}, got {now_ns}")
-        return int(now_ns)
+        value = int(now_ns)
+        if not 0 <= value <= limit:
+            raise ValueError(f"now_ns must be 0..{limit}, got {value}")
+        return value
 
     def name(self, name: object) -> str:
         """``name`` checked as one of the declared timers' names."""
