@@ -336,11 +336,14 @@ def test_advance_with_out_allocates_nothing() -> None:
 
 def test_out_is_held_only_during_the_call() -> None:
     """``advance`` holds ``out``'s buffer while it writes (the array cannot move meanwhile) and
-    lets go after, also when it refuses the call."""
+    lets go after, also when it refuses the call: a buffer left held keeps a reference."""
     t = _table()
     out = np.zeros(4, FIRED_DTYPE)
+    refs = sys.getrefcount(out)
     assert t.advance(20, out=out) == 1
+    assert sys.getrefcount(out) == refs
     with pytest.raises(ValueError, match=r"now_ns 19 is before the table's clock 20"):
         t.advance(19, out=out)
-    out.resize(8, refcheck=False)  # no buffer export left behind
+    assert sys.getrefcount(out) == refs
+    out.resize(8)  # refcheck on: no export or reference left behind
     assert out.shape == (8,)
