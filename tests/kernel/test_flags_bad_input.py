@@ -383,7 +383,7 @@ def _snap_variants(base: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]
         ("version 2 with bad flags", with_(version=2, flags=at(0, 4)),
          "snapshot flags 4 at slot 0"),
         ("version 1", with_(version=1), "version 1 is not supported"),
-        ("version 5", with_(version=5), "version 5 is not supported"),
+        ("version 6", with_(version=6), "version 6 is not supported"),
     ]
 
 
