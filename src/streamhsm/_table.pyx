@@ -8,6 +8,7 @@ tables it runs come built and read-only from the compiler (``machine.engine_tabl
 Unsafe directives (boundscheck, wraparound) are chosen once in ``setup.py``; never set them here.
 """
 cimport cython
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
@@ -37,7 +38,7 @@ from .errors import TableFullError
 from ._limits import MAX_CAPACITY, check_index
 from ._refusals import dispatch_batch_refusal, flag_batch_refusal
 from ._trace import decode_ring, named_records, ring_columns
-from ._timer_tables import check_advance, check_fired_out, timer_index, timer_restore
+from ._timer_tables import check_advance, check_fired_len, timer_index, timer_restore
 from .compiler import check_machine, local_scratch, pack_flags, table_arrays
 from .snapshot import check_table_snapshot, read_table_file, save_snapshot, table_snapshot
 
@@ -667,20 +668,31 @@ cdef class MachineTable:
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
         cdef int64_t now = check_advance(self.machine, now_ns)
-        cdef Py_ssize_t addr = 0, n_out = 0, fired
+        cdef Py_ssize_t n_out = 0, fired
+        cdef Py_buffer buf
+        cdef bint held = False
+        buf.buf = NULL
         if out is not None:
-            addr, n_out = check_fired_out(out)
-        self.lock_batch()
-        try:  # the clock is read under the lock: a concurrent advance cannot slip between
-            if now < self.core.timers.clock[0]:
-                raise ValueError(f"now_ns {now} is before the table's clock "
-                                 f"{self.core.timers.clock[0]}: time does not go backwards")
-            with nogil:
-                if self._batch_hook != NULL:
-                    self._batch_hook(self._batch_hook_arg)
-                fired = hsm_advance(&self.core, now, <HsmFired*>addr, n_out)
+            n_out = check_fired_len(out)
+            # the buffer protocol, not a Python-level address: nothing allocated per call, and
+            # the array cannot be resized (its data moved) until the records are written
+            PyObject_GetBuffer(out, &buf, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
+            held = True
+        try:
+            self.lock_batch()
+            try:  # the clock is read under the lock: a concurrent advance cannot slip between
+                if now < self.core.timers.clock[0]:
+                    raise ValueError(f"now_ns {now} is before the table's clock "
+                                     f"{self.core.timers.clock[0]}: time does not go backwards")
+                with nogil:
+                    if self._batch_hook != NULL:
+                        self._batch_hook(self._batch_hook_arg)
+                    fired = hsm_advance(&self.core, now, <HsmFired*>buf.buf, n_out)
+            finally:
+                self.unlock_batch()
         finally:
-            self.unlock_batch()
+            if held:
+                PyBuffer_Release(&buf)
         return fired
 
     @property

@@ -23,7 +23,8 @@ from .machine import MAX_TIMERS, MachineSpec
 if TYPE_CHECKING:
     from .compiler import CompiledMachine
 
-__all__ = ["FIRED_DTYPE", "NEVER", "TimerTables", "check_advance", "check_fired_out",
+__all__ = ["FIRED_DTYPE", "NEVER", "TimerTables", "check_advance", "check_fired_len",
+           "check_fired_out",
            "check_timers", "compile_timers", "timer_index", "timer_restore"]
 
 #: The deadline of a timer that is not armed (the largest int64).
@@ -57,19 +58,32 @@ def timer_index(machine: Any, name: object) -> int:
     return _timers_of(machine).index(name, machine.name)
 
 
-def check_fired_out(out: object) -> tuple[int, int]:
-    """The address and length of an ``advance`` record buffer: a writeable, C-contiguous 1-D
-    numpy array (not a subclass, whose ``shape`` or ``ctypes`` could lie about the buffer the
-    kernel writes) of exactly :data:`FIRED_DTYPE` (``TypeError`` / ``ValueError`` otherwise)."""
+def check_fired_len(out: object) -> int:
+    """The length of an ``advance`` record buffer, checked: a writeable, C-contiguous 1-D
+    numpy array (not a subclass, whose ``shape`` could lie about the buffer the kernel writes)
+    of exactly :data:`FIRED_DTYPE` (``TypeError`` / ``ValueError`` otherwise). Nothing is
+    allocated that outlives the call (the caller takes the address through the buffer
+    protocol, which also keeps the array from being resized while the records are written)."""
     if type(out) is not np.ndarray:
         raise TypeError(f"out must be a numpy.ndarray (not a subclass) of FIRED_DTYPE or None, "
                         f"got {type(out).__name__}")
     if out.dtype != FIRED_DTYPE or out.ndim != 1:
         raise ValueError(f"out must be a 1-D array of streamhsm.FIRED_DTYPE, got a "
                          f"{out.ndim}-D array of {out.dtype}")
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError("out must be C-contiguous and writeable")
-    return int(out.ctypes.data), int(out.shape[0])
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous, got an array of strides {out.strides}")
+    if not out.flags.writeable:
+        raise ValueError(f"out must be writeable, got a read-only array of {out.shape[0]} "
+                         f"records")
+    return int(out.shape[0])
+
+
+def check_fired_out(out: object) -> tuple[int, int]:
+    """The address and length of an ``advance`` record buffer checked by
+    :func:`check_fired_len`."""
+    n = check_fired_len(out)
+    assert isinstance(out, np.ndarray)
+    return int(out.__array_interface__["data"][0]), n
 
 
 def timer_restore(v: dict[str, Any] | None) -> dict[str, Any]:

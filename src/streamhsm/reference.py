@@ -21,6 +21,12 @@ parent's record and completes the parent; a simple state with completion transit
 as soon as it is entered; a completion runs the first completion transition of the completed
 state whose guard holds (none: the machine rests), and so on, inside the same dispatch. In a
 top-level final state the machine has completed: every event is unhandled.
+
+Timers (``MachineSpec.after`` / ``every``) are kept by :mod:`streamhsm._reference_timers` from
+the same ordered exits and entries (the initial transition's included, and Root's timers armed
+at construction): entering a state arms its timers at the instance's clock ``now_ns``, exiting
+cancels them, a handler's restarts arm afterwards if the owner is active. :meth:`advance` fires
+due timers one by one through :meth:`dispatch`, the clock at each one's deadline.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ import enum
 from dataclasses import dataclass, field
 
 from ._codec import MachineCodec
+from ._reference_timers import NEVER, Fired, ReferenceTimers
 from .machine import ROOT, HandlerDecl, MachineSpec
 
-__all__ = ["ReferenceMachine", "Step"]
+__all__ = ["NEVER", "Fired", "ReferenceMachine", "Step"]
 
 
 @dataclass
@@ -61,10 +68,16 @@ class ReferenceMachine:
     Attributes: ``current`` (the name of the current leaf) and ``unhandled`` (how many dispatched
     events no handler took). The flags declared with :meth:`MachineSpec.flag` start False and
     change only through :meth:`set_flag`.
+
+    Timers: the instance's clock ``now_ns`` (``now_ns=`` at construction, 0 by default; None
+    for a machine without timers) arms them; :meth:`advance` moves it and fires what is due;
+    :meth:`deadline` / :attr:`deadlines` (``NEVER``: not armed) and :attr:`skipped_periods`.
     """
 
-    def __init__(self, spec: MachineSpec, *, state_enum: type[enum.IntEnum] | None = None) -> None:
+    def __init__(self, spec: MachineSpec, *, state_enum: type[enum.IntEnum] | None = None,
+                 now_ns: int = 0) -> None:
         spec.check_structure()  # as compile() does: the tree is ill-defined otherwise
+        self._timers = ReferenceTimers(spec, now_ns)
         self._spec = spec
         self._codec = MachineCodec(spec.name, spec.states, spec.events, state_enum,
                                    spec.event_enum)
@@ -90,6 +103,7 @@ class ReferenceMachine:
         self._enter_initial(ROOT, step)
         self._complete(step)
         self._initial_step = step
+        self._timers.walk([("enter", ROOT), *step.path])  # Root's timers run from the start
 
     # ------------------------------------------------------------------ flags
     def _flag_name(self, name: object) -> str:
@@ -271,8 +285,55 @@ class ReferenceMachine:
                     if h.target is not None:
                         self._transition(s, h.target, step, h.history)
                         self._complete(step)
+                    self._timers.walk(step.path)
+                    self._timers.restart(h.restart, lambda o: self._is_ancestor_or_self(
+                        o, self.current))
                     return step
             if s == ROOT:
                 self.unhandled += 1
                 return Step(False, None)
             s = self._parent[s]
+
+    # ------------------------------------------------------------------ timers
+    @property
+    def now_ns(self) -> int | None:
+        """The instance's clock (ns; None for a machine without timers): what entering a state
+        or restarting a timer arms from."""
+        return self._timers.now_ns if self._timers.decls else None
+
+    @property
+    def deadlines(self) -> dict[str, int]:
+        """Each timer's deadline by name (``NEVER``: not armed), a copy."""
+        return dict(self._timers.deadlines)
+
+    def deadline(self, name: str) -> int:
+        """Timer ``name``'s deadline (``NEVER``: not armed); ``TypeError`` / ``ValueError``
+        for a name that is not a str or not a declared timer."""
+        return self._timers.deadlines[self._timers.name(name)]
+
+    @property
+    def skipped_periods(self) -> tuple[int, ...]:
+        """Periods each timer skipped (declaration order), as a table's ``skipped_periods``."""
+        return tuple(self._timers.skipped.values())
+
+    def advance(self, now_ns: int) -> list[Fired]:
+        """Move the clock to ``now_ns`` and fire every due timer: the earliest deadline first
+        (ties in declaration order), each dispatched with the clock at its deadline (what it
+        arms starts from there), until none is due at ``now_ns``; return them in firing order.
+        ``ValueError``: no timers, ``now_ns`` before the clock or beyond ``NEVER`` minus the
+        longest delay; ``TypeError``: not an int (nothing changes)."""
+        if not self._timers.decls:
+            raise ValueError(f"machine {self._spec.name!r} has no timers (declare them with "
+                             f"MachineSpec.after / every)")
+        now = self._timers.check_clock(now_ns)
+        if now < self._timers.now_ns:
+            raise ValueError(f"now_ns {now} is before the clock {self._timers.now_ns}: time "
+                             f"does not go backwards")
+        fired: list[Fired] = []
+        while (due := self._timers.next_due(now)) is not None:
+            timer, d = due
+            self._timers.fire(timer, d, now)
+            fired.append(Fired(timer.event, d, timer.name))
+            self.dispatch(timer.event)
+        self._timers.now_ns = now
+        return fired
