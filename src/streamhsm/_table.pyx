@@ -111,8 +111,7 @@ cdef object _dispatch_batch(MachineTable self, const slot_t[::1] slots,
         return 0
     if (shares_core(&self.core, self._free, &slots[0], n * sizeof(slot_t))
             or shares_core(&self.core, self._free, &events[0], n * sizeof(event_t))):
-        # views of the table's own arrays (t.states as events, say) would change under the
-        # batch: read them as they are now
+        # views of the table's own arrays would change under the batch: read them as they are
         own_slots = np.array(slots)
         own_events = np.array(events)
         return _dispatch_batch(self, own_slots, own_events)
@@ -572,21 +571,18 @@ cdef class MachineTable:
         """Stop recording and free the ring."""
         self.lock_batch()
         try:
-            self.core.trace = NULL
-            self._trace_owners = None
+            self.core.trace, self._trace_owners = NULL, None
         finally:
             self.unlock_batch()
 
     def trace(self):
-        """The recorded transitions, oldest first, as a new structured array with fields
-        ``seq, slot, event, from_state, to_state, handled_by`` of codes (empty if tracing is
-        off); :meth:`trace_records` names them."""
+        """The recorded transitions, oldest first: a new structured array of codes (``seq,
+        slot, event, from_state, to_state, handled_by``; empty if off); see trace_records."""
         cols = None if self._trace_owners is None else self._trace_owners[0]
         return decode_ring(cols, self._trace.size, self._trace.recorded)
 
     def trace_records(self):
-        """The recorded transitions, oldest first, as :class:`~streamhsm.TraceRecord` named
-        tuples whose states and events are the machine's enum members (for people to read)."""
+        """:meth:`trace` as :class:`~streamhsm.TraceRecord` tuples of enum members (to read)."""
         return named_records(self.trace(), self.machine)
 
     @property
@@ -596,9 +592,8 @@ cdef class MachineTable:
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self):
-        """The table's state as plain data: a dict naming its kind, format version and machine
-        fingerprint, with copies of the state, flag and unhandled arrays and the unhandled
-        total."""
+        """The table's state as plain data: a dict of its kind, format version, machine
+        fingerprint and copies of every column (``streamhsm.snapshot.table_snapshot``)."""
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
         self.lock_batch()  # a batch running in another thread finishes first: no torn copy
@@ -659,25 +654,19 @@ cdef class MachineTable:
 
     # ------------------------------------------------------------------ timers
     def advance(self, now_ns, out=None):
-        """Move the clock to ``now_ns`` and fire every due timer without the GIL (per slot in
-        deadline order, ties in declaration order, each dispatched with the clock at its
-        deadline); return the number fired. ``out``: a preallocated 1-D ``FIRED_DTYPE`` array
-        receiving the first ``len(out)`` (nothing is allocated). ``ValueError``/``TypeError``:
-        no timers, ``now_ns`` backwards, too large or not an int, a bad ``out`` (nothing
-        changes). See docs/timers.md."""
+        """Move the clock to ``now_ns``, firing every due timer without the GIL (per slot in
+        deadline order, ties in declaration order, the clock at each deadline); return how many
+        fired, the first ``len(out)`` recorded in ``out`` (a 1-D ``FIRED_DTYPE`` array). Errors
+        (nothing changes): no timers, a bad ``out``, a time backwards, too large or not an int."""
         if self.machine is None:
             raise RuntimeError("MachineTable is not initialised (call __init__)")
         cdef int64_t now = check_advance(self.machine, now_ns)
-        cdef Py_ssize_t n_out = 0, fired
+        cdef Py_ssize_t n_out = -1, fired  # -1: no out (no buffer held)
         cdef Py_buffer buf
-        cdef bint held = False
         buf.buf = NULL
-        if out is not None:
+        if out is not None:  # the buffer protocol: nothing allocated, the data cannot move
             n_out = check_fired_len(out)
-            # the buffer protocol, not a Python-level address: nothing allocated per call, and
-            # the array cannot be resized (its data moved) until the records are written
             PyObject_GetBuffer(out, &buf, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
-            held = True
         try:
             self.lock_batch()
             try:  # the clock is read under the lock: a concurrent advance cannot slip between
@@ -687,11 +676,11 @@ cdef class MachineTable:
                 with nogil:
                     if self._batch_hook != NULL:
                         self._batch_hook(self._batch_hook_arg)
-                    fired = hsm_advance(&self.core, now, <HsmFired*>buf.buf, n_out)
+                    fired = hsm_advance(&self.core, now, <HsmFired*>buf.buf, max(n_out, 0))
             finally:
                 self.unlock_batch()
         finally:
-            if held:
+            if n_out >= 0:
                 PyBuffer_Release(&buf)
         return fired
 

@@ -159,12 +159,21 @@ def test_a_machine_without_timers_has_no_clock() -> None:
 ])
 def test_delays_out_of_range_are_refused(kind: str, delay: object, exc: type,
                                          match: str) -> None:
+    if kind == "after" and delay == 0 and type(delay) is int:
+        delay, match = -1, r"got -1\b"  # zero is a valid one-shot delay (due at once): below
     s = _spec()
     before = s.timers
     with pytest.raises(exc, match=match):
         getattr(s, kind)("B", delay, "Go", name="x")
     assert s.timers == before
     s.compile()  # the declaration is as good as before
+
+
+def test_a_zero_delay_is_a_one_shot_timer_only() -> None:
+    s = _spec().after("B", 0, "Go", name="now")
+    assert s.timers[-1].delay_ns == 0
+    with pytest.raises(ValueError, match=r"period_ns must be 1\.\..* got 0\b"):
+        _spec().every("B", 0, "Go", name="x")
 
 
 def test_the_longest_delay_is_accepted() -> None:
@@ -249,7 +258,7 @@ def _read_only() -> np.ndarray:
     (np.zeros((2, 2), FIRED_DTYPE), ValueError, r"got a 2-D array"),
     (np.zeros(8, FIRED_DTYPE)[::2], ValueError, r"C-contiguous, got an array of strides \(48,\)"),
     (_read_only(), ValueError, r"writeable, got a read-only array of 4 records"),
-    ([(0, 0, 0, 0)], TypeError, r"numpy array of FIRED_DTYPE or None, got list"),
+    ([(0, 0, 0, 0)], TypeError, r"of FIRED_DTYPE or None, got list"),
     (np.zeros(4, FIRED_DTYPE).tobytes(), TypeError, r"got bytes"),
 ])
 def test_bad_out_arrays_are_refused_and_nothing_fires(out: object, exc: type,
