@@ -19,9 +19,11 @@ CYCLES = 10_000
 EXPIRY = 3_000
 
 
-def test_control_path_is_allocation_free() -> None:
+@pytest.mark.parametrize("period", [None, 700])  # with the announce cadence's timer too
+def test_control_path_is_allocation_free(period: int | None) -> None:
     d = Driver(DriverConfig(static_stream_ids=(1, 2), stream_capacity=4, lease_capacity=8,
-                            lease_keepalive_interval_ns=1_000, outbox_capacity=64))
+                            lease_keepalive_interval_ns=1_000, outbox_capacity=64,
+                            announce_period_ns=period))
     clock = [0]
 
     def cycles(n: int) -> None:
