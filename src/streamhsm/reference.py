@@ -22,11 +22,12 @@ as soon as it is entered; a completion runs the first completion transition of t
 state whose guard holds (none: the machine rests), and so on, inside the same dispatch. In a
 top-level final state the machine has completed: every event is unhandled.
 
-Timers (``MachineSpec.after`` / ``every``) are kept by :mod:`streamhsm._reference_timers` from
+Timers (``MachineSpec.after`` / ``every``) are kept by ``streamhsm._reference_timers`` from
 the same ordered exits and entries (the initial transition's included, and Root's timers armed
 at construction): entering a state arms its timers at the instance's clock ``now_ns``, exiting
-cancels them, a handler's restarts arm afterwards if the owner is active. :meth:`advance` fires
-due timers one by one through :meth:`dispatch`, the clock at each one's deadline.
+cancels them, a handler's restarts arm afterwards if the owner is active.
+:meth:`ReferenceMachine.advance` fires due timers one by one through
+:meth:`ReferenceMachine.dispatch`, the clock at each one's deadline.
 """
 
 from __future__ import annotations
