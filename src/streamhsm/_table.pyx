@@ -643,7 +643,7 @@ cdef class MachineTable:
             self._n_free = free.size
             self._transitions[:self._n_states] = v["transitions"]
             self.core.unhandled_total = v["unhandled_total"]
-            self._high_unhandled = v["unhandled"].max(initial=0) >> 62 != 0  # see _table.pxd
+            self._high_unhandled = int(v["unhandled"].max(initial=0)) >> 62 != 0  # see _table.pxd
             if self._records is not None:
                 self._records[:] = v["history"]
             if self._timer_arrays is not None:
