@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from _trees import draw_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -88,28 +89,8 @@ def machines(draw: st.DrawFn) -> Desc:
     transition to the next leaf (in a cycle): every state is then reachable, so every generated
     machine compiles (asserted by the tests: no example is skipped).
     """
-    n = draw(st.integers(1, 9))
-    depth = {ROOT: 0}
-    states: list[tuple[str, str]] = []
-    for i in range(1, n + 1):
-        parent = draw(st.sampled_from([ROOT, *(s for s, _ in states if depth[s] < MAX_DEPTH)]))
-        states.append((f"S{i}", parent))
-        depth[f"S{i}"] = depth[parent] + 1
-    parent_of = dict(states)
-
-    def descendants(a: str) -> list[str]:
-        out = []
-        for s, _ in states:
-            p = s
-            while p != ROOT:
-                p = parent_of[p]
-                if p == a:
-                    out.append(s)
-                    break
-        return out
-
-    composites = [ROOT, *(s for s, _ in states if s in parent_of.values())]
-    initials = tuple((c, draw(st.sampled_from(descendants(c)))) for c in composites)
+    tree = draw_tree(draw, 1, 9, MAX_DEPTH)
+    states, parent_of, initials = tree.states, tree.parent_of, tree.initials
     flags = tuple(f"f{i}" for i in range(draw(st.integers(0, 4))))
     events = tuple(f"E{i}" for i in range(draw(st.integers(1, 3))))
     guards = [None, *flags, *(f"!{f}" for f in flags)]

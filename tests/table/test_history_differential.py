@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from _trees import draw_tree
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,6 @@ from streamhsm._pseudo import FAST_READ
 from streamhsm.compiler import CompiledMachine
 from streamhsm.machine import FREE_SLOT, ROOT
 
-MAX_DEPTH = 3
 NEXT, FIN = "Next", "Fin"
 BIG_BATCH = 2048
 
@@ -96,31 +96,11 @@ def machines(draw: st.DrawFn) -> Desc:
 the i-th final state,
     so most machines are reachable; the rest (and completion chains that never rest) are
     refused by ``compile()`` and skipped (``assume``)."""
-    n = draw(st.integers(2, 9))
-    depth = {ROOT: 0}
-    states: list[tuple[str, str]] = []
-    for i in range(1, n + 1):
-        parent = draw(st.sampled_from([ROOT, *(s for s, _ in states if depth[s] < MAX_DEPTH)]))
-        states.append((f"S{i}", parent))
-        depth[f"S{i}"] = depth[parent] + 1
-    parent_of = dict(states)
-    composites = [s for s, _ in states if s in parent_of.values()]
-    leaves = [s for s, _ in states if s not in parent_of.values()]
+    tree = draw_tree(draw, 2, 9)
+    states, parent_of, initials = tree.states, tree.parent_of, tree.initials
+    composites, leaves, descendants = tree.composites, tree.leaves, tree.descendants
     finals = tuple(s for s in leaves[1:] if draw(st.integers(0, 3)) == 0)
     plain = [s for s in leaves if s not in finals]
-
-    def descendants(a: str) -> list[str]:
-        out = []
-        for s, _ in states:
-            p = s
-            while p != ROOT:
-                p = parent_of[p]
-                if p == a:
-                    out.append(s)
-                    break
-        return out
-
-    initials = tuple((c, draw(st.sampled_from(descendants(c)))) for c in [ROOT, *composites])
     flags = tuple(f"f{i}" for i in range(draw(st.integers(0, 2))))
     events = tuple(f"E{i}" for i in range(draw(st.integers(1, 3))))
     guards = [None, *flags, *(f"!{f}" for f in flags)]

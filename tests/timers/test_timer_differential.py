@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from _trees import draw_tree
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +36,6 @@ from streamhsm.machine import FREE_SLOT, MAX_DELAY_NS, ROOT
 
 pytestmark = pytest.mark.smoke(False)  # Hypothesis-generated machines
 
-MAX_DEPTH = 3
 NEXT, FIN = "Next", "Fin"
 #: Fires one advance may cause over all slots; a jump that would fire more (a timer re-armed by
 #: its own event, a nanosecond apart, over a jump of 2**62) is shortened (see _bounded).
@@ -106,31 +106,11 @@ def machines(draw: st.DrawFn) -> Desc:
     a cycle) and Root handles ``Fin<i>`` (to the i-th final state), so most machines are
     reachable; the rest (and completion chains that never rest) are refused by ``compile()``
     and skipped (``assume``)."""
-    n = draw(st.integers(2, 7))
-    depth = {ROOT: 0}
-    states: list[tuple[str, str]] = []
-    for i in range(1, n + 1):
-        parent = draw(st.sampled_from([ROOT, *(s for s, _ in states if depth[s] < MAX_DEPTH)]))
-        states.append((f"S{i}", parent))
-        depth[f"S{i}"] = depth[parent] + 1
-    parent_of = dict(states)
-    composites = [s for s, _ in states if s in parent_of.values()]
-    leaves = [s for s, _ in states if s not in parent_of.values()]
+    tree = draw_tree(draw, 2, 7)
+    states, parent_of, initials = tree.states, tree.parent_of, tree.initials
+    composites, leaves = tree.composites, tree.leaves
     finals = tuple(s for s in leaves[1:] if draw(st.integers(0, 4)) == 0)
     plain = [s for s in leaves if s not in finals]
-
-    def descendants(a: str) -> list[str]:
-        out = []
-        for s, _ in states:
-            p = s
-            while p != ROOT:
-                p = parent_of[p]
-                if p == a:
-                    out.append(s)
-                    break
-        return out
-
-    initials = tuple((c, draw(st.sampled_from(descendants(c)))) for c in [ROOT, *composites])
     flags = tuple(f"f{i}" for i in range(draw(st.integers(0, 2))))
     events = tuple(f"E{i}" for i in range(draw(st.integers(1, 3))))
     fins = tuple(f"{FIN}{i}" for i in range(len(finals)))
