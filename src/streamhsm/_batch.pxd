@@ -19,12 +19,12 @@ from libc.stdint cimport (
 from libc.string cimport memcpy, memset
 
 from streamhsm._kernel cimport (
-    HSM_CODE_ROWS, HSM_FAST_READ, HSM_FAST_WRITE, HSM_FREE_SLOT, HSM_KIND_HISTORY,
+    HSM_CODE_ROWS, HSM_FAST_CODES, HSM_FAST_READ, HSM_FAST_WRITE, HSM_FREE_SLOT, HSM_KIND_HISTORY,
     HSM_KIND_INTERNAL, HSM_KIND_TRANSITION, HSM_PREFETCH_DISTANCE, HSM_PREFETCH_MIN_SLOTS,
-    HSM_STEP_FAST_SHIFT, HSM_STEP_MOVED, HSM_STEP_UNHANDLED, STREAMHSM_DEBUG_CHECKS,
-    STREAMHSM_PREFETCH, HsmCore, HsmHistory, HsmTrace, hsm_add_unhandled, hsm_apply,
-    hsm_apply_history, hsm_apply_timed, hsm_history_program, hsm_history_run, hsm_packed_flags,
-    hsm_sat_add, hsm_set_flags, hsm_step, hsm_trace,
+    HSM_STEP_FAST_MIN, HSM_STEP_FAST_SHIFT, HSM_STEP_MOVED, HSM_STEP_UNHANDLED,
+    STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH, HsmCore, HsmHistory, HsmTrace, hsm_add_unhandled,
+    hsm_apply, hsm_apply_history, hsm_apply_timed, hsm_history_program, hsm_history_run,
+    hsm_packed_flags, hsm_sat_add, hsm_set_flags, hsm_step, hsm_trace,
 )
 
 cdef extern from "_simd.h":
@@ -56,6 +56,7 @@ cdef enum:
     HSM_LOCAL_MIN_EVENTS = 2048    # smaller batches: the per-event kernel (no fold to pay for)
     HSM_CHUNK = 1024               # events between two choices of the chunk kernel
     HSM_FOLD_EVENTS = 1 << 24
+    HSM_ARRIVE_WAYS = 4            # counters per leaf for history reads (see fold_arrivals)
     HSM_FLAT_RATE = 16             # branch-free chunks once 1 event in this many transitions
     # a batch is validated as it runs (run_batch_chunked, ``snap``) when its table's snapshot is
     # at most this many bytes per event
@@ -104,13 +105,30 @@ cdef inline Py_ssize_t row_cell(const uint8_t* states, const uint8_t* flags, bin
     return <Py_ssize_t>states[s] * n_events + e
 
 
+cdef inline void fast_rows(const HsmHistory* h, uint8_t** rec_of,
+                           const uint8_t** lut_of) noexcept nogil:
+    """Where the fast codes of history cells point (see HSM_FAST_WRITE), so the chunk kernels
+    index two local arrays by the code instead of computing the row of a record and of the lut
+    (and reloading the HsmHistory fields, which a byte store may alias): ``rec_of[code]`` is the
+    record row of the code's owner (a write's owner ``code - HSM_FAST_WRITE``, a read's
+    ``row >> 1``), ``lut_of[code]`` a read's lut row. Codes the compiler cannot give are not
+    set."""
+    cdef Py_ssize_t o, row
+    for o in range(min(h.n_owners, HSM_FAST_READ - HSM_FAST_WRITE)):
+        rec_of[HSM_FAST_WRITE + o] = &h.records[o * h.stride]
+    for row in range(min(2 * h.n_owners, HSM_FAST_CODES - HSM_FAST_READ)):
+        rec_of[HSM_FAST_READ + row] = &h.records[(row >> 1) * h.stride]
+        lut_of[HSM_FAST_READ + row] = &h.lut[row << 8]
+
+
 cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
                                          Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
                                          bint flagged, int fb, int shift, uint64_t* unhandled,
                                          uint32_t* local, const uint16_t* step,
                                          Py_ssize_t n_events, size_t cap,
                                          size_t n_ev, bint prefetch, Py_ssize_t* pos,
-                                         Py_ssize_t* moved, HsmCore* c) noexcept nogil:
+                                         Py_ssize_t* moved, uint64_t* arrive,
+                                         HsmCore* c) noexcept nogil:
     """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
     transitions when they are frequent and random. Returns the events that went unhandled,
     ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
@@ -121,7 +139,10 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
     cdef Py_ssize_t n_unhandled = 0, trans = 0, f
     cdef uint16_t v
     cdef uint8_t new
-    cdef const HsmHistory* h
+    cdef uint8_t* rec_of[HSM_FAST_CODES]  # see fast_rows
+    cdef const uint8_t* lut_of[HSM_FAST_CODES]
+    if c.hist != NULL:
+        fast_rows(c.hist, rec_of, lut_of)
     for i in range(lo, hi):
         if prefetch:
             STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + HSM_PREFETCH_DISTANCE]])
@@ -138,21 +159,22 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
         if v < HSM_STEP_UNHANDLED:  # handled in place (or a free slot): nothing to do
             continue
         if v & HSM_STEP_UNHANDLED:
-            if v & HSM_STEP_MOVED:  # a history cell (machines with history only): a transition
-                local[idx] += 1  # (see hsm_history_program; the fast forms written out here)
+            if v >= HSM_STEP_FAST_MIN:  # a history cell with a fast code (history only)
+                local[idx] += 1
                 trans += 1
-                h = c.hist
                 f = v >> HSM_STEP_FAST_SHIFT
                 if f >= HSM_FAST_READ:
-                    f -= HSM_FAST_READ
-                    new = h.lut[(f << 8) | h.records[(f >> 1) * h.stride + s]]
-                    c.counts[new] += 1
-                elif f != 0:
-                    h.records[(f - HSM_FAST_WRITE) * h.stride + s] = states[s]
-                    new = <uint8_t>v
+                    new = lut_of[f][rec_of[f][s]]
+                    arrive[((i & (HSM_ARRIVE_WAYS - 1)) << 8) | new] += 1  # see fold_arrivals
                 else:
-                    new = hsm_history_program(c, s, idx, v)
+                    rec_of[f][s] = states[s]
+                    new = <uint8_t>v
                 states[s] = new
+                continue
+            if v & HSM_STEP_MOVED:  # another history cell: a transition, its program
+                local[idx] += 1  # (see hsm_history_program)
+                trans += 1
+                states[s] = hsm_history_program(c, s, idx, v)
                 continue
             unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
@@ -170,7 +192,8 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
                                       bint flagged, int fb, int shift, uint64_t* unhandled,
                                       uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
                                       size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
-                                      Py_ssize_t* pos, HsmCore* c) noexcept nogil:
+                                      Py_ssize_t* pos, uint64_t* arrive,
+                                      HsmCore* c) noexcept nogil:
     """Like :func:`run_chunk_counted` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its cell of ``local`` (the
     fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
@@ -179,7 +202,10 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
     cdef Py_ssize_t n_unhandled = 0, f
     cdef uint16_t v
     cdef uint8_t new
-    cdef const HsmHistory* h
+    cdef uint8_t* rec_of[HSM_FAST_CODES]  # see fast_rows
+    cdef const uint8_t* lut_of[HSM_FAST_CODES]
+    if c.hist != NULL:
+        fast_rows(c.hist, rec_of, lut_of)
     for i in range(lo, hi):
         if prefetch:
             STREAMHSM_PREFETCH(&states[<Py_ssize_t>sl[i + dist]])
@@ -193,20 +219,20 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
         idx = row_cell(states, flags, flagged, fb, shift, s, e, n_events)
         v = step[idx]
         if v & HSM_STEP_UNHANDLED:
-            if v & HSM_STEP_MOVED:  # a history cell: as in run_chunk_counted
+            if v >= HSM_STEP_FAST_MIN:  # history cells: as in run_chunk_counted
                 local[idx] += 1
-                h = c.hist
                 f = v >> HSM_STEP_FAST_SHIFT
                 if f >= HSM_FAST_READ:
-                    f -= HSM_FAST_READ
-                    new = h.lut[(f << 8) | h.records[(f >> 1) * h.stride + s]]
-                    c.counts[new] += 1
-                elif f != 0:
-                    h.records[(f - HSM_FAST_WRITE) * h.stride + s] = states[s]
-                    new = <uint8_t>v
+                    new = lut_of[f][rec_of[f][s]]
+                    arrive[((i & (HSM_ARRIVE_WAYS - 1)) << 8) | new] += 1  # see fold_arrivals
                 else:
-                    new = hsm_history_program(c, s, idx, v)
+                    rec_of[f][s] = states[s]
+                    new = <uint8_t>v
                 states[s] = new
+                continue
+            if v & HSM_STEP_MOVED:
+                local[idx] += 1
+                states[s] = hsm_history_program(c, s, idx, v)
                 continue
             unhandled[s] += unhandled[s] < <uint64_t>INT64_MAX  # saturates at 2**63-1
             n_unhandled += 1
@@ -221,7 +247,8 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
                                  const uint8_t* flags, uint64_t* unhandled, uint32_t* local,
                                  const uint16_t* step, Py_ssize_t n_events, size_t cap, size_t n_ev,
                                  bint prefetch, Py_ssize_t dist, Py_ssize_t* pos,
-                                 Py_ssize_t* moved, HsmCore* c) noexcept nogil:
+                                 Py_ssize_t* moved, uint64_t* arrive,
+                                 HsmCore* c) noexcept nogil:
     """Run one chunk with the kernel chosen (``flat`` or branchy) for a machine with ``fb``
     flags. Every (kernel, number of flags) pair is its own loop, with the flag arithmetic
     (``fb`` and the packing shift, see hsm_packed_flags) as constants: measured, a loop that
@@ -229,32 +256,32 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
     if flat:
         if fb == 0:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
         if fb == 1:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
         if fb == 2:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
         if fb == 3:
             return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
         return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, dist, pos, c)
+                              step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
     if fb == 0:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
     if fb == 1:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
     if fb == 2:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
     if fb == 3:
         return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
     return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                             step, n_events, cap, n_ev, prefetch, pos, moved, c)
+                             step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
 
 
 cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
@@ -283,6 +310,25 @@ cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
                 if <uint8_t>c.step[idx] != HSM_FREE_SLOT:  # reads no record: a static leaf
                     c.counts[<uint8_t>c.step[idx]] += v
             local[idx] = 0
+
+
+cdef inline void fold_arrivals(HsmCore* c, uint64_t* arrive,
+                               Py_ssize_t n_states) noexcept nogil:
+    """Fold the arrivals of a batch's fast history reads into the per-state counts (once, at
+    the end of the batch; an undone batch drops them). The chunk kernels count a read's arrival
+    in ``arrive[way][leaf]``, ``way`` the event's index modulo HSM_ARRIVE_WAYS: a read's leaf is
+    known only after its record and lut loads, and consecutive reads mostly arrive in one leaf,
+    so a single counter would chain every read on one store and load; spread over the ways, the
+    chain is HSM_ARRIVE_WAYS events long (measured: one counter cost history reads 2.2x a plain
+    transition; a count per run of one leaf, 1.4x, but 10x on mixed leaves, a mispredicted
+    branch per read). 64-bit counters: no batch overflows them. Only machines with history have
+    such reads; their leaves are codes below ``n_states``."""
+    cdef Py_ssize_t w, st
+    if c.hist == NULL:
+        return
+    for w in range(HSM_ARRIVE_WAYS):
+        for st in range(n_states):
+            c.counts[st] += <int64_t>arrive[(w << 8) | st]
 
 
 cdef inline void fold_counts(HsmCore* c, uint32_t* local, Py_ssize_t used) noexcept nogil:
@@ -469,6 +515,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     cdef Py_ssize_t used = (n_states << fb) * n_events   # the cells of the machine's states
     cdef uint32_t stack_local[HSM_STACK_CELLS]
     cdef uint32_t* local = c.local
+    cdef uint64_t arrive[HSM_ARRIVE_WAYS * HSM_CODE_ROWS]  # see fold_arrivals
     if not runs_chunked(c, n):
         if c.hist != NULL:
             return run_batch_history(slots, events, n, c, stop)
@@ -476,6 +523,8 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
     if cells <= HSM_STACK_CELLS:
         local = stack_local
         memset(local, 0, cells * sizeof(uint32_t))
+    if c.hist != NULL:
+        memset(arrive, 0, sizeof(arrive))
     cdef const slot_t* sl = &slots[0]
     cdef const event_t* ev = &events[0]
     cdef uint8_t* states = c.states
@@ -502,7 +551,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
         moved = 0
         prefetch = big and hi + dist <= n
         n_unhandled += run_chunk(flat, fb, sl, ev, lo, hi, states, flags, unhandled, local, step,
-                                 n_events, cap, n_ev, prefetch, dist, &pos, &moved, c)
+                                 n_events, cap, n_ev, prefetch, dist, &pos, &moved, arrive, c)
         if flat:  # the transition cells' sum gives the transitions the chunk took
             tsum = 0
             for j in range(c.n_tcells):
@@ -530,6 +579,7 @@ cdef inline Py_ssize_t run_batch_chunked(const slot_t* slots, const event_t* eve
             tprev = 0
         lo = hi
     fold_counts(c, local, used)
+    fold_arrivals(c, arrive, n_states)
     hsm_add_unhandled(c, <uint64_t>n_unhandled)
     return n - n_unhandled
 

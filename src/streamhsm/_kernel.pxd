@@ -48,6 +48,7 @@ cdef enum:
     HSM_STEP_MOVED = HSM_STEP_UNHANDLED << 1
     # a history cell's fast code (streamhsm._pseudo.Chains.fast_code) in the step table's top bits
     HSM_STEP_FAST_SHIFT = 10
+    HSM_STEP_FAST_MIN = 1 << HSM_STEP_FAST_SHIFT  # a step entry at least this: a fast code
     # Batch loops prefetch the state byte this many events ahead on tables at least this large
     # (measured: on smaller tables the state array is cache-resident and prefetching only costs).
     HSM_PREFETCH_DISTANCE = 32
@@ -77,6 +78,7 @@ cdef enum:
 cdef enum:
     HSM_FAST_WRITE = 1
     HSM_FAST_READ = 32
+    HSM_FAST_CODES = 64
 
 # Two layouts. The machine's tables (next_state, is_handled, is_unhandled, kind, step, the trace's
 # handler table; streamhsm.compiler.EngineTables) have one row per (state code, flag bitmask):
