@@ -55,3 +55,38 @@ def test_a_restored_driver_ends_leases_from_its_new_maps() -> None:
     assert not any(core.holds_lease(c) for c in clients)
     assert len(core._map("client")) == len(core._map("lease")) == 0
     assert all(r.attach(1, Role.CONSUMER, c, 10**12).lease_id > 0 for c in clients)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_the_map_answers_like_a_dict_under_any_mix_of_inserts_and_removals(seed: int) -> None:
+    """The map itself against a dict: dense runs and scattered ids put, looked up and popped in
+    random order, in a small table (runs of groups meet, shifts cross groups and the wrap);
+    every entry keeps its key's home throughout."""
+    from streamhsm.driver._idmap import IdMap
+
+    rng = random.Random(seed)
+    m, model = IdMap(200), {}
+    pool = [*range(0, 120), *range(2**62 - 40, 2**62), *rng.sample(range(10**6, 10**12), 60)]
+    for step in range(6000):
+        key = rng.choice(pool)
+        if rng.random() < 0.55 and len(model) < 200:
+            value = rng.randrange(2**31)
+            assert m._put(key, value) == 0
+            model[key] = value
+        else:
+            assert m._pop(key) == model.pop(key, -1)
+        if step % 97 == 0:
+            assert len(m) == len(model) and m._stale_homes() == 0
+            assert all(m._get(k) == model.get(k, -1) for k in pool)
+    assert all(m._get(k) == model.get(k, -1) for k in pool)
+
+
+def test_a_value_outside_a_slot_number_is_refused_and_changes_nothing() -> None:
+    """Values are slot numbers (0 .. 2**31 - 1: an entry holds its value in 32 bits beside its
+    home); any other value is refused, never stored cut."""
+    from streamhsm.driver._idmap import IdMap
+
+    m = IdMap(8)
+    assert m._put(5, 2**31 - 1) == 0 and m._get(5) == 2**31 - 1
+    assert m._put(6, 2**31) == -1 and m._put(7, -1) == -1 and m._put(5, 2**32 + 3) == -1
+    assert len(m) == 1 and m._get(5) == 2**31 - 1 and m._get(6) == m._get(7) == -1

@@ -112,8 +112,8 @@ cdef class IdMap:
 
     Open addressing with linear probing and backward-shift deletion (no tombstones), so a long
     run of puts and pops never degrades or allocates. Holds at most ``max_entries`` entries; the
-    table is at most half full. Only Cython code uses it (the driver core); Python sees
-    :meth:`_probe_stats` and :meth:`_seed`, test hooks.
+    table is at most half full. Only Cython code uses it (the driver core); Python sees test
+    hooks only (:meth:`_probe_stats`, :meth:`_seed`, :meth:`_put` ...).
     """
 
     def __cinit__(self, Py_ssize_t max_entries):
@@ -241,6 +241,18 @@ cdef class IdMap:
                 if d > longest:
                     longest = d
         return self._n, total, longest
+
+    def _put(self, int64_t key, int64_t value):
+        """Test hook: :meth:`insert` (0, or -1: full, or the value out of range)."""
+        return self.insert(key, value) if key >= 0 else -1
+
+    def _get(self, int64_t key):
+        """Test hook: :meth:`lookup` (the value, or -1)."""
+        return self.lookup(key)
+
+    def _pop(self, int64_t key):
+        """Test hook: :meth:`remove` (the value, or -1)."""
+        return self.remove(key)
 
     def _stale_homes(self):
         """Test hook: how many entries keep a home other than their key's (always 0)."""
