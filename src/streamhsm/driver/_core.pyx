@@ -406,12 +406,14 @@ cdef class DriverCore:
         return slot
 
     # ------------------------------------------------------------------ operations
-    cdef Py_ssize_t slot_c(self, int64_t sid) noexcept nogil:
+    cdef Py_ssize_t slot_c(self, int64_t sid, bint run=False) noexcept nogil:
+        """Stream slot of ``sid`` or -1 (``run``: an attach's look-up, ``IdMap.home_run``)."""
         if self.dyn_first <= sid <= self.dyn_last:
             return self.dyn_slot[sid - self.dyn_first]
         if sid < 0:
             return -1
-        return self.static_slot.lookup(sid)
+        return self.static_slot.lookup_from(sid, self.static_slot.home_run(sid) if run
+                                            else self.static_slot.home(sid))
 
     cpdef Py_ssize_t slot_of(self, int64_t sid):
         """Slot of a stream id (in any state, until its slot is recycled), or -1."""
@@ -477,8 +479,8 @@ cdef class DriverCore:
                             bint create, Py_ssize_t* stream_slot) noexcept nogil:
         """:meth:`attach` without the GIL (the caller holds the GIL with no batch running, or
         both tables' batch locks). On success ``stream_slot[0]`` is the stream's slot."""
-        cdef Py_ssize_t slot = self.slot_c(sid)
-        cdef Py_ssize_t ls, client_home = self.by_client.home(client)
+        cdef Py_ssize_t slot = self.slot_c(sid, True)
+        cdef Py_ssize_t ls, client_home = self.by_client.home_run(client)
         cdef int why = self.attach_refusal(sid, role, client, create, slot, client_home)
         if why:
             self.count(C_REJECTED, 1)
@@ -501,7 +503,7 @@ cdef class DriverCore:
         self.lease_stream[ls] = <int32_t>slot
         self.lease_role[ls] = <uint8_t>role
         self.lease_client[ls] = client
-        self.by_id.insert(self.last_lease_id, ls)
+        self.by_id.insert_from(self.last_lease_id, ls, self.by_id.home_run(self.last_lease_id))
         self.by_client.insert_from(client, ls, client_home)
         self.client_home[ls] = client_home  # for the removal: a lease's end hashes no client id
         if role == PRODUCER:
@@ -532,9 +534,11 @@ cdef class DriverCore:
         self.raise_kernel_error()
         return r
 
-    cdef Py_ssize_t live_slot(self, int64_t lease, int64_t client) noexcept nogil:
-        """Slot of live lease ``lease`` held by ``client`` (> 0), or -1."""
-        cdef Py_ssize_t ls = self.by_id.lookup(lease) if lease > 0 and client > 0 else -1
+    cdef Py_ssize_t live_slot(self, int64_t lease, int64_t client, Py_ssize_t* at) noexcept nogil:
+        """Slot of live lease ``lease`` held by ``client`` (> 0), or -1; ``at[0]``: the lease's
+        index in ``by_id`` or -1 (found from ``home_run``: only for changing operations)."""
+        at[0] = self.by_id.find_from(lease, self.by_id.home_run(lease)) if lease > 0 else -1
+        cdef Py_ssize_t ls = self.by_id._slots[at[0]].val if at[0] >= 0 and client > 0 else -1
         return -1 if ls < 0 or self.lease_client[ls] != client else ls
 
     cdef int advance_checked(self, int64_t now) noexcept nogil:
@@ -552,11 +556,9 @@ cdef class DriverCore:
         that gives, for the caller's answer): the stream's epoch, or
         ``ONE_UNKNOWN`` / ``ONE_ENDED`` (nothing changed). Same locking rule as
         :meth:`attach_one`."""
-        cdef Py_ssize_t ls = self.live_slot(lease, client)
+        cdef Py_ssize_t at, ls = self.live_slot(lease, client, &at)
         if ls < 0:
-            if 0 < lease <= self.last_lease_id and self.by_id.lookup(lease) < 0:
-                return ONE_ENDED
-            return ONE_UNKNOWN
+            return ONE_ENDED if 0 < lease <= self.last_lease_id and at < 0 else ONE_UNKNOWN
         self.step_lease(ls, self.ev_keepalive)  # restarts its expiry timer
         self.count(C_KEEPALIVES, 1)
         return self.epoch[self.lease_stream[ls]]
@@ -565,11 +567,7 @@ cdef class DriverCore:
         """End lease ``lease`` of ``client`` (reason DETACHED): the stream's epoch afterwards, or
         ``ONE_UNKNOWN`` / ``ONE_ENDED`` / ``ONE_EPOCH_MAX`` (nothing changed). Same locking rule
         as :meth:`attach_one`."""
-        cdef Py_ssize_t slot, ls = -1, at = self.by_id.find(lease) if lease > 0 else -1
-        if at >= 0 and client > 0:  # live_slot, with the entry kept for the removal
-            ls = self.by_id._slots[at].val
-            if self.lease_client[ls] != client:
-                ls = -1
+        cdef Py_ssize_t slot, at, ls = self.live_slot(lease, client, &at)
         if ls < 0:
             return ONE_ENDED if 0 < lease <= self.last_lease_id and at < 0 else ONE_UNKNOWN
         if self.end_needs_bump_past_max(ls):

@@ -13,7 +13,10 @@ cdef class IdMap:
     cdef object _owners
     cdef Py_ssize_t _mask, _n, _max
     cdef uint64_t _k0, _k1    # the map's hash key (from os.urandom; never saved)
+    cdef uint64_t _run_group  # the group home_run hashed last (none at first) and its block
+    cdef Py_ssize_t _run_block
     cdef Py_ssize_t home(self, int64_t key) noexcept nogil
+    cdef Py_ssize_t home_run(self, int64_t key) noexcept nogil
     cdef Py_ssize_t find(self, int64_t key) noexcept nogil
     cdef Py_ssize_t find_from(self, int64_t key, Py_ssize_t i) noexcept nogil
     cdef int64_t lookup(self, int64_t key) noexcept nogil

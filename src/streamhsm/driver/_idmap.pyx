@@ -21,7 +21,7 @@ Each entry keeps its home beside its key and value (16 bytes: the value is a slo
 at its home (it can never move; with grouped homes these are most of a run) with one compare.
 """
 cimport cython
-from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport INT32_MAX, UINT64_MAX, int32_t, int64_t, uint32_t, uint64_t
 
 import os
 
@@ -133,6 +133,8 @@ cdef class IdMap:
         seed = os.urandom(16)
         self._k0 = int.from_bytes(seed[:8], "little")
         self._k1 = int.from_bytes(seed[8:], "little")
+        self._run_group = UINT64_MAX  # (no group: a group is at most 2**61 - 1)
+        self._run_block = 0
 
     cdef Py_ssize_t home(self, int64_t key) noexcept nogil:
         """``key``'s home slot: its group's keyed base (a multiple of ``GROUP``) plus its place
@@ -141,6 +143,19 @@ cdef class IdMap:
         return <Py_ssize_t>(((siphash13(self._k0, self._k1, u >> GROUP_BITS)
                               & <uint64_t>self._mask) & ~<uint64_t>(GROUP - 1))
                             | (u & <uint64_t>(GROUP - 1)))
+
+    cdef Py_ssize_t home_run(self, int64_t key) noexcept nogil:
+        """:meth:`home` for the driver core's changing operations (attach, keepalive, detach),
+        which never run at the same time (the GIL held with no batch running, or both tables'
+        batch locks): it remembers the block of the group it hashed last, so that a run of
+        calls on ids of one group (consecutive ids) hashes it once. A look-up that may run
+        beside a batch (the core's readers) calls :meth:`home`, which writes nothing."""
+        cdef uint64_t group = (<uint64_t>key) >> GROUP_BITS
+        if group != self._run_group:
+            self._run_block = <Py_ssize_t>(siphash13(self._k0, self._k1, group)
+                                           & <uint64_t>self._mask & ~<uint64_t>(GROUP - 1))
+            self._run_group = group
+        return self._run_block | <Py_ssize_t>(key & (GROUP - 1))
 
     cdef Py_ssize_t find(self, int64_t key) noexcept nogil:
         """Index of ``key`` in the table, or -1."""
