@@ -1,4 +1,4 @@
-"""Allocation-free registry helper for the driver: a keyed int64 -> int64 hash map.
+"""Allocation-free registry helper for the driver: a keyed hash map from int64 ids to slots.
 
 Private module. Unsafe directives are set in ``setup.py``, never here.
 
