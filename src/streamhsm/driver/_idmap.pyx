@@ -220,15 +220,17 @@ cdef class IdMap:
 
     cdef int64_t remove_from(self, int64_t key, Py_ssize_t home) noexcept nogil:
         """:meth:`remove` with ``home = home(key)`` computed by the caller."""
-        cdef Py_ssize_t i = self.find_from(key, home)
-        return -1 if i < 0 else self.remove_at(i)
+        return self.remove_at(self.find_from(key, home))
 
     cdef int64_t remove_at(self, Py_ssize_t i) noexcept nogil:
         """Remove the entry at index ``i`` (a :meth:`find` result, the map unchanged since) and
-        return its value."""
+        return its value; -1 (nothing changed) if ``i`` is -1, a key :meth:`find` did not find."""
         cdef Py_ssize_t j = i, h, mask = self._mask
         cdef IdEntry* slots = self._slots
-        cdef int64_t value = slots[i].val
+        cdef int64_t value
+        if i < 0:
+            return -1
+        value = slots[i].val
         # backward-shift deletion: pull later members of the probe run into the hole i
         while True:
             j = (j + 1) & mask
