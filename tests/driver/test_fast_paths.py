@@ -110,3 +110,15 @@ def test_fast_attach_results_are_whole_attach_results() -> None:
         ok.lease_id = 2  # type: ignore[misc]
     del ok, refused
     assert sys.getrefcount(sid) == base
+
+
+def test_fast_attaches_answer_the_expiry_of_their_own_time() -> None:
+    """Attaches at one time share their expiry's int object; an attach at a later time answers
+    its own expiry, never the last one answered."""
+    d = Driver(DriverConfig(static_stream_ids=(1, 2, 3), lease_keepalive_interval_ns=1_000))
+    ttl = d.config.lease_expiry_ns
+    a, b = d.attach(1, Role.CONSUMER, 5, 10), d.attach(2, Role.CONSUMER, 6, 10)
+    c = d.attach(3, Role.CONSUMER, 7, 20)
+    assert a.expiry_ns == b.expiry_ns == 10 + ttl and c.expiry_ns == 20 + ttl
+    assert a.expiry_ns is b.expiry_ns  # one int for the burst
+    assert [d.lease_expiry(r.lease_id) for r in (a, b, c)] == [10 + ttl, 10 + ttl, 20 + ttl]

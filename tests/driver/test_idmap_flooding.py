@@ -134,8 +134,12 @@ def test_every_map_has_its_own_key_and_no_snapshot_holds_one() -> None:
 
 
 def test_map_capacity_is_checked() -> None:
-    with pytest.raises(ValueError, match="max_entries must be positive, got 0"):
+    with pytest.raises(ValueError, match="max_entries must be between 1 and 2147483647, got 0"):
         IdMap(0)
+    # an entry keeps its home in 32 bits: at most 2**31 - 1 entries (2**32 slots)
+    with pytest.raises(ValueError, match="max_entries must be between 1 and 2147483647, got "
+                                         "2147483648"):
+        IdMap(2**31)
 
 
 def test_consecutive_ids_share_an_aligned_block_of_eight_slots() -> None:

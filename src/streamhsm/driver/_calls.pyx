@@ -38,7 +38,7 @@ cdef extern from "structmember.h":
     int T_OBJECT_EX
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
 
-from streamhsm.capi cimport STREAMHSM_PREFETCH, hsm_prefetch_state
+from streamhsm.capi cimport STREAMHSM_PREFETCH, hsm_next_due, hsm_now, hsm_prefetch_state
 from streamhsm.driver._core cimport DriverCore, ONE_ENDED, ONE_EPOCH_MAX, ONE_UNKNOWN
 from streamhsm.driver._idmap cimport IdMap
 
@@ -166,6 +166,15 @@ cdef void keepalive_rows(DriverCore core, IdMap ids, const int64_t* lids,
                 o[base + i].reason = B_UNKNOWN
 
 
+cdef inline int advance(DriverCore core, int64_t now) noexcept nogil:
+    """``core.advance_checked(now)``, its commonest case first: ``now`` is past neither table's
+    clock and before every lease deadline, so there is nothing to do (no call into the core)."""
+    if (now <= hsm_now(core.leases) and now < hsm_next_due(core.leases)
+            and not now > hsm_now(core.streams) >= 0):
+        return 0
+    return core.advance_checked(now)
+
+
 # Byte offsets of AttachResult's slots, in field order (``slot_offsets``); empty if its fields
 # are not plain object slots (another Python implementation): attach_result then sets them by name.
 cdef Py_ssize_t RESULT_SLOTS[6]
@@ -201,7 +210,7 @@ cdef inline void put_slot(object r, Py_ssize_t offset, object value) noexcept:
 
 
 cdef object attach_result(object code, int64_t lease_id, object stream_id, int64_t epoch,
-                          str reason, int64_t expiry):
+                          str reason, object expiry):
     """``AttachResult(code, lease_id, stream_id, epoch, reason, expiry)`` without the frozen
     dataclass's ``__init__``: the instance is allocated by its type and its six slots are filled
     directly (the same object ``__init__`` builds; a quarter of the instructions of setting
@@ -241,6 +250,8 @@ cdef class DriverBase:
     cdef list _ok_cache
     cdef int64_t _ok_epoch[OK_CACHE]
     cdef list _aliases  # (start, end) addresses of the arrays the driver owns
+    cdef object _expiry_int  # the int of the last expiry answered, and its value
+    cdef int64_t _expiry_at
 
     def __cinit__(self, *args, **kwargs):
         cdef Py_ssize_t i
@@ -256,16 +267,29 @@ cdef class DriverBase:
                           <uintptr_t>a.__array_interface__["data"][0] + a.nbytes)
                          for a in arrays if a.nbytes]
 
-    cdef object ok(self, int64_t epoch):
+    cdef inline object ok(self, int64_t epoch):
         """``Response(OK, "", epoch)``, cached per epoch (a direct-mapped cache: one load and
         one compare when the epoch was seen before)."""
         cdef Py_ssize_t i = epoch & (OK_CACHE - 1)
         if self._ok_epoch[i] != epoch:
-            self._ok_cache[i] = Response(R_OK, "", epoch)
-            self._ok_epoch[i] = epoch
+            return self.ok_new(epoch, i)
         return self._ok_cache[i]
 
-    cdef bint fast_now(self, object now_ns, int64_t* now):
+    cdef object ok_new(self, int64_t epoch, Py_ssize_t i):
+        """:meth:`ok` for an epoch not in the cache: build its answer into entry ``i``."""
+        self._ok_cache[i] = Response(R_OK, "", epoch)
+        self._ok_epoch[i] = epoch
+        return self._ok_cache[i]
+
+    cdef inline object expiry_int(self, int64_t expiry):
+        """``expiry`` as an int, the last one reused: the attaches of a burst at one time share
+        it (one allocation fewer per attach)."""
+        if expiry != self._expiry_at or self._expiry_int is None:
+            self._expiry_int = expiry
+            self._expiry_at = expiry
+        return self._expiry_int
+
+    cdef inline bint fast_now(self, object now_ns, int64_t* now) noexcept:
         """True (and the time in ``now``) if ``now_ns`` is an exact int the driver accepts now
         and the driver is open (the slow path raises the right error otherwise)."""
         if type(now_ns) is not int or self._closed or self._core is None:
@@ -329,7 +353,7 @@ cdef class DriverBase:
                 and role is None and self.fast_now(now_ns, &now)):
             core = self._core
             core.wait_idle()
-            if not self.still_now(now) or core.advance_checked(now) < 0:
+            if not self.still_now(now) or advance(core, now) < 0:
                 return self._keepalive_slow(lease_id, now_ns, client_id, stream_id, role)
             r = core.keepalive_one(exact_i64(lease_id, -1), exact_i64(client_id, 0),
                                    now + self._expiry_ns)
@@ -361,7 +385,7 @@ cdef class DriverBase:
                 and role is None and self.fast_now(now_ns, &now)):
             core = self._core
             core.wait_idle()
-            if not self.still_now(now) or core.advance_checked(now) < 0:
+            if not self.still_now(now) or advance(core, now) < 0:
                 return self._detach_slow(lease_id, now_ns, client_id, stream_id, role)
             r = core.detach_one(exact_i64(lease_id, -1), exact_i64(client_id, 0), now)
             if core.kernel_error:
@@ -406,7 +430,7 @@ cdef class DriverBase:
             sid = exact_i64(stream_id, -1)
             expiry = now + self._expiry_ns
             core.wait_idle()
-            if not (self._running and self.still_now(now)) or core.advance_checked(now) < 0:
+            if not (self._running and self.still_now(now)) or advance(core, now) < 0:
                 return self._attach_slow(stream_id, role, client_id, now_ns, create)
             lid = core.attach_one(sid, code, exact_i64(client_id, 0), expiry, create is True,
                                   &slot)
@@ -414,7 +438,8 @@ cdef class DriverBase:
             if core.kernel_error:
                 core.raise_kernel_error()
             if lid > 0:
-                return attach_result(R_OK, lid, stream_id, core.epoch[slot], "", expiry)
+                return attach_result(R_OK, lid, stream_id, core.epoch[slot], "",
+                                     self.expiry_int(expiry))
             refusal = REFUSALS[-lid]
             if "{" not in refusal[1]:  # a constant reason: no formatting
                 return attach_result(refusal[0], 0, stream_id, 0, refusal[1], 0)

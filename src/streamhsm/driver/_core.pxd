@@ -27,6 +27,7 @@ cdef class DriverCore:
     cdef int64_t[::1] rv_lease, rv_stream, rv_client, rv_time
     cdef uint8_t[::1] rv_role, rv_reason
     cdef int32_t[::1] scratch
+    cdef Py_ssize_t[::1] client_home  # by_client.home of each live lease's client (never saved)
     cdef object fired_buf      # FIRED_DTYPE [n_leases]: the expiries one advance fires
     cdef HsmFired* fired
     cdef int64_t[::1] ctr
@@ -55,7 +56,7 @@ cdef class DriverCore:
                      int64_t now) noexcept nogil
     cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now) noexcept nogil
     cdef void end_lease_from(self, Py_ssize_t ls, int reason, int64_t now,
-                             Py_ssize_t id_home, bint fired=*) noexcept nogil
+                             Py_ssize_t id_at, bint fired=*) noexcept nogil
     cdef bint end_needs_bump_past_max(self, Py_ssize_t ls) noexcept nogil
     cdef int64_t first_blocked_end(self, bint expired_only, int64_t now) noexcept nogil
     cdef Py_ssize_t end_matching(self, bint expired_only, int reason, int64_t now) noexcept nogil
@@ -65,11 +66,11 @@ cdef class DriverCore:
     cdef void free_stream_slot(self, Py_ssize_t slot) noexcept nogil
     cdef void recycle(self) noexcept nogil
     cdef Py_ssize_t provision(self, int64_t sid, bint dynamic) noexcept nogil
-    cdef Py_ssize_t slot_c(self, int64_t sid) noexcept nogil
+    cdef Py_ssize_t slot_c(self, int64_t sid, bint run=*) noexcept nogil
     cpdef Py_ssize_t slot_of(self, int64_t sid)
     cdef int attach_refusal(self, int64_t sid, int role, int64_t client, bint create,
                             Py_ssize_t slot, Py_ssize_t client_home) noexcept nogil
-    cdef Py_ssize_t live_slot(self, int64_t lease, int64_t client) noexcept nogil
+    cdef Py_ssize_t live_slot(self, int64_t lease, int64_t client, Py_ssize_t* at) noexcept nogil
     cdef int64_t attach_one(self, int64_t sid, int role, int64_t client, int64_t expiry,
                             bint create, Py_ssize_t* stream_slot) noexcept nogil
     cdef int64_t keepalive_one(self, int64_t lease, int64_t client, int64_t expiry) noexcept nogil

@@ -127,6 +127,7 @@ cdef class DriverCore:
         self._columns = {name: np.full(n, fill, dtype) for name, (dtype, n, fill) in layout.items()}
         self._bind()
         self.scratch = np.empty(self.n_leases, np.int32)
+        self.client_home = np.zeros(self.n_leases, np.intp)
         if leases.machine.timers is None or leases.machine.timers.names != ("expiry",):
             raise ValueError("the lease table's machine must have the one timer 'expiry' "
                              "(streamhsm.driver.machines.lease_machine(expiry_ns))")
@@ -250,11 +251,11 @@ cdef class DriverCore:
 
     cdef void end_lease(self, Py_ssize_t ls, int reason, int64_t now) noexcept nogil:
         """End live lease slot ``ls`` (see docs/design.md section 5, rule 6)."""
-        self.end_lease_from(ls, reason, now, self.by_id.home(self.lease_id[ls]))
+        self.end_lease_from(ls, reason, now, self.by_id.find(self.lease_id[ls]))
 
     cdef void end_lease_from(self, Py_ssize_t ls, int reason, int64_t now,
-                             Py_ssize_t id_home, bint fired=False) noexcept nogil:
-        """:meth:`end_lease` with the lease id's home in ``by_id`` computed by the caller;
+                             Py_ssize_t id_at, bint fired=False) noexcept nogil:
+        """:meth:`end_lease` with the lease id's index in ``by_id`` found by the caller;
         ``fired``: the lease's expiry timer fired (its machine is in Expired already)."""
         cdef Py_ssize_t slot = self.lease_stream[ls]
         cdef int64_t sid = self.stream_id[slot]
@@ -279,8 +280,8 @@ cdef class DriverCore:
             self.notice(ls, sid, <uint8_t>reason, now)
         self.step_lease(ls, self.ev_close)
         self.leases.release_unchecked(ls)
-        self.by_id.remove_from(self.lease_id[ls], id_home)
-        self.by_client.remove(self.lease_client[ls])
+        self.by_id.remove_at(id_at)
+        self.by_client.remove_from(self.lease_client[ls], self.client_home[ls])
         self.lease_stream[ls] = -1
         if (self.dynamic[slot] and self.producer[slot] == 0 and self.consumers[slot] == 0
                 and reason != R_SHUTDOWN):
@@ -337,7 +338,7 @@ cdef class DriverCore:
             return 0
         for i in range(n):
             ls = self.fired[i].slot
-            self.end_lease_from(ls, R_EXPIRED, now, self.by_id.home(self.lease_id[ls]), True)
+            self.end_lease_from(ls, R_EXPIRED, now, self.by_id.find(self.lease_id[ls]), True)
         return n
 
     cdef Py_ssize_t _end_locked(self, bint expired_only, int reason, int64_t now) except -1:
@@ -405,12 +406,14 @@ cdef class DriverCore:
         return slot
 
     # ------------------------------------------------------------------ operations
-    cdef Py_ssize_t slot_c(self, int64_t sid) noexcept nogil:
+    cdef Py_ssize_t slot_c(self, int64_t sid, bint run=False) noexcept nogil:
+        """Stream slot of ``sid`` or -1 (``run``: an attach's look-up, ``IdMap.home_run``)."""
         if self.dyn_first <= sid <= self.dyn_last:
             return self.dyn_slot[sid - self.dyn_first]
         if sid < 0:
             return -1
-        return self.static_slot.lookup(sid)
+        return self.static_slot.lookup_from(sid, self.static_slot.home_run(sid) if run
+                                            else self.static_slot.home(sid))
 
     cpdef Py_ssize_t slot_of(self, int64_t sid):
         """Slot of a stream id (in any state, until its slot is recycled), or -1."""
@@ -476,8 +479,8 @@ cdef class DriverCore:
                             bint create, Py_ssize_t* stream_slot) noexcept nogil:
         """:meth:`attach` without the GIL (the caller holds the GIL with no batch running, or
         both tables' batch locks). On success ``stream_slot[0]`` is the stream's slot."""
-        cdef Py_ssize_t slot = self.slot_c(sid)
-        cdef Py_ssize_t ls, client_home = self.by_client.home(client)
+        cdef Py_ssize_t slot = self.slot_c(sid, True)
+        cdef Py_ssize_t ls, client_home = self.by_client.home_run(client)
         cdef int why = self.attach_refusal(sid, role, client, create, slot, client_home)
         if why:
             self.count(C_REJECTED, 1)
@@ -500,8 +503,9 @@ cdef class DriverCore:
         self.lease_stream[ls] = <int32_t>slot
         self.lease_role[ls] = <uint8_t>role
         self.lease_client[ls] = client
-        self.by_id.insert(self.last_lease_id, ls)
+        self.by_id.insert_from(self.last_lease_id, ls, self.by_id.home_run(self.last_lease_id))
         self.by_client.insert_from(client, ls, client_home)
+        self.client_home[ls] = client_home  # for the removal: a lease's end hashes no client id
         if role == PRODUCER:
             self.producer[slot] = self.last_lease_id
             self.step_stream(slot, self.ev_producer_attached)
@@ -530,15 +534,12 @@ cdef class DriverCore:
         self.raise_kernel_error()
         return r
 
-    cdef Py_ssize_t live_slot(self, int64_t lease, int64_t client) noexcept nogil:
-        """Slot of live lease ``lease`` held by ``client`` (> 0), or -1."""
-        cdef Py_ssize_t ls
-        if lease <= 0 or client <= 0:
-            return -1
-        ls = self.by_id.lookup(lease)
-        if ls >= 0 and self.lease_client[ls] != client:
-            return -1
-        return ls
+    cdef Py_ssize_t live_slot(self, int64_t lease, int64_t client, Py_ssize_t* at) noexcept nogil:
+        """Slot of live lease ``lease`` held by ``client`` (> 0), or -1; ``at[0]``: the lease's
+        index in ``by_id`` or -1 (found from ``home_run``: only for changing operations)."""
+        at[0] = self.by_id.find_from(lease, self.by_id.home_run(lease)) if lease > 0 else -1
+        cdef Py_ssize_t ls = self.by_id._slots[at[0]].val if at[0] >= 0 and client > 0 else -1
+        return -1 if ls < 0 or self.lease_client[ls] != client else ls
 
     cdef int advance_checked(self, int64_t now) noexcept nogil:
         """:meth:`advance_to` for a call's fast path: 0 once done, or -1 and nothing changed if
@@ -555,11 +556,9 @@ cdef class DriverCore:
         that gives, for the caller's answer): the stream's epoch, or
         ``ONE_UNKNOWN`` / ``ONE_ENDED`` (nothing changed). Same locking rule as
         :meth:`attach_one`."""
-        cdef Py_ssize_t ls = self.live_slot(lease, client)
+        cdef Py_ssize_t at, ls = self.live_slot(lease, client, &at)
         if ls < 0:
-            if 0 < lease <= self.last_lease_id and self.by_id.lookup(lease) < 0:
-                return ONE_ENDED
-            return ONE_UNKNOWN
+            return ONE_ENDED if 0 < lease <= self.last_lease_id and at < 0 else ONE_UNKNOWN
         self.step_lease(ls, self.ev_keepalive)  # restarts its expiry timer
         self.count(C_KEEPALIVES, 1)
         return self.epoch[self.lease_stream[ls]]
@@ -568,19 +567,13 @@ cdef class DriverCore:
         """End lease ``lease`` of ``client`` (reason DETACHED): the stream's epoch afterwards, or
         ``ONE_UNKNOWN`` / ``ONE_ENDED`` / ``ONE_EPOCH_MAX`` (nothing changed). Same locking rule
         as :meth:`attach_one`."""
-        cdef Py_ssize_t slot, ls = -1, home = self.by_id.home(lease)
-        if lease > 0 and client > 0:  # live_slot, with the home kept for the removal
-            ls = self.by_id.lookup_from(lease, home)
-            if ls >= 0 and self.lease_client[ls] != client:
-                ls = -1
+        cdef Py_ssize_t slot, at, ls = self.live_slot(lease, client, &at)
         if ls < 0:
-            if 0 < lease <= self.last_lease_id and self.by_id.lookup_from(lease, home) < 0:
-                return ONE_ENDED
-            return ONE_UNKNOWN
+            return ONE_ENDED if 0 < lease <= self.last_lease_id and at < 0 else ONE_UNKNOWN
         if self.end_needs_bump_past_max(ls):
             return ONE_EPOCH_MAX
         slot = self.lease_stream[ls]
-        self.end_lease_from(ls, R_DETACHED, now, home)
+        self.end_lease_from(ls, R_DETACHED, now, at)
         return self.epoch[slot]
 
     def reject(self):
@@ -793,7 +786,8 @@ cdef class DriverCore:
         for ls in range(self.n_leases):
             if self.lease_stream[ls] >= 0:
                 self.by_id.insert(self.lease_id[ls], ls)
-                self.by_client.insert(self.lease_client[ls], ls)
+                self.client_home[ls] = self.by_client.home(self.lease_client[ls])
+                self.by_client.insert_from(self.lease_client[ls], ls, self.client_home[ls])
         for slot in range(self.n_streams):
             if hsm_state(self.streams, slot) != HSM_FREE_SLOT and not self.dynamic[slot]:
                 if self.static_slot.insert(self.stream_id[slot], slot) < 0:

@@ -1,4 +1,4 @@
-"""Allocation-free registry helper for the driver: a keyed int64 -> int64 hash map.
+"""Allocation-free registry helper for the driver: a keyed hash map from int64 ids to slots.
 
 Private module. Unsafe directives are set in ``setup.py``, never here.
 
@@ -15,9 +15,13 @@ cache lines, so a run of calls on consecutive ids misses the cache once per eigh
 once per id. The flooding protection is unchanged: where a group lands is keyed, so ids from
 different groups collide only by chance, and the ids of one group fill at most its own block,
 exactly what eight consecutive ordinary ids do (tests/driver/test_idmap_flooding.py).
+
+Each entry keeps its home beside its key and value (16 bytes: the value is a slot number, below
+``2**31``), so that a removal's backward shift never hashes: it steps over every entry that sits
+at its home (it can never move; with grouped homes these are most of a run) with one compare.
 """
 cimport cython
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport INT32_MAX, UINT64_MAX, int32_t, int64_t, uint32_t, uint64_t
 
 import os
 
@@ -103,17 +107,18 @@ def _siphash13(k0, k1, m):
 
 @cython.final
 cdef class IdMap:
-    """A fixed-capacity map from non-negative int64 keys to int64 values, keyed-hashed.
+    """A fixed-capacity map from non-negative int64 keys to slot numbers (0 .. ``2**31 - 1``),
+    keyed-hashed.
 
     Open addressing with linear probing and backward-shift deletion (no tombstones), so a long
     run of puts and pops never degrades or allocates. Holds at most ``max_entries`` entries; the
-    table is at most half full. Only Cython code uses it (the driver core); Python sees
-    :meth:`_probe_stats` and :meth:`_seed`, test hooks.
+    table is at most half full. Only Cython code uses it (the driver core); Python sees test
+    hooks only (:meth:`_probe_stats`, :meth:`_seed`, :meth:`_put` ...).
     """
 
     def __cinit__(self, Py_ssize_t max_entries):
-        if max_entries <= 0:
-            raise ValueError(f"max_entries must be positive, got {max_entries}")
+        if not 0 < max_entries <= INT32_MAX:
+            raise ValueError(f"max_entries must be between 1 and {INT32_MAX}, got {max_entries}")
         size = 8
         while size < 2 * max_entries:
             size *= 2
@@ -128,6 +133,8 @@ cdef class IdMap:
         seed = os.urandom(16)
         self._k0 = int.from_bytes(seed[:8], "little")
         self._k1 = int.from_bytes(seed[8:], "little")
+        self._run_group = UINT64_MAX  # (no group: a group is at most 2**61 - 1)
+        self._run_block = 0
 
     cdef Py_ssize_t home(self, int64_t key) noexcept nogil:
         """``key``'s home slot: its group's keyed base (a multiple of ``GROUP``) plus its place
@@ -136,6 +143,19 @@ cdef class IdMap:
         return <Py_ssize_t>(((siphash13(self._k0, self._k1, u >> GROUP_BITS)
                               & <uint64_t>self._mask) & ~<uint64_t>(GROUP - 1))
                             | (u & <uint64_t>(GROUP - 1)))
+
+    cdef Py_ssize_t home_run(self, int64_t key) noexcept nogil:
+        """:meth:`home` for the driver core's changing operations (attach, keepalive, detach),
+        which never run at the same time (the GIL held with no batch running, or both tables'
+        batch locks): it remembers the block of the group it hashed last, so that a run of
+        calls on ids of one group (consecutive ids) hashes it once. A look-up that may run
+        beside a batch (the core's readers) calls :meth:`home`, which writes nothing."""
+        cdef uint64_t group = (<uint64_t>key) >> GROUP_BITS
+        if group != self._run_group:
+            self._run_block = <Py_ssize_t>(siphash13(self._k0, self._k1, group)
+                                           & <uint64_t>self._mask & ~<uint64_t>(GROUP - 1))
+            self._run_group = group
+        return self._run_block | <Py_ssize_t>(key & (GROUP - 1))
 
     cdef Py_ssize_t find(self, int64_t key) noexcept nogil:
         """Index of ``key`` in the table, or -1."""
@@ -166,20 +186,25 @@ cdef class IdMap:
         return -1 if i < 0 else self._slots[i].val
 
     cdef int insert(self, int64_t key, int64_t value) noexcept nogil:
-        """Store ``value`` for ``key`` (>= 0); return 0, or -1 if the map is full (unchanged)."""
+        """Store ``value`` (0 .. ``2**31 - 1``) for ``key`` (>= 0); return 0, or -1 if the map
+        is full or the value out of that range (unchanged)."""
         return self.insert_from(key, value, self.home(key))
 
-    cdef int insert_from(self, int64_t key, int64_t value, Py_ssize_t i) noexcept nogil:
-        """:meth:`insert` with ``key``'s home ``i = home(key)`` computed by the caller (one hash
-        for a look-up and the insert after it)."""
+    cdef int insert_from(self, int64_t key, int64_t value, Py_ssize_t home) noexcept nogil:
+        """:meth:`insert` with ``home = home(key)`` computed by the caller (one hash for a
+        look-up and the insert after it)."""
+        cdef Py_ssize_t i = home
+        if not 0 <= value <= INT32_MAX:
+            return -1
         while self._slots[i].key != _EMPTY and self._slots[i].key != key:
             i = (i + 1) & self._mask
         if self._slots[i].key == _EMPTY:
             if self._n >= self._max:
                 return -1
             self._slots[i].key = key
+            self._slots[i].home = <uint32_t>home
             self._n += 1
-        self._slots[i].val = value
+        self._slots[i].val = <int32_t>value
         return 0
 
     cdef void clear(self) noexcept nogil:
@@ -195,29 +220,26 @@ cdef class IdMap:
 
     cdef int64_t remove_from(self, int64_t key, Py_ssize_t home) noexcept nogil:
         """:meth:`remove` with ``home = home(key)`` computed by the caller."""
-        cdef Py_ssize_t i = self.find_from(key, home)
-        cdef Py_ssize_t j, h, mask = self._mask
+        return self.remove_at(self.find_from(key, home))
+
+    cdef int64_t remove_at(self, Py_ssize_t i) noexcept nogil:
+        """Remove the entry at index ``i`` (a :meth:`find` result, the map unchanged since) and
+        return its value; -1 (nothing changed) if ``i`` is -1, a key :meth:`find` did not find."""
+        cdef Py_ssize_t j = i, h, mask = self._mask
         cdef IdEntry* slots = self._slots
-        cdef int64_t value, k
-        # the block of the last group met: a run of consecutive ids is hashed once, not per id
-        cdef uint64_t group = (<uint64_t>key) >> GROUP_BITS
-        cdef Py_ssize_t block = home & ~(<Py_ssize_t>(GROUP - 1))
+        cdef int64_t value
         if i < 0:
             return -1
         value = slots[i].val
-        # backward-shift deletion: pull later members of the probe run into the hole
-        j = i
+        # backward-shift deletion: pull later members of the probe run into the hole i
         while True:
             j = (j + 1) & mask
-            k = slots[j].key
-            if k == _EMPTY:
+            if slots[j].key == _EMPTY:
                 break
-            if (<uint64_t>k) >> GROUP_BITS != group:
-                group = (<uint64_t>k) >> GROUP_BITS
-                block = self.home(k) & ~(<Py_ssize_t>(GROUP - 1))
-            h = block | <Py_ssize_t>(k & (GROUP - 1))
-            # move j into the hole i unless its home lies cyclically in (i, j]
-            if ((j - h) & mask) >= ((j - i) & mask):
+            h = slots[j].home
+            # an entry at its home stays (most of a run: whole groups sit in their blocks);
+            # another moves into the hole unless its home lies cyclically in (i, j]
+            if h != j and ((j - h) & mask) >= ((j - i) & mask):
                 slots[i] = slots[j]
                 i = j
         slots[i].key = _EMPTY
@@ -236,6 +258,27 @@ cdef class IdMap:
                 if d > longest:
                     longest = d
         return self._n, total, longest
+
+    def _put(self, int64_t key, int64_t value):
+        """Test hook: :meth:`insert` (0, or -1: full, or the value out of range)."""
+        return self.insert(key, value) if key >= 0 else -1
+
+    def _get(self, int64_t key):
+        """Test hook: :meth:`lookup` (the value, or -1)."""
+        return self.lookup(key)
+
+    def _pop(self, int64_t key):
+        """Test hook: :meth:`remove` (the value, or -1)."""
+        return self.remove(key)
+
+    def _stale_homes(self):
+        """Test hook: how many entries keep a home other than their key's (always 0)."""
+        cdef Py_ssize_t i, n = 0
+        for i in range(self._mask + 1):
+            if (self._slots[i].key != _EMPTY
+                    and <Py_ssize_t>self._slots[i].home != self.home(self._slots[i].key)):
+                n += 1
+        return n
 
     def _home(self, int64_t key):
         """Test hook: ``key``'s home slot."""
