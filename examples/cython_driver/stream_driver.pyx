@@ -7,7 +7,7 @@ the public C API, in site-packages.
 from libc.stdint cimport int64_t, uint8_t
 
 from streamhsm.capi cimport (
-    HSM_FREE_SLOT, MachineTable, hsm_n_events, hsm_set_flags, hsm_state, hsm_step,
+    HSM_FREE_SLOT, MachineTable, hsm_n_events, hsm_set_flags, hsm_state, hsm_step, hsm_step_each,
 )
 
 
@@ -57,3 +57,23 @@ def set_flags(MachineTable table, Py_ssize_t slot, uint8_t mask):
     packed copy in step); ValueError if the slot is not open or the mask is too wide."""
     if hsm_set_flags(table, slot, mask) < 0:
         raise ValueError(f"slot {slot} is not open or mask {mask} has a bit beyond the flags")
+
+
+def step_each(MachineTable table, const Py_ssize_t[::1] slots, Py_ssize_t event):
+    """One event to many open slots, in order (a burst of keepalives), validated once then
+    dispatched without the GIL in one call; return the number handled."""
+    cdef Py_ssize_t i, n = slots.shape[0], handled = 0
+    for i in range(n):
+        if hsm_state(table, slots[i]) in (-1, HSM_FREE_SLOT):
+            raise IndexError(f"slots[{i}] = {slots[i]} is not an open slot")
+    if not 0 <= event < hsm_n_events(table):
+        raise ValueError(f"event {event} is not an event code")
+    if n == 0:
+        return 0
+    table.lock_batch()
+    try:
+        with nogil:
+            handled = hsm_step_each(table, &slots[0], n, event)
+    finally:
+        table.unlock_batch()
+    return handled

@@ -24,9 +24,11 @@
 #   the layout of streamhsm.FIRED_DTYPE).
 # The functions below take the table and run without the GIL; call them between lock_batch()
 # and unlock_batch() when other threads may use the table.
-from libc.stdint cimport uint8_t, int64_t
+from libc.stdint cimport uint8_t, int64_t, uint64_t
 
 from streamhsm._kernel cimport HSM_FREE_SLOT, STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH
+from streamhsm._kernel cimport hsm_add_unhandled as _add_unhandled
+from streamhsm._kernel cimport hsm_apply_timed as _apply_timed
 from streamhsm._kernel cimport hsm_set_flags as _set_flags_core, hsm_step as _step_core
 from streamhsm._table cimport MachineTable
 from streamhsm._timer_kernel cimport HsmFired, hsm_advance as _advance_core
@@ -59,6 +61,27 @@ cdef inline int hsm_step(MachineTable table, Py_ssize_t slot, Py_ssize_t event) 
     return _step_core(&table.core, slot, event)
 
 
+cdef inline Py_ssize_t hsm_step_each(MachineTable table, const Py_ssize_t* slots, Py_ssize_t n,
+                                     Py_ssize_t event) noexcept nogil:
+    """``hsm_step(table, slots[i], event)`` for each ``i`` in order (one event to many slots, a
+    driver's burst of keepalives): the number handled. Whether the machine has timers is
+    looked at once, not per slot. The same guarantees as :func:`hsm_step` for every slot; a
+    debug build returns -1 at the first index out of range (the slots before it stepped)."""
+    cdef Py_ssize_t i, unhandled = 0
+    cdef int r
+    if STREAMHSM_DEBUG_CHECKS or table.core.hist != NULL or table.core.timers == NULL:
+        for i in range(n):
+            r = _step_core(&table.core, slots[i], event)
+            if r < 0:
+                return -1
+            unhandled += 1 - r
+        return n - unhandled
+    for i in range(n):  # a machine with timers (a lease machine): its kernel, inlined
+        unhandled += _apply_timed(&table.core, slots[i], event)
+    _add_unhandled(&table.core, <uint64_t>unhandled)
+    return n - unhandled
+
+
 cdef inline int hsm_set_flags(MachineTable table, Py_ssize_t slot, uint8_t mask) noexcept nogil:
     """Set the whole flag bitmask of an open slot (bit i: the machine's flag_names[i]) through
     the path that keeps the kernel's packed copy in step; 0, or -1 and nothing changed if the
@@ -83,9 +106,14 @@ cdef inline Py_ssize_t hsm_open_count(MachineTable table) noexcept nogil:
 
 
 cdef inline void hsm_prefetch_state(MachineTable table, Py_ssize_t slot) noexcept nogil:
-    """Cache hint: fetch the line holding ``slot``'s state ahead of a step (no effect on results;
-    ``slot`` must be in range)."""
+    """Cache hint: fetch the lines a step of ``slot`` reads and writes ahead of it, its state
+    and, on a machine with timers, its deadlines (a transition that arms or restarts a timer
+    stores there); no effect on results; ``slot`` must be in range."""
+    cdef Py_ssize_t i
     STREAMHSM_PREFETCH(&table.core.states[slot])
+    if table.core.timers != NULL:
+        for i in range(table.core.timers.n_timers):
+            STREAMHSM_PREFETCH(&table.core.timers.deadlines[i * table.core.timers.stride + slot])
 
 
 cdef inline int64_t hsm_now(MachineTable table) noexcept nogil:

@@ -49,6 +49,41 @@ def test_repeat_one(cython_driver: ModuleType) -> None:
         cython_driver.repeat_one(t, 1, 0, 1)
 
 
+@pytest.mark.parametrize("timers", [False, True])
+def test_step_each_matches_dispatch_one_slot_at_a_time(cython_driver: ModuleType,
+                                                       timers: bool) -> None:
+    """``hsm_step_each`` (capi.pxd) does what ``hsm_step`` slot by slot does, on a machine with
+    timers (its own loop: each step restarts or cancels the slot's timer at the table's clock)
+    and without; repeated slots step again, in order."""
+    from streamhsm import MachineSpec, MachineTable
+
+    spec = MachineSpec("capi_each" + "_t" * timers, ["Ping", "Stop", "Expire"], initial="Live")
+    spec.state("Live").state("Idle").on("Live", "Ping", restart="ttl" if timers else None)
+    spec.on("Live", "Stop", "Idle").on("Live", "Expire", "Idle")
+    if timers:
+        spec.after("Live", 1_000, "Expire", name="ttl")
+    m = spec.compile()
+    a, b = MachineTable(m, 64), MachineTable(m, 64)
+    for t in (a, b):
+        for _ in range(64):
+            t.open()
+        if timers:
+            t.advance(500)
+        t.dispatch(3, "Stop")
+    rng = np.random.default_rng(8)
+    slots = rng.integers(0, 64, 300).astype(np.intp)
+    for event in ("Ping", "Stop"):
+        handled = cython_driver.step_each(a, slots, m.event_code(event))
+        assert handled == sum(b.dispatch(int(s), event) for s in slots)
+        assert (a.states == b.states).all() and (a.unhandled == b.unhandled).all()
+        assert a.unhandled_total == b.unhandled_total
+        assert [a.count(s) for s in ("Live", "Idle")] == [b.count(s) for s in ("Live", "Idle")]
+        if timers:
+            assert (a.deadlines("ttl") == b.deadlines("ttl")).all()
+    with pytest.raises(IndexError, match=r"slots\[0\] = 99 is not an open slot"):
+        cython_driver.step_each(a, np.array([99], np.intp), 0)
+
+
 def test_flags_set_through_the_c_api_keep_the_packed_copy_in_step(
         cython_driver: ModuleType) -> None:
     """``hsm_set_flags`` (capi.pxd) writes both flag copies: a batch (which reads the packed

@@ -38,9 +38,11 @@ cdef extern from "structmember.h":
     int T_OBJECT_EX
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
 
-from streamhsm.capi cimport STREAMHSM_PREFETCH, hsm_next_due, hsm_now, hsm_prefetch_state
+from streamhsm.capi cimport (
+    STREAMHSM_PREFETCH, hsm_next_due, hsm_now, hsm_prefetch_state, hsm_step_each,
+)
 from streamhsm.driver._core cimport DriverCore, ONE_ENDED, ONE_EPOCH_MAX, ONE_UNKNOWN
-from streamhsm.driver._idmap cimport IdMap
+from streamhsm.driver._idmap cimport IdMap, idmap_home, idmap_lookup_from
 
 from types import MemberDescriptorType
 
@@ -130,30 +132,32 @@ cdef void keepalive_rows(DriverCore core, IdMap ids, const int64_t* lids,
     then the keepalives. Exact: a keepalive changes no map, so a chunk's look-ups may run before
     its keepalives."""
     cdef Py_ssize_t home[CHUNK]
-    cdef Py_ssize_t base, i, m, ls
+    cdef Py_ssize_t kept[CHUNK]
+    cdef Py_ssize_t base, i, m, ls, k
     cdef int64_t lid
     for base in range(0, n, CHUNK):
         m = CHUNK if n - base > CHUNK else n - base
         for i in range(m):
             lid = lids[base + i]
             if lid > 0:
-                home[i] = ids.home(lid)
+                home[i] = idmap_home(ids, lid)
                 STREAMHSM_PREFETCH(&ids._slots[home[i]])
         for i in range(m):
             lid = lids[base + i]
             ls = -1
             if lid > 0 and clients[base + i] > 0:
-                ls = ids.lookup_from(lid, home[i])
+                ls = idmap_lookup_from(ids, lid, home[i])
                 if ls >= 0:
                     STREAMHSM_PREFETCH(&core.lease_client[ls])
                     STREAMHSM_PREFETCH(&core.lease_stream[ls])
                     hsm_prefetch_state(core.leases, ls)
             home[i] = ls
+        k = 0
         for i in range(m):
             ls = home[i]
             if ls >= 0 and core.lease_client[ls] == clients[base + i]:
-                core.step_lease(ls, core.ev_keepalive)  # restarts its expiry timer
-                core.count(C_KEEPALIVES, 1)
+                kept[k] = ls
+                k += 1
                 o[base + i].code, o[base + i].reason = OK, 0
                 o[base + i].epoch = core.epoch[core.lease_stream[ls]]
                 o[base + i].expiry_ns = expiry
@@ -164,6 +168,10 @@ cdef void keepalive_rows(DriverCore core, IdMap ids, const int64_t* lids,
                 o[base + i].reason = B_ENDED
             else:
                 o[base + i].reason = B_UNKNOWN
+        # the chunk's keepalives, in order: each restarts its lease's expiry timer
+        if hsm_step_each(core.leases, kept, k, core.ev_keepalive) < 0:
+            core.kernel_error = 1
+        core.count(C_KEEPALIVES, k)
 
 
 cdef inline int advance(DriverCore core, int64_t now) noexcept nogil:

@@ -29,76 +29,6 @@ import numpy as np
 
 __all__ = ["IdMap"]
 
-DEF _EMPTY = -1  # the key of an empty slot
-# Ids whose values differ only in their low GROUP_BITS bits form a group: one keyed hash places
-# the group on GROUP consecutive slots (two cache lines of 16-byte entries).
-DEF GROUP_BITS = 3
-DEF GROUP = 8
-
-
-cdef inline uint64_t _rotl(uint64_t x, int b) noexcept nogil:
-    return (x << b) | (x >> (64 - b))
-
-
-cdef uint64_t siphash13(uint64_t k0, uint64_t k1, uint64_t m) noexcept nogil:
-    """SipHash-1-3 (one compression round, three finalisation rounds) of the 8-byte
-    little-endian message ``m`` under the key ``(k0, k1)``."""
-    cdef uint64_t v0 = k0 ^ <uint64_t>0x736f6d6570736575
-    cdef uint64_t v1 = k1 ^ <uint64_t>0x646f72616e646f6d
-    cdef uint64_t v2 = k0 ^ <uint64_t>0x6c7967656e657261
-    cdef uint64_t v3 = k1 ^ <uint64_t>0x7465646279746573
-    cdef uint64_t b = (<uint64_t>8) << 56  # message length 8, no tail bytes
-    cdef int _r
-    v3 ^= m
-    v0 += v1
-    v1 = _rotl(v1, 13)
-    v1 ^= v0
-    v0 = _rotl(v0, 32)
-    v2 += v3
-    v3 = _rotl(v3, 16)
-    v3 ^= v2
-    v0 += v3
-    v3 = _rotl(v3, 21)
-    v3 ^= v0
-    v2 += v1
-    v1 = _rotl(v1, 17)
-    v1 ^= v2
-    v2 = _rotl(v2, 32)
-    v0 ^= m
-    v3 ^= b
-    v0 += v1
-    v1 = _rotl(v1, 13)
-    v1 ^= v0
-    v0 = _rotl(v0, 32)
-    v2 += v3
-    v3 = _rotl(v3, 16)
-    v3 ^= v2
-    v0 += v3
-    v3 = _rotl(v3, 21)
-    v3 ^= v0
-    v2 += v1
-    v1 = _rotl(v1, 17)
-    v1 ^= v2
-    v2 = _rotl(v2, 32)
-    v0 ^= b
-    v2 ^= 0xff
-    for _r in range(3):
-        v0 += v1
-        v1 = _rotl(v1, 13)
-        v1 ^= v0
-        v0 = _rotl(v0, 32)
-        v2 += v3
-        v3 = _rotl(v3, 16)
-        v3 ^= v2
-        v0 += v3
-        v3 = _rotl(v3, 21)
-        v3 ^= v0
-        v2 += v1
-        v1 = _rotl(v1, 17)
-        v1 ^= v2
-        v2 = _rotl(v2, 32)
-    return v0 ^ v1 ^ v2 ^ v3
-
 
 def _siphash13(k0, k1, m):
     """Test hook: SipHash-1-3 of the 8-byte message ``m`` under ``(k0, k1)`` (unsigned ints)."""
@@ -123,7 +53,7 @@ cdef class IdMap:
         while size < 2 * max_entries:
             size *= 2
         table = np.zeros((size, 2), dtype=np.int64)
-        table[:, 0] = _EMPTY
+        table[:, 0] = IDMAP_EMPTY
         cdef int64_t[:, ::1] t = table
         self._slots = <IdEntry*>&t[0, 0]
         self._owners = table
@@ -137,12 +67,8 @@ cdef class IdMap:
         self._run_block = 0
 
     cdef Py_ssize_t home(self, int64_t key) noexcept nogil:
-        """``key``'s home slot: its group's keyed base (a multiple of ``GROUP``) plus its place
-        in the group (see the module docstring)."""
-        cdef uint64_t u = <uint64_t>key
-        return <Py_ssize_t>(((siphash13(self._k0, self._k1, u >> GROUP_BITS)
-                              & <uint64_t>self._mask) & ~<uint64_t>(GROUP - 1))
-                            | (u & <uint64_t>(GROUP - 1)))
+        """``key``'s home slot (:func:`idmap_home`)."""
+        return idmap_home(self, key)
 
     cdef Py_ssize_t home_run(self, int64_t key) noexcept nogil:
         """:meth:`home` for the driver core's changing operations (attach, keepalive, detach),
@@ -150,30 +76,21 @@ cdef class IdMap:
         batch locks): it remembers the block of the group it hashed last, so that a run of
         calls on ids of one group (consecutive ids) hashes it once. A look-up that may run
         beside a batch (the core's readers) calls :meth:`home`, which writes nothing."""
-        cdef uint64_t group = (<uint64_t>key) >> GROUP_BITS
+        cdef uint64_t group = (<uint64_t>key) >> IDMAP_GROUP_BITS
         if group != self._run_group:
             self._run_block = <Py_ssize_t>(siphash13(self._k0, self._k1, group)
-                                           & <uint64_t>self._mask & ~<uint64_t>(GROUP - 1))
+                                           & <uint64_t>self._mask & ~<uint64_t>(IDMAP_GROUP - 1))
             self._run_group = group
-        return self._run_block | <Py_ssize_t>(key & (GROUP - 1))
+        return self._run_block | <Py_ssize_t>(key & (IDMAP_GROUP - 1))
 
     cdef Py_ssize_t find(self, int64_t key) noexcept nogil:
         """Index of ``key`` in the table, or -1."""
         return self.find_from(key, self.home(key))
 
     cdef Py_ssize_t find_from(self, int64_t key, Py_ssize_t i) noexcept nogil:
-        """:meth:`find` with ``key``'s home ``i = home(key)`` computed by the caller (a batch
-        computes the homes of a chunk first and prefetches them)."""
-        cdef IdEntry* slots = self._slots
-        cdef Py_ssize_t mask = self._mask
-        cdef int64_t k
-        while True:
-            k = slots[i].key
-            if k == key:
-                return i
-            if k == _EMPTY:
-                return -1
-            i = (i + 1) & mask
+        """:meth:`find` with ``key``'s home ``i = home(key)`` computed by the caller
+        (:func:`idmap_find_from`)."""
+        return idmap_find_from(self, key, i)
 
     cdef int64_t lookup(self, int64_t key) noexcept nogil:
         """Value of ``key``, or -1 if absent."""
@@ -182,8 +99,7 @@ cdef class IdMap:
 
     cdef int64_t lookup_from(self, int64_t key, Py_ssize_t home) noexcept nogil:
         """:meth:`lookup` with ``home = home(key)`` computed by the caller."""
-        cdef Py_ssize_t i = self.find_from(key, home)
-        return -1 if i < 0 else self._slots[i].val
+        return idmap_lookup_from(self, key, home)
 
     cdef int insert(self, int64_t key, int64_t value) noexcept nogil:
         """Store ``value`` (0 .. ``2**31 - 1``) for ``key`` (>= 0); return 0, or -1 if the map
@@ -196,9 +112,9 @@ cdef class IdMap:
         cdef Py_ssize_t i = home
         if not 0 <= value <= INT32_MAX:
             return -1
-        while self._slots[i].key != _EMPTY and self._slots[i].key != key:
+        while self._slots[i].key != IDMAP_EMPTY and self._slots[i].key != key:
             i = (i + 1) & self._mask
-        if self._slots[i].key == _EMPTY:
+        if self._slots[i].key == IDMAP_EMPTY:
             if self._n >= self._max:
                 return -1
             self._slots[i].key = key
@@ -211,7 +127,7 @@ cdef class IdMap:
         """Remove every entry."""
         cdef Py_ssize_t i
         for i in range(self._mask + 1):
-            self._slots[i].key = _EMPTY
+            self._slots[i].key = IDMAP_EMPTY
         self._n = 0
 
     cdef int64_t remove(self, int64_t key) noexcept nogil:
@@ -234,7 +150,7 @@ cdef class IdMap:
         # backward-shift deletion: pull later members of the probe run into the hole i
         while True:
             j = (j + 1) & mask
-            if slots[j].key == _EMPTY:
+            if slots[j].key == IDMAP_EMPTY:
                 break
             h = slots[j].home
             # an entry at its home stays (most of a run: whole groups sit in their blocks);
@@ -242,7 +158,7 @@ cdef class IdMap:
             if h != j and ((j - h) & mask) >= ((j - i) & mask):
                 slots[i] = slots[j]
                 i = j
-        slots[i].key = _EMPTY
+        slots[i].key = IDMAP_EMPTY
         self._n -= 1
         return value
 
@@ -252,7 +168,7 @@ cdef class IdMap:
         without a clock."""
         cdef Py_ssize_t i, d, total = 0, longest = 0
         for i in range(self._mask + 1):
-            if self._slots[i].key != _EMPTY:
+            if self._slots[i].key != IDMAP_EMPTY:
                 d = ((i - self.home(self._slots[i].key)) & self._mask) + 1
                 total += d
                 if d > longest:
@@ -275,7 +191,7 @@ cdef class IdMap:
         """Test hook: how many entries keep a home other than their key's (always 0)."""
         cdef Py_ssize_t i, n = 0
         for i in range(self._mask + 1):
-            if (self._slots[i].key != _EMPTY
+            if (self._slots[i].key != IDMAP_EMPTY
                     and <Py_ssize_t>self._slots[i].home != self.home(self._slots[i].key)):
                 n += 1
         return n
