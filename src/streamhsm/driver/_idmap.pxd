@@ -13,64 +13,44 @@ cdef inline uint64_t _rotl(uint64_t x, int b) noexcept nogil:
     return (x << b) | (x >> (64 - b))
 
 
+cdef inline void _sipround(uint64_t* v) noexcept nogil:
+    """One SipRound on the state ``v[0..4)``."""
+    v[0] += v[1]
+    v[1] = _rotl(v[1], 13)
+    v[1] ^= v[0]
+    v[0] = _rotl(v[0], 32)
+    v[2] += v[3]
+    v[3] = _rotl(v[3], 16)
+    v[3] ^= v[2]
+    v[0] += v[3]
+    v[3] = _rotl(v[3], 21)
+    v[3] ^= v[0]
+    v[2] += v[1]
+    v[1] = _rotl(v[1], 17)
+    v[1] ^= v[2]
+    v[2] = _rotl(v[2], 32)
+
+
 cdef inline uint64_t siphash13(uint64_t k0, uint64_t k1, uint64_t m) noexcept nogil:
     """SipHash-1-3 (one compression round, three finalisation rounds) of the 8-byte
     little-endian message ``m`` under the key ``(k0, k1)``."""
-    cdef uint64_t v0 = k0 ^ <uint64_t>0x736f6d6570736575
-    cdef uint64_t v1 = k1 ^ <uint64_t>0x646f72616e646f6d
-    cdef uint64_t v2 = k0 ^ <uint64_t>0x6c7967656e657261
-    cdef uint64_t v3 = k1 ^ <uint64_t>0x7465646279746573
-    cdef uint64_t b = (<uint64_t>8) << 56  # message length 8, no tail bytes
-    cdef int _r
-    v3 ^= m
-    v0 += v1
-    v1 = _rotl(v1, 13)
-    v1 ^= v0
-    v0 = _rotl(v0, 32)
-    v2 += v3
-    v3 = _rotl(v3, 16)
-    v3 ^= v2
-    v0 += v3
-    v3 = _rotl(v3, 21)
-    v3 ^= v0
-    v2 += v1
-    v1 = _rotl(v1, 17)
-    v1 ^= v2
-    v2 = _rotl(v2, 32)
-    v0 ^= m
-    v3 ^= b
-    v0 += v1
-    v1 = _rotl(v1, 13)
-    v1 ^= v0
-    v0 = _rotl(v0, 32)
-    v2 += v3
-    v3 = _rotl(v3, 16)
-    v3 ^= v2
-    v0 += v3
-    v3 = _rotl(v3, 21)
-    v3 ^= v0
-    v2 += v1
-    v1 = _rotl(v1, 17)
-    v1 ^= v2
-    v2 = _rotl(v2, 32)
-    v0 ^= b
-    v2 ^= 0xff
-    for _r in range(3):
-        v0 += v1
-        v1 = _rotl(v1, 13)
-        v1 ^= v0
-        v0 = _rotl(v0, 32)
-        v2 += v3
-        v3 = _rotl(v3, 16)
-        v3 ^= v2
-        v0 += v3
-        v3 = _rotl(v3, 21)
-        v3 ^= v0
-        v2 += v1
-        v1 = _rotl(v1, 17)
-        v1 ^= v2
-        v2 = _rotl(v2, 32)
-    return v0 ^ v1 ^ v2 ^ v3
+    cdef uint64_t v[4]
+    cdef uint64_t b = (<uint64_t>8) << 56  # the final block: message length 8, no tail bytes
+    v[0] = k0 ^ <uint64_t>0x736f6d6570736575
+    v[1] = k1 ^ <uint64_t>0x646f72616e646f6d
+    v[2] = k0 ^ <uint64_t>0x6c7967656e657261
+    v[3] = k1 ^ <uint64_t>0x7465646279746573
+    v[3] ^= m
+    _sipround(v)
+    v[0] ^= m
+    v[3] ^= b
+    _sipround(v)
+    v[0] ^= b
+    v[2] ^= 0xff
+    _sipround(v)
+    _sipround(v)
+    _sipround(v)
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
 
 
 ctypedef struct IdEntry:      # a key, its value and its home share a cache line
