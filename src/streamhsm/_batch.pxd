@@ -94,6 +94,46 @@ cdef inline Py_ssize_t validate_batch(const slot_t* slots, const event_t* events
     return -1 if bad == n else bad
 
 
+# Compile-time flag counts of the chunk kernels: run_chunk_counted and run_chunk_flat are fused
+# functions specialised per marker, so that the number of flags and the packing shift (see
+# hsm_packed_flags) are constants in each loop whether or not the C compiler inlines the kernel
+# into its caller. Passed as arguments instead, they were constants only once the kernel was
+# inlined, and since the history fast cells (commit b8193b9) made the kernels larger GCC no longer
+# inlines the flagged ones: all flag counts shared one out-of-line copy computing the flag
+# arithmetic at run time (transition-heavy flagged batches 1.2x -> 1.6x the flag-free machine;
+# docs/performance.md, "Flags and guards").
+ctypedef struct _Fb0:
+    char unused
+ctypedef struct _Fb1:
+    char unused
+ctypedef struct _Fb2:
+    char unused
+ctypedef struct _Fb3:
+    char unused
+ctypedef struct _Fb4:
+    char unused
+ctypedef fused flag_bits_t:
+    _Fb0
+    _Fb1
+    _Fb2
+    _Fb3
+    _Fb4
+
+cdef inline int marker_bits(flag_bits_t* nflags) noexcept nogil:
+    """The number of flags ``flag_bits_t`` stands for (a constant in each specialisation; 4
+    serves machines with 4 flags, the most there are)."""
+    if flag_bits_t is _Fb0:
+        return 0
+    elif flag_bits_t is _Fb1:
+        return 1
+    elif flag_bits_t is _Fb2:
+        return 2
+    elif flag_bits_t is _Fb3:
+        return 3
+    else:
+        return 4
+
+
 cdef inline Py_ssize_t row_cell(const uint8_t* states, const uint8_t* flags, bint flagged, int fb,
                                 int shift, Py_ssize_t s, Py_ssize_t e,
                                 Py_ssize_t n_events) noexcept nogil:
@@ -123,12 +163,11 @@ cdef inline void fast_rows(const HsmHistory* h, uint8_t** rec_of,
 
 cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
                                          Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
-                                         bint flagged, int fb, int shift, uint64_t* unhandled,
-                                         uint32_t* local, const uint16_t* step,
-                                         Py_ssize_t n_events, size_t cap,
+                                         uint64_t* unhandled, uint32_t* local,
+                                         const uint16_t* step, Py_ssize_t n_events, size_t cap,
                                          size_t n_ev, bint prefetch, Py_ssize_t* pos,
-                                         Py_ssize_t* moved, uint64_t* arrive,
-                                         HsmCore* c) noexcept nogil:
+                                         Py_ssize_t* moved, uint64_t* arrive, HsmCore* c,
+                                         flag_bits_t* nflags) noexcept nogil:
     """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
     transitions when they are frequent and random. Returns the events that went unhandled,
     ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
@@ -141,6 +180,9 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
     cdef uint8_t new
     cdef uint8_t* rec_of[HSM_FAST_CODES]  # see fast_rows
     cdef const uint8_t* lut_of[HSM_FAST_CODES]
+    cdef int fb = marker_bits(nflags)
+    cdef bint flagged = fb != 0
+    cdef int shift = 3 if fb <= 1 else 2 if fb == 2 else 1  # as HsmCore.fpack_shift
     if c.hist != NULL:
         fast_rows(c.hist, rec_of, lut_of)
     for i in range(lo, hi):
@@ -189,11 +231,10 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
 
 cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
                                       Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
-                                      bint flagged, int fb, int shift, uint64_t* unhandled,
-                                      uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
-                                      size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
-                                      Py_ssize_t* pos, uint64_t* arrive,
-                                      HsmCore* c) noexcept nogil:
+                                      uint64_t* unhandled, uint32_t* local, const uint16_t* step,
+                                      Py_ssize_t n_events, size_t cap, size_t n_ev, bint prefetch,
+                                      Py_ssize_t dist, Py_ssize_t* pos, uint64_t* arrive,
+                                      HsmCore* c, flag_bits_t* nflags) noexcept nogil:
     """Like :func:`run_chunk_counted` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its cell of ``local`` (the
     fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
@@ -204,6 +245,9 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
     cdef uint8_t new
     cdef uint8_t* rec_of[HSM_FAST_CODES]  # see fast_rows
     cdef const uint8_t* lut_of[HSM_FAST_CODES]
+    cdef int fb = marker_bits(nflags)
+    cdef bint flagged = fb != 0
+    cdef int shift = 3 if fb <= 1 else 2 if fb == 2 else 1  # as HsmCore.fpack_shift
     if c.hist != NULL:
         fast_rows(c.hist, rec_of, lut_of)
     for i in range(lo, hi):
@@ -250,38 +294,47 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
                                  Py_ssize_t* moved, uint64_t* arrive,
                                  HsmCore* c) noexcept nogil:
     """Run one chunk with the kernel chosen (``flat`` or branchy) for a machine with ``fb``
-    flags. Every (kernel, number of flags) pair is its own loop, with the flag arithmetic
-    (``fb`` and the packing shift, see hsm_packed_flags) as constants: measured, a loop that
-    computes them at run time costs up to 1.7x the flag-free one, a constant one 1.1x."""
+    flags. Every (kernel, number of flags) pair is its own loop (the kernel's specialisation for
+    a flag_bits_t marker), with the flag arithmetic (``fb`` and the packing shift, see
+    hsm_packed_flags) as constants: measured, a loop that computes them at run time costs up to
+    1.7x the flag-free one, a constant one 1.1x."""
     if flat:
         if fb == 0:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step,
+                                  n_events, cap, n_ev, prefetch, dist, pos, arrive, c,
+                                  <_Fb0*>NULL)
         if fb == 1:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step,
+                                  n_events, cap, n_ev, prefetch, dist, pos, arrive, c,
+                                  <_Fb1*>NULL)
         if fb == 2:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step,
+                                  n_events, cap, n_ev, prefetch, dist, pos, arrive, c,
+                                  <_Fb2*>NULL)
         if fb == 3:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
-        return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step,
+                                  n_events, cap, n_ev, prefetch, dist, pos, arrive, c,
+                                  <_Fb3*>NULL)
+        return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step,
+                              n_events, cap, n_ev, prefetch, dist, pos, arrive, c, <_Fb4*>NULL)
     if fb == 0:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step,
+                                 n_events, cap, n_ev, prefetch, pos, moved, arrive, c,
+                                 <_Fb0*>NULL)
     if fb == 1:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step,
+                                 n_events, cap, n_ev, prefetch, pos, moved, arrive, c,
+                                 <_Fb1*>NULL)
     if fb == 2:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step,
+                                 n_events, cap, n_ev, prefetch, pos, moved, arrive, c,
+                                 <_Fb2*>NULL)
     if fb == 3:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
-    return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                             step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step,
+                                 n_events, cap, n_ev, prefetch, pos, moved, arrive, c,
+                                 <_Fb3*>NULL)
+    return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step,
+                             n_events, cap, n_ev, prefetch, pos, moved, arrive, c, <_Fb4*>NULL)
 
 
 cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
