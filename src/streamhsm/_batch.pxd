@@ -22,8 +22,9 @@ from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FAST_CODES, HSM_FAST_READ, HSM_FAST_WRITE, HSM_FREE_SLOT, HSM_KIND_HISTORY,
     HSM_KIND_INTERNAL, HSM_KIND_TRANSITION, HSM_PREFETCH_DISTANCE, HSM_PREFETCH_MIN_SLOTS,
     HSM_STEP_FAST_MIN, HSM_STEP_FAST_SHIFT, HSM_STEP_MOVED, HSM_STEP_UNHANDLED,
-    STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH, HsmCore, HsmHistory, HsmTrace, hsm_add_unhandled,
-    hsm_apply, hsm_apply_history, hsm_apply_timed, hsm_history_program, hsm_history_run,
+    STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH, HsmCore, HsmFlags0, HsmFlags1, HsmFlags2,
+    HsmFlags3, HsmFlags4, HsmHistory, HsmTrace, hsm_add_unhandled, hsm_apply, hsm_apply_history,
+    hsm_apply_timed, hsm_history_program, hsm_history_run, hsm_nflags, hsm_nflags_t,
     hsm_packed_flags, hsm_sat_add, hsm_set_flags, hsm_step, hsm_trace,
 )
 
@@ -94,46 +95,6 @@ cdef inline Py_ssize_t validate_batch(const slot_t* slots, const event_t* events
     return -1 if bad == n else bad
 
 
-# Compile-time flag counts of the chunk kernels: run_chunk_counted and run_chunk_flat are fused
-# functions specialised per marker, so that the number of flags and the packing shift (see
-# hsm_packed_flags) are constants in each loop whether or not the C compiler inlines the kernel
-# into its caller. Passed as arguments instead, they were constants only once the kernel was
-# inlined, and since the history fast cells (commit b8193b9) made the kernels larger GCC no longer
-# inlines the flagged ones: all flag counts shared one out-of-line copy computing the flag
-# arithmetic at run time (transition-heavy flagged batches 1.2x -> 1.6x the flag-free machine;
-# docs/performance.md, "Flags and guards").
-ctypedef struct _Fb0:
-    char unused
-ctypedef struct _Fb1:
-    char unused
-ctypedef struct _Fb2:
-    char unused
-ctypedef struct _Fb3:
-    char unused
-ctypedef struct _Fb4:
-    char unused
-ctypedef fused flag_bits_t:
-    _Fb0
-    _Fb1
-    _Fb2
-    _Fb3
-    _Fb4
-
-cdef inline int marker_bits(flag_bits_t* nflags) noexcept nogil:
-    """The number of flags ``flag_bits_t`` stands for (a constant in each specialisation; 4
-    serves machines with 4 flags, the most there are)."""
-    if flag_bits_t is _Fb0:
-        return 0
-    elif flag_bits_t is _Fb1:
-        return 1
-    elif flag_bits_t is _Fb2:
-        return 2
-    elif flag_bits_t is _Fb3:
-        return 3
-    else:
-        return 4
-
-
 cdef inline Py_ssize_t row_cell(const uint8_t* states, const uint8_t* flags, bint flagged, int fb,
                                 int shift, Py_ssize_t s, Py_ssize_t e,
                                 Py_ssize_t n_events) noexcept nogil:
@@ -167,7 +128,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
                                          const uint16_t* step, Py_ssize_t n_events, size_t cap,
                                          size_t n_ev, bint prefetch, Py_ssize_t* pos,
                                          Py_ssize_t* moved, uint64_t* arrive, HsmCore* c,
-                                         flag_bits_t* nflags) noexcept nogil:
+                                         hsm_nflags_t* nflags) noexcept nogil:
     """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
     transitions when they are frequent and random. Returns the events that went unhandled,
     ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
@@ -180,7 +141,7 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
     cdef uint8_t new
     cdef uint8_t* rec_of[HSM_FAST_CODES]  # see fast_rows
     cdef const uint8_t* lut_of[HSM_FAST_CODES]
-    cdef int fb = marker_bits(nflags)
+    cdef int fb = hsm_nflags(nflags)
     cdef bint flagged = fb != 0
     cdef int shift = 3 if fb <= 1 else 2 if fb == 2 else 1  # as HsmCore.fpack_shift
     if c.hist != NULL:
@@ -234,7 +195,7 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
                                       uint64_t* unhandled, uint32_t* local, const uint16_t* step,
                                       Py_ssize_t n_events, size_t cap, size_t n_ev, bint prefetch,
                                       Py_ssize_t dist, Py_ssize_t* pos, uint64_t* arrive,
-                                      HsmCore* c, flag_bits_t* nflags) noexcept nogil:
+                                      HsmCore* c, hsm_nflags_t* nflags) noexcept nogil:
     """Like :func:`run_chunk_counted` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its cell of ``local`` (the
     fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
@@ -245,7 +206,7 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
     cdef uint8_t new
     cdef uint8_t* rec_of[HSM_FAST_CODES]  # see fast_rows
     cdef const uint8_t* lut_of[HSM_FAST_CODES]
-    cdef int fb = marker_bits(nflags)
+    cdef int fb = hsm_nflags(nflags)
     cdef bint flagged = fb != 0
     cdef int shift = 3 if fb <= 1 else 2 if fb == 2 else 1  # as HsmCore.fpack_shift
     if c.hist != NULL:
@@ -295,46 +256,38 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
                                  HsmCore* c) noexcept nogil:
     """Run one chunk with the kernel chosen (``flat`` or branchy) for a machine with ``fb``
     flags. Every (kernel, number of flags) pair is its own loop (the kernel's specialisation for
-    a flag_bits_t marker), with the flag arithmetic (``fb`` and the packing shift, see
+    an hsm_nflags_t marker), with the flag arithmetic (``fb`` and the packing shift, see
     hsm_packed_flags) as constants: measured, a loop that computes them at run time costs up to
     1.7x the flag-free one, a constant one 1.1x."""
     if flat:
         if fb == 0:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step,
-                                  n_events, cap, n_ev, prefetch, dist, pos, arrive, c,
-                                  <_Fb0*>NULL)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                  cap, n_ev, prefetch, dist, pos, arrive, c, <HsmFlags0*>NULL)
         if fb == 1:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step,
-                                  n_events, cap, n_ev, prefetch, dist, pos, arrive, c,
-                                  <_Fb1*>NULL)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                  cap, n_ev, prefetch, dist, pos, arrive, c, <HsmFlags1*>NULL)
         if fb == 2:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step,
-                                  n_events, cap, n_ev, prefetch, dist, pos, arrive, c,
-                                  <_Fb2*>NULL)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                  cap, n_ev, prefetch, dist, pos, arrive, c, <HsmFlags2*>NULL)
         if fb == 3:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step,
-                                  n_events, cap, n_ev, prefetch, dist, pos, arrive, c,
-                                  <_Fb3*>NULL)
-        return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step,
-                              n_events, cap, n_ev, prefetch, dist, pos, arrive, c, <_Fb4*>NULL)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                  cap, n_ev, prefetch, dist, pos, arrive, c, <HsmFlags3*>NULL)
+        return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                              cap, n_ev, prefetch, dist, pos, arrive, c, <HsmFlags4*>NULL)
     if fb == 0:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step,
-                                 n_events, cap, n_ev, prefetch, pos, moved, arrive, c,
-                                 <_Fb0*>NULL)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                 cap, n_ev, prefetch, pos, moved, arrive, c, <HsmFlags0*>NULL)
     if fb == 1:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step,
-                                 n_events, cap, n_ev, prefetch, pos, moved, arrive, c,
-                                 <_Fb1*>NULL)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                 cap, n_ev, prefetch, pos, moved, arrive, c, <HsmFlags1*>NULL)
     if fb == 2:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step,
-                                 n_events, cap, n_ev, prefetch, pos, moved, arrive, c,
-                                 <_Fb2*>NULL)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                 cap, n_ev, prefetch, pos, moved, arrive, c, <HsmFlags2*>NULL)
     if fb == 3:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step,
-                                 n_events, cap, n_ev, prefetch, pos, moved, arrive, c,
-                                 <_Fb3*>NULL)
-    return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step,
-                             n_events, cap, n_ev, prefetch, pos, moved, arrive, c, <_Fb4*>NULL)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                 cap, n_ev, prefetch, pos, moved, arrive, c, <HsmFlags3*>NULL)
+    return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                             cap, n_ev, prefetch, pos, moved, arrive, c, <HsmFlags4*>NULL)
 
 
 cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,
