@@ -22,8 +22,9 @@ from streamhsm._kernel cimport (
     HSM_CODE_ROWS, HSM_FAST_CODES, HSM_FAST_READ, HSM_FAST_WRITE, HSM_FREE_SLOT, HSM_KIND_HISTORY,
     HSM_KIND_INTERNAL, HSM_KIND_TRANSITION, HSM_PREFETCH_DISTANCE, HSM_PREFETCH_MIN_SLOTS,
     HSM_STEP_FAST_MIN, HSM_STEP_FAST_SHIFT, HSM_STEP_MOVED, HSM_STEP_UNHANDLED,
-    STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH, HsmCore, HsmHistory, HsmTrace, hsm_add_unhandled,
-    hsm_apply, hsm_apply_history, hsm_apply_timed, hsm_history_program, hsm_history_run,
+    STREAMHSM_DEBUG_CHECKS, STREAMHSM_PREFETCH, HsmCore, HsmFlags0, HsmFlags1, HsmFlags2,
+    HsmFlags3, HsmFlags4, HsmHistory, HsmTrace, hsm_add_unhandled, hsm_apply, hsm_apply_history,
+    hsm_apply_timed, hsm_history_program, hsm_history_run, hsm_nflags, hsm_nflags_t,
     hsm_packed_flags, hsm_sat_add, hsm_set_flags, hsm_step, hsm_trace,
 )
 
@@ -123,12 +124,11 @@ cdef inline void fast_rows(const HsmHistory* h, uint8_t** rec_of,
 
 cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
                                          Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
-                                         bint flagged, int fb, int shift, uint64_t* unhandled,
-                                         uint32_t* local, const uint16_t* step,
-                                         Py_ssize_t n_events, size_t cap,
+                                         uint64_t* unhandled, uint32_t* local,
+                                         const uint16_t* step, Py_ssize_t n_events, size_t cap,
                                          size_t n_ev, bint prefetch, Py_ssize_t* pos,
-                                         Py_ssize_t* moved, uint64_t* arrive,
-                                         HsmCore* c) noexcept nogil:
+                                         Py_ssize_t* moved, uint64_t* arrive, HsmCore* c,
+                                         hsm_nflags_t* nflags) noexcept nogil:
     """Events [lo, hi) with a branch on the kind: free for handled-in-place events, dear for
     transitions when they are frequent and random. Returns the events that went unhandled,
     ``pos[0]`` = the index it stopped at (hi, or an index that left the valid range), ``moved[0]``
@@ -141,6 +141,9 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
     cdef uint8_t new
     cdef uint8_t* rec_of[HSM_FAST_CODES]  # see fast_rows
     cdef const uint8_t* lut_of[HSM_FAST_CODES]
+    cdef int fb = hsm_nflags(nflags)
+    cdef bint flagged = fb != 0
+    cdef int shift = 3 if fb <= 1 else 2 if fb == 2 else 1  # as HsmCore.fpack_shift
     if c.hist != NULL:
         fast_rows(c.hist, rec_of, lut_of)
     for i in range(lo, hi):
@@ -189,11 +192,10 @@ cdef inline Py_ssize_t run_chunk_counted(const slot_t* sl, const event_t* ev, Py
 
 cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ssize_t lo,
                                       Py_ssize_t hi, uint8_t* states, const uint8_t* flags,
-                                      bint flagged, int fb, int shift, uint64_t* unhandled,
-                                      uint32_t* local, const uint16_t* step, Py_ssize_t n_events,
-                                      size_t cap, size_t n_ev, bint prefetch, Py_ssize_t dist,
-                                      Py_ssize_t* pos, uint64_t* arrive,
-                                      HsmCore* c) noexcept nogil:
+                                      uint64_t* unhandled, uint32_t* local, const uint16_t* step,
+                                      Py_ssize_t n_events, size_t cap, size_t n_ev, bint prefetch,
+                                      Py_ssize_t dist, Py_ssize_t* pos, uint64_t* arrive,
+                                      HsmCore* c, hsm_nflags_t* nflags) noexcept nogil:
     """Like :func:`run_chunk_counted` without a branch on the transition: every event stores its
     next state (unchanged unless it transitions) and counts itself in its cell of ``local`` (the
     fold reads only the transition cells). ``step[idx]`` holds the next state and the unhandled
@@ -204,6 +206,9 @@ cdef inline Py_ssize_t run_chunk_flat(const slot_t* sl, const event_t* ev, Py_ss
     cdef uint8_t new
     cdef uint8_t* rec_of[HSM_FAST_CODES]  # see fast_rows
     cdef const uint8_t* lut_of[HSM_FAST_CODES]
+    cdef int fb = hsm_nflags(nflags)
+    cdef bint flagged = fb != 0
+    cdef int shift = 3 if fb <= 1 else 2 if fb == 2 else 1  # as HsmCore.fpack_shift
     if c.hist != NULL:
         fast_rows(c.hist, rec_of, lut_of)
     for i in range(lo, hi):
@@ -250,38 +255,39 @@ cdef inline Py_ssize_t run_chunk(bint flat, int fb, const slot_t* sl, const even
                                  Py_ssize_t* moved, uint64_t* arrive,
                                  HsmCore* c) noexcept nogil:
     """Run one chunk with the kernel chosen (``flat`` or branchy) for a machine with ``fb``
-    flags. Every (kernel, number of flags) pair is its own loop, with the flag arithmetic
-    (``fb`` and the packing shift, see hsm_packed_flags) as constants: measured, a loop that
-    computes them at run time costs up to 1.7x the flag-free one, a constant one 1.1x."""
+    flags. Every (kernel, number of flags) pair is its own loop (the kernel's specialisation for
+    an hsm_nflags_t marker), with the flag arithmetic (``fb`` and the packing shift, see
+    hsm_packed_flags) as constants: measured, a loop that computes them at run time costs up to
+    1.7x the flag-free one, a constant one 1.1x."""
     if flat:
         if fb == 0:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                  cap, n_ev, prefetch, dist, pos, arrive, c, <HsmFlags0*>NULL)
         if fb == 1:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                  cap, n_ev, prefetch, dist, pos, arrive, c, <HsmFlags1*>NULL)
         if fb == 2:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                  cap, n_ev, prefetch, dist, pos, arrive, c, <HsmFlags2*>NULL)
         if fb == 3:
-            return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                                  step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
-        return run_chunk_flat(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                              step, n_events, cap, n_ev, prefetch, dist, pos, arrive, c)
+            return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                  cap, n_ev, prefetch, dist, pos, arrive, c, <HsmFlags3*>NULL)
+        return run_chunk_flat(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                              cap, n_ev, prefetch, dist, pos, arrive, c, <HsmFlags4*>NULL)
     if fb == 0:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, False, 0, 3, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                 cap, n_ev, prefetch, pos, moved, arrive, c, <HsmFlags0*>NULL)
     if fb == 1:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 1, 3, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                 cap, n_ev, prefetch, pos, moved, arrive, c, <HsmFlags1*>NULL)
     if fb == 2:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 2, 2, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                 cap, n_ev, prefetch, pos, moved, arrive, c, <HsmFlags2*>NULL)
     if fb == 3:
-        return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 3, 1, unhandled, local,
-                                 step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
-    return run_chunk_counted(sl, ev, lo, hi, states, flags, True, 4, 1, unhandled, local,
-                             step, n_events, cap, n_ev, prefetch, pos, moved, arrive, c)
+        return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                                 cap, n_ev, prefetch, pos, moved, arrive, c, <HsmFlags3*>NULL)
+    return run_chunk_counted(sl, ev, lo, hi, states, flags, unhandled, local, step, n_events,
+                             cap, n_ev, prefetch, pos, moved, arrive, c, <HsmFlags4*>NULL)
 
 
 cdef inline void fold_counts_range(HsmCore* c, uint32_t* local, Py_ssize_t lo,

@@ -64,6 +64,7 @@ cdef class _InstanceTables:
     cdef int64_t* transitions          # NULL unless per-instance transition counts were asked for
     cdef Py_ssize_t n_events, n_states
     cdef int flag_bits                 # number of flags of the machine
+    cdef uint8_t initial_leaf          # the machine's initial leaf (every instance starts there)
     cdef object owners                 # the arrays the pointers point into
     cdef object state_members          # tuple: code -> State member
     cdef object member                 # bool [n_states, HSM_CODE_ROWS]: is code under state
@@ -91,6 +92,7 @@ cdef class _InstanceTables:
         self.n_events = n_e
         self.n_states = n_s
         self.flag_bits = k
+        self.initial_leaf = machine.initial_leaf
         self.transitions = NULL
         self.transitions_view = None
         owners = [tables]
@@ -204,8 +206,17 @@ cdef class MachineInstance:
         through the ``__init__`` slot wrapper costs several times more)."""
         if self._tables is not None:
             raise RuntimeError("MachineInstance.__init__ called twice")
-        cdef _InstanceTables tables
+        cdef _InstanceTables tables = _last_shared
         cdef int64_t now = 0
+        # The common case first (StreamLifecycle() per stream): the machine of the last shared
+        # tables, no counts, the clock at 0. Those tables exist only for a machine that passed
+        # every check below (a CompiledMachine without timers or history records), so none is
+        # repeated: checking again cost construction 125 -> 200 ns (docs/performance.md).
+        if (tables is not None and tables.machine is machine and count_transitions is False
+                and type(now_ns) is int and now_ns == 0):
+            self._state = tables.initial_leaf
+            self._tables = tables
+            return
         check_machine(machine)
         timed = machine.timers is not None
         if timed or not (isinstance(now_ns, (int, np.integer)) and now_ns == 0):
@@ -219,7 +230,7 @@ cdef class MachineInstance:
         else:
             raise TypeError(f"count_transitions must be a bool, got "
                             f"{type(count_transitions).__name__} {count_transitions!r}")
-        self._state = machine.initial_leaf
+        self._state = tables.initial_leaf
         if timed:
             tables.start_timers(now)
         self._tables = tables

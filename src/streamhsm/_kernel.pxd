@@ -375,6 +375,33 @@ cdef inline uint8_t hsm_packed_flags(const uint8_t* fpacked, int shift,
     return (fpacked[slot >> shift] >> ((slot & ((1 << shift) - 1)) * width)) & ((1 << width) - 1)
 
 
+# The number of flags as a type: the batch's chunk kernels are fused over it, so that their flag
+# arithmetic (hsm_packed_flags) is constant in each loop whether or not gcc inlines them (passed
+# as arguments, the constants vanished when it stopped: docs/performance.md, issue 22).
+ctypedef struct HsmFlags0:
+    char unused
+ctypedef struct HsmFlags1:
+    char unused
+ctypedef struct HsmFlags2:
+    char unused
+ctypedef struct HsmFlags3:
+    char unused
+ctypedef struct HsmFlags4:
+    char unused
+ctypedef fused hsm_nflags_t:
+    HsmFlags0
+    HsmFlags1
+    HsmFlags2
+    HsmFlags3
+    HsmFlags4
+
+
+cdef inline int hsm_nflags(hsm_nflags_t* marker) noexcept nogil:
+    """The number of flags ``hsm_nflags_t`` stands for (4 at most: MAX_FLAGS)."""
+    return (0 if hsm_nflags_t is HsmFlags0 else 1 if hsm_nflags_t is HsmFlags1
+            else 2 if hsm_nflags_t is HsmFlags2 else 3 if hsm_nflags_t is HsmFlags3 else 4)
+
+
 cdef inline void hsm_set_flags(HsmCore* c, Py_ssize_t slot, uint8_t mask) noexcept nogil:
     """Set the flag bitmask of ``slot`` in both copies (the per-slot byte and the packed one)."""
     cdef int shift = c.fpack_shift, width = 8 >> shift

@@ -74,3 +74,29 @@ def test_uninitialised_instance_raises() -> None:
 def test_lifecycle_has_no_instance_dict() -> None:
     with pytest.raises(AttributeError):
         StreamLifecycle().extra = 1  # type: ignore[attr-defined]
+
+
+def test_construction_fast_path_skips_no_check() -> None:
+    """Building an instance of the machine built last takes a short path (no checks repeated);
+    every argument it does not cover still gets its error, and each policy its own machine."""
+    m = stream_machine()
+    MachineInstance(m)  # the fast path is armed for m
+    with pytest.raises(ValueError, match="machine 'stream' has no timers"):
+        MachineInstance(m, now_ns=5)
+    with pytest.raises(ValueError, match="machine 'stream' has no timers"):
+        MachineInstance(m, now_ns=0.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="count_transitions must be a bool, got int 0"):
+        MachineInstance(m, count_transitions=0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="machine must be a CompiledMachine, got MachineSpec"):
+        MachineInstance(m.spec)  # type: ignore[arg-type]
+    counted = MachineInstance(m, count_transitions=True)
+    assert counted.transition_counts is not None
+    assert MachineInstance(m).transition_counts is None
+    # the two policies alternate, each time with its own machine, from Init
+    for policy in (False, True, True, False, True):
+        life = StreamLifecycle(policy)
+        assert life.drain_on_producer_loss is policy
+        assert (life.current, life.unhandled) == (State.INIT, 0)
+        life.dispatch(Event.STREAM_PROVISIONED)
+        life.dispatch(Event.PRODUCER_DETACHED)
+        assert life.current == (State.DRAINING if policy else State.ACTIVE)
