@@ -286,9 +286,10 @@ class ReferenceMachine:
                     if h.target is not None:
                         self._transition(s, h.target, step, h.history)
                         self._complete(step)
-                    self._timers.walk(step.path)
-                    self._timers.restart(h.restart, lambda o: self._is_ancestor_or_self(
-                        o, self.current))
+                    if self._timers.decls:
+                        self._timers.walk(step.path)
+                        self._timers.restart(h.restart, lambda o: self._is_ancestor_or_self(
+                            o, self.current))
                     return step
             if s == ROOT:
                 self.unhandled += 1
