@@ -127,10 +127,10 @@ cdef inline int64_t exact_i64(object value, int64_t outside) noexcept:
 cdef void keepalive_rows(DriverCore core, IdMap ids, const int64_t* lids,
                          const int64_t* clients, Py_ssize_t n, int64_t expiry,
                          LeaseRow* o) noexcept nogil:
-    """``o[i] = keepalive_one(lids[i], clients[i], expiry)`` for every row, in order, a chunk
-    at a time: first the chunk's hash homes (prefetched), then its lease slots (prefetched),
-    then the keepalives. Exact: a keepalive changes no map, so a chunk's look-ups may run before
-    its keepalives."""
+    """``o[i] = keepalive_one(lids[i], clients[i])`` (answered with ``expiry``) for every row,
+    in order, a chunk at a time: first the chunk's hash homes (prefetched), then its lease slots
+    (prefetched), then the keepalives. Exact: a keepalive changes no map, so a chunk's look-ups
+    may run before its keepalives."""
     cdef Py_ssize_t home[CHUNK]
     cdef Py_ssize_t kept[CHUNK]
     cdef Py_ssize_t base, i, m, ls, k
@@ -363,8 +363,7 @@ cdef class DriverBase:
             core.wait_idle()
             if not self.still_now(now) or advance(core, now) < 0:
                 return self._keepalive_slow(lease_id, now_ns, client_id, stream_id, role)
-            r = core.keepalive_one(exact_i64(lease_id, -1), exact_i64(client_id, 0),
-                                   now + self._expiry_ns)
+            r = core.keepalive_one(exact_i64(lease_id, -1), exact_i64(client_id, 0))
             self._now_ns = now
             if core.kernel_error:
                 core.raise_kernel_error()
@@ -440,8 +439,7 @@ cdef class DriverBase:
             core.wait_idle()
             if not (self._running and self.still_now(now)) or advance(core, now) < 0:
                 return self._attach_slow(stream_id, role, client_id, now_ns, create)
-            lid = core.attach_one(sid, code, exact_i64(client_id, 0), expiry, create is True,
-                                  &slot)
+            lid = core.attach_one(sid, code, exact_i64(client_id, 0), create is True, &slot)
             self._now_ns = now
             if core.kernel_error:
                 core.raise_kernel_error()
@@ -623,7 +621,7 @@ cdef class DriverBase:
                             r = core.detach_one(lids[i], clients[i], now)
                             o[i].expiry_ns = 0
                         else:
-                            r = core.keepalive_one(lids[i], clients[i], expiry)
+                            r = core.keepalive_one(lids[i], clients[i])
                             o[i].expiry_ns = expiry if r >= 0 else 0
                         if r >= 0:
                             o[i].code, o[i].reason, o[i].epoch = OK, 0, r
@@ -696,7 +694,7 @@ cdef class DriverBase:
                             o[i].code, o[i].reason = REJECTED, stopped
                             continue
                         role = req[i].role
-                        lid = core.attach_one(req[i].stream_id, role, req[i].client_id, expiry,
+                        lid = core.attach_one(req[i].stream_id, role, req[i].client_id,
                                               req[i].create != 0, &slot)
                         if lid > 0:
                             o[i].code, o[i].reason, o[i].lease_id = OK, 0, lid

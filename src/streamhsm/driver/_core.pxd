@@ -71,7 +71,7 @@ cdef class DriverCore:
     cdef int attach_refusal(self, int64_t sid, int role, int64_t client, bint create,
                             Py_ssize_t slot, Py_ssize_t client_home) noexcept nogil
     cdef Py_ssize_t live_slot(self, int64_t lease, int64_t client, Py_ssize_t* at) noexcept nogil
-    cdef int64_t attach_one(self, int64_t sid, int role, int64_t client, int64_t expiry,
-                            bint create, Py_ssize_t* stream_slot) noexcept nogil
-    cdef int64_t keepalive_one(self, int64_t lease, int64_t client, int64_t expiry) noexcept nogil
+    cdef int64_t attach_one(self, int64_t sid, int role, int64_t client, bint create,
+                            Py_ssize_t* stream_slot) noexcept nogil
+    cdef int64_t keepalive_one(self, int64_t lease, int64_t client) noexcept nogil
     cdef int64_t detach_one(self, int64_t lease, int64_t client, int64_t now) noexcept nogil

@@ -475,8 +475,8 @@ cdef class DriverCore:
             return X_LEASE_IDS
         return 0
 
-    cdef int64_t attach_one(self, int64_t sid, int role, int64_t client, int64_t expiry,
-                            bint create, Py_ssize_t* stream_slot) noexcept nogil:
+    cdef int64_t attach_one(self, int64_t sid, int role, int64_t client, bint create,
+                            Py_ssize_t* stream_slot) noexcept nogil:
         """:meth:`attach` without the GIL (the caller holds the GIL with no batch running, or
         both tables' batch locks). On success ``stream_slot[0]`` is the stream's slot."""
         cdef Py_ssize_t slot = self.slot_c(sid, True)
@@ -517,7 +517,7 @@ cdef class DriverCore:
         stream_slot[0] = slot
         return self.last_lease_id
 
-    def attach(self, int64_t sid, int role, int64_t client, int64_t expiry, bint create):
+    def attach(self, int64_t sid, int role, int64_t client, bint create):
         """Check every attach rule, then (only if all pass) open a lease for ``client`` on stream
         ``sid``. Returns the new lease id (> 0), or minus the ``AttachRefusal`` code of the first
         rule broken, counted in ``attaches_rejected``; a refused attach changes nothing else.
@@ -530,7 +530,7 @@ cdef class DriverCore:
         """
         self.wait_idle()
         cdef Py_ssize_t slot
-        cdef int64_t r = self.attach_one(sid, role, client, expiry, create, &slot)
+        cdef int64_t r = self.attach_one(sid, role, client, create, &slot)
         self.raise_kernel_error()
         return r
 
@@ -550,10 +550,9 @@ cdef class DriverCore:
         self.advance_to(now)
         return 0
 
-    cdef int64_t keepalive_one(self, int64_t lease, int64_t client, int64_t expiry) noexcept nogil:
+    cdef int64_t keepalive_one(self, int64_t lease, int64_t client) noexcept nogil:
         """Keep lease ``lease`` of ``client`` alive (its expiry timer restarts at the lease
-        table's clock: the caller moved it to now, :meth:`advance_checked`; ``expiry`` is what
-        that gives, for the caller's answer): the stream's epoch, or
+        table's clock: the caller moved it to now, :meth:`advance_checked`): the stream's epoch, or
         ``ONE_UNKNOWN`` / ``ONE_ENDED`` (nothing changed). Same locking rule as
         :meth:`attach_one`."""
         cdef Py_ssize_t at, ls = self.live_slot(lease, client, &at)
@@ -594,9 +593,9 @@ cdef class DriverCore:
         """True if ``client`` holds a live lease."""
         return client > 0 and self.by_client.lookup(client) >= 0
 
-    def keepalive(self, Py_ssize_t ls, int64_t expiry):
+    def keepalive(self, Py_ssize_t ls):
         """Keepalive to live lease slot ``ls``'s machine: its expiry timer restarts at the lease
-        table's clock (:meth:`expire` moved it to now), giving ``expiry``."""
+        table's clock (:meth:`expire` moved it to now)."""
         self.wait_idle()
         self.check_lease_slot(ls)
         self.step_lease(ls, self.ev_keepalive)  # restarts its expiry timer

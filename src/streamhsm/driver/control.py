@@ -282,8 +282,7 @@ class Driver(DriverBase):
             why = "driver draining" if lifecycle is DriverState.DRAINING else "driver stopped"
             return AttachResult(_REJECTED, 0, sid, 0, why)
         expiry = now + self.config.lease_expiry_ns
-        lease_id = int(self._core.attach(_i64(sid, -1), role_code, _i64(client, 0), expiry,
-                                         creating))
+        lease_id = int(self._core.attach(_i64(sid, -1), role_code, _i64(client, 0), creating))
         if lease_id < 0:
             return self._refused(-lease_id, sid, role, client)
         slot = int(self._core.slot_of(sid))
@@ -300,7 +299,7 @@ class Driver(DriverBase):
         if ls < 0:
             ended = self._ended_not_live(lid)
             return Response(_REJECTED, "lease ended" if ended else "unknown lease")
-        self._core.keepalive(ls, now + self.config.lease_expiry_ns)
+        self._core.keepalive(ls)
         return Response(_OK, "", int(self._epoch[self._lease_stream[ls]]))
 
     def _detach_slow(self, lease_id: object, now_ns: object, client_id: object,
