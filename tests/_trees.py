@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
+from streamhsm import MachineSpec
 from streamhsm.machine import ROOT
 
 MAX_DEPTH = 3
@@ -63,3 +64,45 @@ def draw_tree(draw: st.DrawFn, low: int, high: int, max_depth: int = MAX_DEPTH) 
     initials = tuple((c, draw(st.sampled_from(tree.descendants(c))))
                      for c in [ROOT, *tree.composites])
     return Tree(tree.states, initials)
+
+
+@dataclass(frozen=True, repr=False)
+class TreeDesc:
+    """The declared tree of a random machine as plain data (the differentials' ``Desc`` add
+    their handlers and the rest): its states and final states, initials, flags and events,
+    printable as the code that declares them (:meth:`tree_lines`) or declared
+    (:meth:`tree_spec`)."""
+
+    states: tuple[tuple[str, str], ...]
+    finals: tuple[str, ...]
+    initials: tuple[tuple[str, str], ...]
+    flags: tuple[str, ...]
+    events: tuple[str, ...]
+
+    def tree_lines(self) -> list[str]:
+        init = dict(self.initials)
+        out = [f"spec = MachineSpec('rnd', {list(self.events)!r}, initial={init[ROOT]!r})"]
+        for s, p in self.states:
+            if s in self.finals:
+                out.append(f"spec.final({s!r}, {p!r})")
+            else:
+                out.append(f"spec.state({s!r}, {p!r}, initial={init.get(s)!r})")
+        return out + [f"spec.flag({f!r})" for f in self.flags]
+
+    def tree_spec(self) -> MachineSpec:
+        init = dict(self.initials)
+        spec = MachineSpec("rnd", self.events, initial=init[ROOT])
+        for s, p in self.states:
+            if s in self.finals:
+                spec.final(s, p)
+            else:
+                spec.state(s, p, initial=init.get(s))
+        for f in self.flags:
+            spec.flag(f)
+        return spec
+
+    def lines(self) -> list[str]:
+        return self.tree_lines()
+
+    def __repr__(self) -> str:
+        return "\n" + "\n".join(self.lines()) + "\n"

@@ -60,15 +60,20 @@ def with_history() -> Any:
 HIST = with_history()
 
 
-def stream_table(free: bool, seed: int = 0) -> MachineTable:
-    """A drain-policy StreamTable of CAP slots, every 7th released if ``free``, about half of
-    the open ones Active."""
-    t = StreamTable(CAP, drain_on_producer_loss=True)
+def filled(t: MachineTable, free: bool) -> MachineTable:
+    """``t`` with every slot open, then every 7th released if ``free``."""
     for _ in range(CAP):
         t.open()
     if free:
         for s in range(0, CAP, 7):
             t.release(s)
+    return t
+
+
+def stream_table(free: bool, seed: int = 0) -> MachineTable:
+    """A drain-policy StreamTable of CAP slots, every 7th released if ``free``, about half of
+    the open ones Active."""
+    t = filled(StreamTable(CAP, drain_on_producer_loss=True), free)
     opened = open_slots(t)
     for s in opened[np.random.default_rng(seed).random(opened.size) < 0.5].tolist():
         t.dispatch(s, Event.STREAM_PROVISIONED)
@@ -77,12 +82,7 @@ def stream_table(free: bool, seed: int = 0) -> MachineTable:
 
 def flag_table(free: bool, seed: int = 0) -> MachineTable:
     """A table of the wide flagged machine, random flags on every open slot."""
-    t = MachineTable(WIDE, CAP)
-    for _ in range(CAP):
-        t.open()
-    if free:
-        for s in range(0, CAP, 7):
-            t.release(s)
+    t = filled(MachineTable(WIDE, CAP), free)
     rng = np.random.default_rng(seed)
     opened = open_slots(t)
     for f in WIDE.flag_names:
@@ -92,12 +92,7 @@ def flag_table(free: bool, seed: int = 0) -> MachineTable:
 
 def history_table(free: bool, seed: int = 0) -> MachineTable:
     """A table of the history machine, random flags, some slots Out with records written."""
-    t = MachineTable(HIST, CAP)
-    for _ in range(CAP):
-        t.open()
-    if free:
-        for s in range(0, CAP, 7):
-            t.release(s)
+    t = filled(MachineTable(HIST, CAP), free)
     rng = np.random.default_rng(seed)
     opened = open_slots(t)
     t.set_flag_many(opened, "f", rng.random(opened.size) < 0.5)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from _trees import draw_tree
+from _trees import TreeDesc, draw_tree
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -38,27 +38,15 @@ BIG_BATCH = 2048
 
 
 @dataclass(frozen=True, repr=False)
-class Desc:
+class Desc(TreeDesc):
     """A declaration as plain data, printable as the code that declares it."""
 
-    states: tuple[tuple[str, str], ...]
-    finals: tuple[str, ...]
-    initials: tuple[tuple[str, str], ...]
-    flags: tuple[str, ...]
-    events: tuple[str, ...]
     handlers: tuple[tuple[str, str, str | None, str | None, str | None], ...]
     completions: tuple[tuple[str, str, str | None, str | None], ...]
     defaults: tuple[tuple[str, str, str], ...]
 
     def lines(self) -> list[str]:
-        init = dict(self.initials)
-        out = [f"spec = MachineSpec('rnd', {list(self.events)!r}, initial={init[ROOT]!r})"]
-        for s, p in self.states:
-            if s in self.finals:
-                out.append(f"spec.final({s!r}, {p!r})")
-            else:
-                out.append(f"spec.state({s!r}, {p!r}, initial={init.get(s)!r})")
-        out += [f"spec.flag({f!r})" for f in self.flags]
+        out = self.tree_lines()
         out += [f"spec.on({s!r}, {e!r}, {t!r}, guard={g!r}, history={h!r})"
                 for s, e, t, g, h in self.handlers]
         out += [f"spec.on_completion({s!r}, {t!r}, guard={g!r}, history={h!r})"
@@ -68,15 +56,7 @@ class Desc:
         return out
 
     def spec(self) -> MachineSpec:
-        init = dict(self.initials)
-        spec = MachineSpec("rnd", self.events, initial=init[ROOT])
-        for s, p in self.states:
-            if s in self.finals:
-                spec.final(s, p)
-            else:
-                spec.state(s, p, initial=init.get(s))
-        for f in self.flags:
-            spec.flag(f)
+        spec = self.tree_spec()
         for s, e, t, g, h in self.handlers:
             spec.on(s, e, t, guard=g, history=h)
         for s, t, g, h in self.completions:
@@ -84,9 +64,6 @@ class Desc:
         for o, t, h in self.defaults:
             spec.history_default(o, t, history=h)
         return spec
-
-    def __repr__(self) -> str:
-        return "\n" + "\n".join(self.lines()) + "\n"
 
 
 @st.composite

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from _trees import draw_tree
+from _trees import TreeDesc, draw_tree
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -44,27 +44,15 @@ OUT = 2 * BUDGET
 
 
 @dataclass(frozen=True, repr=False)
-class Desc:
+class Desc(TreeDesc):
     """A declaration as plain data, printable as the code that declares it."""
 
-    states: tuple[tuple[str, str], ...]
-    finals: tuple[str, ...]
-    initials: tuple[tuple[str, str], ...]
-    flags: tuple[str, ...]
-    events: tuple[str, ...]
     handlers: tuple[tuple[str, str, str | None, str | None, tuple[str, ...]], ...]
     completions: tuple[tuple[str, str, str | None], ...]
     timers: tuple[tuple[str, str, int, str, bool], ...]  # name, owner, delay, event, periodic
 
     def lines(self) -> list[str]:
-        init = dict(self.initials)
-        out = [f"spec = MachineSpec('rnd', {list(self.events)!r}, initial={init[ROOT]!r})"]
-        for s, p in self.states:
-            if s in self.finals:
-                out.append(f"spec.final({s!r}, {p!r})")
-            else:
-                out.append(f"spec.state({s!r}, {p!r}, initial={init.get(s)!r})")
-        out += [f"spec.flag({f!r})" for f in self.flags]
+        out = self.tree_lines()
         out += [f"spec.on({s!r}, {e!r}, {t!r}, guard={g!r}, restart={r!r})"
                 for s, e, t, g, r in self.handlers]
         out += [f"spec.on_completion({s!r}, {t!r}, guard={g!r})" for s, t, g in self.completions]
@@ -73,15 +61,7 @@ class Desc:
         return out
 
     def spec(self) -> MachineSpec:
-        init = dict(self.initials)
-        spec = MachineSpec("rnd", self.events, initial=init[ROOT])
-        for s, p in self.states:
-            if s in self.finals:
-                spec.final(s, p)
-            else:
-                spec.state(s, p, initial=init.get(s))
-        for f in self.flags:
-            spec.flag(f)
+        spec = self.tree_spec()
         for s, e, t, g, r in self.handlers:
             spec.on(s, e, t, guard=g, restart=r)
         for s, t, g in self.completions:
@@ -89,9 +69,6 @@ class Desc:
         for n, o, d, e, p in self.timers:
             (spec.every if p else spec.after)(o, d, e, name=n)
         return spec
-
-    def __repr__(self) -> str:
-        return "\n" + "\n".join(self.lines()) + "\n"
 
 
 #: delays of three scales: a few ns (chains inside one small step), about a millisecond, and
