@@ -286,6 +286,21 @@ cdef inline void hsm_add_unhandled(HsmCore* c, uint64_t n) noexcept nogil:
                                               <int64_t>n if n <= <uint64_t>INT64_MAX else INT64_MAX)
 
 
+cdef inline void hsm_take(HsmCore* c, Py_ssize_t slot, Py_ssize_t event, uint8_t old,
+                          uint8_t new, Py_ssize_t idx) noexcept nogil:
+    """Take the transition of cell ``idx`` (event ``event``) of ``slot`` from leaf ``old`` to
+    ``new``: its counter (saturating at ``2**63 - 1``), the trace, the state and the per-state
+    counts (:func:`hsm_apply_history` and :func:`hsm_apply_timed`)."""
+    cdef int64_t* tc = &c.transitions[<Py_ssize_t>old * c.n_events + event]
+    tc[0] += tc[0] != INT64_MAX
+    if c.trace != NULL:
+        hsm_trace(c.trace, slot, event, old, new, idx)
+    if new != old:
+        c.states[slot] = new
+        c.counts[old] -= 1
+        c.counts[new] += 1
+
+
 cdef inline uint8_t hsm_apply_history(HsmCore* c, Py_ssize_t slot,
                                       Py_ssize_t event) noexcept nogil:
     """:func:`hsm_apply` for a machine with history records: a ``HSM_KIND_HISTORY`` cell runs
@@ -301,18 +316,11 @@ cdef inline uint8_t hsm_apply_history(HsmCore* c, Py_ssize_t slot,
     if k == HSM_KIND_UNHANDLED:
         c.unhandled[slot] += c.unhandled[slot] < <uint64_t>INT64_MAX  # saturates at 2**63-1
         return 1
-    cdef int64_t* tc = &c.transitions[<Py_ssize_t>old * c.n_events + event]
-    tc[0] += tc[0] != INT64_MAX  # the transition counter saturates at 2**63-1
     if k == HSM_KIND_HISTORY:
         new = hsm_history_run(c.hist, slot, idx, c.flag_bits, mask)
     else:
         new = c.next_state[idx]
-    if c.trace != NULL:
-        hsm_trace(c.trace, slot, event, old, new, idx)
-    if new != old:
-        c.states[slot] = new
-        c.counts[old] -= 1
-        c.counts[new] += 1
+    hsm_take(c, slot, event, old, new, idx)
     return 0
 
 
@@ -347,21 +355,11 @@ cdef inline uint8_t hsm_apply_timed(HsmCore* c, Py_ssize_t slot,
     cdef uint8_t mask = c.flags[slot] if c.flag_bits else 0
     cdef Py_ssize_t idx = (((<Py_ssize_t>old) << c.flag_bits) | mask) * c.n_events + event
     cdef uint8_t k = c.kind[idx]
-    cdef uint8_t new
-    cdef int64_t* tc
     if k == HSM_KIND_UNHANDLED:
         c.unhandled[slot] += c.unhandled[slot] < <uint64_t>INT64_MAX  # saturates at 2**63-1
         return 1
     if k != HSM_KIND_INTERNAL:
-        tc = &c.transitions[<Py_ssize_t>old * c.n_events + event]
-        tc[0] += tc[0] != INT64_MAX  # the transition counter saturates at 2**63-1
-        new = c.next_state[idx]
-        if c.trace != NULL:
-            hsm_trace(c.trace, slot, event, old, new, idx)
-        if new != old:
-            c.states[slot] = new
-            c.counts[old] -= 1
-            c.counts[new] += 1
+        hsm_take(c, slot, event, old, c.next_state[idx], idx)
     if c.timers.cancel[idx] | c.timers.arm[idx]:
         hsm_timers_set(c.timers, slot, c.timers.cancel[idx], c.timers.arm[idx])
     return 0
